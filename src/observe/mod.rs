@@ -1,0 +1,1 @@
+//! observe: placeholder, filled by its own issue.

@@ -1,0 +1,1 @@
+//! session: the per-connection relay state machine.
