@@ -5,7 +5,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "pgveil", version, about = "Inline data-masking proxy for PostgreSQL")]
+#[command(
+    name = "pgveil",
+    version,
+    about = "Inline data-masking proxy for PostgreSQL"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
