@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Throughput of pgveil against direct PostgreSQL and PgBouncer, in one run.
+#
+# Starts a throwaway PostgreSQL, pgveil (release build) and PgBouncer in
+# session mode (installed from Debian if missing), then runs
+# `pgbench -S -c 8 -j 2` against each in simple and prepared mode and prints
+# TPS with ratios to direct. Timings on a shared machine are noisy: compare the
+# ratios of one run, not absolute figures across runs.
+#
+#   bench/pgbench.sh            # 20 s per measurement
+#   DURATION=60 bench/pgbench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-20}
+CLIENTS=${CLIENTS:-8}
+JOBS=${JOBS:-2}
+SCALE=${SCALE:-10}
+
+PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+[ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL server binaries not found; set PG_BIN" >&2; exit 1; }
+if ! command -v pgbouncer >/dev/null 2>&1; then
+  echo "installing pgbouncer from Debian..." >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null
+fi
+PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+WORK=$(mktemp -d /tmp/pgveil-bench.XXXXXX)
+chmod 755 "$WORK"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PG_PORT=$(free_port); VEIL_PORT=$(free_port); BOUNCER_PORT=$(free_port)
+
+echo "building pgveil (release)..." >&2
+cargo build --release --quiet
+
+as_pg "$PG_BIN/initdb" -D "$WORK/data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
+cat >>"$WORK/data/postgresql.conf" <<EOF
+port = $PG_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$WORK'
+max_connections = 100
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+EOF
+as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w start >/dev/null
+
+target/release/pgveil serve --listen "127.0.0.1:$VEIL_PORT" --upstream "127.0.0.1:$PG_PORT" \
+  --metrics-listen "" 2>"$WORK/pgveil.log" &
+PIDS+=($!)
+
+cat >"$WORK/pgbouncer.ini" <<EOF
+[databases]
+* = host=127.0.0.1 port=$PG_PORT
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $WORK/userlist.txt
+pool_mode = session
+max_client_conn = 100
+default_pool_size = 20
+logfile = $WORK/pgbouncer.log
+pidfile = $WORK/pgbouncer.pid
+EOF
+echo '"postgres" ""' >"$WORK/userlist.txt"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK"/pgbouncer.ini "$WORK"/userlist.txt
+as_pg "$PGBOUNCER" "$WORK/pgbouncer.ini" >/dev/null 2>&1 &
+PIDS+=($!)
+
+for port in $VEIL_PORT $BOUNCER_PORT; do
+  for _ in $(seq 100); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
+done
+
+"$PG_BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres >/dev/null 2>&1
+
+tps() { # port mode
+  "$PG_BIN/pgbench" -S -M "$2" -c "$CLIENTS" -j "$JOBS" -T "$DURATION" -n \
+    -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 | awk '/^tps/ {print int($3)}'
+}
+failed() { # port mode: zero failed transactions is part of the result
+  "$PG_BIN/pgbench" -S -M "$2" -c 2 -t 200 -n -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 |
+    awk -F'[: ]+' '/number of failed transactions/ {print $5}'
+}
+
+printf '%-10s %-9s %10s %8s %8s\n' target mode tps ratio failed
+for mode in simple prepared; do
+  direct=$(tps "$PG_PORT" "$mode")
+  for target in direct pgveil pgbouncer; do
+    case $target in
+      direct) port=$PG_PORT; t=$direct ;;
+      pgveil) port=$VEIL_PORT; t=$(tps "$port" "$mode") ;;
+      pgbouncer) port=$BOUNCER_PORT; t=$(tps "$port" "$mode") ;;
+    esac
+    ratio=$(python3 -c "print(f'{$t/$direct:.2f}x')")
+    printf '%-10s %-9s %10s %8s %8s\n' "$target" "$mode" "$t" "$ratio" "$(failed "$port" "$mode")"
+  done
+done
