@@ -242,6 +242,13 @@ impl PositionRecorder {
                 }
                 None => {
                     *pending_key = Some((scalar_key.unwrap_or("<complex key>").to_string(), at));
+                    // The parser marks a block mapping's start after its
+                    // first key; point at the first key instead.
+                    if let Some(mapping) = self.positions.get_mut(path) {
+                        if (at.line, at.column) < (mapping.value.line, mapping.value.column) {
+                            mapping.value = at;
+                        }
+                    }
                     None
                 }
             },
