@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::compile::PolicySet;
+use super::compile::{KeySource, PolicySet};
 use super::error::{PolicyErrors, Severity};
 use super::model::PolicyFile;
 
@@ -20,6 +20,10 @@ pub struct CheckArgs {
     /// (`PGVEIL_KEY_<NAME>` variables take precedence).
     #[arg(long, env = "PGVEIL_KEYS_DIR")]
     pub keys_dir: Option<PathBuf>,
+    /// Check key names only, not that their bytes are available (for CI
+    /// without the production secrets).
+    #[arg(long, conflicts_with = "keys_dir")]
+    pub skip_key_bytes: bool,
 }
 
 /// Runs `pgveil check`: prints every finding to stderr and exits non-zero
@@ -30,7 +34,14 @@ pub fn check(args: CheckArgs) -> ExitCode {
     } else {
         args.paths
     };
-    let findings = match check_paths(&paths, args.keys_dir.as_deref(), args.upstream.as_deref()) {
+    let keys = if args.skip_key_bytes {
+        KeySource::NamesOnly
+    } else {
+        KeySource::Load {
+            dir: args.keys_dir.as_deref(),
+        }
+    };
+    let findings = match check_paths(&paths, keys, args.upstream.as_deref()) {
         Ok((set, findings)) => {
             println!(
                 "{} file(s), {} protected column(s), {} mask(s)",
@@ -61,10 +72,10 @@ pub fn check(args: CheckArgs) -> ExitCode {
 /// live catalog. `Ok` carries warnings only.
 pub fn check_paths(
     paths: &[PathBuf],
-    keys_dir: Option<&std::path::Path>,
+    keys: KeySource<'_>,
     upstream: Option<&str>,
 ) -> Result<(PolicySet, PolicyErrors), PolicyErrors> {
-    let set = PolicySet::load(paths, keys_dir)?;
+    let set = PolicySet::load_with(paths, keys)?;
     let Some(url) = upstream else {
         return Ok((set, PolicyErrors::default()));
     };

@@ -107,7 +107,7 @@ impl Problem {
                 crate::mask::function_names().join(", ")
             )),
             Problem::Mask(MaskError::MissingKey { .. }) => Some(
-                "keys are read when the policy is loaded: provide the bytes, or pass --keys-dir"
+                "provide the key bytes (or pass --keys-dir; `pgveil check --skip-key-bytes` checks names only)"
                     .into(),
             ),
             Problem::Mask(_) => Some("see the masking catalogue for its arguments".into()),

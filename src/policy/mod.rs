@@ -11,7 +11,7 @@ mod source;
 mod store;
 pub mod upstream;
 
-pub use compile::{read_sources, PolicySet};
+pub use compile::{read_sources, KeySource, PolicySet};
 pub use error::{PolicyError, PolicyErrors, Problem, Severity, SourceLocation};
 pub use role::{RoleMembership, RoleMembershipCache, RolePolicy};
 pub use source::SourceFile;

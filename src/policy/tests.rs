@@ -575,3 +575,39 @@ fn upstream_check_reports_missing_columns_tables_and_unknown_roles() {
     );
     assert!(findings.has_errors());
 }
+
+// ---- packs ----
+
+#[test]
+fn the_packs_compile_together() {
+    let packs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("policies");
+    let set = PolicySet::load_with(&[packs], KeySource::NamesOnly).unwrap();
+    let members = RoleMembership::default();
+    let stranger = set.for_role("developer", &members);
+    assert_eq!(action_of(&stranger, "public.cards.cvv"), "deny");
+    assert_eq!(action_of(&stranger, "payments.cards.pan"), "mask bank_card");
+    assert_eq!(
+        action_of(&stranger, "public.customers.id_number"),
+        "mask cn_id_card"
+    );
+    // C3 secrets stay denied even for compliance.
+    let compliance = set.for_role("compliance", &members);
+    assert_eq!(action_of(&compliance, "public.cards.cvv"), "deny");
+    assert_eq!(
+        action_of(&compliance, "public.customers.id_number"),
+        "allow"
+    );
+}
+
+#[test]
+fn names_only_still_reports_undeclared_keys() {
+    let fixture = Fixture::new(&[(
+        "p.yaml",
+        "version: 1\ncolumns:\n  public.t.c:\n    mask: { fn: hash, key: pci }\n",
+    )]);
+    let errors = PolicySet::load_with(&[fixture.dir.path().to_path_buf()], KeySource::NamesOnly)
+        .unwrap_err();
+    assert!(errors
+        .to_string()
+        .contains("key `pci` is used but not declared"));
+}
