@@ -1,11 +1,691 @@
-//! net: accepting clients, TLS, startup and the auth relay.
+//! net: accepting clients, TLS, the startup phase and the auth relay.
+//!
+//! Owns sockets until authentication ends, then hands both streams to
+//! `session`. Never looks at queries or rows.
 
+pub mod cancel;
+pub mod codec;
+pub mod stream;
+pub mod tls;
+
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::ServeArgs;
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::config::{LogFormat, ServeArgs, Settings, UpstreamTls};
+use crate::observe::Metrics;
+use crate::session::{self, Phase, SessionEnd, SessionIo};
+use cancel::{CancelKey, CancelRegistry};
+use codec::{ProxyError, StartupPacket};
+use stream::Stream;
+
+/// Everything a connection needs, shared by all of them.
+pub struct Proxy {
+    pub settings: Settings,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    connector: Option<tokio_rustls::TlsConnector>,
+    pub cancel: CancelRegistry,
+    pub metrics: Arc<Metrics>,
+    slots: Arc<Semaphore>,
+}
+
+/// A failure while building a proxy from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+impl Proxy {
+    pub fn new(settings: Settings, metrics: Arc<Metrics>) -> Result<Proxy, SetupError> {
+        let acceptor = match (&settings.tls_cert, &settings.tls_key) {
+            (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+            _ => None,
+        };
+        let connector = match settings.upstream_tls {
+            UpstreamTls::Disable => None,
+            UpstreamTls::Prefer | UpstreamTls::Require => Some(tls::connector(None)?),
+            UpstreamTls::VerifyFull => Some(tls::connector(settings.upstream_ca.as_deref())?),
+        };
+        if connector.is_some() {
+            tls::server_name(&settings.upstream_server_name)?;
+        }
+        let slots = Arc::new(Semaphore::new(settings.max_connections));
+        Ok(Proxy {
+            settings,
+            acceptor,
+            connector,
+            cancel: CancelRegistry::default(),
+            metrics,
+            slots,
+        })
+    }
+}
 
 /// Entry point of `pgveil serve`.
 pub fn serve_main(args: ServeArgs) -> ExitCode {
-    let _ = args;
-    ExitCode::SUCCESS
+    let settings = match Settings::resolve(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("pgveil: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pgveil: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pgveil: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PGVEIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let listener = TcpListener::bind(&settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+    if let Some(addr) = &settings.metrics_listen {
+        let http = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
+        info!(addr = %addr, "serving /metrics");
+        tokio::spawn(crate::observe::serve_http(http, metrics.clone()));
+    }
+    let proxy = Arc::new(Proxy::new(settings, metrics)?);
+    info!(
+        listen = %listener.local_addr()?,
+        upstream = %format!("{}:{}", proxy.settings.upstream_host, proxy.settings.upstream_port),
+        "pgveil is accepting connections"
+    );
+    run(listener, proxy, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Accepts until `shutdown` resolves, then drains: idle sessions close at
+/// once, busy ones get `drain_timeout` to finish, the rest are closed with a
+/// FATAL error.
+pub async fn run(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let (phase_tx, phase_rx) = watch::channel(Phase::Running);
+    let tracker = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (sock, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let proxy = proxy.clone();
+                let phase = phase_rx.clone();
+                tracker.spawn(async move {
+                    handle_connection(proxy, sock, peer, phase).await;
+                });
+            }
+        }
+    }
+    drop(listener);
+    let active = tracker.len();
+    info!(sessions = active, drain_timeout = ?proxy.settings.drain_timeout, "shutting down: draining sessions");
+    tracker.close();
+    let _ = phase_tx.send(Phase::Draining);
+    if tokio::time::timeout(proxy.settings.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            sessions = tracker.len(),
+            "drain timeout reached: closing remaining sessions"
+        );
+        let _ = phase_tx.send(Phase::Closing);
+        let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    }
+    info!("pgveil stopped");
+}
+
+async fn handle_connection(
+    proxy: Arc<Proxy>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    phase: watch::Receiver<Phase>,
+) {
+    let _ = sock.set_nodelay(true);
+    let span = info_span!(
+        "conn",
+        peer = %peer,
+        user = tracing::field::Empty,
+        database = tracing::field::Empty
+    );
+    async move {
+        let Ok(_permit) = proxy.slots.clone().try_acquire_owned() else {
+            proxy
+                .metrics
+                .connections_rejected
+                .with_label_values(&["too_many_connections"])
+                .inc();
+            let mut sock = sock;
+            // The client may still be sending its startup packet; answer anyway.
+            let _ = sock
+                .write_all(
+                    &ProxyError::fatal("53300", "sorry, too many clients already").to_bytes(),
+                )
+                .await;
+            let _ = sock.shutdown().await;
+            return;
+        };
+        proxy.metrics.connections_total.inc();
+        let startup = tokio::time::timeout(
+            proxy.settings.auth_timeout,
+            start_session(&proxy, Stream::Plain(sock)),
+        )
+        .await;
+        let io = match startup {
+            Ok(Ok(Some(io))) => io,
+            Ok(Ok(None)) => return,
+            Ok(Err(rejected)) => {
+                debug!(
+                    reason = rejected.reason,
+                    "connection ended before the session started"
+                );
+                proxy
+                    .metrics
+                    .connections_rejected
+                    .with_label_values(&[rejected.reason])
+                    .inc();
+                return;
+            }
+            Err(_) => {
+                proxy
+                    .metrics
+                    .connections_rejected
+                    .with_label_values(&["auth_timeout"])
+                    .inc();
+                debug!("startup and authentication did not finish within auth_timeout");
+                return;
+            }
+        };
+        proxy.metrics.connections_active.inc();
+        let end = session::relay(io, &proxy.settings, &proxy.metrics, phase).await;
+        proxy.metrics.connections_active.dec();
+        proxy
+            .metrics
+            .sessions_ended
+            .with_label_values(&[end.label()])
+            .inc();
+        match end {
+            SessionEnd::ClientTerminated | SessionEnd::ClientClosed => debug!("session ended"),
+            other => info!(reason = other.label(), "session ended"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Why a connection ended before its session started.
+#[derive(Debug)]
+struct Rejected {
+    reason: &'static str,
+}
+
+fn rejected(reason: &'static str) -> Rejected {
+    Rejected { reason }
+}
+
+/// Reads one untyped startup-phase packet.
+async fn read_startup_packet(
+    client: &mut Stream,
+    buf: &mut BytesMut,
+) -> Result<Option<BytesMut>, ProxyError> {
+    loop {
+        match codec::startup_frame_len(buf) {
+            Ok(Some(len)) if buf.len() >= len => return Ok(Some(buf.split_to(len))),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(ProxyError::fatal(
+                    "08P01",
+                    format!("invalid startup packet: {e}"),
+                ))
+            }
+        }
+        match client.read_buf(buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn send_fatal(client: &mut Stream, err: ProxyError) {
+    let _ = client.write_all(&err.to_bytes()).await;
+    let _ = client.flush().await;
+    let _ = client.shutdown().await;
+}
+
+/// Runs the startup phase: SSL/GSS negotiation, cancel requests, the startup
+/// message, the upstream connection and the auth relay. `Ok(None)` means the
+/// connection was a cancel request or the client left politely.
+async fn start_session(proxy: &Proxy, mut client: Stream) -> Result<Option<SessionIo>, Rejected> {
+    let mut buf = BytesMut::with_capacity(1024);
+    let mut ssl_done = false;
+    let (packet, params) = loop {
+        let packet = match read_startup_packet(&mut client, &mut buf).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(rejected("client_closed")),
+            Err(e) => {
+                send_fatal(&mut client, e).await;
+                return Err(rejected("bad_startup"));
+            }
+        };
+        match codec::decode_startup_packet(&packet) {
+            Ok(StartupPacket::Ssl) if !ssl_done && !client.is_tls() && buf.is_empty() => {
+                ssl_done = true;
+                let Stream::Plain(tcp) = client else {
+                    return Err(rejected("bad_startup"));
+                };
+                let mut tcp = tcp;
+                match &proxy.acceptor {
+                    Some(acceptor) => {
+                        if tcp.write_all(b"S").await.is_err() {
+                            return Err(rejected("client_closed"));
+                        }
+                        match acceptor.accept(tcp).await {
+                            Ok(tls) => client = Stream::ServerTls(Box::new(tls)),
+                            Err(e) => {
+                                debug!(error = %e, "TLS handshake with client failed");
+                                return Err(rejected("tls_handshake"));
+                            }
+                        }
+                    }
+                    None => {
+                        if tcp.write_all(b"N").await.is_err() {
+                            return Err(rejected("client_closed"));
+                        }
+                        client = Stream::Plain(tcp);
+                    }
+                }
+            }
+            Ok(StartupPacket::GssEnc) if !client.is_tls() => {
+                if client.write_all(b"N").await.is_err() {
+                    return Err(rejected("client_closed"));
+                }
+            }
+            Ok(StartupPacket::Cancel { pid, secret }) => {
+                forward_cancel(proxy, pid, &secret).await;
+                return Ok(None);
+            }
+            Ok(StartupPacket::Startup { params, .. }) => break (packet, params),
+            Ok(StartupPacket::Ssl) | Ok(StartupPacket::GssEnc) => {
+                send_fatal(
+                    &mut client,
+                    ProxyError::fatal("08P01", "unexpected encryption request"),
+                )
+                .await;
+                return Err(rejected("bad_startup"));
+            }
+            Err(message) => {
+                send_fatal(&mut client, ProxyError::fatal("08P01", message)).await;
+                return Err(rejected("bad_startup"));
+            }
+        }
+    };
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let Some(user) = param("user").filter(|u| !u.is_empty()) else {
+        send_fatal(
+            &mut client,
+            ProxyError::fatal(
+                "28000",
+                "no PostgreSQL user name specified in startup packet",
+            ),
+        )
+        .await;
+        return Err(rejected("bad_startup"));
+    };
+    if let Some(repl) = param("replication") {
+        if !matches!(
+            repl.to_ascii_lowercase().as_str(),
+            "false" | "off" | "no" | "0"
+        ) {
+            send_fatal(
+                &mut client,
+                ProxyError::fatal("0A000", "pgveil does not proxy replication connections")
+                    .with_hint("Connect replication clients to the database directly."),
+            )
+            .await;
+            return Err(rejected("replication"));
+        }
+    }
+    let database = param("database").unwrap_or_else(|| user.clone());
+    let span = tracing::Span::current();
+    span.record("user", user.as_str());
+    span.record("database", database.as_str());
+
+    let mut server = match connect_upstream(proxy).await {
+        Ok(s) => s,
+        Err(e) => {
+            proxy.metrics.upstream_connect_failures.inc();
+            warn!(error = %e.message, "cannot reach the upstream");
+            send_fatal(&mut client, e).await;
+            return Err(rejected("upstream_unavailable"));
+        }
+    };
+    if server.write_all(&packet).await.is_err() {
+        send_fatal(
+            &mut client,
+            ProxyError::fatal("08006", "the upstream closed the connection during startup"),
+        )
+        .await;
+        return Err(rejected("upstream_unavailable"));
+    }
+    let (key, client_buf) = match relay_auth(proxy, &mut client, &mut server, buf).await {
+        Ok(done) => done,
+        Err(reason) => {
+            let _ = server.shutdown().await;
+            let _ = client.shutdown().await;
+            return Err(rejected(reason));
+        }
+    };
+    info!("session started");
+    Ok(Some(SessionIo {
+        client,
+        server,
+        cancel_key: key,
+        client_buf,
+        user,
+        database,
+    }))
+}
+
+/// Opens a connection to the upstream, negotiating TLS as configured.
+async fn connect_upstream(proxy: &Proxy) -> Result<Stream, ProxyError> {
+    let s = &proxy.settings;
+    let addr = (s.upstream_host.as_str(), s.upstream_port);
+    let unavailable = |what: String| {
+        ProxyError::fatal("08006", format!("pgveil cannot reach the database: {what}"))
+    };
+    let tcp = match tokio::time::timeout(s.connect_timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(e)) => return Err(unavailable(e.to_string())),
+        Err(_) => return Err(unavailable("connection timed out".into())),
+    };
+    let _ = tcp.set_nodelay(true);
+    let Some(connector) = &proxy.connector else {
+        return Ok(Stream::Plain(tcp));
+    };
+    let mut tcp = tcp;
+    let mut request = Vec::with_capacity(8);
+    request.extend_from_slice(&8i32.to_be_bytes());
+    request.extend_from_slice(&codec::SSL_REQUEST_CODE.to_be_bytes());
+    let mut answer = [0u8; 1];
+    let negotiated = async {
+        tcp.write_all(&request).await?;
+        tcp.read_exact(&mut answer).await
+    };
+    if let Err(e) = tokio::time::timeout(s.connect_timeout, negotiated)
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("TLS negotiation timed out")))
+    {
+        return Err(unavailable(e.to_string()));
+    }
+    match answer[0] {
+        b'S' => {
+            let name = tls::server_name(&s.upstream_server_name)
+                .map_err(|e| unavailable(e.to_string()))?;
+            match tokio::time::timeout(s.connect_timeout, connector.connect(name, tcp)).await {
+                Ok(Ok(tls)) => Ok(Stream::ClientTls(Box::new(tls))),
+                Ok(Err(e)) => Err(unavailable(format!("TLS handshake failed: {e}"))),
+                Err(_) => Err(unavailable("TLS handshake timed out".into())),
+            }
+        }
+        b'N' if s.upstream_tls == UpstreamTls::Prefer => Ok(Stream::Plain(tcp)),
+        b'N' => Err(unavailable(
+            "the database does not accept TLS but upstream_tls requires it".into(),
+        )),
+        _ => Err(unavailable("unexpected answer to SSLRequest".into())),
+    }
+}
+
+/// Relays authentication until the upstream's first ReadyForQuery. Returns the
+/// client's cancel key; the upstream's BackendKeyData is replaced by it.
+async fn relay_auth(
+    proxy: &Proxy,
+    client: &mut Stream,
+    server: &mut Stream,
+    mut cbuf: BytesMut,
+) -> Result<(CancelKey, BytesMut), &'static str> {
+    let mut sbuf = BytesMut::with_capacity(4096);
+    let mut out = BytesMut::with_capacity(1024);
+    let mut key: Option<CancelKey> = None;
+    let limit = proxy.settings.max_message_size;
+    loop {
+        let msg = match read_typed(server, &mut sbuf, usize::MAX >> 1).await {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                let _ = client.write_all(&out).await;
+                send_fatal(
+                    client,
+                    ProxyError::fatal(
+                        "08006",
+                        "the database closed the connection during authentication",
+                    ),
+                )
+                .await;
+                return Err("upstream_closed");
+            }
+            Err(e) => {
+                send_fatal(
+                    client,
+                    ProxyError::fatal("08P01", format!("invalid message from the database: {e}")),
+                )
+                .await;
+                return Err("upstream_protocol");
+            }
+        };
+        match msg[0] {
+            b'R' => {
+                let code = codec::auth_code(&msg).unwrap_or(-1);
+                match codec::strip_channel_binding(&msg) {
+                    Some(stripped) => out.extend_from_slice(&stripped),
+                    None => out.extend_from_slice(&msg),
+                }
+                // Ok (0) and SASLFinal (12) expect nothing from the client.
+                if code != 0 && code != 12 {
+                    if client.write_all(&out).await.is_err() {
+                        return Err("client_closed");
+                    }
+                    out.clear();
+                    let answer = match read_typed(client, &mut cbuf, limit).await {
+                        Ok(Some(m)) => m,
+                        Ok(None) => return Err("client_closed"),
+                        Err(e) => {
+                            send_fatal(
+                                client,
+                                ProxyError::fatal(
+                                    "08P01",
+                                    format!("invalid authentication message: {e}"),
+                                ),
+                            )
+                            .await;
+                            return Err("bad_startup");
+                        }
+                    };
+                    if answer[0] != b'p' {
+                        send_fatal(
+                            client,
+                            ProxyError::fatal(
+                                "08P01",
+                                format!(
+                                    "expected a password response, got message type '{}'",
+                                    answer[0].escape_ascii()
+                                ),
+                            ),
+                        )
+                        .await;
+                        return Err("bad_startup");
+                    }
+                    if server.write_all(&answer).await.is_err() {
+                        send_fatal(
+                            client,
+                            ProxyError::fatal(
+                                "08006",
+                                "the database closed the connection during authentication",
+                            ),
+                        )
+                        .await;
+                        return Err("upstream_closed");
+                    }
+                }
+            }
+            b'K' => match codec::decode_backend_key_data(&msg) {
+                Some((pid, secret)) => {
+                    let issued = proxy.cancel.register(pid, secret);
+                    codec::encode_backend_key_data(issued.pid, &issued.secret, &mut out);
+                    key = Some(issued);
+                }
+                None => out.extend_from_slice(&msg),
+            },
+            b'E' => {
+                out.extend_from_slice(&msg);
+                let _ = client.write_all(&out).await;
+                let _ = client.flush().await;
+                let _ = client.shutdown().await;
+                return Err("auth_failed");
+            }
+            b'Z' => {
+                out.extend_from_slice(&msg);
+                if client.write_all(&out).await.is_err() {
+                    return Err("client_closed");
+                }
+                // A server that sends no key (none does today) still gets one
+                // for the client, which then cancels nothing.
+                let key = key.unwrap_or_else(|| proxy.cancel.register(0, vec![0; 4]));
+                return Ok((key, cbuf));
+            }
+            _ => out.extend_from_slice(&msg),
+        }
+    }
+}
+
+/// Reads one complete typed message.
+pub(crate) async fn read_typed(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    limit: usize,
+) -> Result<Option<BytesMut>, codec::FrameError> {
+    loop {
+        if let Some(len) = codec::typed_frame_len(buf, limit)? {
+            if buf.len() >= len {
+                return Ok(Some(buf.split_to(len)));
+            }
+            buf.reserve(len - buf.len());
+        }
+        match stream.read_buf(buf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Sends a client's cancel request to the upstream backend its key stands for.
+async fn forward_cancel(proxy: &Proxy, pid: i32, secret: &[u8]) {
+    let Some(target) = proxy.cancel.lookup(pid, secret) else {
+        proxy
+            .metrics
+            .cancel_requests
+            .with_label_values(&["unknown_key"])
+            .inc();
+        debug!(pid, "cancel request with an unknown key ignored");
+        return;
+    };
+    match connect_upstream(proxy).await {
+        Ok(mut upstream) => {
+            let packet = codec::encode_cancel_request(target.upstream_pid, &target.upstream_secret);
+            let _ = upstream.write_all(&packet).await;
+            let _ = upstream.flush().await;
+            // The server closes the connection once it has read the request.
+            let mut sink = [0u8; 16];
+            let _ = tokio::time::timeout(Duration::from_secs(5), upstream.read(&mut sink)).await;
+            proxy
+                .metrics
+                .cancel_requests
+                .with_label_values(&["forwarded"])
+                .inc();
+        }
+        Err(e) => {
+            proxy
+                .metrics
+                .cancel_requests
+                .with_label_values(&["upstream_unavailable"])
+                .inc();
+            warn!(error = %e.message, "cannot forward a cancel request");
+        }
+    }
 }
