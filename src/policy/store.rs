@@ -118,15 +118,25 @@ impl PolicyStore {
         &self.state.dir
     }
 
-    /// Recompiles the directory and swaps the new set in if it is clean.
-    /// Returns the active version (unchanged when the files are). On error
-    /// the previous set stays active, the problems are logged with file and
-    /// line, and the failure counter goes up.
+    /// Recompiles the directory (and re-reads the key bytes, so SIGHUP picks
+    /// up rotated keys) and swaps the new set in if it is clean. Returns the
+    /// new version. On error the previous set stays active, the problems are
+    /// logged with file and line, and the failure counter goes up.
     pub fn reload(&self) -> Result<u64, PolicyErrors> {
+        self.reload_files(true)
+    }
+
+    /// Like `reload`, but does nothing when no policy file changed: the
+    /// watcher sees many events that change nothing.
+    pub fn reload_if_changed(&self) -> Result<u64, PolicyErrors> {
+        self.reload_files(false)
+    }
+
+    fn reload_files(&self, force: bool) -> Result<u64, PolicyErrors> {
         let state = &self.state;
         let _serialized = state.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let files_now = fingerprint(&state.dir);
-        {
+        if !force {
             let active = state.fingerprint.lock().unwrap_or_else(|p| p.into_inner());
             if *active == files_now {
                 return Ok(self.current().version());
@@ -178,8 +188,8 @@ impl PolicyStore {
             .spawn(move || {
                 while events_rx.recv().is_ok() {
                     while events_rx.recv_timeout(DEBOUNCE).is_ok() {}
-                    // Errors are logged and counted inside reload().
-                    let _ = store.reload();
+                    // Errors are logged and counted inside.
+                    let _ = store.reload_if_changed();
                 }
             })
             .map_err(notify::Error::io)?;

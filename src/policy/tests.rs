@@ -445,15 +445,15 @@ fn reload_swaps_a_good_set_and_keeps_the_last_good_one_on_error() {
     let first = store.current();
     assert_eq!(first.version(), 1);
 
-    // Unchanged files: nothing to do.
-    assert_eq!(store.reload().unwrap(), 1);
+    // Unchanged files: nothing to do for the watcher.
+    assert_eq!(store.reload_if_changed().unwrap(), 1);
 
     std::fs::write(
         fixture.file("extra.yaml"),
         "version: 1\ncolumns:\n  public.t.c:\n    mask: redact\n",
     )
     .unwrap();
-    assert_eq!(store.reload().unwrap(), 2);
+    assert_eq!(store.reload_if_changed().unwrap(), 2);
     assert_eq!(store.current().protected_columns().count(), 4);
     // A statement that started before keeps its set.
     assert_eq!(first.protected_columns().count(), 3);
@@ -467,6 +467,16 @@ fn reload_swaps_a_good_set_and_keeps_the_last_good_one_on_error() {
     assert_eq!(metrics["pgveil_policy_reloads_total"], 1.0);
     assert_eq!(metrics["pgveil_policy_reload_failures_total"], 1.0);
     assert_eq!(metrics["pgveil_policy_version"], 2.0);
+
+    // An explicit reload (SIGHUP) recompiles even unchanged files, so
+    // rotated key bytes are read again.
+    std::fs::write(
+        fixture.file("extra.yaml"),
+        "version: 1\ncolumns:\n  public.t.c:\n    mask: redact\n",
+    )
+    .unwrap();
+    assert_eq!(store.reload().unwrap(), 3);
+    assert_eq!(store.reload().unwrap(), 4);
 }
 
 fn metric_values(registry: &prometheus::Registry) -> std::collections::HashMap<String, f64> {
