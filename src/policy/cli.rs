@@ -85,12 +85,25 @@ pub fn check_paths(
         .map_err(|e| upstream_failure(paths, e.to_string()))?;
     let findings = runtime
         .block_on(super::upstream::check_against(&set, url))
-        .map_err(|e| upstream_failure(paths, e.to_string()))?;
+        .map_err(|e| upstream_failure(paths, with_causes(&e)))?;
     if findings.has_errors() {
         Err(findings)
     } else {
         Ok((set, findings))
     }
+}
+
+/// tokio-postgres keeps the useful part ("connection refused", "password
+/// authentication failed") in the error's source.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn upstream_failure(paths: &[PathBuf], message: String) -> PolicyErrors {
@@ -100,7 +113,7 @@ fn upstream_failure(paths: &[PathBuf], message: String) -> PolicyErrors {
             line: 1,
             column: 1,
         },
-        super::Problem::Upstream(format!("cannot check against the upstream: {message}")),
+        super::Problem::UpstreamUnreachable(message),
     )])
 }
 

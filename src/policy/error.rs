@@ -66,6 +66,8 @@ pub enum Problem {
     NoDefault(String),
     #[error("{0}")]
     Upstream(String),
+    #[error("cannot check against the upstream database: {0}")]
+    UpstreamUnreachable(String),
     #[error("mask `{mask}` cannot be applied to column `{column}` of type `{type_name}`")]
     TypeMismatch {
         mask: String,
@@ -123,6 +125,10 @@ impl Problem {
                     .into(),
             ),
             Problem::Upstream(_) => Some("fix the name, or create it in the database".into()),
+            Problem::UpstreamUnreachable(_) => Some(
+                "check the --upstream URL (postgres://user:password@host:port/db), the credentials and pg_hba.conf"
+                    .into(),
+            ),
             Problem::TypeMismatch { .. } => {
                 Some("choose a mask for this type, or `action: deny`".into())
             }
