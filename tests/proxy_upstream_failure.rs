@@ -55,9 +55,15 @@ async fn upstream_killed_mid_query_then_pgveil_serves_new_sessions() {
 
     // While the database is down, a new client gets a clear FATAL error.
     let err = connect(&conn).await.err().unwrap();
-    let db = err.as_db_error().expect("a PostgreSQL error, not a dropped socket");
+    let db = err
+        .as_db_error()
+        .expect("a PostgreSQL error, not a dropped socket");
     assert_eq!(db.code().code(), "08006");
-    assert!(db.message().contains("cannot reach the database"), "{}", db.message());
+    assert!(
+        db.message().contains("cannot reach the database"),
+        "{}",
+        db.message()
+    );
 
     // Once it is back, pgveil serves again without a restart.
     let start = if unsafe { libc::geteuid() } == 0 {
@@ -84,5 +90,7 @@ async fn upstream_killed_mid_query_then_pgveil_serves_new_sessions() {
     let fresh = connect(&conn).await.unwrap();
     let r = fresh.query_one("SELECT 41 + 1", &[]).await.unwrap();
     assert_eq!(r.get::<_, i32>(0), 42);
-    assert!(p.metrics().contains("pgveil_upstream_connect_failures_total 1"));
+    assert!(p
+        .metrics()
+        .contains("pgveil_upstream_connect_failures_total 1"));
 }
