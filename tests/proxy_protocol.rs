@@ -679,3 +679,69 @@ async fn shutdown_drains_then_closes_with_fatal() {
     let err = stuck.simple_query("SELECT 1").await.unwrap_err();
     assert!(err.is_closed() || err.as_db_error().is_some(), "{err}");
 }
+
+#[tokio::test]
+async fn abrupt_disconnects_leak_no_session_or_backend() {
+    let p = Proxy::start(&[]);
+    let conn = p.conn_str(ALICE.0, ALICE.1, "app");
+    let marker = "pgveil_leak_probe";
+    let count_backends = || async {
+        let admin = connect(&proxy().conn_str(ALICE.0, ALICE.1, "app"))
+            .await
+            .unwrap();
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&marker],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    // Sessions that vanish without Terminate, some of them mid-query (whose
+    // backends, as with a direct connection, end when their query does).
+    for i in 0..10 {
+        let (c, conn_task) = tokio_postgres::connect(
+            &format!("{conn} application_name={marker}"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .unwrap();
+        let handle = tokio::spawn(conn_task);
+        if i % 2 == 0 {
+            let q = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(1)").await });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            q.abort();
+        } else {
+            c.simple_query("SELECT 1").await.unwrap();
+            std::mem::forget(c);
+        }
+        // Dropping the connection future closes the socket with no Terminate.
+        handle.abort();
+    }
+    // Clients that give up during startup and authentication.
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+        let _ = s.write_all(&[0, 0, 0, 40, 0, 3, 0, 0]);
+    }
+    let mut backends = -1;
+    for _ in 0..100 {
+        backends = count_backends().await;
+        let active = p
+            .metrics()
+            .lines()
+            .find(|l| l.starts_with("pgveil_connections_active "))
+            .map(|l| l.ends_with(" 0"))
+            .unwrap_or(false);
+        if backends == 0 && active {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(backends, 0, "upstream backends left behind");
+    assert!(
+        p.metrics().contains("pgveil_connections_active 0"),
+        "{}",
+        p.metrics()
+    );
+}
