@@ -259,6 +259,8 @@ const VALUE_PRESERVING_FUNCTIONS: &[&str] = &[
     "lag",
     "lead",
 ];
+/// Value-preserving functions that pick a value by comparing them.
+const ORDERING_FUNCTIONS: &[&str] = &["greatest", "least", "min", "max"];
 /// Functions whose result reveals nothing of their arguments' values.
 const VALUE_FREE_FUNCTIONS: &[&str] = &["count", "row_number", "rank", "dense_rank", "ntile"];
 /// SQL syntax that sqlparser represents as a function call but that is not a
@@ -439,7 +441,7 @@ impl<'c> Walker<'c> {
             for cte in &with.cte_tables {
                 let name = ident_name(&cte.alias.name);
                 let columns = if with.recursive {
-                    self.recursive_cte(&name, &cte.query)
+                    self.recursive_cte(&name, &cte.query, &cte.alias.columns)
                 } else {
                     self.query(&cte.query)
                 };
@@ -467,7 +469,12 @@ impl<'c> Walker<'c> {
 
     /// A recursive CTE's columns can move into each other on every
     /// iteration, so iterate its analysis until the lineage stops growing.
-    fn recursive_cte(&mut self, name: &str, query: &Query) -> Vec<OutputColumn> {
+    fn recursive_cte(
+        &mut self,
+        name: &str,
+        query: &Query,
+        alias_columns: &[ast::TableAliasColumnDef],
+    ) -> Vec<OutputColumn> {
         let seed = match query.body.as_ref() {
             SetExpr::SetOperation { left, .. } => {
                 let mut probe = Walker::new(self.catalog, self.search_path);
@@ -475,14 +482,14 @@ impl<'c> Walker<'c> {
                 probe.frames = std::mem::take(&mut self.frames);
                 let seed = probe.set_expr(left);
                 self.frames = std::mem::take(&mut probe.frames);
-                seed
+                rename_columns(seed, alias_columns)
             }
             _ => Vec::new(),
         };
         let mut current = seed;
         for _ in 0..8 {
             self.ctes.push((name.to_owned(), Arc::new(current.clone())));
-            let next = self.query(query);
+            let next = rename_columns(self.query(query), alias_columns);
             self.ctes.pop();
             let mut merged = next.clone();
             for (out, prev) in merged.iter_mut().zip(current.iter()) {
@@ -1383,10 +1390,19 @@ impl<'c> Walker<'c> {
             Expr::Exists { subquery, .. } => {
                 let _ = self.query(subquery);
             }
-            other => {
-                let s = self.expr(other);
-                self.use_sources(&s, false);
-            }
+            other => match general_operands(other) {
+                // Ranges, LIKE, IS TRUE …: every operand is a general use.
+                Some(operands) => {
+                    for operand in operands {
+                        let s = self.expr(operand);
+                        self.use_sources(&s, false);
+                    }
+                }
+                None => {
+                    let s = self.expr(other);
+                    self.use_sources(&s, false);
+                }
+            },
         }
     }
 
@@ -1742,6 +1758,12 @@ impl<'c> Walker<'c> {
         }
         if SINK_FUNCTIONS.contains(&name) {
             self.sink_function(name, &function.args, &args);
+        }
+        if ORDERING_FUNCTIONS.contains(&name) {
+            // The result tells which argument or row is largest.
+            for a in &args {
+                self.use_sources(a, false);
+            }
         }
         let mut sources = Sources::new();
         if VALUE_FREE_FUNCTIONS.contains(&name) {
@@ -2232,6 +2254,34 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
         columns,
         effects: walker.effects,
     }
+}
+
+/// Operands of a boolean test other than equality; `None` for expressions
+/// that are not such a test.
+fn general_operands(expr: &Expr) -> Option<Vec<&Expr>> {
+    Some(match expr {
+        Expr::BinaryOp { left, right, .. } => vec![left.as_ref(), right.as_ref()],
+        Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. } => {
+            vec![left.as_ref(), right.as_ref()]
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => vec![expr.as_ref(), low.as_ref(), high.as_ref()],
+        Expr::Like { expr, pattern, .. }
+        | Expr::ILike { expr, pattern, .. }
+        | Expr::SimilarTo { expr, pattern, .. }
+        | Expr::RLike { expr, pattern, .. } => vec![expr.as_ref(), pattern.as_ref()],
+        Expr::IsFalse(e)
+        | Expr::IsNotFalse(e)
+        | Expr::IsTrue(e)
+        | Expr::IsNotTrue(e)
+        | Expr::IsUnknown(e)
+        | Expr::IsNotUnknown(e)
+        | Expr::IsJson { expr: e, .. }
+        | Expr::IsNormalized { expr: e, .. } => vec![e.as_ref()],
+        Expr::UnaryOp { expr, .. } => vec![expr.as_ref()],
+        _ => return None,
+    })
 }
 
 fn rename_columns(
