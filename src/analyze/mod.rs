@@ -1,5 +1,611 @@
 //! analyze: SQL text -> lineage of every output column and every use of a
-//! protected column -> plan. Pure: no sockets, no tokio.
+//! protected column -> plan. Pure: no sockets, no tokio (the catalog loader
+//! borrows a `tokio_postgres::Client` the caller owns).
+//!
+//! # Session-facing API
+//!
+//! ```text
+//! let analyzer = Analyzer::new(capacity);                  // one per process
+//! let planned: Vec<PlannedStatement> =
+//!     analyzer.plan(sql, &SessionContext { database, search_path },
+//!                   &catalog, policy /* &dyn PolicyView */, policy_version);
+//! ```
+//!
+//! One `PlannedStatement { kind, plan, analysis }` per statement of `sql`, in
+//! order. `plan` is `Allow`, `Mask { columns }` (field index of the
+//! RowDescription/DataRow/COPY row -> decision + source column) or `Block`.
+//! `kind` tells the session what else to do:
+//!
+//! - `Ddl`: invalidate the catalog of the database after it succeeds.
+//! - `SetSearchPath { schemas }`: update the session's search_path (`None`:
+//!   back to the server default). Blocked for restricted roles.
+//! - `DeclareCursor { name }`: `plan` is the plan of the cursor's rows; keep
+//!   it for `Fetch { cursor }`, whose own `plan` is only a fail-closed
+//!   placeholder (Block for restricted roles) the session replaces with the
+//!   stored one. `Close { cursor }` forgets it (`None`: CLOSE ALL).
+//! - `Prepare { name }` / `Execute { name }` / `Deallocate`: same pattern
+//!   for SQL-level prepared statements. A Block on DECLARE/PREPARE means the
+//!   statement itself must be rejected.
+//! - `CopyTo { to_client: true }`: `plan` applies to each COPY data row.
+//! - `Transaction`, `Setting`, `Show`: recognised from the first keyword
+//!   without a parse.
+//!
+//! The analysis (lineage, uses, effects) is independent of the policy and is
+//! cached by (database, search_path, catalog generation, statement text with
+//! literals normalised); decisions that depend on a literal's text are cached
+//! under the exact text only. The plan is derived from it on every call.
 
+pub mod catalog;
 pub mod cli;
+pub mod fallback;
+pub mod lineage;
+pub mod plan;
 pub mod policy_view;
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use sqlparser::ast::{self, Statement};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+pub use catalog::{Catalog, CatalogCache, CatalogError};
+pub use lineage::{Effects, Flow, OutputColumn, Sources};
+pub use plan::{BlockReason, MaskedColumn, StatementPlan};
+
+use fallback::{FallbackScan, QuickKind};
+use lineage::{HazardRule, Walker};
+use policy_view::PolicyView;
+
+/// What the session knows about where a statement runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SessionContext {
+    pub database: String,
+    /// Schemas in order, `$user` already expanded by the session.
+    pub search_path: Vec<String>,
+}
+
+/// What a statement is, as far as the session's state machine cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementKind {
+    Query,
+    Insert,
+    Update,
+    Delete,
+    Merge,
+    CopyTo {
+        to_client: bool,
+    },
+    CopyFrom,
+    DeclareCursor {
+        name: String,
+    },
+    Fetch {
+        cursor: String,
+    },
+    Close {
+        cursor: Option<String>,
+    },
+    Prepare {
+        name: String,
+    },
+    Execute {
+        name: String,
+    },
+    Deallocate {
+        name: Option<String>,
+    },
+    SetSearchPath {
+        schemas: Option<Vec<String>>,
+    },
+    Setting,
+    Show,
+    Transaction,
+    Ddl,
+    Explain,
+    Call,
+    Notify,
+    Listen,
+    Discard,
+    Other,
+    /// sqlparser could not parse it; judged by the token scan.
+    Unparsed,
+}
+
+/// The cached, policy-independent analysis of one statement.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub kind: StatementKind,
+    /// Output columns in RowDescription order (COPY: row field order).
+    pub outputs: Vec<OutputColumn>,
+    pub effects: Effects,
+    /// The analysis read a literal's text (positional ORDER BY, set_config,
+    /// the fallback scan): never share it across different literals.
+    pub literal_sensitive: bool,
+    /// Present for statements sqlparser could not parse.
+    pub fallback: Option<FallbackScan>,
+}
+
+impl Analysis {
+    fn new(kind: StatementKind) -> Analysis {
+        Analysis {
+            kind,
+            outputs: Vec::new(),
+            effects: Effects::default(),
+            literal_sensitive: false,
+            fallback: None,
+        }
+    }
+}
+
+/// One statement's analysis and the plan for the calling role.
+#[derive(Debug, Clone)]
+pub struct PlannedStatement {
+    pub kind: StatementKind,
+    pub plan: StatementPlan,
+    pub analysis: Arc<Analysis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CacheKey {
+    database: String,
+    search_path: Vec<String>,
+    catalog_generation: u64,
+    /// Normalised text, or `=` + exact text for literal-sensitive entries.
+    text: String,
+}
+
+/// Analyses statements and caches the analyses.
+#[derive(Debug)]
+pub struct Analyzer {
+    cache: DashMap<CacheKey, Arc<Vec<Arc<Analysis>>>>,
+    capacity: usize,
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Analyzer::new(10_000)
+    }
+}
+
+impl Analyzer {
+    /// `capacity`: cached statement strings before the cache is emptied.
+    pub fn new(capacity: usize) -> Analyzer {
+        Analyzer {
+            cache: DashMap::new(),
+            capacity,
+        }
+    }
+
+    /// Plans every statement in `sql` for the role behind `policy`.
+    ///
+    /// `policy_version` identifies the compiled policy; plans are cheap to
+    /// derive and are not cached across versions.
+    pub fn plan(
+        &self,
+        sql: &str,
+        ctx: &SessionContext,
+        catalog: &Catalog,
+        policy: &dyn PolicyView,
+        policy_version: u64,
+    ) -> Vec<PlannedStatement> {
+        let _ = policy_version;
+        let analyses = self.analyse(sql, ctx, catalog);
+        analyses
+            .iter()
+            .map(|analysis| {
+                let plan = plan_for(analysis, catalog, policy);
+                PlannedStatement {
+                    kind: analysis.kind.clone(),
+                    plan,
+                    analysis: Arc::clone(analysis),
+                }
+            })
+            .collect()
+    }
+
+    /// The (cached) analyses of every statement in `sql`.
+    pub fn analyse(
+        &self,
+        sql: &str,
+        ctx: &SessionContext,
+        catalog: &Catalog,
+    ) -> Arc<Vec<Arc<Analysis>>> {
+        let mut key = CacheKey {
+            database: ctx.database.clone(),
+            search_path: ctx.search_path.clone(),
+            catalog_generation: catalog.generation(),
+            text: fallback::normalize(sql),
+        };
+        if let Some(hit) = self.cache.get(&key) {
+            return Arc::clone(&hit);
+        }
+        let normalized = std::mem::take(&mut key.text);
+        key.text = format!("={sql}");
+        if let Some(hit) = self.cache.get(&key) {
+            return Arc::clone(&hit);
+        }
+        let analyses: Vec<Arc<Analysis>> = analyse_uncached(sql, &ctx.search_path, catalog)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        if !analyses.iter().any(|a| a.literal_sensitive) {
+            key.text = normalized;
+        }
+        let analyses = Arc::new(analyses);
+        if self.cache.len() >= self.capacity {
+            // Crude but bounded: statement sets of real apps are small.
+            self.cache.clear();
+        }
+        self.cache.insert(key, Arc::clone(&analyses));
+        analyses
+    }
+}
+
+fn plan_for(analysis: &Analysis, catalog: &Catalog, policy: &dyn PolicyView) -> StatementPlan {
+    match &analysis.kind {
+        // Placeholders: the session substitutes the plan it stored.
+        StatementKind::Fetch { .. } | StatementKind::Execute { .. } if policy.is_restricted() => {
+            StatementPlan::Block(BlockReason {
+                reason: "pgveil has no plan for this cursor or prepared statement".into(),
+                rule: HazardRule::DynamicSql.as_str().into(),
+                column: None,
+                hint: "DECLARE or PREPARE it on this connection first".into(),
+            })
+        }
+        _ => plan::derive(analysis, catalog, policy),
+    }
+}
+
+/// Analyses every statement of `sql` without the cache.
+pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) -> Vec<Analysis> {
+    if let Some(kind) = fallback::quick_kind(sql) {
+        return vec![Analysis::new(match kind {
+            QuickKind::Transaction => StatementKind::Transaction,
+            QuickKind::Setting => StatementKind::Setting,
+            QuickKind::Show => StatementKind::Show,
+        })];
+    }
+    let dialect = PostgreSqlDialect {};
+    match Parser::parse_sql(&dialect, sql) {
+        Ok(statements) => statements
+            .iter()
+            .map(|s| analyse_statement(s, search_path, catalog))
+            .collect(),
+        // Find which statements fail, so the others keep their analysis.
+        Err(_) => fallback::split_statements(sql)
+            .into_iter()
+            .map(|piece| match Parser::parse_sql(&dialect, piece) {
+                Ok(statements) if statements.len() == 1 => {
+                    analyse_statement(&statements[0], search_path, catalog)
+                }
+                _ => {
+                    let mut analysis = Analysis::new(StatementKind::Unparsed);
+                    analysis.fallback = Some(fallback::scan(piece));
+                    analysis.literal_sensitive = true;
+                    analysis
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Analyses one parsed statement.
+pub fn analyse_statement(
+    statement: &Statement,
+    search_path: &[String],
+    catalog: &Catalog,
+) -> Analysis {
+    let mut walker = Walker::new(catalog, search_path);
+    let (kind, outputs) = walk_statement(&mut walker, statement);
+    Analysis {
+        kind,
+        outputs,
+        effects: walker.effects,
+        literal_sensitive: walker.literal_sensitive,
+        fallback: None,
+    }
+}
+
+fn names(parts: &ast::ObjectName) -> String {
+    parts
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(lineage::ident_name)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn walk_statement(
+    walker: &mut Walker<'_>,
+    statement: &Statement,
+) -> (StatementKind, Vec<OutputColumn>) {
+    use StatementKind as K;
+    match statement {
+        Statement::Query(query) => (K::Query, walker.query(query)),
+        Statement::Insert(_) => (K::Insert, walker.dml(statement)),
+        Statement::Update(_) => (K::Update, walker.dml(statement)),
+        Statement::Delete(_) => (K::Delete, walker.dml(statement)),
+        Statement::Merge(_) => (K::Merge, walker.dml(statement)),
+        Statement::Copy {
+            source, to, target, ..
+        } => {
+            if !to {
+                if let ast::CopySource::Table { table_name, .. } = source {
+                    let parts: Vec<String> =
+                        names(table_name).split('.').map(str::to_owned).collect();
+                    let _ = parts;
+                }
+                return (K::CopyFrom, Vec::new());
+            }
+            let outputs = walker.copy_source(source);
+            let to_client = matches!(target, ast::CopyTarget::Stdout);
+            if !to_client {
+                for output in &outputs {
+                    for (column, flow) in &output.sources {
+                        walker.effects.sinks.insert(lineage::Sink {
+                            source: column.clone(),
+                            flow: *flow,
+                            target: None,
+                            via: "COPY TO a file or program",
+                        });
+                    }
+                }
+                return (K::CopyTo { to_client }, Vec::new());
+            }
+            (K::CopyTo { to_client }, outputs)
+        }
+        Statement::Declare { stmts, .. } => match stmts.as_slice() {
+            [declare] => match (&declare.for_query, declare.names.first()) {
+                (Some(query), Some(name)) => (
+                    K::DeclareCursor {
+                        name: lineage::ident_name(name),
+                    },
+                    walker.query(query),
+                ),
+                _ => {
+                    walker
+                        .effects
+                        .hazard(HazardRule::Unanalysable, "DECLARE form");
+                    (K::Other, Vec::new())
+                }
+            },
+            _ => {
+                walker
+                    .effects
+                    .hazard(HazardRule::Unanalysable, "DECLARE form");
+                (K::Other, Vec::new())
+            }
+        },
+        Statement::Fetch { name, .. } => (
+            K::Fetch {
+                cursor: lineage::ident_name(name),
+            },
+            Vec::new(),
+        ),
+        Statement::Close { cursor } => (
+            K::Close {
+                cursor: match cursor {
+                    ast::CloseCursor::All => None,
+                    ast::CloseCursor::Specific { name } => Some(lineage::ident_name(name)),
+                },
+            },
+            Vec::new(),
+        ),
+        Statement::Prepare {
+            name, statement, ..
+        } => {
+            let (_, outputs) = walk_statement(walker, statement);
+            (
+                K::Prepare {
+                    name: lineage::ident_name(name),
+                },
+                outputs,
+            )
+        }
+        Statement::Execute {
+            name,
+            parameters,
+            immediate,
+            using,
+            ..
+        } => {
+            if *immediate || !using.is_empty() {
+                walker
+                    .effects
+                    .hazard(HazardRule::DynamicSql, "EXECUTE IMMEDIATE");
+            }
+            for p in parameters {
+                let _ = walker.expr(p);
+            }
+            match name {
+                Some(name) => (K::Execute { name: names(name) }, Vec::new()),
+                None => {
+                    walker.effects.hazard(HazardRule::DynamicSql, "EXECUTE");
+                    (K::Other, Vec::new())
+                }
+            }
+        }
+        Statement::Deallocate { name, .. } => {
+            let name = lineage::ident_name(name);
+            (
+                K::Deallocate {
+                    name: (name != "all").then_some(name),
+                },
+                Vec::new(),
+            )
+        }
+        Statement::Explain { statement, .. } => {
+            // EXPLAIN [ANALYZE] runs or plans the statement: its filters and
+            // writes count, its rows are not returned.
+            let _ = walk_statement(walker, statement);
+            (
+                K::Explain,
+                vec![OutputColumn {
+                    name: "QUERY PLAN".into(),
+                    sources: Sources::new(),
+                }],
+            )
+        }
+        Statement::Set(set) => walk_set(walker, set),
+        Statement::Reset(reset) => {
+            let text = reset.to_string().to_lowercase();
+            if text.contains("search_path") || text.contains(" all") {
+                (K::SetSearchPath { schemas: None }, Vec::new())
+            } else {
+                (K::Setting, Vec::new())
+            }
+        }
+        Statement::ShowVariable { .. } => (K::Show, Vec::new()),
+        Statement::StartTransaction { .. }
+        | Statement::Commit { .. }
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => (K::Transaction, Vec::new()),
+        Statement::Call(function) => {
+            let _ = walker.expr(&ast::Expr::Function(function.clone()));
+            (K::Call, Vec::new())
+        }
+        Statement::NOTIFY { .. } => (K::Notify, Vec::new()),
+        Statement::LISTEN { .. } | Statement::UNLISTEN { .. } => (K::Listen, Vec::new()),
+        Statement::Discard { .. } => (K::Discard, Vec::new()),
+        Statement::CreateTable(create) => {
+            if let Some(query) = &create.query {
+                let outputs = walker.query(query);
+                for output in &outputs {
+                    for (column, flow) in &output.sources {
+                        walker.effects.sinks.insert(lineage::Sink {
+                            source: column.clone(),
+                            flow: *flow,
+                            target: None,
+                            via: "CREATE TABLE AS",
+                        });
+                    }
+                }
+            }
+            (K::Ddl, Vec::new())
+        }
+        Statement::CreateView(view) => {
+            // The view is analysed again whenever it is read; here only its
+            // filters count (a view is a stored oracle otherwise).
+            let _ = walker.query(&view.query);
+            (K::Ddl, Vec::new())
+        }
+        Statement::AlterTable(alter) => {
+            walker.ddl_on_table(&alter.name, &alter.operations);
+            (K::Ddl, Vec::new())
+        }
+        Statement::CreatePolicy(policy) => {
+            walker.ddl_on_table(&policy.table_name, policy);
+            (K::Ddl, Vec::new())
+        }
+        Statement::CreateIndex(index) => {
+            walker.ddl_on_table(&index.table_name, &index.predicate);
+            (K::Ddl, Vec::new())
+        }
+        Statement::CreateFunction(_)
+        | Statement::CreateProcedure { .. }
+        | Statement::CreateTrigger(_)
+        | Statement::CreateRule(_)
+        | Statement::CreateAggregate(_)
+        | Statement::CreateOperator(_)
+        | Statement::AlterFunction(_) => {
+            walker.effects.hazard(
+                HazardRule::ServerCode,
+                "defines server-side code that runs outside pgveil's view",
+            );
+            (K::Ddl, Vec::new())
+        }
+        Statement::Drop { .. }
+        | Statement::DropFunction(_)
+        | Statement::DropTrigger(_)
+        | Statement::Truncate(_)
+        | Statement::CreateSchema { .. }
+        | Statement::CreateSequence { .. }
+        | Statement::CreateType { .. }
+        | Statement::CreateDomain(_)
+        | Statement::CreateExtension(_)
+        | Statement::DropExtension(_)
+        | Statement::CreateRole(_)
+        | Statement::AlterView(_)
+        | Statement::AlterIndex { .. }
+        | Statement::AlterRole { .. }
+        | Statement::AlterSchema(_)
+        | Statement::AlterType(_)
+        | Statement::Comment { .. }
+        | Statement::Grant(_)
+        | Statement::Revoke(_)
+        | Statement::RefreshMaterializedView(_) => (K::Ddl, Vec::new()),
+        Statement::Lock(_) | Statement::Analyze(_) | Statement::Vacuum(_) => (K::Other, Vec::new()),
+        other => {
+            walker.effects.hazard(
+                HazardRule::Unanalysable,
+                format!(
+                    "statement kind not modelled: {}",
+                    first_words(&other.to_string())
+                ),
+            );
+            (K::Other, Vec::new())
+        }
+    }
+}
+
+fn walk_set(walker: &mut Walker<'_>, set: &ast::Set) -> (StatementKind, Vec<OutputColumn>) {
+    let assignments: Vec<(String, &[ast::Expr])> = match set {
+        ast::Set::SingleAssignment {
+            variable, values, ..
+        } => vec![(names(variable), values.as_slice())],
+        ast::Set::MultipleAssignments { assignments } => assignments
+            .iter()
+            .map(|a| (names(&a.name), std::slice::from_ref(&a.value)))
+            .collect(),
+        ast::Set::ParenthesizedAssignments { variables, values } => variables
+            .iter()
+            .map(|v| (names(v), values.as_slice()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (variable, values) in assignments {
+        if variable == "search_path" {
+            let schemas: Vec<String> = values
+                .iter()
+                .flat_map(|v| match v {
+                    ast::Expr::Identifier(ident) => vec![lineage::ident_name(ident)],
+                    ast::Expr::Value(v) => match &v.value {
+                        ast::Value::SingleQuotedString(s) => s
+                            .split(',')
+                            .map(|p| p.trim().trim_matches('"').to_owned())
+                            .collect(),
+                        _ => vec![v.to_string()],
+                    },
+                    other => vec![other.to_string()],
+                })
+                .collect();
+            walker.literal_sensitive = true;
+            walker
+                .effects
+                .hazard(HazardRule::SearchPath, "SET search_path");
+            let schemas =
+                (!schemas.iter().any(|s| s.eq_ignore_ascii_case("default"))).then_some(schemas);
+            return (StatementKind::SetSearchPath { schemas }, Vec::new());
+        }
+        if variable == "role" || variable == "session_authorization" {
+            continue;
+        }
+        for value in values {
+            // Values are literals or names; an expression here is unusual.
+            if !matches!(value, ast::Expr::Value(_) | ast::Expr::Identifier(_)) {
+                let _ = walker.expr(value);
+            }
+        }
+    }
+    (StatementKind::Setting, Vec::new())
+}
+
+fn first_words(text: &str) -> String {
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}

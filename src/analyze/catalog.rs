@@ -1,0 +1,414 @@
+//! The catalog of one upstream database: what `SELECT *`, unqualified names,
+//! views and function calls resolve to. Loaded from `pg_catalog` over
+//! pgveil's own connection, or from the JSON that `pgveil catalog dump`
+//! writes. Immutable once built; a refresh builds a new one with a higher
+//! generation, so cached analyses keyed on the generation never go stale.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use super::lineage::RelationLineage;
+
+/// Schemas whose objects ship with PostgreSQL.
+pub const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
+
+/// Why a catalog could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("reading the catalog from the upstream failed: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    #[error("catalog JSON is invalid: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("reading catalog file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("catalog row has an unexpected {what}: {value}")]
+    UnexpectedValue { what: &'static str, value: String },
+}
+
+/// What kind of relation a name stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationKind {
+    Table,
+    PartitionedTable,
+    View,
+    MaterializedView,
+    ForeignTable,
+}
+
+/// One column of a relation, in attnum order; dropped columns are omitted.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatalogColumn {
+    pub name: String,
+    pub attnum: i16,
+    pub type_oid: u32,
+    pub type_name: String,
+}
+
+/// A table, view or materialized view.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Relation {
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    pub kind: RelationKind,
+    pub columns: Vec<CatalogColumn>,
+    /// `pg_get_viewdef` text of a view or materialized view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
+    /// Lineage of a view's columns, computed once per catalog generation.
+    #[serde(skip)]
+    pub(crate) view_lineage: OnceLock<Arc<RelationLineage>>,
+}
+
+impl Relation {
+    /// True for objects that ship with PostgreSQL.
+    pub fn is_system(&self) -> bool {
+        SYSTEM_SCHEMAS.contains(&self.schema.as_str())
+    }
+
+    /// True when its rows are computed from a stored query we must analyse.
+    pub fn has_definition(&self) -> bool {
+        matches!(
+            self.kind,
+            RelationKind::View | RelationKind::MaterializedView
+        )
+    }
+}
+
+/// A function or procedure.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatalogFunction {
+    pub schema: String,
+    pub name: String,
+    pub language: String,
+    /// `i` immutable, `s` stable, `v` volatile.
+    pub volatility: String,
+    /// `f` function, `p` procedure, `a` aggregate, `w` window.
+    pub kind: String,
+}
+
+impl CatalogFunction {
+    /// Built-in functions live in pg_catalog or information_schema.
+    pub fn is_builtin(&self) -> bool {
+        SYSTEM_SCHEMAS.contains(&self.schema.as_str())
+    }
+}
+
+/// The serialised form, also what `catalog dump` writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CatalogData {
+    database: String,
+    #[serde(default)]
+    generation: u64,
+    schemas: Vec<String>,
+    relations: Vec<Relation>,
+    functions: Vec<CatalogFunction>,
+}
+
+/// The catalog of one database.
+#[derive(Debug)]
+pub struct Catalog {
+    data: CatalogData,
+    relation_index: HashMap<(String, String), usize>,
+    function_index: HashMap<String, Vec<usize>>,
+}
+
+/// Generation numbers are process-wide so two loads never share one.
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
+
+impl Catalog {
+    /// Builds a catalog and its lookup indexes; assigns a fresh generation.
+    pub fn new(
+        database: String,
+        schemas: Vec<String>,
+        relations: Vec<Relation>,
+        functions: Vec<CatalogFunction>,
+    ) -> Catalog {
+        Catalog::from_data(CatalogData {
+            database,
+            generation: 0,
+            schemas,
+            relations,
+            functions,
+        })
+    }
+
+    fn from_data(mut data: CatalogData) -> Catalog {
+        data.generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        let relation_index = data
+            .relations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.schema.clone(), r.name.clone()), i))
+            .collect();
+        let mut function_index: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, f) in data.functions.iter().enumerate() {
+            function_index.entry(f.name.clone()).or_default().push(i);
+        }
+        Catalog {
+            data,
+            relation_index,
+            function_index,
+        }
+    }
+
+    /// Parses the JSON written by `catalog dump`.
+    pub fn from_json(json: &str) -> Result<Catalog, CatalogError> {
+        Ok(Catalog::from_data(serde_json::from_str(json)?))
+    }
+
+    /// Reads a catalog JSON file.
+    pub fn from_file(path: &str) -> Result<Catalog, CatalogError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CatalogError::File {
+            path: path.to_owned(),
+            source,
+        })?;
+        Catalog::from_json(&text)
+    }
+
+    /// The JSON `catalog dump` writes.
+    pub fn to_json(&self) -> Result<String, CatalogError> {
+        Ok(serde_json::to_string_pretty(&self.data)?)
+    }
+
+    pub fn database(&self) -> &str {
+        &self.data.database
+    }
+
+    /// Changes whenever the catalog is rebuilt; part of every cache key.
+    pub fn generation(&self) -> u64 {
+        self.data.generation
+    }
+
+    pub fn schemas(&self) -> &[String] {
+        &self.data.schemas
+    }
+
+    pub fn relations(&self) -> &[Relation] {
+        &self.data.relations
+    }
+
+    pub fn functions(&self) -> &[CatalogFunction] {
+        &self.data.functions
+    }
+
+    pub fn relation(&self, schema: &str, name: &str) -> Option<&Relation> {
+        self.relation_index
+            .get(&(schema.to_owned(), name.to_owned()))
+            .and_then(|&i| self.data.relations.get(i))
+    }
+
+    /// Resolves an unqualified relation name the way PostgreSQL does:
+    /// pg_catalog first (unless listed explicitly), then the search_path.
+    pub fn resolve_relation(&self, search_path: &[String], name: &str) -> Option<&Relation> {
+        let implicit_catalog = !search_path.iter().any(|s| s == "pg_catalog");
+        let implicit = implicit_catalog.then_some("pg_catalog");
+        implicit
+            .into_iter()
+            .chain(search_path.iter().map(String::as_str))
+            .find_map(|schema| self.relation(schema, name))
+    }
+
+    /// All functions with this name, in any schema.
+    pub fn functions_named<'a>(
+        &'a self,
+        name: &str,
+    ) -> impl Iterator<Item = &'a CatalogFunction> + 'a {
+        self.function_index
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.data.functions.get(i))
+    }
+
+    /// Resolves a function call: explicit schema, else pg_catalog, else the
+    /// search_path.
+    pub fn resolve_function(
+        &self,
+        search_path: &[String],
+        schema: Option<&str>,
+        name: &str,
+    ) -> Option<&CatalogFunction> {
+        match schema {
+            Some(schema) => self.functions_named(name).find(|f| f.schema == schema),
+            None => std::iter::once("pg_catalog")
+                .chain(search_path.iter().map(String::as_str))
+                .find_map(|schema| self.functions_named(name).find(|f| f.schema == schema)),
+        }
+    }
+
+    /// Reads the catalog of the database `client` is connected to.
+    pub async fn load(client: &tokio_postgres::Client) -> Result<Catalog, CatalogError> {
+        let database: String = client
+            .query_one("SELECT current_database()::text", &[])
+            .await?
+            .try_get(0)?;
+        let schemas = client
+            .query(
+                "SELECT nspname::text FROM pg_catalog.pg_namespace ORDER BY nspname",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<Vec<String>, _>>()?;
+        let relation_rows = client
+            .query(
+                "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
+                        CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END \
+                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE c.relkind IN ('r','p','v','m','f') \
+                    AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%' \
+                  ORDER BY c.oid",
+                &[],
+            )
+            .await?;
+        let column_rows = client
+            .query(
+                "SELECT a.attrelid, a.attname::text, a.attnum, a.atttypid, t.typname::text \
+                   FROM pg_catalog.pg_attribute a \
+                   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                   JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+                  WHERE c.relkind IN ('r','p','v','m','f') AND a.attnum > 0 AND NOT a.attisdropped \
+                  ORDER BY a.attrelid, a.attnum",
+                &[],
+            )
+            .await?;
+        let function_rows = client
+            .query(
+                "SELECT n.nspname::text, p.proname::text, l.lanname::text, \
+                        p.provolatile::text, p.prokind::text \
+                   FROM pg_catalog.pg_proc p \
+                   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                   JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
+                  ORDER BY n.nspname, p.proname",
+                &[],
+            )
+            .await?;
+
+        let mut columns_by_relation: HashMap<u32, Vec<CatalogColumn>> = HashMap::new();
+        for row in &column_rows {
+            let relid: u32 = row.try_get(0)?;
+            columns_by_relation
+                .entry(relid)
+                .or_default()
+                .push(CatalogColumn {
+                    name: row.try_get(1)?,
+                    attnum: row.try_get(2)?,
+                    type_oid: row.try_get(3)?,
+                    type_name: row.try_get(4)?,
+                });
+        }
+        let mut relations = Vec::with_capacity(relation_rows.len());
+        for row in &relation_rows {
+            let oid: u32 = row.try_get(0)?;
+            let relkind: String = row.try_get(3)?;
+            let kind = match relkind.as_str() {
+                "r" => RelationKind::Table,
+                "p" => RelationKind::PartitionedTable,
+                "v" => RelationKind::View,
+                "m" => RelationKind::MaterializedView,
+                "f" => RelationKind::ForeignTable,
+                _ => {
+                    return Err(CatalogError::UnexpectedValue {
+                        what: "relkind",
+                        value: relkind,
+                    })
+                }
+            };
+            relations.push(Relation {
+                oid,
+                schema: row.try_get(1)?,
+                name: row.try_get(2)?,
+                kind,
+                columns: columns_by_relation.remove(&oid).unwrap_or_default(),
+                definition: row.try_get(4)?,
+                view_lineage: OnceLock::new(),
+            });
+        }
+        let functions = function_rows
+            .iter()
+            .map(|row| {
+                Ok(CatalogFunction {
+                    schema: row.try_get(0)?,
+                    name: row.try_get(1)?,
+                    language: row.try_get(2)?,
+                    volatility: row.try_get(3)?,
+                    kind: row.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
+        Ok(Catalog::new(database, schemas, relations, functions))
+    }
+}
+
+/// Catalogs per database, refreshed after `ttl` or on `invalidate`.
+///
+/// The cache itself does no I/O: the session asks `get`, and when it returns
+/// `None` loads a catalog over its catalog connection and calls `insert`.
+#[derive(Debug)]
+pub struct CatalogCache {
+    ttl: Duration,
+    entries: DashMap<String, CachedCatalog>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedCatalog {
+    catalog: Arc<Catalog>,
+    loaded_at: Instant,
+}
+
+impl CatalogCache {
+    pub fn new(ttl: Duration) -> CatalogCache {
+        CatalogCache {
+            ttl,
+            entries: DashMap::new(),
+        }
+    }
+
+    /// The cached catalog of `database`, unless it is missing or expired.
+    pub fn get(&self, database: &str) -> Option<Arc<Catalog>> {
+        let entry = self.entries.get(database)?;
+        (entry.loaded_at.elapsed() < self.ttl).then(|| Arc::clone(&entry.catalog))
+    }
+
+    pub fn insert(&self, catalog: Catalog) -> Arc<Catalog> {
+        let catalog = Arc::new(catalog);
+        self.entries.insert(
+            catalog.database().to_owned(),
+            CachedCatalog {
+                catalog: Arc::clone(&catalog),
+                loaded_at: Instant::now(),
+            },
+        );
+        catalog
+    }
+
+    /// Forgets `database`'s catalog; the session calls it after DDL passed.
+    pub fn invalidate(&self, database: &str) {
+        self.entries.remove(database);
+    }
+
+    /// The cached catalog, or a fresh one from `client` (connected to
+    /// `database`) when missing or expired.
+    pub async fn get_or_load(
+        &self,
+        database: &str,
+        client: &tokio_postgres::Client,
+    ) -> Result<Arc<Catalog>, CatalogError> {
+        if let Some(catalog) = self.get(database) {
+            return Ok(catalog);
+        }
+        let catalog = Catalog::load(client).await?;
+        Ok(self.insert(catalog))
+    }
+}

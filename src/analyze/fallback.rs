@@ -1,0 +1,389 @@
+//! Text-level helpers that run without a parse: the cache key with literals
+//! normalised, first-keyword recognition of transaction control and SET,
+//! splitting a multi-statement string, and the token scan that decides
+//! whether an unparsable statement can be admitted.
+
+use std::collections::BTreeSet;
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+/// Words that make an unparsable statement dynamic SQL or server-side code.
+const DYNAMIC_WORDS: &[&str] = &[
+    "do",
+    "execute",
+    "function",
+    "procedure",
+    "trigger",
+    "rule",
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "database_to_xml",
+    "ts_stat",
+    "dblink",
+    "dblink_exec",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "lo_import",
+    "lo_export",
+    "lo_get",
+    "loread",
+    "set_config",
+    "pg_notify",
+    "notify",
+    "search_path",
+    "copy",
+    "into",
+    "pg_stats",
+    "pg_statistic",
+    "pg_stat_activity",
+    "pg_stat_statements",
+    "pg_logical_slot_get_changes",
+    "pg_logical_slot_peek_changes",
+];
+
+/// What the token scan of an unparsable statement found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FallbackScan {
+    /// Lower-cased words and identifiers, plus the words inside string
+    /// literals (which may be SQL run dynamically).
+    pub words: BTreeSet<String>,
+    /// The first word that makes the statement dynamic, if any.
+    pub dynamic: Option<String>,
+}
+
+/// Scans the tokens of a statement sqlparser could not parse.
+pub fn scan(sql: &str) -> FallbackScan {
+    let mut result = FallbackScan::default();
+    let dialect = PostgreSqlDialect {};
+    let tokens = match Tokenizer::new(&dialect, sql).tokenize() {
+        Ok(tokens) => tokens,
+        Err(_) => {
+            // Untokenisable text: treat every run of word characters as a name.
+            add_words(&mut result.words, sql);
+            result.dynamic = Some("text pgveil could not tokenise".to_owned());
+            return result;
+        }
+    };
+    for token in tokens {
+        match token {
+            Token::Word(word) => {
+                let name = match word.quote_style {
+                    Some(_) => word.value,
+                    None => word.value.to_lowercase(),
+                };
+                result.words.insert(name);
+            }
+            Token::SingleQuotedString(s)
+            | Token::DoubleQuotedString(s)
+            | Token::EscapedStringLiteral(s)
+            | Token::UnicodeStringLiteral(s)
+            | Token::NationalStringLiteral(s) => add_words(&mut result.words, &s),
+            Token::DollarQuotedString(s) => add_words(&mut result.words, &s.value),
+            _ => {}
+        }
+    }
+    result.dynamic = result
+        .words
+        .iter()
+        .find(|w| DYNAMIC_WORDS.contains(&w.as_str()))
+        .cloned();
+    result
+}
+
+fn add_words(words: &mut BTreeSet<String>, text: &str) {
+    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')) {
+        if !word.is_empty() {
+            words.insert(word.to_lowercase());
+        }
+    }
+}
+
+/// Splits a multi-statement string at top-level semicolons (quotes,
+/// comments and dollar quotes respected). Empty statements are dropped.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b';' => {
+                pieces.push(&sql[start..i]);
+                start = i + 1;
+                i += 1;
+            }
+            _ => i = skip_token(sql, i).max(i + 1),
+        }
+    }
+    pieces.push(&sql[start..]);
+    pieces.retain(|p| !p.trim().is_empty());
+    pieces
+}
+
+/// Index just past a quoted string, comment or dollar quote starting at `i`;
+/// `i + 1` for anything else.
+fn skip_token(sql: &str, i: usize) -> usize {
+    let bytes = sql.as_bytes();
+    match bytes[i] {
+        b'\'' | b'"' => {
+            let quote = bytes[i];
+            let backslash = quote == b'\''
+                && i > 0
+                && matches!(bytes[i - 1], b'e' | b'E')
+                && (i < 2 || !is_word_byte(bytes[i - 2]));
+            let mut j = i + 1;
+            while j < bytes.len() {
+                if backslash && bytes[j] == b'\\' {
+                    j += 2;
+                    continue;
+                }
+                if bytes[j] == quote {
+                    if bytes.get(j + 1) == Some(&quote) {
+                        j += 2;
+                        continue;
+                    }
+                    return j + 1;
+                }
+                j += 1;
+            }
+            bytes.len()
+        }
+        b'-' if bytes.get(i + 1) == Some(&b'-') => sql[i..]
+            .find('\n')
+            .map(|n| i + n + 1)
+            .unwrap_or(bytes.len()),
+        b'/' if bytes.get(i + 1) == Some(&b'*') => {
+            // PostgreSQL block comments nest.
+            let mut depth = 0usize;
+            let mut j = i;
+            while j + 1 < bytes.len() {
+                if bytes[j] == b'/' && bytes[j + 1] == b'*' {
+                    depth += 1;
+                    j += 2;
+                } else if bytes[j] == b'*' && bytes[j + 1] == b'/' {
+                    depth -= 1;
+                    j += 2;
+                    if depth == 0 {
+                        return j;
+                    }
+                } else {
+                    j += 1;
+                }
+            }
+            bytes.len()
+        }
+        b'$' if i == 0 || !is_word_byte(bytes[i - 1]) => {
+            // $tag$ … $tag$ (not $1 parameters).
+            let tag_end = sql[i + 1..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .map(|n| i + 1 + n);
+            match tag_end {
+                Some(end)
+                    if bytes[end] == b'$'
+                        && !bytes.get(i + 1).is_some_and(|b| b.is_ascii_digit()) =>
+                {
+                    let tag = &sql[i..=end];
+                    match sql[end + 1..].find(tag) {
+                        Some(n) => end + 1 + n + tag.len(),
+                        None => bytes.len(),
+                    }
+                }
+                _ => i + 1,
+            }
+        }
+        _ => i + 1,
+    }
+}
+
+fn is_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80
+}
+
+/// The plan-cache key of a statement string: comments dropped, whitespace
+/// collapsed, unquoted words lower-cased, numeric literals replaced by `?n`
+/// and string literals by `?s` (kept apart because `ORDER BY 2` and
+/// `ORDER BY '2'` mean different things).
+pub fn normalize(sql: &str) -> String {
+    let bytes = sql.as_bytes();
+    let mut out = String::with_capacity(sql.len());
+    let mut i = 0;
+    let mut pending_space = false;
+    let push_space = |out: &mut String, pending: &mut bool| {
+        if *pending && !out.is_empty() {
+            out.push(' ');
+        }
+        *pending = false;
+    };
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_whitespace() {
+            pending_space = true;
+            i += 1;
+            continue;
+        }
+        let next = skip_token(sql, i);
+        match b {
+            b'\'' => {
+                push_space(&mut out, &mut pending_space);
+                // Drop a literal prefix (E, B, X, U&) already emitted.
+                while out.ends_with(['e', 'b', 'x', 'E', 'B', 'X']) && {
+                    let before = out.len() - 1;
+                    before == 0 || !is_word_byte(out.as_bytes()[before - 1])
+                } {
+                    out.pop();
+                }
+                out.push_str("?s");
+                i = next;
+            }
+            b'"' => {
+                push_space(&mut out, &mut pending_space);
+                out.push_str(&sql[i..next]);
+                i = next;
+            }
+            b'-' | b'/' if next > i + 1 => {
+                pending_space = true;
+                i = next;
+            }
+            b'$' if next > i + 1 => {
+                push_space(&mut out, &mut pending_space);
+                out.push_str("?s");
+                i = next;
+            }
+            b'0'..=b'9' | b'.'
+                if (b != b'.' || bytes.get(i + 1).is_some_and(|c| c.is_ascii_digit()))
+                    && (i == 0 || !is_word_byte(bytes[i - 1]) && bytes[i - 1] != b'$') =>
+            {
+                push_space(&mut out, &mut pending_space);
+                let mut j = i;
+                while j < bytes.len()
+                    && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'.' || bytes[j] == b'_')
+                {
+                    // 1e-5: the sign belongs to the exponent.
+                    if matches!(bytes[j], b'e' | b'E')
+                        && matches!(bytes.get(j + 1), Some(b'+' | b'-'))
+                    {
+                        j += 1;
+                    }
+                    j += 1;
+                }
+                out.push_str("?n");
+                i = j;
+            }
+            _ => {
+                push_space(&mut out, &mut pending_space);
+                if is_word_byte(b) {
+                    let mut j = i;
+                    while j < bytes.len() && (is_word_byte(bytes[j]) || bytes[j] == b'$') {
+                        j += 1;
+                    }
+                    for c in sql[i..j].chars() {
+                        out.extend(c.to_lowercase());
+                    }
+                    i = j;
+                } else {
+                    out.push(b as char);
+                    i += 1;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Statements recognised from their first keyword without parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuickKind {
+    Transaction,
+    /// SET/RESET/SHOW that does not touch search_path.
+    Setting,
+    Show,
+}
+
+/// Recognises transaction control and harmless settings. `None` means the
+/// statement needs a real parse.
+pub fn quick_kind(sql: &str) -> Option<QuickKind> {
+    let trimmed = sql.trim().trim_end_matches(';').trim_end();
+    // One statement only, no quoting tricks.
+    if trimmed.contains([';', '\'', '"', '$', '-', '/', '\\']) {
+        return None;
+    }
+    let mut words = trimmed.split_ascii_whitespace();
+    let first = words.next()?.to_ascii_lowercase();
+    let kind = match first.as_str() {
+        "begin" | "start" | "commit" | "end" | "rollback" | "abort" | "savepoint" | "release" => {
+            QuickKind::Transaction
+        }
+        "set" | "reset" => QuickKind::Setting,
+        "show" => QuickKind::Show,
+        _ => return None,
+    };
+    if kind != QuickKind::Transaction {
+        let lower = trimmed.to_ascii_lowercase();
+        // search_path changes, and RESET ALL, need the full path.
+        if lower.contains("search_path") || lower.contains("all") || lower.contains("schema") {
+            return None;
+        }
+        // SET ROLE / SESSION AUTHORIZATION are parsed so the kind is exact.
+        if lower.contains("role") || lower.contains("authorization") {
+            return None;
+        }
+    }
+    Some(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_shares_literals_but_keeps_kinds_apart() {
+        assert_eq!(
+            normalize("SELECT * FROM t WHERE a = 42 AND b = 'x''y'"),
+            normalize("select *  from t where a = 7 and b = 'zz' -- c")
+        );
+        assert_ne!(
+            normalize("SELECT a FROM t ORDER BY 2"),
+            normalize("SELECT a FROM t ORDER BY '2'")
+        );
+        assert_ne!(
+            normalize("SELECT \"A\" FROM t"),
+            normalize("SELECT a FROM t")
+        );
+        assert_eq!(normalize("SELECT $1, t1.a"), "select $1, t1.a");
+        assert_eq!(normalize("SELECT E'\\'x'"), "select ?s");
+    }
+
+    #[test]
+    fn split_respects_quotes() {
+        assert_eq!(
+            split_statements("SELECT ';'; SELECT $$;$$ ; -- ;\n SELECT 1"),
+            vec!["SELECT ';'", " SELECT $$;$$ ", " -- ;\n SELECT 1"]
+        );
+    }
+
+    #[test]
+    fn quick_kinds() {
+        assert_eq!(quick_kind("BEGIN"), Some(QuickKind::Transaction));
+        assert_eq!(
+            quick_kind("set statement_timeout = 5"),
+            Some(QuickKind::Setting)
+        );
+        assert_eq!(quick_kind("SET search_path TO x"), None);
+        assert_eq!(quick_kind("SELECT 1"), None);
+    }
+
+    #[test]
+    fn scan_reads_string_literals() {
+        let s = scan("SELEKT 'select id_number from customers'");
+        assert!(s.words.contains("id_number"));
+        assert_eq!(scan("DO $$ begin end $$").dynamic.as_deref(), Some("do"));
+    }
+}

@@ -1,0 +1,329 @@
+//! Judging an `Analysis` against one role's policy: the masking plan.
+//! Cheap (a few policy look-ups per column) so it runs on every statement,
+//! on top of the cached, policy-independent analysis.
+
+use std::collections::BTreeMap;
+
+use super::catalog::Catalog;
+use super::fallback::FallbackScan;
+use super::lineage::{Flow, HazardRule, UseKind, Walker};
+use super::policy_view::{ColumnAction, ColumnDecision, FilterRight, PolicyView, QualifiedColumn};
+use super::Analysis;
+
+/// One output column the session must mask.
+#[derive(Debug, Clone)]
+pub struct MaskedColumn {
+    /// Field index in the RowDescription / DataRow / COPY row.
+    pub index: usize,
+    /// The decision whose mask applies (`action` is always `Mask`).
+    pub decision: ColumnDecision,
+    /// The protected column the value comes from.
+    pub source: QualifiedColumn,
+}
+
+/// Why a statement is rejected (sent as SQLSTATE 42501).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockReason {
+    pub reason: String,
+    /// The policy rule or built-in rule (`dynamic-sql`, …) that decided.
+    pub rule: String,
+    pub column: Option<QualifiedColumn>,
+    pub hint: String,
+}
+
+/// What the session does with one statement for one role.
+#[derive(Debug, Clone)]
+pub enum StatementPlan {
+    /// Forward everything unchanged.
+    Allow,
+    /// Forward, masking these output columns.
+    Mask { columns: Vec<MaskedColumn> },
+    /// Do not forward; answer with an ErrorResponse.
+    Block(BlockReason),
+}
+
+impl StatementPlan {
+    pub fn is_block(&self) -> bool {
+        matches!(self, StatementPlan::Block(_))
+    }
+}
+
+fn block(
+    reason: impl Into<String>,
+    rule: impl Into<String>,
+    column: Option<&QualifiedColumn>,
+    hint: impl Into<String>,
+) -> StatementPlan {
+    StatementPlan::Block(BlockReason {
+        reason: reason.into(),
+        rule: rule.into(),
+        column: column.cloned(),
+        hint: hint.into(),
+    })
+}
+
+fn is_harmless(decision: &ColumnDecision) -> bool {
+    matches!(decision.action, ColumnAction::Allow) && decision.filter == FilterRight::Allow
+}
+
+/// Derives the plan of one analysed statement for one role.
+pub(crate) fn derive(
+    analysis: &Analysis,
+    catalog: &Catalog,
+    policy: &dyn PolicyView,
+) -> StatementPlan {
+    if !policy.is_restricted() {
+        return StatementPlan::Allow;
+    }
+    if let Some(scan) = &analysis.fallback {
+        return judge_fallback(scan, catalog, policy);
+    }
+    let effects = &analysis.effects;
+    if let Some(hazard) = effects.hazards.iter().next() {
+        let hint = match hazard.rule {
+            HazardRule::UnknownName => {
+                "if the object was created recently, the catalog refreshes on DDL or after its TTL"
+            }
+            HazardRule::SearchPath => {
+                "qualify names with their schema instead of changing search_path"
+            }
+            HazardRule::DynamicSql => "run the query itself so pgveil can analyse it",
+            _ => "rewrite the statement, or ask the DBA for a policy exception",
+        };
+        return block(
+            format!(
+                "pgveil could not prove this statement safe: {}",
+                hazard.detail
+            ),
+            hazard.rule.as_str(),
+            None,
+            hint,
+        );
+    }
+    for (schema, table) in &effects.relations {
+        if let Some(rule) = policy.table_denied(schema, table) {
+            return block(
+                format!("table {schema}.{table} is denied to this role"),
+                rule,
+                None,
+                "this role may not read that table",
+            );
+        }
+    }
+    for (schema, name) in &effects.user_functions {
+        if !policy.function_allowed(schema, name) {
+            return block(
+                format!("user-defined function {schema}.{name} is not allowed by the policy"),
+                "user-defined-function",
+                None,
+                "ask the DBA to list the function in the policy",
+            );
+        }
+    }
+    for use_ in &effects.uses {
+        let Some(decision) = policy.column(&use_.column) else {
+            continue;
+        };
+        if matches!(decision.action, ColumnAction::Deny) {
+            return block(
+                format!("column {} is denied to this role", display(&use_.column)),
+                decision.rule,
+                Some(&use_.column),
+                "remove the column from the statement",
+            );
+        }
+        let permitted = match decision.filter {
+            FilterRight::Allow => true,
+            FilterRight::Equality => use_.kind == UseKind::Equality,
+            FilterRight::Deny => false,
+        };
+        if !permitted {
+            let what = match decision.filter {
+                FilterRight::Equality => "only equality lookups (=, IN, equi-joins) are allowed",
+                _ => "filtering, joining, grouping or ordering by it is not allowed",
+            };
+            return block(
+                format!(
+                    "protected column {} is used in {}: {what}",
+                    display(&use_.column),
+                    use_.clause.as_str()
+                ),
+                decision.rule,
+                Some(&use_.column),
+                "compare the column with = or IN, or drop that clause",
+            );
+        }
+    }
+    for sink in &effects.sinks {
+        let Some(decision) = policy.column(&sink.source) else {
+            continue;
+        };
+        if matches!(decision.action, ColumnAction::Allow) {
+            continue;
+        }
+        // Rewriting a column with its own unchanged value moves nothing.
+        if sink.flow == Flow::Copy && sink.target.as_ref() == Some(&sink.source) {
+            continue;
+        }
+        return block(
+            format!(
+                "{} would copy protected column {} somewhere readable",
+                sink.via,
+                display(&sink.source)
+            ),
+            decision.rule,
+            Some(&sink.source),
+            "protected values cannot be copied by this role",
+        );
+    }
+    let mut masked = Vec::new();
+    for (index, output) in analysis.outputs.iter().enumerate() {
+        // mask_id -> (decision, source); any Derived flow is fatal.
+        let mut masks: BTreeMap<usize, (ColumnDecision, QualifiedColumn)> = BTreeMap::new();
+        for (column, flow) in &output.sources {
+            let Some(decision) = policy.column(column) else {
+                continue;
+            };
+            match &decision.action {
+                ColumnAction::Allow => {}
+                ColumnAction::Deny => {
+                    return block(
+                        format!(
+                            "output column {} (\"{}\") reads {}, which is denied to this role",
+                            index + 1,
+                            output.name,
+                            display(column)
+                        ),
+                        decision.rule,
+                        Some(column),
+                        "remove the column from the select list",
+                    );
+                }
+                ColumnAction::Mask { mask_id, .. } => {
+                    if *flow == Flow::Derived {
+                        return block(
+                            format!(
+                                "output column {} (\"{}\") is computed from protected column {}; \
+                                 only the column itself can be masked",
+                                index + 1,
+                                output.name,
+                                display(column)
+                            ),
+                            decision.rule,
+                            Some(column),
+                            "select the column itself to receive its masked form",
+                        );
+                    }
+                    masks.insert(*mask_id, (decision.clone(), column.clone()));
+                }
+            }
+        }
+        let mut masks = masks.into_values();
+        match (masks.next(), masks.next()) {
+            (None, _) => {}
+            (Some((decision, source)), None) => masked.push(MaskedColumn {
+                index,
+                decision,
+                source,
+            }),
+            (Some((_, a)), Some((decision, b))) => {
+                return block(
+                    format!(
+                        "output column {} (\"{}\") may carry {} or {}, which have different masks",
+                        index + 1,
+                        output.name,
+                        display(&a),
+                        display(&b)
+                    ),
+                    decision.rule,
+                    Some(&b),
+                    "select each protected column in its own output column",
+                );
+            }
+        }
+    }
+    if masked.is_empty() {
+        StatementPlan::Allow
+    } else {
+        StatementPlan::Mask { columns: masked }
+    }
+}
+
+/// A statement sqlparser could not parse is admitted only when none of its
+/// words (string literals included) names something protected.
+fn judge_fallback(
+    scan: &FallbackScan,
+    catalog: &Catalog,
+    policy: &dyn PolicyView,
+) -> StatementPlan {
+    let unanalysable = |what: String| {
+        block(
+            format!("pgveil could not analyse this statement and it {what}"),
+            HazardRule::Unanalysable.as_str(),
+            None,
+            "rewrite the statement in a form pgveil parses, or run it as a role without masks",
+        )
+    };
+    if let Some(word) = &scan.dynamic {
+        return unanalysable(format!("runs dynamic SQL or server-side code ({word})"));
+    }
+    let path: Vec<String> = vec!["public".into()];
+    for relation in catalog.relations() {
+        let named = scan.words.contains(&relation.name);
+        if named {
+            if let Some(rule) = policy.table_denied(&relation.schema, &relation.name) {
+                let _ = rule;
+                return unanalysable(format!(
+                    "names denied table {}.{}",
+                    relation.schema, relation.name
+                ));
+            }
+        }
+        // Views count as protected when what they read is.
+        let columns = if named && relation.has_definition() && !relation.is_system() {
+            let mut walker = Walker::new(catalog, &path);
+            walker.relation_columns(relation)
+        } else {
+            Vec::new()
+        };
+        for column in &relation.columns {
+            let qualified = QualifiedColumn {
+                schema: relation.schema.clone(),
+                table: relation.name.clone(),
+                column: column.name.clone(),
+            };
+            let protected = policy.column(&qualified).is_some_and(|d| !is_harmless(&d));
+            if protected && (named || scan.words.contains(&column.name)) {
+                return unanalysable(format!("names protected column {}", display(&qualified)));
+            }
+        }
+        for column in &columns {
+            for source in column.sources.keys() {
+                if policy.column(source).is_some_and(|d| !is_harmless(&d)) {
+                    return unanalysable(format!(
+                        "names view {}.{} over protected column {}",
+                        relation.schema,
+                        relation.name,
+                        display(source)
+                    ));
+                }
+            }
+        }
+    }
+    for word in &scan.words {
+        for function in catalog.functions_named(word) {
+            if !function.is_builtin() && !policy.function_allowed(&function.schema, &function.name)
+            {
+                return unanalysable(format!(
+                    "names user-defined function {}.{}",
+                    function.schema, function.name
+                ));
+            }
+        }
+    }
+    StatementPlan::Allow
+}
+
+pub(crate) fn display(column: &QualifiedColumn) -> String {
+    format!("{}.{}.{}", column.schema, column.table, column.column)
+}
