@@ -61,6 +61,18 @@ pub struct ServeArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "PGVEIL_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Directory of policy files (*.yaml); without it nothing is masked.
+    #[arg(long, env = "PGVEIL_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// Directory holding key files named after the policy's keys.
+    #[arg(long, env = "PGVEIL_KEYS_DIR")]
+    pub keys_dir: Option<PathBuf>,
+    /// Role pgveil uses to read the catalog and role memberships [default: postgres].
+    #[arg(long, env = "PGVEIL_CATALOG_USER")]
+    pub catalog_user: Option<String>,
+    /// Seconds a cached catalog and role memberships stay fresh [default: 60].
+    #[arg(long, env = "PGVEIL_CATALOG_TTL")]
+    pub catalog_ttl: Option<f64>,
 }
 
 /// The keys a `--config` TOML file may hold: the same names as the flags,
@@ -83,6 +95,11 @@ struct FileConfig {
     drain_timeout: Option<f64>,
     metrics_listen: Option<String>,
     log_format: Option<String>,
+    policies: Option<PathBuf>,
+    keys_dir: Option<PathBuf>,
+    catalog_user: Option<String>,
+    catalog_password: Option<String>,
+    catalog_ttl: Option<f64>,
 }
 
 /// How pgveil talks TLS to the upstream, with libpq's sslmode names.
@@ -120,6 +137,12 @@ pub struct Settings {
     pub drain_timeout: Duration,
     pub metrics_listen: Option<String>,
     pub log_format: LogFormat,
+    pub policies: Option<PathBuf>,
+    pub keys_dir: Option<PathBuf>,
+    pub catalog_user: String,
+    /// From `PGVEIL_CATALOG_PASSWORD` or the config file, never a flag.
+    pub catalog_password: Option<String>,
+    pub catalog_ttl: Duration,
 }
 
 /// A setting that cannot be used, named so the operator can fix it.
@@ -236,7 +259,20 @@ impl Settings {
                 ))
             }
         };
+        let catalog_ttl = seconds(
+            "catalog_ttl",
+            pick(&args.catalog_ttl, &file.catalog_ttl),
+            60.0,
+        )?;
         Ok(Settings {
+            policies: pick(&args.policies, &file.policies),
+            keys_dir: pick(&args.keys_dir, &file.keys_dir),
+            catalog_user: pick(&args.catalog_user, &file.catalog_user)
+                .unwrap_or_else(|| "postgres".into()),
+            catalog_password: std::env::var("PGVEIL_CATALOG_PASSWORD")
+                .ok()
+                .or(file.catalog_password),
+            catalog_ttl,
             listen,
             upstream_host,
             upstream_port,

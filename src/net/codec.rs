@@ -42,6 +42,21 @@ pub fn typed_frame_len(buf: &[u8], limit: usize) -> Result<Option<usize>, FrameE
     Ok(Some(total))
 }
 
+/// Iterates over the typed messages of a buffer already validated by
+/// [`typed_frame_len`]; a trailing partial message is not yielded.
+pub fn frames(buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = buf;
+    std::iter::from_fn(move || {
+        let len = typed_frame_len(rest, usize::MAX).ok()??;
+        if rest.len() < len {
+            return None;
+        }
+        let (msg, tail) = rest.split_at(len);
+        rest = tail;
+        Some(msg)
+    })
+}
+
 /// Length of the untyped startup-phase packet at the start of `buf`.
 pub fn startup_frame_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
     if buf.len() < 4 {

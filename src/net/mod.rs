@@ -22,6 +22,8 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{LogFormat, ServeArgs, Settings, UpstreamTls};
 use crate::observe::Metrics;
+use crate::policy::PolicyStore;
+use crate::session::runtime::{CatalogAccess, MaskingRuntime};
 use crate::session::{self, Phase, SessionEnd, SessionIo};
 use cancel::{CancelKey, CancelRegistry};
 use codec::{ProxyError, StartupPacket};
@@ -35,6 +37,8 @@ pub struct Proxy {
     pub cancel: CancelRegistry,
     pub metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
+    /// Present when policies are configured.
+    pub masking: Option<Arc<MaskingRuntime>>,
 }
 
 /// A failure while building a proxy from its settings.
@@ -66,6 +70,7 @@ impl Proxy {
             cancel: CancelRegistry::default(),
             metrics,
             slots,
+            masking: None,
         })
     }
 }
@@ -124,7 +129,35 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         info!(addr = %addr, "serving /metrics");
         tokio::spawn(crate::observe::serve_http(http, metrics.clone()));
     }
-    let proxy = Arc::new(Proxy::new(settings, metrics)?);
+    let mut proxy = Proxy::new(settings, metrics)?;
+    let mut _watcher = None;
+    if let Some(dir) = proxy.settings.policies.clone() {
+        let store = PolicyStore::load(&dir, proxy.settings.keys_dir.as_deref())
+            .map_err(|e| anyhow::anyhow!("policies in {} are invalid:\n{e}", dir.display()))?;
+        store.register_metrics(&proxy.metrics.registry)?;
+        info!(dir = %dir.display(), version = store.current().version(), "policies loaded");
+        let runtime = MaskingRuntime::new(
+            store,
+            &proxy.settings,
+            CatalogAccess {
+                user: proxy.settings.catalog_user.clone(),
+                password: proxy.settings.catalog_password.clone(),
+            },
+            proxy.settings.catalog_ttl,
+        )?;
+        let runtime = Arc::new(runtime);
+        _watcher = Some(
+            runtime
+                .store
+                .watch()
+                .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", dir.display()))?,
+        );
+        spawn_sighup_reload(runtime.clone());
+        proxy.masking = Some(runtime);
+    } else {
+        warn!("no --policies given: pgveil relays every column in clear");
+    }
+    let proxy = Arc::new(proxy);
     info!(
         listen = %listener.local_addr()?,
         upstream = %format!("{}:{}", proxy.settings.upstream_host, proxy.settings.upstream_port),
@@ -132,6 +165,26 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     );
     run(listener, proxy, shutdown_signal()).await;
     Ok(())
+}
+
+/// Reloads policies (and role memberships) on SIGHUP.
+fn spawn_sighup_reload(runtime: Arc<MaskingRuntime>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match runtime.store.reload() {
+                Ok(version) => info!(version, "policies reloaded on SIGHUP"),
+                Err(e) => warn!(error = %e, "policy reload failed; the previous policies stay active"),
+            }
+            runtime.memberships.expire();
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = runtime;
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -270,7 +323,14 @@ async fn handle_connection(
             }
         };
         proxy.metrics.connections_active.inc();
-        let end = session::relay(io, &proxy.settings, &proxy.metrics, phase).await;
+        let end = session::relay(
+            io,
+            &proxy.settings,
+            &proxy.metrics,
+            phase,
+            proxy.masking.as_deref(),
+        )
+        .await;
         proxy.metrics.connections_active.dec();
         proxy
             .metrics

@@ -77,6 +77,11 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, Tl
 /// name are verified (verify-full); without, the channel is encrypted but the
 /// server is not authenticated (libpq's `require`).
 pub fn connector(ca: Option<&Path>) -> Result<tokio_rustls::TlsConnector, TlsError> {
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(client_config(ca)?)))
+}
+
+/// The rustls client configuration behind [`connector`].
+pub fn client_config(ca: Option<&Path>) -> Result<ClientConfig, TlsError> {
     let builder =
         ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let config = match ca {
@@ -95,7 +100,7 @@ pub fn connector(ca: Option<&Path>) -> Result<tokio_rustls::TlsConnector, TlsErr
             .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider())))
             .with_no_client_auth(),
     };
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    Ok(config)
 }
 
 /// Parses the name checked against the upstream certificate.

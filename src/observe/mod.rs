@@ -18,6 +18,10 @@ pub struct Metrics {
     pub cancel_requests: IntCounterVec,
     pub bytes: IntCounterVec,
     pub upstream_connect_failures: IntCounter,
+    pub statements_blocked: IntCounter,
+    pub masked_values: IntCounter,
+    pub results_masked: IntCounter,
+    pub results_withheld: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -77,6 +81,26 @@ impl Metrics {
                 &registry,
                 "pgveil_upstream_connect_failures_total",
                 "Failed attempts to open an upstream connection",
+            ),
+            statements_blocked: counter(
+                &registry,
+                "pgveil_statements_blocked_total",
+                "Statements rejected with 42501 because the policy forbids them",
+            ),
+            masked_values: counter(
+                &registry,
+                "pgveil_masked_values_total",
+                "Column values masked in result rows",
+            ),
+            results_masked: counter(
+                &registry,
+                "pgveil_results_masked_total",
+                "Result sets in which at least one column was masked",
+            ),
+            results_withheld: counter(
+                &registry,
+                "pgveil_results_withheld_total",
+                "Results replaced by an error because a value could not be masked safely",
             ),
             registry,
         })

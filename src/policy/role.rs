@@ -112,6 +112,13 @@ impl RoleMembershipCache {
         self.current.load_full()
     }
 
+    /// Marks the snapshot stale so the next use refreshes it (SIGHUP).
+    pub fn expire(&self) {
+        if let Ok(mut at) = self.fetched_at.lock() {
+            *at = None;
+        }
+    }
+
     /// True when never fetched or older than the TTL.
     pub fn is_stale(&self) -> bool {
         match self.fetched_at.lock() {

@@ -11,11 +11,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::debug;
 
+pub mod guard;
+pub mod runtime;
+pub mod wire;
+
+use crate::analyze::policy_view::PolicyView;
+use crate::analyze::SessionContext;
 use crate::config::Settings;
 use crate::net::cancel::CancelKey;
 use crate::net::codec::{self, ProxyError};
 use crate::net::stream::Stream;
 use crate::observe::Metrics;
+use guard::{Guard, PlanInputs};
+use runtime::MaskingRuntime;
 
 /// Backend messages may be as large as PostgreSQL allows (1 GiB).
 const MAX_BACKEND_MESSAGE: usize = 1 << 30;
@@ -53,6 +61,7 @@ pub enum SessionEnd {
     ProtocolViolation,
     IdleTimeout,
     Shutdown,
+    PolicyUnavailable,
 }
 
 impl SessionEnd {
@@ -64,6 +73,7 @@ impl SessionEnd {
             SessionEnd::ProtocolViolation => "protocol_violation",
             SessionEnd::IdleTimeout => "idle_timeout",
             SessionEnd::Shutdown => "shutdown",
+            SessionEnd::PolicyUnavailable => "policy_unavailable",
         }
     }
 }
@@ -111,19 +121,23 @@ impl Conversation {
     }
 }
 
-/// Relays messages until either side ends the session.
+/// Relays messages until either side ends the session. With a masking
+/// runtime, a session whose role has anything masked or denied goes through
+/// a [`guard::Guard`]; other sessions forward bytes untouched.
 pub async fn relay(
     io: SessionIo,
     settings: &Settings,
     metrics: &Metrics,
     mut phase: watch::Receiver<Phase>,
+    runtime: Option<&MaskingRuntime>,
 ) -> SessionEnd {
     let SessionIo {
         mut client,
         mut server,
         cancel_key: _cancel_key,
         client_buf: mut cbuf,
-        ..
+        user,
+        database,
     } = io;
     let mut sbuf = BytesMut::with_capacity(READ_CHUNK);
     cbuf.reserve(READ_CHUNK);
@@ -132,14 +146,48 @@ pub async fn relay(
     let limit = settings.max_message_size;
     let to_server = metrics.bytes.with_label_values(&["client_to_server"]);
     let to_client = metrics.bytes.with_label_values(&["server_to_client"]);
+    let mut masking = Masking {
+        guard: None,
+        policy_version: None,
+        user,
+        database,
+    };
+    let mut tally = guard::Tally::default();
 
     // Bytes that arrived with the last authentication message.
     let mut pending_client = !cbuf.is_empty();
     loop {
         if pending_client {
             pending_client = false;
+            if let Some(rt) = runtime {
+                let mut early = BytesMut::new();
+                if let Err(err) = masking
+                    .prepare(rt, &cbuf, &state, &mut server, &mut sbuf, &mut early)
+                    .await
+                {
+                    let _ = client.write_all(&early).await;
+                    close_both(&mut client, &mut server, err).await;
+                    return SessionEnd::PolicyUnavailable;
+                }
+                if !early.is_empty() && client.write_all(&early).await.is_err() {
+                    let _ = server.shutdown().await;
+                    return SessionEnd::ClientClosed;
+                }
+            }
             match frame_client(&mut cbuf, limit, &mut state) {
-                Ok((out, terminated)) => {
+                Ok((frames, terminated)) => {
+                    let out = match masking.guard.as_mut() {
+                        Some(g) => {
+                            let mut out = BytesMut::with_capacity(frames.len() + 64);
+                            for msg in codec::frames(&frames) {
+                                if msg[0] != b'X' {
+                                    g.client_message(msg, &mut out);
+                                }
+                            }
+                            out
+                        }
+                        None => frames,
+                    };
                     if !out.is_empty() {
                         to_server.inc_by(out.len() as u64);
                         if server.write_all(&out).await.is_err() {
@@ -147,6 +195,7 @@ pub async fn relay(
                         }
                     }
                     if terminated {
+                        let _ = server.write_all(&[b'X', 0, 0, 0, 4]).await;
                         let _ = server.shutdown().await;
                         let _ = client.shutdown().await;
                         return SessionEnd::ClientTerminated;
@@ -179,7 +228,18 @@ pub async fn relay(
                     Ok(_) => {}
                 }
                 match frame_server(&mut sbuf, &mut state, &mut upstream_sent_fatal) {
-                    Ok(out) => {
+                    Ok(frames) => {
+                        let out = match masking.guard.as_mut() {
+                            Some(g) => {
+                                let mut out = BytesMut::with_capacity(frames.len() + 64);
+                                for msg in codec::frames(&frames) {
+                                    g.server_message(msg, &mut out);
+                                }
+                                report(metrics, &mut tally, g.tally);
+                                out
+                            }
+                            None => frames,
+                        };
                         if !out.is_empty() {
                             to_client.inc_by(out.len() as u64);
                             if client.write_all(&out).await.is_err() {
@@ -216,6 +276,180 @@ pub async fn relay(
     }
 }
 
+/// Publishes what a guard counted since the last report.
+fn report(metrics: &Metrics, seen: &mut guard::Tally, now: guard::Tally) {
+    metrics
+        .statements_blocked
+        .inc_by(now.blocked.saturating_sub(seen.blocked));
+    metrics
+        .masked_values
+        .inc_by(now.masked_values.saturating_sub(seen.masked_values));
+    metrics
+        .results_masked
+        .inc_by(now.masked_results.saturating_sub(seen.masked_results));
+    metrics
+        .results_withheld
+        .inc_by(now.withheld_results.saturating_sub(seen.withheld_results));
+    *seen = now;
+}
+
+/// The masking side of one session: whether it is guarded, and under which
+/// policy version.
+struct Masking {
+    guard: Option<Guard>,
+    policy_version: Option<u64>,
+    user: String,
+    database: String,
+}
+
+impl Masking {
+    /// Brings the guard up to date before a batch of client messages: starts
+    /// it when the role is restricted, follows policy reloads and DDL, and
+    /// refreshes the catalog when a statement names something it lacks.
+    async fn prepare(
+        &mut self,
+        rt: &MaskingRuntime,
+        cbuf: &[u8],
+        state: &Conversation,
+        server: &mut Stream,
+        sbuf: &mut BytesMut,
+        early: &mut BytesMut,
+    ) -> Result<(), ProxyError> {
+        let unavailable = |e: runtime::RuntimeError| {
+            tracing::error!(error = %e, "cannot enforce the policy");
+            ProxyError::fatal("42501", format!("pgveil cannot enforce the masking policy: {e}"))
+                .with_hint("The session was closed rather than served unmasked; retry, or ask the DBA to check pgveil's catalog connection.")
+        };
+        let version = rt.store.current().version();
+        let catalog_stale = self
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.effects.catalog_stale);
+        let policy_changed = self.policy_version != Some(version);
+        let stale_memberships = rt.memberships.is_stale();
+        if !policy_changed && !catalog_stale && !stale_memberships {
+            if let Some(g) = &self.guard {
+                if !g.needs_fresh_catalog(cbuf) {
+                    return Ok(());
+                }
+                if !rt.invalidate_catalog(&self.database, true) {
+                    return Ok(());
+                }
+            } else {
+                return Ok(());
+            }
+        }
+        if catalog_stale {
+            rt.invalidate_catalog(&self.database, false);
+        }
+        let (set, view) = rt
+            .role_view(&self.user, &self.database)
+            .await
+            .map_err(unavailable)?;
+        self.policy_version = Some(set.version());
+        let restricted = view.is_restricted();
+        match &mut self.guard {
+            Some(g) => {
+                let catalog = rt.catalog(&self.database).await.map_err(unavailable)?;
+                g.update_inputs(PlanInputs {
+                    analyzer: rt.analyzer.clone(),
+                    catalog,
+                    policy: set,
+                    view,
+                });
+                g.effects.catalog_stale = false;
+            }
+            None if restricted && state.is_idle() => {
+                let catalog = rt.catalog(&self.database).await.map_err(unavailable)?;
+                let search_path = probe_search_path(server, sbuf, &self.user, early)
+                    .await
+                    .map_err(|m| ProxyError::fatal("08006", m))?;
+                tracing::debug!(?search_path, "masking session");
+                self.guard = Some(Guard::new(
+                    PlanInputs {
+                        analyzer: rt.analyzer.clone(),
+                        catalog,
+                        policy: set,
+                        view,
+                    },
+                    SessionContext {
+                        database: self.database.clone(),
+                        search_path,
+                    },
+                ));
+            }
+            None if restricted => {
+                // Becomes restricted mid-transaction: switch at the next idle
+                // point; until then this batch must not pass unguarded.
+                self.policy_version = None;
+                return Err(ProxyError::fatal(
+                    "42501",
+                    "the masking policy changed for this role while a statement was in flight",
+                )
+                .with_hint("Reconnect; the new policy applies to the new session."));
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}
+
+/// Asks the server for the session's search_path (it is not reported in
+/// ParameterStatus), before the client's first statement is analysed.
+async fn probe_search_path(
+    server: &mut Stream,
+    sbuf: &mut BytesMut,
+    user: &str,
+    early: &mut BytesMut,
+) -> Result<Vec<String>, String> {
+    let mut q = BytesMut::new();
+    wire::encode_query(&mut q, "SHOW search_path");
+    server
+        .write_all(&q)
+        .await
+        .map_err(|e| format!("the database connection failed: {e}"))?;
+    let mut value = None;
+    loop {
+        let msg = match crate::net::read_typed(server, sbuf, MAX_BACKEND_MESSAGE).await {
+            Ok(Some(m)) => m,
+            _ => return Err("the database closed the connection".into()),
+        };
+        match msg[0] {
+            b'D' => {
+                value = wire::data_row(&msg)
+                    .and_then(|v| v.first().copied().flatten().map(|b| b.to_vec()));
+            }
+            b'Z' => break,
+            b'T' | b'C' | b'E' => {}
+            // Notices and notifications belong to the client.
+            _ => early.extend_from_slice(&msg),
+        }
+    }
+    let value = String::from_utf8_lossy(&value.unwrap_or_default()).into_owned();
+    Ok(split_search_path(&value, user))
+}
+
+/// `"$user", public` -> [user, public].
+fn split_search_path(value: &str, user: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let unquoted = s
+                .strip_prefix('"')
+                .and_then(|s| s.strip_suffix('"'))
+                .map(|s| s.replace("\"\"", "\""));
+            match unquoted {
+                Some(u) if u == "$user" => user.to_string(),
+                Some(u) => u,
+                None if s == "$user" => user.to_string(),
+                None => s.to_ascii_lowercase(),
+            }
+        })
+        .collect()
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
@@ -239,16 +473,17 @@ fn frame_client(
     state: &mut Conversation,
 ) -> Result<(BytesMut, bool), ProxyError> {
     let mut end = 0;
-    let mut terminated = false;
     loop {
         match codec::typed_frame_len(&cbuf[end..], limit) {
             Ok(Some(len)) if cbuf.len() - end >= len => {
                 let ty = cbuf[end];
-                end += len;
                 if ty == b'X' {
-                    terminated = true;
-                    break;
+                    // Terminate is sent by the relay itself; drop it here.
+                    let forward = cbuf.split_to(end);
+                    let _ = cbuf.split_to(len);
+                    return Ok((forward, true));
                 }
+                end += len;
                 state.client_sent(ty);
             }
             Ok(Some(len)) => {
@@ -265,7 +500,7 @@ fn frame_client(
             }
         }
     }
-    Ok((cbuf.split_to(end), terminated))
+    Ok((cbuf.split_to(end), false))
 }
 
 /// Splits every complete server message off `sbuf`, tracking ReadyForQuery

@@ -1,0 +1,964 @@
+//! The masking state machine of one session whose role has anything masked
+//! or denied. Pure: it turns each client message into the bytes to send
+//! upstream and each server message into the bytes to send the client.
+//!
+//! It pairs every server response with the client message that caused it
+//! (a queue of expected responses), so each RowDescription and DataRow is
+//! masked with the plan of its own statement or portal. A blocked statement
+//! is rewritten into a `DO` block that raises SQLSTATE 42501 on the server:
+//! the error then arrives in protocol order and aborts the transaction
+//! exactly as a real error would.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::wire::{self, Field};
+use crate::analyze::plan::{BlockReason, StatementPlan};
+use crate::analyze::policy_view::{ColumnAction, PolicyView, QualifiedColumn};
+use crate::analyze::{Analyzer, Catalog, PlannedStatement, SessionContext, StatementKind};
+use crate::mask::{Mask, WireFormat};
+use crate::policy::PolicySet;
+
+/// Name of the server-side statement pgveil uses to raise its errors.
+const BLOCK_STATEMENT: &[u8] = b"pgveil_blocked";
+
+/// Everything a plan is derived from, swapped as a whole when the policy or
+/// the catalog changes.
+#[derive(Clone)]
+pub struct PlanInputs {
+    pub analyzer: Arc<Analyzer>,
+    pub catalog: Arc<Catalog>,
+    pub policy: Arc<PolicySet>,
+    pub view: Arc<dyn PolicyView>,
+}
+
+impl PlanInputs {
+    fn version(&self) -> (u64, u64) {
+        (self.policy.version(), self.catalog.generation())
+    }
+}
+
+/// Masks applied to the columns of one result shape.
+#[derive(Clone, Default)]
+struct RowMasker {
+    columns: Vec<(usize, Mask, u32, WireFormat)>,
+    /// A denied column the analyzer missed: the result is withheld.
+    withheld: Option<String>,
+}
+
+impl RowMasker {
+    fn is_empty(&self) -> bool {
+        self.columns.is_empty() && self.withheld.is_none()
+    }
+}
+
+struct Prepared {
+    sql: String,
+    plan: StatementPlan,
+    version: (u64, u64),
+    fields: Option<Vec<Field>>,
+}
+
+struct Portal {
+    plan: StatementPlan,
+    fields: Option<Vec<Field>>,
+    masker: Option<RowMasker>,
+}
+
+/// A server response the session is waiting for, in order.
+enum Expect {
+    ParseComplete { swallow: bool },
+    BindComplete,
+    CloseComplete { swallow: bool },
+    DescribeStatement { name: Vec<u8> },
+    DescribePortal { portal: Vec<u8>, swallow: bool },
+    Execute { portal: Vec<u8> },
+    Sync,
+    Query { plans: Vec<StatementPlan>, at: usize },
+}
+
+/// What the relay must do besides forwarding.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Effects {
+    /// DDL went through: reload the catalog before the next statement.
+    pub catalog_stale: bool,
+}
+
+/// Counters the relay turns into metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub blocked: u64,
+    pub masked_values: u64,
+    pub masked_results: u64,
+    pub withheld_results: u64,
+}
+
+pub struct Guard {
+    inputs: PlanInputs,
+    ctx: SessionContext,
+    statements: HashMap<Vec<u8>, Prepared>,
+    portals: HashMap<Vec<u8>, Portal>,
+    sql_prepared: HashMap<String, StatementPlan>,
+    cursors: HashMap<String, StatementPlan>,
+    expect: VecDeque<Expect>,
+    rows: Option<RowMasker>,
+    /// After pgveil withheld a result: drop responses until ReadyForQuery.
+    withholding: bool,
+    relation_index: HashMap<u32, usize>,
+    relation_index_generation: Option<u64>,
+    utf8: bool,
+    pub effects: Effects,
+    pub tally: Tally,
+}
+
+/// The `DO` block that makes the server raise pgveil's error.
+pub fn block_sql(reason: &BlockReason) -> String {
+    let quote = |s: &str| {
+        let s = s.replace('\\', "\\\\").replace('\'', "''");
+        format!("E'{s}'")
+    };
+    let mut message = format!("pgveil: {}", reason.reason);
+    if let Some(c) = &reason.column {
+        message.push_str(&format!(" (column {}.{}.{})", c.schema, c.table, c.column));
+    }
+    message.push_str(&format!(" [rule: {}]", reason.rule));
+    let body = format!(
+        "BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = {}, HINT = {}; END",
+        quote(&message),
+        quote(&reason.hint)
+    )
+    .replace("$pgveil$", "$ pgveil $");
+    format!("DO $pgveil${body}$pgveil$")
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn format_of(formats: &[i16], i: usize) -> WireFormat {
+    let code = match formats.len() {
+        0 => 0,
+        1 => formats[0],
+        _ => formats.get(i).copied().unwrap_or(0),
+    };
+    if code == 1 {
+        WireFormat::Binary
+    } else {
+        WireFormat::Text
+    }
+}
+
+impl Guard {
+    pub fn new(inputs: PlanInputs, ctx: SessionContext) -> Guard {
+        Guard {
+            inputs,
+            ctx,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            sql_prepared: HashMap::new(),
+            cursors: HashMap::new(),
+            expect: VecDeque::new(),
+            rows: None,
+            withholding: false,
+            relation_index: HashMap::new(),
+            relation_index_generation: None,
+            utf8: true,
+            effects: Effects::default(),
+            tally: Tally::default(),
+        }
+    }
+
+    /// New policy or catalog for statements that start from now on.
+    pub fn update_inputs(&mut self, inputs: PlanInputs) {
+        self.inputs = inputs;
+    }
+
+    pub fn inputs(&self) -> &PlanInputs {
+        &self.inputs
+    }
+
+    pub fn set_search_path(&mut self, path: Vec<String>) {
+        self.ctx.search_path = path;
+    }
+
+    /// Tracks `client_encoding`: masks work on UTF-8 text only.
+    pub fn set_client_encoding(&mut self, value: &[u8]) {
+        let v = lossy(value).to_ascii_uppercase().replace(['-', '_'], "");
+        self.utf8 = v == "UTF8" || v == "UNICODE";
+    }
+
+    /// True when a Query or Parse in `buf` names something the catalog lacks
+    /// (a table created since it was read): worth one catalog reload.
+    pub fn needs_fresh_catalog(&self, buf: &[u8]) -> bool {
+        crate::net::codec::frames(buf).any(|msg| {
+            let sql = match msg[0] {
+                b'Q' => wire::query_text(msg),
+                b'P' => wire::parse_msg(msg).map(|p| p.query),
+                _ => None,
+            };
+            sql.is_some_and(|sql| {
+                self.plan(&lossy(sql)).iter().any(|p| {
+                    matches!(&p.plan, StatementPlan::Block(b) if b.rule == "unknown-name")
+                })
+            })
+        })
+    }
+
+    /// True when the guard owes the client nothing: safe to swap inputs.
+    pub fn is_quiet(&self) -> bool {
+        self.expect.is_empty()
+    }
+
+    fn plan(&self, sql: &str) -> Vec<PlannedStatement> {
+        let inputs = &self.inputs;
+        let mut planned = inputs.analyzer.plan(
+            sql,
+            &self.ctx,
+            &inputs.catalog,
+            inputs.view.as_ref(),
+            inputs.policy.version(),
+        );
+        if !self.utf8 && inputs.view.is_restricted() {
+            for p in &mut planned {
+                if !matches!(p.plan, StatementPlan::Allow) {
+                    p.plan = StatementPlan::Block(BlockReason {
+                        reason: "masked roles must use client_encoding UTF8".into(),
+                        rule: "client-encoding".into(),
+                        column: None,
+                        hint: "SET client_encoding TO 'UTF8' (or connect with client_encoding=UTF8)."
+                            .into(),
+                    });
+                }
+            }
+        }
+        planned
+    }
+
+    /// Applies the session bookkeeping of one planned statement and returns
+    /// the plan that governs its rows.
+    fn settle(&mut self, p: &PlannedStatement) -> StatementPlan {
+        let restricted = self.inputs.view.is_restricted();
+        let unknown = |what: &str, name: &str| {
+            StatementPlan::Block(BlockReason {
+                reason: format!("{what} \"{name}\" was not declared through pgveil"),
+                rule: "unknown-origin".into(),
+                column: None,
+                hint: "Declare it in this session so pgveil can see its query.".into(),
+            })
+        };
+        match &p.kind {
+            StatementKind::DeclareCursor { name } => {
+                self.cursors.insert(name.clone(), p.plan.clone());
+                p.plan.clone()
+            }
+            StatementKind::Fetch { cursor } => match self.cursors.get(cursor) {
+                Some(plan) => plan.clone(),
+                None if restricted => unknown("cursor", cursor),
+                None => StatementPlan::Allow,
+            },
+            StatementKind::Close { cursor } => {
+                match cursor {
+                    Some(c) => {
+                        self.cursors.remove(c);
+                    }
+                    None => self.cursors.clear(),
+                }
+                p.plan.clone()
+            }
+            StatementKind::Prepare { name } => {
+                self.sql_prepared.insert(name.clone(), p.plan.clone());
+                // PREPARE itself returns no rows.
+                match &p.plan {
+                    StatementPlan::Block(b) => StatementPlan::Block(b.clone()),
+                    _ => StatementPlan::Allow,
+                }
+            }
+            StatementKind::Execute { name } => match self.sql_prepared.get(name) {
+                Some(plan) => plan.clone(),
+                None if restricted => unknown("prepared statement", name),
+                None => StatementPlan::Allow,
+            },
+            StatementKind::Deallocate { name } => {
+                match name {
+                    Some(n) => {
+                        self.sql_prepared.remove(n);
+                    }
+                    None => self.sql_prepared.clear(),
+                }
+                p.plan.clone()
+            }
+            StatementKind::SetSearchPath { schemas } => {
+                if !p.plan.is_block() {
+                    if let Some(s) = schemas {
+                        self.ctx.search_path = s.clone();
+                    }
+                }
+                p.plan.clone()
+            }
+            StatementKind::Ddl => {
+                if !p.plan.is_block() {
+                    self.effects.catalog_stale = true;
+                }
+                p.plan.clone()
+            }
+            StatementKind::CopyTo { to_client: true } => match &p.plan {
+                StatementPlan::Mask { columns } if !columns.is_empty() => {
+                    StatementPlan::Block(BlockReason {
+                        reason: "COPY TO STDOUT of masked columns is not supported".into(),
+                        rule: "copy-masked".into(),
+                        column: columns.first().map(|c| c.source.clone()),
+                        hint: "Use SELECT, whose rows pgveil masks, or ask for the columns you may see in clear.".into(),
+                    })
+                }
+                other => other.clone(),
+            },
+            _ => p.plan.clone(),
+        }
+    }
+
+    /// Handles one complete client message, appending what to send upstream.
+    pub fn client_message(&mut self, msg: &[u8], out: &mut BytesMut) {
+        match msg[0] {
+            b'Q' => self.client_query(msg, out),
+            b'P' => self.client_parse(msg, out),
+            b'B' => self.client_bind(msg, out),
+            b'D' => {
+                match wire::target_msg(msg) {
+                    Some((b'S', name)) => self.expect.push_back(Expect::DescribeStatement {
+                        name: name.to_vec(),
+                    }),
+                    Some((_, name)) => self.expect.push_back(Expect::DescribePortal {
+                        portal: name.to_vec(),
+                        swallow: false,
+                    }),
+                    None => {}
+                }
+                out.extend_from_slice(msg);
+            }
+            b'E' => {
+                let portal = wire::execute_portal(msg).unwrap_or_default().to_vec();
+                // Rows of a portal whose shape pgveil has not seen need a
+                // description first: ask for one and keep it to ourselves.
+                let needs_shape = self.portals.get(&portal).is_some_and(|p| {
+                    matches!(p.plan, StatementPlan::Mask { .. }) && p.masker.is_none()
+                });
+                if needs_shape {
+                    wire::encode_describe(out, b'P', &portal);
+                    self.expect.push_back(Expect::DescribePortal {
+                        portal: portal.clone(),
+                        swallow: true,
+                    });
+                }
+                self.expect.push_back(Expect::Execute { portal });
+                out.extend_from_slice(msg);
+            }
+            b'C' => {
+                match wire::target_msg(msg) {
+                    Some((b'S', name)) => {
+                        self.statements.remove(name);
+                    }
+                    Some((_, name)) => {
+                        self.portals.remove(name);
+                    }
+                    None => {}
+                }
+                self.expect
+                    .push_back(Expect::CloseComplete { swallow: false });
+                out.extend_from_slice(msg);
+            }
+            b'S' => {
+                self.expect.push_back(Expect::Sync);
+                out.extend_from_slice(msg);
+            }
+            b'F' => {
+                // Fast-path function calls name a function by OID and bypass
+                // SQL entirely: never for a restricted role.
+                if self.inputs.view.is_restricted() {
+                    self.tally.blocked += 1;
+                    let reason = BlockReason {
+                        reason: "fast-path function calls are not allowed for masked roles".into(),
+                        rule: "function-call".into(),
+                        column: None,
+                        hint: "Call the function with SELECT.".into(),
+                    };
+                    wire::encode_query(out, &block_sql(&reason));
+                } else {
+                    out.extend_from_slice(msg);
+                }
+                self.expect.push_back(Expect::Query {
+                    plans: vec![StatementPlan::Allow],
+                    at: 0,
+                });
+            }
+            _ => out.extend_from_slice(msg),
+        }
+    }
+
+    fn client_query(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let sql = lossy(wire::query_text(msg).unwrap_or_default());
+        let planned = self.plan(&sql);
+        let mut plans = Vec::with_capacity(planned.len());
+        let mut blocked = None;
+        for p in &planned {
+            let plan = self.settle(p);
+            if let StatementPlan::Block(b) = &plan {
+                blocked.get_or_insert_with(|| b.clone());
+            }
+            plans.push(plan);
+        }
+        match blocked {
+            Some(reason) => {
+                self.tally.blocked += 1;
+                wire::encode_query(out, &block_sql(&reason));
+                self.expect.push_back(Expect::Query {
+                    plans: vec![StatementPlan::Allow],
+                    at: 0,
+                });
+            }
+            None => {
+                out.extend_from_slice(msg);
+                self.expect.push_back(Expect::Query { plans, at: 0 });
+            }
+        }
+    }
+
+    fn client_parse(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let Some(parse) = wire::parse_msg(msg) else {
+            out.extend_from_slice(msg);
+            self.expect
+                .push_back(Expect::ParseComplete { swallow: false });
+            return;
+        };
+        let name = parse.name.to_vec();
+        let sql = lossy(parse.query);
+        let planned = self.plan(&sql);
+        let plan = match planned.as_slice() {
+            [one] => self.settle(one),
+            // The server rejects several statements in one Parse itself.
+            [] => StatementPlan::Allow,
+            many => {
+                let mut plan = StatementPlan::Allow;
+                for p in many {
+                    let settled = self.settle(p);
+                    if settled.is_block() || matches!(plan, StatementPlan::Allow) {
+                        plan = settled;
+                    }
+                }
+                plan
+            }
+        };
+        if let StatementPlan::Block(reason) = &plan {
+            self.tally.blocked += 1;
+            wire::encode_parse(out, &name, &block_sql(reason));
+        } else {
+            out.extend_from_slice(msg);
+        }
+        self.statements.insert(
+            name,
+            Prepared {
+                sql,
+                plan,
+                version: self.inputs.version(),
+                fields: None,
+            },
+        );
+        self.expect
+            .push_back(Expect::ParseComplete { swallow: false });
+    }
+
+    fn client_bind(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let Some(bind) = wire::bind_msg(msg) else {
+            out.extend_from_slice(msg);
+            self.expect.push_back(Expect::BindComplete);
+            return;
+        };
+        let restricted = self.inputs.view.is_restricted();
+        let version = self.inputs.version();
+        // A statement planned under an older policy or catalog is planned again.
+        let stale_sql = self
+            .statements
+            .get(bind.statement)
+            .filter(|s| s.version != version)
+            .map(|s| s.sql.clone());
+        if let Some(sql) = stale_sql {
+            let planned = self.plan(&sql);
+            let plan = match planned.as_slice() {
+                [one] => self.settle(one),
+                _ => StatementPlan::Block(BlockReason {
+                    reason: "statement could not be planned again after a policy change".into(),
+                    rule: "replan".into(),
+                    column: None,
+                    hint: "Prepare the statement again.".into(),
+                }),
+            };
+            if let Some(s) = self.statements.get_mut(bind.statement) {
+                s.plan = plan;
+                s.version = version;
+            }
+        }
+        let (plan, fields) = match self.statements.get(bind.statement) {
+            Some(s) => (s.plan.clone(), s.fields.clone()),
+            None if restricted => (
+                StatementPlan::Block(BlockReason {
+                    reason: "prepared statement was not parsed through pgveil".into(),
+                    rule: "unknown-origin".into(),
+                    column: None,
+                    hint: "Prepare the statement on this connection.".into(),
+                }),
+                None,
+            ),
+            None => (StatementPlan::Allow, None),
+        };
+        let portal = bind.portal.to_vec();
+        let result_formats = bind.result_formats.clone();
+        if let StatementPlan::Block(reason) = &plan {
+            // Bind the portal to a statement that raises pgveil's error.
+            self.tally.blocked += 1;
+            wire::encode_close(out, b'S', BLOCK_STATEMENT);
+            wire::encode_parse(out, BLOCK_STATEMENT, &block_sql(reason));
+            wire::encode_bind_no_params(out, &portal, BLOCK_STATEMENT);
+            self.expect
+                .push_back(Expect::CloseComplete { swallow: true });
+            self.expect
+                .push_back(Expect::ParseComplete { swallow: true });
+            self.expect.push_back(Expect::BindComplete);
+            self.portals.insert(
+                portal,
+                Portal {
+                    plan: StatementPlan::Allow,
+                    fields: None,
+                    masker: Some(RowMasker::default()),
+                },
+            );
+            return;
+        }
+        let masker = fields
+            .as_ref()
+            .map(|f| self.masker_for(&plan, f, Some(&result_formats)));
+        self.portals.insert(
+            portal,
+            Portal {
+                plan,
+                fields,
+                masker,
+            },
+        );
+        out.extend_from_slice(msg);
+        self.expect.push_back(Expect::BindComplete);
+    }
+
+    fn ensure_relation_index(&mut self) {
+        let generation = self.inputs.catalog.generation();
+        if self.relation_index_generation == Some(generation) {
+            return;
+        }
+        self.relation_index = self
+            .inputs
+            .catalog
+            .relations()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.oid, i))
+            .collect();
+        self.relation_index_generation = Some(generation);
+    }
+
+    /// The protected column behind a RowDescription field, if any.
+    fn field_source(&mut self, field: &Field) -> Option<QualifiedColumn> {
+        if field.table_oid == 0 || field.attnum <= 0 {
+            return None;
+        }
+        self.ensure_relation_index();
+        let rel = &self.inputs.catalog.relations()[*self.relation_index.get(&field.table_oid)?];
+        let col = rel.columns.iter().find(|c| c.attnum == field.attnum)?;
+        Some(QualifiedColumn {
+            schema: rel.schema.clone(),
+            table: rel.name.clone(),
+            column: col.name.clone(),
+        })
+    }
+
+    /// Builds the masker of one result: the plan's masks, plus any protected
+    /// column the RowDescription names that the plan left unmasked.
+    fn masker_for(
+        &mut self,
+        plan: &StatementPlan,
+        fields: &[Field],
+        formats: Option<&[i16]>,
+    ) -> RowMasker {
+        let mut m = RowMasker::default();
+        let format = |i: usize, f: &Field| match formats {
+            Some(codes) => format_of(codes, i),
+            None if f.format == 1 => WireFormat::Binary,
+            None => WireFormat::Text,
+        };
+        if let StatementPlan::Mask { columns } = plan {
+            for c in columns {
+                let Some(field) = fields.get(c.index) else {
+                    m.withheld = Some(format!(
+                        "result has no column {} for {}.{}.{}",
+                        c.index, c.source.schema, c.source.table, c.source.column
+                    ));
+                    continue;
+                };
+                if let ColumnAction::Mask { mask_id, .. } = &c.decision.action {
+                    let mask = self.inputs.policy.mask(*mask_id).clone();
+                    m.columns
+                        .push((c.index, mask, field.type_oid, format(c.index, field)));
+                }
+            }
+        }
+        // Defence in depth: a field that names a protected column.
+        for (i, field) in fields.iter().enumerate() {
+            if m.columns.iter().any(|(idx, ..)| *idx == i) {
+                continue;
+            }
+            let Some(source) = self.field_source(field) else {
+                continue;
+            };
+            let Some(decision) = self.inputs.view.column(&source) else {
+                continue;
+            };
+            match decision.action {
+                ColumnAction::Allow => {}
+                ColumnAction::Mask { mask_id, .. } => {
+                    tracing::warn!(
+                        column = %format!("{}.{}.{}", source.schema, source.table, source.column),
+                        "protected column reached a result unplanned; masking it"
+                    );
+                    let mask = self.inputs.policy.mask(mask_id).clone();
+                    m.columns.push((i, mask, field.type_oid, format(i, field)));
+                }
+                ColumnAction::Deny => {
+                    m.withheld = Some(format!(
+                        "column {}.{}.{} is denied by {}",
+                        source.schema, source.table, source.column, decision.rule
+                    ));
+                }
+            }
+        }
+        m
+    }
+
+    /// Handles one complete server message, appending what to send the client.
+    pub fn server_message(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let ty = msg[0];
+        match ty {
+            b'N' => return self.scrub(msg, out),
+            b'A' => return out.extend_from_slice(msg),
+            b'S' => {
+                if let Some(value) = parameter_status(msg, b"client_encoding") {
+                    self.set_client_encoding(value);
+                }
+                return out.extend_from_slice(msg);
+            }
+            b'Z' => {
+                // Everything up to the Sync or Query this answers is done.
+                while let Some(e) = self.expect.pop_front() {
+                    if matches!(e, Expect::Sync | Expect::Query { .. }) {
+                        break;
+                    }
+                }
+                self.rows = None;
+                self.withholding = false;
+                return out.extend_from_slice(msg);
+            }
+            b'E' => {
+                self.rows = None;
+                match self.expect.front() {
+                    Some(Expect::Query { .. }) => {}
+                    _ => {
+                        // Extended protocol: the server skips to the next Sync.
+                        while let Some(e) = self.expect.front() {
+                            if matches!(e, Expect::Sync) {
+                                break;
+                            }
+                            self.expect.pop_front();
+                        }
+                    }
+                }
+                if self.withholding {
+                    return;
+                }
+                return self.scrub(msg, out);
+            }
+            _ => {}
+        }
+        if self.withholding {
+            return;
+        }
+        match ty {
+            b'1' => {
+                if let Some(Expect::ParseComplete { swallow }) = self.expect.front() {
+                    let swallow = *swallow;
+                    self.expect.pop_front();
+                    if swallow {
+                        return;
+                    }
+                }
+                out.extend_from_slice(msg);
+            }
+            b'2' => {
+                if let Some(Expect::BindComplete) = self.expect.front() {
+                    self.expect.pop_front();
+                }
+                out.extend_from_slice(msg);
+            }
+            b'3' => {
+                if let Some(Expect::CloseComplete { swallow }) = self.expect.front() {
+                    let swallow = *swallow;
+                    self.expect.pop_front();
+                    if swallow {
+                        return;
+                    }
+                }
+                out.extend_from_slice(msg);
+            }
+            b't' => out.extend_from_slice(msg),
+            b'T' => self.row_description(msg, out),
+            b'n' => {
+                let swallow = match self.expect.front() {
+                    Some(Expect::DescribeStatement { .. }) => false,
+                    Some(Expect::DescribePortal { portal, swallow }) => {
+                        if let Some(p) = self.portals.get_mut(portal) {
+                            p.masker = Some(RowMasker::default());
+                        }
+                        *swallow
+                    }
+                    _ => false,
+                };
+                if matches!(
+                    self.expect.front(),
+                    Some(Expect::DescribeStatement { .. } | Expect::DescribePortal { .. })
+                ) {
+                    self.expect.pop_front();
+                }
+                if !swallow {
+                    out.extend_from_slice(msg);
+                }
+            }
+            b'D' => self.data_row(msg, out),
+            b'C' | b'I' => {
+                self.rows = None;
+                match self.expect.front_mut() {
+                    Some(Expect::Query { at, .. }) => *at += 1,
+                    Some(Expect::Execute { .. }) => {
+                        self.expect.pop_front();
+                    }
+                    _ => {}
+                }
+                out.extend_from_slice(msg);
+            }
+            b's' => {
+                if let Some(Expect::Execute { .. }) = self.expect.front() {
+                    self.expect.pop_front();
+                }
+                out.extend_from_slice(msg);
+            }
+            _ => out.extend_from_slice(msg),
+        }
+    }
+
+    fn row_description(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let Some(fields) = wire::row_description(msg) else {
+            return self.withhold("malformed RowDescription from the server", out);
+        };
+        match self.expect.front() {
+            Some(Expect::DescribeStatement { name }) => {
+                let name = name.clone();
+                self.expect.pop_front();
+                if let Some(s) = self.statements.get_mut(&name) {
+                    s.fields = Some(fields);
+                }
+                out.extend_from_slice(msg);
+            }
+            Some(Expect::DescribePortal { portal, swallow }) => {
+                let (portal, swallow) = (portal.clone(), *swallow);
+                self.expect.pop_front();
+                let plan = self
+                    .portals
+                    .get(&portal)
+                    .map(|p| p.plan.clone())
+                    .unwrap_or(StatementPlan::Allow);
+                // A portal's RowDescription carries its real formats.
+                let masker = self.masker_for(&plan, &fields, None);
+                if let Some(p) = self.portals.get_mut(&portal) {
+                    p.fields = Some(fields);
+                    p.masker = Some(masker);
+                }
+                if !swallow {
+                    out.extend_from_slice(msg);
+                }
+            }
+            Some(Expect::Query { plans, at }) => {
+                let plan = plans.get(*at).cloned();
+                let plan = match plan {
+                    Some(p) => p,
+                    None => {
+                        return self.withhold("more results than statements pgveil analysed", out)
+                    }
+                };
+                let masker = self.masker_for(&plan, &fields, None);
+                if !masker.is_empty() {
+                    self.tally.masked_results += 1;
+                }
+                self.rows = Some(masker);
+                out.extend_from_slice(msg);
+            }
+            _ => out.extend_from_slice(msg),
+        }
+    }
+
+    fn data_row(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let masker = match self.expect.front() {
+            Some(Expect::Query { .. }) => self.rows.as_ref(),
+            Some(Expect::Execute { portal }) => {
+                self.portals.get(portal).and_then(|p| p.masker.as_ref())
+            }
+            _ => None,
+        };
+        let restricted = self.inputs.view.is_restricted();
+        let Some(masker) = masker else {
+            if restricted {
+                return self.withhold("rows arrived for a result pgveil has no plan for", out);
+            }
+            return out.extend_from_slice(msg);
+        };
+        if let Some(why) = masker.withheld.clone() {
+            return self.withhold(&why, out);
+        }
+        if masker.columns.is_empty() {
+            return out.extend_from_slice(msg);
+        }
+        let Some(values) = wire::data_row(msg) else {
+            return self.withhold("malformed DataRow from the server", out);
+        };
+        let mut masked: Vec<Option<Option<Vec<u8>>>> = vec![None; values.len()];
+        for (index, mask, type_oid, format) in &masker.columns {
+            let Some(value) = values.get(*index) else {
+                continue;
+            };
+            match mask.apply(*value, *type_oid, *format) {
+                Ok(v) => masked[*index] = Some(v),
+                Err(e) => {
+                    let why = e.to_string();
+                    return self.withhold(&why, out);
+                }
+            }
+        }
+        self.tally.masked_values += masker.columns.len() as u64;
+        wire::encode_data_row(
+            out,
+            values.iter().enumerate().map(|(i, v)| match &masked[i] {
+                Some(m) => m.as_deref(),
+                None => *v,
+            }),
+        );
+    }
+
+    /// Replaces the rest of the current response with an error: used when a
+    /// value cannot be masked safely. Nothing more is forwarded until
+    /// ReadyForQuery.
+    fn withhold(&mut self, why: &str, out: &mut BytesMut) {
+        tracing::error!(reason = why, "withholding a result to protect a column");
+        self.tally.withheld_results += 1;
+        crate::net::codec::ProxyError::error(
+            "42501",
+            format!("pgveil: result withheld: {why}"),
+        )
+        .with_hint("pgveil could not mask this result safely; ask the DBA to check the policy.")
+        .encode(out);
+        self.withholding = true;
+        self.rows = None;
+    }
+
+    /// Errors and notices can quote row values (unique violations, bad
+    /// casts): for a restricted role, drop DETAIL and CONTEXT and redact
+    /// quoted text in messages of data and integrity errors.
+    fn scrub(&self, msg: &[u8], out: &mut BytesMut) {
+        if !self.inputs.view.is_restricted() {
+            return out.extend_from_slice(msg);
+        }
+        let mut fields = wire::notice_fields(msg);
+        let code = fields
+            .iter()
+            .find(|(t, _)| *t == b'C')
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        let quotes_values = code.starts_with(b"22")
+            || code.starts_with(b"23")
+            || code.starts_with(b"P0")
+            || code.starts_with(b"XX");
+        fields.retain(|(t, _)| !matches!(t, b'D' | b'W' | b'q' | b'P' | b'p'));
+        if quotes_values {
+            for (t, v) in fields.iter_mut() {
+                if *t == b'M' {
+                    *v = redact_quoted(v);
+                }
+            }
+        }
+        wire::encode_notice_fields(out, msg[0], &fields);
+    }
+}
+
+fn parameter_status<'a>(msg: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let body = msg.get(5..)?;
+    let end = body.iter().position(|&b| b == 0)?;
+    if &body[..end] != name {
+        return None;
+    }
+    let rest = &body[end + 1..];
+    let vend = rest.iter().position(|&b| b == 0)?;
+    Some(&rest[..vend])
+}
+
+/// `invalid input syntax for type integer: "4111..."` -> `... "***"`.
+fn redact_quoted(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len());
+    let mut inside = false;
+    for &b in message {
+        if b == b'"' {
+            if inside {
+                out.extend_from_slice(b"***");
+            }
+            inside = !inside;
+            out.push(b);
+        } else if !inside {
+            out.push(b);
+        }
+    }
+    if inside {
+        out.extend_from_slice(b"***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_sql_quotes_everything() {
+        let sql = block_sql(&BlockReason {
+            reason: "it's $pgveil$ \\ bad".into(),
+            rule: "r".into(),
+            column: None,
+            hint: "h'".into(),
+        });
+        assert!(sql.starts_with("DO $pgveil$BEGIN RAISE EXCEPTION USING ERRCODE = '42501'"));
+        assert_eq!(sql.matches("$pgveil$").count(), 2);
+        assert!(sql.contains("it''s"));
+        assert!(sql.contains("\\\\ bad"));
+    }
+
+    #[test]
+    fn quoted_values_are_redacted() {
+        assert_eq!(
+            redact_quoted(b"invalid input syntax for type integer: \"11010519\""),
+            b"invalid input syntax for type integer: \"***\"".to_vec()
+        );
+        assert_eq!(redact_quoted(b"no quotes"), b"no quotes".to_vec());
+    }
+}

@@ -1,0 +1,197 @@
+//! What masking sessions share: the policy store, role memberships, the
+//! per-database catalogs and the analysis cache, plus pgveil's own catalog
+//! connections to the upstream.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tokio::sync::Mutex;
+
+use crate::analyze::{Analyzer, Catalog, CatalogCache};
+use crate::config::{Settings, UpstreamTls};
+use crate::policy::{PolicyStore, RoleMembership, RoleMembershipCache, RolePolicy};
+
+/// Why pgveil could not get what a masking session needs.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot connect to the database as catalog user `{user}`: {source}")]
+    Connect {
+        user: String,
+        source: tokio_postgres::Error,
+    },
+    #[error("cannot read the catalog of database `{database}`: {message}")]
+    Catalog { database: String, message: String },
+    #[error("cannot read role memberships: {0}")]
+    Membership(tokio_postgres::Error),
+}
+
+/// Shared by every session of a process.
+pub struct MaskingRuntime {
+    pub store: PolicyStore,
+    pub memberships: RoleMembershipCache,
+    pub catalogs: CatalogCache,
+    pub analyzer: Arc<Analyzer>,
+    catalog_user: String,
+    catalog_password: Option<String>,
+    host: String,
+    port: u16,
+    tls: Option<rustls::ClientConfig>,
+    load_locks: DashMap<String, Arc<Mutex<()>>>,
+    last_forced_reload: DashMap<String, Instant>,
+}
+
+/// How pgveil reaches the upstream for its own catalog queries.
+pub struct CatalogAccess {
+    pub user: String,
+    pub password: Option<String>,
+}
+
+impl MaskingRuntime {
+    pub fn new(
+        store: PolicyStore,
+        settings: &Settings,
+        access: CatalogAccess,
+        catalog_ttl: Duration,
+    ) -> Result<MaskingRuntime, crate::net::tls::TlsError> {
+        let tls = match settings.upstream_tls {
+            UpstreamTls::Disable => None,
+            UpstreamTls::Prefer | UpstreamTls::Require => {
+                Some(crate::net::tls::client_config(None)?)
+            }
+            UpstreamTls::VerifyFull => Some(crate::net::tls::client_config(
+                settings.upstream_ca.as_deref(),
+            )?),
+        };
+        Ok(MaskingRuntime {
+            store,
+            memberships: RoleMembershipCache::new(catalog_ttl),
+            catalogs: CatalogCache::new(catalog_ttl),
+            analyzer: Arc::new(Analyzer::default()),
+            catalog_user: access.user,
+            catalog_password: access.password,
+            host: settings.upstream_host.clone(),
+            port: settings.upstream_port,
+            tls,
+            load_locks: DashMap::new(),
+            last_forced_reload: DashMap::new(),
+        })
+    }
+
+    /// Directory the policies come from.
+    pub fn policy_dir(&self) -> PathBuf {
+        self.store.dir().to_path_buf()
+    }
+
+    async fn connect(&self, database: &str) -> Result<tokio_postgres::Client, RuntimeError> {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .user(&self.catalog_user)
+            .dbname(database)
+            .application_name("pgveil catalog")
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(pw) = &self.catalog_password {
+            config.password(pw);
+        }
+        let connect_err = |source| RuntimeError::Connect {
+            user: self.catalog_user.clone(),
+            source,
+        };
+        match &self.tls {
+            None => {
+                let (client, conn) = config
+                    .connect(tokio_postgres::NoTls)
+                    .await
+                    .map_err(connect_err)?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Ok(client)
+            }
+            Some(tls) => {
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls.clone());
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let (client, conn) = config.connect(tls).await.map_err(connect_err)?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                Ok(client)
+            }
+        }
+    }
+
+    /// The catalog of `database`, loaded once per TTL however many sessions
+    /// ask at the same time.
+    pub async fn catalog(&self, database: &str) -> Result<Arc<Catalog>, RuntimeError> {
+        if let Some(c) = self.catalogs.get(database) {
+            return Ok(c);
+        }
+        let lock = self
+            .load_locks
+            .entry(database.to_string())
+            .or_default()
+            .clone();
+        let _guard = lock.lock().await;
+        if let Some(c) = self.catalogs.get(database) {
+            return Ok(c);
+        }
+        let client = self.connect(database).await?;
+        let started = Instant::now();
+        let catalog = Catalog::load(&client)
+            .await
+            .map_err(|e| RuntimeError::Catalog {
+                database: database.to_string(),
+                message: e.to_string(),
+            })?;
+        tracing::info!(
+            database,
+            relations = catalog.relations().len(),
+            ms = started.elapsed().as_millis() as u64,
+            "catalog loaded"
+        );
+        Ok(self.catalogs.insert(catalog))
+    }
+
+    /// Drops the cached catalog so the next statement reads a fresh one.
+    /// Forced reloads are rate-limited per database to one a second.
+    pub fn invalidate_catalog(&self, database: &str, forced: bool) -> bool {
+        if forced {
+            if let Some(at) = self.last_forced_reload.get(database) {
+                if at.elapsed() < Duration::from_secs(1) {
+                    return false;
+                }
+            }
+            self.last_forced_reload
+                .insert(database.to_string(), Instant::now());
+        }
+        self.catalogs.invalidate(database);
+        true
+    }
+
+    /// Current role memberships, refreshed from the upstream when stale.
+    pub async fn memberships(&self, database: &str) -> Result<Arc<RoleMembership>, RuntimeError> {
+        if !self.memberships.is_stale() {
+            return Ok(self.memberships.current());
+        }
+        let client = self.connect(database).await?;
+        self.memberships
+            .refresh(&client)
+            .await
+            .map_err(RuntimeError::Membership)
+    }
+
+    /// The policy view of a login role under the current policy set.
+    pub async fn role_view(
+        &self,
+        login_role: &str,
+        database: &str,
+    ) -> Result<(Arc<crate::policy::PolicySet>, Arc<RolePolicy>), RuntimeError> {
+        let memberships = self.memberships(database).await?;
+        let set = self.store.current();
+        let view = set.for_role(login_role, &memberships);
+        Ok((set, view))
+    }
+}

@@ -1,0 +1,392 @@
+//! The invariant end to end: roles read a retail-bank schema through pgveil
+//! with real clients, and protected values reach them only as the policy
+//! allows (tests/fixtures/masking/bank.yaml).
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::{cluster, connect, Proxy, SUPERUSER_PASSWORD};
+use futures::StreamExt;
+use tokio_postgres::SimpleQueryMessage;
+
+const ID_NUMBER: &str = "11010519491231002X";
+const ID_HIDDEN: &str = "19491231";
+const MOBILE: &str = "13987654321";
+const MOBILE_HIDDEN: &str = "8765";
+const CARD: &str = "6222021234567890128";
+const CARD_HIDDEN: &str = "123456789";
+const NAME: &str = "张三丰";
+const PASSWORD: &str = "role-pw";
+
+fn setup() -> &'static Proxy {
+    static PROXY: OnceLock<Proxy> = OnceLock::new();
+    PROXY.get_or_init(|| {
+        let c = cluster();
+        c.psql_super("CREATE DATABASE bank").unwrap();
+        c.psql_super_db(
+            "bank",
+            &format!(
+                "CREATE TABLE customers (id serial PRIMARY KEY, full_name text NOT NULL,
+                   id_number varchar(18) UNIQUE NOT NULL, mobile text, annual_income numeric(12,2),
+                   branch text);
+                 CREATE TABLE cards (id serial PRIMARY KEY, customer_id int REFERENCES customers,
+                   card_no text UNIQUE, cvv char(3), status text);
+                 CREATE TABLE audit_trail (id serial PRIMARY KEY, note text);
+                 CREATE VIEW customer_contacts AS SELECT id, full_name, mobile FROM customers;
+                 INSERT INTO customers (full_name, id_number, mobile, annual_income, branch) VALUES
+                   ('{NAME}', '{ID_NUMBER}', '{MOBILE}', 123456.78, 'Hangzhou'),
+                   ('Alice Smith', '440301199001011234', '13800000000', 45000, 'Shenzhen');
+                 INSERT INTO cards (customer_id, card_no, cvv, status) VALUES
+                   (1, '{CARD}', '987', 'active'), (2, '4111111111111111', '123', 'active');
+                 INSERT INTO audit_trail (note) VALUES ('opened');
+                 CREATE ROLE compliance NOLOGIN; CREATE ROLE call_center NOLOGIN;
+                 CREATE ROLE analyst NOLOGIN; CREATE ROLE intern NOLOGIN;
+                 CREATE ROLE team_east NOLOGIN IN ROLE call_center;
+                 CREATE ROLE auditor LOGIN PASSWORD '{PASSWORD}' IN ROLE compliance;
+                 CREATE ROLE agent LOGIN PASSWORD '{PASSWORD}' IN ROLE team_east;
+                 CREATE ROLE dev LOGIN PASSWORD '{PASSWORD}';
+                 CREATE ROLE trainee LOGIN PASSWORD '{PASSWORD}' IN ROLE intern;
+                 GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;
+                 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;
+                 GRANT CREATE ON SCHEMA public TO PUBLIC;"
+            ),
+        )
+        .unwrap();
+        let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/masking");
+        Proxy::start_with_env(
+            &["--policies", policies, "--catalog-user", "postgres"],
+            &[
+                ("PGVEIL_CATALOG_PASSWORD", SUPERUSER_PASSWORD),
+                ("PGVEIL_KEY_PII", "test-key-for-pii-tokens"),
+            ],
+        )
+    })
+}
+
+async fn as_role(role: &str) -> tokio_postgres::Client {
+    connect(&setup().conn_str(role, PASSWORD, "bank"))
+        .await
+        .unwrap_or_else(|e| panic!("{role}: {e}"))
+}
+
+fn values(msgs: &[SimpleQueryMessage]) -> Vec<Option<String>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string))),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+fn code(err: &tokio_postgres::Error) -> String {
+    err.as_db_error()
+        .map(|e| e.code().code().to_string())
+        .unwrap_or_else(|| format!("not a db error: {err}"))
+}
+
+/// Everything the client could read from a result or an error.
+async fn visible(c: &tokio_postgres::Client, sql: &str) -> (bool, String) {
+    match c.simple_query(sql).await {
+        Ok(msgs) => (
+            true,
+            values(&msgs)
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join("|"),
+        ),
+        Err(e) => {
+            let db = e.as_db_error();
+            (
+                false,
+                format!(
+                    "{} {} {} {}",
+                    e,
+                    db.map(|d| d.message()).unwrap_or_default(),
+                    db.and_then(|d| d.detail()).unwrap_or_default(),
+                    db.and_then(|d| d.hint()).unwrap_or_default()
+                ),
+            )
+        }
+    }
+}
+
+fn assert_no_secret(sql: &str, text: &str) {
+    for secret in [
+        ID_NUMBER,
+        ID_HIDDEN,
+        MOBILE,
+        MOBILE_HIDDEN,
+        CARD,
+        CARD_HIDDEN,
+        "三丰",
+    ] {
+        assert!(
+            !text.contains(secret),
+            "LEAK of {secret} through `{sql}`: {text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn compliance_sees_clear_text_except_denied_columns() {
+    let c = as_role("auditor").await;
+    let v = values(
+        &c.simple_query("SELECT full_name, id_number, mobile FROM customers WHERE id = 1")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        v,
+        vec![
+            Some(NAME.to_string()),
+            Some(ID_NUMBER.to_string()),
+            Some(MOBILE.to_string())
+        ]
+    );
+    let err = c.simple_query("SELECT cvv FROM cards").await.unwrap_err();
+    assert_eq!(code(&err), "42501");
+}
+
+#[tokio::test]
+async fn default_role_gets_masks_in_simple_and_extended_protocol() {
+    let c = as_role("dev").await;
+    let v = values(
+        &c.simple_query("SELECT id, full_name, id_number, mobile, branch FROM customers ORDER BY id")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(v[0].as_deref(), Some("1"));
+    assert_eq!(v[4].as_deref(), Some("Hangzhou"), "unprotected column changed");
+    let masked = format!("{:?}", &v[1..4]);
+    assert_no_secret("simple", &masked);
+    assert_ne!(v[1].as_deref(), Some(NAME));
+    // Extended protocol, binary results (tokio-postgres asks for binary).
+    let rows = c
+        .query(
+            "SELECT full_name, id_number, mobile, id FROM customers WHERE id = $1",
+            &[&1i32],
+        )
+        .await
+        .unwrap();
+    let name: String = rows[0].get(0);
+    let id_number: String = rows[0].get(1);
+    let mobile: String = rows[0].get(2);
+    let id: i32 = rows[0].get(3);
+    assert_eq!(id, 1);
+    assert_no_secret("extended", &format!("{name} {id_number} {mobile}"));
+    assert!(!name.is_empty() && !id_number.is_empty() && !mobile.is_empty());
+    // The view over customers carries the same masks.
+    let (_, text) = visible(&c, "SELECT * FROM customer_contacts").await;
+    assert_no_secret("view", &text);
+}
+
+#[tokio::test]
+async fn call_center_through_nested_role_may_look_up_by_id_number() {
+    let c = as_role("agent").await;
+    let rows = c
+        .query(
+            "SELECT full_name, id_number FROM customers WHERE id_number = $1",
+            &[&ID_NUMBER],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    // full_name is clear for call_center; id_number keeps its last four.
+    assert_eq!(rows[0].get::<_, String>(0), NAME);
+    let id: String = rows[0].get(1);
+    assert!(id.ends_with("002X"), "{id}");
+    assert!(!id.contains(ID_HIDDEN), "{id}");
+    // A range predicate is not an equality lookup.
+    let err = c
+        .simple_query("SELECT id FROM customers WHERE id_number > '1'")
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "42501");
+}
+
+#[tokio::test]
+async fn denied_columns_and_tables_are_blocked_and_the_session_survives() {
+    let c = as_role("trainee").await;
+    for sql in [
+        "SELECT id_number FROM customers",
+        "SELECT * FROM customers",
+        "SELECT note FROM audit_trail",
+        "SELECT cvv FROM cards",
+    ] {
+        let err = c.simple_query(sql).await.unwrap_err();
+        assert_eq!(code(&err), "42501", "{sql}: {err}");
+        let msg = err.as_db_error().unwrap().message().to_string();
+        assert!(msg.starts_with("pgveil:"), "{msg}");
+    }
+    // The same connection keeps working, in the simple and extended protocol.
+    let v = values(&c.simple_query("SELECT branch FROM customers WHERE id = 2").await.unwrap());
+    assert_eq!(v, vec![Some("Shenzhen".to_string())]);
+    let err = c
+        .query("SELECT id_number FROM customers WHERE id = $1", &[&1i32])
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "42501");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    // Inside a transaction the block aborts it like any error would.
+    c.batch_execute("BEGIN").await.unwrap();
+    assert!(c.simple_query("SELECT cvv FROM cards").await.is_err());
+    let err = c.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(code(&err), "25P02");
+    c.batch_execute("ROLLBACK").await.unwrap();
+}
+
+#[tokio::test]
+async fn leak_attempts_are_masked_or_blocked() {
+    let c = as_role("dev").await;
+    let attempts = [
+        "SELECT upper(id_number) FROM customers",
+        "SELECT id_number || '' FROM customers",
+        "SELECT lower(full_name) || mobile FROM customers",
+        "SELECT c FROM customers c",
+        "SELECT row_to_json(c) FROM customers c",
+        "SELECT to_jsonb(c.*) FROM customers c",
+        "SELECT c::text FROM customers c",
+        "SELECT (SELECT id_number FROM customers WHERE id = 1)",
+        "WITH x AS (SELECT id_number AS a FROM customers) SELECT a FROM x",
+        "SELECT id_number FROM customers UNION ALL SELECT 'x'",
+        "SELECT string_agg(id_number, ',') FROM customers",
+        "SELECT array_agg(mobile) FROM customers",
+        "SELECT json_build_object('m', mobile) FROM customers",
+        "SELECT CASE WHEN id > 0 THEN id_number END FROM customers",
+        "SELECT coalesce(mobile, '') FROM customers",
+        "SELECT substr(id_number, 7, 8) FROM customers",
+        "SELECT id_number::bigint FROM customers",
+        "SELECT mobile::int8 FROM customers",
+        "SELECT id FROM customers WHERE id_number = '11010519491231002X'",
+        "SELECT id FROM customers ORDER BY id_number",
+        "SELECT set_config('my.v', id_number, false) FROM customers",
+        "SELECT query_to_xml('select id_number from customers', true, true, '')",
+        "DO $$ BEGIN RAISE NOTICE '%', (SELECT id_number FROM customers LIMIT 1); END $$",
+        "SELECT pg_notify('ch', id_number) FROM customers",
+        "CREATE TEMP TABLE stash AS SELECT id_number FROM customers",
+        "SELECT id_number INTO TEMP stash2 FROM customers",
+        "INSERT INTO audit_trail (note) SELECT id_number FROM customers",
+        "UPDATE customers SET branch = id_number WHERE id = 2 RETURNING branch",
+        "UPDATE customers SET branch = branch WHERE id = 1 RETURNING id_number",
+        "SELECT cvv FROM cards",
+        "SELECT card_no FROM cards",
+        "SELECT * FROM cards",
+        "SELECT c.card_no, cu.mobile FROM cards c JOIN customers cu ON cu.id = c.customer_id",
+        "TABLE customers",
+        "SET search_path TO pg_temp, public",
+        "INSERT INTO customers (full_name, id_number) VALUES ('x', '11010519491231002X')",
+    ];
+    for sql in attempts {
+        let (_, text) = visible(&c, sql).await;
+        assert_no_secret(sql, &text);
+        // Laundered copies stay unreadable too.
+        let (_, text) = visible(&c, "SELECT note FROM audit_trail").await;
+        assert_no_secret(sql, &text);
+        let (_, text) = visible(&c, "SELECT branch FROM customers").await;
+        assert_no_secret(sql, &text);
+    }
+    for sql in ["SELECT * FROM stash", "SELECT * FROM stash2"] {
+        let (_, text) = visible(&c, sql).await;
+        assert_no_secret(sql, &text);
+    }
+    // Cursors and SQL-level prepared statements carry the masks.
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("DECLARE cur CURSOR FOR SELECT id_number, mobile FROM customers")
+        .await
+        .unwrap();
+    let (ok, text) = visible(&c, "FETCH ALL FROM cur").await;
+    assert!(ok, "{text}");
+    assert_no_secret("FETCH", &text);
+    c.batch_execute("COMMIT").await.unwrap();
+    let (_, text) = visible(&c, "PREPARE p AS SELECT id_number FROM customers").await;
+    assert_no_secret("PREPARE", &text);
+    let (_, text) = visible(&c, "EXECUTE p").await;
+    assert_no_secret("EXECUTE", &text);
+    // COPY to the client.
+    for sql in [
+        "COPY customers TO STDOUT",
+        "COPY (SELECT id_number FROM customers) TO STDOUT",
+    ] {
+        let text = match c.copy_out(sql).await {
+            Ok(stream) => {
+                let chunks: Vec<_> = stream.collect().await;
+                chunks
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .collect::<String>()
+            }
+            Err(e) => e.to_string(),
+        };
+        assert_no_secret(sql, &text);
+    }
+}
+
+#[tokio::test]
+async fn ordinary_application_statements_pass() {
+    let c = as_role("dev").await;
+    c.batch_execute("BEGIN").await.unwrap();
+    let id: i32 = c
+        .query_one(
+            "INSERT INTO customers (full_name, id_number, mobile, branch) VALUES ($1, $2, $3, $4) RETURNING id",
+            &[&"王五", &"330106198001010012", &"13700000000", &"Ningbo"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    c.execute(
+        "UPDATE customers SET branch = $1 WHERE id = $2",
+        &[&"Wenzhou", &id],
+    )
+    .await
+    .unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM customers WHERE branch = $1", &[&"Wenzhou"])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    c.execute("DELETE FROM customers WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    c.batch_execute("ROLLBACK").await.unwrap();
+    let rows = c
+        .query(
+            "SELECT \"c\".\"id\", \"c\".\"branch\" FROM \"public\".\"customers\" AS \"c\" ORDER BY \"c\".\"id\" LIMIT $1 OFFSET $2",
+            &[&10i64, &0i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let statuses = c
+        .query("SELECT status, count(*) FROM cards GROUP BY status", &[])
+        .await
+        .unwrap();
+    assert_eq!(statuses.len(), 1);
+}
+
+#[tokio::test]
+async fn metrics_count_blocks_and_masks() {
+    let c = as_role("dev").await;
+    let _ = c.simple_query("SELECT cvv FROM cards").await;
+    c.simple_query("SELECT mobile FROM customers").await.unwrap();
+    let text = setup().metrics();
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(value("pgveil_statements_blocked_total") >= 1.0, "{text}");
+    assert!(value("pgveil_masked_values_total") >= 2.0, "{text}");
+    assert!(value("pgveil_policy_version") >= 1.0, "{text}");
+}
