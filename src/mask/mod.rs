@@ -478,10 +478,22 @@ impl Mask {
             Kind::Bucket(b) => b.apply(v, type_oid, format),
             // Text types: the binary format is the raw string in the client
             // encoding, the same bytes as the text format.
-            kind => std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| text_mask(kind, s))
-                .map(String::into_bytes),
+            kind => std::str::from_utf8(v).ok().and_then(|s| {
+                // char(n) pads with spaces; mask the value, keep the padding,
+                // and hash without it so tokens join with text columns as
+                // PostgreSQL compares bpchar.
+                let (body, pad) = if type_oid == oid::BPCHAR {
+                    let t = s.trim_end_matches(' ');
+                    (t, &s[t.len()..])
+                } else {
+                    (s, "")
+                };
+                let mut out = text_mask(kind, body)?;
+                if !matches!(kind, Kind::Hash(_)) {
+                    out.push_str(pad);
+                }
+                Some(out.into_bytes())
+            }),
         };
         out.map(Some).ok_or_else(fail)
     }

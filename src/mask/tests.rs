@@ -918,3 +918,27 @@ proptest! {
         prop_assert_eq!(&out[6..8], &b[6..8], "dscale kept");
     }
 }
+
+#[test]
+fn masks_are_shared_across_sessions() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Mask>();
+    shareable::<KeyRing>();
+    let m = mask("hash", &[("key", s("pii"))]);
+    assert!(
+        !format!("{m:?}").contains("0123"),
+        "Debug names the mask, not its key"
+    );
+}
+
+#[test]
+fn bpchar_padding_is_kept_out_of_the_mask() {
+    let k = mask(
+        "keep",
+        &[("first", ArgValue::Int(1)), ("last", ArgValue::Int(1))],
+    );
+    assert_eq!(typed(&k, "abcd    ", oid::BPCHAR), "a**d    ");
+    assert_eq!(typed(&k, "abcd    ", oid::TEXT), "a****** ");
+    let h = mask("hash", &[("key", s("pii"))]);
+    assert_eq!(typed(&h, "abc  ", oid::BPCHAR), text(&h, "abc"));
+}
