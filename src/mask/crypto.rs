@@ -34,14 +34,33 @@ fn derive_key(key: &[u8], purpose: &str) -> [u8; 32] {
     out
 }
 
-/// 64 uniformly distributed bits of HMAC(mac, input).
-pub(super) fn prf_u64(mac: &HmacSha256, input: &[u8]) -> u64 {
-    let mut m = mac.clone();
-    m.update(input);
-    let tag = m.finalize().into_bytes();
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&tag[..8]);
-    u64::from_be_bytes(b)
+/// A keyed pseudo-random function of one 64-bit input: AES-256 of the
+/// input block under a per-purpose sub-key. A block cipher is a PRF on
+/// distinct inputs, and AES-NI makes it several times cheaper than HMAC on
+/// the per-value path of `noise` and `date_shift`.
+pub(super) struct Prf {
+    cipher: Aes256,
+}
+
+impl Prf {
+    pub(super) fn new(key: &[u8], purpose: &str) -> Prf {
+        use aes::cipher::KeyInit;
+        Prf {
+            cipher: Aes256::new(&derive_key(key, purpose).into()),
+        }
+    }
+
+    /// 64 uniformly distributed bits for `input`.
+    pub(super) fn u64(&self, input: u64) -> u64 {
+        use aes::cipher::BlockEncrypt;
+        let mut block = [0u8; 16];
+        block[..8].copy_from_slice(&input.to_be_bytes());
+        let mut block = block.into();
+        self.cipher.encrypt_block(&mut block);
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&block[..8]);
+        u64::from_be_bytes(out)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -99,8 +118,15 @@ impl Hasher {
             Encoding::Hex => &HEXLOWER,
             Encoding::Base32 => &BASE32_NOPAD,
         };
-        let n = enc.encode_len(tag.len());
-        enc.encode_mut(&tag, &mut buf[..n]);
+        // Encode only the bytes the token shows: 2 hex characters per
+        // byte, 8 base32 characters per 5 bytes (whole groups keep the
+        // characters identical to encoding the full tag).
+        let bytes = match self.encoding {
+            Encoding::Hex => self.length.div_ceil(2),
+            Encoding::Base32 => (self.length.div_ceil(8) * 5).min(tag.len()),
+        };
+        let n = enc.encode_len(bytes);
+        enc.encode_mut(&tag[..bytes], &mut buf[..n]);
         let mut out = String::with_capacity(self.prefix.len() + self.length);
         out.push_str(&self.prefix);
         // The encodings only produce ASCII, one byte per character.

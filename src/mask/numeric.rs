@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::catalogue::Args;
-use super::crypto::{derive_mac, prf_u64, HmacSha256};
+use super::crypto::Prf;
 use super::{oid, KeyRing, MaskError, WireFormat};
 
 const NUMERIC_NEG: u16 = 0x4000;
@@ -181,7 +181,7 @@ fn map_number(
 
 /// `noise(ratio, key)`.
 pub(super) struct Noise {
-    mac: HmacSha256,
+    prf: Prf,
     ratio: f64,
 }
 
@@ -196,7 +196,7 @@ impl Noise {
         }
         let key = a.key("key", keys)?;
         Ok(Noise {
-            mac: derive_mac(key, "noise"),
+            prf: Prf::new(key, "noise"),
             ratio,
         })
     }
@@ -205,7 +205,7 @@ impl Noise {
     /// the same value always gets the same noise (averaging repeated reads
     /// reveals nothing).
     pub(super) fn factor(&self, x: f64) -> f64 {
-        let bits = prf_u64(&self.mac, &x.to_bits().to_be_bytes());
+        let bits = self.prf.u64(x.to_bits());
         let unit = (bits >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
         1.0 + self.ratio * (2.0 * unit - 1.0)
     }

@@ -5,7 +5,7 @@
 use std::io::Write as _;
 
 use super::catalogue::Args;
-use super::crypto::{derive_mac, prf_u64, HmacSha256};
+use super::crypto::Prf;
 use super::{oid, KeyRing, MaskError, WireFormat};
 
 /// Unix day number of 2000-01-01, the PostgreSQL epoch of binary dates.
@@ -100,10 +100,25 @@ pub(super) fn parse_plain_date(s: &str) -> Option<i32> {
     i32::try_from(d.days).ok()
 }
 
+fn push2(out: &mut Vec<u8>, n: u32) {
+    out.push(b'0' + (n / 10 % 10) as u8);
+    out.push(b'0' + (n % 10) as u8);
+}
+
 fn write_text(days: i64, rest: &str, out: &mut Vec<u8>) -> Option<()> {
     let (y, m, d) = civil_from_days(days + PG_EPOCH_DAYS);
     let (year, bc) = if y <= 0 { (1 - y, true) } else { (y, false) };
-    write!(out, "{year:04}-{m:02}-{d:02}").ok()?;
+    // Digits by hand: `write!` costs more than the rest of the mask.
+    if (0..10_000).contains(&year) {
+        push2(out, (year / 100) as u32);
+        push2(out, (year % 100) as u32);
+    } else {
+        write!(out, "{year:04}").ok()?;
+    }
+    out.push(b'-');
+    push2(out, m);
+    out.push(b'-');
+    push2(out, d);
     out.extend_from_slice(rest.as_bytes());
     if bc {
         out.extend_from_slice(b" BC");
@@ -185,7 +200,7 @@ pub(super) fn trunc(unit: Unit, v: &[u8], type_oid: u32, format: WireFormat) -> 
 
 /// `date_shift(key, max_days)`.
 pub(super) struct Shift {
-    mac: HmacSha256,
+    prf: Prf,
     max_days: i64,
 }
 
@@ -200,7 +215,7 @@ impl Shift {
             ));
         }
         Ok(Shift {
-            mac: derive_mac(key, "date_shift"),
+            prf: Prf::new(key, "date_shift"),
             max_days,
         })
     }
@@ -209,7 +224,7 @@ impl Shift {
     /// (never 0, which would pass the true date through).
     pub(super) fn offset(&self, days: i64) -> i64 {
         let span = 2 * self.max_days as u64;
-        let r = (prf_u64(&self.mac, &days.to_be_bytes()) % span) as i64;
+        let r = (self.prf.u64(days as u64) % span) as i64;
         if r < self.max_days {
             r - self.max_days
         } else {

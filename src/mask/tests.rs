@@ -942,3 +942,29 @@ fn bpchar_padding_is_kept_out_of_the_mask() {
     let h = mask("hash", &[("key", s("pii"))]);
     assert_eq!(typed(&h, "abc  ", oid::BPCHAR), text(&h, "abc"));
 }
+
+#[test]
+fn shorter_tokens_are_prefixes_of_longer_ones() {
+    for (enc, max) in [("hex", 64), ("base32", 52)] {
+        let long = mask(
+            "hash",
+            &[
+                ("key", s("pii")),
+                ("encoding", s(enc)),
+                ("length", ArgValue::Int(max)),
+            ],
+        );
+        let full = text(&long, "13812345678");
+        for len in [8, 9, 10, 13, 17, 33, max] {
+            let m = mask(
+                "hash",
+                &[
+                    ("key", s("pii")),
+                    ("encoding", s(enc)),
+                    ("length", ArgValue::Int(len)),
+                ],
+            );
+            assert_eq!(text(&m, "13812345678"), full[..len as usize], "{enc} {len}");
+        }
+    }
+}

@@ -368,9 +368,16 @@ pub(super) enum AdminLevel {
 /// the start of `s`; returns its byte length. Tokens ending in an excluded
 /// word (小区 is a housing estate, not a district) do not count.
 fn admin_token(s: &str, max: usize, suffixes: &[&str], exclude: &[&str]) -> Option<usize> {
-    for (n, (i, _)) in s.char_indices().enumerate().skip(1) {
+    for (n, (i, c)) in s.char_indices().enumerate().skip(1) {
         if n > max {
             return None;
+        }
+        // Every suffix starts with one of these; skip the rest cheaply.
+        if !matches!(
+            c,
+            '特' | '自' | '省' | '地' | '市' | '盟' | '新' | '区' | '县' | '旗'
+        ) {
+            continue;
         }
         let rest = &s[i..];
         for suf in suffixes {
