@@ -154,12 +154,18 @@ async fn compliance_sees_clear_text_except_denied_columns() {
 async fn default_role_gets_masks_in_simple_and_extended_protocol() {
     let c = as_role("dev").await;
     let v = values(
-        &c.simple_query("SELECT id, full_name, id_number, mobile, branch FROM customers ORDER BY id")
-            .await
-            .unwrap(),
+        &c.simple_query(
+            "SELECT id, full_name, id_number, mobile, branch FROM customers ORDER BY id",
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(v[0].as_deref(), Some("1"));
-    assert_eq!(v[4].as_deref(), Some("Hangzhou"), "unprotected column changed");
+    assert_eq!(
+        v[4].as_deref(),
+        Some("Hangzhou"),
+        "unprotected column changed"
+    );
     let masked = format!("{:?}", &v[1..4]);
     assert_no_secret("simple", &masked);
     assert_ne!(v[1].as_deref(), Some(NAME));
@@ -222,7 +228,11 @@ async fn denied_columns_and_tables_are_blocked_and_the_session_survives() {
         assert!(msg.starts_with("pgveil:"), "{msg}");
     }
     // The same connection keeps working, in the simple and extended protocol.
-    let v = values(&c.simple_query("SELECT branch FROM customers WHERE id = 2").await.unwrap());
+    let v = values(
+        &c.simple_query("SELECT branch FROM customers WHERE id = 2")
+            .await
+            .unwrap(),
+    );
     assert_eq!(v, vec![Some("Shenzhen".to_string())]);
     let err = c
         .query("SELECT id_number FROM customers WHERE id = $1", &[&1i32])
@@ -349,7 +359,10 @@ async fn ordinary_application_statements_pass() {
     .await
     .unwrap();
     let n: i64 = c
-        .query_one("SELECT count(*) FROM customers WHERE branch = $1", &[&"Wenzhou"])
+        .query_one(
+            "SELECT count(*) FROM customers WHERE branch = $1",
+            &[&"Wenzhou"],
+        )
         .await
         .unwrap()
         .get(0);
@@ -377,7 +390,9 @@ async fn ordinary_application_statements_pass() {
 async fn metrics_count_blocks_and_masks() {
     let c = as_role("dev").await;
     let _ = c.simple_query("SELECT cvv FROM cards").await;
-    c.simple_query("SELECT mobile FROM customers").await.unwrap();
+    c.simple_query("SELECT mobile FROM customers")
+        .await
+        .unwrap();
     let text = setup().metrics();
     let value = |name: &str| {
         text.lines()

@@ -178,7 +178,9 @@ fn spawn_sighup_reload(runtime: Arc<MaskingRuntime>) {
         while hup.recv().await.is_some() {
             match runtime.store.reload() {
                 Ok(version) => info!(version, "policies reloaded on SIGHUP"),
-                Err(e) => warn!(error = %e, "policy reload failed; the previous policies stay active"),
+                Err(e) => {
+                    warn!(error = %e, "policy reload failed; the previous policies stay active")
+                }
             }
             runtime.memberships.expire();
         }

@@ -77,7 +77,9 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<tokio_rustls::TlsAcceptor, Tl
 /// name are verified (verify-full); without, the channel is encrypted but the
 /// server is not authenticated (libpq's `require`).
 pub fn connector(ca: Option<&Path>) -> Result<tokio_rustls::TlsConnector, TlsError> {
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(client_config(ca)?)))
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(client_config(
+        ca,
+    )?)))
 }
 
 /// The rustls client configuration behind [`connector`].

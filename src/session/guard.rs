@@ -69,14 +69,28 @@ struct Portal {
 
 /// A server response the session is waiting for, in order.
 enum Expect {
-    ParseComplete { swallow: bool },
+    ParseComplete {
+        swallow: bool,
+    },
     BindComplete,
-    CloseComplete { swallow: bool },
-    DescribeStatement { name: Vec<u8> },
-    DescribePortal { portal: Vec<u8>, swallow: bool },
-    Execute { portal: Vec<u8> },
+    CloseComplete {
+        swallow: bool,
+    },
+    DescribeStatement {
+        name: Vec<u8>,
+    },
+    DescribePortal {
+        portal: Vec<u8>,
+        swallow: bool,
+    },
+    Execute {
+        portal: Vec<u8>,
+    },
     Sync,
-    Query { plans: Vec<StatementPlan>, at: usize },
+    Query {
+        plans: Vec<StatementPlan>,
+        at: usize,
+    },
 }
 
 /// What the relay must do besides forwarding.
@@ -199,9 +213,9 @@ impl Guard {
                 _ => None,
             };
             sql.is_some_and(|sql| {
-                self.plan(&lossy(sql)).iter().any(|p| {
-                    matches!(&p.plan, StatementPlan::Block(b) if b.rule == "unknown-name")
-                })
+                self.plan(&lossy(sql))
+                    .iter()
+                    .any(|p| matches!(&p.plan, StatementPlan::Block(b) if b.rule == "unknown-name"))
             })
         })
     }
@@ -227,8 +241,9 @@ impl Guard {
                         reason: "masked roles must use client_encoding UTF8".into(),
                         rule: "client-encoding".into(),
                         column: None,
-                        hint: "SET client_encoding TO 'UTF8' (or connect with client_encoding=UTF8)."
-                            .into(),
+                        hint:
+                            "SET client_encoding TO 'UTF8' (or connect with client_encoding=UTF8)."
+                                .into(),
                     });
                 }
             }
@@ -449,12 +464,10 @@ impl Guard {
                 plan
             }
         };
-        if let StatementPlan::Block(reason) = &plan {
-            self.tally.blocked += 1;
-            wire::encode_parse(out, &name, &block_sql(reason));
-        } else {
-            out.extend_from_slice(msg);
-        }
+        // Even a blocked statement is parsed as sent: parsing executes
+        // nothing, and the client gets the parameter and row descriptions it
+        // expects. The block takes effect at Bind.
+        out.extend_from_slice(msg);
         self.statements.insert(
             name,
             Prepared {
@@ -864,12 +877,9 @@ impl Guard {
     fn withhold(&mut self, why: &str, out: &mut BytesMut) {
         tracing::error!(reason = why, "withholding a result to protect a column");
         self.tally.withheld_results += 1;
-        crate::net::codec::ProxyError::error(
-            "42501",
-            format!("pgveil: result withheld: {why}"),
-        )
-        .with_hint("pgveil could not mask this result safely; ask the DBA to check the policy.")
-        .encode(out);
+        crate::net::codec::ProxyError::error("42501", format!("pgveil: result withheld: {why}"))
+            .with_hint("pgveil could not mask this result safely; ask the DBA to check the policy.")
+            .encode(out);
         self.withholding = true;
         self.rows = None;
     }

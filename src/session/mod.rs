@@ -321,10 +321,7 @@ impl Masking {
                 .with_hint("The session was closed rather than served unmasked; retry, or ask the DBA to check pgveil's catalog connection.")
         };
         let version = rt.store.current().version();
-        let catalog_stale = self
-            .guard
-            .as_ref()
-            .is_some_and(|g| g.effects.catalog_stale);
+        let catalog_stale = self.guard.as_ref().is_some_and(|g| g.effects.catalog_stale);
         let policy_changed = self.policy_version != Some(version);
         let stale_memberships = rt.memberships.is_stale();
         if !policy_changed && !catalog_stale && !stale_memberships {
