@@ -405,3 +405,115 @@ async fn metrics_count_blocks_and_masks() {
     assert!(value("pgveil_masked_values_total") >= 2.0, "{text}");
     assert!(value("pgveil_policy_version") >= 1.0, "{text}");
 }
+
+#[tokio::test]
+async fn policy_reload_under_load_drops_nothing_and_applies_to_new_statements() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bank.yaml");
+    let original = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/masking/bank.yaml"
+    ))
+    .unwrap();
+    std::fs::write(&file, &original).unwrap();
+    let p = Proxy::start_with_env(
+        &["--policies", &dir.path().to_string_lossy()],
+        &[
+            ("PGVEIL_CATALOG_PASSWORD", SUPERUSER_PASSWORD),
+            ("PGVEIL_KEY_PII", "test-key-for-pii-tokens"),
+        ],
+    );
+    let conn = p.conn_str("auditor", PASSWORD, "bank");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let conn = conn.clone();
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let c = connect(&conn).await.unwrap();
+            let stmt = c
+                .prepare("SELECT mobile FROM customers WHERE id = $1")
+                .await
+                .unwrap();
+            let (mut ok, mut failed, mut masked) = (0u32, Vec::new(), 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let got = if w % 2 == 0 {
+                    c.query_one(&stmt, &[&1i32])
+                        .await
+                        .map(|r| r.get::<_, String>(0))
+                } else {
+                    c.simple_query("SELECT mobile FROM customers WHERE id = 1")
+                        .await
+                        .map(|m| values(&m)[0].clone().unwrap_or_default())
+                };
+                match got {
+                    Ok(v) if v == MOBILE => ok += 1,
+                    Ok(v) => {
+                        assert!(!v.contains(MOBILE_HIDDEN), "{v}");
+                        masked += 1;
+                    }
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed, masked)
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    // compliance loses clear mobile numbers.
+    let tightened = original.replace(
+        "  public.customers.mobile:\n    class: C2\n    mask: cn_mobile\n    rules:\n      - roles: [compliance]\n        action: allow\n",
+        "  public.customers.mobile:\n    class: C2\n    mask: cn_mobile\n",
+    );
+    assert_ne!(tightened, original);
+    std::fs::write(&file, &tightened).unwrap();
+    let fresh = connect(&conn).await.unwrap();
+    let mut seen_masked = false;
+    for _ in 0..100 {
+        let v = values(
+            &fresh
+                .simple_query("SELECT mobile FROM customers WHERE id = 1")
+                .await
+                .unwrap(),
+        );
+        if v[0].as_deref() != Some(MOBILE) {
+            assert_eq!(v[0].as_deref(), Some("139****4321"));
+            seen_masked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen_masked, "the new policy never took effect");
+    // A broken edit never takes effect: the tightened policy stays.
+    std::fs::write(&file, "version: 1\ncolumns: [oops\n").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let v = values(
+        &fresh
+            .simple_query("SELECT mobile FROM customers WHERE id = 1")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(v[0].as_deref(), Some("139****4321"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total_masked = 0;
+    for w in workers {
+        let (ok, failed, masked) = w.await.unwrap();
+        assert!(
+            failed.is_empty(),
+            "queries failed during reload: {failed:?}"
+        );
+        assert!(ok > 0);
+        total_masked += masked;
+    }
+    assert!(
+        total_masked > 0,
+        "running sessions never saw the new policy"
+    );
+    let metrics = p.metrics();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("pgveil_policy_reload_failures_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}

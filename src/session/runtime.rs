@@ -39,6 +39,7 @@ pub struct MaskingRuntime {
     port: u16,
     tls: Option<rustls::ClientConfig>,
     load_locks: DashMap<String, Arc<Mutex<()>>>,
+    membership_lock: Mutex<()>,
     last_forced_reload: DashMap<String, Instant>,
 }
 
@@ -75,6 +76,7 @@ impl MaskingRuntime {
             port: settings.upstream_port,
             tls,
             load_locks: DashMap::new(),
+            membership_lock: Mutex::new(()),
             last_forced_reload: DashMap::new(),
         })
     }
@@ -173,6 +175,11 @@ impl MaskingRuntime {
 
     /// Current role memberships, refreshed from the upstream when stale.
     pub async fn memberships(&self, database: &str) -> Result<Arc<RoleMembership>, RuntimeError> {
+        if !self.memberships.is_stale() {
+            return Ok(self.memberships.current());
+        }
+        // One refresh at a time; sessions that waited reuse its result.
+        let _guard = self.membership_lock.lock().await;
         if !self.memberships.is_stale() {
             return Ok(self.memberships.current());
         }
