@@ -5,6 +5,7 @@
 
 pub mod analyze;
 pub mod config;
+pub mod demo;
 pub mod mask;
 pub mod net;
 pub mod observe;

@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Run the proxy.
     Serve(Box<pgveil::config::ServeArgs>),
+    /// Start a throwaway PostgreSQL with synthetic bank data behind pgveil.
+    Demo(pgveil::demo::DemoArgs),
     /// Validate policy files.
     Check(pgveil::policy::cli::CheckArgs),
     /// Print the JSON Schema of the policy format.
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => pgveil::net::serve_main(*args),
+        Command::Demo(args) => pgveil::demo::demo(args),
         Command::Check(args) => pgveil::policy::cli::check(args),
         Command::Schema => pgveil::policy::cli::schema(),
         Command::Explain(args) => pgveil::analyze::cli::explain(args),

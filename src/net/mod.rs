@@ -146,6 +146,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             proxy.settings.catalog_ttl,
         )?;
         let runtime = Arc::new(runtime);
+        // Say early if pgveil cannot read the catalog: masked sessions would
+        // be refused until it can.
+        if let Err(e) = runtime.catalog("postgres").await {
+            warn!(error = %e, "catalog check failed; sessions of masked roles will be refused until it succeeds (see --catalog-user, PGVEIL_CATALOG_PASSWORD)");
+        }
         _watcher = Some(
             runtime
                 .store

@@ -119,6 +119,14 @@ impl RoleMembershipCache {
         }
     }
 
+    /// Restarts the TTL without new data, so a failing upstream is not
+    /// asked again on every statement.
+    pub fn mark_fetched(&self) {
+        if let Ok(mut at) = self.fetched_at.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+
     /// True when never fetched or older than the TTL.
     pub fn is_stale(&self) -> bool {
         match self.fetched_at.lock() {

@@ -183,11 +183,25 @@ impl MaskingRuntime {
         if !self.memberships.is_stale() {
             return Ok(self.memberships.current());
         }
-        let client = self.connect(database).await?;
-        self.memberships
-            .refresh(&client)
-            .await
-            .map_err(RuntimeError::Membership)
+        let fresh = match self.connect(database).await {
+            Ok(client) => self
+                .memberships
+                .refresh(&client)
+                .await
+                .map_err(RuntimeError::Membership),
+            Err(e) => Err(e),
+        };
+        match fresh {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                // Keep serving with the last snapshot: before the first one
+                // every role is only itself, which can only narrow what it
+                // sees. Retry after the TTL, not on every statement.
+                tracing::warn!(error = %e, "role memberships not refreshed; using the last snapshot");
+                self.memberships.mark_fetched();
+                Ok(self.memberships.current())
+            }
+        }
     }
 
     /// The policy view of a login role under the current policy set.
