@@ -392,6 +392,7 @@ fn dashboard_is_importable() {
 }
 
 /// `kubectl kustomize` needs no cluster; run it when kubectl is installed.
+#[cfg(unix)]
 #[test]
 fn kustomizations_build_if_kubectl_is_installed() {
     let Ok(version) = Command::new("kubectl")
