@@ -4,7 +4,8 @@
 # Starts a throwaway PostgreSQL, pgveil (release build) and PgBouncer in
 # session mode (installed from Debian if missing), then runs
 # `pgbench -S -c 8 -j 2` against each in simple and prepared mode and prints
-# TPS with ratios to direct. Timings on a shared machine are noisy: compare the
+# TPS with ratios to direct. `pgveil+pol` is pgveil with the policy packs
+# loaded, so every statement goes through analysis and planning. Timings on a shared machine are noisy: compare the
 # ratios of one run, not absolute figures across runs.
 #
 #   bench/pgbench.sh            # 20 s per measurement
@@ -38,8 +39,9 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+[ -n "${KEEP_BENCH_LOG:-}" ] && trap 'cp "$WORK"/*.log "$WORK"/pgbench.out /tmp/ 2>/dev/null; cleanup' EXIT
 
-PG_PORT=$(free_port); VEIL_PORT=$(free_port); BOUNCER_PORT=$(free_port)
+PG_PORT=$(free_port); VEIL_PORT=$(free_port); BOUNCER_PORT=$(free_port); GUARD_PORT=$(free_port)
 
 echo "building pgveil (release)..." >&2
 cargo build --release --quiet
@@ -58,6 +60,13 @@ as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w start >/dev/nu
 
 target/release/pgveil serve --listen "127.0.0.1:$VEIL_PORT" --upstream "127.0.0.1:$PG_PORT" \
   --metrics-listen "" 2>"$WORK/pgveil.log" &
+PIDS+=($!)
+# The same with the policy packs loaded: pgbench's role is named by no rule,
+# so every statement is analysed and planned (nothing in pgbench's tables is
+# protected, so nothing is masked): the cost of the guard itself.
+PGVEIL_KEY_PII=bench-key-0123456789abcdef PGVEIL_KEY_PAN_TOKEN=bench-key-0123456789abcdef \
+target/release/pgveil serve --listen "127.0.0.1:$GUARD_PORT" --upstream "127.0.0.1:$PG_PORT" \
+  --metrics-listen "" --policies policies --catalog-user postgres 2>"$WORK/pgveil-guard.log" &
 PIDS+=($!)
 
 cat >"$WORK/pgbouncer.ini" <<EOF
@@ -80,7 +89,7 @@ echo '"postgres" ""' >"$WORK/userlist.txt"
 as_pg "$PGBOUNCER" "$WORK/pgbouncer.ini" >/dev/null 2>&1 &
 PIDS+=($!)
 
-for port in $VEIL_PORT $BOUNCER_PORT; do
+for port in $VEIL_PORT $BOUNCER_PORT $GUARD_PORT; do
   for _ in $(seq 100); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
 done
 
@@ -88,7 +97,7 @@ done
 
 tps() { # port mode
   "$PG_BIN/pgbench" -S -M "$2" -c "$CLIENTS" -j "$JOBS" -T "$DURATION" -n \
-    -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 | awk '/^tps/ {print int($3)}'
+    -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 | tee -a "$WORK/pgbench.out" | awk '/^tps/ {print int($3)}'
 }
 failed() { # port mode: zero failed transactions is part of the result
   "$PG_BIN/pgbench" -S -M "$2" -c 2 -t 200 -n -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 |
@@ -98,11 +107,12 @@ failed() { # port mode: zero failed transactions is part of the result
 printf '%-10s %-9s %10s %8s %8s\n' target mode tps ratio failed
 for mode in simple prepared; do
   direct=$(tps "$PG_PORT" "$mode")
-  for target in direct pgveil pgbouncer; do
+  for target in direct pgveil pgbouncer pgveil+pol; do
     case $target in
       direct) port=$PG_PORT; t=$direct ;;
       pgveil) port=$VEIL_PORT; t=$(tps "$port" "$mode") ;;
       pgbouncer) port=$BOUNCER_PORT; t=$(tps "$port" "$mode") ;;
+      pgveil+pol) port=$GUARD_PORT; t=$(tps "$port" "$mode") ;;
     esac
     ratio=$(python3 -c "print(f'{$t/$direct:.2f}x')")
     printf '%-10s %-9s %10s %8s %8s\n' "$target" "$mode" "$t" "$ratio" "$(failed "$port" "$mode")"

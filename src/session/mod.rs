@@ -115,6 +115,12 @@ impl Conversation {
         self.awaiting_ready = self.awaiting_ready.saturating_sub(1);
     }
 
+    /// No response pending and the transaction (if any) usable: a guard can
+    /// take over the conversation here.
+    fn is_between_statements(&self) -> bool {
+        self.awaiting_ready == 0 && !self.unsynced && self.tx_status != b'E'
+    }
+
     /// Idle outside any transaction: safe to close for drain or idle timeout.
     fn is_idle(&self) -> bool {
         self.tx_status == b'I' && self.awaiting_ready == 0 && !self.unsynced
@@ -322,23 +328,40 @@ impl Masking {
         };
         let version = rt.store.current().version();
         let catalog_stale = self.guard.as_ref().is_some_and(|g| g.effects.catalog_stale);
-        let policy_changed = self.policy_version != Some(version);
-        let stale_memberships = rt.memberships.is_stale();
-        if !policy_changed && !catalog_stale && !stale_memberships {
-            if let Some(g) = &self.guard {
-                if !g.needs_fresh_catalog(cbuf) {
-                    return Ok(());
-                }
-                if !rt.invalidate_catalog(&self.database, true) {
-                    return Ok(());
-                }
-            } else {
-                return Ok(());
-            }
-        }
         if catalog_stale {
             rt.invalidate_catalog(&self.database, false);
         }
+        if self.policy_version != Some(version) || catalog_stale || rt.memberships.is_stale() {
+            self.refresh(rt, state, server, sbuf, early).await?;
+        }
+        // A statement naming a relation the catalog lacks (created since it
+        // was read): read the catalog again, at most once a second.
+        if let Some(g) = &mut self.guard {
+            if g.needs_fresh_catalog(cbuf) && rt.invalidate_catalog(&self.database, true) {
+                let catalog = rt.catalog(&self.database).await.map_err(unavailable)?;
+                let mut inputs = g.inputs().clone();
+                inputs.catalog = catalog;
+                g.update_inputs(inputs);
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads the role's view (and the catalog) and starts the guard when
+    /// the role is restricted.
+    async fn refresh(
+        &mut self,
+        rt: &MaskingRuntime,
+        state: &Conversation,
+        server: &mut Stream,
+        sbuf: &mut BytesMut,
+        early: &mut BytesMut,
+    ) -> Result<(), ProxyError> {
+        let unavailable = |e: runtime::RuntimeError| {
+            tracing::error!(error = %e, "cannot enforce the policy");
+            ProxyError::fatal("42501", format!("pgveil cannot enforce the masking policy: {e}"))
+                .with_hint("The session was closed rather than served unmasked; retry, or ask the DBA to check pgveil's catalog connection.")
+        };
         let (set, view) = rt
             .role_view(&self.user, &self.database)
             .await
@@ -356,7 +379,7 @@ impl Masking {
                 });
                 g.effects.catalog_stale = false;
             }
-            None if restricted && state.is_idle() => {
+            None if restricted && state.is_between_statements() => {
                 let catalog = rt.catalog(&self.database).await.map_err(unavailable)?;
                 let search_path = probe_search_path(server, sbuf, &self.user, early)
                     .await
@@ -376,8 +399,8 @@ impl Masking {
                 ));
             }
             None if restricted => {
-                // Becomes restricted mid-transaction: switch at the next idle
-                // point; until then this batch must not pass unguarded.
+                // Became restricted mid-transaction: this batch must not pass
+                // unguarded, and the guard cannot join a conversation halfway.
                 self.policy_version = None;
                 return Err(ProxyError::fatal(
                     "42501",
