@@ -106,7 +106,9 @@ impl Conversation {
                     self.unsynced = false;
                 }
             }
-            _ => self.unsynced = true,
+            // Extended-protocol messages; COPY data and Flush are not.
+            b'P' | b'B' | b'D' | b'E' | b'C' => self.unsynced = true,
+            _ => {}
         }
     }
 
