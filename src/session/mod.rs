@@ -215,6 +215,15 @@ pub async fn relay(
                 }
             }
         }
+        // Without spare room BytesMut would hand read_buf 64 bytes at a
+        // time; keep a full chunk available (reusing the allocation once the
+        // forwarded frames are dropped).
+        if cbuf.capacity() - cbuf.len() < READ_CHUNK / 2 {
+            cbuf.reserve(READ_CHUNK);
+        }
+        if sbuf.capacity() - sbuf.len() < READ_CHUNK / 2 {
+            sbuf.reserve(READ_CHUNK);
+        }
         let idle_deadline = match (settings.idle_timeout, state.is_idle()) {
             (Some(t), true) => Some(tokio::time::Instant::now() + t),
             _ => None,
