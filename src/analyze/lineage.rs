@@ -1164,12 +1164,8 @@ impl<'c> Walker<'c> {
                 ),
             );
         }
-        if let Some(ext_schema) = self
-            .catalog
-            .relation(&relation.schema, &relation.name)
-            .filter(|r| r.name == "pg_stat_statements" && !r.is_system())
-        {
-            let _ = ext_schema;
+        // pg_stat_statements lives in whatever schema the extension went to.
+        if relation.name == "pg_stat_statements" && !relation.is_system() {
             self.hazard(
                 HazardRule::SensitiveCatalog,
                 "pg_stat_statements exposes query texts",

@@ -332,11 +332,6 @@ fn walk_statement(
             source, to, target, ..
         } => {
             if !to {
-                if let ast::CopySource::Table { table_name, .. } = source {
-                    let parts: Vec<String> =
-                        names(table_name).split('.').map(str::to_owned).collect();
-                    let _ = parts;
-                }
                 return (K::CopyFrom, Vec::new());
             }
             let outputs = walker.copy_source(source);
