@@ -242,6 +242,10 @@ const SERVER_FILE_FUNCTIONS: &[&str] = &[
     "pg_logical_slot_get_binary_changes",
     "pg_logical_slot_peek_binary_changes",
     "pg_logical_emit_message",
+    // Other sessions' query texts, literals included.
+    "pg_stat_get_activity",
+    "pg_stat_get_backend_activity",
+    "pg_stat_statements",
 ];
 /// Functions whose arguments land somewhere other sessions can read.
 const SINK_FUNCTIONS: &[&str] = &["pg_notify", "set_config"];
@@ -605,7 +609,7 @@ impl<'c> Walker<'c> {
             ast::GroupByExpr::Expressions(exprs, _) => {
                 self.with_clause(Clause::GroupBy, |w| {
                     for expr in exprs {
-                        let sources = w.output_reference(expr, &outputs);
+                        let sources = w.output_reference(expr, &outputs, false);
                         w.use_sources(&sources, true);
                     }
                 });
@@ -630,7 +634,7 @@ impl<'c> Walker<'c> {
             Some(ast::Distinct::On(exprs)) => {
                 self.with_clause(Clause::Distinct, |w| {
                     for expr in exprs {
-                        let sources = w.output_reference(expr, &outputs);
+                        let sources = w.output_reference(expr, &outputs, true);
                         w.use_sources(&sources, true);
                     }
                 });
@@ -663,7 +667,16 @@ impl<'c> Walker<'c> {
 
     /// GROUP BY / DISTINCT ON / ORDER BY items may name an output column by
     /// alias or position; otherwise they are expressions over the FROM list.
-    fn output_reference(&mut self, expr: &Expr, outputs: &[OutputColumn]) -> Sources {
+    ///
+    /// `prefer_output`: ORDER BY and DISTINCT ON resolve a bare name to an
+    /// output column first, GROUP BY to an input column first (as PostgreSQL
+    /// does); resolving the wrong one would judge the wrong column.
+    fn output_reference(
+        &mut self,
+        expr: &Expr,
+        outputs: &[OutputColumn],
+        prefer_output: bool,
+    ) -> Sources {
         match expr {
             Expr::Value(v) => {
                 if let Value::Number(n, _) = &v.value {
@@ -682,9 +695,14 @@ impl<'c> Walker<'c> {
             }
             Expr::Identifier(ident) => {
                 let name = ident_name(ident);
-                if self.resolve_column(std::slice::from_ref(&name)).is_none() {
-                    if let Some(out) = outputs.iter().find(|o| o.name == name) {
-                        return out.sources.clone();
+                let input_found = self.resolve_column(std::slice::from_ref(&name)).is_some();
+                if prefer_output || !input_found {
+                    let mut matched: Option<Sources> = None;
+                    for out in outputs.iter().filter(|o| o.name == name) {
+                        merge_into(matched.get_or_insert_with(Sources::new), &out.sources);
+                    }
+                    if let Some(sources) = matched {
+                        return sources;
                     }
                 }
                 self.expr(expr)
@@ -703,7 +721,7 @@ impl<'c> Walker<'c> {
             ast::OrderByKind::Expressions(exprs) => {
                 for item in exprs {
                     let sources = if frame_visible.is_some() {
-                        w.output_reference(&item.expr, outputs)
+                        w.output_reference(&item.expr, outputs, true)
                     } else {
                         match &item.expr {
                             Expr::Identifier(ident) => {
@@ -716,7 +734,7 @@ impl<'c> Walker<'c> {
                                     },
                                 )
                             }
-                            other => w.output_reference(other, outputs),
+                            other => w.output_reference(other, outputs, true),
                         }
                     };
                     w.use_sources(&sources, false);
@@ -2168,6 +2186,29 @@ impl<'c> Walker<'c> {
                 }
             }
             ast::CopySource::Query(query) => self.query(query),
+        }
+    }
+
+    /// Renaming a table or column moves its values out from under the
+    /// policy rules that name it: a write of every affected column.
+    pub(crate) fn rename(&mut self, table: &ObjectName, column: Option<&Ident>) {
+        let parts = object_name_parts(table);
+        let Some(item) = self.relation_item(&parts, None) else {
+            return;
+        };
+        let renamed = column.map(ident_name);
+        for col in &item.columns {
+            if renamed.as_ref().is_some_and(|r| r != &col.name) {
+                continue;
+            }
+            for source in col.sources.keys() {
+                self.effects.sinks.insert(Sink {
+                    source: source.clone(),
+                    flow: Flow::Derived,
+                    target: None,
+                    via: "ALTER … RENAME",
+                });
+            }
         }
     }
 

@@ -489,6 +489,17 @@ fn walk_statement(
         }
         Statement::AlterTable(alter) => {
             walker.ddl_on_table(&alter.name, &alter.operations);
+            for operation in &alter.operations {
+                match operation {
+                    ast::AlterTableOperation::RenameColumn {
+                        old_column_name, ..
+                    } => walker.rename(&alter.name, Some(old_column_name)),
+                    ast::AlterTableOperation::RenameTable { .. } => {
+                        walker.rename(&alter.name, None)
+                    }
+                    _ => {}
+                }
+            }
             (K::Ddl, Vec::new())
         }
         Statement::CreatePolicy(policy) => {
