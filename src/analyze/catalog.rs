@@ -412,3 +412,66 @@ impl CatalogCache {
         Ok(self.insert(catalog))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Catalog {
+        Catalog::new(
+            "bank".into(),
+            vec!["public".into()],
+            vec![Relation {
+                oid: 1,
+                schema: "public".into(),
+                name: "t".into(),
+                kind: RelationKind::Table,
+                columns: vec![CatalogColumn {
+                    name: "a".into(),
+                    attnum: 1,
+                    type_oid: 25,
+                    type_name: "text".into(),
+                }],
+                definition: None,
+                view_lineage: OnceLock::new(),
+            }],
+            vec![CatalogFunction {
+                schema: "public".into(),
+                name: "f".into(),
+                language: "sql".into(),
+                volatility: "v".into(),
+                kind: "f".into(),
+            }],
+        )
+    }
+
+    #[test]
+    fn json_round_trip_gets_a_new_generation() {
+        let catalog = sample();
+        let json = match catalog.to_json() {
+            Ok(j) => j,
+            Err(e) => panic!("{e}"),
+        };
+        let again = match Catalog::from_json(&json) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_ne!(again.generation(), catalog.generation());
+        assert!(again.resolve_relation(&["public".into()], "t").is_some());
+        assert!(again
+            .resolve_function(&["public".into()], None, "f")
+            .is_some());
+    }
+
+    #[test]
+    fn cache_invalidates_per_database() {
+        let cache = CatalogCache::new(Duration::from_secs(60));
+        cache.insert(sample());
+        assert!(cache.get("bank").is_some());
+        cache.invalidate("bank");
+        assert!(cache.get("bank").is_none());
+        let expired = CatalogCache::new(Duration::ZERO);
+        expired.insert(sample());
+        assert!(expired.get("bank").is_none());
+    }
+}

@@ -585,6 +585,10 @@ impl<'c> Walker<'c> {
             }
         }
         if !select.lateral_views.is_empty()
+            || select.top.is_some()
+            || !select.cluster_by.is_empty()
+            || !select.distribute_by.is_empty()
+            || !select.sort_by.is_empty()
             || select.prewhere.is_some()
             || !select.connect_by.is_empty()
             || select.qualify.is_some()
@@ -954,10 +958,9 @@ impl<'c> Walker<'c> {
                 version,
                 ..
             } => {
-                if args.is_some() {
+                if let Some(args) = args {
                     // `FROM f(args)` parsed as a table with arguments.
-                    let columns = self.table_function(name, &[], alias.as_ref());
-                    return columns;
+                    return self.table_function(name, &args.args, alias.as_ref());
                 }
                 if version.is_some() || sample.is_some() {
                     self.hazard(HazardRule::Unanalysable, "table version or sample");
@@ -1610,6 +1613,20 @@ impl<'c> Walker<'c> {
                 as_derived(s)
             }
             Expr::CompoundFieldAccess { root, access_chain } => {
+                // `(alias).column` of a whole-row reference is that column.
+                if let (Expr::Nested(inner), [ast::AccessExpr::Dot(Expr::Identifier(field))]) =
+                    (root.as_ref(), access_chain.as_slice())
+                {
+                    if let Expr::Identifier(alias) = inner.as_ref() {
+                        let alias = ident_name(alias);
+                        if self.resolve_column(std::slice::from_ref(&alias)).is_none() {
+                            let parts = [alias, ident_name(field)];
+                            if let Some(sources) = self.resolve_column(&parts) {
+                                return sources;
+                            }
+                        }
+                    }
+                }
                 let mut s = self.expr(root);
                 for access in access_chain {
                     match access {
@@ -1733,6 +1750,15 @@ impl<'c> Walker<'c> {
             FunctionArguments::List(list) => {
                 for arg in &list.args {
                     args.push(self.function_arg(arg));
+                }
+                if matches!(
+                    list.duplicate_treatment,
+                    Some(ast::DuplicateTreatment::Distinct)
+                ) {
+                    // count(DISTINCT x) and friends compare values.
+                    for a in &args {
+                        self.use_sources(a, true);
+                    }
                 }
                 for clause in &list.clauses {
                     match clause {
@@ -2358,6 +2384,20 @@ fn default_column_name(expr: &Expr) -> String {
         Expr::CompoundIdentifier(idents) => idents.last().map(ident_name).unwrap_or_default(),
         Expr::Function(f) => object_name_parts(&f.name).pop().unwrap_or_default(),
         Expr::Cast { expr, .. } | Expr::Nested(expr) => default_column_name(expr),
+        Expr::CompoundFieldAccess { access_chain, .. } => match access_chain.last() {
+            Some(ast::AccessExpr::Dot(Expr::Identifier(field))) => ident_name(field),
+            _ => "?column?".to_owned(),
+        },
+        // A scalar subquery is named after its one output.
+        Expr::Subquery(query) => match query.body.as_ref() {
+            SetExpr::Select(select) => match select.projection.as_slice() {
+                [SelectItem::UnnamedExpr(e)] => default_column_name(e),
+                [SelectItem::ExprWithAlias { alias, .. }] => ident_name(alias),
+                _ => "?column?".to_owned(),
+            },
+            _ => "?column?".to_owned(),
+        },
+        Expr::Case { .. } => "case".to_owned(),
         _ => "?column?".to_owned(),
     }
 }
