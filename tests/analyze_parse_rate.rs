@@ -88,7 +88,10 @@ fn parse_rate() {
             }
             total += 1;
             let plans = analyzer.plan(statement, &ctx, &catalog, &IdNumberMasked, 1);
-            if plans.iter().all(|p| p.kind != StatementKind::Unparsed) {
+            if plans
+                .iter()
+                .all(|p| !matches!(p.kind, StatementKind::Unparsed { .. }))
+            {
                 parsed += 1;
             } else if plans.iter().all(|p| !p.plan.is_block()) {
                 admitted += 1;

@@ -298,6 +298,30 @@ pub fn normalize(sql: &str) -> String {
     out
 }
 
+/// Whether a statement's first keyword changes the schema.
+pub fn is_ddl_keyword(sql: &str) -> bool {
+    // normalize() drops comments and lower-cases words.
+    let normalized = normalize(sql);
+    let first = normalized
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .find(|w| !w.is_empty())
+        .unwrap_or_default();
+    matches!(
+        first,
+        "create"
+            | "alter"
+            | "drop"
+            | "comment"
+            | "grant"
+            | "revoke"
+            | "security"
+            | "import"
+            | "reindex"
+            | "cluster"
+            | "refresh"
+    )
+}
+
 /// Statements recognised from their first keyword without parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuickKind {
@@ -367,6 +391,14 @@ mod tests {
             split_statements("SELECT ';'; SELECT $$;$$ ; -- ;\n SELECT 1"),
             vec!["SELECT ';'", " SELECT $$;$$ ", " -- ;\n SELECT 1"]
         );
+    }
+
+    #[test]
+    fn ddl_keyword_after_comments() {
+        assert!(is_ddl_keyword(
+            "-- note\n/* x */ ALTER TABLE t SET SCHEMA s"
+        ));
+        assert!(!is_ddl_keyword("SELECT 1"));
     }
 
     #[test]

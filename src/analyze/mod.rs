@@ -108,8 +108,11 @@ pub enum StatementKind {
     Listen,
     Discard,
     Other,
-    /// sqlparser could not parse it; judged by the token scan.
-    Unparsed,
+    /// sqlparser could not parse it; judged by the token scan. `ddl`: its
+    /// first keyword changes the schema (invalidate the catalog after it).
+    Unparsed {
+        ddl: bool,
+    },
 }
 
 /// The cached, policy-independent analysis of one statement.
@@ -280,7 +283,9 @@ pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) ->
                     analyse_statement(&statements[0], search_path, catalog)
                 }
                 _ => {
-                    let mut analysis = Analysis::new(StatementKind::Unparsed);
+                    let mut analysis = Analysis::new(StatementKind::Unparsed {
+                        ddl: fallback::is_ddl_keyword(piece),
+                    });
                     analysis.fallback = Some(fallback::scan(piece));
                     analysis.literal_sensitive = true;
                     analysis
@@ -323,7 +328,17 @@ fn walk_statement(
 ) -> (StatementKind, Vec<OutputColumn>) {
     use StatementKind as K;
     match statement {
-        Statement::Query(query) => (K::Query, walker.query(query)),
+        Statement::Query(query) => {
+            let outputs = walker.query(query);
+            // SELECT … INTO creates a table and returns no rows.
+            let creates_table =
+                matches!(query.body.as_ref(), ast::SetExpr::Select(s) if s.into.is_some());
+            if creates_table {
+                (K::Ddl, Vec::new())
+            } else {
+                (K::Query, outputs)
+            }
+        }
         Statement::Insert(_) => (K::Insert, walker.dml(statement)),
         Statement::Update(_) => (K::Update, walker.dml(statement)),
         Statement::Delete(_) => (K::Delete, walker.dml(statement)),
