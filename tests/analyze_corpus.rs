@@ -94,6 +94,10 @@ fn role(name: &str) -> RolePolicy {
                 ("cards", "card_number"),
                 mask(5, "pan", Equality, &rule("cards.card_number")),
             );
+            columns.insert(
+                ("statements", "id_number"),
+                mask(1, "keep_last4", Equality, &rule("statements.id_number")),
+            );
             denied_tables.push("audit_trail");
         }
         "analyst" => {

@@ -1221,6 +1221,39 @@ impl<'c> Walker<'c> {
                 sources: Sources::from([(own(&c.name), Flow::Copy)]),
             })
             .collect();
+        // Partitions and inheritance children carry their ancestors' columns.
+        let mut ancestors: Vec<&Relation> = Vec::new();
+        let mut pending: Vec<&(String, String)> = relation.parents.iter().collect();
+        while let Some((schema, name)) = pending.pop() {
+            match self.catalog.relation(schema, name) {
+                Some(parent) if ancestors.len() < MAX_VIEW_DEPTH => {
+                    pending.extend(parent.parents.iter());
+                    ancestors.push(parent);
+                }
+                Some(_) => {}
+                None => self.hazard(
+                    HazardRule::UnknownName,
+                    format!(
+                        "parent {schema}.{name} of {} is not in the catalog",
+                        relation.name
+                    ),
+                ),
+            }
+        }
+        for ancestor in ancestors {
+            for column in columns.iter_mut() {
+                if ancestor.columns.iter().any(|c| c.name == column.name) {
+                    column.sources.insert(
+                        QualifiedColumn {
+                            schema: ancestor.schema.clone(),
+                            table: ancestor.name.clone(),
+                            column: column.name.clone(),
+                        },
+                        Flow::Copy,
+                    );
+                }
+            }
+        }
         if relation.has_definition() && !relation.is_system() {
             let lineage = self.view_lineage(relation);
             self.effects.absorb(&lineage.effects);

@@ -426,8 +426,17 @@ fn walk_statement(
                     .effects
                     .hazard(HazardRule::DynamicSql, "EXECUTE IMMEDIATE");
             }
+            // Parameters flow into whatever the prepared statement writes.
             for p in parameters {
-                let _ = walker.expr(p);
+                let sources = walker.expr(p);
+                for (column, flow) in sources {
+                    walker.effects.sinks.insert(lineage::Sink {
+                        source: column,
+                        flow,
+                        target: None,
+                        via: "EXECUTE parameter",
+                    });
+                }
             }
             match name {
                 Some(name) => (K::Execute { name: names(name) }, Vec::new()),
