@@ -95,6 +95,9 @@ pub fn scan(sql: &str) -> FallbackScan {
         .iter()
         .find(|w| DYNAMIC_WORDS.contains(&w.as_str()))
         .cloned();
+    if result.dynamic.is_none() && set_schema(sql).is_some() {
+        result.dynamic = Some("SET SCHEMA".to_owned());
+    }
     result
 }
 
@@ -298,6 +301,25 @@ pub fn normalize(sql: &str) -> String {
     out
 }
 
+/// `SET [SESSION|LOCAL] SCHEMA 'name'`: the schema it switches to.
+pub fn set_schema(sql: &str) -> Option<String> {
+    let normalized = normalize(sql);
+    let mut words = normalized.split_whitespace();
+    if words.next() != Some("set") {
+        return None;
+    }
+    let mut next = words.next()?;
+    if matches!(next, "session" | "local") {
+        next = words.next()?;
+    }
+    if next != "schema" {
+        return None;
+    }
+    let start = sql.find('\'')? + 1;
+    let end = start + sql[start..].find('\'')?;
+    Some(sql[start..end].to_owned())
+}
+
 /// Whether a statement's first keyword changes the schema.
 pub fn is_ddl_keyword(sql: &str) -> bool {
     // normalize() drops comments and lower-cases words.
@@ -391,6 +413,13 @@ mod tests {
             split_statements("SELECT ';'; SELECT $$;$$ ; -- ;\n SELECT 1"),
             vec!["SELECT ';'", " SELECT $$;$$ ", " -- ;\n SELECT 1"]
         );
+    }
+
+    #[test]
+    fn set_schema_is_recognised() {
+        assert_eq!(set_schema("SET SCHEMA 'evil'").as_deref(), Some("evil"));
+        assert_eq!(set_schema("set local schema 'x'").as_deref(), Some("x"));
+        assert_eq!(set_schema("SET search_path TO x"), None);
     }
 
     #[test]

@@ -283,9 +283,16 @@ pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) ->
                     analyse_statement(&statements[0], search_path, catalog)
                 }
                 _ => {
-                    let mut analysis = Analysis::new(StatementKind::Unparsed {
-                        ddl: fallback::is_ddl_keyword(piece),
-                    });
+                    let kind = match fallback::set_schema(piece) {
+                        // SET SCHEMA 'x' is search_path under another name.
+                        Some(schema) => StatementKind::SetSearchPath {
+                            schemas: Some(vec![schema]),
+                        },
+                        None => StatementKind::Unparsed {
+                            ddl: fallback::is_ddl_keyword(piece),
+                        },
+                    };
+                    let mut analysis = Analysis::new(kind);
                     analysis.fallback = Some(fallback::scan(piece));
                     analysis.literal_sensitive = true;
                     analysis
@@ -302,7 +309,7 @@ pub fn analyse_statement(
     catalog: &Catalog,
 ) -> Analysis {
     let mut walker = Walker::new(catalog, search_path);
-    let (kind, outputs) = walk_statement(&mut walker, statement);
+    let (kind, outputs) = walk_statement(&mut walker, statement, search_path, catalog);
     Analysis {
         kind,
         outputs,
@@ -325,6 +332,8 @@ fn names(parts: &ast::ObjectName) -> String {
 fn walk_statement(
     walker: &mut Walker<'_>,
     statement: &Statement,
+    search_path: &[String],
+    catalog: &Catalog,
 ) -> (StatementKind, Vec<OutputColumn>) {
     use StatementKind as K;
     match statement {
@@ -406,7 +415,7 @@ fn walk_statement(
         Statement::Prepare {
             name, statement, ..
         } => {
-            let (_, outputs) = walk_statement(walker, statement);
+            let (_, outputs) = walk_statement(walker, statement, search_path, catalog);
             (
                 K::Prepare {
                     name: lineage::ident_name(name),
@@ -458,7 +467,7 @@ fn walk_statement(
         Statement::Explain { statement, .. } => {
             // EXPLAIN [ANALYZE] runs or plans the statement: its filters and
             // writes count, its rows are not returned.
-            let _ = walk_statement(walker, statement);
+            let _ = walk_statement(walker, statement, search_path, catalog);
             (
                 K::Explain,
                 vec![OutputColumn {
@@ -490,6 +499,9 @@ fn walk_statement(
         Statement::LISTEN { .. } | Statement::UNLISTEN { .. } => (K::Listen, Vec::new()),
         Statement::Discard { .. } => (K::Discard, Vec::new()),
         Statement::CreateTable(create) => {
+            if create.temporary {
+                temp_shadow_check(walker, &create.name, catalog, search_path);
+            }
             if let Some(query) = &create.query {
                 let outputs = walker.query(query);
                 for output in &outputs {
@@ -506,6 +518,9 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::CreateView(view) => {
+            if view.temporary {
+                temp_shadow_check(walker, &view.name, catalog, search_path);
+            }
             // The view is analysed again whenever it is read; here only its
             // filters count (a view is a stored oracle otherwise).
             let _ = walker.query(&view.query);
@@ -578,6 +593,27 @@ fn walk_statement(
             );
             (K::Other, Vec::new())
         }
+    }
+}
+
+/// Temporary relations are searched before the search_path, so a temporary
+/// `customers` would silently replace the one pgveil's catalog resolves.
+fn temp_shadow_check(
+    walker: &mut Walker<'_>,
+    name: &ast::ObjectName,
+    catalog: &Catalog,
+    search_path: &[String],
+) {
+    let full = names(name);
+    let bare = full.rsplit('.').next().unwrap_or_default();
+    if let Some(shadowed) = catalog.resolve_relation(search_path, bare) {
+        walker.effects.hazard(
+            HazardRule::Unanalysable,
+            format!(
+                "temporary {bare} would shadow {}.{}",
+                shadowed.schema, shadowed.name
+            ),
+        );
     }
 }
 
