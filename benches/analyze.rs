@@ -86,9 +86,20 @@ fn bench(c: &mut Criterion) {
             black_box(analyzer.plan(&sql, &ctx, &catalog, &policy, 1))
         })
     });
+    c.bench_function("cache_hit_point_query_same_text", |b| {
+        b.iter(|| black_box(analyzer.plan(&point, &ctx, &catalog, &policy, 1)))
+    });
     c.bench_function("cache_hit_10_way_join", |b| {
         b.iter(|| black_box(analyzer.plan(JOIN10, &ctx, &catalog, &policy, 1)))
     });
+    c.bench_function("normalize_10_way_join", |b| {
+        b.iter(|| black_box(pgveil::analyze::fallback::normalize(JOIN10)))
+    });
+    let analyses = analyzer.analyse(JOIN10, &ctx, &catalog);
+    c.bench_function("analyse_lookup_10_way_join", |b| {
+        b.iter(|| black_box(analyzer.analyse(JOIN10, &ctx, &catalog)))
+    });
+    let _ = analyses;
     c.bench_function("uncached_point_query", |b| {
         b.iter(|| black_box(analyse_uncached(&point, &ctx.search_path, &catalog)))
     });

@@ -216,12 +216,13 @@ fn is_word_byte(b: u8) -> bool {
 /// `ORDER BY '2'` mean different things).
 pub fn normalize(sql: &str) -> String {
     let bytes = sql.as_bytes();
-    let mut out = String::with_capacity(sql.len());
+    // Built as bytes: every piece pushed is a whole UTF-8 sequence.
+    let mut out: Vec<u8> = Vec::with_capacity(sql.len());
     let mut i = 0;
     let mut pending_space = false;
-    let push_space = |out: &mut String, pending: &mut bool| {
+    let push_space = |out: &mut Vec<u8>, pending: &mut bool| {
         if *pending && !out.is_empty() {
-            out.push(' ');
+            out.push(b' ');
         }
         *pending = false;
     };
@@ -232,23 +233,30 @@ pub fn normalize(sql: &str) -> String {
             i += 1;
             continue;
         }
-        let next = skip_token(sql, i);
+        // Only quotes, comments and dollar quotes span more than one byte.
+        let next = if matches!(b, b'\'' | b'"' | b'-' | b'/' | b'$') {
+            skip_token(sql, i)
+        } else {
+            i + 1
+        };
         match b {
             b'\'' => {
                 push_space(&mut out, &mut pending_space);
-                // Drop a literal prefix (E, B, X, U&) already emitted.
-                while out.ends_with(['e', 'b', 'x', 'E', 'B', 'X']) && {
-                    let before = out.len() - 1;
-                    before == 0 || !is_word_byte(out.as_bytes()[before - 1])
-                } {
+                // Drop a literal prefix (E, B, X) already emitted.
+                while let Some(&last) = out.last() {
+                    let prefix = matches!(last, b'e' | b'b' | b'x' | b'E' | b'B' | b'X');
+                    let standalone = out.len() < 2 || !is_word_byte(out[out.len() - 2]);
+                    if !(prefix && standalone) {
+                        break;
+                    }
                     out.pop();
                 }
-                out.push_str("?s");
+                out.extend_from_slice(b"?s");
                 i = next;
             }
             b'"' => {
                 push_space(&mut out, &mut pending_space);
-                out.push_str(&sql[i..next]);
+                out.extend_from_slice(&bytes[i..next]);
                 i = next;
             }
             b'-' | b'/' if next > i + 1 => {
@@ -257,7 +265,7 @@ pub fn normalize(sql: &str) -> String {
             }
             b'$' if next > i + 1 => {
                 push_space(&mut out, &mut pending_space);
-                out.push_str("?s");
+                out.extend_from_slice(b"?s");
                 i = next;
             }
             b'0'..=b'9' | b'.'
@@ -277,7 +285,7 @@ pub fn normalize(sql: &str) -> String {
                     }
                     j += 1;
                 }
-                out.push_str("?n");
+                out.extend_from_slice(b"?n");
                 i = j;
             }
             _ => {
@@ -287,18 +295,21 @@ pub fn normalize(sql: &str) -> String {
                     while j < bytes.len() && (is_word_byte(bytes[j]) || bytes[j] == b'$') {
                         j += 1;
                     }
-                    for c in sql[i..j].chars() {
-                        out.extend(c.to_lowercase());
+                    let word = &sql[i..j];
+                    if word.is_ascii() {
+                        out.extend(word.bytes().map(|c| c.to_ascii_lowercase()));
+                    } else {
+                        out.extend_from_slice(word.to_lowercase().as_bytes());
                     }
                     i = j;
                 } else {
-                    out.push(b as char);
+                    out.push(b);
                     i += 1;
                 }
             }
         }
     }
-    out
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// `SET [SESSION|LOCAL] SCHEMA 'name'`: the schema it switches to.
