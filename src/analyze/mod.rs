@@ -29,6 +29,31 @@
 //! - `CopyTo { to_client: true }`: `plan` applies to each COPY data row.
 //! - `Transaction`, `Setting`, `Show`: recognised from the first keyword
 //!   without a parse.
+//! - `Unparsed { ddl }`: sqlparser could not parse it; the plan comes from
+//!   the token scan (admitted only when no word, string literals included,
+//!   names a protected column, a relation or view carrying one, or a
+//!   user-defined function, and nothing is dynamic SQL). `ddl`: invalidate
+//!   the catalog after it.
+//!
+//! Rules as implemented (see DESIGN.md): an output that is a protected
+//! column's value (bare reference, text cast, COALESCE/NULLIF/min/max/
+//! window lag…, scalar subquery, CTE, view, set operation) is masked with
+//! its decision; an output computed from a protected column, or carrying
+//! two columns with different masks, is blocked. Outside the select list,
+//! `=`, `<>`, `IN`, `= ANY`, IS [NOT] DISTINCT FROM, IS NULL, equi-joins,
+//! USING/NATURAL, GROUP BY, DISTINCT (ON), PARTITION BY and
+//! INTERSECT/EXCEPT/UNION count as equality uses of a bare column; anything
+//! else (ranges, LIKE, functions of it, ORDER BY, min/max/greatest) is a
+//! general use. Writes of a protected value anywhere (INSERT … SELECT,
+//! UPDATE SET, MERGE, CTAS, SELECT INTO, COPY TO file/program, pg_notify,
+//! set_config, EXECUTE parameters, renames) block unless the role sees it
+//! in clear. Partitions and inheritance children carry their parents'
+//! column rules; views carry their definition's lineage and filters.
+//!
+//! Roles for which `PolicyView::is_unrestricted()` get `Allow` without plan
+//! derivation; the (cached) analysis still runs so the session learns the
+//! statement kind. `policy_version` is accepted for a future plan memo;
+//! today the plan is re-derived on every call (a few policy look-ups).
 //!
 //! The analysis (lineage, uses, effects) is independent of the policy and is
 //! cached by (database, search_path, catalog generation, statement text with
