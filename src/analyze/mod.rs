@@ -40,7 +40,7 @@
 //! window lag…, scalar subquery, CTE, view, set operation) is masked with
 //! its decision; an output computed from a protected column, or carrying
 //! two columns with different masks, is blocked. Outside the select list,
-//! `=`, `<>`, `IN`, `= ANY`, IS [NOT] DISTINCT FROM, IS NULL, equi-joins,
+//! `=`, `<>`, `IN`, `= ANY`, `IS [NOT] DISTINCT FROM`, `IS NULL`, equi-joins,
 //! USING/NATURAL, GROUP BY, DISTINCT (ON), PARTITION BY and
 //! INTERSECT/EXCEPT/UNION count as equality uses of a bare column; anything
 //! else (ranges, LIKE, functions of it, ORDER BY, min/max/greatest) is a
