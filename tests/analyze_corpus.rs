@@ -94,6 +94,10 @@ fn role(name: &str) -> RolePolicy {
                 ("cards", "card_number"),
                 mask(5, "pan", Equality, &rule("cards.card_number")),
             );
+            columns.insert(
+                ("statements", "id_number"),
+                mask(1, "keep_last4", Equality, &rule("statements.id_number")),
+            );
             denied_tables.push("audit_trail");
         }
         "analyst" => {
@@ -265,7 +269,7 @@ fn leak_attempts_are_masked_or_blocked() {
     let catalog = catalog();
     let analyzer = Analyzer::default();
     let mut failures = Vec::new();
-    let (mut statements, mut attempts) = (0, 0);
+    let (mut statements, mut attempts, mut masked, mut blocked) = (0, 0, 0, 0);
     for line in lines("leaks.txt") {
         let mut parts = line.splitn(3, '|');
         let (Some(roles), Some(expect), Some(sql)) = (parts.next(), parts.next(), parts.next())
@@ -281,6 +285,14 @@ fn leak_attempts_are_masked_or_blocked() {
                 .into_iter()
                 .map(|p| p.plan)
                 .collect();
+            if plans.iter().any(StatementPlan::is_block) {
+                blocked += 1;
+            } else if plans
+                .iter()
+                .any(|p| matches!(p, StatementPlan::Mask { .. }))
+            {
+                masked += 1;
+            }
             if !check(expect, &plans) {
                 failures.push(format!(
                     "[{short}] expected {expect}, got {}: {sql}",
@@ -289,7 +301,10 @@ fn leak_attempts_are_masked_or_blocked() {
             }
         }
     }
-    eprintln!("leak corpus: {statements} statements, {attempts} (statement, role) attempts");
+    eprintln!(
+        "leak corpus: {statements} statements, {attempts} (statement, role) attempts: \
+         {blocked} blocked, {masked} masked"
+    );
     assert!(attempts >= 150, "corpus too small: {attempts}");
     assert!(
         failures.is_empty(),

@@ -64,6 +64,11 @@ pub struct Relation {
     /// `pg_get_viewdef` text of a view or materialized view.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub definition: Option<String>,
+    /// Direct parents (partitioned table or inheritance parent), as
+    /// (schema, name): a child's rows are its parent's rows, so the
+    /// parent's column rules follow them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<(String, String)>,
     /// Lineage of a view's columns, computed once per catalog generation.
     #[serde(skip)]
     pub(crate) view_lineage: OnceLock<Arc<RelationLineage>>,
@@ -283,6 +288,16 @@ impl Catalog {
                 &[],
             )
             .await?;
+        let parent_rows = client
+            .query(
+                "SELECT i.inhrelid, pn.nspname::text, p.relname::text \
+                   FROM pg_catalog.pg_inherits i \
+                   JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
+                   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace \
+                  ORDER BY i.inhrelid, i.inhseqno",
+                &[],
+            )
+            .await?;
         let function_rows = client
             .query(
                 "SELECT n.nspname::text, p.proname::text, l.lanname::text, \
@@ -308,6 +323,14 @@ impl Catalog {
                     type_name: row.try_get(4)?,
                 });
         }
+        let mut parents_by_relation: HashMap<u32, Vec<(String, String)>> = HashMap::new();
+        for row in &parent_rows {
+            let child: u32 = row.try_get(0)?;
+            parents_by_relation
+                .entry(child)
+                .or_default()
+                .push((row.try_get(1)?, row.try_get(2)?));
+        }
         let mut relations = Vec::with_capacity(relation_rows.len());
         for row in &relation_rows {
             let oid: u32 = row.try_get(0)?;
@@ -332,6 +355,7 @@ impl Catalog {
                 kind,
                 columns: columns_by_relation.remove(&oid).unwrap_or_default(),
                 definition: row.try_get(4)?,
+                parents: parents_by_relation.remove(&oid).unwrap_or_default(),
                 view_lineage: OnceLock::new(),
             });
         }
@@ -410,5 +434,69 @@ impl CatalogCache {
         }
         let catalog = Catalog::load(client).await?;
         Ok(self.insert(catalog))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Catalog {
+        Catalog::new(
+            "bank".into(),
+            vec!["public".into()],
+            vec![Relation {
+                oid: 1,
+                schema: "public".into(),
+                name: "t".into(),
+                kind: RelationKind::Table,
+                columns: vec![CatalogColumn {
+                    name: "a".into(),
+                    attnum: 1,
+                    type_oid: 25,
+                    type_name: "text".into(),
+                }],
+                definition: None,
+                parents: Vec::new(),
+                view_lineage: OnceLock::new(),
+            }],
+            vec![CatalogFunction {
+                schema: "public".into(),
+                name: "f".into(),
+                language: "sql".into(),
+                volatility: "v".into(),
+                kind: "f".into(),
+            }],
+        )
+    }
+
+    #[test]
+    fn json_round_trip_gets_a_new_generation() {
+        let catalog = sample();
+        let json = match catalog.to_json() {
+            Ok(j) => j,
+            Err(e) => panic!("{e}"),
+        };
+        let again = match Catalog::from_json(&json) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        assert_ne!(again.generation(), catalog.generation());
+        assert!(again.resolve_relation(&["public".into()], "t").is_some());
+        assert!(again
+            .resolve_function(&["public".into()], None, "f")
+            .is_some());
+    }
+
+    #[test]
+    fn cache_invalidates_per_database() {
+        let cache = CatalogCache::new(Duration::from_secs(60));
+        cache.insert(sample());
+        assert!(cache.get("bank").is_some());
+        cache.invalidate("bank");
+        assert!(cache.get("bank").is_none());
+        let expired = CatalogCache::new(Duration::ZERO);
+        expired.insert(sample());
+        assert!(expired.get("bank").is_none());
     }
 }

@@ -65,11 +65,65 @@ enum CliError {
     },
     #[error("give --catalog FILE (from `pgveil catalog dump`) or --upstream URL")]
     NoCatalog,
-    #[error(
-        "--policies: policy loading is not wired into `explain` yet; \
-         run without --policies to see lineage only"
-    )]
-    PoliciesUnavailable,
+    #[error("--policies needs --role: whose decisions should be shown?")]
+    NoRole,
+    #[error("{0}")]
+    Policy(String),
+}
+
+/// The role's view of the policies. Key bytes are not needed to explain a
+/// decision, so masks are built with placeholder keys. Role memberships come
+/// from --upstream when given; with --catalog only the role itself counts.
+fn load_policy_view(
+    args: &ExplainArgs,
+    dir: &str,
+) -> Result<std::sync::Arc<crate::policy::RolePolicy>, CliError> {
+    let role = args.role.as_deref().ok_or(CliError::NoRole)?;
+    let set = crate::policy::PolicySet::load_with(
+        &[std::path::PathBuf::from(dir)],
+        crate::policy::KeySource::NamesOnly,
+    )
+    .map_err(|e| CliError::Policy(e.to_string()))?;
+    let memberships = match &args.upstream {
+        Some(url) => load_memberships_from(url)?,
+        None => crate::policy::RoleMembership::default(),
+    };
+    Ok(set.for_role(role, &memberships))
+}
+
+fn load_memberships_from(url: &str) -> Result<crate::policy::RoleMembership, CliError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(async {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|source| CliError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        if let Ok(password) = std::env::var("PGVEIL_CATALOG_PASSWORD") {
+            config.password(password);
+        }
+        let (client, connection) =
+            config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(|source| CliError::Connect {
+                    url: url.to_owned(),
+                    source,
+                })?;
+        let driver = tokio::spawn(connection);
+        let memberships = crate::policy::RoleMembership::load(&client)
+            .await
+            .map_err(|source| CliError::Connect {
+                url: url.to_owned(),
+                source,
+            });
+        drop(client);
+        let _ = driver.await;
+        memberships
+    })
 }
 
 fn load_catalog_from(url: &str) -> Result<Catalog, CliError> {
@@ -128,10 +182,6 @@ pub fn catalog_dump(args: CatalogDumpArgs) -> ExitCode {
 
 /// Runs `pgveil explain`.
 pub fn explain(args: ExplainArgs) -> ExitCode {
-    if args.policies.is_some() {
-        eprintln!("pgveil explain: {}", CliError::PoliciesUnavailable);
-        return ExitCode::from(2);
-    }
     let catalog = match (&args.catalog, &args.upstream) {
         (Some(path), _) => Catalog::from_file(path).map_err(CliError::from),
         (None, Some(url)) => load_catalog_from(url),
@@ -144,7 +194,21 @@ pub fn explain(args: ExplainArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let out = explain_with(&args, &catalog, None);
+    let policy = match &args.policies {
+        None => None,
+        Some(dir) => match load_policy_view(&args, dir) {
+            Ok(view) => Some(view),
+            Err(e) => {
+                eprintln!("pgveil explain: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let out = explain_with(
+        &args,
+        &catalog,
+        policy.as_deref().map(|v| v as &dyn PolicyView),
+    );
     let _ = writeln!(std::io::stdout(), "{out}");
     ExitCode::SUCCESS
 }

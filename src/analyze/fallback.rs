@@ -95,6 +95,9 @@ pub fn scan(sql: &str) -> FallbackScan {
         .iter()
         .find(|w| DYNAMIC_WORDS.contains(&w.as_str()))
         .cloned();
+    if result.dynamic.is_none() && set_schema(sql).is_some() {
+        result.dynamic = Some("SET SCHEMA".to_owned());
+    }
     result
 }
 
@@ -213,12 +216,13 @@ fn is_word_byte(b: u8) -> bool {
 /// `ORDER BY '2'` mean different things).
 pub fn normalize(sql: &str) -> String {
     let bytes = sql.as_bytes();
-    let mut out = String::with_capacity(sql.len());
+    // Built as bytes: every piece pushed is a whole UTF-8 sequence.
+    let mut out: Vec<u8> = Vec::with_capacity(sql.len());
     let mut i = 0;
     let mut pending_space = false;
-    let push_space = |out: &mut String, pending: &mut bool| {
+    let push_space = |out: &mut Vec<u8>, pending: &mut bool| {
         if *pending && !out.is_empty() {
-            out.push(' ');
+            out.push(b' ');
         }
         *pending = false;
     };
@@ -229,23 +233,30 @@ pub fn normalize(sql: &str) -> String {
             i += 1;
             continue;
         }
-        let next = skip_token(sql, i);
+        // Only quotes, comments and dollar quotes span more than one byte.
+        let next = if matches!(b, b'\'' | b'"' | b'-' | b'/' | b'$') {
+            skip_token(sql, i)
+        } else {
+            i + 1
+        };
         match b {
             b'\'' => {
                 push_space(&mut out, &mut pending_space);
-                // Drop a literal prefix (E, B, X, U&) already emitted.
-                while out.ends_with(['e', 'b', 'x', 'E', 'B', 'X']) && {
-                    let before = out.len() - 1;
-                    before == 0 || !is_word_byte(out.as_bytes()[before - 1])
-                } {
+                // Drop a literal prefix (E, B, X) already emitted.
+                while let Some(&last) = out.last() {
+                    let prefix = matches!(last, b'e' | b'b' | b'x' | b'E' | b'B' | b'X');
+                    let standalone = out.len() < 2 || !is_word_byte(out[out.len() - 2]);
+                    if !(prefix && standalone) {
+                        break;
+                    }
                     out.pop();
                 }
-                out.push_str("?s");
+                out.extend_from_slice(b"?s");
                 i = next;
             }
             b'"' => {
                 push_space(&mut out, &mut pending_space);
-                out.push_str(&sql[i..next]);
+                out.extend_from_slice(&bytes[i..next]);
                 i = next;
             }
             b'-' | b'/' if next > i + 1 => {
@@ -254,7 +265,7 @@ pub fn normalize(sql: &str) -> String {
             }
             b'$' if next > i + 1 => {
                 push_space(&mut out, &mut pending_space);
-                out.push_str("?s");
+                out.extend_from_slice(b"?s");
                 i = next;
             }
             b'0'..=b'9' | b'.'
@@ -274,7 +285,7 @@ pub fn normalize(sql: &str) -> String {
                     }
                     j += 1;
                 }
-                out.push_str("?n");
+                out.extend_from_slice(b"?n");
                 i = j;
             }
             _ => {
@@ -284,18 +295,64 @@ pub fn normalize(sql: &str) -> String {
                     while j < bytes.len() && (is_word_byte(bytes[j]) || bytes[j] == b'$') {
                         j += 1;
                     }
-                    for c in sql[i..j].chars() {
-                        out.extend(c.to_lowercase());
+                    let word = &sql[i..j];
+                    if word.is_ascii() {
+                        out.extend(word.bytes().map(|c| c.to_ascii_lowercase()));
+                    } else {
+                        out.extend_from_slice(word.to_lowercase().as_bytes());
                     }
                     i = j;
                 } else {
-                    out.push(b as char);
+                    out.push(b);
                     i += 1;
                 }
             }
         }
     }
-    out
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// `SET [SESSION|LOCAL] SCHEMA 'name'`: the schema it switches to.
+pub fn set_schema(sql: &str) -> Option<String> {
+    let normalized = normalize(sql);
+    let mut words = normalized.split_whitespace();
+    if words.next() != Some("set") {
+        return None;
+    }
+    let mut next = words.next()?;
+    if matches!(next, "session" | "local") {
+        next = words.next()?;
+    }
+    if next != "schema" {
+        return None;
+    }
+    let start = sql.find('\'')? + 1;
+    let end = start + sql[start..].find('\'')?;
+    Some(sql[start..end].to_owned())
+}
+
+/// Whether a statement's first keyword changes the schema.
+pub fn is_ddl_keyword(sql: &str) -> bool {
+    // normalize() drops comments and lower-cases words.
+    let normalized = normalize(sql);
+    let first = normalized
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .find(|w| !w.is_empty())
+        .unwrap_or_default();
+    matches!(
+        first,
+        "create"
+            | "alter"
+            | "drop"
+            | "comment"
+            | "grant"
+            | "revoke"
+            | "security"
+            | "import"
+            | "reindex"
+            | "cluster"
+            | "refresh"
+    )
 }
 
 /// Statements recognised from their first keyword without parsing.
@@ -367,6 +424,21 @@ mod tests {
             split_statements("SELECT ';'; SELECT $$;$$ ; -- ;\n SELECT 1"),
             vec!["SELECT ';'", " SELECT $$;$$ ", " -- ;\n SELECT 1"]
         );
+    }
+
+    #[test]
+    fn set_schema_is_recognised() {
+        assert_eq!(set_schema("SET SCHEMA 'evil'").as_deref(), Some("evil"));
+        assert_eq!(set_schema("set local schema 'x'").as_deref(), Some("x"));
+        assert_eq!(set_schema("SET search_path TO x"), None);
+    }
+
+    #[test]
+    fn ddl_keyword_after_comments() {
+        assert!(is_ddl_keyword(
+            "-- note\n/* x */ ALTER TABLE t SET SCHEMA s"
+        ));
+        assert!(!is_ddl_keyword("SELECT 1"));
     }
 
     #[test]

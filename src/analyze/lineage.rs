@@ -242,6 +242,10 @@ const SERVER_FILE_FUNCTIONS: &[&str] = &[
     "pg_logical_slot_get_binary_changes",
     "pg_logical_slot_peek_binary_changes",
     "pg_logical_emit_message",
+    // Other sessions' query texts, literals included.
+    "pg_stat_get_activity",
+    "pg_stat_get_backend_activity",
+    "pg_stat_statements",
 ];
 /// Functions whose arguments land somewhere other sessions can read.
 const SINK_FUNCTIONS: &[&str] = &["pg_notify", "set_config"];
@@ -581,6 +585,10 @@ impl<'c> Walker<'c> {
             }
         }
         if !select.lateral_views.is_empty()
+            || select.top.is_some()
+            || !select.cluster_by.is_empty()
+            || !select.distribute_by.is_empty()
+            || !select.sort_by.is_empty()
             || select.prewhere.is_some()
             || !select.connect_by.is_empty()
             || select.qualify.is_some()
@@ -605,7 +613,7 @@ impl<'c> Walker<'c> {
             ast::GroupByExpr::Expressions(exprs, _) => {
                 self.with_clause(Clause::GroupBy, |w| {
                     for expr in exprs {
-                        let sources = w.output_reference(expr, &outputs);
+                        let sources = w.output_reference(expr, &outputs, false);
                         w.use_sources(&sources, true);
                     }
                 });
@@ -630,7 +638,7 @@ impl<'c> Walker<'c> {
             Some(ast::Distinct::On(exprs)) => {
                 self.with_clause(Clause::Distinct, |w| {
                     for expr in exprs {
-                        let sources = w.output_reference(expr, &outputs);
+                        let sources = w.output_reference(expr, &outputs, true);
                         w.use_sources(&sources, true);
                     }
                 });
@@ -663,7 +671,16 @@ impl<'c> Walker<'c> {
 
     /// GROUP BY / DISTINCT ON / ORDER BY items may name an output column by
     /// alias or position; otherwise they are expressions over the FROM list.
-    fn output_reference(&mut self, expr: &Expr, outputs: &[OutputColumn]) -> Sources {
+    ///
+    /// `prefer_output`: ORDER BY and DISTINCT ON resolve a bare name to an
+    /// output column first, GROUP BY to an input column first (as PostgreSQL
+    /// does); resolving the wrong one would judge the wrong column.
+    fn output_reference(
+        &mut self,
+        expr: &Expr,
+        outputs: &[OutputColumn],
+        prefer_output: bool,
+    ) -> Sources {
         match expr {
             Expr::Value(v) => {
                 if let Value::Number(n, _) = &v.value {
@@ -682,9 +699,14 @@ impl<'c> Walker<'c> {
             }
             Expr::Identifier(ident) => {
                 let name = ident_name(ident);
-                if self.resolve_column(std::slice::from_ref(&name)).is_none() {
-                    if let Some(out) = outputs.iter().find(|o| o.name == name) {
-                        return out.sources.clone();
+                let input_found = self.resolve_column(std::slice::from_ref(&name)).is_some();
+                if prefer_output || !input_found {
+                    let mut matched: Option<Sources> = None;
+                    for out in outputs.iter().filter(|o| o.name == name) {
+                        merge_into(matched.get_or_insert_with(Sources::new), &out.sources);
+                    }
+                    if let Some(sources) = matched {
+                        return sources;
                     }
                 }
                 self.expr(expr)
@@ -703,7 +725,7 @@ impl<'c> Walker<'c> {
             ast::OrderByKind::Expressions(exprs) => {
                 for item in exprs {
                     let sources = if frame_visible.is_some() {
-                        w.output_reference(&item.expr, outputs)
+                        w.output_reference(&item.expr, outputs, true)
                     } else {
                         match &item.expr {
                             Expr::Identifier(ident) => {
@@ -716,7 +738,7 @@ impl<'c> Walker<'c> {
                                     },
                                 )
                             }
-                            other => w.output_reference(other, outputs),
+                            other => w.output_reference(other, outputs, true),
                         }
                     };
                     w.use_sources(&sources, false);
@@ -936,10 +958,9 @@ impl<'c> Walker<'c> {
                 version,
                 ..
             } => {
-                if args.is_some() {
+                if let Some(args) = args {
                     // `FROM f(args)` parsed as a table with arguments.
-                    let columns = self.table_function(name, &[], alias.as_ref());
-                    return columns;
+                    return self.table_function(name, &args.args, alias.as_ref());
                 }
                 if version.is_some() || sample.is_some() {
                     self.hazard(HazardRule::Unanalysable, "table version or sample");
@@ -1164,12 +1185,8 @@ impl<'c> Walker<'c> {
                 ),
             );
         }
-        if let Some(ext_schema) = self
-            .catalog
-            .relation(&relation.schema, &relation.name)
-            .filter(|r| r.name == "pg_stat_statements" && !r.is_system())
-        {
-            let _ = ext_schema;
+        // pg_stat_statements lives in whatever schema the extension went to.
+        if relation.name == "pg_stat_statements" && !relation.is_system() {
             self.hazard(
                 HazardRule::SensitiveCatalog,
                 "pg_stat_statements exposes query texts",
@@ -1204,6 +1221,39 @@ impl<'c> Walker<'c> {
                 sources: Sources::from([(own(&c.name), Flow::Copy)]),
             })
             .collect();
+        // Partitions and inheritance children carry their ancestors' columns.
+        let mut ancestors: Vec<&Relation> = Vec::new();
+        let mut pending: Vec<&(String, String)> = relation.parents.iter().collect();
+        while let Some((schema, name)) = pending.pop() {
+            match self.catalog.relation(schema, name) {
+                Some(parent) if ancestors.len() < MAX_VIEW_DEPTH => {
+                    pending.extend(parent.parents.iter());
+                    ancestors.push(parent);
+                }
+                Some(_) => {}
+                None => self.hazard(
+                    HazardRule::UnknownName,
+                    format!(
+                        "parent {schema}.{name} of {} is not in the catalog",
+                        relation.name
+                    ),
+                ),
+            }
+        }
+        for ancestor in ancestors {
+            for column in columns.iter_mut() {
+                if ancestor.columns.iter().any(|c| c.name == column.name) {
+                    column.sources.insert(
+                        QualifiedColumn {
+                            schema: ancestor.schema.clone(),
+                            table: ancestor.name.clone(),
+                            column: column.name.clone(),
+                        },
+                        Flow::Copy,
+                    );
+                }
+            }
+        }
         if relation.has_definition() && !relation.is_system() {
             let lineage = self.view_lineage(relation);
             self.effects.absorb(&lineage.effects);
@@ -1596,6 +1646,20 @@ impl<'c> Walker<'c> {
                 as_derived(s)
             }
             Expr::CompoundFieldAccess { root, access_chain } => {
+                // `(alias).column` of a whole-row reference is that column.
+                if let (Expr::Nested(inner), [ast::AccessExpr::Dot(Expr::Identifier(field))]) =
+                    (root.as_ref(), access_chain.as_slice())
+                {
+                    if let Expr::Identifier(alias) = inner.as_ref() {
+                        let alias = ident_name(alias);
+                        if self.resolve_column(std::slice::from_ref(&alias)).is_none() {
+                            let parts = [alias, ident_name(field)];
+                            if let Some(sources) = self.resolve_column(&parts) {
+                                return sources;
+                            }
+                        }
+                    }
+                }
                 let mut s = self.expr(root);
                 for access in access_chain {
                     match access {
@@ -1719,6 +1783,15 @@ impl<'c> Walker<'c> {
             FunctionArguments::List(list) => {
                 for arg in &list.args {
                     args.push(self.function_arg(arg));
+                }
+                if matches!(
+                    list.duplicate_treatment,
+                    Some(ast::DuplicateTreatment::Distinct)
+                ) {
+                    // count(DISTINCT x) and friends compare values.
+                    for a in &args {
+                        self.use_sources(a, true);
+                    }
                 }
                 for clause in &list.clauses {
                     match clause {
@@ -2175,6 +2248,29 @@ impl<'c> Walker<'c> {
         }
     }
 
+    /// Renaming a table or column moves its values out from under the
+    /// policy rules that name it: a write of every affected column.
+    pub(crate) fn rename(&mut self, table: &ObjectName, column: Option<&Ident>) {
+        let parts = object_name_parts(table);
+        let Some(item) = self.relation_item(&parts, None) else {
+            return;
+        };
+        let renamed = column.map(ident_name);
+        for col in &item.columns {
+            if renamed.as_ref().is_some_and(|r| r != &col.name) {
+                continue;
+            }
+            for source in col.sources.keys() {
+                self.effects.sinks.insert(Sink {
+                    source: source.clone(),
+                    flow: Flow::Derived,
+                    target: None,
+                    via: "ALTER … RENAME",
+                });
+            }
+        }
+    }
+
     /// DDL on `table` whose expressions (CHECK, USING, policies) read its
     /// columns: every column they mention is a general use.
     pub(crate) fn ddl_on_table<T: Visit>(&mut self, table: &ObjectName, node: &T) {
@@ -2321,6 +2417,20 @@ fn default_column_name(expr: &Expr) -> String {
         Expr::CompoundIdentifier(idents) => idents.last().map(ident_name).unwrap_or_default(),
         Expr::Function(f) => object_name_parts(&f.name).pop().unwrap_or_default(),
         Expr::Cast { expr, .. } | Expr::Nested(expr) => default_column_name(expr),
+        Expr::CompoundFieldAccess { access_chain, .. } => match access_chain.last() {
+            Some(ast::AccessExpr::Dot(Expr::Identifier(field))) => ident_name(field),
+            _ => "?column?".to_owned(),
+        },
+        // A scalar subquery is named after its one output.
+        Expr::Subquery(query) => match query.body.as_ref() {
+            SetExpr::Select(select) => match select.projection.as_slice() {
+                [SelectItem::UnnamedExpr(e)] => default_column_name(e),
+                [SelectItem::ExprWithAlias { alias, .. }] => ident_name(alias),
+                _ => "?column?".to_owned(),
+            },
+            _ => "?column?".to_owned(),
+        },
+        Expr::Case { .. } => "case".to_owned(),
         _ => "?column?".to_owned(),
     }
 }

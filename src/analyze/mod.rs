@@ -29,6 +29,31 @@
 //! - `CopyTo { to_client: true }`: `plan` applies to each COPY data row.
 //! - `Transaction`, `Setting`, `Show`: recognised from the first keyword
 //!   without a parse.
+//! - `Unparsed { ddl }`: sqlparser could not parse it; the plan comes from
+//!   the token scan (admitted only when no word, string literals included,
+//!   names a protected column, a relation or view carrying one, or a
+//!   user-defined function, and nothing is dynamic SQL). `ddl`: invalidate
+//!   the catalog after it.
+//!
+//! Rules as implemented (see DESIGN.md): an output that is a protected
+//! column's value (bare reference, text cast, COALESCE/NULLIF/min/max/
+//! window lag…, scalar subquery, CTE, view, set operation) is masked with
+//! its decision; an output computed from a protected column, or carrying
+//! two columns with different masks, is blocked. Outside the select list,
+//! `=`, `<>`, `IN`, `= ANY`, `IS [NOT] DISTINCT FROM`, `IS NULL`, equi-joins,
+//! USING/NATURAL, GROUP BY, DISTINCT (ON), PARTITION BY and
+//! INTERSECT/EXCEPT/UNION count as equality uses of a bare column; anything
+//! else (ranges, LIKE, functions of it, ORDER BY, min/max/greatest) is a
+//! general use. Writes of a protected value anywhere (INSERT … SELECT,
+//! UPDATE SET, MERGE, CTAS, SELECT INTO, COPY TO file/program, pg_notify,
+//! set_config, EXECUTE parameters, renames) block unless the role sees it
+//! in clear. Partitions and inheritance children carry their parents'
+//! column rules; views carry their definition's lineage and filters.
+//!
+//! Roles for which `PolicyView::is_unrestricted()` get `Allow` without plan
+//! derivation; the (cached) analysis still runs so the session learns the
+//! statement kind. `policy_version` is accepted for a future plan memo;
+//! today the plan is re-derived on every call (a few policy look-ups).
 //!
 //! The analysis (lineage, uses, effects) is independent of the policy and is
 //! cached by (database, search_path, catalog generation, statement text with
@@ -108,8 +133,11 @@ pub enum StatementKind {
     Listen,
     Discard,
     Other,
-    /// sqlparser could not parse it; judged by the token scan.
-    Unparsed,
+    /// sqlparser could not parse it; judged by the token scan. `ddl`: its
+    /// first keyword changes the schema (invalidate the catalog after it).
+    Unparsed {
+        ddl: bool,
+    },
 }
 
 /// The cached, policy-independent analysis of one statement.
@@ -280,7 +308,16 @@ pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) ->
                     analyse_statement(&statements[0], search_path, catalog)
                 }
                 _ => {
-                    let mut analysis = Analysis::new(StatementKind::Unparsed);
+                    let kind = match fallback::set_schema(piece) {
+                        // SET SCHEMA 'x' is search_path under another name.
+                        Some(schema) => StatementKind::SetSearchPath {
+                            schemas: Some(vec![schema]),
+                        },
+                        None => StatementKind::Unparsed {
+                            ddl: fallback::is_ddl_keyword(piece),
+                        },
+                    };
+                    let mut analysis = Analysis::new(kind);
                     analysis.fallback = Some(fallback::scan(piece));
                     analysis.literal_sensitive = true;
                     analysis
@@ -297,7 +334,7 @@ pub fn analyse_statement(
     catalog: &Catalog,
 ) -> Analysis {
     let mut walker = Walker::new(catalog, search_path);
-    let (kind, outputs) = walk_statement(&mut walker, statement);
+    let (kind, outputs) = walk_statement(&mut walker, statement, search_path, catalog);
     Analysis {
         kind,
         outputs,
@@ -320,10 +357,22 @@ fn names(parts: &ast::ObjectName) -> String {
 fn walk_statement(
     walker: &mut Walker<'_>,
     statement: &Statement,
+    search_path: &[String],
+    catalog: &Catalog,
 ) -> (StatementKind, Vec<OutputColumn>) {
     use StatementKind as K;
     match statement {
-        Statement::Query(query) => (K::Query, walker.query(query)),
+        Statement::Query(query) => {
+            let outputs = walker.query(query);
+            // SELECT … INTO creates a table and returns no rows.
+            let creates_table =
+                matches!(query.body.as_ref(), ast::SetExpr::Select(s) if s.into.is_some());
+            if creates_table {
+                (K::Ddl, Vec::new())
+            } else {
+                (K::Query, outputs)
+            }
+        }
         Statement::Insert(_) => (K::Insert, walker.dml(statement)),
         Statement::Update(_) => (K::Update, walker.dml(statement)),
         Statement::Delete(_) => (K::Delete, walker.dml(statement)),
@@ -332,11 +381,6 @@ fn walk_statement(
             source, to, target, ..
         } => {
             if !to {
-                if let ast::CopySource::Table { table_name, .. } = source {
-                    let parts: Vec<String> =
-                        names(table_name).split('.').map(str::to_owned).collect();
-                    let _ = parts;
-                }
                 return (K::CopyFrom, Vec::new());
             }
             let outputs = walker.copy_source(source);
@@ -396,7 +440,7 @@ fn walk_statement(
         Statement::Prepare {
             name, statement, ..
         } => {
-            let (_, outputs) = walk_statement(walker, statement);
+            let (_, outputs) = walk_statement(walker, statement, search_path, catalog);
             (
                 K::Prepare {
                     name: lineage::ident_name(name),
@@ -416,8 +460,17 @@ fn walk_statement(
                     .effects
                     .hazard(HazardRule::DynamicSql, "EXECUTE IMMEDIATE");
             }
+            // Parameters flow into whatever the prepared statement writes.
             for p in parameters {
-                let _ = walker.expr(p);
+                let sources = walker.expr(p);
+                for (column, flow) in sources {
+                    walker.effects.sinks.insert(lineage::Sink {
+                        source: column,
+                        flow,
+                        target: None,
+                        via: "EXECUTE parameter",
+                    });
+                }
             }
             match name {
                 Some(name) => (K::Execute { name: names(name) }, Vec::new()),
@@ -439,7 +492,7 @@ fn walk_statement(
         Statement::Explain { statement, .. } => {
             // EXPLAIN [ANALYZE] runs or plans the statement: its filters and
             // writes count, its rows are not returned.
-            let _ = walk_statement(walker, statement);
+            let _ = walk_statement(walker, statement, search_path, catalog);
             (
                 K::Explain,
                 vec![OutputColumn {
@@ -471,6 +524,9 @@ fn walk_statement(
         Statement::LISTEN { .. } | Statement::UNLISTEN { .. } => (K::Listen, Vec::new()),
         Statement::Discard { .. } => (K::Discard, Vec::new()),
         Statement::CreateTable(create) => {
+            if create.temporary {
+                temp_shadow_check(walker, &create.name, catalog, search_path);
+            }
             if let Some(query) = &create.query {
                 let outputs = walker.query(query);
                 for output in &outputs {
@@ -487,6 +543,9 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::CreateView(view) => {
+            if view.temporary {
+                temp_shadow_check(walker, &view.name, catalog, search_path);
+            }
             // The view is analysed again whenever it is read; here only its
             // filters count (a view is a stored oracle otherwise).
             let _ = walker.query(&view.query);
@@ -494,6 +553,17 @@ fn walk_statement(
         }
         Statement::AlterTable(alter) => {
             walker.ddl_on_table(&alter.name, &alter.operations);
+            for operation in &alter.operations {
+                match operation {
+                    ast::AlterTableOperation::RenameColumn {
+                        old_column_name, ..
+                    } => walker.rename(&alter.name, Some(old_column_name)),
+                    ast::AlterTableOperation::RenameTable { .. } => {
+                        walker.rename(&alter.name, None)
+                    }
+                    _ => {}
+                }
+            }
             (K::Ddl, Vec::new())
         }
         Statement::CreatePolicy(policy) => {
@@ -548,6 +618,27 @@ fn walk_statement(
             );
             (K::Other, Vec::new())
         }
+    }
+}
+
+/// Temporary relations are searched before the search_path, so a temporary
+/// `customers` would silently replace the one pgveil's catalog resolves.
+fn temp_shadow_check(
+    walker: &mut Walker<'_>,
+    name: &ast::ObjectName,
+    catalog: &Catalog,
+    search_path: &[String],
+) {
+    let full = names(name);
+    let bare = full.rsplit('.').next().unwrap_or_default();
+    if let Some(shadowed) = catalog.resolve_relation(search_path, bare) {
+        walker.effects.hazard(
+            HazardRule::Unanalysable,
+            format!(
+                "temporary {bare} would shadow {}.{}",
+                shadowed.schema, shadowed.name
+            ),
+        );
     }
 }
 

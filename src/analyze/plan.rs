@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use super::catalog::Catalog;
 use super::fallback::FallbackScan;
 use super::lineage::{Flow, HazardRule, UseKind, Walker};
+
 use super::policy_view::{ColumnAction, ColumnDecision, FilterRight, PolicyView, QualifiedColumn};
 use super::Analysis;
 
@@ -161,10 +162,9 @@ pub(crate) fn derive(
         if matches!(decision.action, ColumnAction::Allow) {
             continue;
         }
-        // Rewriting a column with its own unchanged value moves nothing.
-        if sink.flow == Flow::Copy && sink.target.as_ref() == Some(&sink.source) {
-            continue;
-        }
+        // Even a write into the same column is blocked: it can move one
+        // row's value into another row and have a unique-violation error
+        // quote it.
         return block(
             format!(
                 "{} would copy protected column {} somewhere readable",

@@ -189,7 +189,26 @@ impl PolicyStore {
                 while events_rx.recv().is_ok() {
                     while events_rx.recv_timeout(DEBOUNCE).is_ok() {}
                     // Errors are logged and counted inside.
-                    let _ = store.reload_if_changed();
+                    let mut failed_on = store
+                        .reload_if_changed()
+                        .err()
+                        .map(|_| fingerprint(store.dir()));
+                    // An editor that truncates then writes can be caught
+                    // half-way, with no event left to follow: look again
+                    // while the files keep differing from what failed.
+                    while let Some(seen) = failed_on.take() {
+                        match events_rx.recv_timeout(DEBOUNCE * 4) {
+                            Ok(()) => while events_rx.recv_timeout(DEBOUNCE).is_ok() {},
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                            Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        }
+                        if fingerprint(store.dir()) != seen {
+                            failed_on = store
+                                .reload_if_changed()
+                                .err()
+                                .map(|_| fingerprint(store.dir()));
+                        }
+                    }
                 }
             })
             .map_err(notify::Error::io)?;

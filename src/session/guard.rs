@@ -312,7 +312,7 @@ impl Guard {
                 }
                 p.plan.clone()
             }
-            StatementKind::Ddl => {
+            StatementKind::Ddl | StatementKind::Unparsed { ddl: true } => {
                 if !p.plan.is_block() {
                     self.effects.catalog_stale = true;
                 }
