@@ -517,3 +517,48 @@ async fn policy_reload_under_load_drops_nothing_and_applies_to_new_statements() 
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn copy_to_stdout_in_text_format_is_masked_row_by_row() {
+    let c = as_role("dev").await;
+    let copy = |sql: &'static str| {
+        let c = &c;
+        async move {
+            match c.copy_out(sql).await {
+                Ok(stream) => {
+                    let chunks: Vec<_> = stream.collect().await;
+                    let mut out = Vec::new();
+                    for ch in chunks {
+                        out.extend_from_slice(&ch.map_err(|e| e.to_string())?);
+                    }
+                    Ok(String::from_utf8_lossy(&out).into_owned())
+                }
+                Err(e) => Err(code(&e)),
+            }
+        }
+    };
+    assert_eq!(
+        copy("COPY (SELECT id, mobile, branch FROM customers ORDER BY id) TO STDOUT").await,
+        Ok("1\t139****4321\tHangzhou\n2\t138****0000\tShenzhen\n".to_string())
+    );
+    let all = copy("COPY customers TO STDOUT WITH (DELIMITER '|')")
+        .await
+        .unwrap();
+    assert_eq!(all.lines().count(), 2);
+    assert_no_secret("COPY customers", &all);
+    assert!(all.contains("|Hangzhou"), "{all}");
+    // Formats pgveil does not rewrite are refused, not passed through.
+    assert_eq!(
+        copy("COPY customers TO STDOUT WITH (FORMAT csv)").await,
+        Err("42501".to_string())
+    );
+    assert_eq!(
+        copy("COPY customers TO STDOUT WITH (FORMAT binary)").await,
+        Err("42501".to_string())
+    );
+    // Unprotected tables copy as they are.
+    assert_eq!(
+        copy("COPY (SELECT status FROM cards ORDER BY id) TO STDOUT").await,
+        Ok("active\nactive\n".to_string())
+    );
+}

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 
+use super::copy_text::{self, CopyText};
 use super::wire::{self, Field};
 use crate::analyze::plan::{BlockReason, StatementPlan};
 use crate::analyze::policy_view::{ColumnAction, PolicyView, QualifiedColumn};
@@ -57,12 +58,14 @@ impl RowMasker {
 struct Prepared {
     sql: String,
     plan: StatementPlan,
+    copy: Option<CopyText>,
     version: (u64, u64),
     fields: Option<Vec<Field>>,
 }
 
 struct Portal {
     plan: StatementPlan,
+    copy: Option<CopyText>,
     fields: Option<Vec<Field>>,
     masker: Option<RowMasker>,
 }
@@ -90,7 +93,16 @@ enum Expect {
     Query {
         plans: Vec<StatementPlan>,
         at: usize,
+        /// Text-format options of a single `COPY … TO STDOUT` to mask.
+        copy: Option<CopyText>,
     },
+}
+
+/// Masks applied to the rows of a running `COPY … TO STDOUT`.
+struct CopyMasker {
+    fmt: CopyText,
+    columns: Vec<(usize, Mask, u32)>,
+    header_pending: bool,
 }
 
 /// What the relay must do besides forwarding.
@@ -118,6 +130,7 @@ pub struct Guard {
     cursors: HashMap<String, StatementPlan>,
     expect: VecDeque<Expect>,
     rows: Option<RowMasker>,
+    copy: Option<CopyMasker>,
     /// After pgveil withheld a result: drop responses until ReadyForQuery.
     withholding: bool,
     relation_index: HashMap<u32, usize>,
@@ -175,6 +188,7 @@ impl Guard {
             cursors: HashMap::new(),
             expect: VecDeque::new(),
             rows: None,
+            copy: None,
             withholding: false,
             relation_index: HashMap::new(),
             relation_index_generation: None,
@@ -321,10 +335,10 @@ impl Guard {
             StatementKind::CopyTo { to_client: true } => match &p.plan {
                 StatementPlan::Mask { columns } if !columns.is_empty() => {
                     StatementPlan::Block(BlockReason {
-                        reason: "COPY TO STDOUT of masked columns is not supported".into(),
+                        reason: "COPY TO STDOUT of masked columns is masked only in text format, as a statement of its own in the simple protocol".into(),
                         rule: "copy-masked".into(),
                         column: columns.first().map(|c| c.source.clone()),
-                        hint: "Use SELECT, whose rows pgveil masks, or ask for the columns you may see in clear.".into(),
+                        hint: "Use COPY … TO STDOUT in text format on its own, or SELECT.".into(),
                     })
                 }
                 other => other.clone(),
@@ -405,15 +419,38 @@ impl Guard {
                 self.expect.push_back(Expect::Query {
                     plans: vec![StatementPlan::Allow],
                     at: 0,
+                    copy: None,
                 });
             }
             _ => out.extend_from_slice(msg),
         }
     }
 
+    /// A lone `COPY … TO STDOUT` in text format with masks: its plan and
+    /// options, so its rows are masked one by one.
+    fn lone_copy(planned: &[PlannedStatement], sql: &str) -> Option<(StatementPlan, CopyText)> {
+        let [p] = planned else { return None };
+        if p.kind != (StatementKind::CopyTo { to_client: true })
+            || !matches!(p.plan, StatementPlan::Mask { .. })
+        {
+            return None;
+        }
+        let fmt = copy_text::text_options(sql).ok()??;
+        Some((p.plan.clone(), fmt))
+    }
+
     fn client_query(&mut self, msg: &[u8], out: &mut BytesMut) {
         let sql = lossy(wire::query_text(msg).unwrap_or_default());
         let planned = self.plan(&sql);
+        if let Some((plan, fmt)) = Self::lone_copy(&planned, &sql) {
+            out.extend_from_slice(msg);
+            self.expect.push_back(Expect::Query {
+                plans: vec![plan],
+                at: 0,
+                copy: Some(fmt),
+            });
+            return;
+        }
         let mut plans = Vec::with_capacity(planned.len());
         let mut blocked = None;
         for p in &planned {
@@ -430,11 +467,16 @@ impl Guard {
                 self.expect.push_back(Expect::Query {
                     plans: vec![StatementPlan::Allow],
                     at: 0,
+                    copy: None,
                 });
             }
             None => {
                 out.extend_from_slice(msg);
-                self.expect.push_back(Expect::Query { plans, at: 0 });
+                self.expect.push_back(Expect::Query {
+                    plans,
+                    at: 0,
+                    copy: None,
+                });
             }
         }
     }
@@ -449,7 +491,12 @@ impl Guard {
         let name = parse.name.to_vec();
         let sql = lossy(parse.query);
         let planned = self.plan(&sql);
+        let copy = Self::lone_copy(&planned, &sql);
         let plan = match planned.as_slice() {
+            _ if copy.is_some() => copy
+                .as_ref()
+                .map(|c| c.0.clone())
+                .unwrap_or(StatementPlan::Allow),
             [one] => self.settle(one),
             // The server rejects several statements in one Parse itself.
             [] => StatementPlan::Allow,
@@ -473,6 +520,7 @@ impl Guard {
             Prepared {
                 sql,
                 plan,
+                copy: copy.map(|c| c.1),
                 version: self.inputs.version(),
                 fields: None,
             },
@@ -497,7 +545,12 @@ impl Guard {
             .map(|s| s.sql.clone());
         if let Some(sql) = stale_sql {
             let planned = self.plan(&sql);
+            let copy = Self::lone_copy(&planned, &sql);
             let plan = match planned.as_slice() {
+                _ if copy.is_some() => copy
+                    .as_ref()
+                    .map(|c| c.0.clone())
+                    .unwrap_or(StatementPlan::Allow),
                 [one] => self.settle(one),
                 _ => StatementPlan::Block(BlockReason {
                     reason: "statement could not be planned again after a policy change".into(),
@@ -508,11 +561,12 @@ impl Guard {
             };
             if let Some(s) = self.statements.get_mut(bind.statement) {
                 s.plan = plan;
+                s.copy = copy.map(|c| c.1);
                 s.version = version;
             }
         }
-        let (plan, fields) = match self.statements.get(bind.statement) {
-            Some(s) => (s.plan.clone(), s.fields.clone()),
+        let (plan, fields, copy) = match self.statements.get(bind.statement) {
+            Some(s) => (s.plan.clone(), s.fields.clone(), s.copy.clone()),
             None if restricted => (
                 StatementPlan::Block(BlockReason {
                     reason: "prepared statement was not parsed through pgveil".into(),
@@ -521,8 +575,9 @@ impl Guard {
                     hint: "Prepare the statement on this connection.".into(),
                 }),
                 None,
+                None,
             ),
-            None => (StatementPlan::Allow, None),
+            None => (StatementPlan::Allow, None, None),
         };
         let portal = bind.portal.to_vec();
         let result_formats = bind.result_formats.clone();
@@ -541,6 +596,7 @@ impl Guard {
                 portal,
                 Portal {
                     plan: StatementPlan::Allow,
+                    copy: None,
                     fields: None,
                     masker: Some(RowMasker::default()),
                 },
@@ -554,6 +610,7 @@ impl Guard {
             portal,
             Portal {
                 plan,
+                copy,
                 fields,
                 masker,
             },
@@ -675,6 +732,7 @@ impl Guard {
                     }
                 }
                 self.rows = None;
+                self.copy = None;
                 self.withholding = false;
                 return out.extend_from_slice(msg);
             }
@@ -753,6 +811,28 @@ impl Guard {
                 }
             }
             b'D' => self.data_row(msg, out),
+            b'H' => self.copy_out_response(msg, out),
+            b'd' => match &mut self.copy {
+                Some(copy) => {
+                    let row = msg.get(5..).unwrap_or_default();
+                    if copy.header_pending {
+                        copy.header_pending = false;
+                        return out.extend_from_slice(msg);
+                    }
+                    match copy_text::mask_row(row, &copy.fmt, &copy.columns) {
+                        Ok(masked) => {
+                            self.tally.masked_values += copy.columns.len() as u64;
+                            wire::message(out, b'd', |o| o.extend_from_slice(&masked));
+                        }
+                        Err(e) => self.withhold(&e.to_string(), out),
+                    }
+                }
+                None => out.extend_from_slice(msg),
+            },
+            b'c' => {
+                self.copy = None;
+                out.extend_from_slice(msg);
+            }
             b'C' | b'I' => {
                 self.rows = None;
                 match self.expect.front_mut() {
@@ -772,6 +852,52 @@ impl Guard {
             }
             _ => out.extend_from_slice(msg),
         }
+    }
+
+    /// Starts masking the rows of a COPY whose statement was planned with
+    /// masks; any other COPY out of a masked statement is withheld.
+    fn copy_out_response(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let (plan, fmt) = match self.expect.front() {
+            Some(Expect::Query { plans, at, copy }) => (plans.get(*at).cloned(), copy.clone()),
+            Some(Expect::Execute { portal }) => match self.portals.get(portal) {
+                Some(p) => (Some(p.plan.clone()), p.copy.clone()),
+                None => (None, None),
+            },
+            _ => (None, None),
+        };
+        let restricted = self.inputs.view.is_restricted();
+        let columns = match (plan, fmt) {
+            (Some(StatementPlan::Allow), _) => return out.extend_from_slice(msg),
+            (None, _) if !restricted => return out.extend_from_slice(msg),
+            (Some(StatementPlan::Mask { columns }), Some(fmt)) => {
+                let mut masks = Vec::with_capacity(columns.len());
+                for c in &columns {
+                    let ColumnAction::Mask { mask_id, .. } = &c.decision.action else {
+                        return self.withhold("COPY column without a mask", out);
+                    };
+                    let type_oid = self
+                        .inputs
+                        .catalog
+                        .relation(&c.source.schema, &c.source.table)
+                        .and_then(|r| r.columns.iter().find(|col| col.name == c.source.column))
+                        .map(|col| col.type_oid);
+                    let Some(type_oid) = type_oid else {
+                        return self.withhold("COPY column of unknown type", out);
+                    };
+                    masks.push((c.index, self.inputs.policy.mask(*mask_id).clone(), type_oid));
+                }
+                self.copy = Some(CopyMasker {
+                    header_pending: fmt.header,
+                    fmt,
+                    columns: masks,
+                });
+                self.tally.masked_results += 1;
+                return out.extend_from_slice(msg);
+            }
+            _ => {}
+        };
+        let _ = columns;
+        self.withhold("COPY of a result pgveil cannot mask", out)
     }
 
     fn row_description(&mut self, msg: &[u8], out: &mut BytesMut) {
@@ -805,7 +931,7 @@ impl Guard {
                     out.extend_from_slice(msg);
                 }
             }
-            Some(Expect::Query { plans, at }) => {
+            Some(Expect::Query { plans, at, .. }) => {
                 let plan = plans.get(*at).cloned();
                 let plan = match plan {
                     Some(p) => p,

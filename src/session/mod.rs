@@ -11,6 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::debug;
 
+pub mod copy_text;
 pub mod guard;
 pub mod runtime;
 pub mod wire;
