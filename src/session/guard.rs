@@ -866,7 +866,7 @@ impl Guard {
             _ => (None, None),
         };
         let restricted = self.inputs.view.is_restricted();
-        let columns = match (plan, fmt) {
+        match (plan, fmt) {
             (Some(StatementPlan::Allow), _) => return out.extend_from_slice(msg),
             (None, _) if !restricted => return out.extend_from_slice(msg),
             (Some(StatementPlan::Mask { columns }), Some(fmt)) => {
@@ -895,8 +895,7 @@ impl Guard {
                 return out.extend_from_slice(msg);
             }
             _ => {}
-        };
-        let _ = columns;
+        }
         self.withhold("COPY of a result pgveil cannot mask", out)
     }
 
