@@ -562,3 +562,37 @@ async fn copy_to_stdout_in_text_format_is_masked_row_by_row() {
         Ok("active\nactive\n".to_string())
     );
 }
+
+#[tokio::test]
+async fn notification_payloads_from_elsewhere_are_scrubbed_for_masked_roles() {
+    let p = setup();
+    let (c, mut conn) =
+        tokio_postgres::connect(&p.conn_str("dev", PASSWORD, "bank"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let stream = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+    tokio::spawn(stream.for_each(move |m| {
+        if let Ok(tokio_postgres::AsyncMessage::Notification(n)) = m {
+            let _ = tx.send(n.payload().to_string());
+        }
+        futures::future::ready(())
+    }));
+    c.batch_execute("LISTEN customer_events").await.unwrap();
+    // A trigger-like sender outside pgveil's view, straight to the database.
+    cluster()
+        .psql_super_db(
+            "bank",
+            &format!("NOTIFY customer_events, 'updated {ID_NUMBER} card {CARD} order 42'"),
+        )
+        .unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_no_secret("NOTIFY payload", &got);
+    assert!(
+        got.starts_with("updated ") && got.ends_with(" order 42"),
+        "{got}"
+    );
+}

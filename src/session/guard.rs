@@ -122,6 +122,8 @@ pub struct Tally {
 }
 
 pub struct Guard {
+    /// Login role, for the audit log.
+    role: String,
     inputs: PlanInputs,
     ctx: SessionContext,
     statements: HashMap<Vec<u8>, Prepared>,
@@ -178,8 +180,9 @@ fn format_of(formats: &[i16], i: usize) -> WireFormat {
 }
 
 impl Guard {
-    pub fn new(inputs: PlanInputs, ctx: SessionContext) -> Guard {
+    pub fn new(role: String, inputs: PlanInputs, ctx: SessionContext) -> Guard {
         Guard {
+            role,
             inputs,
             ctx,
             statements: HashMap::new(),
@@ -196,6 +199,25 @@ impl Guard {
             effects: Effects::default(),
             tally: Tally::default(),
         }
+    }
+
+    /// One audit line per rejected statement: who, where, which rule.
+    fn audit_block(&mut self, reason: &BlockReason) {
+        self.tally.blocked += 1;
+        let column = reason
+            .column
+            .as_ref()
+            .map(|c| format!("{}.{}.{}", c.schema, c.table, c.column))
+            .unwrap_or_default();
+        tracing::info!(
+            target: "pgveil::audit",
+            role = %self.role,
+            database = %self.ctx.database,
+            rule = %reason.rule,
+            column = %column,
+            reason = %reason.reason,
+            "statement blocked"
+        );
     }
 
     /// New policy or catalog for statements that start from now on.
@@ -405,13 +427,13 @@ impl Guard {
                 // Fast-path function calls name a function by OID and bypass
                 // SQL entirely: never for a restricted role.
                 if self.inputs.view.is_restricted() {
-                    self.tally.blocked += 1;
                     let reason = BlockReason {
                         reason: "fast-path function calls are not allowed for masked roles".into(),
                         rule: "function-call".into(),
                         column: None,
                         hint: "Call the function with SELECT.".into(),
                     };
+                    self.audit_block(&reason);
                     wire::encode_query(out, &block_sql(&reason));
                 } else {
                     out.extend_from_slice(msg);
@@ -462,7 +484,7 @@ impl Guard {
         }
         match blocked {
             Some(reason) => {
-                self.tally.blocked += 1;
+                self.audit_block(&reason);
                 wire::encode_query(out, &block_sql(&reason));
                 self.expect.push_back(Expect::Query {
                     plans: vec![StatementPlan::Allow],
@@ -583,7 +605,7 @@ impl Guard {
         let result_formats = bind.result_formats.clone();
         if let StatementPlan::Block(reason) = &plan {
             // Bind the portal to a statement that raises pgveil's error.
-            self.tally.blocked += 1;
+            self.audit_block(&reason.clone());
             wire::encode_close(out, b'S', BLOCK_STATEMENT);
             wire::encode_parse(out, BLOCK_STATEMENT, &block_sql(reason));
             wire::encode_bind_no_params(out, &portal, BLOCK_STATEMENT);
@@ -717,7 +739,7 @@ impl Guard {
         let ty = msg[0];
         match ty {
             b'N' => return self.scrub(msg, out),
-            b'A' => return out.extend_from_slice(msg),
+            b'A' => return self.notification(msg, out),
             b'S' => {
                 if let Some(value) = parameter_status(msg, b"client_encoding") {
                     self.set_client_encoding(value);
@@ -1009,6 +1031,39 @@ impl Guard {
         self.rows = None;
     }
 
+    /// A notification may have been sent by a trigger or another session
+    /// with protected values in its payload, which pgveil cannot trace: for
+    /// a restricted role, values a detector recognises are starred out.
+    fn notification(&mut self, msg: &[u8], out: &mut BytesMut) {
+        if !self.inputs.view.is_restricted() {
+            return out.extend_from_slice(msg);
+        }
+        let body = msg.get(5..).unwrap_or_default();
+        let parsed = body.get(4..).and_then(|rest| {
+            let end = rest.iter().position(|&b| b == 0)?;
+            let channel = &rest[..end];
+            let payload_bytes = &rest[end + 1..];
+            let pend = payload_bytes.iter().position(|&b| b == 0)?;
+            Some((channel, &payload_bytes[..pend]))
+        });
+        let Some((channel, payload)) = parsed else {
+            return out.extend_from_slice(msg);
+        };
+        match redact_detected(&lossy(payload)) {
+            None => out.extend_from_slice(msg),
+            Some(redacted) => {
+                self.tally.masked_values += 1;
+                wire::message(out, b'A', |o| {
+                    o.extend_from_slice(&body[..4]);
+                    o.extend_from_slice(channel);
+                    o.extend_from_slice(&[0]);
+                    o.extend_from_slice(redacted.as_bytes());
+                    o.extend_from_slice(&[0]);
+                });
+            }
+        }
+    }
+
     /// Errors and notices can quote row values (unique violations, bad
     /// casts): for a restricted role, drop DETAIL and CONTEXT and redact
     /// quoted text in messages of data and integrity errors.
@@ -1036,6 +1091,36 @@ impl Guard {
         }
         wire::encode_notice_fields(out, msg[0], &fields);
     }
+}
+
+/// Replaces every token of a notification payload that a detector
+/// recognises (ID, card and mobile numbers, e-mail, IBAN …) with `*`s.
+fn redact_detected(payload: &str) -> Option<String> {
+    let is_token_char = |c: char| c.is_alphanumeric() || "+-@._".contains(c);
+    let mut out = String::with_capacity(payload.len());
+    let mut changed = false;
+    let mut token = String::new();
+    let mut flush = |token: &mut String, out: &mut String| {
+        if !token.is_empty() {
+            if crate::mask::detect::detect(token).is_empty() {
+                out.push_str(token);
+            } else {
+                changed = true;
+                out.extend(std::iter::repeat_n('*', token.chars().count()));
+            }
+            token.clear();
+        }
+    };
+    for c in payload.chars() {
+        if is_token_char(c) {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    changed.then_some(out)
 }
 
 fn parameter_status<'a>(msg: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
@@ -1086,6 +1171,19 @@ mod tests {
         assert_eq!(sql.matches("$pgveil$").count(), 2);
         assert!(sql.contains("it''s"));
         assert!(sql.contains("\\\\ bad"));
+    }
+
+    #[test]
+    fn notification_payloads_lose_detected_values() {
+        assert_eq!(
+            redact_detected("changed:11010519491231002X,6222021234567890128").as_deref(),
+            Some("changed:******************,*******************")
+        );
+        assert_eq!(
+            redact_detected("mail zhangsan@example.com now").as_deref(),
+            Some("mail ******************** now")
+        );
+        assert_eq!(redact_detected("job:42 done"), None);
     }
 
     #[test]

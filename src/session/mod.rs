@@ -398,6 +398,7 @@ impl Masking {
                     .map_err(|m| ProxyError::fatal("08006", m))?;
                 tracing::debug!(?search_path, "masking session");
                 self.guard = Some(Guard::new(
+                    self.user.clone(),
                     PlanInputs {
                         analyzer: rt.analyzer.clone(),
                         catalog,
