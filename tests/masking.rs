@@ -596,3 +596,27 @@ async fn notification_payloads_from_elsewhere_are_scrubbed_for_masked_roles() {
         "{got}"
     );
 }
+
+#[tokio::test]
+async fn results_without_a_prior_describe_are_still_checked() {
+    // query_typed binds before it describes, so pgveil learns the shape of
+    // the portal only by asking the server itself.
+    let c = as_role("dev").await;
+    let rows = c
+        .query_typed(
+            "SELECT branch, mobile FROM customers WHERE id = $1",
+            &[(&1i32, tokio_postgres::types::Type::INT4)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "Hangzhou");
+    assert_eq!(rows[0].get::<_, String>(1), "139****4321");
+    let rows = c
+        .query_typed(
+            "SELECT count(*) FROM cards WHERE status = $1",
+            &[(&"active", tokio_postgres::types::Type::TEXT)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows[0].get::<_, i64>(0), 2);
+}

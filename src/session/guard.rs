@@ -392,9 +392,14 @@ impl Guard {
                 let portal = wire::execute_portal(msg).unwrap_or_default().to_vec();
                 // Rows of a portal whose shape pgveil has not seen need a
                 // description first: ask for one and keep it to ourselves.
-                let needs_shape = self.portals.get(&portal).is_some_and(|p| {
-                    matches!(p.plan, StatementPlan::Mask { .. }) && p.masker.is_none()
-                });
+                // Every result a restricted role receives is checked against
+                // its RowDescription (defence in depth), so even an Allow plan
+                // needs one.
+                let needs_shape = self.inputs.view.is_restricted()
+                    && self
+                        .portals
+                        .get(&portal)
+                        .is_some_and(|p| p.masker.is_none());
                 if needs_shape {
                     wire::encode_describe(out, b'P', &portal);
                     self.expect.push_back(Expect::DescribePortal {
