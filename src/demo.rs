@@ -416,7 +416,7 @@ fn demo_sql(customers: u32) -> String {
     sql.push_str(
         "GRANT USAGE ON SCHEMA payments TO PUBLIC;\n\
          GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public, payments TO PUBLIC;\n\
-         GRANT USAGE ON ALL SEQUENCES IN SCHEMA public, payments TO PUBLIC;\n\
+         GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public, payments TO PUBLIC;\n\
          CREATE VIEW customer_overview AS SELECT c.id, c.full_name, c.mobile, c.branch, count(k.id) AS cards\n\
            FROM customers c LEFT JOIN cards k ON k.customer_id = c.id GROUP BY c.id;\n\
          GRANT SELECT ON customer_overview TO PUBLIC;\n\

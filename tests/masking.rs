@@ -620,3 +620,33 @@ async fn results_without_a_prior_describe_are_still_checked() {
         .unwrap();
     assert_eq!(rows[0].get::<_, i64>(0), 2);
 }
+
+#[test]
+fn pg_dump_through_pgveil_writes_a_masked_dump() {
+    let p = setup();
+    let out = common::client_cmd("pg_dump")
+        .arg(format!(
+            "host=127.0.0.1 port={} user=dev dbname=bank",
+            p.port
+        ))
+        .args(["-t", "customers", "--no-owner"])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    let dump = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dump.contains("CREATE TABLE public.customers"), "{dump}");
+    let data: Vec<&str> = dump
+        .lines()
+        .skip_while(|l| !l.starts_with("COPY public.customers"))
+        .skip(1)
+        .take_while(|l| *l != "\\.")
+        .collect();
+    assert!(data.len() >= 2, "{dump}");
+    assert!(data.iter().any(|l| l.contains("139****4321")), "{dump}");
+    assert_no_secret("pg_dump", &dump);
+}

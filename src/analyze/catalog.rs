@@ -42,6 +42,8 @@ pub enum RelationKind {
     View,
     MaterializedView,
     ForeignTable,
+    /// Sequences are read like one-row tables (`SELECT last_value FROM s`).
+    Sequence,
 }
 
 /// One column of a relation, in attnum order; dropped columns are omitted.
@@ -271,7 +273,7 @@ impl Catalog {
                 "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
                         CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END \
                    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                  WHERE c.relkind IN ('r','p','v','m','f') \
+                  WHERE c.relkind IN ('r','p','v','m','f','S') \
                     AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%' \
                   ORDER BY c.oid",
                 &[],
@@ -283,7 +285,7 @@ impl Catalog {
                    FROM pg_catalog.pg_attribute a \
                    JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
                    JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-                  WHERE c.relkind IN ('r','p','v','m','f') AND a.attnum > 0 AND NOT a.attisdropped \
+                  WHERE c.relkind IN ('r','p','v','m','f','S') AND a.attnum > 0 AND NOT a.attisdropped \
                   ORDER BY a.attrelid, a.attnum",
                 &[],
             )
@@ -341,6 +343,7 @@ impl Catalog {
                 "v" => RelationKind::View,
                 "m" => RelationKind::MaterializedView,
                 "f" => RelationKind::ForeignTable,
+                "S" => RelationKind::Sequence,
                 _ => {
                     return Err(CatalogError::UnexpectedValue {
                         what: "relkind",

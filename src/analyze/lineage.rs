@@ -360,8 +360,11 @@ struct ScopeItem {
     /// The relation behind it, for `schema.table.column` references.
     relation: Option<(String, String)>,
     columns: Vec<OutputColumn>,
-    /// Unknown shape (relation not in the catalog); a hazard was recorded.
+    /// Unknown shape: a relation not in the catalog (a hazard was recorded)
+    /// or a function whose output columns are not known.
     opaque: bool,
+    /// What any column of an opaque item derives from.
+    opaque_sources: Sources,
 }
 
 impl ScopeItem {
@@ -395,6 +398,24 @@ pub(crate) struct Walker<'c> {
 }
 
 const MAX_VIEW_DEPTH: usize = 32;
+
+/// Set-returning functions with exactly one output column.
+const SINGLE_COLUMN_FUNCTIONS: &[&str] = &[
+    "generate_series",
+    "generate_subscripts",
+    "unnest",
+    "regexp_matches",
+    "regexp_split_to_table",
+    "string_to_table",
+    "json_array_elements",
+    "json_array_elements_text",
+    "jsonb_array_elements",
+    "jsonb_array_elements_text",
+    "json_object_keys",
+    "jsonb_object_keys",
+    "jsonb_path_query",
+    "pg_ls_dir",
+];
 
 impl<'c> Walker<'c> {
     pub(crate) fn new(catalog: &'c Catalog, search_path: &'c [String]) -> Walker<'c> {
@@ -825,6 +846,18 @@ impl<'c> Walker<'c> {
                     .last()
                     .map(|f| f.star.clone())
                     .unwrap_or_default();
+                if self
+                    .frames
+                    .last()
+                    .is_some_and(|f| f.items.iter().any(|i| i.opaque))
+                {
+                    // Output positions after an item of unknown width are
+                    // unknown too: masks could land on the wrong column.
+                    self.hazard(
+                        HazardRule::Unanalysable,
+                        "* over a FROM item whose columns are not known; list the columns",
+                    );
+                }
                 outputs.extend(star);
             }
             SelectItem::QualifiedWildcard(kind, options) => {
@@ -835,6 +868,16 @@ impl<'c> Walker<'c> {
                     SelectItemQualifiedWildcardKind::ObjectName(name) => {
                         let parts = object_name_parts(name);
                         match self.find_item(&parts) {
+                            Some(item) if item.opaque => {
+                                self.hazard(
+                                    HazardRule::Unanalysable,
+                                    format!(
+                                        "{}.* has columns pgveil does not know; list them",
+                                        parts.join(".")
+                                    ),
+                                );
+                                outputs.extend(item.columns);
+                            }
                             Some(item) => outputs.extend(item.columns),
                             None => self.hazard(
                                 HazardRule::UnknownName,
@@ -991,6 +1034,7 @@ impl<'c> Walker<'c> {
                     relation: None,
                     columns: columns.clone(),
                     opaque: false,
+                    opaque_sources: Sources::new(),
                 });
                 columns
             }
@@ -1029,6 +1073,7 @@ impl<'c> Walker<'c> {
                     relation: None,
                     columns: columns.clone(),
                     opaque: false,
+                    opaque_sources: Sources::new(),
                 });
                 columns
             }
@@ -1044,6 +1089,7 @@ impl<'c> Walker<'c> {
                         relation: None,
                         columns: columns.clone(),
                         opaque: false,
+                        opaque_sources: Sources::new(),
                     });
                     return columns;
                 }
@@ -1084,6 +1130,10 @@ impl<'c> Walker<'c> {
             as_derived(sources)
         };
         let alias_name = alias.map(|a| ident_name(&a.name)).unwrap_or(bare.clone());
+        let listed = alias.is_some_and(|a| !a.columns.is_empty());
+        // Functions known to return one column; others (OUT parameters,
+        // records) have a shape pgveil does not know.
+        let single = SINGLE_COLUMN_FUNCTIONS.contains(&bare.as_str());
         let column_names: Vec<String> = match alias {
             Some(a) if !a.columns.is_empty() => {
                 a.columns.iter().map(|c| ident_name(&c.name)).collect()
@@ -1097,11 +1147,13 @@ impl<'c> Walker<'c> {
                 sources: sources.clone(),
             })
             .collect();
+        let opaque = !listed && !single;
         self.push_item(ScopeItem {
             alias: alias_name,
             relation: None,
             columns: columns.clone(),
-            opaque: false,
+            opaque,
+            opaque_sources: if opaque { sources } else { Sources::new() },
         });
         columns
     }
@@ -1127,6 +1179,7 @@ impl<'c> Walker<'c> {
             relation: None,
             columns: columns.clone(),
             opaque: columns.is_empty(),
+            opaque_sources: sources,
         });
         columns
     }
@@ -1150,6 +1203,7 @@ impl<'c> Walker<'c> {
                     relation: None,
                     columns,
                     opaque: false,
+                    opaque_sources: Sources::new(),
                 });
             }
         }
@@ -1171,6 +1225,7 @@ impl<'c> Walker<'c> {
                 relation: None,
                 columns: Vec::new(),
                 opaque: true,
+                opaque_sources: Sources::new(),
             });
         };
         self.effects
@@ -1202,6 +1257,7 @@ impl<'c> Walker<'c> {
             relation: Some((relation.schema.clone(), relation.name.clone())),
             columns,
             opaque: false,
+            opaque_sources: Sources::new(),
         })
     }
 
@@ -1312,6 +1368,18 @@ impl<'c> Walker<'c> {
     /// Resolves `col`, `t.col`, `s.t.col`; `None` when nothing matches.
     fn resolve_column(&self, parts: &[String]) -> Option<Sources> {
         let (qualifier, column) = parts.split_last().map(|(c, q)| (q, c))?;
+        // System columns exist on every table and hold no row data.
+        const SYSTEM_COLUMNS: [&str; 6] = ["tableoid", "ctid", "xmin", "xmax", "cmin", "cmax"];
+        if SYSTEM_COLUMNS.contains(&column.as_str()) {
+            let found = if qualifier.is_empty() {
+                self.frames.last().is_some_and(|f| !f.items.is_empty())
+            } else {
+                self.find_item(qualifier).is_some()
+            };
+            if found {
+                return Some(Sources::new());
+            }
+        }
         if qualifier.is_empty() {
             for frame in self.frames.iter().rev() {
                 let mut found: Option<Sources> = None;
@@ -1320,7 +1388,8 @@ impl<'c> Walker<'c> {
                         let acc = found.get_or_insert_with(Sources::new);
                         merge_into(acc, &col.sources);
                     } else if item.opaque {
-                        found.get_or_insert_with(Sources::new);
+                        let acc = found.get_or_insert_with(Sources::new);
+                        merge_into(acc, &item.opaque_sources);
                     }
                 }
                 if found.is_some() {
@@ -1332,7 +1401,7 @@ impl<'c> Walker<'c> {
         let item = self.find_item(qualifier)?;
         match item.columns.iter().find(|c| &c.name == column) {
             Some(col) => Some(col.sources.clone()),
-            None if item.opaque => Some(Sources::new()),
+            None if item.opaque => Some(item.opaque_sources.clone()),
             None => None,
         }
     }
@@ -2071,6 +2140,7 @@ impl<'c> Walker<'c> {
                             relation: None,
                             columns: excluded_columns,
                             opaque: false,
+                            opaque_sources: Sources::new(),
                         });
                         self.assignments(&target, &update.assignments, "ON CONFLICT DO UPDATE");
                         if let Some(selection) = &update.selection {
@@ -2126,6 +2196,7 @@ impl<'c> Walker<'c> {
                 relation: None,
                 columns: star,
                 opaque: true,
+                opaque_sources: Sources::new(),
             });
         if let Some(from) = &update.from {
             let tables = match from {

@@ -285,6 +285,42 @@ fn plan_for(analysis: &Analysis, catalog: &Catalog, policy: &dyn PolicyView) -> 
     }
 }
 
+/// Parses with sqlparser after one token-level rewrite: psql and pg_dump
+/// spell built-in operators `OPERATOR(pg_catalog.=)` so that search_path
+/// cannot redirect them; sqlparser does not know that syntax, and the
+/// operator it names is exactly the built-in one, so it is analysed as the
+/// bare operator. Operators of any other schema are left alone (and so stay
+/// unparsable and fail closed). The server always gets the original text.
+pub fn parse_postgres(sql: &str) -> Result<Vec<Statement>, sqlparser::parser::ParserError> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| sqlparser::parser::ParserError::TokenizerError(e.to_string()))?;
+    let is_word = |t: &Token, w: &str| matches!(t, Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(w));
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut i = 0;
+    while i < tokens.len() {
+        if i + 5 < tokens.len()
+            && is_word(&tokens[i], "operator")
+            && tokens[i + 1] == Token::LParen
+            && is_word(&tokens[i + 2], "pg_catalog")
+            && tokens[i + 3] == Token::Period
+            && tokens[i + 5] == Token::RParen
+        {
+            // Surround with spaces so it cannot fuse with its neighbours.
+            out.push(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space));
+            out.push(tokens[i + 4].clone());
+            out.push(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space));
+            i += 6;
+            continue;
+        }
+        out.push(tokens[i].clone());
+        i += 1;
+    }
+    Parser::new(&dialect).with_tokens(out).parse_statements()
+}
+
 /// Analyses every statement of `sql` without the cache.
 pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) -> Vec<Analysis> {
     if let Some(kind) = fallback::quick_kind(sql) {
@@ -294,8 +330,7 @@ pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) ->
             QuickKind::Show => StatementKind::Show,
         })];
     }
-    let dialect = PostgreSqlDialect {};
-    match Parser::parse_sql(&dialect, sql) {
+    match parse_postgres(sql) {
         Ok(statements) => statements
             .iter()
             .map(|s| analyse_statement(s, search_path, catalog))
@@ -303,7 +338,7 @@ pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) ->
         // Find which statements fail, so the others keep their analysis.
         Err(_) => fallback::split_statements(sql)
             .into_iter()
-            .map(|piece| match Parser::parse_sql(&dialect, piece) {
+            .map(|piece| match parse_postgres(piece) {
                 Ok(statements) if statements.len() == 1 => {
                     analyse_statement(&statements[0], search_path, catalog)
                 }
