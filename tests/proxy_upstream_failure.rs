@@ -19,25 +19,7 @@ async fn upstream_killed_mid_query_then_pgveil_serves_new_sessions() {
 
     // Kill the server without a clean shutdown, mid-query.
     let started = std::time::Instant::now();
-    let stop = c.bin.join("pg_ctl");
-    let data = c.dir.join("data");
-    let status = if unsafe { libc::geteuid() } == 0 {
-        std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&stop)
-            .arg("-D")
-            .arg(&data)
-            .args(["-m", "immediate", "stop"])
-            .status()
-    } else {
-        std::process::Command::new(&stop)
-            .arg("-D")
-            .arg(&data)
-            .args(["-m", "immediate", "stop"])
-            .status()
-    }
-    .unwrap();
-    assert!(status.success());
+    c.pg_ctl(&["-m", "immediate", "stop"]).unwrap();
     let err = tokio::time::timeout(Duration::from_secs(20), running)
         .await
         .expect("the client was left hanging")
@@ -66,27 +48,7 @@ async fn upstream_killed_mid_query_then_pgveil_serves_new_sessions() {
     );
 
     // Once it is back, pgveil serves again without a restart.
-    let start = if unsafe { libc::geteuid() } == 0 {
-        std::process::Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&stop)
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(c.dir.join("postgres.log"))
-            .args(["-w", "start"])
-            .status()
-    } else {
-        std::process::Command::new(&stop)
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(c.dir.join("postgres.log"))
-            .args(["-w", "start"])
-            .status()
-    }
-    .unwrap();
-    assert!(start.success());
+    c.pg_ctl(&["-w", "start"]).unwrap();
     let fresh = connect(&conn).await.unwrap();
     let r = fresh.query_one("SELECT 41 + 1", &[]).await.unwrap();
     assert_eq!(r.get::<_, i32>(0), 42);

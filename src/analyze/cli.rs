@@ -92,68 +92,52 @@ fn load_policy_view(
 }
 
 fn load_memberships_from(url: &str) -> Result<crate::policy::RoleMembership, CliError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(CliError::Runtime)?;
-    runtime.block_on(async {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|source| CliError::Connect {
-                url: url.to_owned(),
-                source,
-            })?;
-        if let Ok(password) = std::env::var("PGVEIL_CATALOG_PASSWORD") {
-            config.password(password);
-        }
-        let (client, connection) =
-            config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(|source| CliError::Connect {
-                    url: url.to_owned(),
-                    source,
-                })?;
-        let driver = tokio::spawn(connection);
-        let memberships = crate::policy::RoleMembership::load(&client)
+    with_upstream(url, |client| async move {
+        crate::policy::RoleMembership::load(&client)
             .await
             .map_err(|source| CliError::Connect {
                 url: url.to_owned(),
                 source,
-            });
-        drop(client);
-        let _ = driver.await;
-        memberships
+            })
     })
 }
 
-fn load_catalog_from(url: &str) -> Result<Catalog, CliError> {
+/// Runs `work` against a fresh connection to `url` (password from
+/// `PGVEIL_CATALOG_PASSWORD` when the URL has none).
+fn with_upstream<T, F, Fut>(url: &str, work: F) -> Result<T, CliError>
+where
+    F: FnOnce(tokio_postgres::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<T, CliError>>,
+{
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
     runtime.block_on(async {
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|source| CliError::Connect {
-                url: url.to_owned(),
-                source,
-            })?;
+        let connect_error = |source| CliError::Connect {
+            url: url.to_owned(),
+            source,
+        };
+        let mut config: tokio_postgres::Config = url.parse().map_err(connect_error)?;
         if let Ok(password) = std::env::var("PGVEIL_CATALOG_PASSWORD") {
             config.password(password);
         }
-        let (client, connection) =
-            config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(|source| CliError::Connect {
-                    url: url.to_owned(),
-                    source,
-                })?;
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(connect_error)?;
         let driver = tokio::spawn(connection);
-        let catalog = Catalog::load(&client).await;
-        drop(client);
+        let result = work(client).await;
         let _ = driver.await;
-        Ok(catalog?)
+        result
     })
+}
+
+fn load_catalog_from(url: &str) -> Result<Catalog, CliError> {
+    with_upstream(
+        url,
+        |client| async move { Ok(Catalog::load(&client).await?) },
+    )
 }
 
 /// Runs `pgveil catalog dump`.

@@ -350,12 +350,7 @@ impl Guard {
                 None => StatementPlan::Allow,
             },
             StatementKind::Close { cursor } => {
-                match cursor {
-                    Some(c) => {
-                        self.cursors.remove(c);
-                    }
-                    None => self.cursors.clear(),
-                }
+                forget(&mut self.cursors, cursor.as_ref());
                 p.plan.clone()
             }
             StatementKind::Prepare { name } => {
@@ -372,12 +367,7 @@ impl Guard {
                 None => StatementPlan::Allow,
             },
             StatementKind::Deallocate { name } => {
-                match name {
-                    Some(n) => {
-                        self.sql_prepared.remove(n);
-                    }
-                    None => self.sql_prepared.clear(),
-                }
+                forget(&mut self.sql_prepared, name.as_ref());
                 p.plan.clone()
             }
             StatementKind::SetSearchPath { schemas } => {
@@ -1168,6 +1158,16 @@ fn redact_detected(payload: &str) -> Option<String> {
     }
     flush(&mut token, &mut out);
     changed.then_some(out)
+}
+
+/// CLOSE name / DEALLOCATE name forget one entry; the ALL forms forget all.
+fn forget(map: &mut HashMap<String, StatementPlan>, name: Option<&String>) {
+    match name {
+        Some(n) => {
+            map.remove(n);
+        }
+        None => map.clear(),
+    }
 }
 
 fn parameter_status<'a>(msg: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {

@@ -333,11 +333,6 @@ impl Masking {
         sbuf: &mut BytesMut,
         early: &mut BytesMut,
     ) -> Result<(), ProxyError> {
-        let unavailable = |e: runtime::RuntimeError| {
-            tracing::error!(error = %e, "cannot enforce the policy");
-            ProxyError::fatal("42501", format!("pgveil cannot enforce the masking policy: {e}"))
-                .with_hint("The session was closed rather than served unmasked; retry, or ask the DBA to check pgveil's catalog connection.")
-        };
         let version = rt.store.current().version();
         let catalog_stale = self.guard.as_ref().is_some_and(|g| g.effects.catalog_stale);
         if catalog_stale {
@@ -350,7 +345,10 @@ impl Masking {
         // was read): read the catalog again, at most once a second.
         if let Some(g) = &mut self.guard {
             if g.needs_fresh_catalog(cbuf) && rt.invalidate_catalog(&self.database, true) {
-                let catalog = rt.catalog(&self.database).await.map_err(unavailable)?;
+                let catalog = rt
+                    .catalog(&self.database)
+                    .await
+                    .map_err(policy_unavailable)?;
                 let mut inputs = g.inputs().clone();
                 inputs.catalog = catalog;
                 g.update_inputs(inputs);
@@ -369,20 +367,18 @@ impl Masking {
         sbuf: &mut BytesMut,
         early: &mut BytesMut,
     ) -> Result<(), ProxyError> {
-        let unavailable = |e: runtime::RuntimeError| {
-            tracing::error!(error = %e, "cannot enforce the policy");
-            ProxyError::fatal("42501", format!("pgveil cannot enforce the masking policy: {e}"))
-                .with_hint("The session was closed rather than served unmasked; retry, or ask the DBA to check pgveil's catalog connection.")
-        };
         let (set, view) = rt
             .role_view(&self.user, &self.database)
             .await
-            .map_err(unavailable)?;
+            .map_err(policy_unavailable)?;
         self.policy_version = Some(set.version());
         let restricted = view.is_restricted();
         match &mut self.guard {
             Some(g) => {
-                let catalog = rt.catalog(&self.database).await.map_err(unavailable)?;
+                let catalog = rt
+                    .catalog(&self.database)
+                    .await
+                    .map_err(policy_unavailable)?;
                 g.update_inputs(PlanInputs {
                     analyzer: rt.analyzer.clone(),
                     catalog,
@@ -392,7 +388,10 @@ impl Masking {
                 g.effects.catalog_stale = false;
             }
             None if restricted && state.is_between_statements() => {
-                let catalog = rt.catalog(&self.database).await.map_err(unavailable)?;
+                let catalog = rt
+                    .catalog(&self.database)
+                    .await
+                    .map_err(policy_unavailable)?;
                 let search_path = probe_search_path(server, sbuf, &self.user, early)
                     .await
                     .map_err(|m| ProxyError::fatal("08006", m))?;
@@ -425,6 +424,14 @@ impl Masking {
         }
         Ok(())
     }
+}
+
+/// The FATAL error of a session pgveil cannot guard: it is closed rather
+/// than served unmasked.
+fn policy_unavailable(e: runtime::RuntimeError) -> ProxyError {
+    tracing::error!(error = %e, "cannot enforce the policy");
+    ProxyError::fatal("42501", format!("pgveil cannot enforce the masking policy: {e}"))
+        .with_hint("The session was closed rather than served unmasked; retry, or ask the DBA to check pgveil's catalog connection.")
 }
 
 /// Asks the server for the session's search_path (it is not reported in

@@ -301,27 +301,16 @@ impl Cluster {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    /// Stops the cluster abruptly and starts it again (for upstream-failure tests).
-    pub fn restart(&self) -> Result<(), String> {
+    /// Runs `pg_ctl -D <data> ARGS…` as the server's OS user (to stop the
+    /// server under a test, or start it again).
+    pub fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
         let data = self.dir.join("data").to_string_lossy().to_string();
         let log = self.dir.join("postgres.log").to_string_lossy().to_string();
+        let mut all = vec!["-D", data.as_str(), "-l", log.as_str()];
+        all.extend_from_slice(args);
         check(
-            &mut run_as_postgres(
-                &self.bin.join("pg_ctl"),
-                &[
-                    "-D",
-                    &data,
-                    "-l",
-                    &log,
-                    "-w",
-                    "-t",
-                    "60",
-                    "-m",
-                    "immediate",
-                    "restart",
-                ],
-            ),
-            "pg_ctl restart",
+            &mut run_as_postgres(&self.bin.join("pg_ctl"), &all),
+            "pg_ctl",
         )
         .map(|_| ())
     }
