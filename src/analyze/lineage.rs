@@ -83,12 +83,16 @@ pub enum Clause {
     Assignment,
     Returning,
     Ddl,
+    /// Arguments of a set-returning function: they decide how many rows
+    /// exist, which `count(*)` or EXPLAIN ANALYZE then reveal.
+    RowCount,
 }
 
 impl Clause {
     pub fn as_str(self) -> &'static str {
         match self {
             Clause::SelectList => "select list",
+            Clause::RowCount => "arguments of a set-returning function",
             Clause::Where => "WHERE",
             Clause::JoinOn => "JOIN",
             Clause::GroupBy => "GROUP BY",
@@ -398,6 +402,32 @@ pub(crate) struct Walker<'c> {
 }
 
 const MAX_VIEW_DEPTH: usize = 32;
+
+/// Set-returning functions: their arguments decide the number of rows.
+const SET_RETURNING_FUNCTIONS: &[&str] = &[
+    "generate_series",
+    "generate_subscripts",
+    "unnest",
+    "regexp_matches",
+    "regexp_split_to_table",
+    "string_to_table",
+    "json_array_elements",
+    "json_array_elements_text",
+    "jsonb_array_elements",
+    "jsonb_array_elements_text",
+    "json_object_keys",
+    "jsonb_object_keys",
+    "json_each",
+    "json_each_text",
+    "jsonb_each",
+    "jsonb_each_text",
+    "json_populate_recordset",
+    "jsonb_populate_recordset",
+    "json_to_recordset",
+    "jsonb_to_recordset",
+    "jsonb_path_query",
+    "pg_options_to_table",
+];
 
 /// Set-returning functions with exactly one output column.
 const SINGLE_COLUMN_FUNCTIONS: &[&str] = &[
@@ -1122,6 +1152,8 @@ impl<'c> Walker<'c> {
             let s = self.function_arg(arg);
             merge_into(&mut sources, &s);
         }
+        // How many rows a FROM function yields depends on its arguments.
+        self.with_clause(Clause::RowCount, |w| w.use_sources(&sources, false));
         let bare = parts.last().cloned().unwrap_or_default();
         // unnest(array) returns the elements themselves.
         let sources = if bare == "unnest" {
@@ -1897,6 +1929,13 @@ impl<'c> Walker<'c> {
                 ast::WindowType::WindowSpec(spec) => self.window_spec(spec),
                 ast::WindowType::NamedWindow(_) => {}
             }
+        }
+        if SET_RETURNING_FUNCTIONS.contains(&name) {
+            self.with_clause(Clause::RowCount, |w| {
+                for a in &args {
+                    w.use_sources(a, false);
+                }
+            });
         }
         if SINK_FUNCTIONS.contains(&name) {
             self.sink_function(name, &function.args, &args);

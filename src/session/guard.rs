@@ -55,7 +55,18 @@ impl RowMasker {
     }
 }
 
+/// A cursor or SQL-level prepared statement name, recorded only once the
+/// server confirms the DECLARE or PREPARE (a failed one must not replace
+/// the plan of an existing name).
+#[derive(Clone)]
+struct Registration {
+    cursor: bool,
+    name: String,
+    plan: StatementPlan,
+}
+
 struct Prepared {
+    registration: Option<Registration>,
     sql: String,
     plan: StatementPlan,
     copy: Option<CopyText>,
@@ -64,6 +75,7 @@ struct Prepared {
 }
 
 struct Portal {
+    registration: Option<Registration>,
     plan: StatementPlan,
     copy: Option<CopyText>,
     fields: Option<Vec<Field>>,
@@ -95,6 +107,8 @@ enum Expect {
         at: usize,
         /// Text-format options of a single `COPY … TO STDOUT` to mask.
         copy: Option<CopyText>,
+        /// Names to record when statement N completes.
+        registrations: Vec<(usize, Registration)>,
     },
 }
 
@@ -130,6 +144,8 @@ pub struct Guard {
     portals: HashMap<Vec<u8>, Portal>,
     sql_prepared: HashMap<String, StatementPlan>,
     cursors: HashMap<String, StatementPlan>,
+    /// Names declared by the message being planned, not yet confirmed.
+    staged: Vec<(usize, Registration)>,
     expect: VecDeque<Expect>,
     rows: Option<RowMasker>,
     copy: Option<CopyMasker>,
@@ -189,6 +205,7 @@ impl Guard {
             portals: HashMap::new(),
             sql_prepared: HashMap::new(),
             cursors: HashMap::new(),
+            staged: Vec::new(),
             expect: VecDeque::new(),
             rows: None,
             copy: None,
@@ -327,9 +344,50 @@ impl Guard {
         planned
     }
 
+    fn stage(&mut self, index: usize, cursor: bool, name: &str, plan: &StatementPlan) {
+        self.staged.push((
+            index,
+            Registration {
+                cursor,
+                name: name.to_string(),
+                plan: plan.clone(),
+            },
+        ));
+    }
+
+    /// The plan behind a cursor or prepared-statement name: one declared
+    /// earlier in the same message first, then the confirmed ones.
+    fn lookup(&self, cursor: bool, name: &str) -> Option<StatementPlan> {
+        if let Some((_, r)) = self
+            .staged
+            .iter()
+            .rev()
+            .find(|(_, r)| r.cursor == cursor && r.name == name)
+        {
+            return Some(r.plan.clone());
+        }
+        let map = if cursor {
+            &self.cursors
+        } else {
+            &self.sql_prepared
+        };
+        map.get(name).cloned()
+    }
+
+    /// The server confirmed a DECLARE or PREPARE: its name now stands for
+    /// this plan.
+    fn commit(&mut self, r: Registration) {
+        let map = if r.cursor {
+            &mut self.cursors
+        } else {
+            &mut self.sql_prepared
+        };
+        map.insert(r.name, r.plan);
+    }
+
     /// Applies the session bookkeeping of one planned statement and returns
     /// the plan that governs its rows.
-    fn settle(&mut self, p: &PlannedStatement) -> StatementPlan {
+    fn settle(&mut self, p: &PlannedStatement, index: usize) -> StatementPlan {
         let restricted = self.inputs.view.is_restricted();
         let unknown = |what: &str, name: &str| {
             StatementPlan::Block(BlockReason {
@@ -341,11 +399,11 @@ impl Guard {
         };
         match &p.kind {
             StatementKind::DeclareCursor { name } => {
-                self.cursors.insert(name.clone(), p.plan.clone());
+                self.stage(index, true, name, &p.plan);
                 p.plan.clone()
             }
-            StatementKind::Fetch { cursor } => match self.cursors.get(cursor) {
-                Some(plan) => plan.clone(),
+            StatementKind::Fetch { cursor } => match self.lookup(true, cursor) {
+                Some(plan) => plan,
                 None if restricted => unknown("cursor", cursor),
                 None => StatementPlan::Allow,
             },
@@ -354,15 +412,15 @@ impl Guard {
                 p.plan.clone()
             }
             StatementKind::Prepare { name } => {
-                self.sql_prepared.insert(name.clone(), p.plan.clone());
+                self.stage(index, false, name, &p.plan);
                 // PREPARE itself returns no rows.
                 match &p.plan {
                     StatementPlan::Block(b) => StatementPlan::Block(b.clone()),
                     _ => StatementPlan::Allow,
                 }
             }
-            StatementKind::Execute { name } => match self.sql_prepared.get(name) {
-                Some(plan) => plan.clone(),
+            StatementKind::Execute { name } => match self.lookup(false, name) {
+                Some(plan) => plan,
                 None if restricted => unknown("prepared statement", name),
                 None => StatementPlan::Allow,
             },
@@ -477,6 +535,7 @@ impl Guard {
                     plans: vec![StatementPlan::Allow],
                     at: 0,
                     copy: None,
+                    registrations: Vec::new(),
                 });
             }
             _ => out.extend_from_slice(msg),
@@ -506,13 +565,15 @@ impl Guard {
                 plans: vec![plan],
                 at: 0,
                 copy: Some(fmt),
+                registrations: Vec::new(),
             });
             return;
         }
         let mut plans = Vec::with_capacity(planned.len());
         let mut blocked = None;
-        for p in &planned {
-            let plan = self.settle(p);
+        self.staged.clear();
+        for (i, p) in planned.iter().enumerate() {
+            let plan = self.settle(p, i);
             if let StatementPlan::Block(b) = &plan {
                 blocked.get_or_insert_with(|| b.clone());
             }
@@ -520,20 +581,25 @@ impl Guard {
         }
         match blocked {
             Some(reason) => {
+                // Nothing of a blocked string runs, so nothing is recorded.
+                self.staged.clear();
                 self.audit_block(&reason);
                 wire::encode_query(out, &block_sql(&reason));
                 self.expect.push_back(Expect::Query {
                     plans: vec![StatementPlan::Allow],
                     at: 0,
                     copy: None,
+                    registrations: Vec::new(),
                 });
             }
             None => {
                 out.extend_from_slice(msg);
+                let registrations = std::mem::take(&mut self.staged);
                 self.expect.push_back(Expect::Query {
                     plans,
                     at: 0,
                     copy: None,
+                    registrations,
                 });
             }
         }
@@ -551,18 +617,19 @@ impl Guard {
         let mut planned = self.plan(&sql);
         self.allow_empty_search_path(&mut planned, &sql);
         let copy = Self::lone_copy(&planned, &sql);
+        self.staged.clear();
         let plan = match planned.as_slice() {
             _ if copy.is_some() => copy
                 .as_ref()
                 .map(|c| c.0.clone())
                 .unwrap_or(StatementPlan::Allow),
-            [one] => self.settle(one),
+            [one] => self.settle(one, 0),
             // The server rejects several statements in one Parse itself.
             [] => StatementPlan::Allow,
             many => {
                 let mut plan = StatementPlan::Allow;
-                for p in many {
-                    let settled = self.settle(p);
+                for (i, p) in many.iter().enumerate() {
+                    let settled = self.settle(p, i);
                     if settled.is_block() || matches!(plan, StatementPlan::Allow) {
                         plan = settled;
                     }
@@ -577,6 +644,7 @@ impl Guard {
         self.statements.insert(
             name,
             Prepared {
+                registration: self.staged.drain(..).map(|(_, r)| r).next(),
                 sql,
                 plan,
                 copy: copy.map(|c| c.1),
@@ -605,12 +673,13 @@ impl Guard {
         if let Some(sql) = stale_sql {
             let planned = self.plan(&sql);
             let copy = Self::lone_copy(&planned, &sql);
+            self.staged.clear();
             let plan = match planned.as_slice() {
                 _ if copy.is_some() => copy
                     .as_ref()
                     .map(|c| c.0.clone())
                     .unwrap_or(StatementPlan::Allow),
-                [one] => self.settle(one),
+                [one] => self.settle(one, 0),
                 _ => StatementPlan::Block(BlockReason {
                     reason: "statement could not be planned again after a policy change".into(),
                     rule: "replan".into(),
@@ -618,12 +687,18 @@ impl Guard {
                     hint: "Prepare the statement again.".into(),
                 }),
             };
+            let registration = self.staged.drain(..).map(|(_, r)| r).next();
             if let Some(s) = self.statements.get_mut(bind.statement) {
                 s.plan = plan;
+                s.registration = registration;
                 s.copy = copy.map(|c| c.1);
                 s.version = version;
             }
         }
+        let registration = self
+            .statements
+            .get(bind.statement)
+            .and_then(|s| s.registration.clone());
         let (plan, fields, copy) = match self.statements.get(bind.statement) {
             Some(s) => (s.plan.clone(), s.fields.clone(), s.copy.clone()),
             None if restricted => (
@@ -654,6 +729,7 @@ impl Guard {
             self.portals.insert(
                 portal,
                 Portal {
+                    registration: None,
                     plan: StatementPlan::Allow,
                     copy: None,
                     fields: None,
@@ -668,6 +744,7 @@ impl Guard {
         self.portals.insert(
             portal,
             Portal {
+                registration,
                 plan,
                 copy,
                 fields,
@@ -894,12 +971,34 @@ impl Guard {
             }
             b'C' | b'I' => {
                 self.rows = None;
+                let mut confirmed = Vec::new();
                 match self.expect.front_mut() {
-                    Some(Expect::Query { at, .. }) => *at += 1,
-                    Some(Expect::Execute { .. }) => {
+                    Some(Expect::Query {
+                        at, registrations, ..
+                    }) => {
+                        let done = *at;
+                        registrations.retain(|(i, r)| {
+                            if *i == done {
+                                confirmed.push(r.clone());
+                            }
+                            *i != done
+                        });
+                        *at += 1;
+                    }
+                    Some(Expect::Execute { portal }) => {
+                        if let Some(r) = self
+                            .portals
+                            .get(portal)
+                            .and_then(|p| p.registration.clone())
+                        {
+                            confirmed.push(r);
+                        }
                         self.expect.pop_front();
                     }
                     _ => {}
+                }
+                for r in confirmed {
+                    self.commit(r);
                 }
                 out.extend_from_slice(msg);
             }
@@ -917,7 +1016,9 @@ impl Guard {
     /// masks; any other COPY out of a masked statement is withheld.
     fn copy_out_response(&mut self, msg: &[u8], out: &mut BytesMut) {
         let (plan, fmt) = match self.expect.front() {
-            Some(Expect::Query { plans, at, copy }) => (plans.get(*at).cloned(), copy.clone()),
+            Some(Expect::Query {
+                plans, at, copy, ..
+            }) => (plans.get(*at).cloned(), copy.clone()),
             Some(Expect::Execute { portal }) => match self.portals.get(portal) {
                 Some(p) => (Some(p.plan.clone()), p.copy.clone()),
                 None => (None, None),
