@@ -86,6 +86,9 @@ struct Portal {
 enum Expect {
     ParseComplete {
         swallow: bool,
+        /// A named statement takes effect only once the server parsed it: a
+        /// failed Parse (name already in use) must not replace its plan.
+        pending: Option<(Vec<u8>, Box<Prepared>)>,
     },
     BindComplete,
     CloseComplete {
@@ -342,6 +345,38 @@ impl Guard {
             }
         }
         planned
+    }
+
+    /// A prepared statement by name: one whose Parse is still in flight
+    /// first (later messages of the same pipeline use it), then the parsed.
+    fn statement(&self, name: &[u8]) -> Option<&Prepared> {
+        self.expect
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Expect::ParseComplete {
+                    pending: Some((n, p)),
+                    ..
+                } if n.as_slice() == name => Some(p.as_ref()),
+                _ => None,
+            })
+            .or_else(|| self.statements.get(name))
+    }
+
+    fn statement_mut(&mut self, name: &[u8]) -> Option<&mut Prepared> {
+        let in_flight = self.expect.iter().rposition(|e| {
+            matches!(e, Expect::ParseComplete { pending: Some((n, _)), .. } if n.as_slice() == name)
+        });
+        match in_flight {
+            Some(i) => match self.expect.get_mut(i) {
+                Some(Expect::ParseComplete {
+                    pending: Some((_, p)),
+                    ..
+                }) => Some(p.as_mut()),
+                _ => None,
+            },
+            None => self.statements.get_mut(name),
+        }
     }
 
     fn stage(&mut self, index: usize, cursor: bool, name: &str, plan: &StatementPlan) {
@@ -608,8 +643,10 @@ impl Guard {
     fn client_parse(&mut self, msg: &[u8], out: &mut BytesMut) {
         let Some(parse) = wire::parse_msg(msg) else {
             out.extend_from_slice(msg);
-            self.expect
-                .push_back(Expect::ParseComplete { swallow: false });
+            self.expect.push_back(Expect::ParseComplete {
+                swallow: false,
+                pending: None,
+            });
             return;
         };
         let name = parse.name.to_vec();
@@ -641,19 +678,25 @@ impl Guard {
         // nothing, and the client gets the parameter and row descriptions it
         // expects. The block takes effect at Bind.
         out.extend_from_slice(msg);
-        self.statements.insert(
-            name,
-            Prepared {
-                registration: self.staged.drain(..).map(|(_, r)| r).next(),
-                sql,
-                plan,
-                copy: copy.map(|c| c.1),
-                version: self.inputs.version(),
-                fields: None,
-            },
-        );
-        self.expect
-            .push_back(Expect::ParseComplete { swallow: false });
+        let prepared = Prepared {
+            registration: self.staged.drain(..).map(|(_, r)| r).next(),
+            sql,
+            plan,
+            copy: copy.map(|c| c.1),
+            version: self.inputs.version(),
+            fields: None,
+        };
+        // The unnamed statement is replaced even by a failed Parse.
+        let pending = if name.is_empty() {
+            self.statements.insert(name, prepared);
+            None
+        } else {
+            Some((name, Box::new(prepared)))
+        };
+        self.expect.push_back(Expect::ParseComplete {
+            swallow: false,
+            pending,
+        });
     }
 
     fn client_bind(&mut self, msg: &[u8], out: &mut BytesMut) {
@@ -666,8 +709,7 @@ impl Guard {
         let version = self.inputs.version();
         // A statement planned under an older policy or catalog is planned again.
         let stale_sql = self
-            .statements
-            .get(bind.statement)
+            .statement(bind.statement)
             .filter(|s| s.version != version)
             .map(|s| s.sql.clone());
         if let Some(sql) = stale_sql {
@@ -688,7 +730,7 @@ impl Guard {
                 }),
             };
             let registration = self.staged.drain(..).map(|(_, r)| r).next();
-            if let Some(s) = self.statements.get_mut(bind.statement) {
+            if let Some(s) = self.statement_mut(bind.statement) {
                 s.plan = plan;
                 s.registration = registration;
                 s.copy = copy.map(|c| c.1);
@@ -696,10 +738,9 @@ impl Guard {
             }
         }
         let registration = self
-            .statements
-            .get(bind.statement)
+            .statement(bind.statement)
             .and_then(|s| s.registration.clone());
-        let (plan, fields, copy) = match self.statements.get(bind.statement) {
+        let (plan, fields, copy) = match self.statement(bind.statement) {
             Some(s) => (s.plan.clone(), s.fields.clone(), s.copy.clone()),
             None if restricted => (
                 StatementPlan::Block(BlockReason {
@@ -723,8 +764,10 @@ impl Guard {
             wire::encode_bind_no_params(out, &portal, BLOCK_STATEMENT);
             self.expect
                 .push_back(Expect::CloseComplete { swallow: true });
-            self.expect
-                .push_back(Expect::ParseComplete { swallow: true });
+            self.expect.push_back(Expect::ParseComplete {
+                swallow: true,
+                pending: None,
+            });
             self.expect.push_back(Expect::BindComplete);
             self.portals.insert(
                 portal,
@@ -898,11 +941,16 @@ impl Guard {
         }
         match ty {
             b'1' => {
-                if let Some(Expect::ParseComplete { swallow }) = self.expect.front() {
-                    let swallow = *swallow;
-                    self.expect.pop_front();
-                    if swallow {
-                        return;
+                if let Some(Expect::ParseComplete { .. }) = self.expect.front() {
+                    if let Some(Expect::ParseComplete { swallow, pending }) =
+                        self.expect.pop_front()
+                    {
+                        if let Some((name, prepared)) = pending {
+                            self.statements.insert(name, *prepared);
+                        }
+                        if swallow {
+                            return;
+                        }
                     }
                 }
                 out.extend_from_slice(msg);
@@ -1067,7 +1115,7 @@ impl Guard {
             Some(Expect::DescribeStatement { name }) => {
                 let name = name.clone();
                 self.expect.pop_front();
-                if let Some(s) = self.statements.get_mut(&name) {
+                if let Some(s) = self.statement_mut(&name) {
                     s.fields = Some(fields);
                 }
                 out.extend_from_slice(msg);
