@@ -70,7 +70,7 @@ pub struct ServeArgs {
     /// Role pgveil uses to read the catalog and role memberships [default: postgres].
     #[arg(long, env = "PGVEIL_CATALOG_USER")]
     pub catalog_user: Option<String>,
-    /// Seconds a cached catalog and role memberships stay fresh [default: 60].
+    /// Seconds a cached catalog and role memberships stay fresh [default: 15].
     #[arg(long, env = "PGVEIL_CATALOG_TTL")]
     pub catalog_ttl: Option<f64>,
 }
@@ -262,7 +262,7 @@ impl Settings {
         let catalog_ttl = seconds(
             "catalog_ttl",
             pick(&args.catalog_ttl, &file.catalog_ttl),
-            60.0,
+            15.0,
         )?;
         Ok(Settings {
             policies: pick(&args.policies, &file.policies),

@@ -420,6 +420,11 @@ impl CatalogCache {
         catalog
     }
 
+    /// Forgets every database's catalog (SIGHUP).
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
+
     /// Forgets `database`'s catalog; the session calls it after DDL passed.
     pub fn invalidate(&self, database: &str) {
         self.entries.remove(database);

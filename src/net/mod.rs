@@ -188,6 +188,8 @@ fn spawn_sighup_reload(runtime: Arc<MaskingRuntime>) {
                 }
             }
             runtime.memberships.expire();
+            // After a migration applied directly to the database.
+            runtime.catalogs.clear();
         }
     });
     #[cfg(not(unix))]

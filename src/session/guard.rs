@@ -154,6 +154,10 @@ pub struct Guard {
     copy: Option<CopyMasker>,
     /// After pgveil withheld a result: drop responses until ReadyForQuery.
     withholding: bool,
+    /// DDL ran in the open transaction: pgveil's catalog (read over its own
+    /// connection) cannot see it until commit, so later statements of the
+    /// transaction are refused.
+    ddl_in_transaction: bool,
     relation_index: HashMap<u32, usize>,
     relation_index_generation: Option<u64>,
     utf8: bool,
@@ -213,6 +217,7 @@ impl Guard {
             rows: None,
             copy: None,
             withholding: false,
+            ddl_in_transaction: false,
             relation_index: HashMap::new(),
             relation_index_generation: None,
             utf8: true,
@@ -274,6 +279,17 @@ impl Guard {
                     .any(|p| matches!(&p.plan, StatementPlan::Block(b) if b.rule == "unknown-name"))
             })
         })
+    }
+
+    /// DDL of the open transaction is not visible to pgveil's catalog
+    /// connection yet (and reading it could wait on this session's locks).
+    pub fn holds_uncommitted_ddl(&self) -> bool {
+        self.ddl_in_transaction
+    }
+
+    /// The catalog generation the guard plans with.
+    pub fn catalog_generation(&self) -> u64 {
+        self.inputs.catalog.generation()
     }
 
     /// True when the guard owes the client nothing: safe to swap inputs.
@@ -473,10 +489,19 @@ impl Guard {
             }
             StatementKind::Ddl | StatementKind::Unparsed { ddl: true } => {
                 if !p.plan.is_block() {
-                    self.effects.catalog_stale = true;
+                    self.ddl_in_transaction = true;
                 }
                 p.plan.clone()
             }
+            StatementKind::Transaction | StatementKind::Setting | StatementKind::Show => {
+                p.plan.clone()
+            }
+            _ if restricted && self.ddl_in_transaction => StatementPlan::Block(BlockReason {
+                reason: "the schema changed in this transaction, and pgveil sees the change only once it is committed".into(),
+                rule: "uncommitted-ddl".into(),
+                column: None,
+                hint: "Commit the schema change first, then run the statement.".into(),
+            }),
             StatementKind::CopyTo { to_client: true } => match &p.plan {
                 StatementPlan::Mask { columns } if !columns.is_empty() => {
                     StatementPlan::Block(BlockReason {
@@ -913,6 +938,12 @@ impl Guard {
                 self.rows = None;
                 self.copy = None;
                 self.withholding = false;
+                if msg.get(5) == Some(&b'I') && self.ddl_in_transaction {
+                    // The schema change is committed (or rolled back): every
+                    // session's catalog must be read again.
+                    self.ddl_in_transaction = false;
+                    self.effects.catalog_stale = true;
+                }
                 return out.extend_from_slice(msg);
             }
             b'E' => {

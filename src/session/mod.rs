@@ -254,6 +254,13 @@ pub async fn relay(
                                     g.server_message(msg, &mut out);
                                 }
                                 report(metrics, &mut tally, g.tally);
+                                // Committed DDL: drop the shared catalog now,
+                                // before the client (or anyone) reads again.
+                                if g.effects.catalog_stale {
+                                    if let Some(rt) = runtime {
+                                        rt.invalidate_catalog(&masking.database, false);
+                                    }
+                                }
                                 out
                             }
                             None => frames,
@@ -334,9 +341,26 @@ impl Masking {
         early: &mut BytesMut,
     ) -> Result<(), ProxyError> {
         let version = rt.store.current().version();
-        let catalog_stale = self.guard.as_ref().is_some_and(|g| g.effects.catalog_stale);
+        // The catalog cannot be read while this session's own transaction
+        // holds uncommitted DDL: wait for the commit (the guard refuses the
+        // statements in between).
+        if self
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.holds_uncommitted_ddl())
+        {
+            return Ok(());
+        }
+        let mut catalog_stale = self.guard.as_ref().is_some_and(|g| g.effects.catalog_stale);
         if catalog_stale {
             rt.invalidate_catalog(&self.database, false);
+        }
+        // Another session's DDL (or the TTL) replaced the shared catalog.
+        if let Some(g) = &self.guard {
+            let shared = rt.catalogs.get(&self.database).map(|c| c.generation());
+            if shared != Some(g.catalog_generation()) {
+                catalog_stale = true;
+            }
         }
         if self.policy_version != Some(version) || catalog_stale || rt.memberships.is_stale() {
             self.refresh(rt, state, server, sbuf, early).await?;

@@ -94,6 +94,8 @@ impl MaskingRuntime {
             .user(&self.catalog_user)
             .dbname(database)
             .application_name("pgveil catalog")
+            // Never queue behind a session's DDL: fail and retry instead.
+            .options("-c lock_timeout=5s -c statement_timeout=60s")
             .connect_timeout(Duration::from_secs(10));
         if let Some(pw) = &self.catalog_password {
             config.password(pw);
