@@ -77,6 +77,26 @@ pub struct Relation {
 }
 
 impl Relation {
+    /// A relation of a session's temporary schema, read by the session.
+    pub fn temporary(
+        oid: u32,
+        name: String,
+        kind: RelationKind,
+        columns: Vec<CatalogColumn>,
+        definition: Option<String>,
+    ) -> Relation {
+        Relation {
+            oid,
+            schema: "pg_temp".into(),
+            name,
+            kind,
+            columns,
+            definition,
+            parents: Vec::new(),
+            view_lineage: OnceLock::new(),
+        }
+    }
+
     /// True for objects that ship with PostgreSQL.
     pub fn is_system(&self) -> bool {
         SYSTEM_SCHEMAS.contains(&self.schema.as_str())
@@ -133,6 +153,23 @@ pub struct Catalog {
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 impl Catalog {
+    /// This catalog plus one session's temporary relations (schema
+    /// `pg_temp`), which pgveil's own catalog connection cannot see.
+    pub fn with_session_relations(&self, extra: &[Relation]) -> Catalog {
+        let mut relations = self.data.relations.clone();
+        relations.extend(extra.iter().cloned());
+        let mut schemas = self.data.schemas.clone();
+        if !schemas.iter().any(|s| s == "pg_temp") {
+            schemas.push("pg_temp".into());
+        }
+        Catalog::new(
+            self.data.database.clone(),
+            schemas,
+            relations,
+            self.data.functions.clone(),
+        )
+    }
+
     /// Builds a catalog and its lookup indexes; assigns a fresh generation.
     pub fn new(
         database: String,

@@ -127,6 +127,9 @@ struct CopyMasker {
 pub struct Effects {
     /// DDL went through: reload the catalog before the next statement.
     pub catalog_stale: bool,
+    /// This session's own DDL committed: its temporary relations may have
+    /// changed too.
+    pub own_ddl: bool,
 }
 
 /// Counters the relay turns into metrics.
@@ -158,6 +161,8 @@ pub struct Guard {
     /// connection) cannot see it until commit, so later statements of the
     /// transaction are refused.
     ddl_in_transaction: bool,
+    /// The session created temporary relations (see `set_temp_schema`).
+    temp_schema: bool,
     relation_index: HashMap<u32, usize>,
     relation_index_generation: Option<u64>,
     utf8: bool,
@@ -218,6 +223,7 @@ impl Guard {
             copy: None,
             withholding: false,
             ddl_in_transaction: false,
+            temp_schema: false,
             relation_index: HashMap::new(),
             relation_index_generation: None,
             utf8: true,
@@ -337,11 +343,29 @@ impl Guard {
         }
     }
 
+    /// The session has temporary relations: `pg_temp` is searched first,
+    /// as PostgreSQL does for relations.
+    pub fn set_temp_schema(&mut self, present: bool) {
+        self.temp_schema = present;
+    }
+
     fn plan(&self, sql: &str) -> Vec<PlannedStatement> {
         let inputs = &self.inputs;
+        let with_temp;
+        let ctx = if self.temp_schema && !self.ctx.search_path.iter().any(|s| s == "pg_temp") {
+            let mut path = vec!["pg_temp".to_string()];
+            path.extend(self.ctx.search_path.iter().cloned());
+            with_temp = SessionContext {
+                database: self.ctx.database.clone(),
+                search_path: path,
+            };
+            &with_temp
+        } else {
+            &self.ctx
+        };
         let mut planned = inputs.analyzer.plan(
             sql,
-            &self.ctx,
+            ctx,
             &inputs.catalog,
             inputs.view.as_ref(),
             inputs.policy.version(),
@@ -943,6 +967,7 @@ impl Guard {
                     // session's catalog must be read again.
                     self.ddl_in_transaction = false;
                     self.effects.catalog_stale = true;
+                    self.effects.own_ddl = true;
                 }
                 return out.extend_from_slice(msg);
             }

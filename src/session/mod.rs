@@ -160,6 +160,8 @@ pub async fn relay(
         policy_version: None,
         user,
         database,
+        base_generation: None,
+        temp_relations: Vec::new(),
     };
     let mut tally = guard::Tally::default();
 
@@ -325,6 +327,10 @@ struct Masking {
     policy_version: Option<u64>,
     user: String,
     database: String,
+    /// Generation of the shared catalog the guard's catalog is built on.
+    base_generation: Option<u64>,
+    /// This session's temporary relations, read over its own connection.
+    temp_relations: Vec<crate::analyze::catalog::Relation>,
 }
 
 impl Masking {
@@ -356,29 +362,60 @@ impl Masking {
             rt.invalidate_catalog(&self.database, false);
         }
         // Another session's DDL (or the TTL) replaced the shared catalog.
-        if let Some(g) = &self.guard {
+        if self.guard.is_some() {
             let shared = rt.catalogs.get(&self.database).map(|c| c.generation());
-            if shared != Some(g.catalog_generation()) {
+            if shared.is_none() || shared != self.base_generation {
                 catalog_stale = true;
             }
         }
         if self.policy_version != Some(version) || catalog_stale || rt.memberships.is_stale() {
             self.refresh(rt, state, server, sbuf, early).await?;
         }
+        // After this session's own DDL, its temporary relations are read
+        // over its own connection (pgveil's catalog connection cannot see
+        // them), between statements.
+        let own_ddl = self.guard.as_ref().is_some_and(|g| g.effects.own_ddl);
+        if own_ddl && state.is_between_statements() {
+            self.temp_relations = probe_temp_relations(server, sbuf, early)
+                .await
+                .map_err(|m| ProxyError::fatal("08006", m))?;
+            let shared = rt
+                .catalog(&self.database)
+                .await
+                .map_err(policy_unavailable)?;
+            self.install_catalog(shared);
+            if let Some(g) = &mut self.guard {
+                g.effects.own_ddl = false;
+            }
+        }
         // A statement naming a relation the catalog lacks (created since it
         // was read): read the catalog again, at most once a second.
         if let Some(g) = &mut self.guard {
             if g.needs_fresh_catalog(cbuf) && rt.invalidate_catalog(&self.database, true) {
-                let catalog = rt
+                let shared = rt
                     .catalog(&self.database)
                     .await
                     .map_err(policy_unavailable)?;
-                let mut inputs = g.inputs().clone();
-                inputs.catalog = catalog;
-                g.update_inputs(inputs);
+                self.install_catalog(shared);
             }
         }
         Ok(())
+    }
+
+    /// Gives the guard the shared catalog plus this session's temporary
+    /// relations.
+    fn install_catalog(&mut self, shared: std::sync::Arc<crate::analyze::Catalog>) {
+        self.base_generation = Some(shared.generation());
+        let Some(g) = &mut self.guard else { return };
+        let catalog = if self.temp_relations.is_empty() {
+            shared
+        } else {
+            std::sync::Arc::new(shared.with_session_relations(&self.temp_relations))
+        };
+        g.set_temp_schema(!self.temp_relations.is_empty());
+        let mut inputs = g.inputs().clone();
+        inputs.catalog = catalog;
+        g.update_inputs(inputs);
     }
 
     /// Re-reads the role's view (and the catalog) and starts the guard when
@@ -399,17 +436,18 @@ impl Masking {
         let restricted = view.is_restricted();
         match &mut self.guard {
             Some(g) => {
-                let catalog = rt
+                let shared = rt
                     .catalog(&self.database)
                     .await
                     .map_err(policy_unavailable)?;
                 g.update_inputs(PlanInputs {
                     analyzer: rt.analyzer.clone(),
-                    catalog,
+                    catalog: shared.clone(),
                     policy: set,
                     view,
                 });
                 g.effects.catalog_stale = false;
+                self.install_catalog(shared);
             }
             None if restricted && state.is_between_statements() => {
                 let catalog = rt
@@ -419,6 +457,7 @@ impl Masking {
                 let search_path = probe_search_path(server, sbuf, &self.user, early)
                     .await
                     .map_err(|m| ProxyError::fatal("08006", m))?;
+                self.base_generation = Some(catalog.generation());
                 tracing::debug!(?search_path, "masking session");
                 self.guard = Some(Guard::new(
                     self.user.clone(),
@@ -491,6 +530,100 @@ async fn probe_search_path(
     }
     let value = String::from_utf8_lossy(&value.unwrap_or_default()).into_owned();
     Ok(split_search_path(&value, user))
+}
+
+/// Reads the relations of the session's temporary schema, with their
+/// columns and view definitions, over the session's own connection.
+async fn probe_temp_relations(
+    server: &mut Stream,
+    sbuf: &mut BytesMut,
+    early: &mut BytesMut,
+) -> Result<Vec<crate::analyze::catalog::Relation>, String> {
+    use crate::analyze::catalog::{CatalogColumn, Relation, RelationKind};
+    const SQL: &str = "SELECT c.oid, c.relname, c.relkind, a.attname, a.attnum, a.atttypid, t.typname, \
+        CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END \
+        FROM pg_catalog.pg_class c \
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+        WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind IN ('r','p','v','m') \
+        ORDER BY c.oid, a.attnum";
+    let mut q = BytesMut::new();
+    wire::encode_query(&mut q, SQL);
+    server
+        .write_all(&q)
+        .await
+        .map_err(|e| format!("the database connection failed: {e}"))?;
+    let mut relations: Vec<Relation> = Vec::new();
+    let mut failed = false;
+    loop {
+        let msg = match crate::net::read_typed(server, sbuf, MAX_BACKEND_MESSAGE).await {
+            Ok(Some(m)) => m,
+            _ => return Err("the database closed the connection".into()),
+        };
+        match msg[0] {
+            b'D' => {
+                let Some(v) = wire::data_row(&msg) else {
+                    failed = true;
+                    continue;
+                };
+                let text = |i: usize| -> Option<String> {
+                    v.get(i)
+                        .copied()
+                        .flatten()
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                };
+                let (
+                    Some(oid),
+                    Some(name),
+                    Some(kind),
+                    Some(col),
+                    Some(attnum),
+                    Some(typ),
+                    Some(typname),
+                ) = (
+                    text(0).and_then(|s| s.parse::<u32>().ok()),
+                    text(1),
+                    text(2),
+                    text(3),
+                    text(4).and_then(|s| s.parse::<i16>().ok()),
+                    text(5).and_then(|s| s.parse::<u32>().ok()),
+                    text(6),
+                )
+                else {
+                    failed = true;
+                    continue;
+                };
+                let column = CatalogColumn {
+                    name: col,
+                    attnum,
+                    type_oid: typ,
+                    type_name: typname,
+                };
+                match relations.last_mut() {
+                    Some(r) if r.oid == oid => r.columns.push(column),
+                    _ => {
+                        let kind = match kind.as_str() {
+                            "v" => RelationKind::View,
+                            "m" => RelationKind::MaterializedView,
+                            "p" => RelationKind::PartitionedTable,
+                            _ => RelationKind::Table,
+                        };
+                        relations.push(Relation::temporary(oid, name, kind, vec![column], text(7)));
+                    }
+                }
+            }
+            b'Z' => break,
+            b'E' => failed = true,
+            b'T' | b'C' => {}
+            _ => early.extend_from_slice(&msg),
+        }
+    }
+    if failed {
+        // Unknown temporary relations stay unknown: statements naming them
+        // are refused, which fails closed.
+        return Ok(Vec::new());
+    }
+    Ok(relations)
 }
 
 /// `"$user", public` -> [user, public].
