@@ -1397,21 +1397,29 @@ impl<'c> Walker<'c> {
         None
     }
 
+    /// `ctid`, `t.xmin` …: a system column of a catalog relation in scope.
+    fn is_system_column(&self, parts: &[String]) -> bool {
+        const SYSTEM_COLUMNS: [&str; 6] = ["tableoid", "ctid", "xmin", "xmax", "cmin", "cmax"];
+        let Some((column, qualifier)) = parts.split_last() else {
+            return false;
+        };
+        if !SYSTEM_COLUMNS.contains(&column.as_str()) {
+            return false;
+        }
+        if qualifier.is_empty() {
+            // Unqualified: every item of the innermost level must be a table.
+            self.frames.last().is_some_and(|f| {
+                !f.items.is_empty() && f.items.iter().all(|i| i.relation.is_some() && !i.opaque)
+            })
+        } else {
+            self.find_item(qualifier)
+                .is_some_and(|i| i.relation.is_some() && !i.opaque)
+        }
+    }
+
     /// Resolves `col`, `t.col`, `s.t.col`; `None` when nothing matches.
     fn resolve_column(&self, parts: &[String]) -> Option<Sources> {
         let (qualifier, column) = parts.split_last().map(|(c, q)| (q, c))?;
-        // System columns exist on every table and hold no row data.
-        const SYSTEM_COLUMNS: [&str; 6] = ["tableoid", "ctid", "xmin", "xmax", "cmin", "cmax"];
-        if SYSTEM_COLUMNS.contains(&column.as_str()) {
-            let found = if qualifier.is_empty() {
-                self.frames.last().is_some_and(|f| !f.items.is_empty())
-            } else {
-                self.find_item(qualifier).is_some()
-            };
-            if found {
-                return Some(Sources::new());
-            }
-        }
         if qualifier.is_empty() {
             for frame in self.frames.iter().rev() {
                 let mut found: Option<Sources> = None;
@@ -1441,6 +1449,11 @@ impl<'c> Walker<'c> {
     fn identifier(&mut self, parts: &[String]) -> Sources {
         if let Some(sources) = self.resolve_column(parts) {
             return sources;
+        }
+        // System columns of a table (ctid, xmin …) hold no row data; only
+        // when no FROM item has a real column of that name.
+        if self.is_system_column(parts) {
+            return Sources::new();
         }
         // A bare FROM-item name is a whole-row reference.
         if let Some(item) = self.find_item(parts) {

@@ -16,6 +16,8 @@ pub struct CopyText {
     pub delimiter: u8,
     pub null: Vec<u8>,
     pub header: bool,
+    /// Columns the analysed statement produces (0 until planned).
+    pub columns: usize,
 }
 
 /// Reads the options of a `COPY … TO STDOUT` statement. `Ok(None)` when its
@@ -35,10 +37,13 @@ pub fn text_options(sql: &str) -> Result<Option<CopyText>, String> {
         delimiter: b'\t',
         null: b"\\N".to_vec(),
         header: false,
+        columns: 0,
     };
     for o in options {
         match o {
             CopyOption::Format(name) if name.value.eq_ignore_ascii_case("text") => {}
+            CopyOption::Encoding(e)
+                if e.eq_ignore_ascii_case("utf8") || e.eq_ignore_ascii_case("utf-8") => {}
             CopyOption::Format(_) | CopyOption::Encoding(_) => return Ok(None),
             CopyOption::Delimiter(c) if c.is_ascii() => fmt.delimiter = *c as u8,
             CopyOption::Delimiter(_) => return Ok(None),
@@ -53,6 +58,17 @@ pub fn text_options(sql: &str) -> Result<Option<CopyText>, String> {
             CopyLegacyOption::Null(s) => fmt.null = s.as_bytes().to_vec(),
             _ => return Ok(None),
         }
+    }
+    // The server writes the NULL string as it is while it escapes data: a
+    // NULL string with a backslash, the delimiter or a line break would make
+    // rows ambiguous, and any other custom one would let a value equal to
+    // it pass unmasked. Only `\N` and the empty string are unambiguous.
+    if !(fmt.null == b"\\N" || fmt.null.is_empty()) {
+        return Ok(None);
+    }
+    if matches!(fmt.delimiter, b'\\' | b'\n' | b'\r' | b'.' | b'a'..=b'f' | b'A'..=b'F' | b'0'..=b'9')
+    {
+        return Ok(None);
     }
     Ok(Some(fmt))
 }
@@ -196,12 +212,19 @@ mod tests {
     fn options_are_read_and_other_formats_refused() {
         let t = text_options("COPY t TO STDOUT").unwrap().unwrap();
         assert_eq!((t.delimiter, t.null.as_slice()), (b'\t', &b"\\N"[..]));
-        let t = text_options("COPY t TO STDOUT WITH (DELIMITER '|', NULL 'nil', HEADER)")
+        let t = text_options("COPY t TO STDOUT WITH (DELIMITER '|', NULL '', HEADER)")
             .unwrap()
             .unwrap();
         assert_eq!(
             (t.delimiter, t.null.as_slice(), t.header),
-            (b'|', &b"nil"[..], true)
+            (b'|', &b""[..], true)
+        );
+        // NULL strings the server writes unescaped could shift fields or
+        // equal a value: refused.
+        assert_eq!(text_options("COPY t TO STDOUT NULL 'z\\'").unwrap(), None);
+        assert_eq!(
+            text_options("COPY t TO STDOUT (NULL '13987654321')").unwrap(),
+            None
         );
         assert_eq!(text_options("COPY t TO STDOUT (FORMAT csv)").unwrap(), None);
         assert_eq!(

@@ -163,6 +163,8 @@ pub struct Guard {
     ddl_in_transaction: bool,
     /// The session created temporary relations (see `set_temp_schema`).
     temp_schema: bool,
+    /// search_path was changed in a way the server may undo.
+    search_path_unsure: bool,
     relation_index: HashMap<u32, usize>,
     relation_index_generation: Option<u64>,
     utf8: bool,
@@ -224,6 +226,7 @@ impl Guard {
             withholding: false,
             ddl_in_transaction: false,
             temp_schema: false,
+            search_path_unsure: false,
             relation_index: HashMap::new(),
             relation_index_generation: None,
             utf8: true,
@@ -260,8 +263,18 @@ impl Guard {
         &self.inputs
     }
 
-    pub fn set_search_path(&mut self, path: Vec<String>) {
+    /// True when the session should ask the server for its search_path
+    /// before the next statement.
+    pub fn search_path_unsure(&self) -> bool {
+        self.search_path_unsure
+    }
+
+    /// The server's search_path; settled for good outside a transaction.
+    pub fn set_search_path(&mut self, path: Vec<String>, outside_transaction: bool) {
         self.ctx.search_path = path;
+        if outside_transaction {
+            self.search_path_unsure = false;
+        }
     }
 
     /// Tracks `client_encoding`: masks work on UTF-8 text only.
@@ -291,11 +304,6 @@ impl Guard {
     /// connection yet (and reading it could wait on this session's locks).
     pub fn holds_uncommitted_ddl(&self) -> bool {
         self.ddl_in_transaction
-    }
-
-    /// The catalog generation the guard plans with.
-    pub fn catalog_generation(&self) -> u64 {
-        self.inputs.catalog.generation()
     }
 
     /// True when the guard owes the client nothing: safe to swap inputs.
@@ -340,6 +348,9 @@ impl Guard {
         if empties {
             p.plan = StatementPlan::Allow;
             self.ctx.search_path = Vec::new();
+            // ROLLBACK, SET LOCAL or a failed transaction can undo it on the
+            // server: ask the server again until a transaction boundary.
+            self.search_path_unsure = true;
         }
     }
 
@@ -628,7 +639,14 @@ impl Guard {
 
     /// A lone `COPY … TO STDOUT` in text format with masks: its plan and
     /// options, so its rows are masked one by one.
-    fn lone_copy(planned: &[PlannedStatement], sql: &str) -> Option<(StatementPlan, CopyText)> {
+    fn lone_copy(
+        &self,
+        planned: &[PlannedStatement],
+        sql: &str,
+    ) -> Option<(StatementPlan, CopyText)> {
+        if self.ddl_in_transaction {
+            return None;
+        }
         let [p] = planned else { return None };
         if p.kind != (StatementKind::CopyTo { to_client: true })
             || !matches!(p.plan, StatementPlan::Mask { .. })
@@ -636,14 +654,20 @@ impl Guard {
             return None;
         }
         let fmt = copy_text::text_options(sql).ok()??;
-        Some((p.plan.clone(), fmt))
+        Some((
+            p.plan.clone(),
+            CopyText {
+                columns: p.analysis.outputs.len(),
+                ..fmt
+            },
+        ))
     }
 
     fn client_query(&mut self, msg: &[u8], out: &mut BytesMut) {
         let sql = lossy(wire::query_text(msg).unwrap_or_default());
         let mut planned = self.plan(&sql);
         self.allow_empty_search_path(&mut planned, &sql);
-        if let Some((plan, fmt)) = Self::lone_copy(&planned, &sql) {
+        if let Some((plan, fmt)) = self.lone_copy(&planned, &sql) {
             out.extend_from_slice(msg);
             self.expect.push_back(Expect::Query {
                 plans: vec![plan],
@@ -702,7 +726,7 @@ impl Guard {
         let sql = lossy(parse.query);
         let mut planned = self.plan(&sql);
         self.allow_empty_search_path(&mut planned, &sql);
-        let copy = Self::lone_copy(&planned, &sql);
+        let copy = self.lone_copy(&planned, &sql);
         self.staged.clear();
         let plan = match planned.as_slice() {
             _ if copy.is_some() => copy
@@ -763,7 +787,7 @@ impl Guard {
             .map(|s| s.sql.clone());
         if let Some(sql) = stale_sql {
             let planned = self.plan(&sql);
-            let copy = Self::lone_copy(&planned, &sql);
+            let copy = self.lone_copy(&planned, &sql);
             self.staged.clear();
             let plan = match planned.as_slice() {
                 _ if copy.is_some() => copy
@@ -1130,6 +1154,16 @@ impl Guard {
             _ => (None, None),
         };
         let restricted = self.inputs.view.is_restricted();
+        // The server's column count must be the one the plan was made for
+        // (a generated column left out of COPY would shift every mask).
+        let server_columns = msg
+            .get(6..8)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]) as usize);
+        if let Some(f) = &fmt {
+            if server_columns != Some(f.columns) {
+                return self.withhold("COPY columns differ from the analysed statement", out);
+            }
+        }
         match (plan, fmt) {
             (Some(StatementPlan::Allow), _) => return out.extend_from_slice(msg),
             (None, _) if !restricted => return out.extend_from_slice(msg),
@@ -1291,7 +1325,23 @@ impl Guard {
         let Some((channel, payload)) = parsed else {
             return out.extend_from_slice(msg);
         };
-        match redact_detected(&lossy(payload)) {
+        // JSON payloads (row_to_json in a trigger) lose the values under
+        // keys named like protected columns, names included, which no
+        // detector can recognise.
+        let text = lossy(payload);
+        let protected: std::collections::HashSet<&str> = self
+            .inputs
+            .policy
+            .protected_columns()
+            .map(|c| c.column.as_str())
+            .collect();
+        let json_scrubbed = redact_json_keys(&text, &protected);
+        let input = json_scrubbed.as_deref().unwrap_or(&text);
+        let redacted = match redact_detected(input) {
+            Some(r) => Some(r),
+            None => json_scrubbed.clone(),
+        };
+        match redacted {
             None => out.extend_from_slice(msg),
             Some(redacted) => {
                 self.tally.masked_values += 1;
@@ -1336,8 +1386,75 @@ impl Guard {
 }
 
 /// Replaces every token of a notification payload that a detector
-/// recognises (ID, card and mobile numbers, e-mail, IBAN …) with `*`s.
+/// recognises (e-mail, IBAN …) and every run of seven or more digits (ID,
+/// card, mobile and account numbers, whatever surrounds them) with `*`s.
 fn redact_detected(payload: &str) -> Option<String> {
+    let tokens = redact_tokens(payload);
+    let (starred, digits) = star_digit_runs(tokens.as_deref().unwrap_or(payload));
+    (tokens.is_some() || digits).then_some(starred)
+}
+
+/// A JSON payload with the values of protected-column keys replaced.
+fn redact_json_keys(payload: &str, protected: &std::collections::HashSet<&str>) -> Option<String> {
+    fn walk(v: &mut serde_json::Value, protected: &std::collections::HashSet<&str>) -> bool {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut changed = false;
+                for (k, val) in map.iter_mut() {
+                    if protected.contains(k.as_str()) && !val.is_null() {
+                        *val = serde_json::Value::String("***".into());
+                        changed = true;
+                    } else {
+                        changed |= walk(val, protected);
+                    }
+                }
+                changed
+            }
+            serde_json::Value::Array(items) => {
+                let mut changed = false;
+                for item in items {
+                    changed |= walk(item, protected);
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+    let trimmed = payload.trim_start();
+    if !(trimmed.starts_with('{') || trimmed.starts_with('[')) {
+        return None;
+    }
+    let mut value: serde_json::Value = serde_json::from_str(payload).ok()?;
+    walk(&mut value, protected).then(|| value.to_string())
+}
+
+fn star_digit_runs(payload: &str) -> (String, bool) {
+    let chars: Vec<char> = payload.chars().collect();
+    let is_digit = |c: char| c.is_ascii_digit() || ('０'..='９').contains(&c);
+    let mut out = String::with_capacity(payload.len());
+    let mut changed = false;
+    let mut i = 0;
+    while i < chars.len() {
+        if is_digit(chars[i]) {
+            let start = i;
+            while i < chars.len() && is_digit(chars[i]) {
+                i += 1;
+            }
+            if i - start >= 7 {
+                changed = true;
+                out.extend(std::iter::repeat_n('*', i - start));
+            } else {
+                out.extend(&chars[start..i]);
+            }
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    (out, changed)
+}
+
+fn redact_tokens(payload: &str) -> Option<String> {
     let is_token_char = |c: char| c.is_alphanumeric() || "+-@._".contains(c);
     let mut out = String::with_capacity(payload.len());
     let mut changed = false;
@@ -1436,6 +1553,10 @@ mod tests {
             Some("mail ******************** now")
         );
         assert_eq!(redact_detected("job:42 done"), None);
+        assert_eq!(
+            redact_detected("cust-13987654321-updated tel13987654321").as_deref(),
+            Some("cust-***********-updated tel***********")
+        );
     }
 
     #[test]

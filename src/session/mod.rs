@@ -371,6 +371,16 @@ impl Masking {
         if self.policy_version != Some(version) || catalog_stale || rt.memberships.is_stale() {
             self.refresh(rt, state, server, sbuf, early).await?;
         }
+        // The session's search_path may have been undone on the server.
+        let unsure = self.guard.as_ref().is_some_and(|g| g.search_path_unsure());
+        if unsure && state.is_between_statements() {
+            let path = probe_search_path(server, sbuf, &self.user, early)
+                .await
+                .map_err(|m| ProxyError::fatal("08006", m))?;
+            if let Some(g) = &mut self.guard {
+                g.set_search_path(path, state.tx_status == b'I');
+            }
+        }
         // After this session's own DDL, its temporary relations are read
         // over its own connection (pgveil's catalog connection cannot see
         // them), between statements.
