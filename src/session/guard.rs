@@ -292,10 +292,18 @@ impl Guard {
                 b'P' => wire::parse_msg(msg).map(|p| p.query),
                 _ => None,
             };
+            // The cached analysis alone tells (no plan derivation).
             sql.is_some_and(|sql| {
-                self.plan(&lossy(sql))
+                self.inputs
+                    .analyzer
+                    .analyse(&lossy(sql), &self.analysis_ctx(), &self.inputs.catalog)
                     .iter()
-                    .any(|p| matches!(&p.plan, StatementPlan::Block(b) if b.rule == "unknown-name"))
+                    .any(|a| {
+                        a.effects
+                            .hazards
+                            .iter()
+                            .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName)
+                    })
             })
         })
     }
@@ -360,23 +368,27 @@ impl Guard {
         self.temp_schema = present;
     }
 
-    fn plan(&self, sql: &str) -> Vec<PlannedStatement> {
-        let inputs = &self.inputs;
-        let with_temp;
-        let ctx = if self.temp_schema && !self.ctx.search_path.iter().any(|s| s == "pg_temp") {
+    /// The context names resolve in: the session's search_path, with
+    /// `pg_temp` first once the session has temporary relations.
+    fn analysis_ctx(&self) -> std::borrow::Cow<'_, SessionContext> {
+        if self.temp_schema && !self.ctx.search_path.iter().any(|s| s == "pg_temp") {
             let mut path = vec!["pg_temp".to_string()];
             path.extend(self.ctx.search_path.iter().cloned());
-            with_temp = SessionContext {
+            std::borrow::Cow::Owned(SessionContext {
                 database: self.ctx.database.clone(),
                 search_path: path,
-            };
-            &with_temp
+            })
         } else {
-            &self.ctx
-        };
+            std::borrow::Cow::Borrowed(&self.ctx)
+        }
+    }
+
+    fn plan(&self, sql: &str) -> Vec<PlannedStatement> {
+        let inputs = &self.inputs;
+        let ctx = self.analysis_ctx();
         let mut planned = inputs.analyzer.plan(
             sql,
-            ctx,
+            &ctx,
             &inputs.catalog,
             inputs.view.as_ref(),
             inputs.policy.version(),
