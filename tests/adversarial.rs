@@ -7,344 +7,29 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{cluster, Proxy, DAVE_TRUST, SUPERUSER_PASSWORD};
+use common::bank;
+use common::probe::*;
+use common::{cluster, Proxy, DAVE_TRUST};
 use futures::StreamExt;
-use tokio_postgres::{AsyncMessage, SimpleQueryMessage};
-
-const ID_NUMBER: &str = "11010519491231002X";
-const ID_HIDDEN: &str = "19491231";
-const MOBILE: &str = "13987654321";
-const MOBILE_HIDDEN: &str = "8765";
-const CARD: &str = "6222021234567890128";
-const CARD_HIDDEN: &str = "123456789";
-const NAME: &str = "张三丰";
-const GIVEN: &str = "三丰";
-const PASSWORD: &str = "role-pw";
-const SECRETS: [&str; 7] = [
-    ID_NUMBER,
-    ID_HIDDEN,
-    MOBILE,
-    MOBILE_HIDDEN,
-    CARD,
-    CARD_HIDDEN,
-    GIVEN,
-];
 
 fn setup() -> &'static Proxy {
     static PROXY: OnceLock<Proxy> = OnceLock::new();
     PROXY.get_or_init(|| {
-        let c = cluster();
-        c.psql_super("CREATE DATABASE bank").unwrap();
-        c.psql_super_db(
-            "bank",
-            &format!(
-                "CREATE TABLE customers (id serial PRIMARY KEY, full_name text NOT NULL,
-                   id_number varchar(18) UNIQUE NOT NULL, mobile text, annual_income numeric(12,2),
-                   branch text);
-                 CREATE TABLE cards (id serial PRIMARY KEY, customer_id int REFERENCES customers,
-                   card_no text UNIQUE, cvv char(3), status text);
-                 CREATE TABLE audit_trail (id serial PRIMARY KEY, note text);
-                 CREATE VIEW customer_contacts AS SELECT id, full_name, mobile FROM customers;
-                 INSERT INTO customers (full_name, id_number, mobile, annual_income, branch) VALUES
-                   ('{NAME}', '{ID_NUMBER}', '{MOBILE}', 123456.78, 'Hangzhou'),
-                   ('Alice Smith', '440301199001011234', '13800000000', 45000, 'Shenzhen');
-                 INSERT INTO cards (customer_id, card_no, cvv, status) VALUES
-                   (1, '{CARD}', '987', 'active'), (2, '4111111111111111', '123', 'active');
-                 INSERT INTO audit_trail (note) VALUES ('opened');
-                 CREATE ROLE compliance NOLOGIN; CREATE ROLE call_center NOLOGIN;
-                 CREATE ROLE analyst NOLOGIN; CREATE ROLE intern NOLOGIN;
-                 CREATE ROLE team_east NOLOGIN IN ROLE call_center;
-                 CREATE ROLE auditor LOGIN PASSWORD '{PASSWORD}' IN ROLE compliance;
-                 CREATE ROLE agent LOGIN PASSWORD '{PASSWORD}' IN ROLE team_east;
-                 CREATE ROLE dev LOGIN PASSWORD '{PASSWORD}';
-                 CREATE ROLE trainee LOGIN PASSWORD '{PASSWORD}' IN ROLE intern;
-                 GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;
-                 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;
-                 GRANT CREATE ON SCHEMA public TO PUBLIC;
-                 ANALYZE;"
-            ),
-        )
-        .unwrap();
-        let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/masking");
-        Proxy::start_with_env(
-            &["--policies", policies, "--catalog-user", "postgres"],
-            &[
-                ("PGVEIL_CATALOG_PASSWORD", SUPERUSER_PASSWORD),
-                ("PGVEIL_KEY_PII", "test-key-for-pii-tokens"),
-            ],
-        )
+        bank::create("");
+        bank::start_proxy(bank::POLICIES)
     })
 }
 
-/// A client whose notices and notifications are kept for inspection.
-struct Session {
-    c: tokio_postgres::Client,
-    async_msgs: Arc<Mutex<Vec<String>>>,
-    /// Leaks seen so far: reported all at once by `finish`.
-    leaks: Mutex<Vec<String>>,
-}
-
 async fn as_role(role: &str) -> Session {
-    let conn_str = setup().conn_str(role, PASSWORD, "bank");
-    let (c, mut conn) = tokio_postgres::connect(&conn_str, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("{role}: {e}"));
-    let async_msgs = Arc::new(Mutex::new(Vec::new()));
-    let sink = async_msgs.clone();
-    tokio::spawn(async move {
-        let mut stream = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
-        while let Some(Ok(m)) = stream.next().await {
-            let text = match m {
-                AsyncMessage::Notice(n) => format!(
-                    "NOTICE {} {} {} {}",
-                    n.code().code(),
-                    n.message(),
-                    n.detail().unwrap_or_default(),
-                    n.hint().unwrap_or_default()
-                ),
-                AsyncMessage::Notification(n) => {
-                    format!("NOTIFY {} {}", n.channel(), n.payload())
-                }
-                _ => String::new(),
-            };
-            sink.lock().unwrap().push(text);
-        }
-    });
-    Session {
-        c,
-        async_msgs,
-        leaks: Mutex::new(Vec::new()),
-    }
+    Session::connect(setup(), role).await
 }
 
-impl Session {
-    fn drain_async(&self) -> String {
-        std::mem::take(&mut *self.async_msgs.lock().unwrap()).join("\n")
-    }
-
-    /// Everything the client could read from a simple query: rows, command
-    /// tags, error fields, notices.
-    async fn visible(&self, sql: &str) -> (bool, String) {
-        let res = self.c.simple_query(sql).await;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let notices = self.drain_async();
-        let (ok, text) = match res {
-            Ok(msgs) => (true, simple_text(&msgs)),
-            Err(e) => (false, error_text(&e)),
-        };
-        (ok, format!("{text}\n{notices}"))
-    }
-
-    /// Runs `sql` and records a leak if anything visible carries a secret.
-    async fn attack(&self, sql: &str) -> (bool, String) {
-        let (ok, text) = self.visible(sql).await;
-        self.check(sql, &text);
-        (ok, text)
-    }
-
-    fn check(&self, what: &str, text: &str) {
-        if let Some(leak) = find_secret(what, text) {
-            self.leaks.lock().unwrap().push(leak);
-        }
-    }
-
-    /// Fails the test with every leak recorded.
-    fn finish(&self) {
-        let leaks = self.leaks.lock().unwrap();
-        assert!(leaks.is_empty(), "{}", leaks.join("\n"));
-    }
-
-    async fn exec(&self, sql: &str) {
-        self.c
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {}", error_text(&e)));
-    }
-}
-
-fn simple_text(msgs: &[SimpleQueryMessage]) -> String {
-    let mut out = Vec::new();
-    for m in msgs {
-        match m {
-            SimpleQueryMessage::Row(r) => {
-                for i in 0..r.len() {
-                    out.push(r.get(i).unwrap_or("NULL").to_string());
-                }
-            }
-            SimpleQueryMessage::CommandComplete(n) => out.push(format!("[rows {n}]")),
-            _ => {}
-        }
-    }
-    out.join("|")
-}
-
-fn error_text(e: &tokio_postgres::Error) -> String {
-    let db = e.as_db_error();
-    format!(
-        "ERROR {} {} {} {} {} {}",
-        e,
-        db.map(|d| d.code().code()).unwrap_or_default(),
-        db.map(|d| d.message()).unwrap_or_default(),
-        db.and_then(|d| d.detail()).unwrap_or_default(),
-        db.and_then(|d| d.hint()).unwrap_or_default(),
-        db.and_then(|d| d.where_()).unwrap_or_default(),
-    )
-}
-
-fn find_secret(what: &str, text: &str) -> Option<String> {
-    SECRETS
-        .iter()
-        .find(|secret| text.contains(*secret))
-        .map(|secret| format!("LEAK of {secret} through `{what}`: {text}"))
-}
-
-fn assert_no_secret(what: &str, text: &str) {
-    if let Some(leak) = find_secret(what, text) {
-        panic!("{leak}");
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Raw protocol client (trust-authenticated role `dave_trust`, which no rule
-// names and so gets every default mask, like `dev`).
-
-struct Raw {
-    s: TcpStream,
-}
-
-fn msg(ty: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![ty];
-    m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
-
-fn cstr(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
-impl Raw {
-    fn connect(user: &str) -> Raw {
-        let proxy = setup();
-        let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut body = 196608i32.to_be_bytes().to_vec();
-        for (k, v) in [("user", user), ("database", "bank")] {
-            body.extend(cstr(k));
-            body.extend(cstr(v));
-        }
-        body.push(0);
-        let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-        startup.extend(body);
-        s.write_all(&startup).unwrap();
-        let mut raw = Raw { s };
-        let out = raw.read_until_ready();
-        assert!(
-            !out.iter().any(|(t, _)| *t == b'E'),
-            "startup failed: {out:?}"
-        );
-        raw
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).unwrap();
-    }
-
-    fn read_msg(&mut self) -> (u8, Vec<u8>) {
-        let mut head = [0u8; 5];
-        self.s.read_exact(&mut head).unwrap();
-        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut body = vec![0u8; len - 4];
-        self.s.read_exact(&mut body).unwrap();
-        (head[0], body)
-    }
-
-    fn read_until_ready(&mut self) -> Vec<(u8, Vec<u8>)> {
-        let mut out = Vec::new();
-        loop {
-            let (t, b) = self.read_msg();
-            let done = t == b'Z';
-            out.push((t, b));
-            if done {
-                return out;
-            }
-        }
-    }
-
-    fn query(&mut self, sql: &str) -> Vec<(u8, Vec<u8>)> {
-        self.send(&msg(b'Q', &cstr(sql)));
-        self.read_until_ready()
-    }
-
-    fn parse(name: &str, sql: &str) -> Vec<u8> {
-        let mut b = cstr(name);
-        b.extend(cstr(sql));
-        b.extend(0i16.to_be_bytes());
-        msg(b'P', &b)
-    }
-
-    fn bind(portal: &str, stmt: &str, result_format: i16) -> Vec<u8> {
-        let mut b = cstr(portal);
-        b.extend(cstr(stmt));
-        b.extend(0i16.to_be_bytes());
-        b.extend(0i16.to_be_bytes());
-        b.extend(1i16.to_be_bytes());
-        b.extend(result_format.to_be_bytes());
-        msg(b'B', &b)
-    }
-
-    fn execute(portal: &str, max_rows: i32) -> Vec<u8> {
-        let mut b = cstr(portal);
-        b.extend(max_rows.to_be_bytes());
-        msg(b'E', &b)
-    }
-
-    fn describe(kind: u8, name: &str) -> Vec<u8> {
-        let mut b = vec![kind];
-        b.extend(cstr(name));
-        msg(b'D', &b)
-    }
-
-    fn close(kind: u8, name: &str) -> Vec<u8> {
-        let mut b = vec![kind];
-        b.extend(cstr(name));
-        msg(b'C', &b)
-    }
-
-    fn sync() -> Vec<u8> {
-        msg(b'S', &[])
-    }
-}
-
-fn raw_bytes(msgs: &[(u8, Vec<u8>)]) -> Vec<u8> {
-    let mut all = Vec::new();
-    for (t, b) in msgs {
-        all.push(*t);
-        all.extend_from_slice(b);
-    }
-    all
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn assert_raw_no_secret(what: &str, msgs: &[(u8, Vec<u8>)]) {
-    let all = raw_bytes(msgs);
-    for secret in SECRETS {
-        assert!(
-            !contains(&all, secret.as_bytes()),
-            "LEAK of {secret} through {what}: {}",
-            String::from_utf8_lossy(&all)
-        );
-    }
+/// A raw protocol client of the fixture's pgveil.
+fn raw(user: &str) -> Raw {
+    Raw::connect(setup(), user)
 }
 
 // ---------------------------------------------------------------------------
@@ -648,7 +333,7 @@ async fn cursor_name_reuse_and_scroll() {
 /// but pgveil may keep its plan for the name.
 #[tokio::test]
 async fn protocol_parse_name_reuse() {
-    let mut r = Raw::connect(DAVE_TRUST);
+    let mut r = raw(DAVE_TRUST);
     for (i, sql) in MASKED_SELECTS.iter().enumerate() {
         let name = format!("st{i}");
         let mut buf = Raw::parse(&name, sql);
@@ -688,7 +373,7 @@ async fn protocol_parse_name_reuse() {
 /// blocked statements, the internal `pgveil_blocked` name.
 #[tokio::test]
 async fn portals_and_internal_names() {
-    let mut r = Raw::connect(DAVE_TRUST);
+    let mut r = raw(DAVE_TRUST);
     let mut buf = Raw::parse("q", "SELECT customers.id_number, customer_contacts.mobile FROM customer_contacts JOIN customers USING (id)");
     buf.extend(Raw::bind("p", "q", 0));
     buf.extend(Raw::execute("p", 1));
@@ -768,7 +453,7 @@ async fn portals_and_internal_names() {
 /// server switched encodings.
 #[tokio::test]
 async fn client_encoding_changes() {
-    let mut r = Raw::connect(DAVE_TRUST);
+    let mut r = raw(DAVE_TRUST);
     // 三丰 in GBK.
     let gbk_given: &[u8] = &[0xc8, 0xfd, 0xb7, 0xe1];
     for sql in [

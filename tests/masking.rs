@@ -6,61 +6,16 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::{cluster, connect, Proxy, SUPERUSER_PASSWORD};
+use common::bank::{self, *};
+use common::{cluster, connect, Proxy};
 use futures::StreamExt;
 use tokio_postgres::SimpleQueryMessage;
-
-const ID_NUMBER: &str = "11010519491231002X";
-const ID_HIDDEN: &str = "19491231";
-const MOBILE: &str = "13987654321";
-const MOBILE_HIDDEN: &str = "8765";
-const CARD: &str = "6222021234567890128";
-const CARD_HIDDEN: &str = "123456789";
-const NAME: &str = "张三丰";
-const PASSWORD: &str = "role-pw";
 
 fn setup() -> &'static Proxy {
     static PROXY: OnceLock<Proxy> = OnceLock::new();
     PROXY.get_or_init(|| {
-        let c = cluster();
-        c.psql_super("CREATE DATABASE bank").unwrap();
-        c.psql_super_db(
-            "bank",
-            &format!(
-                "CREATE TABLE customers (id serial PRIMARY KEY, full_name text NOT NULL,
-                   id_number varchar(18) UNIQUE NOT NULL, mobile text, annual_income numeric(12,2),
-                   branch text);
-                 CREATE TABLE cards (id serial PRIMARY KEY, customer_id int REFERENCES customers,
-                   card_no text UNIQUE, cvv char(3), status text);
-                 CREATE TABLE audit_trail (id serial PRIMARY KEY, note text);
-                 CREATE VIEW customer_contacts AS SELECT id, full_name, mobile FROM customers;
-                 INSERT INTO customers (full_name, id_number, mobile, annual_income, branch) VALUES
-                   ('{NAME}', '{ID_NUMBER}', '{MOBILE}', 123456.78, 'Hangzhou'),
-                   ('Alice Smith', '440301199001011234', '13800000000', 45000, 'Shenzhen');
-                 INSERT INTO cards (customer_id, card_no, cvv, status) VALUES
-                   (1, '{CARD}', '987', 'active'), (2, '4111111111111111', '123', 'active');
-                 INSERT INTO audit_trail (note) VALUES ('opened');
-                 CREATE ROLE compliance NOLOGIN; CREATE ROLE call_center NOLOGIN;
-                 CREATE ROLE analyst NOLOGIN; CREATE ROLE intern NOLOGIN;
-                 CREATE ROLE team_east NOLOGIN IN ROLE call_center;
-                 CREATE ROLE auditor LOGIN PASSWORD '{PASSWORD}' IN ROLE compliance;
-                 CREATE ROLE agent LOGIN PASSWORD '{PASSWORD}' IN ROLE team_east;
-                 CREATE ROLE dev LOGIN PASSWORD '{PASSWORD}';
-                 CREATE ROLE trainee LOGIN PASSWORD '{PASSWORD}' IN ROLE intern;
-                 GRANT ALL ON ALL TABLES IN SCHEMA public TO PUBLIC;
-                 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;
-                 GRANT CREATE ON SCHEMA public TO PUBLIC;"
-            ),
-        )
-        .unwrap();
-        let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/masking");
-        Proxy::start_with_env(
-            &["--policies", policies, "--catalog-user", "postgres"],
-            &[
-                ("PGVEIL_CATALOG_PASSWORD", SUPERUSER_PASSWORD),
-                ("PGVEIL_KEY_PII", "test-key-for-pii-tokens"),
-            ],
-        )
+        bank::create("");
+        bank::start_proxy(bank::POLICIES)
     })
 }
 
@@ -114,15 +69,7 @@ async fn visible(c: &tokio_postgres::Client, sql: &str) -> (bool, String) {
 }
 
 fn assert_no_secret(sql: &str, text: &str) {
-    for secret in [
-        ID_NUMBER,
-        ID_HIDDEN,
-        MOBILE,
-        MOBILE_HIDDEN,
-        CARD,
-        CARD_HIDDEN,
-        "三丰",
-    ] {
+    for secret in SECRETS {
         assert!(
             !text.contains(secret),
             "LEAK of {secret} through `{sql}`: {text}"
@@ -411,19 +358,9 @@ async fn policy_reload_under_load_drops_nothing_and_applies_to_new_statements() 
     setup();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bank.yaml");
-    let original = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/masking/bank.yaml"
-    ))
-    .unwrap();
+    let original = std::fs::read_to_string(format!("{}/bank.yaml", bank::POLICIES)).unwrap();
     std::fs::write(&file, &original).unwrap();
-    let p = Proxy::start_with_env(
-        &["--policies", &dir.path().to_string_lossy()],
-        &[
-            ("PGVEIL_CATALOG_PASSWORD", SUPERUSER_PASSWORD),
-            ("PGVEIL_KEY_PII", "test-key-for-pii-tokens"),
-        ],
-    );
+    let p = bank::start_proxy(&dir.path().to_string_lossy());
     let conn = p.conn_str("auditor", PASSWORD, "bank");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = Vec::new();

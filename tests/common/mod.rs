@@ -9,6 +9,9 @@
 //! panics or is killed.
 #![allow(dead_code)]
 
+pub mod bank;
+pub mod probe;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
