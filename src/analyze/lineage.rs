@@ -403,49 +403,41 @@ pub(crate) struct Walker<'c> {
 
 const MAX_VIEW_DEPTH: usize = 32;
 
-/// Set-returning functions: their arguments decide the number of rows.
-const SET_RETURNING_FUNCTIONS: &[&str] = &[
-    "generate_series",
-    "generate_subscripts",
-    "unnest",
-    "regexp_matches",
-    "regexp_split_to_table",
-    "string_to_table",
-    "json_array_elements",
-    "json_array_elements_text",
-    "jsonb_array_elements",
-    "jsonb_array_elements_text",
-    "json_object_keys",
-    "jsonb_object_keys",
-    "json_each",
-    "json_each_text",
-    "jsonb_each",
-    "jsonb_each_text",
-    "json_populate_recordset",
-    "jsonb_populate_recordset",
-    "json_to_recordset",
-    "jsonb_to_recordset",
-    "jsonb_path_query",
-    "pg_options_to_table",
+/// Set-returning functions (their arguments decide the number of rows), and
+/// whether each has exactly one output column.
+const SET_RETURNING_FUNCTIONS: &[(&str, bool)] = &[
+    ("generate_series", true),
+    ("generate_subscripts", true),
+    ("unnest", true),
+    ("regexp_matches", true),
+    ("regexp_split_to_table", true),
+    ("string_to_table", true),
+    ("json_array_elements", true),
+    ("json_array_elements_text", true),
+    ("jsonb_array_elements", true),
+    ("jsonb_array_elements_text", true),
+    ("json_object_keys", true),
+    ("jsonb_object_keys", true),
+    ("jsonb_path_query", true),
+    ("pg_ls_dir", true),
+    ("json_each", false),
+    ("json_each_text", false),
+    ("jsonb_each", false),
+    ("jsonb_each_text", false),
+    ("json_populate_recordset", false),
+    ("jsonb_populate_recordset", false),
+    ("json_to_recordset", false),
+    ("jsonb_to_recordset", false),
+    ("pg_options_to_table", false),
 ];
 
-/// Set-returning functions with exactly one output column.
-const SINGLE_COLUMN_FUNCTIONS: &[&str] = &[
-    "generate_series",
-    "generate_subscripts",
-    "unnest",
-    "regexp_matches",
-    "regexp_split_to_table",
-    "string_to_table",
-    "json_array_elements",
-    "json_array_elements_text",
-    "jsonb_array_elements",
-    "jsonb_array_elements_text",
-    "json_object_keys",
-    "jsonb_object_keys",
-    "jsonb_path_query",
-    "pg_ls_dir",
-];
+/// `Some(single_column)` for a known set-returning function.
+fn set_returning(name: &str) -> Option<bool> {
+    SET_RETURNING_FUNCTIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, single)| *single)
+}
 
 impl<'c> Walker<'c> {
     pub(crate) fn new(catalog: &'c Catalog, search_path: &'c [String]) -> Walker<'c> {
@@ -1165,7 +1157,7 @@ impl<'c> Walker<'c> {
         let listed = alias.is_some_and(|a| !a.columns.is_empty());
         // Functions known to return one column; others (OUT parameters,
         // records) have a shape pgveil does not know.
-        let single = SINGLE_COLUMN_FUNCTIONS.contains(&bare.as_str());
+        let single = set_returning(&bare) == Some(true);
         let column_names: Vec<String> = match alias {
             Some(a) if !a.columns.is_empty() => {
                 a.columns.iter().map(|c| ident_name(&c.name)).collect()
@@ -1943,7 +1935,7 @@ impl<'c> Walker<'c> {
                 ast::WindowType::NamedWindow(_) => {}
             }
         }
-        if SET_RETURNING_FUNCTIONS.contains(&name) {
+        if set_returning(name).is_some() {
             self.with_clause(Clause::RowCount, |w| {
                 for a in &args {
                     w.use_sources(a, false);

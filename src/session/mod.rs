@@ -507,6 +507,37 @@ fn policy_unavailable(e: runtime::RuntimeError) -> ProxyError {
         .with_hint("The session was closed rather than served unmasked; retry, or ask the DBA to check pgveil's catalog connection.")
 }
 
+/// Runs one query of pgveil's own on the session's connection, between the
+/// client's statements: the DataRows it returned, and whether the server
+/// reported an error. Notices and notifications meanwhile go to the client.
+async fn internal_query(
+    server: &mut Stream,
+    sbuf: &mut BytesMut,
+    early: &mut BytesMut,
+    sql: &str,
+) -> Result<(Vec<BytesMut>, bool), String> {
+    let mut q = BytesMut::new();
+    wire::encode_query(&mut q, sql);
+    server
+        .write_all(&q)
+        .await
+        .map_err(|e| format!("the database connection failed: {e}"))?;
+    let (mut rows, mut failed) = (Vec::new(), false);
+    loop {
+        let msg = match crate::net::read_typed(server, sbuf, MAX_BACKEND_MESSAGE).await {
+            Ok(Some(m)) => m,
+            _ => return Err("the database closed the connection".into()),
+        };
+        match msg[0] {
+            b'D' => rows.push(msg),
+            b'Z' => return Ok((rows, failed)),
+            b'E' => failed = true,
+            b'T' | b'C' => {}
+            _ => early.extend_from_slice(&msg),
+        }
+    }
+}
+
 /// Asks the server for the session's search_path (it is not reported in
 /// ParameterStatus), before the client's first statement is analysed.
 async fn probe_search_path(
@@ -515,29 +546,10 @@ async fn probe_search_path(
     user: &str,
     early: &mut BytesMut,
 ) -> Result<Vec<String>, String> {
-    let mut q = BytesMut::new();
-    wire::encode_query(&mut q, "SHOW search_path");
-    server
-        .write_all(&q)
-        .await
-        .map_err(|e| format!("the database connection failed: {e}"))?;
-    let mut value = None;
-    loop {
-        let msg = match crate::net::read_typed(server, sbuf, MAX_BACKEND_MESSAGE).await {
-            Ok(Some(m)) => m,
-            _ => return Err("the database closed the connection".into()),
-        };
-        match msg[0] {
-            b'D' => {
-                value = wire::data_row(&msg)
-                    .and_then(|v| v.first().copied().flatten().map(|b| b.to_vec()));
-            }
-            b'Z' => break,
-            b'T' | b'C' | b'E' => {}
-            // Notices and notifications belong to the client.
-            _ => early.extend_from_slice(&msg),
-        }
-    }
+    let (rows, _) = internal_query(server, sbuf, early, "SHOW search_path").await?;
+    let value = rows.last().and_then(|msg| {
+        wire::data_row(msg).and_then(|v| v.first().copied().flatten().map(|b| b.to_vec()))
+    });
     let value = String::from_utf8_lossy(&value.unwrap_or_default()).into_owned();
     Ok(split_search_path(&value, user))
 }
@@ -557,75 +569,48 @@ async fn probe_temp_relations(
         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
         WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind IN ('r','p','v','m') \
         ORDER BY c.oid, a.attnum";
-    let mut q = BytesMut::new();
-    wire::encode_query(&mut q, SQL);
-    server
-        .write_all(&q)
-        .await
-        .map_err(|e| format!("the database connection failed: {e}"))?;
+    let (rows, mut failed) = internal_query(server, sbuf, early, SQL).await?;
     let mut relations: Vec<Relation> = Vec::new();
-    let mut failed = false;
-    loop {
-        let msg = match crate::net::read_typed(server, sbuf, MAX_BACKEND_MESSAGE).await {
-            Ok(Some(m)) => m,
-            _ => return Err("the database closed the connection".into()),
+    for msg in &rows {
+        let Some(v) = wire::data_row(msg) else {
+            failed = true;
+            continue;
         };
-        match msg[0] {
-            b'D' => {
-                let Some(v) = wire::data_row(&msg) else {
-                    failed = true;
-                    continue;
+        let text = |i: usize| -> Option<String> {
+            v.get(i)
+                .copied()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        let (Some(oid), Some(name), Some(kind), Some(col), Some(attnum), Some(typ), Some(typname)) = (
+            text(0).and_then(|s| s.parse::<u32>().ok()),
+            text(1),
+            text(2),
+            text(3),
+            text(4).and_then(|s| s.parse::<i16>().ok()),
+            text(5).and_then(|s| s.parse::<u32>().ok()),
+            text(6),
+        ) else {
+            failed = true;
+            continue;
+        };
+        let column = CatalogColumn {
+            name: col,
+            attnum,
+            type_oid: typ,
+            type_name: typname,
+        };
+        match relations.last_mut() {
+            Some(r) if r.oid == oid => r.columns.push(column),
+            _ => {
+                let kind = match kind.as_str() {
+                    "v" => RelationKind::View,
+                    "m" => RelationKind::MaterializedView,
+                    "p" => RelationKind::PartitionedTable,
+                    _ => RelationKind::Table,
                 };
-                let text = |i: usize| -> Option<String> {
-                    v.get(i)
-                        .copied()
-                        .flatten()
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                };
-                let (
-                    Some(oid),
-                    Some(name),
-                    Some(kind),
-                    Some(col),
-                    Some(attnum),
-                    Some(typ),
-                    Some(typname),
-                ) = (
-                    text(0).and_then(|s| s.parse::<u32>().ok()),
-                    text(1),
-                    text(2),
-                    text(3),
-                    text(4).and_then(|s| s.parse::<i16>().ok()),
-                    text(5).and_then(|s| s.parse::<u32>().ok()),
-                    text(6),
-                )
-                else {
-                    failed = true;
-                    continue;
-                };
-                let column = CatalogColumn {
-                    name: col,
-                    attnum,
-                    type_oid: typ,
-                    type_name: typname,
-                };
-                match relations.last_mut() {
-                    Some(r) if r.oid == oid => r.columns.push(column),
-                    _ => {
-                        let kind = match kind.as_str() {
-                            "v" => RelationKind::View,
-                            "m" => RelationKind::MaterializedView,
-                            "p" => RelationKind::PartitionedTable,
-                            _ => RelationKind::Table,
-                        };
-                        relations.push(Relation::temporary(oid, name, kind, vec![column], text(7)));
-                    }
-                }
+                relations.push(Relation::temporary(oid, name, kind, vec![column], text(7)));
             }
-            b'Z' => break,
-            b'E' => failed = true,
-            b'T' | b'C' => {}
-            _ => early.extend_from_slice(&msg),
         }
     }
     if failed {
