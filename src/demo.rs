@@ -38,7 +38,9 @@ const ROLES: &[&str] = &[
     "developer",
 ];
 
-fn pg_bin() -> Option<PathBuf> {
+/// PostgreSQL's server binaries: `$PG_BIN`, the newest
+/// `/usr/lib/postgresql/*/bin`, then `pg_config --bindir`.
+pub fn pg_bin() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("PG_BIN") {
         return Some(PathBuf::from(dir));
     }
@@ -176,16 +178,21 @@ fn prepare(args: &DemoArgs) -> Result<(Cluster, u16), String> {
         root,
         started: false,
     };
+    // Run as root, the server runs as `postgres`, which must own its files.
+    let give_to_postgres = || -> Result<(), String> {
+        if root {
+            run(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&dir),
+                "chown",
+            )?;
+        }
+        Ok(())
+    };
     std::fs::write(dir.join("policies/finance-cn.yaml"), FINANCE_CN).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("policies/pci-dss.yaml"), PCI_DSS).map_err(|e| e.to_string())?;
-    if root {
-        run(
-            Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir),
-            "chown",
-        )?;
-    }
+    give_to_postgres()?;
     let data = dir.join("data");
     eprintln!(
         "pgveil demo: creating a throwaway cluster in {}",
@@ -219,14 +226,7 @@ fn prepare(args: &DemoArgs) -> Result<(Cluster, u16), String> {
         "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
     )
     .map_err(|e| e.to_string())?;
-    if root {
-        run(
-            Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir),
-            "chown",
-        )?;
-    }
+    give_to_postgres()?;
     run(
         as_postgres(&bin.join("pg_ctl"), root)
             .arg("-D")

@@ -599,14 +599,7 @@ async fn relay_auth(
             Ok(Some(m)) => m,
             Ok(None) => {
                 let _ = client.write_all(&out).await;
-                send_fatal(
-                    client,
-                    ProxyError::fatal(
-                        "08006",
-                        "the database closed the connection during authentication",
-                    ),
-                )
-                .await;
+                send_fatal(client, closed_during_auth()).await;
                 return Err("upstream_closed");
             }
             Err(e) => {
@@ -661,14 +654,7 @@ async fn relay_auth(
                         return Err("bad_startup");
                     }
                     if server.write_all(&answer).await.is_err() {
-                        send_fatal(
-                            client,
-                            ProxyError::fatal(
-                                "08006",
-                                "the database closed the connection during authentication",
-                            ),
-                        )
-                        .await;
+                        send_fatal(client, closed_during_auth()).await;
                         return Err("upstream_closed");
                     }
                 }
@@ -701,6 +687,13 @@ async fn relay_auth(
             _ => out.extend_from_slice(&msg),
         }
     }
+}
+
+fn closed_during_auth() -> ProxyError {
+    ProxyError::fatal(
+        "08006",
+        "the database closed the connection during authentication",
+    )
 }
 
 /// Reads one complete typed message.

@@ -50,37 +50,10 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Finds the server binaries: $PG_BIN, `pg_config --bindir`, then the newest
-/// /usr/lib/postgresql/*/bin.
+/// The server binaries, found as `pgveil demo` finds them.
 pub fn pg_bin() -> PathBuf {
-    if let Ok(dir) = std::env::var("PG_BIN") {
-        return PathBuf::from(dir);
-    }
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .filter(|p| p.join("initdb").exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    candidates.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    if let Some(best) = candidates.pop() {
-        return best;
-    }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if dir.join("initdb").exists() {
-            return dir;
-        }
-    }
-    panic!("PostgreSQL server binaries not found: set PG_BIN")
+    pgveil::demo::pg_bin()
+        .unwrap_or_else(|| panic!("PostgreSQL server binaries not found: set PG_BIN"))
 }
 
 /// A port nobody listens on right now.
