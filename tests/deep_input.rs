@@ -12,12 +12,34 @@ use common::bank;
 use common::probe::*;
 use common::Proxy;
 
+/// `agent` and `dev` are masked; `auditor` (compliance) sees everything in
+/// clear, so pgveil treats it as unrestricted.
+const POLICY: &str = "version: 1
+keys: [pii]
+columns:
+  public.customers.id_number:
+    mask: cn_id_card
+    rules:
+      - roles: [compliance]
+        action: allow
+";
+
 fn setup() -> &'static Proxy {
-    static PROXY: OnceLock<Proxy> = OnceLock::new();
-    PROXY.get_or_init(|| {
+    static PROXY: OnceLock<(tempfile::TempDir, Proxy)> = OnceLock::new();
+    let (_, proxy) = PROXY.get_or_init(|| {
         bank::create("");
-        bank::start_proxy(bank::POLICIES)
-    })
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+        let proxy = bank::start_proxy(dir.path().to_str().unwrap());
+        (dir, proxy)
+    });
+    proxy
+}
+
+/// PostgreSQL's answer, or its own refusal (its `max_stack_depth` stops some
+/// deep expressions); never pgveil's refusal or a lost connection.
+fn server_answered(ok: bool, text: &str, expected: &str) -> bool {
+    (ok && text.contains(expected)) || text.contains(" 54001 ")
 }
 
 /// `0+1+1+…` with `terms` ones (PostgreSQL runs it; its value is `terms`).
@@ -33,10 +55,7 @@ fn or_chain(terms: usize, column: &str) -> String {
 }
 
 fn cast_chain(terms: usize, column: &str) -> String {
-    format!(
-        "SELECT {column}{} FROM customers",
-        "::text".repeat(terms)
-    )
+    format!("SELECT {column}{} FROM customers", "::text".repeat(terms))
 }
 
 fn nested_parens(depth: usize, column: &str) -> String {
@@ -87,7 +106,11 @@ async fn deep_statements_never_abort_the_proxy() {
     for role in ["agent", "auditor"] {
         let s = Session::connect(setup(), role).await;
         for sql in deep_statements("id_number") {
-            let (ok, text) = s.attack(&sql).await;
+            let (ok, text) = if role == "auditor" {
+                s.visible(&sql).await
+            } else {
+                s.attack(&sql).await
+            };
             if !ok && role == "auditor" {
                 // An unrestricted role gets whatever PostgreSQL says.
                 assert!(
@@ -108,9 +131,9 @@ async fn the_issue_examples_answer_for_both_roles() {
     for role in ["agent", "auditor", "dev"] {
         let s = Session::connect(setup(), role).await;
         let (ok, text) = s.visible(&sql).await;
-        assert!(ok && text.contains("6000"), "{role}: {text}");
+        assert!(server_answered(ok, &text, "6000"), "{role}: {text}");
         let (ok, text) = s.visible(&or_chain(6_000, "branch")).await;
-        assert!(ok && text.contains('0'), "{role}: {text}");
+        assert!(server_answered(ok, &text, "0"), "{role}: {text}");
         still_serving(&s, role).await;
     }
 }
@@ -121,7 +144,11 @@ async fn beyond_the_bound_masked_roles_get_42501_and_others_pass() {
     let sql = plus_chain(1_000_000);
     let agent = Session::connect(setup(), "agent").await;
     let (ok, text) = agent.visible(&sql).await;
-    assert!(!ok, "masked role got an answer: {}", &text[..text.len().min(200)]);
+    assert!(
+        !ok,
+        "masked role got an answer: {}",
+        &text[..text.len().min(200)]
+    );
     assert!(
         text.contains("42501") && text.contains("nested too deeply"),
         "{text}"

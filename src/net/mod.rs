@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
-use futures::FutureExt;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::config::{LogFormat, ServeArgs, Settings, UpstreamTls};
