@@ -281,8 +281,12 @@ impl Catalog {
             .filter_map(|&i| self.data.functions.get(i))
     }
 
-    /// Resolves a function call: explicit schema, else pg_catalog, else the
-    /// search_path.
+    /// Resolves a function call: the explicit schema, else the function it
+    /// may run. PostgreSQL picks among every schema of the path by argument
+    /// types, so a user function of the same name on the path can win over
+    /// a built-in (`public.lower(varchar)` over `pg_catalog.lower(text)`):
+    /// pgveil, which does not type arguments, takes the user function then,
+    /// so the call is judged as one.
     pub fn resolve_function(
         &self,
         search_path: &[String],
@@ -291,9 +295,19 @@ impl Catalog {
     ) -> Option<&CatalogFunction> {
         match schema {
             Some(schema) => self.functions_named(name).find(|f| f.schema == schema),
-            None => std::iter::once("pg_catalog")
-                .chain(search_path.iter().map(String::as_str))
-                .find_map(|schema| self.functions_named(name).find(|f| f.schema == schema)),
+            None => {
+                let on_path = |f: &&CatalogFunction| search_path.iter().any(|s| s == &f.schema);
+                let user = search_path
+                    .iter()
+                    .filter(|s| !SYSTEM_SCHEMAS.contains(&s.as_str()))
+                    .find_map(|schema| self.functions_named(name).find(|f| &f.schema == schema));
+                user.or_else(|| {
+                    std::iter::once("pg_catalog")
+                        .chain(search_path.iter().map(String::as_str))
+                        .find_map(|schema| self.functions_named(name).find(|f| f.schema == schema))
+                })
+                .filter(|f| f.schema == "pg_catalog" || on_path(f))
+            }
         }
     }
 

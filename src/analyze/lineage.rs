@@ -174,6 +174,9 @@ pub struct Effects {
     pub relations: BTreeSet<(String, String)>,
     /// User-defined functions called (schema, name).
     pub user_functions: BTreeSet<(String, String)>,
+    /// Functions (re)defined, renamed or moved (schema, name): a role must
+    /// not redefine one the policy allows it to call.
+    pub defined_functions: BTreeSet<(String, String)>,
     pub sinks: BTreeSet<Sink>,
     pub hazards: BTreeSet<Hazard>,
 }
@@ -184,6 +187,8 @@ impl Effects {
         self.relations.extend(other.relations.iter().cloned());
         self.user_functions
             .extend(other.user_functions.iter().cloned());
+        self.defined_functions
+            .extend(other.defined_functions.iter().cloned());
         self.sinks.extend(other.sinks.iter().cloned());
         self.hazards.extend(other.hazards.iter().cloned());
     }
@@ -1825,7 +1830,7 @@ impl<'c> Walker<'c> {
     }
 
     /// Checks the function is known and allowed; records hazards.
-    fn check_function(&mut self, parts: &[String]) {
+    pub(crate) fn check_function(&mut self, parts: &[String]) {
         let (schema, name) = match parts {
             [name] => (None, name.as_str()),
             [schema, name] => (Some(schema.as_str()), name.as_str()),
