@@ -4,8 +4,55 @@
 
 mod common;
 
-use common::{cluster, connect, SUPERUSER, SUPERUSER_PASSWORD};
+use std::sync::OnceLock;
+
+use common::bank::{self, ID_NUMBER, MOBILE};
+use common::probe::Session;
+use common::{cluster, connect, Proxy, SUPERUSER, SUPERUSER_PASSWORD};
 use pgveil::analyze::Catalog;
+
+/// The bank fixture behind pgveil with tests/fixtures/ddl: the bank policy
+/// plus columns of tables that do not exist yet, and one allowed function.
+fn setup() -> &'static Proxy {
+    static PROXY: OnceLock<Proxy> = OnceLock::new();
+    PROXY.get_or_init(|| {
+        bank::create("");
+        cluster()
+            .psql_super_db(
+                "bank",
+                "CREATE FUNCTION safe_len(text) RETURNS int LANGUAGE sql AS 'SELECT length($1)';
+                 CREATE FUNCTION not_allowed(text) RETURNS text LANGUAGE sql AS 'SELECT $1';
+                 CREATE FUNCTION trig() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+                 CREATE PROCEDURE sc_proc() LANGUAGE sql AS 'SELECT 1';",
+            )
+            .unwrap();
+        bank::start_proxy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ddl"))
+    })
+}
+
+/// `dev` is masked on every protected column of the bank policy.
+async fn dev() -> Session {
+    Session::connect(setup(), "dev").await
+}
+
+/// Runs `sql`, expecting success; returns what the client saw.
+async fn ok(s: &Session, sql: &str) -> String {
+    let (ok, text) = s.visible(sql).await;
+    assert!(ok, "`{sql}` failed through pgveil: {text}");
+    s.check(sql, &text);
+    text
+}
+
+/// Runs `sql`, expecting pgveil's refusal naming `rule`.
+async fn refused(s: &Session, sql: &str, rule: &str) -> String {
+    let (ok, text) = s.visible(sql).await;
+    assert!(!ok, "`{sql}` passed: {text}");
+    assert!(
+        text.contains("42501") && text.contains(&format!("[rule: {rule}]")),
+        "`{sql}` refused, but not by rule {rule}: {text}"
+    );
+    text
+}
 
 fn direct(db: &str) -> String {
     format!(
@@ -102,8 +149,101 @@ async fn incremental_refresh_matches_a_full_read() {
     }
 }
 
-#[test]
-#[ignore]
-fn print_sql() {
-    println!("{}", pgveil::analyze::catalog::CatalogRead::since("1000:1000:").unwrap().sql());
+/// Function, aggregate and operator definitions pass; what would run a
+/// function pgveil cannot see being called is refused, naming the rule.
+#[tokio::test]
+async fn server_code_definitions() {
+    let s = dev().await;
+    ok(&s, "CREATE FUNCTION sc_double(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'").await;
+    ok(&s, "CREATE OR REPLACE FUNCTION sc_double(int) RETURNS int LANGUAGE sql AS 'SELECT $1 + $1'").await;
+    ok(&s, "CREATE AGGREGATE sc_sum(int) (sfunc = int4pl, stype = int)").await;
+    ok(&s, "ALTER FUNCTION sc_double(int) IMMUTABLE").await;
+    // Calls stay blocked: their bodies are not analysed.
+    refused(&s, "SELECT sc_double(id) FROM customers", "user-defined-function").await;
+    refused(&s, "SELECT sc_sum(id) FROM customers", "user-defined-function").await;
+    refused(&s, "CALL sc_proc()", "user-defined-function").await;
+    // The allowed function is callable, and cannot be redefined, overloaded
+    // or replaced by a rename.
+    let text = ok(&s, "SELECT safe_len(branch) FROM customers WHERE id = 1").await;
+    assert!(text.contains('8'), "{text}");
+    let text = refused(
+        &s,
+        "CREATE OR REPLACE FUNCTION safe_len(text) RETURNS int LANGUAGE sql AS 'SELECT 0'",
+        "allowed-function-definition",
+    )
+    .await;
+    assert!(text.contains("functions.allow"), "{text}");
+    refused(
+        &s,
+        "CREATE FUNCTION public.safe_len(varchar) RETURNS int LANGUAGE sql AS 'SELECT 0'",
+        "allowed-function-definition",
+    )
+    .await;
+    refused(&s, "ALTER FUNCTION sc_double(int) RENAME TO safe_len", "allowed-function-definition").await;
+    // A user function named like a built-in may win PostgreSQL's overload
+    // resolution (varchar argument): the call counts as the user function.
+    ok(&s, "CREATE FUNCTION lower(varchar) RETURNS text LANGUAGE sql AS 'SELECT $1::text'").await;
+    refused(&s, "SELECT lower(id_number) FROM customers", "user-defined-function").await;
+    ok(&s, "DROP FUNCTION lower(varchar)").await;
+    ok(&s, "SELECT lower(branch) FROM customers").await;
+    // Implicit invocation paths: only built-in or allowed functions.
+    for (sql, what) in [
+        ("CREATE TABLE sc_t1 (id int, v text DEFAULT not_allowed('x'))", "column default"),
+        ("CREATE TABLE sc_t2 (id int, v text CHECK (not_allowed(v) <> ''))", "check"),
+        ("CREATE TABLE sc_t3 (v text, w text GENERATED ALWAYS AS (not_allowed(v)) STORED)", "generated column"),
+        ("CREATE DOMAIN sc_d AS text CHECK (not_allowed(VALUE) <> '')", "domain"),
+        ("CREATE INDEX ON customers (not_allowed(branch))", "index expression"),
+        ("CREATE TRIGGER sc_tr BEFORE INSERT ON audit_trail FOR EACH ROW EXECUTE FUNCTION trig()", "trigger"),
+        ("CREATE OPERATOR - (RIGHTARG = text, FUNCTION = not_allowed)", "operator"),
+        ("ALTER TABLE audit_trail ADD COLUMN sc text DEFAULT not_allowed('x')", "added column default"),
+    ] {
+        let text = refused(&s, sql, "user-defined-function").await;
+        assert!(text.contains("functions.allow") || text.contains("list the function"), "{what}: {text}");
+    }
+    // Built-in functions on those paths are fine.
+    ok(&s, "CREATE TABLE sc_ok (id serial, at timestamptz DEFAULT now(), v text CHECK (length(v) < 10), \
+              w int GENERATED ALWAYS AS (length(v)) STORED)").await;
+    ok(&s, "CREATE INDEX ON sc_ok (lower(v))").await;
+    ok(&s, "CREATE TABLE sc_allowed (v text, n int DEFAULT safe_len('abc'))").await;
+    refused(&s, "CREATE RULE sc_r AS ON INSERT TO sc_ok DO ALSO NOTIFY sc", "server-side-code").await;
+    s.finish();
+}
+
+/// Statements that change the schema without moving data pass; TRUNCATE is
+/// a write; search_path changes are followed; temp views can be replaced.
+#[tokio::test]
+async fn schema_statements_without_data_flow() {
+    let s = dev().await;
+    for sql in [
+        "CREATE TABLE sk_t (id int, v text)",
+        "CREATE DOMAIN sk_d AS int CHECK (VALUE > 0)",
+        "DROP DOMAIN sk_d",
+        "ALTER TABLE sk_t ENABLE ROW LEVEL SECURITY",
+        "CREATE POLICY sk_p ON sk_t USING (id > 0)",
+        "DROP POLICY sk_p ON sk_t",
+        "CREATE RULE sk_r AS ON UPDATE TO sk_t DO INSTEAD NOTHING",
+        "DROP RULE sk_r ON sk_t",
+        "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC",
+        "INSERT INTO sk_t VALUES (1, 'a')",
+        "TRUNCATE sk_t",
+        "TRUNCATE sk_t RESTART IDENTITY CASCADE",
+    ] {
+        if sql.starts_with("CREATE RULE") {
+            // Rules stay refused (their actions run unseen); make one directly.
+            cluster()
+                .psql_super_db("bank", "CREATE RULE sk_r AS ON UPDATE TO sk_t DO INSTEAD NOTHING")
+                .unwrap();
+            continue;
+        }
+        ok(&s, sql).await;
+    }
+    let text = ok(&s, "SELECT count(*) FROM sk_t").await;
+    assert!(text.contains('0'), "{text}");
+    // Operator families need a superuser: the server's answer comes back.
+    let (created, text) = s.visible("CREATE OPERATOR FAMILY sk_f USING btree").await;
+    assert!(!created && text.contains("must be superuser"), "{text}");
+    // CREATE ROLE needs the privilege: the server's own answer comes back.
+    let (created, text) = s.visible("CREATE ROLE sk_role").await;
+    assert!(!created && text.contains("42501") && !text.contains("pgveil"), "{text}");
+    s.finish();
 }
