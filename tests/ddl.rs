@@ -87,7 +87,12 @@ fn summary(c: &Catalog) -> (Vec<String>, Vec<String>, Vec<String>) {
     let functions = c
         .functions()
         .iter()
-        .map(|f| format!("{} {}.{} {} {}", f.oid, f.schema, f.name, f.language, f.kind))
+        .map(|f| {
+            format!(
+                "{} {}.{} {} {}",
+                f.oid, f.schema, f.name, f.language, f.kind
+            )
+        })
         .collect();
     (c.schemas().to_vec(), relations, functions)
 }
@@ -154,13 +159,35 @@ async fn incremental_refresh_matches_a_full_read() {
 #[tokio::test]
 async fn server_code_definitions() {
     let s = dev().await;
-    ok(&s, "CREATE FUNCTION sc_double(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'").await;
-    ok(&s, "CREATE OR REPLACE FUNCTION sc_double(int) RETURNS int LANGUAGE sql AS 'SELECT $1 + $1'").await;
-    ok(&s, "CREATE AGGREGATE sc_sum(int) (sfunc = int4pl, stype = int)").await;
+    ok(
+        &s,
+        "CREATE FUNCTION sc_double(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'",
+    )
+    .await;
+    ok(
+        &s,
+        "CREATE OR REPLACE FUNCTION sc_double(int) RETURNS int LANGUAGE sql AS 'SELECT $1 + $1'",
+    )
+    .await;
+    ok(
+        &s,
+        "CREATE AGGREGATE sc_sum(int) (sfunc = int4pl, stype = int)",
+    )
+    .await;
     ok(&s, "ALTER FUNCTION sc_double(int) IMMUTABLE").await;
     // Calls stay blocked: their bodies are not analysed.
-    refused(&s, "SELECT sc_double(id) FROM customers", "user-defined-function").await;
-    refused(&s, "SELECT sc_sum(id) FROM customers", "user-defined-function").await;
+    refused(
+        &s,
+        "SELECT sc_double(id) FROM customers",
+        "user-defined-function",
+    )
+    .await;
+    refused(
+        &s,
+        "SELECT sc_sum(id) FROM customers",
+        "user-defined-function",
+    )
+    .await;
     refused(&s, "CALL sc_proc()", "user-defined-function").await;
     // The allowed function is callable, and cannot be redefined, overloaded
     // or replaced by a rename.
@@ -179,11 +206,25 @@ async fn server_code_definitions() {
         "allowed-function-definition",
     )
     .await;
-    refused(&s, "ALTER FUNCTION sc_double(int) RENAME TO safe_len", "allowed-function-definition").await;
+    refused(
+        &s,
+        "ALTER FUNCTION sc_double(int) RENAME TO safe_len",
+        "allowed-function-definition",
+    )
+    .await;
     // A user function named like a built-in may win PostgreSQL's overload
     // resolution (varchar argument): the call counts as the user function.
-    ok(&s, "CREATE FUNCTION lower(varchar) RETURNS text LANGUAGE sql AS 'SELECT $1::text'").await;
-    refused(&s, "SELECT lower(id_number) FROM customers", "user-defined-function").await;
+    ok(
+        &s,
+        "CREATE FUNCTION lower(varchar) RETURNS text LANGUAGE sql AS 'SELECT $1::text'",
+    )
+    .await;
+    refused(
+        &s,
+        "SELECT lower(id_number) FROM customers",
+        "user-defined-function",
+    )
+    .await;
     ok(&s, "DROP FUNCTION lower(varchar)").await;
     ok(&s, "SELECT lower(branch) FROM customers").await;
     // Implicit invocation paths: only built-in or allowed functions.
@@ -204,8 +245,17 @@ async fn server_code_definitions() {
     ok(&s, "CREATE TABLE sc_ok (id serial, at timestamptz DEFAULT now(), v text CHECK (length(v) < 10), \
               w int GENERATED ALWAYS AS (length(v)) STORED)").await;
     ok(&s, "CREATE INDEX ON sc_ok (lower(v))").await;
-    ok(&s, "CREATE TABLE sc_allowed (v text, n int DEFAULT safe_len('abc'))").await;
-    refused(&s, "CREATE RULE sc_r AS ON INSERT TO sc_ok DO ALSO NOTIFY sc", "server-side-code").await;
+    ok(
+        &s,
+        "CREATE TABLE sc_allowed (v text, n int DEFAULT safe_len('abc'))",
+    )
+    .await;
+    refused(
+        &s,
+        "CREATE RULE sc_r AS ON INSERT TO sc_ok DO ALSO NOTIFY sc",
+        "server-side-code",
+    )
+    .await;
     s.finish();
 }
 
@@ -231,7 +281,10 @@ async fn schema_statements_without_data_flow() {
         if sql.starts_with("CREATE RULE") {
             // Rules stay refused (their actions run unseen); make one directly.
             cluster()
-                .psql_super_db("bank", "CREATE RULE sk_r AS ON UPDATE TO sk_t DO INSTEAD NOTHING")
+                .psql_super_db(
+                    "bank",
+                    "CREATE RULE sk_r AS ON UPDATE TO sk_t DO INSTEAD NOTHING",
+                )
                 .unwrap();
             continue;
         }
@@ -244,6 +297,116 @@ async fn schema_statements_without_data_flow() {
     assert!(!created && text.contains("must be superuser"), "{text}");
     // CREATE ROLE needs the privilege: the server's own answer comes back.
     let (created, text) = s.visible("CREATE ROLE sk_role").await;
-    assert!(!created && text.contains("42501") && !text.contains("pgveil"), "{text}");
+    assert!(
+        !created && text.contains("42501") && !text.contains("pgveil"),
+        "{text}"
+    );
+    s.finish();
+}
+
+/// A migration in one transaction, as Django, Rails, Alembic and Flyway run
+/// them: every statement after the DDL works, and a column the policy
+/// protects is masked from the moment the transaction creates it.
+#[tokio::test]
+async fn migration_in_a_transaction() {
+    let s = dev().await;
+    ok(&s, "BEGIN").await;
+    ok(
+        &s,
+        "CREATE TABLE mig_accounts (id serial PRIMARY KEY, secret text, note text)",
+    )
+    .await;
+    ok(
+        &s,
+        &format!("INSERT INTO mig_accounts (secret, note) VALUES ('{MOBILE}', 'first')"),
+    )
+    .await;
+    let text = ok(&s, "SELECT * FROM mig_accounts").await;
+    assert!(text.contains("first") && text.contains("****"), "{text}");
+    ok(
+        &s,
+        "ALTER TABLE mig_accounts ADD COLUMN extra int DEFAULT 7",
+    )
+    .await;
+    let text = ok(&s, "SELECT extra, note FROM mig_accounts").await;
+    assert!(text.contains('7') && text.contains("first"), "{text}");
+    ok(
+        &s,
+        "CREATE VIEW mig_view AS SELECT id, secret AS s FROM mig_accounts",
+    )
+    .await;
+    let text = ok(&s, "SELECT s FROM mig_view").await;
+    assert!(text.contains("****"), "{text}");
+    // A savepoint rolled back undoes its DDL for pgveil too.
+    ok(&s, "SAVEPOINT a").await;
+    ok(&s, "ALTER TABLE mig_accounts RENAME COLUMN note TO note2").await;
+    ok(&s, "SELECT note2 FROM mig_accounts").await;
+    ok(&s, "ROLLBACK TO SAVEPOINT a").await;
+    let text = ok(&s, "SELECT note FROM mig_accounts").await;
+    assert!(text.contains("first"), "{text}");
+    // Extended protocol (tokio-postgres prepares every statement).
+    s.c.execute("ALTER TABLE mig_accounts ADD COLUMN e2 int", &[])
+        .await
+        .unwrap();
+    let rows =
+        s.c.query("SELECT secret, e2 FROM mig_accounts", &[])
+            .await
+            .unwrap();
+    let secret: String = rows[0].get(0);
+    assert_ne!(secret, MOBILE);
+    // DDL and a read of what it changed in one query string: the read is
+    // planned before the DDL runs, so it is refused (and nothing runs).
+    refused(
+        &s,
+        "ALTER TABLE mig_accounts ADD COLUMN e3 int; SELECT secret FROM mig_accounts",
+        "uncommitted-ddl",
+    )
+    .await;
+    ok(&s, "ROLLBACK").await;
+    // After ROLLBACK the table is gone for pgveil too.
+    let (ran, text) = s.visible("SELECT * FROM mig_accounts").await;
+    assert!(!ran, "{text}");
+    // The same migration committed; another session sees it masked.
+    for sql in [
+        "BEGIN",
+        "CREATE TABLE mig_accounts (id serial PRIMARY KEY, secret text, note text)",
+        &format!("INSERT INTO mig_accounts (secret, note) VALUES ('{ID_NUMBER}', 'kept')"),
+        "COMMIT",
+    ] {
+        ok(&s, sql).await;
+    }
+    let other = dev().await;
+    let text = ok(&other, "SELECT secret, note FROM mig_accounts").await;
+    assert!(text.contains("kept") && text.contains("****"), "{text}");
+    // A generated column would copy a protected column of a table the
+    // policy names before it exists into an unprotected one.
+    refused(
+        &s,
+        "CREATE TABLE mig_gen (secret text, l int GENERATED ALWAYS AS (length(secret)) STORED)",
+        "public.mig_gen.secret default",
+    )
+    .await;
+    s.finish();
+    other.finish();
+}
+
+/// An object swapped inside a transaction is read with its new lineage.
+#[tokio::test]
+async fn swapped_objects_in_a_transaction_stay_masked() {
+    let s = dev().await;
+    ok(&s, "CREATE TABLE sw_t (id int, m text)").await;
+    ok(&s, "INSERT INTO sw_t VALUES (1, 'plain')").await;
+    ok(&s, "BEGIN").await;
+    ok(&s, "ALTER TABLE sw_t RENAME TO sw_t_old").await;
+    ok(
+        &s,
+        "CREATE VIEW sw_t AS SELECT id, mobile AS m FROM customers",
+    )
+    .await;
+    let text = ok(&s, "SELECT m FROM sw_t WHERE id = 1").await;
+    assert!(text.contains("****"), "{text}");
+    ok(&s, "ROLLBACK").await;
+    let text = ok(&s, "SELECT m FROM sw_t").await;
+    assert!(text.contains("plain"), "{text}");
     s.finish();
 }

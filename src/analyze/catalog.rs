@@ -490,10 +490,14 @@ impl CatalogRead {
             Some((xmax, xip)) => {
                 // age() counts back from one reference xid, so comparing
                 // ages compares xids modulo wraparound, at C speed.
-                let mut p = format!("(pg_catalog.age({alias}.xmin) <= pg_catalog.age('{xmax}'::xid)");
+                let mut p =
+                    format!("(pg_catalog.age({alias}.xmin) <= pg_catalog.age('{xmax}'::xid)");
                 if !xip.is_empty() {
                     let list: Vec<String> = xip.iter().map(u64::to_string).collect();
-                    p.push_str(&format!(" OR {alias}.xmin = ANY ('{{{}}}'::xid[])", list.join(",")));
+                    p.push_str(&format!(
+                        " OR {alias}.xmin = ANY ('{{{}}}'::xid[])",
+                        list.join(",")
+                    ));
                 }
                 p.push(')');
                 p
@@ -502,7 +506,12 @@ impl CatalogRead {
         let user_ns = "n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%'";
         let kinds = "c.relkind IN ('r','p','v','m','f','S')";
         let (with, rel_filter, fn_filter, live) = match &self.snapshot {
-            None => (String::new(), "true".to_string(), "true".to_string(), String::new()),
+            None => (
+                String::new(),
+                "true".to_string(),
+                "true".to_string(),
+                String::new(),
+            ),
             Some(_) => {
                 let with = format!(
                     "WITH RECURSIVE changed_ns AS (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE {ns}), \
@@ -574,6 +583,9 @@ impl CatalogRead {
     }
 }
 
+/// (inhseqno, (parent schema, parent name)) of one pg_inherits row.
+type ParentRow = (i32, (String, String));
+
 /// The rows of one `CatalogRead`, sorted out.
 #[derive(Default)]
 struct ReadRows {
@@ -581,22 +593,33 @@ struct ReadRows {
     snapshot: Option<String>,
     schemas: Vec<String>,
     relations: Vec<Relation>,
-    /// child oid -> (inhseqno, (parent schema, parent name)).
-    parents: HashMap<u32, Vec<(i32, (String, String))>>,
+    parents: HashMap<u32, Vec<ParentRow>>,
     functions: Vec<CatalogFunction>,
     live_relations: std::collections::HashSet<u32>,
     live_functions: std::collections::HashSet<u32>,
 }
 
 impl ReadRows {
-    fn parse<'a>(rows: impl Iterator<Item = &'a [Option<String>]>) -> Result<ReadRows, CatalogError> {
-        fn field<'r>(row: &'r [Option<String>], i: usize, what: &'static str) -> Result<&'r str, CatalogError> {
-            row.get(i).and_then(|v| v.as_deref()).ok_or(CatalogError::UnexpectedValue {
-                what,
-                value: "NULL".into(),
-            })
+    fn parse<'a>(
+        rows: impl Iterator<Item = &'a [Option<String>]>,
+    ) -> Result<ReadRows, CatalogError> {
+        fn field<'r>(
+            row: &'r [Option<String>],
+            i: usize,
+            what: &'static str,
+        ) -> Result<&'r str, CatalogError> {
+            row.get(i)
+                .and_then(|v| v.as_deref())
+                .ok_or(CatalogError::UnexpectedValue {
+                    what,
+                    value: "NULL".into(),
+                })
         }
-        fn number<T: std::str::FromStr>(row: &[Option<String>], i: usize, what: &'static str) -> Result<T, CatalogError> {
+        fn number<T: std::str::FromStr>(
+            row: &[Option<String>],
+            i: usize,
+            what: &'static str,
+        ) -> Result<T, CatalogError> {
             let text = field(row, i, what)?;
             text.parse().map_err(|_| CatalogError::UnexpectedValue {
                 what,
@@ -639,17 +662,15 @@ impl ReadRows {
                         view_lineage: OnceLock::new(),
                     });
                 }
-                "A" => {
-                    columns
-                        .entry(number(row, 1, "attrelid")?)
-                        .or_default()
-                        .push(CatalogColumn {
-                            name: field(row, 2, "attname")?.to_owned(),
-                            attnum: number(row, 3, "attnum")?,
-                            type_oid: number(row, 4, "atttypid")?,
-                            type_name: field(row, 5, "typname")?.to_owned(),
-                        })
-                }
+                "A" => columns
+                    .entry(number(row, 1, "attrelid")?)
+                    .or_default()
+                    .push(CatalogColumn {
+                        name: field(row, 2, "attname")?.to_owned(),
+                        attnum: number(row, 3, "attnum")?,
+                        type_oid: number(row, 4, "atttypid")?,
+                        type_name: field(row, 5, "typname")?.to_owned(),
+                    }),
                 "I" => out
                     .parents
                     .entry(number(row, 1, "inhrelid")?)

@@ -577,7 +577,11 @@ fn walk_statement(
             }
             // Defaults, checks and generated columns run later, inside
             // other roles' writes too.
-            attached_functions(walker, &create.columns, "a column default, check or generated column");
+            attached_functions(
+                walker,
+                &create.columns,
+                "a column default, check or generated column",
+            );
             attached_functions(walker, &create.constraints, "a table constraint");
             generated_copies(walker, create, search_path);
             (K::Ddl, Vec::new())
