@@ -208,13 +208,38 @@ async fn cancel_reaches_the_right_backend() {
     // Only that session was cancelled; both remain usable.
     c.simple_query("SELECT 1").await.unwrap();
     other.simple_query("SELECT 1").await.unwrap();
-    // The key pgveil handed out is its own, not the backend's pid.
-    let backend_pid: i32 = other
-        .query_one("SELECT pg_backend_pid()", &[])
+}
+
+/// Drivers match a notification's sender to their own connection and pass
+/// the PID to `pg_terminate_backend`: the key carries the backend's real PID.
+#[tokio::test]
+async fn clients_see_the_real_backend_pid() {
+    use common::probe::Raw;
+    let (mut raw, startup) = Raw::connect_db(proxy(), DAVE_TRUST, "app");
+    let pid = Raw::key_pid(&startup);
+    let got = raw.query("SELECT pg_backend_pid()");
+    assert_eq!(Raw::first_value(&got), Some(pid.to_string()));
+    raw.query("LISTEN pid_check");
+    let got = raw.query("NOTIFY pid_check, 'mine'");
+    assert_eq!(Raw::notification_pid(&got), Some(pid), "{got:?}");
+    // Another session stops exactly this one by that PID.
+    let admin = connect(&proxy().conn_str(
+        common::SUPERUSER,
+        common::SUPERUSER_PASSWORD,
+        "app",
+    ))
+    .await
+    .unwrap();
+    let killed: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
         .await
         .unwrap()
         .get(0);
-    assert!(backend_pid > 0);
+    assert!(killed);
+    let (ty, body) = raw.read_msg();
+    assert_eq!(ty, b'E');
+    assert!(String::from_utf8_lossy(&body).contains("57P01"));
+    admin.simple_query("SELECT 1").await.unwrap();
 }
 
 #[tokio::test]

@@ -583,7 +583,8 @@ async fn connect_upstream(proxy: &Proxy) -> Result<Stream, ProxyError> {
 }
 
 /// Relays authentication until the upstream's first ReadyForQuery. Returns the
-/// client's cancel key; the upstream's BackendKeyData is replaced by it.
+/// client's cancel key; the secret of the upstream's BackendKeyData is
+/// replaced by pgveil's own.
 async fn relay_auth(
     proxy: &Proxy,
     client: &mut Stream,
