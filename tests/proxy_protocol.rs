@@ -557,17 +557,14 @@ fn fatal_code(reply: &[u8]) -> Option<String> {
 #[tokio::test]
 async fn malformed_and_oversized_input_gets_fatal_and_others_carry_on() {
     let bystander = connect(&alice()).await.unwrap();
-    // Startup packet larger than 10 000 bytes.
+    // A startup packet of a length PostgreSQL refuses (larger than 10 000
+    // bytes, negative) is closed without an answer, as PostgreSQL does.
     let mut big = Vec::new();
     big.extend_from_slice(&20_000i32.to_be_bytes());
     big.extend_from_slice(&196608i32.to_be_bytes());
     big.resize(20_000, b'a');
-    assert_eq!(fatal_code(&raw_exchange(&big)).as_deref(), Some("08P01"));
-    // Negative length.
-    assert_eq!(
-        fatal_code(&raw_exchange(&[0xff, 0xff, 0xff, 0xf0, 0, 3, 0, 0])).as_deref(),
-        Some("08P01")
-    );
+    assert_eq!(raw_exchange(&big), b"");
+    assert_eq!(raw_exchange(&[0xff, 0xff, 0xff, 0xf0, 0, 3, 0, 0]), b"");
     // Unknown protocol version.
     assert_eq!(
         fatal_code(&raw_exchange(&[0, 0, 0, 8, 0, 9, 0, 0])).as_deref(),
@@ -605,6 +602,41 @@ async fn malformed_and_oversized_input_gets_fatal_and_others_carry_on() {
         .unwrap();
     c2.simple_query("SELECT 1").await.unwrap();
     bystander.simple_query("SELECT 1").await.unwrap();
+}
+
+/// node-postgres' `connect(); end()` sends Terminate before any startup
+/// message; other clients just close. PostgreSQL closes without a word.
+#[tokio::test]
+async fn a_client_leaving_before_its_startup_message_gets_no_error() {
+    let rejected = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("pgveil_connections_rejected_total{reason=\"client_closed\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = rejected(&proxy().metrics());
+    assert_eq!(raw_exchange(b"X\0\0\0\x04"), b"");
+    assert_eq!(raw_exchange(b""), b"");
+    // After an SSLRequest answered 'N', too.
+    let mut s = TcpStream::connect(("127.0.0.1", proxy().port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).unwrap();
+    let mut one = [0u8; 1];
+    s.read_exact(&mut one).unwrap();
+    assert_eq!(&one, b"N");
+    s.write_all(b"X\0\0\0\x04").unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert_eq!(out, b"");
+    assert!(rejected(&proxy().metrics()) >= before + 3.0);
+    // pgveil serves the next client as usual.
+    connect(&alice())
+        .await
+        .unwrap()
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

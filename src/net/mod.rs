@@ -365,21 +365,25 @@ fn rejected(reason: &'static str) -> Rejected {
     Rejected { reason }
 }
 
-/// Reads one untyped startup-phase packet.
+/// Reads one untyped startup-phase packet. `Ok(None)`: the client left
+/// before sending one (closed, or sent Terminate as node-postgres does when
+/// `end()` comes before the connection is up). `Err`: a length PostgreSQL
+/// would refuse; like PostgreSQL, the caller answers nothing and closes.
 async fn read_startup_packet(
     client: &mut Stream,
     buf: &mut BytesMut,
-) -> Result<Option<BytesMut>, ProxyError> {
+) -> Result<Option<BytesMut>, String> {
     loop {
+        // A Terminate message ('X', length 4) where a startup packet belongs:
+        // its first four bytes can be no valid startup length.
+        if buf.starts_with(b"X\0\0\0") {
+            debug!("client sent Terminate before its startup message");
+            return Ok(None);
+        }
         match codec::startup_frame_len(buf) {
             Ok(Some(len)) if buf.len() >= len => return Ok(Some(buf.split_to(len))),
             Ok(_) => {}
-            Err(e) => {
-                return Err(ProxyError::fatal(
-                    "08P01",
-                    format!("invalid startup packet: {e}"),
-                ))
-            }
+            Err(e) => return Err(format!("invalid length of startup packet: {e}")),
         }
         match client.read_buf(buf).await {
             Ok(0) | Err(_) => return Ok(None),
@@ -405,7 +409,10 @@ async fn start_session(proxy: &Proxy, mut client: Stream) -> Result<Option<Sessi
             Ok(Some(p)) => p,
             Ok(None) => return Err(rejected("client_closed")),
             Err(e) => {
-                send_fatal(&mut client, e).await;
+                // PostgreSQL only logs this (COMMERROR): whatever sent it is
+                // not speaking the protocol, and gets no answer.
+                info!(error = %e, "connection closed");
+                let _ = client.shutdown().await;
                 return Err(rejected("bad_startup"));
             }
         };
