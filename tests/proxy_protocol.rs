@@ -223,13 +223,9 @@ async fn clients_see_the_real_backend_pid() {
     let got = raw.query("NOTIFY pid_check, 'mine'");
     assert_eq!(Raw::notification_pid(&got), Some(pid), "{got:?}");
     // Another session stops exactly this one by that PID.
-    let admin = connect(&proxy().conn_str(
-        common::SUPERUSER,
-        common::SUPERUSER_PASSWORD,
-        "app",
-    ))
-    .await
-    .unwrap();
+    let admin = connect(&proxy().conn_str(common::SUPERUSER, common::SUPERUSER_PASSWORD, "app"))
+        .await
+        .unwrap();
     let killed: bool = admin
         .query_one("SELECT pg_terminate_backend($1)", &[&pid])
         .await
@@ -630,6 +626,9 @@ async fn a_client_leaving_before_its_startup_message_gets_no_error() {
     let _ = s.read_to_end(&mut out);
     assert_eq!(out, b"");
     assert!(rejected(&proxy().metrics()) >= before + 3.0);
+    assert!(proxy()
+        .log_text()
+        .contains("client sent Terminate before its startup message"));
     // pgveil serves the next client as usual.
     connect(&alice())
         .await
@@ -639,22 +638,148 @@ async fn a_client_leaving_before_its_startup_message_gets_no_error() {
         .unwrap();
 }
 
-#[tokio::test]
-async fn replication_connections_are_refused_clearly() {
+/// psql in replication mode through `proxy`: (success, stdout, stderr).
+fn replication_psql(
+    proxy: &Proxy,
+    user: &str,
+    password: &str,
+    mode: &str,
+    cmd: &str,
+) -> (bool, String, String) {
     let out = common::client_cmd("psql")
-        .args(["-X", "-c", "IDENTIFY_SYSTEM"])
+        .args(["-X", "-At", "-c", cmd])
         .arg(format!(
-            "host=127.0.0.1 port={} user=alice dbname=app replication=database",
-            proxy().port
+            "host=127.0.0.1 port={} user={user} dbname=app replication={mode}",
+            proxy.port
         ))
-        .env("PGPASSWORD", ALICE.1)
+        .env("PGPASSWORD", password)
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Replication sessions of roles with nothing masked are relayed byte for
+/// byte: replication commands, and a logical decoding stream (CopyBoth)
+/// read with pg_recvlogical.
+#[tokio::test]
+async fn replication_sessions_are_relayed_for_unmasked_roles() {
+    let c = cluster();
+    let (su, pw) = (common::SUPERUSER, common::SUPERUSER_PASSWORD);
+    for mode in ["database", "true"] {
+        let (ok, out, err) = replication_psql(proxy(), su, pw, mode, "IDENTIFY_SYSTEM");
+        assert!(ok, "{mode}: {err}");
+        let system_id = c
+            .psql_super("SELECT system_identifier FROM pg_control_system()")
+            .unwrap();
+        assert!(
+            out.starts_with(&format!("{}|", system_id.trim())),
+            "{mode}: {out}"
+        );
+    }
+    // A database of its own: a slot decodes every transaction of its
+    // database, and other tests write to `app` meanwhile.
+    c.psql_super("CREATE DATABASE repl").unwrap();
+    c.psql_super_db(
+        "repl",
+        "SELECT pg_create_logical_replication_slot('pgveil_relay', 'test_decoding');
+         CREATE TABLE repl_relayed (id int, note text);
+         INSERT INTO repl_relayed VALUES (1, 'through pgveil');",
+    )
+    .unwrap();
+    // The insert position: with synchronous_commit off (the test cluster)
+    // the write position may still lag behind the commit.
+    let lsn = c
+        .psql_super_db("repl", "SELECT pg_current_wal_insert_lsn()")
+        .unwrap();
+    let file = c.dir.join("recvlogical.out");
+    let out = common::client_cmd("pg_recvlogical")
+        .args(["--slot", "pgveil_relay", "--start", "--no-loop", "-f"])
+        .arg(&file)
+        .args(["--endpos", lsn.trim()])
+        .arg("-d")
+        .arg(format!(
+            "host=127.0.0.1 port={} user={su} dbname=repl",
+            proxy().port
+        ))
+        .env("PGPASSWORD", pw)
+        .output()
+        .unwrap();
+    c.psql_super_db("repl", "SELECT pg_drop_replication_slot('pgveil_relay')")
+        .unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("does not proxy replication"),
+        out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        decoded.contains(
+            "table public.repl_relayed: INSERT: id[integer]:1 note[text]:'through pgveil'"
+        ),
+        "{decoded}"
+    );
+}
+
+/// A masked role could read every protected value from a replication
+/// stream: refused, saying why, right after the server authenticated it.
+/// An unmasked role on the same pgveil still gets its session.
+#[tokio::test]
+async fn replication_is_refused_for_masked_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "version: 1\ncolumns:\n  public.repl_people.secret:\n    mask: redact\n    rules:\n      - roles: [postgres]\n        action: allow\n",
+    )
+    .unwrap();
+    let guarded = Proxy::start_with_env(
+        &[
+            "--policies",
+            &dir.path().to_string_lossy(),
+            "--catalog-user",
+            "postgres",
+        ],
+        &[("PGVEIL_CATALOG_PASSWORD", common::SUPERUSER_PASSWORD)],
+    );
+    cluster()
+        .psql_super(&format!("ALTER ROLE {DAVE_TRUST} REPLICATION"))
+        .unwrap();
+    for mode in ["database", "true"] {
+        let (ok, _, err) = replication_psql(&guarded, DAVE_TRUST, "", mode, "IDENTIFY_SYSTEM");
+        assert!(!ok);
+        assert!(
+            err.contains("FATAL:  pgveil: replication connections are refused"),
+            "{err}"
+        );
+        assert!(err.contains("bypassing every masking rule"), "{err}");
+        // Not a word of the server's startup reached the client first.
+        assert!(!err.contains("systemid"), "{err}");
+        let (ok, _, err) = replication_psql(
+            &guarded,
+            common::SUPERUSER,
+            common::SUPERUSER_PASSWORD,
+            mode,
+            "IDENTIFY_SYSTEM",
+        );
+        assert!(ok, "{mode}: {err}");
+    }
+    // A normal session of the masked role is served as before.
+    let out = common::client_cmd("psql")
+        .args(["-X", "-At", "-c", "SELECT 1"])
+        .arg(format!(
+            "host=127.0.0.1 port={} user={DAVE_TRUST} dbname=app",
+            guarded.port
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    let metrics = guarded.metrics();
+    assert!(
+        metrics.contains("pgveil_connections_rejected_total{reason=\"replication_masked\"} 2"),
+        "{metrics}"
     );
 }
 

@@ -126,7 +126,10 @@ mod tests {
         let reg = CancelRegistry::default();
         let key = reg.register(7, vec![1; 32]);
         assert_eq!(key.secret.len(), 32);
-        assert_eq!(reg.lookup(7, &key.secret).unwrap().upstream_secret, vec![1; 32]);
+        assert_eq!(
+            reg.lookup(7, &key.secret).unwrap().upstream_secret,
+            vec![1; 32]
+        );
         assert!(reg.lookup(7, &key.secret[..4]).is_none());
     }
 
@@ -136,11 +139,20 @@ mod tests {
         let a = reg.register(100, vec![1, 1, 1, 1]);
         let b = reg.register(100, vec![2, 2, 2, 2]);
         assert_eq!(reg.len(), 2);
-        assert_eq!(reg.lookup(100, &a.secret).unwrap().upstream_secret, vec![1; 4]);
-        assert_eq!(reg.lookup(100, &b.secret).unwrap().upstream_secret, vec![2; 4]);
+        assert_eq!(
+            reg.lookup(100, &a.secret).unwrap().upstream_secret,
+            vec![1; 4]
+        );
+        assert_eq!(
+            reg.lookup(100, &b.secret).unwrap().upstream_secret,
+            vec![2; 4]
+        );
         drop(a);
         assert_eq!(reg.len(), 1);
-        assert_eq!(reg.lookup(100, &b.secret).unwrap().upstream_secret, vec![2; 4]);
+        assert_eq!(
+            reg.lookup(100, &b.secret).unwrap().upstream_secret,
+            vec![2; 4]
+        );
         drop(b);
         assert!(reg.is_empty());
     }

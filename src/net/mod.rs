@@ -20,6 +20,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::analyze::policy_view::PolicyView;
+
 use crate::config::{LogFormat, ServeArgs, Settings, UpstreamTls};
 use crate::observe::Metrics;
 use crate::policy::PolicyStore;
@@ -485,20 +487,15 @@ async fn start_session(proxy: &Proxy, mut client: Stream) -> Result<Option<Sessi
         .await;
         return Err(rejected("bad_startup"));
     };
-    if let Some(repl) = param("replication") {
-        if !matches!(
-            repl.to_ascii_lowercase().as_str(),
+    // `replication=true|on|yes|1` (physical) or `database` (logical); an
+    // invalid value is the server's to refuse, so only the off forms count
+    // as a normal session.
+    let replication = param("replication").is_some_and(|v| {
+        !matches!(
+            v.to_ascii_lowercase().as_str(),
             "false" | "off" | "no" | "0"
-        ) {
-            send_fatal(
-                &mut client,
-                ProxyError::fatal("0A000", "pgveil does not proxy replication connections")
-                    .with_hint("Connect replication clients to the database directly."),
-            )
-            .await;
-            return Err(rejected("replication"));
-        }
-    }
+        )
+    });
     let database = param("database").unwrap_or_else(|| user.clone());
     let span = tracing::Span::current();
     span.record("user", user.as_str());
@@ -521,7 +518,13 @@ async fn start_session(proxy: &Proxy, mut client: Stream) -> Result<Option<Sessi
         .await;
         return Err(rejected("upstream_unavailable"));
     }
-    let (key, client_buf) = match relay_auth(proxy, &mut client, &mut server, buf).await {
+    let admission = Admission {
+        replication,
+        user: &user,
+        database: &database,
+    };
+    let (key, client_buf) = match relay_auth(proxy, &mut client, &mut server, buf, admission).await
+    {
         Ok(done) => done,
         Err(reason) => {
             let _ = server.shutdown().await;
@@ -537,6 +540,7 @@ async fn start_session(proxy: &Proxy, mut client: Stream) -> Result<Option<Sessi
         client_buf,
         user,
         database,
+        replication,
     }))
 }
 
@@ -597,6 +601,7 @@ async fn relay_auth(
     client: &mut Stream,
     server: &mut Stream,
     mut cbuf: BytesMut,
+    admission: Admission<'_>,
 ) -> Result<(CancelKey, BytesMut), &'static str> {
     let mut sbuf = BytesMut::with_capacity(4096);
     let mut out = BytesMut::with_capacity(1024);
@@ -683,6 +688,14 @@ async fn relay_auth(
                 return Err("auth_failed");
             }
             b'Z' => {
+                // The server authenticated the role; nothing after its
+                // AuthenticationOk has reached the client yet.
+                if let Err(refusal) = admission.check(proxy).await {
+                    let _ = server.write_all(&[b'X', 0, 0, 0, 4]).await;
+                    let _ = server.shutdown().await;
+                    send_fatal(client, refusal).await;
+                    return Err("replication_masked");
+                }
                 out.extend_from_slice(&msg);
                 if client.write_all(&out).await.is_err() {
                     return Err("client_closed");
@@ -694,6 +707,51 @@ async fn relay_auth(
             }
             _ => out.extend_from_slice(&msg),
         }
+    }
+}
+
+/// What decides, once the server has authenticated a role, whether pgveil
+/// may serve the session at all.
+struct Admission<'a> {
+    replication: bool,
+    user: &'a str,
+    database: &'a str,
+}
+
+impl Admission<'_> {
+    /// A replication session streams WAL or logically decoded row changes:
+    /// a protocol of its own (CopyBoth) that carries every column of every
+    /// changed row, and that pgveil relays byte for byte. Only roles with
+    /// nothing masked or denied get one.
+    async fn check(&self, proxy: &Proxy) -> Result<(), ProxyError> {
+        if !self.replication {
+            return Ok(());
+        }
+        let Some(rt) = &proxy.masking else {
+            return Ok(());
+        };
+        let restricted = match rt.role_view(self.user, self.database).await {
+            Ok((_, view)) => view.is_restricted(),
+            Err(e) => {
+                warn!(error = %e, "cannot read the role's policy for a replication session");
+                true
+            }
+        };
+        if !restricted {
+            return Ok(());
+        }
+        Err(ProxyError::fatal(
+            "42501",
+            format!(
+                "pgveil: replication connections are refused for role \"{}\", which has masked or denied columns: \
+                 physical replication and logical decoding stream every column of every changed row, bypassing every masking rule",
+                self.user
+            ),
+        )
+        .with_hint(
+            "Connect replication clients to the database directly as a role allowed to see all data, \
+             or use a role the policy leaves unmasked.",
+        ))
     }
 }
 
