@@ -60,6 +60,7 @@
 //! literals normalised); decisions that depend on a literal's text are cached
 //! under the exact text only. The plan is derived from it on every call.
 
+pub mod builtins;
 pub mod catalog;
 pub mod cli;
 pub mod fallback;
@@ -773,7 +774,7 @@ fn attach_function(walker: &mut Walker<'_>, name: &ast::ObjectName) {
         .filter_map(|p| p.as_ident())
         .map(lineage::ident_name)
         .collect();
-    walker.check_function(&parts);
+    let _ = walker.check_function(&parts, None);
 }
 
 /// Every function called inside `node` (defaults, checks, generated columns,
@@ -807,7 +808,7 @@ fn attached_functions<T: ast::Visit>(walker: &mut Walker<'_>, node: &T, what: &s
     let mut calls = Calls::default();
     let _ = node.visit(&mut calls);
     for parts in calls.functions {
-        walker.check_function(&parts);
+        let _ = walker.check_function(&parts, None);
     }
     if calls.has_query {
         walker
