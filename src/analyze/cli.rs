@@ -276,8 +276,14 @@ fn render_text(
         }
         let effects = &statement.analysis.effects;
         for u in &effects.uses {
+            let partners: Vec<String> = u.partners.iter().map(display).collect();
+            let with = if partners.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", partners.join(", "))
+            };
             out.push_str(&format!(
-                "  use {} in {} ({:?})\n",
+                "  use {} in {} ({:?}{with})\n",
                 display(&u.column),
                 u.clause.as_str(),
                 u.kind
