@@ -64,13 +64,17 @@ fn block(
 }
 
 /// An equi-join partner under the same protection: the same mask (or both
-/// clear) and itself comparable by equality.
+/// clear) and itself comparable by equality. A partner the role sees more
+/// of, or an unprotected column (a table of generated candidates), would
+/// turn the join into an oracle.
 fn same_protection(decision: &ColumnDecision, partner: Option<&ColumnDecision>) -> bool {
     let Some(partner) = partner else {
         return false;
     };
     let same_action = match (&decision.action, &partner.action) {
-        (ColumnAction::Mask { mask_id: a, .. }, ColumnAction::Mask { mask_id: b, .. }) => a == b,
+        (ColumnAction::Mask { mask_name: a, .. }, ColumnAction::Mask { mask_name: b, .. }) => {
+            a == b
+        }
         (ColumnAction::Allow, ColumnAction::Allow) => true,
         _ => false,
     };
