@@ -410,3 +410,26 @@ async fn swapped_objects_in_a_transaction_stay_masked() {
     assert!(text.contains("plain"), "{text}");
     s.finish();
 }
+
+/// pg_stat_activity and pg_prepared_xacts are readable (drivers' test
+/// teardowns, two-phase commit); only the statement texts of pg_stat_activity
+/// stay out of reach.
+#[tokio::test]
+async fn activity_and_prepared_transactions() {
+    let s = dev().await;
+    let text = ok(&s, "SELECT pid, state, datname FROM pg_stat_activity WHERE datname = current_database()").await;
+    assert!(text.contains("bank"), "{text}");
+    ok(&s, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'nobody' AND pid <> pg_backend_pid()").await;
+    ok(&s, "SELECT gid, owner FROM pg_prepared_xacts").await;
+    ok(&s, "SELECT * FROM pg_prepared_xacts").await;
+    for sql in [
+        "SELECT * FROM pg_stat_activity",
+        "SELECT query FROM pg_stat_activity",
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE '%1398%'",
+        "SELECT row_to_json(a) FROM pg_stat_activity a",
+    ] {
+        let text = refused(&s, sql, "sensitive-system-catalog").await;
+        assert!(text.contains("pg_stat_activity.query") || text.contains("pg_stat_activity"), "{text}");
+    }
+    s.finish();
+}
