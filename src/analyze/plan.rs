@@ -92,9 +92,9 @@ pub(crate) fn derive(
         .chain(effects.uses.iter().map(|u| &u.column))
         .chain(effects.sinks.iter().map(|s| &s.source))
         .find(|c| {
-            QUERY_TEXT_COLUMNS
-                .iter()
-                .any(|(schema, table, column)| c.schema == *schema && c.table == *table && c.column == *column)
+            QUERY_TEXT_COLUMNS.iter().any(|(schema, table, column)| {
+                c.schema == *schema && c.table == *table && c.column == *column
+            })
         });
     if let Some(column) = query_text {
         return block(

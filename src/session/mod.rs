@@ -354,6 +354,17 @@ impl Masking {
         early: &mut BytesMut,
     ) -> Result<(), ProxyError> {
         let version = rt.store.current().version();
+        // The session's search_path may have been changed or undone on the
+        // server.
+        let unsure = self.guard.as_ref().is_some_and(|g| g.search_path_unsure());
+        if unsure && state.is_between_statements() {
+            let path = probe_search_path(server, sbuf, &self.user, early)
+                .await
+                .map_err(|m| ProxyError::fatal("08006", m))?;
+            if let Some(g) = &mut self.guard {
+                g.set_search_path(path, state.tx_status == b'I');
+            }
+        }
         // This session's own transaction holds uncommitted DDL: read what
         // changed over its own connection (which sees it), on top of the
         // shared catalog as last read. The shared catalog itself is not
@@ -384,16 +395,6 @@ impl Masking {
         }
         if self.policy_version != Some(version) || catalog_stale || rt.memberships.is_stale() {
             self.refresh(rt, state, server, sbuf, early).await?;
-        }
-        // The session's search_path may have been undone on the server.
-        let unsure = self.guard.as_ref().is_some_and(|g| g.search_path_unsure());
-        if unsure && state.is_between_statements() {
-            let path = probe_search_path(server, sbuf, &self.user, early)
-                .await
-                .map_err(|m| ProxyError::fatal("08006", m))?;
-            if let Some(g) = &mut self.guard {
-                g.set_search_path(path, state.tx_status == b'I');
-            }
         }
         // After this session's own DDL, its temporary relations are read
         // over its own connection (pgveil's catalog connection cannot see

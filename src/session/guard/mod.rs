@@ -69,6 +69,8 @@ struct Prepared {
     registration: Option<Registration>,
     /// Executing it changes the schema.
     ddl: bool,
+    /// Executing it changes search_path.
+    sets_search_path: bool,
     sql: String,
     plan: StatementPlan,
     copy: Option<CopyText>,
@@ -80,6 +82,8 @@ struct Portal {
     registration: Option<Registration>,
     /// Executing it changes the schema.
     ddl: bool,
+    /// Executing it changes search_path.
+    sets_search_path: bool,
     plan: StatementPlan,
     copy: Option<CopyText>,
     fields: Option<Vec<Field>>,
@@ -165,6 +169,9 @@ pub struct Guard {
     temp_schema: bool,
     /// search_path was changed in a way the server may undo.
     search_path_unsure: bool,
+    /// search_path was changed since the server was last asked for it:
+    /// statements planned now are refused.
+    search_path_pending: bool,
     relation_index: HashMap<u32, usize>,
     relation_index_generation: Option<u64>,
     utf8: bool,
@@ -195,6 +202,7 @@ impl Guard {
             overlay_stale: false,
             temp_schema: false,
             search_path_unsure: false,
+            search_path_pending: false,
             relation_index: HashMap::new(),
             relation_index_generation: None,
             utf8: true,
@@ -221,6 +229,7 @@ impl Guard {
     /// The server's search_path; settled for good outside a transaction.
     pub fn set_search_path(&mut self, path: Vec<String>, outside_transaction: bool) {
         self.ctx.search_path = path;
+        self.search_path_pending = false;
         if outside_transaction {
             self.search_path_unsure = false;
         }
@@ -360,6 +369,14 @@ impl Guard {
                 if self.portals.get(&portal).is_some_and(|p| p.ddl) {
                     self.ddl_in_transaction = true;
                     self.overlay_stale = true;
+                }
+                if self
+                    .portals
+                    .get(&portal)
+                    .is_some_and(|p| p.sets_search_path)
+                {
+                    self.search_path_unsure = true;
+                    self.search_path_pending = true;
                 }
                 self.expect.push_back(Expect::Execute { portal });
                 out.extend_from_slice(msg);

@@ -190,6 +190,10 @@ impl Guard {
                     if let Some(s) = schemas {
                         self.ctx.search_path = s.iter().filter(|x| !x.is_empty()).cloned().collect();
                     }
+                    // The server's own value ("$user", SET LOCAL, a later
+                    // ROLLBACK) is read before the next statement is planned.
+                    self.search_path_unsure = true;
+                    self.search_path_pending = true;
                 }
                 p.plan.clone()
             }
@@ -208,6 +212,12 @@ impl Guard {
                 p.plan.clone()
             }
             StatementKind::Setting | StatementKind::Show => p.plan.clone(),
+            _ if restricted && self.search_path_pending => StatementPlan::Block(BlockReason {
+                reason: "search_path changed earlier in this same query string or pipeline, and pgveil reads the new one only between statements".into(),
+                rule: "search-path-change".into(),
+                column: None,
+                hint: "Send the statement after SET search_path on its own (a separate query, or after a Sync).".into(),
+            }),
             _ if restricted && self.overlay_stale => StatementPlan::Block(BlockReason {
                 reason: "the schema changed earlier in this same query string or pipeline, and pgveil reads a transaction's schema changes only between statements".into(),
                 rule: "uncommitted-ddl".into(),
@@ -351,6 +361,9 @@ impl Guard {
                     StatementKind::Ddl | StatementKind::Unparsed { ddl: true }
                 )
             }),
+            sets_search_path: planned
+                .iter()
+                .any(|p| matches!(p.kind, StatementKind::SetSearchPath { .. })),
             sql,
             plan,
             copy: copy.map(|c| c.1),
@@ -412,6 +425,9 @@ impl Guard {
             .statement(bind.statement)
             .and_then(|s| s.registration.clone());
         let ddl = self.statement(bind.statement).is_some_and(|s| s.ddl);
+        let sets_search_path = self
+            .statement(bind.statement)
+            .is_some_and(|s| s.sets_search_path);
         let (plan, fields, copy) = match self.statement(bind.statement) {
             Some(s) => (s.plan.clone(), s.fields.clone(), s.copy.clone()),
             None if restricted => (
@@ -446,6 +462,7 @@ impl Guard {
                 Portal {
                     registration: None,
                     ddl: false,
+                    sets_search_path: false,
                     plan: StatementPlan::Allow,
                     copy: None,
                     fields: None,
@@ -462,6 +479,7 @@ impl Guard {
             Portal {
                 registration,
                 ddl,
+                sets_search_path,
                 plan,
                 copy,
                 fields,
