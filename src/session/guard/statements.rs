@@ -339,6 +339,7 @@ impl Guard {
         out.extend_from_slice(msg);
         let prepared = Prepared {
             registration: self.staged.drain(..).map(|(_, r)| r).next(),
+            copy_in: starts_copy_in(&planned, &sql),
             sql,
             plan,
             copy: copy.map(|c| c.1),
@@ -399,6 +400,7 @@ impl Guard {
         let registration = self
             .statement(bind.statement)
             .and_then(|s| s.registration.clone());
+        let copy_in = self.statement(bind.statement).is_some_and(|s| s.copy_in);
         let (plan, fields, copy) = match self.statement(bind.statement) {
             Some(s) => (s.plan.clone(), s.fields.clone(), s.copy.clone()),
             None if restricted => (
@@ -434,6 +436,7 @@ impl Guard {
                     registration: None,
                     plan: StatementPlan::Allow,
                     copy: None,
+                    copy_in: false,
                     fields: None,
                     masker: Some(RowMasker::default()),
                 },
@@ -449,12 +452,41 @@ impl Guard {
                 registration,
                 plan,
                 copy,
+                copy_in,
                 fields,
                 masker,
             },
         );
         out.extend_from_slice(msg);
         self.expect.push_back(Expect::BindComplete);
+    }
+}
+
+/// True for a `COPY … FROM` (also one the parser could not read): its
+/// Execute may put the server in copy-in mode.
+fn starts_copy_in(planned: &[PlannedStatement], sql: &str) -> bool {
+    planned.iter().any(|p| match p.kind {
+        StatementKind::CopyFrom => true,
+        StatementKind::Unparsed { .. } => first_keyword(sql).eq_ignore_ascii_case("copy"),
+        _ => false,
+    })
+}
+
+/// The first word of a statement, after blanks, comments and parentheses.
+fn first_keyword(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        let trimmed = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(line) = trimmed.strip_prefix("--") {
+            rest = line.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(block) = trimmed.strip_prefix("/*") {
+            rest = block.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            let end = trimmed
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(trimmed.len());
+            return &trimmed[..end];
+        }
     }
 }
 
