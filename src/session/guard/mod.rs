@@ -74,6 +74,8 @@ struct Prepared {
     sql: String,
     plan: StatementPlan,
     copy: Option<CopyText>,
+    /// A `COPY … FROM` (see [`CopyIn`]).
+    copy_in: bool,
     version: (u64, u64),
     fields: Option<Vec<Field>>,
 }
@@ -86,8 +88,28 @@ struct Portal {
     sets_search_path: bool,
     plan: StatementPlan,
     copy: Option<CopyText>,
+    copy_in: bool,
     fields: Option<Vec<Field>>,
     masker: Option<RowMasker>,
+}
+
+/// Where a `COPY … FROM STDIN` stands. In copy-in mode the server ignores
+/// Sync (and Flush) until CopyDone or CopyFail, so a Sync the client sent
+/// after the COPY's Execute gets no ReadyForQuery, unless the COPY failed
+/// before the server read it. Whether it did cannot be seen from outside,
+/// so pgveil decides it: the Sync waits until the server answered the
+/// Execute, and is dropped if that answer is CopyInResponse. Every COPY then
+/// ends in exactly one ReadyForQuery, from the Sync after CopyDone/CopyFail.
+enum CopyIn {
+    Idle,
+    /// The Execute of a COPY FROM went out: later client messages wait for
+    /// its first answer (a Flush sent in their place makes the server send
+    /// that answer even when it is not CopyInResponse).
+    Awaiting {
+        held: BytesMut,
+    },
+    /// The server is reading COPY data: the client's Syncs are dropped.
+    Active,
 }
 
 /// A server response the session is waiting for, in order.
@@ -158,6 +180,10 @@ pub struct Guard {
     copy: Option<CopyMasker>,
     /// After pgveil withheld a result: drop responses until ReadyForQuery.
     withholding: bool,
+    copy_in: CopyIn,
+    /// Client messages released while handling server messages (see
+    /// [`CopyIn`]): the relay sends them upstream.
+    pub to_server: BytesMut,
     /// DDL ran in the open transaction: pgveil's shared catalog (read over
     /// its own connection) cannot see it until commit, so the session reads
     /// what changed over its own connection (see `overlay_due`).
@@ -198,6 +224,8 @@ impl Guard {
             rows: None,
             copy: None,
             withholding: false,
+            copy_in: CopyIn::Idle,
+            to_server: BytesMut::new(),
             ddl_in_transaction: false,
             overlay_stale: false,
             temp_schema: false,
@@ -329,6 +357,18 @@ impl Guard {
 
     /// Handles one complete client message, appending what to send upstream.
     pub fn client_message(&mut self, msg: &[u8], out: &mut BytesMut) {
+        match &mut self.copy_in {
+            CopyIn::Awaiting { held } => return held.extend_from_slice(msg),
+            CopyIn::Active => match msg[0] {
+                b'S' => return,
+                b'c' | b'f' => {
+                    self.copy_in = CopyIn::Idle;
+                    return out.extend_from_slice(msg);
+                }
+                _ => {}
+            },
+            CopyIn::Idle => {}
+        }
         match msg[0] {
             b'Q' => self.client_query(msg, out),
             b'P' => self.client_parse(msg, out),
@@ -365,6 +405,7 @@ impl Guard {
                         swallow: true,
                     });
                 }
+                let copy_in = self.portals.get(&portal).is_some_and(|p| p.copy_in);
                 // Parse only planned the DDL; it takes effect here.
                 if self.portals.get(&portal).is_some_and(|p| p.ddl) {
                     self.ddl_in_transaction = true;
@@ -380,6 +421,12 @@ impl Guard {
                 }
                 self.expect.push_back(Expect::Execute { portal });
                 out.extend_from_slice(msg);
+                if copy_in {
+                    wire::encode_flush(out);
+                    self.copy_in = CopyIn::Awaiting {
+                        held: BytesMut::new(),
+                    };
+                }
             }
             b'C' => {
                 match wire::target_msg(msg) {
@@ -427,6 +474,42 @@ impl Guard {
 
     /// Handles one complete server message, appending what to send the client.
     pub fn server_message(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let ty = msg[0];
+        // The first answer to the Execute of a COPY FROM: CopyInResponse,
+        // or an error, or CommandComplete (COPY FROM a file), or any error
+        // before it (the pipeline is then skipped up to the Sync).
+        let copy_answer = match (&self.copy_in, ty) {
+            (CopyIn::Awaiting { .. }, b'G' | b'E') => true,
+            (CopyIn::Awaiting { .. }, b'C' | b'I') => {
+                matches!(self.expect.front(), Some(Expect::Execute { .. }))
+                    && self.expect.len() == 1
+            }
+            _ => false,
+        };
+        self.server_message_paired(msg, out);
+        if copy_answer {
+            let held = match std::mem::replace(&mut self.copy_in, CopyIn::Idle) {
+                CopyIn::Awaiting { held } => held,
+                _ => BytesMut::new(),
+            };
+            if ty == b'G' {
+                self.copy_in = CopyIn::Active;
+            }
+            let mut released = BytesMut::new();
+            for m in crate::net::codec::frames(&held) {
+                self.client_message(m, &mut released);
+            }
+            self.to_server.extend_from_slice(&released);
+        } else if ty == b'G' {
+            // COPY FROM STDIN of a simple Query.
+            self.copy_in = CopyIn::Active;
+        } else if matches!(ty, b'E' | b'Z') && matches!(self.copy_in, CopyIn::Active) {
+            // The server left copy-in mode on an error: the next Sync counts.
+            self.copy_in = CopyIn::Idle;
+        }
+    }
+
+    fn server_message_paired(&mut self, msg: &[u8], out: &mut BytesMut) {
         let ty = msg[0];
         match ty {
             b'N' => return self.scrub(msg, out),

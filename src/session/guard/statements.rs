@@ -355,6 +355,7 @@ impl Guard {
         out.extend_from_slice(msg);
         let prepared = Prepared {
             registration: self.staged.drain(..).map(|(_, r)| r).next(),
+            copy_in: starts_copy_in(&planned, &sql),
             ddl: planned.iter().any(|p| {
                 matches!(
                     p.kind,
@@ -424,6 +425,7 @@ impl Guard {
         let registration = self
             .statement(bind.statement)
             .and_then(|s| s.registration.clone());
+        let copy_in = self.statement(bind.statement).is_some_and(|s| s.copy_in);
         let ddl = self.statement(bind.statement).is_some_and(|s| s.ddl);
         let sets_search_path = self
             .statement(bind.statement)
@@ -465,6 +467,7 @@ impl Guard {
                     sets_search_path: false,
                     plan: StatementPlan::Allow,
                     copy: None,
+                    copy_in: false,
                     fields: None,
                     masker: Some(RowMasker::default()),
                 },
@@ -482,12 +485,41 @@ impl Guard {
                 sets_search_path,
                 plan,
                 copy,
+                copy_in,
                 fields,
                 masker,
             },
         );
         out.extend_from_slice(msg);
         self.expect.push_back(Expect::BindComplete);
+    }
+}
+
+/// True for a `COPY … FROM` (also one the parser could not read): its
+/// Execute may put the server in copy-in mode.
+fn starts_copy_in(planned: &[PlannedStatement], sql: &str) -> bool {
+    planned.iter().any(|p| match p.kind {
+        StatementKind::CopyFrom => true,
+        StatementKind::Unparsed { .. } => first_keyword(sql).eq_ignore_ascii_case("copy"),
+        _ => false,
+    })
+}
+
+/// The first word of a statement, after blanks, comments and parentheses.
+fn first_keyword(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        let trimmed = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(line) = trimmed.strip_prefix("--") {
+            rest = line.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(block) = trimmed.strip_prefix("/*") {
+            rest = block.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            let end = trimmed
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(trimmed.len());
+            return &trimmed[..end];
+        }
     }
 }
 
