@@ -739,3 +739,72 @@ async fn copy_from_stdin_failing_at_its_start_keeps_the_session_in_step() {
         );
     }
 }
+
+/// SQL EXECUTE and protocol-level Parse share one namespace, as in
+/// PostgreSQL: each way round, the statement runs with its own plan, and a
+/// name reused across the two never keeps the plan of the statement it
+/// replaced.
+#[tokio::test]
+async fn sql_execute_and_protocol_statements_share_names() {
+    use common::probe::Raw;
+    let mut raw = Raw::connect(setup(), common::DAVE_TRUST);
+    // Parse through the protocol, EXECUTE in SQL.
+    let mut buf = Raw::parse("proto_stmt", "SELECT mobile FROM customers WHERE id = 1");
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    raw.read_until_ready();
+    let got = raw.query("EXECUTE proto_stmt");
+    let v = Raw::first_value(&got).unwrap_or_else(|| panic!("{got:?}"));
+    assert_eq!(v, "139****4321");
+    // PREPARE in SQL, Bind through the protocol.
+    raw.query("PREPARE sql_stmt AS SELECT mobile FROM customers WHERE id = 1");
+    let mut buf = Raw::bind("", "sql_stmt", 0);
+    buf.extend(Raw::execute("", 0));
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    let got = raw.read_until_ready();
+    assert_eq!(
+        Raw::first_value(&got).as_deref(),
+        Some("139****4321"),
+        "{got:?}"
+    );
+    // A harmless protocol statement, deallocated in SQL and its name reused
+    // for a protected read: Bind gets the new statement's masks.
+    let mut buf = Raw::parse("reused", "SELECT 'harmless'::text");
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    raw.read_until_ready();
+    raw.query("DEALLOCATE reused");
+    raw.query("PREPARE reused AS SELECT mobile || '' FROM customers WHERE id = 1");
+    let mut buf = Raw::bind("", "reused", 0);
+    buf.extend(Raw::execute("", 0));
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    let got = raw.read_until_ready();
+    common::probe::assert_raw_no_secret("reused name", &got);
+    assert!(got.iter().any(|(t, _)| *t == b'D' || *t == b'E'), "{got:?}");
+}
+
+/// A refusal is raised on the server by a DO block, but it is pgveil's:
+/// its source fields say so and no PL/pgSQL CONTEXT is attached.
+#[tokio::test]
+async fn refusals_say_they_are_pgveils() {
+    let c = as_role("dev").await;
+    let err = c.simple_query("SELECT cvv FROM cards").await.unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501");
+    assert!(db.message().starts_with("pgveil: "), "{db:?}");
+    assert!(db.hint().is_some(), "{db:?}");
+    assert_eq!(db.file(), Some("pgveil"), "{db:?}");
+    assert_eq!(db.routine(), Some("pgveil_refusal"), "{db:?}");
+    assert_eq!(db.where_(), None, "{db:?}");
+    // Extended protocol too.
+    let err = c.query("SELECT cvv FROM cards", &[]).await.unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(
+        (db.code().code(), db.file()),
+        ("42501", Some("pgveil")),
+        "{db:?}"
+    );
+    assert_eq!(db.where_(), None, "{db:?}");
+}

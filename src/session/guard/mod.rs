@@ -415,6 +415,7 @@ impl Guard {
                 match wire::target_msg(msg) {
                     Some((b'S', name)) => {
                         self.statements.remove(name);
+                        self.sql_prepared.remove(&lossy(name));
                     }
                     Some((_, name)) => {
                         self.portals.remove(name);
@@ -541,6 +542,9 @@ impl Guard {
                 if self.withholding {
                     return;
                 }
+                if let Some(own) = refusal::own_refusal(msg) {
+                    return out.extend_from_slice(&own);
+                }
                 return self.scrub(msg, out);
             }
             _ => {}
@@ -555,6 +559,8 @@ impl Guard {
                         self.expect.pop_front()
                     {
                         if let Some((name, prepared)) = pending {
+                            // It replaced any SQL PREPARE of that name.
+                            self.sql_prepared.remove(&lossy(&name));
                             self.statements.insert(name, *prepared);
                         }
                         if swallow {

@@ -128,12 +128,35 @@ impl Guard {
         } else {
             &self.sql_prepared
         };
-        map.get(name).cloned()
+        if let Some(plan) = map.get(name) {
+            return Some(plan.clone());
+        }
+        // SQL EXECUTE and protocol-level Parse share one namespace.
+        if cursor {
+            return None;
+        }
+        let s = self.statement(name.as_bytes())?;
+        if s.version == self.inputs.version() {
+            return Some(s.plan.clone());
+        }
+        Some(match self.plan(&s.sql).as_slice() {
+            [one] => one.plan.clone(),
+            _ => StatementPlan::Block(BlockReason {
+                reason: "statement could not be planned again after a policy change".into(),
+                rule: "replan".into(),
+                column: None,
+                hint: "Prepare the statement again.".into(),
+            }),
+        })
     }
 
     /// The server confirmed a DECLARE or PREPARE: its name now stands for
     /// this plan.
     pub(super) fn commit(&mut self, r: Registration) {
+        if !r.cursor {
+            // It replaced any protocol-level statement of that name.
+            self.statements.remove(r.name.as_bytes());
+        }
         let map = if r.cursor {
             &mut self.cursors
         } else {
@@ -183,6 +206,13 @@ impl Guard {
             },
             StatementKind::Deallocate { name } => {
                 forget(&mut self.sql_prepared, name.as_ref());
+                // DEALLOCATE removes protocol-level statements too.
+                match name {
+                    Some(n) => {
+                        self.statements.remove(n.as_bytes());
+                    }
+                    None => self.statements.clear(),
+                }
                 p.plan.clone()
             }
             StatementKind::SetSearchPath { schemas } => {
@@ -416,6 +446,15 @@ impl Guard {
         let ddl = self.statement(bind.statement).is_some_and(|s| s.ddl);
         let (plan, fields, copy) = match self.statement(bind.statement) {
             Some(s) => (s.plan.clone(), s.fields.clone(), s.copy.clone()),
+            // A statement PREPAREd in SQL, bound through the protocol.
+            None if self.sql_prepared.contains_key(&lossy(bind.statement)) => (
+                self.sql_prepared
+                    .get(&lossy(bind.statement))
+                    .cloned()
+                    .unwrap_or(StatementPlan::Allow),
+                None,
+                None,
+            ),
             None if restricted => (
                 StatementPlan::Block(BlockReason {
                     reason: "prepared statement was not parsed through pgveil".into(),
