@@ -808,3 +808,86 @@ async fn refusals_say_they_are_pgveils() {
     );
     assert_eq!(db.where_(), None, "{db:?}");
 }
+
+/// libpq's large-object API goes through fast-path FunctionCall: a masked
+/// role may use it (large objects hold no column a policy can name); any
+/// other function called by OID stays refused. The OIDs pgveil allows are
+/// the server's own.
+#[tokio::test]
+async fn masked_roles_may_use_the_large_object_api_only() {
+    use common::probe::Raw;
+    setup();
+    // pgveil's table of OIDs is the server's.
+    for (oid, name) in pgveil::session::guard::fastpath::LARGE_OBJECT_API {
+        let got = cluster()
+            .psql_super_db(
+                "bank",
+                &format!("SELECT proname FROM pg_proc WHERE oid = {oid}"),
+            )
+            .unwrap();
+        assert_eq!(got.trim(), *name, "OID {oid}");
+    }
+    let lo = cluster()
+        .psql_super_db(
+            "bank",
+            &format!(
+                "SELECT lo_from_bytea(0, 'large hello');
+                 DO $$ BEGIN EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {}',
+                   (SELECT max(oid) FROM pg_largeobject_metadata)); END $$;",
+                common::DAVE_TRUST
+            ),
+        )
+        .unwrap();
+    let lo: u32 = lo.trim().parse().unwrap();
+    let call = |oid: u32, args: &[Vec<u8>]| {
+        let mut b = oid.to_be_bytes().to_vec();
+        b.extend(1i16.to_be_bytes());
+        b.extend(1i16.to_be_bytes()); // binary arguments
+        b.extend((args.len() as i16).to_be_bytes());
+        for a in args {
+            b.extend((a.len() as i32).to_be_bytes());
+            b.extend(a);
+        }
+        b.extend(1i16.to_be_bytes()); // binary result
+        common::probe::msg(b'F', &b)
+    };
+    let result = |msgs: &[(u8, Vec<u8>)]| {
+        msgs.iter()
+            .find(|(t, _)| *t == b'V')
+            .map(|(_, b)| b[4..].to_vec())
+            .unwrap_or_else(|| panic!("{msgs:?}"))
+    };
+    let mut raw = Raw::connect(setup(), common::DAVE_TRUST);
+    raw.query("BEGIN");
+    raw.send(&call(
+        952,
+        &[lo.to_be_bytes().to_vec(), 0x40000i32.to_be_bytes().to_vec()],
+    ));
+    let fd = result(&raw.read_until_ready());
+    raw.send(&call(954, &[fd.clone(), 64i32.to_be_bytes().to_vec()]));
+    assert_eq!(result(&raw.read_until_ready()), b"large hello");
+    raw.send(&call(953, &[fd]));
+    raw.read_until_ready();
+    raw.query("COMMIT");
+    // lo_export (server files) by OID: refused, the session goes on.
+    let export: u32 = cluster()
+        .psql_super_db("bank", "SELECT 'lo_export(oid,text)'::regprocedure::oid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    raw.send(&call(
+        export,
+        &[lo.to_be_bytes().to_vec(), b"/tmp/x".to_vec()],
+    ));
+    let got = raw.read_until_ready();
+    let text = String::from_utf8_lossy(&common::probe::raw_bytes(&got)).to_string();
+    assert!(
+        text.contains("42501") && text.contains("large-object functions"),
+        "{text}"
+    );
+    assert_eq!(
+        Raw::first_value(&raw.query("SELECT 1")).as_deref(),
+        Some("1")
+    );
+}

@@ -16,9 +16,11 @@
 //! - `refusal`: the `DO` block that raises pgveil's errors, audit of blocks;
 //! - `rows`: RowDescription/DataRow/COPY OUT masking, withholding results;
 //! - `errors`: scrubbing server errors and notices;
+//! - `fastpath`: which fast-path FunctionCalls a masked role may make;
 //! - `notify`: redacting NOTIFY payloads.
 
 mod errors;
+pub mod fastpath;
 mod notify;
 mod refusal;
 mod rows;
@@ -31,7 +33,7 @@ use bytes::BytesMut;
 
 use super::copy_text::CopyText;
 use super::wire::{self, Field};
-use crate::analyze::plan::{BlockReason, StatementPlan};
+use crate::analyze::plan::StatementPlan;
 use crate::analyze::policy_view::PolicyView;
 use crate::analyze::{Analyzer, Catalog, SessionContext};
 use crate::policy::PolicySet;
@@ -432,14 +434,8 @@ impl Guard {
             }
             b'F' => {
                 // Fast-path function calls name a function by OID and bypass
-                // SQL entirely: never for a restricted role.
-                if self.inputs.view.is_restricted() {
-                    let reason = BlockReason {
-                        reason: "fast-path function calls are not allowed for masked roles".into(),
-                        rule: "function-call".into(),
-                        column: None,
-                        hint: "Call the function with SELECT.".into(),
-                    };
+                // SQL entirely (see `fastpath`).
+                if let Some(reason) = self.fast_path_refusal(msg) {
                     self.audit_block(&reason);
                     wire::encode_query(out, &block_sql(&reason));
                 } else {
