@@ -47,7 +47,7 @@ PIDS=()
 cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     [ -d "$WORK/data" ] && as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
-    [ -z "${DRIVERS_WORK:-}" ] && rm -rf "$WORK"
+    if [ -z "${DRIVERS_WORK:-}" ]; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
