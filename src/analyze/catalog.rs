@@ -121,6 +121,31 @@ pub struct CatalogFunction {
     pub volatility: String,
     /// `f` function, `p` procedure, `a` aggregate, `w` window.
     pub kind: String,
+    /// The columns it yields in FROM (`SELECT * FROM f(…)`).
+    #[serde(default)]
+    pub result: FunctionResult,
+}
+
+/// The shape of a function's result in FROM, by PostgreSQL's rules: OUT
+/// parameters name the columns, a composite return type gives its
+/// attributes, any other type is one column named after the function (or
+/// the FROM alias).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionResult {
+    /// `record` without OUT parameters, a polymorphic type, or an older
+    /// catalog dump: the call needs a column definition list.
+    #[default]
+    Unknown,
+    /// One column of a base, domain, enum or range type.
+    Scalar,
+    /// OUT parameters or the attributes of a composite type.
+    Columns(Vec<String>),
+    /// `anyelement` taken from the first argument (`json_populate_record`).
+    FirstArgumentType,
+    /// Another polymorphic type (`anyelement`, `anyrange` …): its shape
+    /// follows the arguments' types, which pgveil does not resolve.
+    Polymorphic,
 }
 
 impl CatalogFunction {
@@ -340,10 +365,21 @@ impl Catalog {
         let function_rows = client
             .query(
                 "SELECT n.nspname::text, p.proname::text, l.lanname::text, \
-                        p.provolatile::text, p.prokind::text \
+                        p.provolatile::text, p.prokind::text, \
+                        rt.typtype::text, rt.typname::text, \
+                        CASE WHEN p.proargmodes && ARRAY['o','b','t']::\"char\"[] THEN \
+                          ARRAY(SELECT coalesce(nullif(p.proargnames[i], ''), 'column' || i) \
+                                  FROM generate_subscripts(p.proargmodes, 1) i \
+                                 WHERE p.proargmodes[i] IN ('o','b','t') ORDER BY i) \
+                        WHEN rt.typrelid <> 0 THEN \
+                          ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a \
+                                 WHERE a.attrelid = rt.typrelid AND a.attnum > 0 \
+                                   AND NOT a.attisdropped ORDER BY a.attnum) END, \
+                        coalesce(p.proargtypes[0] = p.prorettype, false) \
                    FROM pg_catalog.pg_proc p \
                    JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                    JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
+                   JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype \
                   ORDER BY n.nspname, p.proname",
                 &[],
             )
@@ -408,10 +444,38 @@ impl Catalog {
                     language: row.try_get(2)?,
                     volatility: row.try_get(3)?,
                     kind: row.try_get(4)?,
+                    result: function_result(
+                        row.try_get(5)?,
+                        row.try_get(6)?,
+                        row.try_get(7)?,
+                        row.try_get(8)?,
+                    ),
                 })
             })
             .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
         Ok(Catalog::new(database, schemas, relations, functions))
+    }
+}
+
+/// The FROM shape of a function from its return type (`typtype`, `typname`),
+/// its OUT columns or composite attributes, and whether its first argument
+/// has the return type.
+fn function_result(
+    typtype: String,
+    typname: String,
+    columns: Option<Vec<String>>,
+    returns_first_argument: bool,
+) -> FunctionResult {
+    match (columns, typtype.as_str()) {
+        (Some(columns), _) if !columns.is_empty() => FunctionResult::Columns(columns),
+        (_, "p") if typname == "anyelement" && returns_first_argument => {
+            FunctionResult::FirstArgumentType
+        }
+        (_, "p") if typname.starts_with("any") => FunctionResult::Polymorphic,
+        // `void` is a pseudo-type that still yields one (NULL) column.
+        (_, "b" | "e" | "r" | "m") => FunctionResult::Scalar,
+        (_, "p") if typname == "void" => FunctionResult::Scalar,
+        _ => FunctionResult::Unknown,
     }
 }
 
@@ -511,6 +575,7 @@ mod tests {
                 language: "sql".into(),
                 volatility: "v".into(),
                 kind: "f".into(),
+                result: FunctionResult::Scalar,
             }],
         )
     }

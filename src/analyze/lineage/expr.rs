@@ -220,6 +220,28 @@ impl Walker<'_> {
                 }
                 result
             }
+            // `(VALUES (x))` as a scalar subquery: its one value.
+            Expr::Function(function) if keyword_call(function, &["values"]).is_some() => {
+                let rows = keyword_call(function, &["values"]).unwrap_or_default();
+                let mut s = Sources::new();
+                for row in &rows {
+                    merge_into(&mut s, &self.expr(row));
+                }
+                match rows.as_slice() {
+                    [Expr::Nested(_)] => s,
+                    _ => as_derived(s),
+                }
+            }
+            // `x LIKE ALL (array)`: the pattern is each element of the array.
+            Expr::Function(function)
+                if keyword_call(function, &["all", "any", "some"]).is_some() =>
+            {
+                let mut s = Sources::new();
+                for arg in keyword_call(function, &["all", "any", "some"]).unwrap_or_default() {
+                    merge_into(&mut s, &self.expr(arg));
+                }
+                as_derived(s)
+            }
             Expr::Function(function) => self.function(function),
             Expr::Subquery(query) => {
                 let outputs = self.query(query);
@@ -401,5 +423,42 @@ fn is_text_type(data_type: &ast::DataType) -> bool {
             Some("text" | "varchar" | "citext" | "name" | "bpchar")
         ),
         _ => false,
+    }
+}
+
+/// SQL syntax that sqlparser reads as a call of a function named after a
+/// keyword (`rollup(a)` in GROUPING SETS, `(VALUES (1))`, `LIKE ALL (…)`):
+/// its arguments when `function` is an unquoted, unqualified call of one of
+/// `keywords` with plain arguments. A quoted name is a real function.
+pub(super) fn keyword_call<'a>(
+    function: &'a ast::Function,
+    keywords: &[&str],
+) -> Option<Vec<&'a Expr>> {
+    let [ast::ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
+        return None;
+    };
+    if name.quote_style.is_some()
+        || !keywords.contains(&name.value.to_lowercase().as_str())
+        || function.over.is_some()
+        || function.filter.is_some()
+        || !function.within_group.is_empty()
+        || !matches!(function.parameters, ast::FunctionArguments::None)
+    {
+        return None;
+    }
+    match &function.args {
+        ast::FunctionArguments::None => Some(Vec::new()),
+        ast::FunctionArguments::List(list)
+            if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
+        {
+            list.args
+                .iter()
+                .map(|arg| match arg {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Some(e),
+                    _ => None,
+                })
+                .collect()
+        }
+        _ => None,
     }
 }
