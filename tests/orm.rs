@@ -52,7 +52,7 @@ const KNOWN_FALSE_BLOCKS: &[(&str, &str)] = &[
     ),
     (
         "is used in DDL expression",
-        "a primary key, unique constraint or index predicate on a protected column counts as filtering by it",
+        "a partial index's predicate (or a CHECK) on a protected column counts as filtering by it",
     ),
 ];
 

@@ -588,7 +588,7 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::AlterTable(alter) => {
-            walker.ddl_on_table(&alter.name, &alter.operations);
+            walker.alter_table(&alter.name, &alter.operations);
             for operation in &alter.operations {
                 match operation {
                     ast::AlterTableOperation::RenameColumn {
