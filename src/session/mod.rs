@@ -13,6 +13,7 @@ use tracing::debug;
 
 pub mod copy_text;
 pub mod guard;
+pub mod replication;
 pub mod runtime;
 pub mod wire;
 
@@ -51,6 +52,8 @@ pub struct SessionIo {
     /// The authenticated login role (startup `user`); rules match on it.
     pub user: String,
     pub database: String,
+    /// A replication session (the startup's `replication` parameter).
+    pub replication: bool,
 }
 
 /// How a session ended.
@@ -140,6 +143,9 @@ pub async fn relay(
     mut phase: watch::Receiver<Phase>,
     runtime: Option<&MaskingRuntime>,
 ) -> SessionEnd {
+    if io.replication {
+        return replication::relay(io, metrics, phase).await;
+    }
     let SessionIo {
         mut client,
         mut server,
@@ -147,6 +153,7 @@ pub async fn relay(
         client_buf: mut cbuf,
         user,
         database,
+        replication: _,
     } = io;
     let mut sbuf = BytesMut::with_capacity(READ_CHUNK);
     cbuf.reserve(READ_CHUNK);
