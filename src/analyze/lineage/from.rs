@@ -5,8 +5,6 @@
 use std::sync::Arc;
 
 use sqlparser::ast::{self, FunctionArg, ObjectName, Statement, TableFactor, TableWithJoins};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 
 use super::functions::set_returning;
 use super::{
@@ -662,39 +660,41 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
     };
     // pg_get_viewdef qualifies names not visible on the default path.
     let search_path = vec![relation.schema.clone(), "public".to_owned()];
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, definition);
-    let query = match statements.as_deref() {
-        Ok([Statement::Query(query)]) => query.clone(),
-        _ => {
-            effects.hazard(
-                HazardRule::Unanalysable,
-                format!(
-                    "definition of view {}.{} could not be parsed",
-                    relation.schema, relation.name
-                ),
-            );
-            return RelationLineage {
-                columns: Vec::new(),
-                effects,
-            };
+    // Parsed, walked and dropped on a stack sized for the definition.
+    crate::analyze::with_parsed(definition, |parsed| {
+        let query = match parsed {
+            Ok([Statement::Query(query)]) => query,
+            _ => {
+                effects.hazard(
+                    HazardRule::Unanalysable,
+                    format!(
+                        "definition of view {}.{} could not be parsed",
+                        relation.schema, relation.name
+                    ),
+                );
+                return RelationLineage {
+                    columns: Vec::new(),
+                    effects,
+                };
+            }
+        };
+        let mut walker = Walker::new(catalog, &search_path);
+        walker.view_depth = depth;
+        let outputs = walker.query(query);
+        let columns = relation
+            .columns
+            .iter()
+            .zip(outputs)
+            .map(|(c, o)| OutputColumn {
+                name: c.name.clone(),
+                sources: o.sources,
+            })
+            .collect();
+        RelationLineage {
+            columns,
+            effects: walker.effects,
         }
-    };
-    let mut walker = Walker::new(catalog, &search_path);
-    walker.view_depth = depth;
-    let outputs = walker.query(&query);
-    let columns = relation
-        .columns
-        .iter()
-        .zip(outputs)
-        .map(|(c, o)| OutputColumn {
-            name: c.name.clone(),
-            sources: o.sources,
-        })
-        .collect();
-    RelationLineage {
-        columns,
-        effects: walker.effects,
-    }
+    })
 }
 
 /// The last column WITH ORDINALITY adds: a row number, no value of anyone.
