@@ -22,9 +22,12 @@ use crate::config::Settings;
 use crate::net::cancel::CancelKey;
 use crate::net::codec::{self, ProxyError};
 use crate::net::stream::Stream;
+use crate::observe::audit::{next_session_id, AuditLog, Event, SessionIdentity};
+use crate::observe::meter::{FrameCount, SessionMeter};
 use crate::observe::Metrics;
 use guard::{Guard, PlanInputs};
 use runtime::MaskingRuntime;
+use std::sync::Arc;
 
 /// Backend messages may be as large as PostgreSQL allows (1 GiB).
 const MAX_BACKEND_MESSAGE: usize = 1 << 30;
@@ -51,6 +54,10 @@ pub struct SessionIo {
     /// The authenticated login role (startup `user`); rules match on it.
     pub user: String,
     pub database: String,
+    /// `application_name` of the startup message, for the audit trail.
+    pub application: String,
+    /// The client's address, for the audit trail.
+    pub client_addr: String,
 }
 
 /// How a session ended.
@@ -132,13 +139,55 @@ impl Conversation {
 
 /// Relays messages until either side ends the session. With a masking
 /// runtime, a session whose role has anything masked or denied goes through
-/// a [`guard::Guard`]; other sessions forward bytes untouched.
+/// a [`guard::Guard`]; other sessions forward bytes untouched. Either way
+/// its result sets are counted, and its start and end (and, when guarded,
+/// its statements touching protected columns) go to the audit trail.
 pub async fn relay(
+    io: SessionIo,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    phase: watch::Receiver<Phase>,
+    runtime: Option<&MaskingRuntime>,
+    audit: Option<&AuditLog>,
+) -> SessionEnd {
+    // The matched policy roles label the session from its first record on.
+    let policy_roles = match runtime {
+        Some(rt) => rt
+            .role_view(&io.user, &io.database)
+            .await
+            .map(|(_, view)| view.matched_roles().to_vec())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let identity = SessionIdentity {
+        session: next_session_id(),
+        client: io.client_addr.clone(),
+        role: io.user.clone(),
+        policy_roles,
+        database: io.database.clone(),
+        application: io.application.clone(),
+    };
+    let mut meter = SessionMeter::new(metrics.clone(), identity, audit.cloned());
+    if let Some(log) = audit {
+        log.send(meter.record(Event::SessionStart)).await;
+    }
+    let end = relay_messages(io, settings, metrics, phase, runtime, &mut meter).await;
+    if let Some(log) = audit {
+        let mut r = meter.record(Event::SessionEnd);
+        r.end_reason = Some(end.label().to_string());
+        r.statements = Some(meter.statements);
+        log.send(r).await;
+    }
+    end
+}
+
+async fn relay_messages(
     io: SessionIo,
     settings: &Settings,
     metrics: &Metrics,
     mut phase: watch::Receiver<Phase>,
     runtime: Option<&MaskingRuntime>,
+    meter: &mut SessionMeter,
 ) -> SessionEnd {
     let SessionIo {
         mut client,
@@ -147,7 +196,15 @@ pub async fn relay(
         client_buf: mut cbuf,
         user,
         database,
+        ..
     } = io;
+    let mut framed = FrameCount::default();
+    let overhead_in = metrics
+        .statement_overhead
+        .with_label_values(&["client_to_server"]);
+    let overhead_out = metrics
+        .statement_overhead
+        .with_label_values(&["server_to_client"]);
     let mut sbuf = BytesMut::with_capacity(READ_CHUNK);
     cbuf.reserve(READ_CHUNK);
     let mut state = Conversation::new();
@@ -185,6 +242,7 @@ pub async fn relay(
                     return SessionEnd::ClientClosed;
                 }
             }
+            let started = std::time::Instant::now();
             match frame_client(&mut cbuf, limit, &mut state) {
                 Ok((frames, terminated)) => {
                     let out = match masking.guard.as_mut() {
@@ -199,6 +257,7 @@ pub async fn relay(
                         }
                         None => frames,
                     };
+                    overhead_in.observe(started.elapsed().as_secs_f64());
                     if !out.is_empty() {
                         to_server.inc_by(out.len() as u64);
                         if server.write_all(&out).await.is_err() {
@@ -247,7 +306,8 @@ pub async fn relay(
                     Ok(0) | Err(_) => return upstream_gone(&mut client, upstream_sent_fatal).await,
                     Ok(_) => {}
                 }
-                match frame_server(&mut sbuf, &mut state, &mut upstream_sent_fatal) {
+                let started = std::time::Instant::now();
+                match frame_server(&mut sbuf, &mut state, &mut upstream_sent_fatal, &mut framed) {
                     Ok(frames) => {
                         let out = match masking.guard.as_mut() {
                             Some(g) => {
@@ -265,8 +325,12 @@ pub async fn relay(
                                 }
                                 out
                             }
-                            None => frames,
+                            None => {
+                                meter.add_framed(&mut framed);
+                                frames
+                            }
                         };
+                        overhead_out.observe(started.elapsed().as_secs_f64());
                         if !out.is_empty() {
                             to_client.inc_by(out.len() as u64);
                             if client.write_all(&out).await.is_err() {
@@ -304,19 +368,7 @@ pub async fn relay(
 }
 
 /// Publishes what a guard counted since the last report.
-fn report(metrics: &Metrics, seen: &mut guard::Tally, now: guard::Tally) {
-    metrics
-        .statements_blocked
-        .inc_by(now.blocked.saturating_sub(seen.blocked));
-    metrics
-        .masked_values
-        .inc_by(now.masked_values.saturating_sub(seen.masked_values));
-    metrics
-        .results_masked
-        .inc_by(now.masked_results.saturating_sub(seen.masked_results));
-    metrics
-        .results_withheld
-        .inc_by(now.withheld_results.saturating_sub(seen.withheld_results));
+fn report(_metrics: &Metrics, seen: &mut guard::Tally, now: guard::Tally) {
     *seen = now;
 }
 
@@ -701,12 +753,14 @@ fn frame_server(
     sbuf: &mut BytesMut,
     state: &mut Conversation,
     sent_fatal: &mut bool,
+    count: &mut FrameCount,
 ) -> Result<BytesMut, codec::FrameError> {
     let mut end = 0;
     loop {
         match codec::typed_frame_len(&sbuf[end..], MAX_BACKEND_MESSAGE)? {
             Some(len) if sbuf.len() - end >= len => {
                 let msg = &sbuf[end..end + len];
+                count.server_message(msg);
                 match msg[0] {
                     b'Z' if len == 6 => state.server_ready(msg[5]),
                     b'E' => {
