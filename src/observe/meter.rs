@@ -172,6 +172,19 @@ pub struct StatementEvent {
     pub rule: Option<String>,
 }
 
+/// What a guard observed since the relay last looked: finished statements
+/// and a few counters. Plain values, owned by the session.
+#[derive(Debug, Default)]
+pub struct Observations {
+    pub events: Vec<StatementEvent>,
+    /// Seconds per analysed statement, and whether the cache answered.
+    pub analyses: Vec<(f64, bool)>,
+    pub rowdescription_overrides: u64,
+    pub notifications_redacted: u64,
+    /// Statement notes carry fingerprints (only the audit trail needs them).
+    pub fingerprints: bool,
+}
+
 /// Result sets and rows counted while framing server messages of a session
 /// relayed without a guard.
 #[derive(Debug, Default, Clone, Copy)]
@@ -355,6 +368,30 @@ impl SessionMeter {
 
     pub fn audit(&self) -> Option<&AuditLog> {
         self.audit.as_ref()
+    }
+
+    /// Publishes what a guard observed and returns the audit records it
+    /// produced, in order.
+    pub fn drain(&mut self, seen: &mut Observations) -> Vec<Record> {
+        let m = self.metrics.clone();
+        for (seconds, hit) in seen.analyses.drain(..) {
+            m.analysis_duration
+                .with_label_values(&[if hit { "hit" } else { "miss" }])
+                .observe(seconds);
+        }
+        if seen.rowdescription_overrides > 0 {
+            m.rowdescription_overrides
+                .inc_by(std::mem::take(&mut seen.rowdescription_overrides));
+        }
+        if seen.notifications_redacted > 0 {
+            m.notifications_redacted
+                .inc_by(std::mem::take(&mut seen.notifications_redacted));
+        }
+        let events: Vec<StatementEvent> = seen.events.drain(..).collect();
+        events
+            .into_iter()
+            .filter_map(|ev| self.statement(ev))
+            .collect()
     }
 }
 
