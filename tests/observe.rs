@@ -262,8 +262,9 @@ fn http_get(port: u16, path: &str) -> String {
     out
 }
 
-/// Records of the audit files, once `n` session_end records are there.
-fn wait_for_session_ends(path: &Path, n: usize) -> Vec<Value> {
+/// Records of the audit file, once `n` session_end records are there.
+/// Async: the dropped clients' connection tasks must run to say goodbye.
+async fn wait_for_session_ends(path: &Path, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -282,7 +283,7 @@ fn wait_for_session_ends(path: &Path, n: usize) -> Vec<Value> {
             Instant::now() < deadline,
             "only {ends} session_end records after 20 s:\n{text}"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -346,9 +347,9 @@ async fn known_workload_gives_exact_metrics_and_audit_records() {
     let before = parse_scrape(&scrape(&proxy));
 
     agent_workload(&proxy).await;
-    wait_for_session_ends(&audit, 1);
+    wait_for_session_ends(&audit, 1).await;
     officer_workload(&proxy).await;
-    let records = wait_for_session_ends(&audit, 2);
+    let records = wait_for_session_ends(&audit, 2).await;
 
     let text = scrape(&proxy);
     promtool_accepts(&text);
@@ -672,8 +673,8 @@ officer  public.customers.id_number  C3     clear     2           8     1       
 officer  public.customers.mobile     C2     clear     2           6     1         T  T
 
 Blocked statements
-ROLE   RULE                            STATEMENTS  FIRST                        LAST
-agent  public.cards.cvv default        1           T  T
+ROLE   RULE                             STATEMENTS  FIRST                        LAST
+agent  public.cards.cvv default         1           T  T
 agent  public.customers.mobile default  1           T  T";
     assert_eq!(table.join("\n"), expected_table, "{out}");
     let (ok, json) = pgveil(&[
@@ -790,7 +791,7 @@ async fn audit_chain_spans_rotated_files() {
             c.simple_query(AGENT_MASKED).await.unwrap();
         }
     }
-    wait_for_session_ends(&audit, 1);
+    wait_for_session_ends(&audit, 1).await;
     drop(proxy);
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -225,6 +225,10 @@ pub fn start(
     metrics: Arc<Metrics>,
 ) -> io::Result<(AuditLog, AuditWriter)> {
     let mut sink = Sink::open(settings)?;
+    // Both series exist from the start, so alerts on them see a zero first.
+    for outcome in ["written", "dropped"] {
+        metrics.audit_records.with_label_values(&[outcome]);
+    }
     let (tx, mut rx) = mpsc::channel::<Record>(QUEUE_CAPACITY);
     let writer_metrics = metrics.clone();
     let thread = std::thread::Builder::new()

@@ -86,30 +86,34 @@ pub struct ColumnTouch {
 /// every execution of a prepared statement or cursor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementNote {
-    pub fingerprint: Fingerprint,
+    /// Only computed when an audit trail is written.
+    pub fingerprint: Option<Fingerprint>,
     pub columns: Vec<ColumnTouch>,
     pub extended: bool,
 }
 
 impl StatementNote {
-    /// The note of the statements in `sql`, from their analyses and the
-    /// role's decisions.
+    /// The note of analysed statements for one role, or `None` when they
+    /// touch no protected column (the common case costs no allocation).
     pub fn new<'a>(
-        sql: &str,
+        fingerprint: impl FnOnce() -> Option<Fingerprint>,
         analyses: impl IntoIterator<Item = &'a Analysis>,
         view: &dyn PolicyView,
         extended: bool,
-    ) -> Arc<StatementNote> {
+    ) -> Option<Arc<StatementNote>> {
         let mut columns: Vec<ColumnTouch> = Vec::new();
         for analysis in analyses {
             touches(analysis, view, &mut columns);
         }
+        if columns.is_empty() {
+            return None;
+        }
         columns.sort_by(|a, b| a.column.cmp(&b.column));
-        Arc::new(StatementNote {
-            fingerprint: super::fingerprint::fingerprint(sql),
+        Some(Arc::new(StatementNote {
+            fingerprint: fingerprint(),
             columns,
             extended,
-        })
+        }))
     }
 }
 
@@ -217,11 +221,7 @@ impl FrameCount {
                     self.close();
                 }
             }
-            b's' | b'E' => {
-                if self.open || self.rows_pending > 0 {
-                    self.close();
-                }
-            }
+            b's' | b'E' if self.open || self.rows_pending > 0 => self.close(),
             _ => {}
         }
     }
@@ -351,8 +351,10 @@ impl SessionMeter {
             return None;
         }
         let mut r = self.record(Event::Statement);
-        r.fingerprint = Some(note.fingerprint.text.clone());
-        r.fingerprint_sha256 = Some(note.fingerprint.hash.clone());
+        if let Some(f) = &note.fingerprint {
+            r.fingerprint = Some(f.text.clone());
+            r.fingerprint_sha256 = Some(f.hash.clone());
+        }
         r.protocol = Some(if note.extended { "extended" } else { "simple" }.into());
         r.columns = note.columns.clone();
         r.rows = Some(ev.rows);

@@ -219,8 +219,8 @@ async fn relay_messages(
         database,
         base_generation: None,
         temp_relations: Vec::new(),
+        audited: meter.audit().is_some(),
     };
-    let mut tally = guard::Tally::default();
 
     // Bytes that arrived with the last authentication message.
     let mut pending_client = !cbuf.is_empty();
@@ -258,6 +258,10 @@ async fn relay_messages(
                         None => frames,
                     };
                     overhead_in.observe(started.elapsed().as_secs_f64());
+                    if let Some(g) = masking.guard.as_mut() {
+                        // Blocked statements: recorded before anything moves on.
+                        publish(meter, &mut g.observed).await;
+                    }
                     if !out.is_empty() {
                         to_server.inc_by(out.len() as u64);
                         if server.write_all(&out).await.is_err() {
@@ -315,7 +319,6 @@ async fn relay_messages(
                                 for msg in codec::frames(&frames) {
                                     g.server_message(msg, &mut out);
                                 }
-                                report(metrics, &mut tally, g.tally);
                                 // Committed DDL: drop the shared catalog now,
                                 // before the client (or anyone) reads again.
                                 if g.effects.catalog_stale {
@@ -331,6 +334,11 @@ async fn relay_messages(
                             }
                         };
                         overhead_out.observe(started.elapsed().as_secs_f64());
+                        if let Some(g) = masking.guard.as_mut() {
+                            // With --audit-on-full block the client gets the
+                            // rows only once their record is queued.
+                            publish(meter, &mut g.observed).await;
+                        }
                         if !out.is_empty() {
                             to_client.inc_by(out.len() as u64);
                             if client.write_all(&out).await.is_err() {
@@ -367,9 +375,23 @@ async fn relay_messages(
     }
 }
 
-/// Publishes what a guard counted since the last report.
-fn report(_metrics: &Metrics, seen: &mut guard::Tally, now: guard::Tally) {
-    *seen = now;
+/// Publishes what a guard observed since the last batch: metrics now,
+/// audit records into the queue (waiting for room with `--audit-on-full
+/// block`).
+async fn publish(meter: &mut SessionMeter, observed: &mut crate::observe::meter::Observations) {
+    if observed.events.is_empty()
+        && observed.analyses.is_empty()
+        && observed.rowdescription_overrides == 0
+        && observed.notifications_redacted == 0
+    {
+        return;
+    }
+    let records = meter.drain(observed);
+    if let Some(log) = meter.audit() {
+        for r in records {
+            log.send(r).await;
+        }
+    }
 }
 
 /// The masking side of one session: whether it is guarded, and under which
@@ -383,6 +405,9 @@ struct Masking {
     base_generation: Option<u64>,
     /// This session's temporary relations, read over its own connection.
     temp_relations: Vec<crate::analyze::catalog::Relation>,
+    /// An audit trail is written: roles that see protected columns in
+    /// clear are guarded too, so their reads are recorded.
+    audited: bool,
 }
 
 impl Masking {
@@ -496,6 +521,7 @@ impl Masking {
             .map_err(policy_unavailable)?;
         self.policy_version = Some(set.version());
         let restricted = view.is_restricted();
+        let observed = self.audited && set.protected_columns().next().is_some();
         match &mut self.guard {
             Some(g) => {
                 let shared = rt
@@ -511,7 +537,7 @@ impl Masking {
                 g.effects.catalog_stale = false;
                 self.install_catalog(shared);
             }
-            None if restricted && state.is_between_statements() => {
+            None if (restricted || observed) && state.is_between_statements() => {
                 let catalog = rt
                     .catalog(&self.database)
                     .await
@@ -534,6 +560,9 @@ impl Masking {
                         search_path,
                     },
                 ));
+                if let Some(g) = &mut self.guard {
+                    g.record_fingerprints(self.audited);
+                }
             }
             None if restricted => {
                 // Became restricted mid-transaction: this batch must not pass
