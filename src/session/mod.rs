@@ -13,6 +13,7 @@ use tracing::debug;
 
 pub mod copy_text;
 pub mod guard;
+pub mod replication;
 pub mod runtime;
 pub mod wire;
 
@@ -58,6 +59,8 @@ pub struct SessionIo {
     pub application: String,
     /// The client's address, for the audit trail.
     pub client_addr: String,
+    /// A replication session (the startup's `replication` parameter).
+    pub replication: bool,
 }
 
 /// How a session ended.
@@ -189,6 +192,9 @@ async fn relay_messages(
     runtime: Option<&MaskingRuntime>,
     meter: &mut SessionMeter,
 ) -> SessionEnd {
+    if io.replication {
+        return replication::relay(io, metrics, phase).await;
+    }
     let SessionIo {
         mut client,
         mut server,
