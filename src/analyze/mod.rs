@@ -617,8 +617,12 @@ fn walk_statement(
                 temp_shadow_check(walker, &view.name, catalog, search_path);
             }
             // The view is analysed again whenever it is read; here only its
-            // filters count (a view is a stored oracle otherwise).
-            let _ = walker.query(&view.query);
+            // filters count (a view is a stored oracle otherwise). A
+            // materialized view stores its rows, like CREATE TABLE AS.
+            let outputs = walker.query(&view.query);
+            if view.materialized {
+                walker.store_outputs(&outputs, "CREATE MATERIALIZED VIEW");
+            }
             (K::Ddl, Vec::new())
         }
         Statement::AlterTable(alter) => {
@@ -768,12 +772,15 @@ fn walk_statement(
         | Statement::AlterType(_)
         | Statement::Comment { .. }
         | Statement::Grant(_)
-        | Statement::Revoke(_)
-        | Statement::RefreshMaterializedView(_) => {
+        | Statement::Revoke(_) => {
             // Schema changes that move no data; any function they name
             // (an operator class's support functions, say) must still be
             // one a role may run.
             attached_functions(walker, statement, "a schema object");
+            (K::Ddl, Vec::new())
+        }
+        Statement::RefreshMaterializedView(refresh) => {
+            walker.refresh_materialized_view(&refresh.name);
             (K::Ddl, Vec::new())
         }
         Statement::Lock(_) | Statement::Analyze(_) | Statement::Vacuum(_) => (K::Other, Vec::new()),

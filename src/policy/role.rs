@@ -193,6 +193,7 @@ impl RolePolicy {
                     filter: outcome.filter,
                     rule,
                     class: column.class.clone(),
+                    max_candidates: outcome.max_candidates,
                 },
             );
         }
