@@ -968,10 +968,9 @@ fn walk_set(walker: &mut Walker<'_>, set: &ast::Set) -> (StatementKind, Vec<Outp
                     other => vec![other.to_string()],
                 })
                 .collect();
+            // Allowed: the session reads the server's new value before it
+            // plans the next statement.
             walker.literal_sensitive = true;
-            walker
-                .effects
-                .hazard(HazardRule::SearchPath, "SET search_path");
             let schemas =
                 (!schemas.iter().any(|s| s.eq_ignore_ascii_case("default"))).then_some(schemas);
             return (StatementKind::SetSearchPath { schemas }, Vec::new());

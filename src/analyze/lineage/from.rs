@@ -23,10 +23,8 @@ pub const SENSITIVE_SYSTEM_RELATIONS: &[&str] = &[
     "pg_stats_ext_exprs",
     "pg_statistic",
     "pg_statistic_ext_data",
-    "pg_stat_activity",
     "pg_stat_statements",
     "pg_largeobject",
-    "pg_prepared_xacts",
 ];
 
 impl Walker<'_> {
