@@ -220,9 +220,23 @@ impl Analyzer {
         policy: &dyn PolicyView,
         policy_version: u64,
     ) -> Vec<PlannedStatement> {
+        self.plan_traced(sql, ctx, catalog, policy, policy_version)
+            .0
+    }
+
+    /// Like `plan`, and whether the analysis came from the cache (for
+    /// metrics).
+    pub fn plan_traced(
+        &self,
+        sql: &str,
+        ctx: &SessionContext,
+        catalog: &Catalog,
+        policy: &dyn PolicyView,
+        policy_version: u64,
+    ) -> (Vec<PlannedStatement>, bool) {
         let _ = policy_version;
-        let analyses = self.analyse(sql, ctx, catalog);
-        analyses
+        let (analyses, cached) = self.analyse_traced(sql, ctx, catalog);
+        let planned = analyses
             .iter()
             .map(|analysis| {
                 let plan = plan_for(analysis, catalog, policy);
@@ -232,7 +246,8 @@ impl Analyzer {
                     analysis: Arc::clone(analysis),
                 }
             })
-            .collect()
+            .collect();
+        (planned, cached)
     }
 
     /// The (cached) analyses of every statement in `sql`.
@@ -242,6 +257,16 @@ impl Analyzer {
         ctx: &SessionContext,
         catalog: &Catalog,
     ) -> Arc<Vec<Arc<Analysis>>> {
+        self.analyse_traced(sql, ctx, catalog).0
+    }
+
+    /// Like `analyse`, and whether the result came from the cache.
+    fn analyse_traced(
+        &self,
+        sql: &str,
+        ctx: &SessionContext,
+        catalog: &Catalog,
+    ) -> (Arc<Vec<Arc<Analysis>>>, bool) {
         let mut key = CacheKey {
             database: ctx.database.clone(),
             search_path: ctx.search_path.clone(),
@@ -249,12 +274,12 @@ impl Analyzer {
             text: fallback::normalize(sql),
         };
         if let Some(hit) = self.cache.get(&key) {
-            return Arc::clone(&hit);
+            return (Arc::clone(&hit), true);
         }
         let normalized = std::mem::take(&mut key.text);
         key.text = format!("={sql}");
         if let Some(hit) = self.cache.get(&key) {
-            return Arc::clone(&hit);
+            return (Arc::clone(&hit), true);
         }
         let analyses: Vec<Arc<Analysis>> = analyse_uncached(sql, &ctx.search_path, catalog)
             .into_iter()
@@ -269,7 +294,7 @@ impl Analyzer {
             self.cache.clear();
         }
         self.cache.insert(key, Arc::clone(&analyses));
-        analyses
+        (analyses, false)
     }
 }
 

@@ -20,12 +20,6 @@ pub(super) struct RowMasker {
     pub(super) withheld: Option<String>,
 }
 
-impl RowMasker {
-    pub(super) fn is_empty(&self) -> bool {
-        self.columns.is_empty() && self.withheld.is_none()
-    }
-}
-
 /// Masks applied to the rows of a running `COPY … TO STDOUT`.
 pub(super) struct CopyMasker {
     pub(super) fmt: CopyText,
@@ -59,13 +53,16 @@ impl Guard {
                 }
                 match copy_text::mask_row(row, &copy.fmt, &copy.columns) {
                     Ok(masked) => {
-                        self.tally.masked_values += copy.columns.len() as u64;
+                        self.result.row(true);
                         wire::message(out, b'd', |o| o.extend_from_slice(&masked));
                     }
                     Err(e) => self.withhold(&e.to_string(), out),
                 }
             }
-            None => out.extend_from_slice(msg),
+            None => {
+                self.result.row(false);
+                out.extend_from_slice(msg)
+            }
         }
     }
 
@@ -173,6 +170,7 @@ impl Guard {
                         column = %format!("{}.{}.{}", source.schema, source.table, source.column),
                         "protected column reached a result unplanned; masking it"
                     );
+                    self.observed.rowdescription_overrides += 1;
                     let mask = self.inputs.policy.mask(mask_id).clone();
                     m.columns.push((i, mask, field.type_oid, format(i, field)));
                 }
@@ -212,8 +210,14 @@ impl Guard {
             }
         }
         match (plan, fmt) {
-            (Some(StatementPlan::Allow), _) => return out.extend_from_slice(msg),
-            (None, _) if !restricted => return out.extend_from_slice(msg),
+            (Some(StatementPlan::Allow), _) => {
+                self.result.open(false);
+                return out.extend_from_slice(msg);
+            }
+            (None, _) if !restricted => {
+                self.result.open(false);
+                return out.extend_from_slice(msg);
+            }
             (Some(StatementPlan::Mask { columns }), Some(fmt)) => {
                 let mut masks = Vec::with_capacity(columns.len());
                 for c in &columns {
@@ -236,7 +240,7 @@ impl Guard {
                     fmt,
                     columns: masks,
                 });
-                self.tally.masked_results += 1;
+                self.result.open(true);
                 return out.extend_from_slice(msg);
             }
             _ => {}
@@ -284,9 +288,7 @@ impl Guard {
                     }
                 };
                 let masker = self.masker_for(&plan, &fields, None);
-                if !masker.is_empty() {
-                    self.tally.masked_results += 1;
-                }
+                self.result.open(!masker.columns.is_empty());
                 self.rows = Some(masker);
                 out.extend_from_slice(msg);
             }
@@ -307,12 +309,14 @@ impl Guard {
             if restricted {
                 return self.withhold("rows arrived for a result pgveil has no plan for", out);
             }
+            self.result.row(false);
             return out.extend_from_slice(msg);
         };
         if let Some(why) = masker.withheld.clone() {
             return self.withhold(&why, out);
         }
         if masker.columns.is_empty() {
+            self.result.row(false);
             return out.extend_from_slice(msg);
         }
         let Some(values) = wire::data_row(msg) else {
@@ -331,7 +335,7 @@ impl Guard {
                 }
             }
         }
-        self.tally.masked_values += masker.columns.len() as u64;
+        self.result.row(true);
         wire::encode_data_row(
             out,
             values.iter().enumerate().map(|(i, v)| match &masked[i] {
@@ -346,7 +350,7 @@ impl Guard {
     /// ReadyForQuery.
     pub(super) fn withhold(&mut self, why: &str, out: &mut BytesMut) {
         tracing::error!(reason = why, "withholding a result to protect a column");
-        self.tally.withheld_results += 1;
+        self.result_withheld();
         crate::net::codec::ProxyError::error("42501", format!("pgveil: result withheld: {why}"))
             .with_hint("pgveil could not mask this result safely; ask the DBA to check the policy.")
             .encode(out);
