@@ -341,15 +341,16 @@ async fn metrics_count_blocks_and_masks() {
         .await
         .unwrap();
     let text = setup().metrics();
-    let value = |name: &str| {
+    // Summed over every label set of the family.
+    let value = |name: &str| -> f64 {
         text.lines()
-            .find(|l| l.starts_with(&format!("{name} ")))
-            .and_then(|l| l.split(' ').nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
+            .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next())
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum()
     };
     assert!(value("pgveil_statements_blocked_total") >= 1.0, "{text}");
-    assert!(value("pgveil_masked_values_total") >= 2.0, "{text}");
+    assert!(value("pgveil_cells_masked_total") >= 2.0, "{text}");
     assert!(value("pgveil_policy_version") >= 1.0, "{text}");
 }
 

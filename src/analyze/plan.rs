@@ -85,6 +85,9 @@ fn is_harmless(decision: &ColumnDecision) -> bool {
     matches!(decision.action, ColumnAction::Allow) && decision.filter == FilterRight::Allow
 }
 
+/// System columns holding statement texts (schema, relation, column).
+const QUERY_TEXT_COLUMNS: &[(&str, &str, &str)] = &[("pg_catalog", "pg_stat_activity", "query")];
+
 /// Derives the plan of one analysed statement for one role.
 pub(crate) fn derive(
     analysis: &Analysis,
@@ -98,6 +101,30 @@ pub(crate) fn derive(
         return judge_fallback(scan, catalog, policy);
     }
     let effects = &analysis.effects;
+    // Other sessions' statement texts can quote protected values; the rest
+    // of pg_stat_activity (pids, states, databases) cannot.
+    let query_text = analysis
+        .outputs
+        .iter()
+        .flat_map(|o| o.sources.keys())
+        .chain(effects.uses.iter().map(|u| &u.column))
+        .chain(effects.sinks.iter().map(|s| &s.source))
+        .find(|c| {
+            QUERY_TEXT_COLUMNS.iter().any(|(schema, table, column)| {
+                c.schema == *schema && c.table == *table && c.column == *column
+            })
+        });
+    if let Some(column) = query_text {
+        return block(
+            format!(
+                "{}.{}.{} carries other sessions' statement texts, which can quote protected values",
+                column.schema, column.table, column.column
+            ),
+            HazardRule::SensitiveCatalog.as_str(),
+            None,
+            "select the columns you need without it (pid, state, datname … are fine)",
+        );
+    }
     if let Some(hazard) = effects.hazards.iter().next() {
         let hint = match hazard.rule {
             HazardRule::UnknownName => {

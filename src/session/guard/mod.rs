@@ -17,11 +17,13 @@
 //! - `rows`: RowDescription/DataRow/COPY OUT masking, withholding results;
 //! - `errors`: scrubbing server errors and notices;
 //! - `fastpath`: which fast-path FunctionCalls a masked role may make;
-//! - `notify`: redacting NOTIFY payloads.
+//! - `notify`: redacting NOTIFY payloads;
+//! - `observe`: what each finished statement read, for metrics and audit.
 
 mod errors;
 pub mod fastpath;
 mod notify;
+mod observe;
 mod refusal;
 mod rows;
 mod statements;
@@ -36,6 +38,7 @@ use super::wire::{self, Field};
 use crate::analyze::plan::StatementPlan;
 use crate::analyze::policy_view::PolicyView;
 use crate::analyze::{Analyzer, Catalog, SessionContext};
+use crate::observe::meter::{Observations, StatementNote};
 use crate::policy::PolicySet;
 
 pub use refusal::block_sql;
@@ -65,12 +68,15 @@ struct Registration {
     cursor: bool,
     name: String,
     plan: StatementPlan,
+    note: Option<Arc<StatementNote>>,
 }
 
 struct Prepared {
     registration: Option<Registration>,
     /// Executing it changes the schema.
     ddl: bool,
+    /// Executing it changes search_path.
+    sets_search_path: bool,
     sql: String,
     plan: StatementPlan,
     copy: Option<CopyText>,
@@ -78,17 +84,21 @@ struct Prepared {
     copy_in: bool,
     version: (u64, u64),
     fields: Option<Vec<Field>>,
+    note: Option<Arc<StatementNote>>,
 }
 
 struct Portal {
     registration: Option<Registration>,
     /// Executing it changes the schema.
     ddl: bool,
+    /// Executing it changes search_path.
+    sets_search_path: bool,
     plan: StatementPlan,
     copy: Option<CopyText>,
     copy_in: bool,
     fields: Option<Vec<Field>>,
     masker: Option<RowMasker>,
+    note: Option<Arc<StatementNote>>,
 }
 
 /// Where a `COPY … FROM STDIN` stands. In copy-in mode the server ignores
@@ -140,6 +150,8 @@ enum Expect {
         copy: Option<CopyText>,
         /// Names to record when statement N completes.
         registrations: Vec<(usize, Registration)>,
+        /// What statement N touches, for metrics and audit.
+        notes: Vec<Option<Arc<StatementNote>>>,
     },
 }
 
@@ -153,15 +165,6 @@ pub struct Effects {
     pub own_ddl: bool,
 }
 
-/// Counters the relay turns into metrics.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Tally {
-    pub blocked: u64,
-    pub masked_values: u64,
-    pub masked_results: u64,
-    pub withheld_results: u64,
-}
-
 pub struct Guard {
     /// Login role, for the audit log.
     role: String,
@@ -171,6 +174,8 @@ pub struct Guard {
     portals: HashMap<Vec<u8>, Portal>,
     sql_prepared: HashMap<String, StatementPlan>,
     cursors: HashMap<String, StatementPlan>,
+    /// Notes of confirmed cursor (true) and prepared-statement names.
+    named_notes: HashMap<(bool, String), Option<Arc<StatementNote>>>,
     /// Names declared by the message being planned, not yet confirmed.
     staged: Vec<(usize, Registration)>,
     expect: VecDeque<Expect>,
@@ -193,11 +198,16 @@ pub struct Guard {
     temp_schema: bool,
     /// search_path was changed in a way the server may undo.
     search_path_unsure: bool,
+    /// search_path was changed since the server was last asked for it:
+    /// statements planned now are refused.
+    search_path_pending: bool,
     relation_index: HashMap<u32, usize>,
     relation_index_generation: Option<u64>,
     utf8: bool,
     pub effects: Effects,
-    pub tally: Tally,
+    result: observe::ResultTally,
+    /// Drained by the relay after each batch of messages.
+    pub observed: Observations,
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -214,6 +224,7 @@ impl Guard {
             portals: HashMap::new(),
             sql_prepared: HashMap::new(),
             cursors: HashMap::new(),
+            named_notes: HashMap::new(),
             staged: Vec::new(),
             expect: VecDeque::new(),
             rows: None,
@@ -225,12 +236,19 @@ impl Guard {
             overlay_stale: false,
             temp_schema: false,
             search_path_unsure: false,
+            search_path_pending: false,
             relation_index: HashMap::new(),
             relation_index_generation: None,
             utf8: true,
             effects: Effects::default(),
-            tally: Tally::default(),
+            result: observe::ResultTally::default(),
+            observed: Observations::default(),
         }
+    }
+
+    /// Statement notes carry fingerprints for the audit trail.
+    pub fn record_fingerprints(&mut self, on: bool) {
+        self.observed.fingerprints = on;
     }
 
     /// New policy or catalog for statements that start from now on.
@@ -251,6 +269,7 @@ impl Guard {
     /// The server's search_path; settled for good outside a transaction.
     pub fn set_search_path(&mut self, path: Vec<String>, outside_transaction: bool) {
         self.ctx.search_path = path;
+        self.search_path_pending = false;
         if outside_transaction {
             self.search_path_unsure = false;
         }
@@ -404,6 +423,14 @@ impl Guard {
                     self.ddl_in_transaction = true;
                     self.overlay_stale = true;
                 }
+                if self
+                    .portals
+                    .get(&portal)
+                    .is_some_and(|p| p.sets_search_path)
+                {
+                    self.search_path_unsure = true;
+                    self.search_path_pending = true;
+                }
                 self.expect.push_back(Expect::Execute { portal });
                 out.extend_from_slice(msg);
                 if copy_in {
@@ -436,7 +463,14 @@ impl Guard {
                 // Fast-path function calls name a function by OID and bypass
                 // SQL entirely (see `fastpath`).
                 if let Some(reason) = self.fast_path_refusal(msg) {
-                    self.audit_block(&reason);
+                    let note = Arc::new(StatementNote {
+                        fingerprint: self.observed.fingerprints.then(|| {
+                            crate::observe::fingerprint::fingerprint("<fast-path function call>")
+                        }),
+                        columns: Vec::new(),
+                        extended: true,
+                    });
+                    self.audit_block(&reason, note);
                     wire::encode_query(out, &block_sql(&reason));
                 } else {
                     out.extend_from_slice(msg);
@@ -446,6 +480,7 @@ impl Guard {
                     at: 0,
                     copy: None,
                     registrations: Vec::new(),
+                    notes: Vec::new(),
                 });
             }
             _ => out.extend_from_slice(msg),
@@ -510,6 +545,7 @@ impl Guard {
                 self.rows = None;
                 self.copy = None;
                 self.withholding = false;
+                self.result = observe::ResultTally::default();
                 if msg.get(5) == Some(&b'I') && self.ddl_in_transaction {
                     // The schema change is committed (or rolled back): every
                     // session's catalog must be read again, and this one's
@@ -523,6 +559,9 @@ impl Guard {
             }
             b'E' => {
                 self.rows = None;
+                if !self.withholding {
+                    self.statement_failed();
+                }
                 match self.expect.front() {
                     Some(Expect::Query { .. }) => {}
                     _ => {
@@ -613,6 +652,7 @@ impl Guard {
                 out.extend_from_slice(msg);
             }
             b'C' | b'I' => {
+                self.statement_done(msg);
                 self.rows = None;
                 let mut confirmed = Vec::new();
                 match self.expect.front_mut() {
@@ -646,6 +686,7 @@ impl Guard {
                 out.extend_from_slice(msg);
             }
             b's' => {
+                self.statement_done(msg);
                 if let Some(Expect::Execute { .. }) = self.expect.front() {
                     self.expect.pop_front();
                 }

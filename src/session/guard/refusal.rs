@@ -2,11 +2,14 @@
 //! statement's 42501 error in protocol order, and the audit line of each
 //! block. Must not decide what is blocked (that is `statements`).
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 
 use super::super::wire;
 use super::Guard;
 use crate::analyze::plan::BlockReason;
+use crate::observe::meter::StatementNote;
 
 /// Name of the server-side statement pgveil uses to raise its errors.
 pub(super) const BLOCK_STATEMENT: &[u8] = b"pgveil_blocked";
@@ -33,8 +36,8 @@ pub fn block_sql(reason: &BlockReason) -> String {
 
 impl Guard {
     /// One audit line per rejected statement: who, where, which rule.
-    pub(super) fn audit_block(&mut self, reason: &BlockReason) {
-        self.tally.blocked += 1;
+    pub(super) fn audit_block(&mut self, reason: &BlockReason, note: Arc<StatementNote>) {
+        self.statement_blocked(reason, note);
         let column = reason
             .column
             .as_ref()

@@ -74,16 +74,20 @@ impl Guard {
         }
     }
 
-    pub(super) fn plan(&self, sql: &str) -> Vec<PlannedStatement> {
+    pub(super) fn plan(&mut self, sql: &str) -> Vec<PlannedStatement> {
+        let started = std::time::Instant::now();
         let inputs = &self.inputs;
         let ctx = self.analysis_ctx();
-        let mut planned = inputs.analyzer.plan(
+        let (mut planned, cached) = inputs.analyzer.plan_traced(
             sql,
             &ctx,
             &inputs.catalog,
             inputs.view.as_ref(),
             inputs.policy.version(),
         );
+        drop(ctx);
+        self.analysed(started, cached);
+        let inputs = &self.inputs;
         if !self.utf8 && inputs.view.is_restricted() {
             for p in &mut planned {
                 if !matches!(p.plan, StatementPlan::Allow) {
@@ -108,6 +112,7 @@ impl Guard {
                 cursor,
                 name: name.to_string(),
                 plan: plan.clone(),
+                note: None,
             },
         ));
     }
@@ -157,6 +162,7 @@ impl Guard {
             // It replaced any protocol-level statement of that name.
             self.statements.remove(r.name.as_bytes());
         }
+        self.named_notes.insert((r.cursor, r.name.clone()), r.note);
         let map = if r.cursor {
             &mut self.cursors
         } else {
@@ -220,6 +226,10 @@ impl Guard {
                     if let Some(s) = schemas {
                         self.ctx.search_path = s.iter().filter(|x| !x.is_empty()).cloned().collect();
                     }
+                    // The server's own value ("$user", SET LOCAL, a later
+                    // ROLLBACK) is read before the next statement is planned.
+                    self.search_path_unsure = true;
+                    self.search_path_pending = true;
                 }
                 p.plan.clone()
             }
@@ -238,6 +248,12 @@ impl Guard {
                 p.plan.clone()
             }
             StatementKind::Setting | StatementKind::Show => p.plan.clone(),
+            _ if restricted && self.search_path_pending => StatementPlan::Block(BlockReason {
+                reason: "search_path changed earlier in this same query string or pipeline, and pgveil reads the new one only between statements".into(),
+                rule: "search-path-change".into(),
+                column: None,
+                hint: "Send the statement after SET search_path on its own (a separate query, or after a Sync).".into(),
+            }),
             _ if restricted && self.overlay_stale => StatementPlan::Block(BlockReason {
                 reason: "the schema changed earlier in this same query string or pipeline, and pgveil reads a transaction's schema changes only between statements".into(),
                 rule: "uncommitted-ddl".into(),
@@ -291,35 +307,43 @@ impl Guard {
         self.allow_empty_search_path(&mut planned, &sql);
         if let Some((plan, fmt)) = self.lone_copy(&planned, &sql) {
             out.extend_from_slice(msg);
+            let note = self.note_of(&planned[0], &sql, false);
             self.expect.push_back(Expect::Query {
                 plans: vec![plan],
                 at: 0,
                 copy: Some(fmt),
                 registrations: Vec::new(),
+                notes: vec![note],
             });
             return;
         }
         let mut plans = Vec::with_capacity(planned.len());
+        let mut notes = Vec::with_capacity(planned.len());
         let mut blocked = None;
         self.staged.clear();
         for (i, p) in planned.iter().enumerate() {
             let plan = self.settle(p, i);
+            let note = self.note_of(p, &sql, false);
+            self.note_registration(i, &note);
             if let StatementPlan::Block(b) = &plan {
                 blocked.get_or_insert_with(|| b.clone());
             }
             plans.push(plan);
+            notes.push(note);
         }
         match blocked {
             Some(reason) => {
                 // Nothing of a blocked string runs, so nothing is recorded.
                 self.staged.clear();
-                self.audit_block(&reason);
+                let note = self.blocked_note(&planned, &sql, false);
+                self.audit_block(&reason, note);
                 wire::encode_query(out, &block_sql(&reason));
                 self.expect.push_back(Expect::Query {
                     plans: vec![StatementPlan::Allow],
                     at: 0,
                     copy: None,
                     registrations: Vec::new(),
+                    notes: Vec::new(),
                 });
             }
             None => {
@@ -330,6 +354,7 @@ impl Guard {
                     at: 0,
                     copy: None,
                     registrations,
+                    notes,
                 });
             }
         }
@@ -350,6 +375,7 @@ impl Guard {
         self.allow_empty_search_path(&mut planned, &sql);
         let copy = self.lone_copy(&planned, &sql);
         self.staged.clear();
+        let note = self.parse_note(&planned, &sql);
         let plan = match planned.as_slice() {
             _ if copy.is_some() => copy
                 .as_ref()
@@ -373,6 +399,7 @@ impl Guard {
         // nothing, and the client gets the parameter and row descriptions it
         // expects. The block takes effect at Bind.
         out.extend_from_slice(msg);
+        self.note_registration(0, &note);
         let prepared = Prepared {
             registration: self.staged.drain(..).map(|(_, r)| r).next(),
             copy_in: starts_copy_in(&planned, &sql),
@@ -382,11 +409,15 @@ impl Guard {
                     StatementKind::Ddl | StatementKind::Unparsed { ddl: true }
                 )
             }),
+            sets_search_path: planned
+                .iter()
+                .any(|p| matches!(p.kind, StatementKind::SetSearchPath { .. })),
             sql,
             plan,
             copy: copy.map(|c| c.1),
             version: self.inputs.version(),
             fields: None,
+            note,
         };
         // The unnamed statement is replaced even by a failed Parse.
         let pending = if name.is_empty() {
@@ -418,6 +449,7 @@ impl Guard {
             let planned = self.plan(&sql);
             let copy = self.lone_copy(&planned, &sql);
             self.staged.clear();
+            let note = self.parse_note(&planned, &sql);
             let plan = match planned.as_slice() {
                 _ if copy.is_some() => copy
                     .as_ref()
@@ -431,12 +463,14 @@ impl Guard {
                     hint: "Prepare the statement again.".into(),
                 }),
             };
+            self.note_registration(0, &note);
             let registration = self.staged.drain(..).map(|(_, r)| r).next();
             if let Some(s) = self.statement_mut(bind.statement) {
                 s.plan = plan;
                 s.registration = registration;
                 s.copy = copy.map(|c| c.1);
                 s.version = version;
+                s.note = note;
             }
         }
         let registration = self
@@ -444,14 +478,25 @@ impl Guard {
             .and_then(|s| s.registration.clone());
         let copy_in = self.statement(bind.statement).is_some_and(|s| s.copy_in);
         let ddl = self.statement(bind.statement).is_some_and(|s| s.ddl);
-        let (plan, fields, copy) = match self.statement(bind.statement) {
-            Some(s) => (s.plan.clone(), s.fields.clone(), s.copy.clone()),
+        let sets_search_path = self
+            .statement(bind.statement)
+            .is_some_and(|s| s.sets_search_path);
+        let (plan, fields, copy, note, sql) = match self.statement(bind.statement) {
+            Some(s) => (
+                s.plan.clone(),
+                s.fields.clone(),
+                s.copy.clone(),
+                s.note.clone(),
+                Some(s.sql.clone()),
+            ),
             // A statement PREPAREd in SQL, bound through the protocol.
             None if self.sql_prepared.contains_key(&lossy(bind.statement)) => (
                 self.sql_prepared
                     .get(&lossy(bind.statement))
                     .cloned()
                     .unwrap_or(StatementPlan::Allow),
+                None,
+                None,
                 None,
                 None,
             ),
@@ -464,14 +509,19 @@ impl Guard {
                 }),
                 None,
                 None,
+                None,
+                None,
             ),
-            None => (StatementPlan::Allow, None, None),
+            None => (StatementPlan::Allow, None, None, None, None),
         };
         let portal = bind.portal.to_vec();
         let result_formats = bind.result_formats.clone();
         if let StatementPlan::Block(reason) = &plan {
             // Bind the portal to a statement that raises pgveil's error.
-            self.audit_block(&reason.clone());
+            let note = note.unwrap_or_else(|| {
+                self.blocked_note(&[], sql.as_deref().unwrap_or("<unknown statement>"), true)
+            });
+            self.audit_block(&reason.clone(), note);
             wire::encode_close(out, b'S', BLOCK_STATEMENT);
             wire::encode_parse(out, BLOCK_STATEMENT, &block_sql(reason));
             wire::encode_bind_no_params(out, &portal, BLOCK_STATEMENT);
@@ -487,11 +537,13 @@ impl Guard {
                 Portal {
                     registration: None,
                     ddl: false,
+                    sets_search_path: false,
                     plan: StatementPlan::Allow,
                     copy: None,
                     copy_in: false,
                     fields: None,
                     masker: Some(RowMasker::default()),
+                    note: None,
                 },
             );
             return;
@@ -504,11 +556,13 @@ impl Guard {
             Portal {
                 registration,
                 ddl,
+                sets_search_path,
                 plan,
                 copy,
                 copy_in,
                 fields,
                 masker,
+                note,
             },
         );
         out.extend_from_slice(msg);
