@@ -119,7 +119,7 @@ impl Guard {
 
     /// The plan behind a cursor or prepared-statement name: one declared
     /// earlier in the same message first, then the confirmed ones.
-    pub(super) fn lookup(&self, cursor: bool, name: &str) -> Option<StatementPlan> {
+    pub(super) fn lookup(&mut self, cursor: bool, name: &str) -> Option<StatementPlan> {
         if let Some((_, r)) = self
             .staged
             .iter()
@@ -144,7 +144,8 @@ impl Guard {
         if s.version == self.inputs.version() {
             return Some(s.plan.clone());
         }
-        Some(match self.plan(&s.sql).as_slice() {
+        let sql = s.sql.clone();
+        Some(match self.plan(&sql).as_slice() {
             [one] => one.plan.clone(),
             _ => StatementPlan::Block(BlockReason {
                 reason: "statement could not be planned again after a policy change".into(),
