@@ -221,9 +221,23 @@ impl Analyzer {
         policy: &dyn PolicyView,
         policy_version: u64,
     ) -> Vec<PlannedStatement> {
+        self.plan_traced(sql, ctx, catalog, policy, policy_version)
+            .0
+    }
+
+    /// Like `plan`, and whether the analysis came from the cache (for
+    /// metrics).
+    pub fn plan_traced(
+        &self,
+        sql: &str,
+        ctx: &SessionContext,
+        catalog: &Catalog,
+        policy: &dyn PolicyView,
+        policy_version: u64,
+    ) -> (Vec<PlannedStatement>, bool) {
         let _ = policy_version;
-        let analyses = self.analyse(sql, ctx, catalog);
-        analyses
+        let (analyses, cached) = self.analyse_traced(sql, ctx, catalog);
+        let planned = analyses
             .iter()
             .map(|analysis| {
                 let plan = plan_for(analysis, catalog, policy);
@@ -233,7 +247,8 @@ impl Analyzer {
                     analysis: Arc::clone(analysis),
                 }
             })
-            .collect()
+            .collect();
+        (planned, cached)
     }
 
     /// The (cached) analyses of every statement in `sql`.
@@ -243,6 +258,16 @@ impl Analyzer {
         ctx: &SessionContext,
         catalog: &Catalog,
     ) -> Arc<Vec<Arc<Analysis>>> {
+        self.analyse_traced(sql, ctx, catalog).0
+    }
+
+    /// Like `analyse`, and whether the result came from the cache.
+    fn analyse_traced(
+        &self,
+        sql: &str,
+        ctx: &SessionContext,
+        catalog: &Catalog,
+    ) -> (Arc<Vec<Arc<Analysis>>>, bool) {
         // Shared across literal values only when PostgreSQL's scanner
         // sees the same tokens; otherwise keyed by the exact text.
         let normalized = pg_lex::cache_key(sql);
@@ -254,12 +279,12 @@ impl Analyzer {
             text: normalized.clone().unwrap_or_else(exact),
         };
         if let Some(hit) = self.cache.get(&key) {
-            return Arc::clone(&hit);
+            return (Arc::clone(&hit), true);
         }
         if normalized.is_some() {
             key.text = exact();
             if let Some(hit) = self.cache.get(&key) {
-                return Arc::clone(&hit);
+                return (Arc::clone(&hit), true);
             }
         }
         let analyses: Vec<Arc<Analysis>> = analyse_uncached(sql, &ctx.search_path, catalog)
@@ -277,7 +302,7 @@ impl Analyzer {
             self.cache.clear();
         }
         self.cache.insert(key, Arc::clone(&analyses));
-        analyses
+        (analyses, false)
     }
 }
 
@@ -671,7 +696,7 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::AlterTable(alter) => {
-            walker.ddl_on_table(&alter.name, &alter.operations);
+            walker.alter_table(&alter.name, &alter.operations);
             for operation in &alter.operations {
                 match operation {
                     ast::AlterTableOperation::RenameColumn {
