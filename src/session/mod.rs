@@ -13,6 +13,7 @@ use tracing::debug;
 
 pub mod copy_text;
 pub mod guard;
+pub mod rows;
 pub mod runtime;
 pub mod wire;
 
