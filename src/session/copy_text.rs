@@ -226,7 +226,7 @@ pub fn mask_row_into(
     out.put_u8(b'd');
     out.put_i32(0);
     let body = row.strip_suffix(b"\n").unwrap_or(row);
-    let mut scratch = Vec::new();
+    let mut unescaped;
     let mut field_at = 0;
     let mut i = 0;
     let mut index = 0;
@@ -243,18 +243,18 @@ pub fn mask_row_into(
         match columns.iter().find(|(idx, ..)| *idx == index) {
             Some((_, mask, type_oid)) if field != fmt.null.as_slice() => {
                 let value = if field.contains(&b'\\') {
-                    scratch = unescape(field);
-                    scratch.as_slice()
+                    unescaped = unescape(field);
+                    unescaped.as_slice()
                 } else {
                     field
                 };
                 let at = out.len();
                 match mask.apply_into(value, *type_oid, WireFormat::Text, out) {
                     Ok(true) if needs_escape(&out[at..], fmt.delimiter) => {
-                        scratch = out[at..].to_vec();
+                        let masked = out[at..].to_vec();
                         out.truncate(at);
-                        let mut escaped = Vec::with_capacity(scratch.len() + 8);
-                        escape(&scratch, fmt.delimiter, &mut escaped);
+                        let mut escaped = Vec::with_capacity(masked.len() + 8);
+                        escape(&masked, fmt.delimiter, &mut escaped);
                         out.put_slice(&escaped);
                     }
                     Ok(true) => {}
