@@ -363,10 +363,14 @@ async fn policy_reload_under_load_drops_nothing_and_applies_to_new_statements() 
     let p = bank::start_proxy(&dir.path().to_string_lossy());
     let conn = p.conn_str("auditor", PASSWORD, "bank");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Workers that have read the clear value under the old policy: the
+    // reload waits for all of them, whatever the machine's load.
+    let started = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let mut workers = Vec::new();
     for w in 0..4 {
         let conn = conn.clone();
         let stop = stop.clone();
+        let started = started.clone();
         workers.push(tokio::spawn(async move {
             let c = connect(&conn).await.unwrap();
             let stmt = c
@@ -385,7 +389,12 @@ async fn policy_reload_under_load_drops_nothing_and_applies_to_new_statements() 
                         .map(|m| values(&m)[0].clone().unwrap_or_default())
                 };
                 match got {
-                    Ok(v) if v == MOBILE => ok += 1,
+                    Ok(v) if v == MOBILE => {
+                        if ok == 0 {
+                            started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        ok += 1
+                    }
                     Ok(v) => {
                         assert!(!v.contains(MOBILE_HIDDEN), "{v}");
                         masked += 1;
@@ -396,7 +405,12 @@ async fn policy_reload_under_load_drops_nothing_and_applies_to_new_statements() 
             (ok, failed, masked)
         }));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    for _ in 0..600 {
+        if started.load(std::sync::atomic::Ordering::Relaxed) == 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     // compliance loses clear mobile numbers.
     let tightened = original.replace(
         "  public.customers.mobile:\n    class: C2\n    mask: cn_mobile\n    rules:\n      - roles: [compliance]\n        action: allow\n",

@@ -1,0 +1,405 @@
+//! Expressions: the value lineage of scalar expressions and the column uses
+//! of boolean conditions (equality versus general), window specifications.
+
+// Guards on operator kinds keep each comparison family on one arm.
+#![allow(clippy::redundant_guards)]
+
+use sqlparser::ast::{self, Expr};
+
+use super::{
+    as_derived, ident_name, merge_into, object_name_parts, truncate, Clause, HazardRule, Sources,
+    Walker,
+};
+
+impl Walker<'_> {
+    /// Records a boolean condition's column uses.
+    pub(crate) fn predicate(&mut self, expr: &Expr) {
+        use ast::BinaryOperator as Op;
+        match expr {
+            Expr::Nested(inner) => self.predicate(inner),
+            Expr::UnaryOp {
+                op: ast::UnaryOperator::Not,
+                expr,
+            } => self.predicate(expr),
+            Expr::BinaryOp { left, op, right } if matches!(op, Op::And | Op::Or) => {
+                self.predicate(left);
+                self.predicate(right);
+            }
+            Expr::BinaryOp { left, op, right }
+                if matches!(op, Op::Eq | Op::NotEq | Op::Spaceship) =>
+            {
+                let l = self.expr(left);
+                let r = self.expr(right);
+                self.use_sources(&l, true);
+                self.use_sources(&r, true);
+            }
+            Expr::IsDistinctFrom(left, right) | Expr::IsNotDistinctFrom(left, right) => {
+                let l = self.expr(left);
+                let r = self.expr(right);
+                self.use_sources(&l, true);
+                self.use_sources(&r, true);
+            }
+            Expr::In {
+                expr: lhs,
+                target,
+                negated: _,
+                global: _,
+            } => {
+                let l = self.expr(lhs);
+                self.use_sources(&l, true);
+                match target {
+                    ast::InTarget::List(list) => {
+                        for item in list {
+                            let s = self.expr(item);
+                            self.use_sources(&s, true);
+                        }
+                    }
+                    ast::InTarget::Subquery(query) => {
+                        let outputs = self.query(query);
+                        for out in &outputs {
+                            self.use_sources(&out.sources, true);
+                        }
+                    }
+                    ast::InTarget::Unnest(e) => {
+                        let s = self.expr(e);
+                        self.use_sources(&s, true);
+                    }
+                    ast::InTarget::Table { .. } => {
+                        self.hazard(HazardRule::Unanalysable, "IN table");
+                    }
+                }
+            }
+            Expr::AnyOp {
+                left,
+                compare_op,
+                right,
+                ..
+            } if matches!(compare_op, Op::Eq) => {
+                let l = self.expr(left);
+                let r = self.expr(right);
+                self.use_sources(&l, true);
+                self.use_sources(&r, true);
+            }
+            Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
+                let s = self.expr(inner);
+                self.use_sources(&s, true);
+            }
+            Expr::Exists { subquery, .. } => {
+                let _ = self.query(subquery);
+            }
+            other => match general_operands(other) {
+                // Ranges, LIKE, IS TRUE …: every operand is a general use.
+                Some(operands) => {
+                    for operand in operands {
+                        let s = self.expr(operand);
+                        self.use_sources(&s, false);
+                    }
+                }
+                None => {
+                    let s = self.expr(other);
+                    self.use_sources(&s, false);
+                }
+            },
+        }
+    }
+
+    /// The value lineage of an expression; conditions inside it (CASE WHEN,
+    /// comparisons, subquery filters) are recorded as uses.
+    pub(crate) fn expr(&mut self, expr: &Expr) -> Sources {
+        use ast::BinaryOperator as Op;
+        match expr {
+            Expr::Identifier(ident) => self.identifier(&[ident_name(ident)]),
+            Expr::CompoundIdentifier(idents) => {
+                let parts: Vec<String> = idents.iter().map(ident_name).collect();
+                self.identifier(&parts)
+            }
+            Expr::QualifiedWildcard(name, _) => {
+                let parts = object_name_parts(name);
+                match self.find_item(&parts) {
+                    Some(item) => item.whole_row(),
+                    None => self.identifier(&parts),
+                }
+            }
+            Expr::Wildcard(_) => Sources::new(),
+            Expr::Value(_) | Expr::TypedString(_) => Sources::new(),
+            Expr::Interval(interval) => as_derived(self.expr(&interval.value)),
+            Expr::Nested(inner) => self.expr(inner),
+            Expr::Collate { expr, .. } => self.expr(expr),
+            Expr::Cast {
+                expr, data_type, ..
+            } => {
+                let sources = self.expr(expr);
+                // A cast to a text type keeps the value's bytes; any other
+                // cast computes a new value (and can quote it in an error).
+                if is_text_type(data_type) {
+                    sources
+                } else {
+                    as_derived(sources)
+                }
+            }
+            // Comparisons yield a boolean: record the use, no value flows.
+            Expr::BinaryOp { op, .. }
+                if matches!(
+                    op,
+                    Op::Eq
+                        | Op::NotEq
+                        | Op::Lt
+                        | Op::LtEq
+                        | Op::Gt
+                        | Op::GtEq
+                        | Op::Spaceship
+                        | Op::And
+                        | Op::Or
+                ) =>
+            {
+                self.predicate(expr);
+                Sources::new()
+            }
+            Expr::IsFalse(_)
+            | Expr::IsNotFalse(_)
+            | Expr::IsTrue(_)
+            | Expr::IsNotTrue(_)
+            | Expr::IsUnknown(_)
+            | Expr::IsNotUnknown(_)
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::IsDistinctFrom(..)
+            | Expr::IsNotDistinctFrom(..)
+            | Expr::In { .. }
+            | Expr::Exists { .. }
+            | Expr::AnyOp { .. }
+            | Expr::AllOp { .. }
+            | Expr::Between { .. }
+            | Expr::Like { .. }
+            | Expr::ILike { .. }
+            | Expr::SimilarTo { .. }
+            | Expr::RLike { .. }
+            | Expr::IsJson { .. }
+            | Expr::IsNormalized { .. } => {
+                self.predicate(expr);
+                Sources::new()
+            }
+            Expr::UnaryOp {
+                op: ast::UnaryOperator::Not,
+                ..
+            } => {
+                self.predicate(expr);
+                Sources::new()
+            }
+            Expr::BinaryOp { left, right, .. } => {
+                let mut s = self.expr(left);
+                merge_into(&mut s, &self.expr(right));
+                as_derived(s)
+            }
+            Expr::UnaryOp { expr, .. } => as_derived(self.expr(expr)),
+            Expr::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
+                let mut result = Sources::new();
+                let operand_sources = operand.as_ref().map(|o| self.expr(o));
+                for when in conditions {
+                    match &operand_sources {
+                        // CASE x WHEN v: an equality test of x against v.
+                        Some(op) => {
+                            let op = op.clone();
+                            let v = self.expr(&when.condition);
+                            self.use_sources(&op, true);
+                            self.use_sources(&v, true);
+                        }
+                        None => self.predicate(&when.condition),
+                    }
+                    let r = self.expr(&when.result);
+                    merge_into(&mut result, &r);
+                }
+                if let Some(else_result) = else_result {
+                    let r = self.expr(else_result);
+                    merge_into(&mut result, &r);
+                }
+                result
+            }
+            Expr::Function(function) => self.function(function),
+            Expr::Subquery(query) => {
+                let outputs = self.query(query);
+                let mut sources = Sources::new();
+                for out in &outputs {
+                    merge_into(&mut sources, &out.sources);
+                }
+                if outputs.len() != 1 {
+                    sources = as_derived(sources);
+                }
+                sources
+            }
+            Expr::Tuple(items) | Expr::Array(ast::Array { elem: items, .. }) => {
+                let mut s = Sources::new();
+                for item in items {
+                    let e = self.expr(item);
+                    merge_into(&mut s, &e);
+                }
+                as_derived(s)
+            }
+            Expr::Extract { expr, .. }
+            | Expr::Ceil { expr, .. }
+            | Expr::Floor { expr, .. }
+            | Expr::AtTimeZone {
+                timestamp: expr, ..
+            } => as_derived(self.expr(expr)),
+            Expr::Position { expr, r#in } => {
+                let mut s = self.expr(expr);
+                merge_into(&mut s, &self.expr(r#in));
+                as_derived(s)
+            }
+            Expr::Substring {
+                expr,
+                substring_from,
+                substring_for,
+                ..
+            } => {
+                let mut s = self.expr(expr);
+                for e in [substring_from, substring_for].into_iter().flatten() {
+                    merge_into(&mut s, &self.expr(e));
+                }
+                as_derived(s)
+            }
+            Expr::Trim {
+                expr,
+                trim_what,
+                trim_characters,
+                ..
+            } => {
+                let mut s = self.expr(expr);
+                if let Some(what) = trim_what {
+                    merge_into(&mut s, &self.expr(what));
+                }
+                for e in trim_characters.iter().flatten() {
+                    merge_into(&mut s, &self.expr(e));
+                }
+                as_derived(s)
+            }
+            Expr::Overlay {
+                expr,
+                overlay_what,
+                overlay_from,
+                overlay_for,
+            } => {
+                let mut s = self.expr(expr);
+                merge_into(&mut s, &self.expr(overlay_what));
+                merge_into(&mut s, &self.expr(overlay_from));
+                if let Some(e) = overlay_for {
+                    merge_into(&mut s, &self.expr(e));
+                }
+                as_derived(s)
+            }
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                // `(alias).column` of a whole-row reference is that column.
+                if let (Expr::Nested(inner), [ast::AccessExpr::Dot(Expr::Identifier(field))]) =
+                    (root.as_ref(), access_chain.as_slice())
+                {
+                    if let Expr::Identifier(alias) = inner.as_ref() {
+                        let alias = ident_name(alias);
+                        if self.resolve_column(std::slice::from_ref(&alias)).is_none() {
+                            let parts = [alias, ident_name(field)];
+                            if let Some(sources) = self.resolve_column(&parts) {
+                                return sources;
+                            }
+                        }
+                    }
+                }
+                let mut s = self.expr(root);
+                for access in access_chain {
+                    match access {
+                        ast::AccessExpr::Dot(e) => {
+                            // `(row).field`: a field name, not a column.
+                            if !matches!(e, Expr::Identifier(_)) {
+                                merge_into(&mut s, &self.expr(e));
+                            }
+                        }
+                        ast::AccessExpr::Subscript(sub) => {
+                            self.generic_scan_node(sub);
+                        }
+                    }
+                }
+                as_derived(s)
+            }
+            Expr::JsonAccess { value, .. } => as_derived(self.expr(value)),
+            Expr::Prefixed { value, .. } => self.expr(value),
+            Expr::Named { expr, .. } => self.expr(expr),
+            Expr::GroupingSets(sets) | Expr::Cube(sets) | Expr::Rollup(sets) => {
+                let mut s = Sources::new();
+                for e in sets.iter().flatten() {
+                    merge_into(&mut s, &self.expr(e));
+                }
+                s
+            }
+            other => {
+                self.generic_scan_node(other);
+                self.hazard(
+                    HazardRule::Unanalysable,
+                    format!(
+                        "expression form not modelled: {}",
+                        truncate(&other.to_string())
+                    ),
+                );
+                Sources::new()
+            }
+        }
+    }
+
+    pub(super) fn window_spec(&mut self, spec: &ast::WindowSpec) {
+        self.with_clause(Clause::Window, |w| {
+            for e in &spec.partition_by {
+                let s = w.expr(e);
+                w.use_sources(&s, true);
+            }
+            for item in &spec.order_by {
+                let s = w.expr(&item.expr);
+                w.use_sources(&s, false);
+            }
+        });
+        if let Some(frame) = &spec.window_frame {
+            self.generic_scan_node(frame);
+        }
+    }
+}
+
+/// Operands of a boolean test other than equality; `None` for expressions
+/// that are not such a test.
+fn general_operands(expr: &Expr) -> Option<Vec<&Expr>> {
+    Some(match expr {
+        Expr::BinaryOp { left, right, .. } => vec![left.as_ref(), right.as_ref()],
+        Expr::AnyOp { left, right, .. } | Expr::AllOp { left, right, .. } => {
+            vec![left.as_ref(), right.as_ref()]
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => vec![expr.as_ref(), low.as_ref(), high.as_ref()],
+        Expr::Like { expr, pattern, .. }
+        | Expr::ILike { expr, pattern, .. }
+        | Expr::SimilarTo { expr, pattern, .. }
+        | Expr::RLike { expr, pattern, .. } => vec![expr.as_ref(), pattern.as_ref()],
+        Expr::IsFalse(e)
+        | Expr::IsNotFalse(e)
+        | Expr::IsTrue(e)
+        | Expr::IsNotTrue(e)
+        | Expr::IsUnknown(e)
+        | Expr::IsNotUnknown(e)
+        | Expr::IsJson { expr: e, .. }
+        | Expr::IsNormalized { expr: e, .. } => vec![e.as_ref()],
+        Expr::UnaryOp { expr, .. } => vec![expr.as_ref()],
+        _ => return None,
+    })
+}
+
+fn is_text_type(data_type: &ast::DataType) -> bool {
+    use ast::DataType as T;
+    match data_type {
+        T::Text | T::Varchar(_) | T::CharVarying(_) | T::CharacterVarying(_) | T::String(_) => true,
+        T::Custom(name, _) => matches!(
+            object_name_parts(name).last().map(String::as_str),
+            Some("text" | "varchar" | "citext" | "name" | "bpchar")
+        ),
+        _ => false,
+    }
+}

@@ -1,0 +1,526 @@
+//! The FROM list: joins (ON, USING, NATURAL), derived tables, table
+//! functions, named relations (CTEs, tables, partitions, views) and the
+//! lineage of a view's definition.
+
+use std::sync::Arc;
+
+use sqlparser::ast::{self, FunctionArg, ObjectName, Statement, TableFactor, TableWithJoins};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use super::functions::set_returning;
+use super::{
+    as_derived, ident_name, merge_into, object_name_parts, rename_columns, Clause, Effects, Flow,
+    HazardRule, OutputColumn, RelationLineage, ScopeItem, Sources, Walker, MAX_VIEW_DEPTH,
+};
+use crate::analyze::catalog::{Catalog, Relation};
+use crate::analyze::policy_view::QualifiedColumn;
+
+/// System relations that expose raw values of user tables.
+pub const SENSITIVE_SYSTEM_RELATIONS: &[&str] = &[
+    "pg_stats",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
+    "pg_statistic",
+    "pg_statistic_ext_data",
+    "pg_stat_activity",
+    "pg_stat_statements",
+    "pg_largeobject",
+    "pg_prepared_xacts",
+];
+
+impl Walker<'_> {
+    /// Registers the items of one FROM entry; returns its `*` columns.
+    pub(super) fn table_with_joins(&mut self, table: &TableWithJoins) -> Vec<OutputColumn> {
+        let mut star = self.table_factor(&table.relation);
+        for join in &table.joins {
+            let right = self.table_factor(&join.relation);
+            let constraint = match &join.join_operator {
+                ast::JoinOperator::Join(c)
+                | ast::JoinOperator::Inner(c)
+                | ast::JoinOperator::Left(c)
+                | ast::JoinOperator::LeftOuter(c)
+                | ast::JoinOperator::Right(c)
+                | ast::JoinOperator::RightOuter(c)
+                | ast::JoinOperator::FullOuter(c)
+                | ast::JoinOperator::CrossJoin(c)
+                | ast::JoinOperator::Semi(c)
+                | ast::JoinOperator::LeftSemi(c)
+                | ast::JoinOperator::RightSemi(c)
+                | ast::JoinOperator::Anti(c)
+                | ast::JoinOperator::LeftAnti(c)
+                | ast::JoinOperator::RightAnti(c)
+                | ast::JoinOperator::StraightJoin(c) => Some(c),
+                ast::JoinOperator::CrossApply | ast::JoinOperator::OuterApply => None,
+                _ => {
+                    self.hazard(HazardRule::Unanalysable, "non-PostgreSQL join");
+                    None
+                }
+            };
+            star = match constraint {
+                Some(ast::JoinConstraint::On(on)) => {
+                    self.with_clause(Clause::JoinOn, |w| w.predicate(on));
+                    star.into_iter().chain(right).collect()
+                }
+                Some(ast::JoinConstraint::Using(names)) => {
+                    let names: Vec<String> = names
+                        .iter()
+                        .filter_map(|n| object_name_parts(n).pop())
+                        .collect();
+                    self.merge_join_columns(star, right, &names)
+                }
+                Some(ast::JoinConstraint::Natural) => {
+                    let names: Vec<String> = star
+                        .iter()
+                        .filter(|l| right.iter().any(|r| r.name == l.name))
+                        .map(|l| l.name.clone())
+                        .collect();
+                    self.merge_join_columns(star, right, &names)
+                }
+                Some(ast::JoinConstraint::UsingAlias(..)) => {
+                    self.hazard(HazardRule::Unanalysable, "USING … AS alias");
+                    star.into_iter().chain(right).collect()
+                }
+                Some(ast::JoinConstraint::None) | None => star.into_iter().chain(right).collect(),
+            };
+        }
+        star
+    }
+
+    /// USING / NATURAL: the common columns come first, once, and the join
+    /// compares them for equality.
+    fn merge_join_columns(
+        &mut self,
+        left: Vec<OutputColumn>,
+        right: Vec<OutputColumn>,
+        names: &[String],
+    ) -> Vec<OutputColumn> {
+        let mut merged = Vec::new();
+        for name in names {
+            let mut sources = Sources::new();
+            for side in [&left, &right] {
+                if let Some(col) = side.iter().find(|c| &c.name == name) {
+                    merge_into(&mut sources, &col.sources);
+                }
+            }
+            self.with_clause(Clause::JoinOn, |w| w.use_sources(&sources, true));
+            merged.push(OutputColumn {
+                name: name.clone(),
+                sources,
+            });
+        }
+        merged.extend(left.into_iter().filter(|c| !names.contains(&c.name)));
+        merged.extend(right.into_iter().filter(|c| !names.contains(&c.name)));
+        merged
+    }
+
+    pub(super) fn push_item(&mut self, item: ScopeItem) {
+        if let Some(frame) = self.frames.last_mut() {
+            frame.items.push(item);
+        }
+    }
+
+    pub(super) fn table_factor(&mut self, factor: &TableFactor) -> Vec<OutputColumn> {
+        match factor {
+            TableFactor::Table {
+                name,
+                alias,
+                args,
+                sample,
+                version,
+                ..
+            } => {
+                if let Some(args) = args {
+                    // `FROM f(args)` parsed as a table with arguments.
+                    return self.table_function(name, &args.args, alias.as_ref());
+                }
+                if version.is_some() || sample.is_some() {
+                    self.hazard(HazardRule::Unanalysable, "table version or sample");
+                }
+                let parts = object_name_parts(name);
+                match self.relation_item(&parts, alias.as_ref()) {
+                    Some(item) => {
+                        let columns = item.columns.clone();
+                        self.push_item(item);
+                        columns
+                    }
+                    None => Vec::new(),
+                }
+            }
+            TableFactor::Derived {
+                subquery, alias, ..
+            } => {
+                let columns = self.query(subquery);
+                let columns = match alias {
+                    Some(alias) => rename_columns(columns, &alias.columns),
+                    None => columns,
+                };
+                self.push_item(ScopeItem {
+                    alias: alias
+                        .as_ref()
+                        .map(|a| ident_name(&a.name))
+                        .unwrap_or_default(),
+                    relation: None,
+                    columns: columns.clone(),
+                    opaque: false,
+                    opaque_sources: Sources::new(),
+                });
+                columns
+            }
+            TableFactor::Function {
+                name, args, alias, ..
+            } => self.table_function(name, args, alias.as_ref()),
+            TableFactor::TableFunction { expr, alias } => {
+                let sources = as_derived(self.expr(expr));
+                self.opaque_function_item(sources, alias.as_ref())
+            }
+            TableFactor::UNNEST {
+                alias, array_exprs, ..
+            } => {
+                let mut columns = Vec::new();
+                for (i, e) in array_exprs.iter().enumerate() {
+                    // unnest hands out the array's elements unchanged.
+                    let sources = self.expr(e);
+                    columns.push(OutputColumn {
+                        name: if array_exprs.len() == 1 {
+                            "unnest".into()
+                        } else {
+                            format!("unnest{}", i + 1)
+                        },
+                        sources,
+                    });
+                }
+                let columns = match alias {
+                    Some(a) => rename_columns(columns, &a.columns),
+                    None => columns,
+                };
+                self.push_item(ScopeItem {
+                    alias: alias
+                        .as_ref()
+                        .map(|a| ident_name(&a.name))
+                        .unwrap_or_else(|| "unnest".into()),
+                    relation: None,
+                    columns: columns.clone(),
+                    opaque: false,
+                    opaque_sources: Sources::new(),
+                });
+                columns
+            }
+            TableFactor::NestedJoin {
+                table_with_joins,
+                alias,
+            } => {
+                let columns = self.table_with_joins(table_with_joins);
+                if let Some(alias) = alias {
+                    let columns = rename_columns(columns, &alias.columns);
+                    self.push_item(ScopeItem {
+                        alias: ident_name(&alias.name),
+                        relation: None,
+                        columns: columns.clone(),
+                        opaque: false,
+                        opaque_sources: Sources::new(),
+                    });
+                    return columns;
+                }
+                columns
+            }
+            other => {
+                // JSON_TABLE, XMLTABLE and non-PostgreSQL forms: whatever
+                // they read flows into columns we cannot name.
+                self.generic_scan_node(other);
+                self.hazard(
+                    HazardRule::Unanalysable,
+                    "table expression not modelled (JSON_TABLE/XMLTABLE/…)",
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// `FROM generate_series(…) AS g(x)`: outputs derived from arguments.
+    fn table_function(
+        &mut self,
+        name: &ObjectName,
+        args: &[FunctionArg],
+        alias: Option<&ast::TableAlias>,
+    ) -> Vec<OutputColumn> {
+        let parts = object_name_parts(name);
+        self.check_function(&parts);
+        let mut sources = Sources::new();
+        for arg in args {
+            let s = self.function_arg(arg);
+            merge_into(&mut sources, &s);
+        }
+        // How many rows a FROM function yields depends on its arguments.
+        self.with_clause(Clause::RowCount, |w| w.use_sources(&sources, false));
+        let bare = parts.last().cloned().unwrap_or_default();
+        // unnest(array) returns the elements themselves.
+        let sources = if bare == "unnest" {
+            sources
+        } else {
+            as_derived(sources)
+        };
+        let alias_name = alias.map(|a| ident_name(&a.name)).unwrap_or(bare.clone());
+        let listed = alias.is_some_and(|a| !a.columns.is_empty());
+        // Functions known to return one column; others (OUT parameters,
+        // records) have a shape pgveil does not know.
+        let single = set_returning(&bare) == Some(true);
+        let column_names: Vec<String> = match alias {
+            Some(a) if !a.columns.is_empty() => {
+                a.columns.iter().map(|c| ident_name(&c.name)).collect()
+            }
+            _ => vec![alias.map(|a| ident_name(&a.name)).unwrap_or(bare)],
+        };
+        let columns: Vec<OutputColumn> = column_names
+            .into_iter()
+            .map(|name| OutputColumn {
+                name,
+                sources: sources.clone(),
+            })
+            .collect();
+        let opaque = !listed && !single;
+        self.push_item(ScopeItem {
+            alias: alias_name,
+            relation: None,
+            columns: columns.clone(),
+            opaque,
+            opaque_sources: if opaque { sources } else { Sources::new() },
+        });
+        columns
+    }
+
+    fn opaque_function_item(
+        &mut self,
+        sources: Sources,
+        alias: Option<&ast::TableAlias>,
+    ) -> Vec<OutputColumn> {
+        let columns: Vec<OutputColumn> = alias
+            .map(|a| {
+                a.columns
+                    .iter()
+                    .map(|c| OutputColumn {
+                        name: ident_name(&c.name),
+                        sources: sources.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.push_item(ScopeItem {
+            alias: alias.map(|a| ident_name(&a.name)).unwrap_or_default(),
+            relation: None,
+            columns: columns.clone(),
+            opaque: columns.is_empty(),
+            opaque_sources: sources,
+        });
+        columns
+    }
+
+    /// A named relation: CTE, table, view. Records the relation as read.
+    pub(super) fn relation_item(
+        &mut self,
+        parts: &[String],
+        alias: Option<&ast::TableAlias>,
+    ) -> Option<ScopeItem> {
+        let alias_name = alias.map(|a| ident_name(&a.name));
+        if parts.len() == 1 {
+            if let Some((_, columns)) = self.ctes.iter().rev().find(|(n, _)| n == &parts[0]) {
+                let columns = (**columns).clone();
+                let columns = match alias {
+                    Some(a) => rename_columns(columns, &a.columns),
+                    None => columns,
+                };
+                return Some(ScopeItem {
+                    alias: alias_name.unwrap_or_else(|| parts[0].clone()),
+                    relation: None,
+                    columns,
+                    opaque: false,
+                    opaque_sources: Sources::new(),
+                });
+            }
+        }
+        let relation = match parts {
+            [name] => self.catalog.resolve_relation(self.search_path, name),
+            [schema, name] => self.catalog.relation(schema, name),
+            [database, schema, name] if database == self.catalog.database() => {
+                self.catalog.relation(schema, name)
+            }
+            _ => None,
+        };
+        let Some(relation) = relation else {
+            self.hazard(
+                HazardRule::UnknownName,
+                format!("relation {} is not in the catalog", parts.join(".")),
+            );
+            return Some(ScopeItem {
+                alias: alias_name.unwrap_or_else(|| parts.last().cloned().unwrap_or_default()),
+                relation: None,
+                columns: Vec::new(),
+                opaque: true,
+                opaque_sources: Sources::new(),
+            });
+        };
+        self.effects
+            .relations
+            .insert((relation.schema.clone(), relation.name.clone()));
+        if relation.is_system() && SENSITIVE_SYSTEM_RELATIONS.contains(&relation.name.as_str()) {
+            self.hazard(
+                HazardRule::SensitiveCatalog,
+                format!(
+                    "{}.{} exposes raw column values",
+                    relation.schema, relation.name
+                ),
+            );
+        }
+        // pg_stat_statements lives in whatever schema the extension went to.
+        if relation.name == "pg_stat_statements" && !relation.is_system() {
+            self.hazard(
+                HazardRule::SensitiveCatalog,
+                "pg_stat_statements exposes query texts",
+            );
+        }
+        let columns = self.relation_columns(relation);
+        let columns = match alias {
+            Some(a) => rename_columns(columns, &a.columns),
+            None => columns,
+        };
+        Some(ScopeItem {
+            alias: alias_name.unwrap_or_else(|| relation.name.clone()),
+            relation: Some((relation.schema.clone(), relation.name.clone())),
+            columns,
+            opaque: false,
+            opaque_sources: Sources::new(),
+        })
+    }
+
+    /// A relation's columns with their lineage; a view's columns carry both
+    /// the view column itself and what its definition reads.
+    pub(crate) fn relation_columns(&mut self, relation: &Relation) -> Vec<OutputColumn> {
+        let own = |name: &str| QualifiedColumn {
+            schema: relation.schema.clone(),
+            table: relation.name.clone(),
+            column: name.to_owned(),
+        };
+        let mut columns: Vec<OutputColumn> = relation
+            .columns
+            .iter()
+            .map(|c| OutputColumn {
+                name: c.name.clone(),
+                sources: Sources::from([(own(&c.name), Flow::Copy)]),
+            })
+            .collect();
+        // Partitions and inheritance children carry their ancestors' columns.
+        let mut ancestors: Vec<&Relation> = Vec::new();
+        let mut pending: Vec<&(String, String)> = relation.parents.iter().collect();
+        while let Some((schema, name)) = pending.pop() {
+            match self.catalog.relation(schema, name) {
+                Some(parent) if ancestors.len() < MAX_VIEW_DEPTH => {
+                    pending.extend(parent.parents.iter());
+                    ancestors.push(parent);
+                }
+                Some(_) => {}
+                None => self.hazard(
+                    HazardRule::UnknownName,
+                    format!(
+                        "parent {schema}.{name} of {} is not in the catalog",
+                        relation.name
+                    ),
+                ),
+            }
+        }
+        for ancestor in ancestors {
+            for column in columns.iter_mut() {
+                if ancestor.columns.iter().any(|c| c.name == column.name) {
+                    column.sources.insert(
+                        QualifiedColumn {
+                            schema: ancestor.schema.clone(),
+                            table: ancestor.name.clone(),
+                            column: column.name.clone(),
+                        },
+                        Flow::Copy,
+                    );
+                }
+            }
+        }
+        if relation.has_definition() && !relation.is_system() {
+            let lineage = self.view_lineage(relation);
+            self.effects.absorb(&lineage.effects);
+            for (column, view_column) in columns.iter_mut().zip(lineage.columns.iter()) {
+                merge_into(&mut column.sources, &view_column.sources);
+            }
+        }
+        columns
+    }
+
+    fn view_lineage(&mut self, relation: &Relation) -> Arc<RelationLineage> {
+        if let Some(lineage) = relation.view_lineage.get() {
+            return Arc::clone(lineage);
+        }
+        let lineage = if self.view_depth >= MAX_VIEW_DEPTH {
+            let mut effects = Effects::default();
+            effects.hazard(HazardRule::Unanalysable, "views nested too deeply");
+            RelationLineage {
+                columns: Vec::new(),
+                effects,
+            }
+        } else {
+            analyse_view(self.catalog, relation, self.view_depth + 1)
+        };
+        let lineage = Arc::new(lineage);
+        // Another thread may have won the race; either value is identical.
+        let _ = relation.view_lineage.set(Arc::clone(&lineage));
+        lineage
+    }
+}
+
+/// Lineage of a view, analysed like the query it stands for.
+fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> RelationLineage {
+    let mut effects = Effects::default();
+    let Some(definition) = relation.definition.as_deref() else {
+        effects.hazard(
+            HazardRule::Unanalysable,
+            format!(
+                "view {}.{} has no definition in the catalog",
+                relation.schema, relation.name
+            ),
+        );
+        return RelationLineage {
+            columns: Vec::new(),
+            effects,
+        };
+    };
+    // pg_get_viewdef qualifies names not visible on the default path.
+    let search_path = vec![relation.schema.clone(), "public".to_owned()];
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, definition);
+    let query = match statements.as_deref() {
+        Ok([Statement::Query(query)]) => query.clone(),
+        _ => {
+            effects.hazard(
+                HazardRule::Unanalysable,
+                format!(
+                    "definition of view {}.{} could not be parsed",
+                    relation.schema, relation.name
+                ),
+            );
+            return RelationLineage {
+                columns: Vec::new(),
+                effects,
+            };
+        }
+    };
+    let mut walker = Walker::new(catalog, &search_path);
+    walker.view_depth = depth;
+    let outputs = walker.query(&query);
+    let columns = relation
+        .columns
+        .iter()
+        .zip(outputs)
+        .map(|(c, o)| OutputColumn {
+            name: c.name.clone(),
+            sources: o.sources,
+        })
+        .collect();
+    RelationLineage {
+        columns,
+        effects: walker.effects,
+    }
+}

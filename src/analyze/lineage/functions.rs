@@ -1,0 +1,365 @@
+//! Function calls and what pgveil knows of built-in functions: which run
+//! SQL or touch server files, which return an argument unchanged, which are
+//! set-returning, which write where other sessions can read.
+
+use sqlparser::ast::{
+    self, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArguments, Value,
+};
+
+use super::{as_derived, merge_into, object_name_parts, Clause, HazardRule, Sink, Sources, Walker};
+
+/// Built-in functions that run SQL given as text, read server files or
+/// large objects, or decode WAL: they bypass lineage entirely.
+const DYNAMIC_SQL_FUNCTIONS: &[&str] = &[
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "ts_stat",
+    "dblink",
+    "dblink_exec",
+    "dblink_send_query",
+    "dblink_open",
+    "dblink_fetch",
+];
+const SERVER_FILE_FUNCTIONS: &[&str] = &[
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_stat_file",
+    "pg_file_write",
+    "lo_import",
+    "lo_export",
+    "lo_get",
+    "lo_put",
+    "lo_from_bytea",
+    "loread",
+    "lowrite",
+    "lo_open",
+    "pg_logical_slot_get_changes",
+    "pg_logical_slot_peek_changes",
+    "pg_logical_slot_get_binary_changes",
+    "pg_logical_slot_peek_binary_changes",
+    "pg_logical_emit_message",
+    // Other sessions' query texts, literals included.
+    "pg_stat_get_activity",
+    "pg_stat_get_backend_activity",
+    "pg_stat_statements",
+];
+/// Functions whose arguments land somewhere other sessions can read.
+const SINK_FUNCTIONS: &[&str] = &["pg_notify", "set_config"];
+/// Functions whose result is one of their arguments' values unchanged.
+const VALUE_PRESERVING_FUNCTIONS: &[&str] = &[
+    "coalesce",
+    "greatest",
+    "least",
+    "min",
+    "max",
+    "any_value",
+    "first_value",
+    "last_value",
+    "nth_value",
+    "lag",
+    "lead",
+];
+/// Value-preserving functions that pick a value by comparing them.
+const ORDERING_FUNCTIONS: &[&str] = &["greatest", "least", "min", "max"];
+/// Functions whose result reveals nothing of their arguments' values.
+const VALUE_FREE_FUNCTIONS: &[&str] = &["count", "row_number", "rank", "dense_rank", "ntile"];
+/// SQL syntax that sqlparser represents as a function call but that is not a
+/// pg_proc entry.
+const SYNTAX_FUNCTIONS: &[&str] = &[
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "row",
+    "array",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+    "current_user",
+    "current_role",
+    "session_user",
+    "user",
+    "current_schema",
+    "current_catalog",
+    "grouping",
+    "xmlelement",
+    "xmlforest",
+    "xmlconcat",
+    "xmlparse",
+    "xmlpi",
+    "xmlroot",
+    "xmlserialize",
+    "xmlexists",
+    "json_object",
+    "json_array",
+    "json_objectagg",
+    "json_arrayagg",
+    "json_scalar",
+    "json_serialize",
+    "json_query",
+    "json_value",
+    "json_exists",
+];
+
+/// Set-returning functions (their arguments decide the number of rows), and
+/// whether each has exactly one output column.
+const SET_RETURNING_FUNCTIONS: &[(&str, bool)] = &[
+    ("generate_series", true),
+    ("generate_subscripts", true),
+    ("unnest", true),
+    ("regexp_matches", true),
+    ("regexp_split_to_table", true),
+    ("string_to_table", true),
+    ("json_array_elements", true),
+    ("json_array_elements_text", true),
+    ("jsonb_array_elements", true),
+    ("jsonb_array_elements_text", true),
+    ("json_object_keys", true),
+    ("jsonb_object_keys", true),
+    ("jsonb_path_query", true),
+    ("pg_ls_dir", true),
+    ("json_each", false),
+    ("json_each_text", false),
+    ("jsonb_each", false),
+    ("jsonb_each_text", false),
+    ("json_populate_recordset", false),
+    ("jsonb_populate_recordset", false),
+    ("json_to_recordset", false),
+    ("jsonb_to_recordset", false),
+    ("pg_options_to_table", false),
+];
+
+/// `Some(single_column)` for a known set-returning function.
+pub(super) fn set_returning(name: &str) -> Option<bool> {
+    SET_RETURNING_FUNCTIONS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, single)| *single)
+}
+
+impl Walker<'_> {
+    pub(super) fn function_arg(&mut self, arg: &FunctionArg) -> Sources {
+        let arg_expr = match arg {
+            FunctionArg::Named { arg, .. } | FunctionArg::ExprNamed { arg, .. } => arg,
+            FunctionArg::Unnamed(arg) => arg,
+        };
+        match arg_expr {
+            FunctionArgExpr::Expr(e) => self.expr(e),
+            FunctionArgExpr::QualifiedWildcard(name) => {
+                let parts = object_name_parts(name);
+                match self.find_item(&parts) {
+                    Some(item) => item.whole_row(),
+                    None => self.identifier(&parts),
+                }
+            }
+            FunctionArgExpr::Wildcard | FunctionArgExpr::WildcardWithOptions(_) => Sources::new(),
+        }
+    }
+
+    /// Checks the function is known and allowed; records hazards.
+    pub(super) fn check_function(&mut self, parts: &[String]) {
+        let (schema, name) = match parts {
+            [name] => (None, name.as_str()),
+            [schema, name] => (Some(schema.as_str()), name.as_str()),
+            _ => {
+                self.hazard(
+                    HazardRule::UnknownName,
+                    format!("function {}", parts.join(".")),
+                );
+                return;
+            }
+        };
+        let builtin_schema = schema.is_none_or(|s| s == "pg_catalog");
+        if builtin_schema && DYNAMIC_SQL_FUNCTIONS.contains(&name) {
+            self.hazard(
+                HazardRule::DynamicSql,
+                format!("{name}() runs SQL pgveil cannot see"),
+            );
+        }
+        if DYNAMIC_SQL_FUNCTIONS.contains(&name) && name.starts_with("dblink") {
+            self.hazard(HazardRule::DynamicSql, format!("{name}() runs remote SQL"));
+        }
+        if builtin_schema && SERVER_FILE_FUNCTIONS.contains(&name) {
+            self.hazard(
+                HazardRule::ServerFile,
+                format!("{name}() reads or writes server-side data"),
+            );
+        }
+        if schema.is_none() && SYNTAX_FUNCTIONS.contains(&name) {
+            return;
+        }
+        match self
+            .catalog
+            .resolve_function(self.search_path, schema, name)
+        {
+            Some(function) if function.is_builtin() => {}
+            Some(function) => {
+                self.effects
+                    .user_functions
+                    .insert((function.schema.clone(), function.name.clone()));
+            }
+            None => self.hazard(
+                HazardRule::UnknownName,
+                format!("function {} is not in the catalog", parts.join(".")),
+            ),
+        }
+    }
+
+    pub(super) fn function(&mut self, function: &ast::Function) -> Sources {
+        let parts = object_name_parts(&function.name);
+        self.check_function(&parts);
+        let name = parts.last().map(String::as_str).unwrap_or_default();
+        let mut args: Vec<Sources> = Vec::new();
+        match &function.args {
+            FunctionArguments::None => {}
+            FunctionArguments::Subquery(query) => {
+                let outputs = self.query(query);
+                for out in outputs {
+                    args.push(out.sources);
+                }
+            }
+            FunctionArguments::List(list) => {
+                for arg in &list.args {
+                    args.push(self.function_arg(arg));
+                }
+                if matches!(
+                    list.duplicate_treatment,
+                    Some(ast::DuplicateTreatment::Distinct)
+                ) {
+                    // count(DISTINCT x) and friends compare values.
+                    for a in &args {
+                        self.use_sources(a, true);
+                    }
+                }
+                for clause in &list.clauses {
+                    match clause {
+                        FunctionArgumentClause::OrderBy(items) => {
+                            self.with_clause(Clause::OrderBy, |w| {
+                                for item in items {
+                                    let s = w.expr(&item.expr);
+                                    w.use_sources(&s, false);
+                                }
+                            })
+                        }
+                        FunctionArgumentClause::Where(e) => self.predicate(e),
+                        FunctionArgumentClause::Limit(e) => {
+                            let s = self.expr(e);
+                            self.use_sources(&s, false);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        if !matches!(function.parameters, FunctionArguments::None) {
+            self.hazard(HazardRule::Unanalysable, "parametric function call");
+        }
+        for item in &function.within_group {
+            let s = self.expr(&item.expr);
+            self.with_clause(Clause::OrderBy, |w| w.use_sources(&s, false));
+        }
+        if let Some(filter) = &function.filter {
+            self.predicate(filter);
+        }
+        if let Some(over) = &function.over {
+            match over {
+                ast::WindowType::WindowSpec(spec) => self.window_spec(spec),
+                ast::WindowType::NamedWindow(_) => {}
+            }
+        }
+        if set_returning(name).is_some() {
+            self.with_clause(Clause::RowCount, |w| {
+                for a in &args {
+                    w.use_sources(a, false);
+                }
+            });
+        }
+        if SINK_FUNCTIONS.contains(&name) {
+            self.sink_function(name, &function.args, &args);
+        }
+        if ORDERING_FUNCTIONS.contains(&name) {
+            // The result tells which argument or row is largest.
+            for a in &args {
+                self.use_sources(a, false);
+            }
+        }
+        let mut sources = Sources::new();
+        if VALUE_FREE_FUNCTIONS.contains(&name) {
+            return sources;
+        }
+        if name == "nullif" {
+            // NULLIF(a, b) is a or NULL after comparing a = b.
+            if let Some(second) = args.get(1) {
+                let second = second.clone();
+                self.with_clause(self.clause, |w| w.use_sources(&second, true));
+            }
+            if let Some(first) = args.first() {
+                let first = first.clone();
+                self.use_sources(&first, true);
+                return first;
+            }
+            return sources;
+        }
+        for a in &args {
+            merge_into(&mut sources, a);
+        }
+        if VALUE_PRESERVING_FUNCTIONS.contains(&name) {
+            sources
+        } else {
+            as_derived(sources)
+        }
+    }
+
+    fn sink_function(&mut self, name: &str, raw_args: &FunctionArguments, args: &[Sources]) {
+        for a in args {
+            for (column, flow) in a {
+                self.effects.sinks.insert(Sink {
+                    source: column.clone(),
+                    flow: *flow,
+                    target: None,
+                    via: if name == "pg_notify" {
+                        "pg_notify"
+                    } else {
+                        "set_config"
+                    },
+                });
+            }
+        }
+        if name == "set_config" {
+            // Whether it changes search_path depends on the literal.
+            self.literal_sensitive = true;
+            let first = match raw_args {
+                FunctionArguments::List(list) => list.args.first(),
+                _ => None,
+            };
+            let literal = match first {
+                Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => {
+                    match &v.value {
+                        Value::SingleQuotedString(s) => Some(s.to_lowercase()),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            };
+            match literal {
+                Some(setting) if setting.trim() != "search_path" => {}
+                _ => self.hazard(HazardRule::SearchPath, "set_config may change search_path"),
+            }
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! Lineage: which catalog columns each output column carries, and every
+//! other use of a column (filters, joins, ordering, writes). Built by
+//! walking sqlparser's AST; independent of any policy so it can be cached
+//! and re-judged when the policy changes.
+//!
+//! Fail-closed rule for this folder: a construct the walker does not model
+//! either falls back to "everything inside flows, derived" or records a
+//! `Hazard`, never silently drops a column.
+//!
+//! This file owns the lineage types, the `Walker` with its scope frames, and
+//! the fallback scan of unmodelled nodes. Each statement family lives in its
+//! own module:
+//! - `query`: SELECT, set operations, CTEs, VALUES, ORDER BY / LIMIT;
+//! - `from`: FROM items, joins, relations, views, table functions;
+//! - `names`: resolving column and FROM-item names in scope;
+//! - `expr`: expressions and boolean conditions;
+//! - `functions`: function calls and built-in function knowledge;
+//! - `dml`: INSERT, UPDATE, DELETE, MERGE;
+//! - `utility`: COPY sources, renames and DDL expressions.
+
+mod dml;
+mod expr;
+mod from;
+mod functions;
+mod names;
+mod query;
+mod utility;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use sqlparser::ast::{self, Expr, Ident, ObjectName, Query, Visit, Visitor};
+
+use super::catalog::Catalog;
+use super::policy_view::QualifiedColumn;
+
+pub use from::SENSITIVE_SYSTEM_RELATIONS;
+use names::VALUE_KEYWORDS;
+
+/// How a value reaches an output or a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Flow {
+    /// The output is the column's value unchanged (maskable).
+    Copy,
+    /// The output is computed from the column (cannot be masked safely).
+    Derived,
+}
+
+/// Columns an expression's value comes from.
+pub type Sources = BTreeMap<QualifiedColumn, Flow>;
+
+fn merge_into(into: &mut Sources, from: &Sources) {
+    for (column, flow) in from {
+        let entry = into.entry(column.clone()).or_insert(*flow);
+        if *flow > *entry {
+            *entry = *flow;
+        }
+    }
+}
+
+fn as_derived(mut sources: Sources) -> Sources {
+    sources.values_mut().for_each(|f| *f = Flow::Derived);
+    sources
+}
+
+/// One output column, in RowDescription order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputColumn {
+    pub name: String,
+    pub sources: Sources,
+}
+
+/// How a column is used outside the select list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum UseKind {
+    /// `col = v`, `col IN (...)`, equi-joins, grouping, IS NULL.
+    Equality,
+    /// Anything else: ranges, LIKE, functions of it, ordering.
+    General,
+}
+
+/// Where a use happened, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Clause {
+    SelectList,
+    Where,
+    JoinOn,
+    GroupBy,
+    Having,
+    OrderBy,
+    Window,
+    Distinct,
+    SetOperation,
+    Limit,
+    Assignment,
+    Returning,
+    Ddl,
+    /// Arguments of a set-returning function: they decide how many rows
+    /// exist, which `count(*)` or EXPLAIN ANALYZE then reveal.
+    RowCount,
+}
+
+impl Clause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Clause::SelectList => "select list",
+            Clause::RowCount => "arguments of a set-returning function",
+            Clause::Where => "WHERE",
+            Clause::JoinOn => "JOIN",
+            Clause::GroupBy => "GROUP BY",
+            Clause::Having => "HAVING",
+            Clause::OrderBy => "ORDER BY",
+            Clause::Window => "window clause",
+            Clause::Distinct => "DISTINCT",
+            Clause::SetOperation => "INTERSECT/EXCEPT/UNION",
+            Clause::Limit => "LIMIT/OFFSET",
+            Clause::Assignment => "SET",
+            Clause::Returning => "RETURNING",
+            Clause::Ddl => "DDL expression",
+        }
+    }
+}
+
+/// A protected-or-not column used outside the select list.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ColumnUse {
+    pub column: QualifiedColumn,
+    pub kind: UseKind,
+    pub clause: Clause,
+}
+
+/// A value written somewhere readable (INSERT … SELECT, UPDATE SET, CTAS…).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sink {
+    pub source: QualifiedColumn,
+    pub flow: Flow,
+    /// The column written, when known.
+    pub target: Option<QualifiedColumn>,
+    pub via: &'static str,
+}
+
+/// Fail-closed rules that block restricted roles regardless of columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HazardRule {
+    /// pgveil could not analyse (part of) the statement.
+    Unanalysable,
+    /// Dynamic SQL: DO, query_to_xml and friends, EXECUTE of unseen text.
+    DynamicSql,
+    /// Server-side files, large objects, WAL decoding.
+    ServerFile,
+    /// A change of search_path.
+    SearchPath,
+    /// Server-side code definitions (functions, triggers, rules).
+    ServerCode,
+    /// A name not in the catalog (stale catalog or typo).
+    UnknownName,
+    /// Statistics and activity views that carry raw values.
+    SensitiveCatalog,
+}
+
+impl HazardRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HazardRule::Unanalysable => "unanalysable-statement",
+            HazardRule::DynamicSql => "dynamic-sql",
+            HazardRule::ServerFile => "server-file-access",
+            HazardRule::SearchPath => "search-path-change",
+            HazardRule::ServerCode => "server-side-code",
+            HazardRule::UnknownName => "unknown-name",
+            HazardRule::SensitiveCatalog => "sensitive-system-catalog",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hazard {
+    pub rule: HazardRule,
+    pub detail: String,
+}
+
+/// Everything a statement touches besides its output columns.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects {
+    pub uses: BTreeSet<ColumnUse>,
+    /// Every relation read or written (schema, name), views included.
+    pub relations: BTreeSet<(String, String)>,
+    /// User-defined functions called (schema, name).
+    pub user_functions: BTreeSet<(String, String)>,
+    pub sinks: BTreeSet<Sink>,
+    pub hazards: BTreeSet<Hazard>,
+}
+
+impl Effects {
+    fn absorb(&mut self, other: &Effects) {
+        self.uses.extend(other.uses.iter().cloned());
+        self.relations.extend(other.relations.iter().cloned());
+        self.user_functions
+            .extend(other.user_functions.iter().cloned());
+        self.sinks.extend(other.sinks.iter().cloned());
+        self.hazards.extend(other.hazards.iter().cloned());
+    }
+
+    pub(crate) fn hazard(&mut self, rule: HazardRule, detail: impl Into<String>) {
+        self.hazards.insert(Hazard {
+            rule,
+            detail: detail.into(),
+        });
+    }
+}
+
+/// The lineage of a view's columns plus what its definition touches.
+#[derive(Debug, Clone, Default)]
+pub struct RelationLineage {
+    pub columns: Vec<OutputColumn>,
+    pub effects: Effects,
+}
+
+/// Folds an identifier the way PostgreSQL does: unquoted names lower-case.
+pub(crate) fn ident_name(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
+
+fn object_name_parts(name: &ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .map(|part| match part.as_ident() {
+            Some(ident) => ident_name(ident),
+            // A dialect-specific computed name: cannot match any relation.
+            None => part.to_string(),
+        })
+        .collect()
+}
+
+/// One FROM item visible by name.
+#[derive(Debug, Clone)]
+struct ScopeItem {
+    alias: String,
+    /// The relation behind it, for `schema.table.column` references.
+    relation: Option<(String, String)>,
+    columns: Vec<OutputColumn>,
+    /// Unknown shape: a relation not in the catalog (a hazard was recorded)
+    /// or a function whose output columns are not known.
+    opaque: bool,
+    /// What any column of an opaque item derives from.
+    opaque_sources: Sources,
+}
+
+impl ScopeItem {
+    fn whole_row(&self) -> Sources {
+        let mut sources = Sources::new();
+        for column in &self.columns {
+            merge_into(&mut sources, &column.sources);
+        }
+        as_derived(sources)
+    }
+}
+
+/// The names one query level can see.
+#[derive(Debug, Default)]
+struct Frame {
+    items: Vec<ScopeItem>,
+    /// Columns `SELECT *` expands to, in order (USING/NATURAL merged).
+    star: Vec<OutputColumn>,
+}
+
+/// Builds lineage for statements against one catalog.
+pub(crate) struct Walker<'c> {
+    catalog: &'c Catalog,
+    search_path: &'c [String],
+    frames: Vec<Frame>,
+    ctes: Vec<(String, Arc<Vec<OutputColumn>>)>,
+    pub(crate) effects: Effects,
+    clause: Clause,
+    pub(crate) literal_sensitive: bool,
+    view_depth: usize,
+}
+
+const MAX_VIEW_DEPTH: usize = 32;
+
+impl<'c> Walker<'c> {
+    pub(crate) fn new(catalog: &'c Catalog, search_path: &'c [String]) -> Walker<'c> {
+        Walker {
+            catalog,
+            search_path,
+            frames: Vec::new(),
+            ctes: Vec::new(),
+            effects: Effects::default(),
+            clause: Clause::SelectList,
+            literal_sensitive: false,
+            view_depth: 0,
+        }
+    }
+
+    fn hazard(&mut self, rule: HazardRule, detail: impl Into<String>) {
+        self.effects.hazard(rule, detail);
+    }
+
+    fn use_sources(&mut self, sources: &Sources, equality_allowed: bool) {
+        for (column, flow) in sources {
+            let kind = if equality_allowed && *flow == Flow::Copy {
+                UseKind::Equality
+            } else {
+                UseKind::General
+            };
+            self.effects.uses.insert(ColumnUse {
+                column: column.clone(),
+                kind,
+                clause: self.clause,
+            });
+        }
+    }
+
+    fn with_clause<T>(&mut self, clause: Clause, f: impl FnOnce(&mut Self) -> T) -> T {
+        let saved = std::mem::replace(&mut self.clause, clause);
+        let result = f(self);
+        self.clause = saved;
+        result
+    }
+
+    /// Anything not modelled: every column it mentions is a general use and
+    /// any subquery inside is analysed in the current scope.
+    pub(crate) fn generic_scan_node<T: Visit>(&mut self, node: &T) {
+        let mut collector = NameCollector::default();
+        let _ = node.visit(&mut collector);
+        for parts in collector.columns {
+            if let Some(sources) = self.resolve_column(&parts) {
+                self.use_sources(&sources, false);
+            } else if parts.len() == 1 && VALUE_KEYWORDS.contains(&parts[0].as_str()) {
+            } else {
+                self.hazard(
+                    HazardRule::UnknownName,
+                    format!("name {} could not be resolved", parts.join(".")),
+                );
+            }
+        }
+        for function in collector.functions {
+            self.check_function(&function);
+        }
+        if collector.has_query {
+            self.hazard(
+                HazardRule::Unanalysable,
+                "subquery inside an expression form pgveil does not model",
+            );
+        }
+    }
+}
+
+fn rename_columns(
+    mut columns: Vec<OutputColumn>,
+    names: &[ast::TableAliasColumnDef],
+) -> Vec<OutputColumn> {
+    for (column, name) in columns.iter_mut().zip(names) {
+        column.name = ident_name(&name.name);
+    }
+    columns
+}
+
+fn truncate(text: &str) -> String {
+    const MAX: usize = 60;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_owned(),
+    }
+}
+
+/// Collects column-like names, function names and nested queries of an
+/// unmodelled AST node.
+#[derive(Default)]
+struct NameCollector {
+    columns: Vec<Vec<String>>,
+    functions: Vec<Vec<String>>,
+    has_query: bool,
+}
+
+impl Visitor for NameCollector {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &Query) -> ControlFlow<()> {
+        self.has_query = true;
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        match expr {
+            Expr::Identifier(ident) => self.columns.push(vec![ident_name(ident)]),
+            Expr::CompoundIdentifier(idents) => {
+                self.columns.push(idents.iter().map(ident_name).collect())
+            }
+            Expr::Function(f) => self.functions.push(object_name_parts(&f.name)),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}

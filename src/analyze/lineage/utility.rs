@@ -1,0 +1,94 @@
+//! Utility statements that read columns: COPY's source, ALTER … RENAME
+//! (which moves values out from under their rules) and DDL expressions.
+
+use sqlparser::ast::{self, Ident, ObjectName, Visit};
+
+use super::{
+    ident_name, object_name_parts, Clause, Flow, Frame, HazardRule, NameCollector, OutputColumn,
+    Sink, Walker,
+};
+
+impl Walker<'_> {
+    /// COPY's outputs: the listed (or all) columns of a table, or a query's.
+    pub(crate) fn copy_source(&mut self, source: &ast::CopySource) -> Vec<OutputColumn> {
+        match source {
+            ast::CopySource::Table {
+                table_name,
+                columns,
+            } => {
+                let parts = object_name_parts(table_name);
+                let Some(item) = self.relation_item(&parts, None) else {
+                    return Vec::new();
+                };
+                if columns.is_empty() {
+                    item.columns
+                } else {
+                    columns
+                        .iter()
+                        .map(|c| {
+                            let name = ident_name(c);
+                            let sources = item
+                                .columns
+                                .iter()
+                                .find(|col| col.name == name)
+                                .map(|col| col.sources.clone())
+                                .unwrap_or_default();
+                            OutputColumn { name, sources }
+                        })
+                        .collect()
+                }
+            }
+            ast::CopySource::Query(query) => self.query(query),
+        }
+    }
+
+    /// Renaming a table or column moves its values out from under the
+    /// policy rules that name it: a write of every affected column.
+    pub(crate) fn rename(&mut self, table: &ObjectName, column: Option<&Ident>) {
+        let parts = object_name_parts(table);
+        let Some(item) = self.relation_item(&parts, None) else {
+            return;
+        };
+        let renamed = column.map(ident_name);
+        for col in &item.columns {
+            if renamed.as_ref().is_some_and(|r| r != &col.name) {
+                continue;
+            }
+            for source in col.sources.keys() {
+                self.effects.sinks.insert(Sink {
+                    source: source.clone(),
+                    flow: Flow::Derived,
+                    target: None,
+                    via: "ALTER … RENAME",
+                });
+            }
+        }
+    }
+
+    /// DDL on `table` whose expressions (CHECK, USING, policies) read its
+    /// columns: every column they mention is a general use.
+    pub(crate) fn ddl_on_table<T: Visit>(&mut self, table: &ObjectName, node: &T) {
+        let parts = object_name_parts(table);
+        self.frames.push(Frame::default());
+        if let Some(item) = self.relation_item(&parts, None) {
+            self.push_item(item);
+        }
+        let mut collector = NameCollector::default();
+        let _ = node.visit(&mut collector);
+        self.with_clause(Clause::Ddl, |w| {
+            for parts in &collector.columns {
+                // Unresolvable names in DDL are new column names; harmless.
+                if let Some(sources) = w.resolve_column(parts) {
+                    w.use_sources(&sources, false);
+                }
+            }
+            for function in &collector.functions {
+                w.check_function(function);
+            }
+        });
+        if collector.has_query {
+            self.hazard(HazardRule::Unanalysable, "subquery inside DDL");
+        }
+        self.frames.pop();
+    }
+}

@@ -1,0 +1,556 @@
+//! The masking state machine of one session whose role has anything masked
+//! or denied. Pure: it turns each client message into the bytes to send
+//! upstream and each server message into the bytes to send the client.
+//!
+//! It pairs every server response with the client message that caused it
+//! (a queue of expected responses), so each RowDescription and DataRow is
+//! masked with the plan of its own statement or portal. A blocked statement
+//! is rewritten into a `DO` block that raises SQLSTATE 42501 on the server:
+//! the error then arrives in protocol order and aborts the transaction
+//! exactly as a real error would.
+//!
+//! This module owns the guard's state and the pairing of responses with
+//! requests (`Expect`); it dispatches each message to the module owning its
+//! concern and must not plan statements, mask values or rewrite texts itself:
+//! - `statements`: planning Query/Parse/Bind, cursor and prepared names;
+//! - `refusal`: the `DO` block that raises pgveil's errors, audit of blocks;
+//! - `rows`: RowDescription/DataRow/COPY OUT masking, withholding results;
+//! - `errors`: scrubbing server errors and notices;
+//! - `notify`: redacting NOTIFY payloads.
+
+mod errors;
+mod notify;
+mod refusal;
+mod rows;
+mod statements;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use super::copy_text::CopyText;
+use super::wire::{self, Field};
+use crate::analyze::plan::{BlockReason, StatementPlan};
+use crate::analyze::policy_view::PolicyView;
+use crate::analyze::{Analyzer, Catalog, SessionContext};
+use crate::policy::PolicySet;
+
+pub use refusal::block_sql;
+use rows::{CopyMasker, RowMasker};
+
+/// Everything a plan is derived from, swapped as a whole when the policy or
+/// the catalog changes.
+#[derive(Clone)]
+pub struct PlanInputs {
+    pub analyzer: Arc<Analyzer>,
+    pub catalog: Arc<Catalog>,
+    pub policy: Arc<PolicySet>,
+    pub view: Arc<dyn PolicyView>,
+}
+
+impl PlanInputs {
+    fn version(&self) -> (u64, u64) {
+        (self.policy.version(), self.catalog.generation())
+    }
+}
+
+/// A cursor or SQL-level prepared statement name, recorded only once the
+/// server confirms the DECLARE or PREPARE (a failed one must not replace
+/// the plan of an existing name).
+#[derive(Clone)]
+struct Registration {
+    cursor: bool,
+    name: String,
+    plan: StatementPlan,
+}
+
+struct Prepared {
+    registration: Option<Registration>,
+    sql: String,
+    plan: StatementPlan,
+    copy: Option<CopyText>,
+    version: (u64, u64),
+    fields: Option<Vec<Field>>,
+}
+
+struct Portal {
+    registration: Option<Registration>,
+    plan: StatementPlan,
+    copy: Option<CopyText>,
+    fields: Option<Vec<Field>>,
+    masker: Option<RowMasker>,
+}
+
+/// A server response the session is waiting for, in order.
+enum Expect {
+    ParseComplete {
+        swallow: bool,
+        /// A named statement takes effect only once the server parsed it: a
+        /// failed Parse (name already in use) must not replace its plan.
+        pending: Option<(Vec<u8>, Box<Prepared>)>,
+    },
+    BindComplete,
+    CloseComplete {
+        swallow: bool,
+    },
+    DescribeStatement {
+        name: Vec<u8>,
+    },
+    DescribePortal {
+        portal: Vec<u8>,
+        swallow: bool,
+    },
+    Execute {
+        portal: Vec<u8>,
+    },
+    Sync,
+    Query {
+        plans: Vec<StatementPlan>,
+        at: usize,
+        /// Text-format options of a single `COPY … TO STDOUT` to mask.
+        copy: Option<CopyText>,
+        /// Names to record when statement N completes.
+        registrations: Vec<(usize, Registration)>,
+    },
+}
+
+/// What the relay must do besides forwarding.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Effects {
+    /// DDL went through: reload the catalog before the next statement.
+    pub catalog_stale: bool,
+    /// This session's own DDL committed: its temporary relations may have
+    /// changed too.
+    pub own_ddl: bool,
+}
+
+/// Counters the relay turns into metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Tally {
+    pub blocked: u64,
+    pub masked_values: u64,
+    pub masked_results: u64,
+    pub withheld_results: u64,
+}
+
+pub struct Guard {
+    /// Login role, for the audit log.
+    role: String,
+    inputs: PlanInputs,
+    ctx: SessionContext,
+    statements: HashMap<Vec<u8>, Prepared>,
+    portals: HashMap<Vec<u8>, Portal>,
+    sql_prepared: HashMap<String, StatementPlan>,
+    cursors: HashMap<String, StatementPlan>,
+    /// Names declared by the message being planned, not yet confirmed.
+    staged: Vec<(usize, Registration)>,
+    expect: VecDeque<Expect>,
+    rows: Option<RowMasker>,
+    copy: Option<CopyMasker>,
+    /// After pgveil withheld a result: drop responses until ReadyForQuery.
+    withholding: bool,
+    /// DDL ran in the open transaction: pgveil's catalog (read over its own
+    /// connection) cannot see it until commit, so later statements of the
+    /// transaction are refused.
+    ddl_in_transaction: bool,
+    /// The session created temporary relations (see `set_temp_schema`).
+    temp_schema: bool,
+    /// search_path was changed in a way the server may undo.
+    search_path_unsure: bool,
+    relation_index: HashMap<u32, usize>,
+    relation_index_generation: Option<u64>,
+    utf8: bool,
+    pub effects: Effects,
+    pub tally: Tally,
+}
+
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+impl Guard {
+    pub fn new(role: String, inputs: PlanInputs, ctx: SessionContext) -> Guard {
+        Guard {
+            role,
+            inputs,
+            ctx,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            sql_prepared: HashMap::new(),
+            cursors: HashMap::new(),
+            staged: Vec::new(),
+            expect: VecDeque::new(),
+            rows: None,
+            copy: None,
+            withholding: false,
+            ddl_in_transaction: false,
+            temp_schema: false,
+            search_path_unsure: false,
+            relation_index: HashMap::new(),
+            relation_index_generation: None,
+            utf8: true,
+            effects: Effects::default(),
+            tally: Tally::default(),
+        }
+    }
+
+    /// New policy or catalog for statements that start from now on.
+    pub fn update_inputs(&mut self, inputs: PlanInputs) {
+        self.inputs = inputs;
+    }
+
+    pub fn inputs(&self) -> &PlanInputs {
+        &self.inputs
+    }
+
+    /// True when the session should ask the server for its search_path
+    /// before the next statement.
+    pub fn search_path_unsure(&self) -> bool {
+        self.search_path_unsure
+    }
+
+    /// The server's search_path; settled for good outside a transaction.
+    pub fn set_search_path(&mut self, path: Vec<String>, outside_transaction: bool) {
+        self.ctx.search_path = path;
+        if outside_transaction {
+            self.search_path_unsure = false;
+        }
+    }
+
+    /// Tracks `client_encoding`: masks work on UTF-8 text only.
+    pub fn set_client_encoding(&mut self, value: &[u8]) {
+        let v = lossy(value).to_ascii_uppercase().replace(['-', '_'], "");
+        self.utf8 = v == "UTF8" || v == "UNICODE";
+    }
+
+    /// True when a Query or Parse in `buf` names something the catalog lacks
+    /// (a table created since it was read): worth one catalog reload.
+    pub fn needs_fresh_catalog(&self, buf: &[u8]) -> bool {
+        crate::net::codec::frames(buf).any(|msg| {
+            let sql = match msg[0] {
+                b'Q' => wire::query_text(msg),
+                b'P' => wire::parse_msg(msg).map(|p| p.query),
+                _ => None,
+            };
+            // The cached analysis alone tells (no plan derivation).
+            sql.is_some_and(|sql| {
+                self.inputs
+                    .analyzer
+                    .analyse(&lossy(sql), &self.analysis_ctx(), &self.inputs.catalog)
+                    .iter()
+                    .any(|a| {
+                        a.effects
+                            .hazards
+                            .iter()
+                            .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName)
+                    })
+            })
+        })
+    }
+
+    /// DDL of the open transaction is not visible to pgveil's catalog
+    /// connection yet (and reading it could wait on this session's locks).
+    pub fn holds_uncommitted_ddl(&self) -> bool {
+        self.ddl_in_transaction
+    }
+
+    /// True when the guard owes the client nothing: safe to swap inputs.
+    pub fn is_quiet(&self) -> bool {
+        self.expect.is_empty()
+    }
+
+    /// The session has temporary relations: `pg_temp` is searched first,
+    /// as PostgreSQL does for relations.
+    pub fn set_temp_schema(&mut self, present: bool) {
+        self.temp_schema = present;
+    }
+
+    /// A prepared statement by name: one whose Parse is still in flight
+    /// first (later messages of the same pipeline use it), then the parsed.
+    fn statement(&self, name: &[u8]) -> Option<&Prepared> {
+        self.expect
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                Expect::ParseComplete {
+                    pending: Some((n, p)),
+                    ..
+                } if n.as_slice() == name => Some(p.as_ref()),
+                _ => None,
+            })
+            .or_else(|| self.statements.get(name))
+    }
+
+    fn statement_mut(&mut self, name: &[u8]) -> Option<&mut Prepared> {
+        let in_flight = self.expect.iter().rposition(|e| {
+            matches!(e, Expect::ParseComplete { pending: Some((n, _)), .. } if n.as_slice() == name)
+        });
+        match in_flight {
+            Some(i) => match self.expect.get_mut(i) {
+                Some(Expect::ParseComplete {
+                    pending: Some((_, p)),
+                    ..
+                }) => Some(p.as_mut()),
+                _ => None,
+            },
+            None => self.statements.get_mut(name),
+        }
+    }
+
+    /// Handles one complete client message, appending what to send upstream.
+    pub fn client_message(&mut self, msg: &[u8], out: &mut BytesMut) {
+        match msg[0] {
+            b'Q' => self.client_query(msg, out),
+            b'P' => self.client_parse(msg, out),
+            b'B' => self.client_bind(msg, out),
+            b'D' => {
+                match wire::target_msg(msg) {
+                    Some((b'S', name)) => self.expect.push_back(Expect::DescribeStatement {
+                        name: name.to_vec(),
+                    }),
+                    Some((_, name)) => self.expect.push_back(Expect::DescribePortal {
+                        portal: name.to_vec(),
+                        swallow: false,
+                    }),
+                    None => {}
+                }
+                out.extend_from_slice(msg);
+            }
+            b'E' => {
+                let portal = wire::execute_portal(msg).unwrap_or_default().to_vec();
+                // Rows of a portal whose shape pgveil has not seen need a
+                // description first: ask for one and keep it to ourselves.
+                // Every result a restricted role receives is checked against
+                // its RowDescription (defence in depth), so even an Allow plan
+                // needs one.
+                let needs_shape = self.inputs.view.is_restricted()
+                    && self
+                        .portals
+                        .get(&portal)
+                        .is_some_and(|p| p.masker.is_none());
+                if needs_shape {
+                    wire::encode_describe(out, b'P', &portal);
+                    self.expect.push_back(Expect::DescribePortal {
+                        portal: portal.clone(),
+                        swallow: true,
+                    });
+                }
+                self.expect.push_back(Expect::Execute { portal });
+                out.extend_from_slice(msg);
+            }
+            b'C' => {
+                match wire::target_msg(msg) {
+                    Some((b'S', name)) => {
+                        self.statements.remove(name);
+                    }
+                    Some((_, name)) => {
+                        self.portals.remove(name);
+                    }
+                    None => {}
+                }
+                self.expect
+                    .push_back(Expect::CloseComplete { swallow: false });
+                out.extend_from_slice(msg);
+            }
+            b'S' => {
+                self.expect.push_back(Expect::Sync);
+                out.extend_from_slice(msg);
+            }
+            b'F' => {
+                // Fast-path function calls name a function by OID and bypass
+                // SQL entirely: never for a restricted role.
+                if self.inputs.view.is_restricted() {
+                    let reason = BlockReason {
+                        reason: "fast-path function calls are not allowed for masked roles".into(),
+                        rule: "function-call".into(),
+                        column: None,
+                        hint: "Call the function with SELECT.".into(),
+                    };
+                    self.audit_block(&reason);
+                    wire::encode_query(out, &block_sql(&reason));
+                } else {
+                    out.extend_from_slice(msg);
+                }
+                self.expect.push_back(Expect::Query {
+                    plans: vec![StatementPlan::Allow],
+                    at: 0,
+                    copy: None,
+                    registrations: Vec::new(),
+                });
+            }
+            _ => out.extend_from_slice(msg),
+        }
+    }
+
+    /// Handles one complete server message, appending what to send the client.
+    pub fn server_message(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let ty = msg[0];
+        match ty {
+            b'N' => return self.scrub(msg, out),
+            b'A' => return self.notification(msg, out),
+            b'S' => {
+                if let Some(value) = parameter_status(msg, b"client_encoding") {
+                    self.set_client_encoding(value);
+                }
+                return out.extend_from_slice(msg);
+            }
+            b'Z' => {
+                // Everything up to the Sync or Query this answers is done.
+                while let Some(e) = self.expect.pop_front() {
+                    if matches!(e, Expect::Sync | Expect::Query { .. }) {
+                        break;
+                    }
+                }
+                self.rows = None;
+                self.copy = None;
+                self.withholding = false;
+                if msg.get(5) == Some(&b'I') && self.ddl_in_transaction {
+                    // The schema change is committed (or rolled back): every
+                    // session's catalog must be read again.
+                    self.ddl_in_transaction = false;
+                    self.effects.catalog_stale = true;
+                    self.effects.own_ddl = true;
+                }
+                return out.extend_from_slice(msg);
+            }
+            b'E' => {
+                self.rows = None;
+                match self.expect.front() {
+                    Some(Expect::Query { .. }) => {}
+                    _ => {
+                        // Extended protocol: the server skips to the next Sync.
+                        while let Some(e) = self.expect.front() {
+                            if matches!(e, Expect::Sync) {
+                                break;
+                            }
+                            self.expect.pop_front();
+                        }
+                    }
+                }
+                if self.withholding {
+                    return;
+                }
+                return self.scrub(msg, out);
+            }
+            _ => {}
+        }
+        if self.withholding {
+            return;
+        }
+        match ty {
+            b'1' => {
+                if let Some(Expect::ParseComplete { .. }) = self.expect.front() {
+                    if let Some(Expect::ParseComplete { swallow, pending }) =
+                        self.expect.pop_front()
+                    {
+                        if let Some((name, prepared)) = pending {
+                            self.statements.insert(name, *prepared);
+                        }
+                        if swallow {
+                            return;
+                        }
+                    }
+                }
+                out.extend_from_slice(msg);
+            }
+            b'2' => {
+                if let Some(Expect::BindComplete) = self.expect.front() {
+                    self.expect.pop_front();
+                }
+                out.extend_from_slice(msg);
+            }
+            b'3' => {
+                if let Some(Expect::CloseComplete { swallow }) = self.expect.front() {
+                    let swallow = *swallow;
+                    self.expect.pop_front();
+                    if swallow {
+                        return;
+                    }
+                }
+                out.extend_from_slice(msg);
+            }
+            b't' => out.extend_from_slice(msg),
+            b'T' => self.row_description(msg, out),
+            b'n' => {
+                let swallow = match self.expect.front() {
+                    Some(Expect::DescribeStatement { .. }) => false,
+                    Some(Expect::DescribePortal { portal, swallow }) => {
+                        if let Some(p) = self.portals.get_mut(portal) {
+                            p.masker = Some(RowMasker::default());
+                        }
+                        *swallow
+                    }
+                    _ => false,
+                };
+                if matches!(
+                    self.expect.front(),
+                    Some(Expect::DescribeStatement { .. } | Expect::DescribePortal { .. })
+                ) {
+                    self.expect.pop_front();
+                }
+                if !swallow {
+                    out.extend_from_slice(msg);
+                }
+            }
+            b'D' => self.data_row(msg, out),
+            b'H' => self.copy_out_response(msg, out),
+            b'd' => self.copy_data(msg, out),
+            b'c' => {
+                self.copy = None;
+                out.extend_from_slice(msg);
+            }
+            b'C' | b'I' => {
+                self.rows = None;
+                let mut confirmed = Vec::new();
+                match self.expect.front_mut() {
+                    Some(Expect::Query {
+                        at, registrations, ..
+                    }) => {
+                        let done = *at;
+                        registrations.retain(|(i, r)| {
+                            if *i == done {
+                                confirmed.push(r.clone());
+                            }
+                            *i != done
+                        });
+                        *at += 1;
+                    }
+                    Some(Expect::Execute { portal }) => {
+                        if let Some(r) = self
+                            .portals
+                            .get(portal)
+                            .and_then(|p| p.registration.clone())
+                        {
+                            confirmed.push(r);
+                        }
+                        self.expect.pop_front();
+                    }
+                    _ => {}
+                }
+                for r in confirmed {
+                    self.commit(r);
+                }
+                out.extend_from_slice(msg);
+            }
+            b's' => {
+                if let Some(Expect::Execute { .. }) = self.expect.front() {
+                    self.expect.pop_front();
+                }
+                out.extend_from_slice(msg);
+            }
+            _ => out.extend_from_slice(msg),
+        }
+    }
+}
+
+fn parameter_status<'a>(msg: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+    let body = msg.get(5..)?;
+    let end = body.iter().position(|&b| b == 0)?;
+    if &body[..end] != name {
+        return None;
+    }
+    let rest = &body[end + 1..];
+    let vend = rest.iter().position(|&b| b == 0)?;
+    Some(&rest[..vend])
+}

@@ -1,0 +1,331 @@
+//! Masking of result data: RowDescription, DataRow and `COPY … TO STDOUT`
+//! rows, with the plan the pairing in `mod.rs` found for them, plus the
+//! defence-in-depth check of RowDescription fields; withholds a result that
+//! cannot be masked safely. Must not pair messages or plan statements.
+
+use bytes::BytesMut;
+
+use super::super::copy_text::{self, CopyText};
+use super::super::wire::{self, Field};
+use super::{Expect, Guard};
+use crate::analyze::plan::StatementPlan;
+use crate::analyze::policy_view::{ColumnAction, QualifiedColumn};
+use crate::mask::{Mask, WireFormat};
+
+/// Masks applied to the columns of one result shape.
+#[derive(Clone, Default)]
+pub(super) struct RowMasker {
+    pub(super) columns: Vec<(usize, Mask, u32, WireFormat)>,
+    /// A denied column the analyzer missed: the result is withheld.
+    pub(super) withheld: Option<String>,
+}
+
+impl RowMasker {
+    pub(super) fn is_empty(&self) -> bool {
+        self.columns.is_empty() && self.withheld.is_none()
+    }
+}
+
+/// Masks applied to the rows of a running `COPY … TO STDOUT`.
+pub(super) struct CopyMasker {
+    pub(super) fmt: CopyText,
+    pub(super) columns: Vec<(usize, Mask, u32)>,
+    pub(super) header_pending: bool,
+}
+
+fn format_of(formats: &[i16], i: usize) -> WireFormat {
+    let code = match formats.len() {
+        0 => 0,
+        1 => formats[0],
+        _ => formats.get(i).copied().unwrap_or(0),
+    };
+    if code == 1 {
+        WireFormat::Binary
+    } else {
+        WireFormat::Text
+    }
+}
+
+impl Guard {
+    /// One row of a running `COPY … TO STDOUT`, masked when its statement
+    /// was planned with masks.
+    pub(super) fn copy_data(&mut self, msg: &[u8], out: &mut BytesMut) {
+        match &mut self.copy {
+            Some(copy) => {
+                let row = msg.get(5..).unwrap_or_default();
+                if copy.header_pending {
+                    copy.header_pending = false;
+                    return out.extend_from_slice(msg);
+                }
+                match copy_text::mask_row(row, &copy.fmt, &copy.columns) {
+                    Ok(masked) => {
+                        self.tally.masked_values += copy.columns.len() as u64;
+                        wire::message(out, b'd', |o| o.extend_from_slice(&masked));
+                    }
+                    Err(e) => self.withhold(&e.to_string(), out),
+                }
+            }
+            None => out.extend_from_slice(msg),
+        }
+    }
+
+    pub(super) fn ensure_relation_index(&mut self) {
+        let generation = self.inputs.catalog.generation();
+        if self.relation_index_generation == Some(generation) {
+            return;
+        }
+        self.relation_index = self
+            .inputs
+            .catalog
+            .relations()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.oid, i))
+            .collect();
+        self.relation_index_generation = Some(generation);
+    }
+
+    /// The protected column behind a RowDescription field, if any.
+    pub(super) fn field_source(&mut self, field: &Field) -> Option<QualifiedColumn> {
+        if field.table_oid == 0 || field.attnum <= 0 {
+            return None;
+        }
+        self.ensure_relation_index();
+        let rel = &self.inputs.catalog.relations()[*self.relation_index.get(&field.table_oid)?];
+        let col = rel.columns.iter().find(|c| c.attnum == field.attnum)?;
+        Some(QualifiedColumn {
+            schema: rel.schema.clone(),
+            table: rel.name.clone(),
+            column: col.name.clone(),
+        })
+    }
+
+    /// Builds the masker of one result: the plan's masks, plus any protected
+    /// column the RowDescription names that the plan left unmasked.
+    pub(super) fn masker_for(
+        &mut self,
+        plan: &StatementPlan,
+        fields: &[Field],
+        formats: Option<&[i16]>,
+    ) -> RowMasker {
+        let mut m = RowMasker::default();
+        let format = |i: usize, f: &Field| match formats {
+            Some(codes) => format_of(codes, i),
+            None if f.format == 1 => WireFormat::Binary,
+            None => WireFormat::Text,
+        };
+        if let StatementPlan::Mask { columns } = plan {
+            for c in columns {
+                let Some(field) = fields.get(c.index) else {
+                    m.withheld = Some(format!(
+                        "result has no column {} for {}.{}.{}",
+                        c.index, c.source.schema, c.source.table, c.source.column
+                    ));
+                    continue;
+                };
+                if let ColumnAction::Mask { mask_id, .. } = &c.decision.action {
+                    let mask = self.inputs.policy.mask(*mask_id).clone();
+                    m.columns
+                        .push((c.index, mask, field.type_oid, format(c.index, field)));
+                }
+            }
+        }
+        // Defence in depth: a field that names a protected column.
+        for (i, field) in fields.iter().enumerate() {
+            if m.columns.iter().any(|(idx, ..)| *idx == i) {
+                continue;
+            }
+            let Some(source) = self.field_source(field) else {
+                continue;
+            };
+            let Some(decision) = self.inputs.view.column(&source) else {
+                continue;
+            };
+            match decision.action {
+                ColumnAction::Allow => {}
+                ColumnAction::Mask { mask_id, .. } => {
+                    tracing::warn!(
+                        column = %format!("{}.{}.{}", source.schema, source.table, source.column),
+                        "protected column reached a result unplanned; masking it"
+                    );
+                    let mask = self.inputs.policy.mask(mask_id).clone();
+                    m.columns.push((i, mask, field.type_oid, format(i, field)));
+                }
+                ColumnAction::Deny => {
+                    m.withheld = Some(format!(
+                        "column {}.{}.{} is denied by {}",
+                        source.schema, source.table, source.column, decision.rule
+                    ));
+                }
+            }
+        }
+        m
+    }
+
+    /// Starts masking the rows of a COPY whose statement was planned with
+    /// masks; any other COPY out of a masked statement is withheld.
+    pub(super) fn copy_out_response(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let (plan, fmt) = match self.expect.front() {
+            Some(Expect::Query {
+                plans, at, copy, ..
+            }) => (plans.get(*at).cloned(), copy.clone()),
+            Some(Expect::Execute { portal }) => match self.portals.get(portal) {
+                Some(p) => (Some(p.plan.clone()), p.copy.clone()),
+                None => (None, None),
+            },
+            _ => (None, None),
+        };
+        let restricted = self.inputs.view.is_restricted();
+        // The server's column count must be the one the plan was made for
+        // (a generated column left out of COPY would shift every mask).
+        let server_columns = msg
+            .get(6..8)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]) as usize);
+        if let Some(f) = &fmt {
+            if server_columns != Some(f.columns) {
+                return self.withhold("COPY columns differ from the analysed statement", out);
+            }
+        }
+        match (plan, fmt) {
+            (Some(StatementPlan::Allow), _) => return out.extend_from_slice(msg),
+            (None, _) if !restricted => return out.extend_from_slice(msg),
+            (Some(StatementPlan::Mask { columns }), Some(fmt)) => {
+                let mut masks = Vec::with_capacity(columns.len());
+                for c in &columns {
+                    let ColumnAction::Mask { mask_id, .. } = &c.decision.action else {
+                        return self.withhold("COPY column without a mask", out);
+                    };
+                    let type_oid = self
+                        .inputs
+                        .catalog
+                        .relation(&c.source.schema, &c.source.table)
+                        .and_then(|r| r.columns.iter().find(|col| col.name == c.source.column))
+                        .map(|col| col.type_oid);
+                    let Some(type_oid) = type_oid else {
+                        return self.withhold("COPY column of unknown type", out);
+                    };
+                    masks.push((c.index, self.inputs.policy.mask(*mask_id).clone(), type_oid));
+                }
+                self.copy = Some(CopyMasker {
+                    header_pending: fmt.header,
+                    fmt,
+                    columns: masks,
+                });
+                self.tally.masked_results += 1;
+                return out.extend_from_slice(msg);
+            }
+            _ => {}
+        }
+        self.withhold("COPY of a result pgveil cannot mask", out)
+    }
+
+    pub(super) fn row_description(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let Some(fields) = wire::row_description(msg) else {
+            return self.withhold("malformed RowDescription from the server", out);
+        };
+        match self.expect.front() {
+            Some(Expect::DescribeStatement { name }) => {
+                let name = name.clone();
+                self.expect.pop_front();
+                if let Some(s) = self.statement_mut(&name) {
+                    s.fields = Some(fields);
+                }
+                out.extend_from_slice(msg);
+            }
+            Some(Expect::DescribePortal { portal, swallow }) => {
+                let (portal, swallow) = (portal.clone(), *swallow);
+                self.expect.pop_front();
+                let plan = self
+                    .portals
+                    .get(&portal)
+                    .map(|p| p.plan.clone())
+                    .unwrap_or(StatementPlan::Allow);
+                // A portal's RowDescription carries its real formats.
+                let masker = self.masker_for(&plan, &fields, None);
+                if let Some(p) = self.portals.get_mut(&portal) {
+                    p.fields = Some(fields);
+                    p.masker = Some(masker);
+                }
+                if !swallow {
+                    out.extend_from_slice(msg);
+                }
+            }
+            Some(Expect::Query { plans, at, .. }) => {
+                let plan = plans.get(*at).cloned();
+                let plan = match plan {
+                    Some(p) => p,
+                    None => {
+                        return self.withhold("more results than statements pgveil analysed", out)
+                    }
+                };
+                let masker = self.masker_for(&plan, &fields, None);
+                if !masker.is_empty() {
+                    self.tally.masked_results += 1;
+                }
+                self.rows = Some(masker);
+                out.extend_from_slice(msg);
+            }
+            _ => out.extend_from_slice(msg),
+        }
+    }
+
+    pub(super) fn data_row(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let masker = match self.expect.front() {
+            Some(Expect::Query { .. }) => self.rows.as_ref(),
+            Some(Expect::Execute { portal }) => {
+                self.portals.get(portal).and_then(|p| p.masker.as_ref())
+            }
+            _ => None,
+        };
+        let restricted = self.inputs.view.is_restricted();
+        let Some(masker) = masker else {
+            if restricted {
+                return self.withhold("rows arrived for a result pgveil has no plan for", out);
+            }
+            return out.extend_from_slice(msg);
+        };
+        if let Some(why) = masker.withheld.clone() {
+            return self.withhold(&why, out);
+        }
+        if masker.columns.is_empty() {
+            return out.extend_from_slice(msg);
+        }
+        let Some(values) = wire::data_row(msg) else {
+            return self.withhold("malformed DataRow from the server", out);
+        };
+        let mut masked: Vec<Option<Option<Vec<u8>>>> = vec![None; values.len()];
+        for (index, mask, type_oid, format) in &masker.columns {
+            let Some(value) = values.get(*index) else {
+                continue;
+            };
+            match mask.apply(*value, *type_oid, *format) {
+                Ok(v) => masked[*index] = Some(v),
+                Err(e) => {
+                    let why = e.to_string();
+                    return self.withhold(&why, out);
+                }
+            }
+        }
+        self.tally.masked_values += masker.columns.len() as u64;
+        wire::encode_data_row(
+            out,
+            values.iter().enumerate().map(|(i, v)| match &masked[i] {
+                Some(m) => m.as_deref(),
+                None => *v,
+            }),
+        );
+    }
+
+    /// Replaces the rest of the current response with an error: used when a
+    /// value cannot be masked safely. Nothing more is forwarded until
+    /// ReadyForQuery.
+    pub(super) fn withhold(&mut self, why: &str, out: &mut BytesMut) {
+        tracing::error!(reason = why, "withholding a result to protect a column");
+        self.tally.withheld_results += 1;
+        crate::net::codec::ProxyError::error("42501", format!("pgveil: result withheld: {why}"))
+            .with_hint("pgveil could not mask this result safely; ask the DBA to check the policy.")
+            .encode(out);
+        self.withholding = true;
+        self.rows = None;
+    }
+}

@@ -1,0 +1,469 @@
+//! Planning of the client's statements: Query, Parse and Bind are analysed
+//! and settled against the session (cursor and prepared-statement names,
+//! search_path, DDL in the transaction), and blocked ones are rewritten into
+//! pgveil's refusal. Must not touch server messages or mask values.
+
+use std::collections::HashMap;
+
+use bytes::BytesMut;
+
+use super::super::copy_text::{self, CopyText};
+use super::super::wire;
+use super::refusal::{block_sql, BLOCK_STATEMENT};
+use super::rows::RowMasker;
+use super::{lossy, Expect, Guard, Portal, Prepared, Registration};
+use crate::analyze::plan::{BlockReason, StatementPlan};
+use crate::analyze::{PlannedStatement, SessionContext, StatementKind};
+
+impl Guard {
+    /// Emptying search_path (pg_dump's first statement) only makes name
+    /// resolution stricter: unqualified names then resolve to pg_catalog
+    /// alone, for pgveil and the server alike. Allowed, and followed at once.
+    pub(super) fn allow_empty_search_path(&mut self, planned: &mut [PlannedStatement], sql: &str) {
+        let [p] = planned else { return };
+        let StatementPlan::Block(reason) = &p.plan else {
+            return;
+        };
+        if reason.rule != "search-path-change" {
+            return;
+        }
+        let empties = match &p.kind {
+            StatementKind::SetSearchPath {
+                schemas: Some(schemas),
+            } => schemas.iter().all(|s| s.is_empty()),
+            _ => {
+                // Only the exact call, whitespace and case aside.
+                let squeezed: String = sql
+                    .trim()
+                    .trim_end_matches(';')
+                    .chars()
+                    .filter(|c| !c.is_whitespace())
+                    .collect::<String>()
+                    .to_ascii_lowercase();
+                matches!(
+                    squeezed.as_str(),
+                    "selectpg_catalog.set_config('search_path','',false)"
+                        | "selectset_config('search_path','',false)"
+                        // pg_dump 15.8+ / 16.4+: forbids reading views and
+                        // foreign tables, which only narrows what it can do.
+                        | "selectset_config(name,'view,foreign-table',false)frompg_settingswherename='restrict_nonsystem_relation_kind'"
+                )
+            }
+        };
+        if empties {
+            p.plan = StatementPlan::Allow;
+            self.ctx.search_path = Vec::new();
+            // ROLLBACK, SET LOCAL or a failed transaction can undo it on the
+            // server: ask the server again until a transaction boundary.
+            self.search_path_unsure = true;
+        }
+    }
+
+    /// The context names resolve in: the session's search_path, with
+    /// `pg_temp` first once the session has temporary relations.
+    pub(super) fn analysis_ctx(&self) -> std::borrow::Cow<'_, SessionContext> {
+        if self.temp_schema && !self.ctx.search_path.iter().any(|s| s == "pg_temp") {
+            let mut path = vec!["pg_temp".to_string()];
+            path.extend(self.ctx.search_path.iter().cloned());
+            std::borrow::Cow::Owned(SessionContext {
+                database: self.ctx.database.clone(),
+                search_path: path,
+            })
+        } else {
+            std::borrow::Cow::Borrowed(&self.ctx)
+        }
+    }
+
+    pub(super) fn plan(&self, sql: &str) -> Vec<PlannedStatement> {
+        let inputs = &self.inputs;
+        let ctx = self.analysis_ctx();
+        let mut planned = inputs.analyzer.plan(
+            sql,
+            &ctx,
+            &inputs.catalog,
+            inputs.view.as_ref(),
+            inputs.policy.version(),
+        );
+        if !self.utf8 && inputs.view.is_restricted() {
+            for p in &mut planned {
+                if !matches!(p.plan, StatementPlan::Allow) {
+                    p.plan = StatementPlan::Block(BlockReason {
+                        reason: "masked roles must use client_encoding UTF8".into(),
+                        rule: "client-encoding".into(),
+                        column: None,
+                        hint:
+                            "SET client_encoding TO 'UTF8' (or connect with client_encoding=UTF8)."
+                                .into(),
+                    });
+                }
+            }
+        }
+        planned
+    }
+
+    pub(super) fn stage(&mut self, index: usize, cursor: bool, name: &str, plan: &StatementPlan) {
+        self.staged.push((
+            index,
+            Registration {
+                cursor,
+                name: name.to_string(),
+                plan: plan.clone(),
+            },
+        ));
+    }
+
+    /// The plan behind a cursor or prepared-statement name: one declared
+    /// earlier in the same message first, then the confirmed ones.
+    pub(super) fn lookup(&self, cursor: bool, name: &str) -> Option<StatementPlan> {
+        if let Some((_, r)) = self
+            .staged
+            .iter()
+            .rev()
+            .find(|(_, r)| r.cursor == cursor && r.name == name)
+        {
+            return Some(r.plan.clone());
+        }
+        let map = if cursor {
+            &self.cursors
+        } else {
+            &self.sql_prepared
+        };
+        map.get(name).cloned()
+    }
+
+    /// The server confirmed a DECLARE or PREPARE: its name now stands for
+    /// this plan.
+    pub(super) fn commit(&mut self, r: Registration) {
+        let map = if r.cursor {
+            &mut self.cursors
+        } else {
+            &mut self.sql_prepared
+        };
+        map.insert(r.name, r.plan);
+    }
+
+    /// Applies the session bookkeeping of one planned statement and returns
+    /// the plan that governs its rows.
+    pub(super) fn settle(&mut self, p: &PlannedStatement, index: usize) -> StatementPlan {
+        let restricted = self.inputs.view.is_restricted();
+        let unknown = |what: &str, name: &str| {
+            StatementPlan::Block(BlockReason {
+                reason: format!("{what} \"{name}\" was not declared through pgveil"),
+                rule: "unknown-origin".into(),
+                column: None,
+                hint: "Declare it in this session so pgveil can see its query.".into(),
+            })
+        };
+        match &p.kind {
+            StatementKind::DeclareCursor { name } => {
+                self.stage(index, true, name, &p.plan);
+                p.plan.clone()
+            }
+            StatementKind::Fetch { cursor } => match self.lookup(true, cursor) {
+                Some(plan) => plan,
+                None if restricted => unknown("cursor", cursor),
+                None => StatementPlan::Allow,
+            },
+            StatementKind::Close { cursor } => {
+                forget(&mut self.cursors, cursor.as_ref());
+                p.plan.clone()
+            }
+            StatementKind::Prepare { name } => {
+                self.stage(index, false, name, &p.plan);
+                // PREPARE itself returns no rows.
+                match &p.plan {
+                    StatementPlan::Block(b) => StatementPlan::Block(b.clone()),
+                    _ => StatementPlan::Allow,
+                }
+            }
+            StatementKind::Execute { name } => match self.lookup(false, name) {
+                Some(plan) => plan,
+                None if restricted => unknown("prepared statement", name),
+                None => StatementPlan::Allow,
+            },
+            StatementKind::Deallocate { name } => {
+                forget(&mut self.sql_prepared, name.as_ref());
+                p.plan.clone()
+            }
+            StatementKind::SetSearchPath { schemas } => {
+                if !p.plan.is_block() {
+                    if let Some(s) = schemas {
+                        self.ctx.search_path = s.iter().filter(|x| !x.is_empty()).cloned().collect();
+                    }
+                }
+                p.plan.clone()
+            }
+            StatementKind::Ddl | StatementKind::Unparsed { ddl: true } => {
+                if !p.plan.is_block() {
+                    self.ddl_in_transaction = true;
+                }
+                p.plan.clone()
+            }
+            StatementKind::Transaction | StatementKind::Setting | StatementKind::Show => {
+                p.plan.clone()
+            }
+            _ if restricted && self.ddl_in_transaction => StatementPlan::Block(BlockReason {
+                reason: "the schema changed in this transaction, and pgveil sees the change only once it is committed".into(),
+                rule: "uncommitted-ddl".into(),
+                column: None,
+                hint: "Commit the schema change first, then run the statement.".into(),
+            }),
+            StatementKind::CopyTo { to_client: true } => match &p.plan {
+                StatementPlan::Mask { columns } if !columns.is_empty() => {
+                    StatementPlan::Block(BlockReason {
+                        reason: "COPY TO STDOUT of masked columns is masked only in text format, as a statement of its own in the simple protocol".into(),
+                        rule: "copy-masked".into(),
+                        column: columns.first().map(|c| c.source.clone()),
+                        hint: "Use COPY … TO STDOUT in text format on its own, or SELECT.".into(),
+                    })
+                }
+                other => other.clone(),
+            },
+            _ => p.plan.clone(),
+        }
+    }
+
+    /// A lone `COPY … TO STDOUT` in text format with masks: its plan and
+    /// options, so its rows are masked one by one.
+    pub(super) fn lone_copy(
+        &self,
+        planned: &[PlannedStatement],
+        sql: &str,
+    ) -> Option<(StatementPlan, CopyText)> {
+        if self.ddl_in_transaction {
+            return None;
+        }
+        let [p] = planned else { return None };
+        if p.kind != (StatementKind::CopyTo { to_client: true })
+            || !matches!(p.plan, StatementPlan::Mask { .. })
+        {
+            return None;
+        }
+        let fmt = copy_text::text_options(sql).ok()??;
+        Some((
+            p.plan.clone(),
+            CopyText {
+                columns: p.analysis.outputs.len(),
+                ..fmt
+            },
+        ))
+    }
+
+    pub(super) fn client_query(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let sql = lossy(wire::query_text(msg).unwrap_or_default());
+        let mut planned = self.plan(&sql);
+        self.allow_empty_search_path(&mut planned, &sql);
+        if let Some((plan, fmt)) = self.lone_copy(&planned, &sql) {
+            out.extend_from_slice(msg);
+            self.expect.push_back(Expect::Query {
+                plans: vec![plan],
+                at: 0,
+                copy: Some(fmt),
+                registrations: Vec::new(),
+            });
+            return;
+        }
+        let mut plans = Vec::with_capacity(planned.len());
+        let mut blocked = None;
+        self.staged.clear();
+        for (i, p) in planned.iter().enumerate() {
+            let plan = self.settle(p, i);
+            if let StatementPlan::Block(b) = &plan {
+                blocked.get_or_insert_with(|| b.clone());
+            }
+            plans.push(plan);
+        }
+        match blocked {
+            Some(reason) => {
+                // Nothing of a blocked string runs, so nothing is recorded.
+                self.staged.clear();
+                self.audit_block(&reason);
+                wire::encode_query(out, &block_sql(&reason));
+                self.expect.push_back(Expect::Query {
+                    plans: vec![StatementPlan::Allow],
+                    at: 0,
+                    copy: None,
+                    registrations: Vec::new(),
+                });
+            }
+            None => {
+                out.extend_from_slice(msg);
+                let registrations = std::mem::take(&mut self.staged);
+                self.expect.push_back(Expect::Query {
+                    plans,
+                    at: 0,
+                    copy: None,
+                    registrations,
+                });
+            }
+        }
+    }
+
+    pub(super) fn client_parse(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let Some(parse) = wire::parse_msg(msg) else {
+            out.extend_from_slice(msg);
+            self.expect.push_back(Expect::ParseComplete {
+                swallow: false,
+                pending: None,
+            });
+            return;
+        };
+        let name = parse.name.to_vec();
+        let sql = lossy(parse.query);
+        let mut planned = self.plan(&sql);
+        self.allow_empty_search_path(&mut planned, &sql);
+        let copy = self.lone_copy(&planned, &sql);
+        self.staged.clear();
+        let plan = match planned.as_slice() {
+            _ if copy.is_some() => copy
+                .as_ref()
+                .map(|c| c.0.clone())
+                .unwrap_or(StatementPlan::Allow),
+            [one] => self.settle(one, 0),
+            // The server rejects several statements in one Parse itself.
+            [] => StatementPlan::Allow,
+            many => {
+                let mut plan = StatementPlan::Allow;
+                for (i, p) in many.iter().enumerate() {
+                    let settled = self.settle(p, i);
+                    if settled.is_block() || matches!(plan, StatementPlan::Allow) {
+                        plan = settled;
+                    }
+                }
+                plan
+            }
+        };
+        // Even a blocked statement is parsed as sent: parsing executes
+        // nothing, and the client gets the parameter and row descriptions it
+        // expects. The block takes effect at Bind.
+        out.extend_from_slice(msg);
+        let prepared = Prepared {
+            registration: self.staged.drain(..).map(|(_, r)| r).next(),
+            sql,
+            plan,
+            copy: copy.map(|c| c.1),
+            version: self.inputs.version(),
+            fields: None,
+        };
+        // The unnamed statement is replaced even by a failed Parse.
+        let pending = if name.is_empty() {
+            self.statements.insert(name, prepared);
+            None
+        } else {
+            Some((name, Box::new(prepared)))
+        };
+        self.expect.push_back(Expect::ParseComplete {
+            swallow: false,
+            pending,
+        });
+    }
+
+    pub(super) fn client_bind(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let Some(bind) = wire::bind_msg(msg) else {
+            out.extend_from_slice(msg);
+            self.expect.push_back(Expect::BindComplete);
+            return;
+        };
+        let restricted = self.inputs.view.is_restricted();
+        let version = self.inputs.version();
+        // A statement planned under an older policy or catalog is planned again.
+        let stale_sql = self
+            .statement(bind.statement)
+            .filter(|s| s.version != version)
+            .map(|s| s.sql.clone());
+        if let Some(sql) = stale_sql {
+            let planned = self.plan(&sql);
+            let copy = self.lone_copy(&planned, &sql);
+            self.staged.clear();
+            let plan = match planned.as_slice() {
+                _ if copy.is_some() => copy
+                    .as_ref()
+                    .map(|c| c.0.clone())
+                    .unwrap_or(StatementPlan::Allow),
+                [one] => self.settle(one, 0),
+                _ => StatementPlan::Block(BlockReason {
+                    reason: "statement could not be planned again after a policy change".into(),
+                    rule: "replan".into(),
+                    column: None,
+                    hint: "Prepare the statement again.".into(),
+                }),
+            };
+            let registration = self.staged.drain(..).map(|(_, r)| r).next();
+            if let Some(s) = self.statement_mut(bind.statement) {
+                s.plan = plan;
+                s.registration = registration;
+                s.copy = copy.map(|c| c.1);
+                s.version = version;
+            }
+        }
+        let registration = self
+            .statement(bind.statement)
+            .and_then(|s| s.registration.clone());
+        let (plan, fields, copy) = match self.statement(bind.statement) {
+            Some(s) => (s.plan.clone(), s.fields.clone(), s.copy.clone()),
+            None if restricted => (
+                StatementPlan::Block(BlockReason {
+                    reason: "prepared statement was not parsed through pgveil".into(),
+                    rule: "unknown-origin".into(),
+                    column: None,
+                    hint: "Prepare the statement on this connection.".into(),
+                }),
+                None,
+                None,
+            ),
+            None => (StatementPlan::Allow, None, None),
+        };
+        let portal = bind.portal.to_vec();
+        let result_formats = bind.result_formats.clone();
+        if let StatementPlan::Block(reason) = &plan {
+            // Bind the portal to a statement that raises pgveil's error.
+            self.audit_block(&reason.clone());
+            wire::encode_close(out, b'S', BLOCK_STATEMENT);
+            wire::encode_parse(out, BLOCK_STATEMENT, &block_sql(reason));
+            wire::encode_bind_no_params(out, &portal, BLOCK_STATEMENT);
+            self.expect
+                .push_back(Expect::CloseComplete { swallow: true });
+            self.expect.push_back(Expect::ParseComplete {
+                swallow: true,
+                pending: None,
+            });
+            self.expect.push_back(Expect::BindComplete);
+            self.portals.insert(
+                portal,
+                Portal {
+                    registration: None,
+                    plan: StatementPlan::Allow,
+                    copy: None,
+                    fields: None,
+                    masker: Some(RowMasker::default()),
+                },
+            );
+            return;
+        }
+        let masker = fields
+            .as_ref()
+            .map(|f| self.masker_for(&plan, f, Some(&result_formats)));
+        self.portals.insert(
+            portal,
+            Portal {
+                registration,
+                plan,
+                copy,
+                fields,
+                masker,
+            },
+        );
+        out.extend_from_slice(msg);
+        self.expect.push_back(Expect::BindComplete);
+    }
+}
+
+/// CLOSE name / DEALLOCATE name forget one entry; the ALL forms forget all.
+fn forget(map: &mut HashMap<String, StatementPlan>, name: Option<&String>) {
+    match name {
+        Some(n) => {
+            map.remove(n);
+        }
+        None => map.clear(),
+    }
+}

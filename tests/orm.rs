@@ -1,0 +1,468 @@
+//! ORM migrations through pgveil as a masked role (tests/orm/run.sh): a
+//! Django app and an Alembic/SQLAlchemy app migrate their schema through
+//! pgveil, then read masked values and write rows through their ORM; a
+//! pg_dump of a realistic schema is restored through pgveil and queried.
+//!
+//! The ORM steps need the virtualenv of `tests/orm/run.sh install` (.ci/run
+//! creates it); without it they are skipped with a message, except under CI,
+//! where a missing virtualenv fails.
+//!
+//! Migration wall times (direct, through pgveil without a policy, through
+//! pgveil as the masked role) are printed: `cargo test --test orm -- --nocapture`.
+//!
+//! Known false blocks owned by other parts of issue 8 are listed in
+//! `KNOWN_FALSE_BLOCKS`: when a migration stops at one of them, the test says
+//! so, applies that migration directly, and goes on with the ORM reads and
+//! writes through pgveil. Any other refusal fails. Set PGVEIL_ORM_STRICT=1 to
+//! fail on the known ones too.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{client_cmd, cluster, Proxy, SUPERUSER_PASSWORD};
+
+const ROLE: &str = "orm_app";
+const PASSWORD: &str = "orm-pw";
+const POLICIES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/orm");
+const SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/orm");
+
+/// Refusals that are false blocks of statement kinds other engineers of
+/// issue 8 own (pattern in the refusal, what it is). Remove an entry when its
+/// fix lands: the test then requires the migration to pass through pgveil.
+const KNOWN_FALSE_BLOCKS: &[(&str, &str)] = &[
+    (
+        "[rule: unknown-name]",
+        "a table created earlier in the migration's transaction is not in pgveil's catalog (uncommitted DDL)",
+    ),
+    (
+        "[rule: uncommitted-ddl]",
+        "statements after DDL in the same transaction are refused",
+    ),
+    (
+        "[rule: server-side-code]",
+        "CREATE FUNCTION (a trigger function of the dump) is refused as server-side code",
+    ),
+    (
+        "ADD GENERATED ALWAYS AS IDENTITY",
+        "pg_dump's ALTER TABLE … ADD GENERATED … AS IDENTITY (SEQUENCE NAME …) is not parsed",
+    ),
+    (
+        "is used in DDL expression",
+        "a primary key, unique constraint or index predicate on a protected column counts as filtering by it",
+    ),
+];
+
+fn strict() -> bool {
+    std::env::var_os("PGVEIL_ORM_STRICT").is_some_and(|v| v == "1")
+}
+
+/// The databases of this binary, one per workload and path.
+fn setup() -> &'static (Proxy, Proxy) {
+    static PROXIES: OnceLock<(Proxy, Proxy)> = OnceLock::new();
+    PROXIES.get_or_init(|| {
+        let c = cluster();
+        c.psql_super(&format!(
+            "CREATE ROLE {ROLE} LOGIN PASSWORD '{PASSWORD}';\n\
+             CREATE DATABASE shop_direct OWNER {ROLE};\n\
+             CREATE DATABASE shop_relay OWNER {ROLE};\n\
+             CREATE DATABASE shop_masked OWNER {ROLE};\n\
+             CREATE DATABASE crm_direct OWNER {ROLE};\n\
+             CREATE DATABASE crm_relay OWNER {ROLE};\n\
+             CREATE DATABASE crm_masked OWNER {ROLE};\n\
+             CREATE DATABASE dump_source;\n\
+             CREATE DATABASE dump_masked OWNER {ROLE};\n"
+        ))
+        .unwrap();
+        let env = [("PGVEIL_CATALOG_PASSWORD", SUPERUSER_PASSWORD)];
+        let masked = Proxy::start_with_env(
+            &["--policies", POLICIES, "--catalog-user", "postgres"],
+            &env,
+        );
+        let relay = Proxy::start_with_env(&["--catalog-user", "postgres"], &env);
+        (masked, relay)
+    })
+}
+
+fn masked() -> &'static Proxy {
+    &setup().0
+}
+
+fn relay() -> &'static Proxy {
+    &setup().1
+}
+
+/// The suite's Python, or None (with a message) when `run.sh install` has
+/// not been run; under CI that is a failure.
+fn python_suite() -> Option<PathBuf> {
+    let dir = std::env::var_os("PGVEIL_ORM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/orm"));
+    let python = dir.join("venv/bin/python");
+    if python.exists() {
+        return Some(python);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} missing: .ci/run must run `tests/orm/run.sh install`",
+            python.display()
+        );
+    }
+    eprintln!(
+        "SKIPPED: {} missing; run `tests/orm/run.sh install` first",
+        python.display()
+    );
+    None
+}
+
+struct Run {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// One step of tests/orm/run.sh against `port` (the server or a pgveil).
+fn step(port: u16, db: &str, args: &[&str]) -> Run {
+    let started = Instant::now();
+    let out = Command::new(Path::new(SUITE).join("run.sh"))
+        .args(args)
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", port.to_string())
+        .env("PGUSER", ROLE)
+        .env("PGPASSWORD", PASSWORD)
+        .env("PGDATABASE", db)
+        .env_remove("PGSERVICE")
+        .output()
+        .unwrap_or_else(|e| panic!("run.sh {args:?}: {e}"));
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// psql through `port` as the application role; ON_ERROR_STOP.
+fn psql(port: u16, db: &str, input: &str) -> Run {
+    use std::io::Write;
+    let started = Instant::now();
+    let mut child = client_cmd("psql")
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-f", "-"])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user={ROLE} password={PASSWORD} dbname={db}"
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("psql stdin");
+    }
+    let out = child.wait_with_output().expect("psql");
+    Run {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// A workload that must pass through pgveil as the masked role. Returns
+/// whether it did; when it stopped at a known false block, `fallback`
+/// applies it directly so the test can go on.
+fn through_masked(what: &str, run: Run, fallback: impl FnOnce() -> Run) -> bool {
+    if run.ok {
+        return true;
+    }
+    let refusal = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("pgveil"))
+        .unwrap_or("")
+        .to_owned();
+    let known = KNOWN_FALSE_BLOCKS
+        .iter()
+        .find(|(pattern, _)| run.stderr.contains(pattern));
+    match known {
+        Some((_, why)) if !strict() => {
+            eprintln!("KNOWN FALSE BLOCK in {what}: {why}\n  {refusal}");
+            let direct = fallback();
+            assert!(
+                direct.ok,
+                "{what} directly: {}{}",
+                direct.stdout, direct.stderr
+            );
+            false
+        }
+        _ => panic!(
+            "{what} through pgveil as a masked role failed:\n{}\n{}",
+            run.stdout, run.stderr
+        ),
+    }
+}
+
+/// Makes pgveil drop its cached catalogs (as a DBA does after a migration
+/// applied directly) and waits until `probe` resolves through it.
+fn reload_catalog(db: &str, probe: &str) {
+    masked().signal(libc::SIGHUP);
+    let mut last = String::new();
+    for _ in 0..100 {
+        let r = psql(masked().port, db, probe);
+        if r.ok {
+            return;
+        }
+        last = r.stderr;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("pgveil did not pick up the schema of {db}: {last}");
+}
+
+fn timings(what: &str, direct: &Run, relayed: &Run, masked: Option<&Run>) {
+    let ms = |r: &Run| r.elapsed.as_secs_f64() * 1000.0;
+    eprintln!(
+        "{what}: direct {:.0} ms, through pgveil without policy {:.0} ms, through pgveil as masked role {}",
+        ms(direct),
+        ms(relayed),
+        masked.map_or("blocked (see above)".to_owned(), |m| format!("{:.0} ms", ms(m)))
+    );
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    assert!(run.ok, "ORM step failed:\n{}\n{}", run.stdout, run.stderr);
+    let line = run.stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
+}
+
+/// No raw value of `secrets` in anything the client printed.
+fn assert_hidden(what: &str, text: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(
+            !text.contains(s),
+            "{what}: {s} reached the masked role: {text}"
+        );
+    }
+}
+
+#[test]
+fn django_migrates_then_reads_masked_and_writes_through_pgveil() {
+    let Some(_) = python_suite() else { return };
+    setup();
+    let (id_number, mobile) = ("110105198510210018", "13912345678");
+    let direct = step(cluster().port, "shop_direct", &["django-migrate"]);
+    assert!(direct.ok, "migrate directly: {}", direct.stderr);
+    let relayed = step(relay().port, "shop_relay", &["django-migrate"]);
+    assert!(
+        relayed.ok,
+        "migrate through pgveil without policy: {}",
+        relayed.stderr
+    );
+    let run = step(masked().port, "shop_masked", &["django-migrate"]);
+    let elapsed = run.elapsed;
+    let passed = through_masked("django migrate", run, || {
+        step(cluster().port, "shop_masked", &["django-migrate"])
+    });
+    timings(
+        "django migrate",
+        &direct,
+        &relayed,
+        passed
+            .then_some(Run {
+                ok: true,
+                stdout: String::new(),
+                stderr: String::new(),
+                elapsed,
+            })
+            .as_ref(),
+    );
+    if !passed {
+        reload_catalog("shop_masked", "SELECT 1 FROM shop_customer LIMIT 0");
+    }
+    // Migrated as the masked role: nothing left to apply.
+    let again = step(masked().port, "shop_masked", &["django-migrate"]);
+    assert!(again.ok, "second migrate: {}", again.stderr);
+
+    let out = json(&step(
+        masked().port,
+        "shop_masked",
+        &["django-app", id_number, mobile],
+    ));
+    let read = &out["read"];
+    assert_eq!(read["id_number"], "**************0018", "{out}");
+    assert_eq!(read["mobile"], "139****5678", "{out}");
+    assert_eq!(read["birth"], "1985-01-01", "{out}");
+    assert_eq!(read["full_name"], "王小明", "{out}");
+    assert_eq!(out["found_by_id_number"], true, "{out}");
+    assert_eq!(out["values_list"][0], "**************0018", "{out}");
+    assert_eq!(out["orders"][0]["customer_mobile"], "139****5678", "{out}");
+    assert_eq!(out["total"], "109.50", "{out}");
+    assert_eq!(out["orders_left"], 1, "{out}");
+    assert_hidden(
+        "django app",
+        &out.to_string(),
+        &[id_number, mobile, "1985-10-21"],
+    );
+    // The rows the ORM wrote hold the real values.
+    let stored = cluster()
+        .psql_super_db(
+            "shop_masked",
+            "SELECT id_number, mobile, birth, tier, email FROM shop_customer",
+        )
+        .unwrap();
+    assert_eq!(
+        stored.trim(),
+        format!("{id_number}|{mobile}|1985-10-21|platinum|wang@example.com")
+    );
+}
+
+#[test]
+fn alembic_migrates_then_reads_masked_and_writes_through_pgveil() {
+    let Some(_) = python_suite() else { return };
+    setup();
+    let (id_number, phone) = ("310101199007150022", "13811112222");
+    let direct = step(cluster().port, "crm_direct", &["alembic-upgrade"]);
+    assert!(direct.ok, "upgrade directly: {}", direct.stderr);
+    let relayed = step(relay().port, "crm_relay", &["alembic-upgrade"]);
+    assert!(
+        relayed.ok,
+        "upgrade through pgveil without policy: {}",
+        relayed.stderr
+    );
+    let run = step(masked().port, "crm_masked", &["alembic-upgrade"]);
+    let elapsed = run.elapsed;
+    let passed = through_masked("alembic upgrade", run, || {
+        step(cluster().port, "crm_masked", &["alembic-upgrade"])
+    });
+    timings(
+        "alembic upgrade",
+        &direct,
+        &relayed,
+        passed
+            .then_some(Run {
+                ok: true,
+                stdout: String::new(),
+                stderr: String::new(),
+                elapsed,
+            })
+            .as_ref(),
+    );
+    if !passed {
+        reload_catalog("crm_masked", "SELECT 1 FROM crm_client LIMIT 0");
+    }
+    let out = json(&step(
+        masked().port,
+        "crm_masked",
+        &["alembic-app", id_number, phone],
+    ));
+    let read = &out["read"];
+    assert_eq!(read["id_number"], "**************0022", "{out}");
+    assert_eq!(read["phone"], "138****2222", "{out}");
+    assert_eq!(read["birth"], "1990-01-01", "{out}");
+    assert_eq!(read["segment"], "private", "{out}");
+    assert_eq!(read["accounts"][0], "1200.50", "{out}");
+    assert_eq!(out["found_by_id_number"], 1, "{out}");
+    assert_eq!(out["balance_after"], "1201.50", "{out}");
+    assert_hidden(
+        "alembic app",
+        &out.to_string(),
+        &[id_number, phone, "1990-07-15"],
+    );
+    let stored = cluster()
+        .psql_super_db(
+            "crm_masked",
+            &format!(
+                "SELECT phone, attrs->>'checked' FROM crm_client WHERE id_number = '{id_number}'"
+            ),
+        )
+        .unwrap();
+    assert_eq!(stored.trim(), format!("{phone}|true"));
+}
+
+#[test]
+fn pg_dump_restores_through_pgveil_and_is_queried_masked() {
+    setup();
+    let c = cluster();
+    let schema = std::fs::read_to_string(Path::new(SUITE).join("dump/bank.sql")).unwrap();
+    c.psql_super_db("dump_source", &schema).unwrap();
+    let out = client_cmd("pg_dump")
+        .args(["--no-owner", "--no-privileges", "-h"])
+        .arg(&c.dir)
+        .args(["-p", &c.port.to_string(), "-U", "postgres", "dump_source"])
+        .output()
+        .expect("pg_dump");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dump = String::from_utf8(out.stdout).expect("dump is UTF-8");
+
+    let run = psql(masked().port, "dump_masked", &dump);
+    let passed = through_masked("pg_dump restore", run, || {
+        // Start over: the restore may have stopped halfway.
+        c.psql_super(
+            "DROP DATABASE dump_masked WITH (FORCE); CREATE DATABASE dump_masked OWNER orm_app;",
+        )
+        .unwrap();
+        psql(c.port, "dump_masked", &dump)
+    });
+    if !passed {
+        reload_catalog("dump_masked", "SELECT 1 FROM bank.customer LIMIT 0");
+    }
+    let secrets = [
+        "330106197703030036",
+        "13566667777",
+        "6222020000000000018",
+        "6222020000000000026",
+    ];
+    let q = psql(
+        masked().port,
+        "dump_masked",
+        "SELECT id_number, mobile, full_name FROM bank.customer ORDER BY id;\n\
+         SELECT full_name, mobile, city FROM bank.customer_directory ORDER BY id;\n\
+         SELECT pan, status, limit_amount FROM bank.card ORDER BY customer_id;\n\
+         SELECT count(*), sum(amount) FROM bank.txn;\n\
+         SELECT month, n, total FROM bank.monthly_spend ORDER BY month;\n\
+         SELECT c.full_name, count(t.id) FROM bank.customer c JOIN bank.card k ON k.customer_id = c.id \
+           JOIN bank.txn t ON t.pan = k.pan GROUP BY c.full_name ORDER BY 1;\n\
+         UPDATE bank.customer SET email = 'zhao6@example.com' WHERE id_number = '330106197703030036';\n\
+         INSERT INTO bank.customer (branch_id, full_name, id_number, mobile) \
+           VALUES (1, 'New Person', '330106200001010011', '13700002222');\n\
+         SELECT id_number FROM bank.customer WHERE full_name = 'New Person';\n",
+    );
+    assert!(q.ok, "queries through pgveil: {}", q.stderr);
+    let lines: Vec<&str> = q.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "**************0036|135****7777|赵六",
+            "**************0047|136****1111|Maria Garcia",
+            "赵六|135****7777|Hangzhou",
+            "Maria Garcia|136****1111|Shenzhen",
+            "622202*********0018|active|50000.00",
+            "622202*********0026|blocked|8000.00",
+            "3|1304.30",
+            "2025-11-01|1|88.80",
+            "2026-01-01|1|1200.00",
+            "2026-02-01|1|15.50",
+            "Maria Garcia|1",
+            "赵六|2",
+            "**************0011",
+        ],
+        "{}",
+        q.stderr
+    );
+    assert_hidden("restored dump", &q.stdout, &secrets);
+    let stored = c
+        .psql_super_db(
+            "dump_masked",
+            "SELECT email, updated_at > now() - interval '1 hour' FROM bank.customer \
+             WHERE id_number = '330106197703030036'",
+        )
+        .unwrap();
+    assert_eq!(stored.trim(), "zhao6@example.com|t");
+}
