@@ -16,7 +16,8 @@
 #
 #   bench/bulk.sh
 #   ROWS=200000 REPEATS=5 bench/bulk.sh
-#   PGVEIL_BEFORE=/path/to/older/pgveil bench/bulk.sh   # adds its columns
+#   PGVEIL_BEFORE=/path/to/older/pgveil bench/bulk.sh   # adds its rows
+#   PGVEIL=/path/to/pgveil bench/bulk.sh                 # another build
 cd "$(dirname "$0")/.."
 source bench/common.sh
 
@@ -89,7 +90,7 @@ start_pgveil() { # binary port
   wait_ready "$2"
 }
 VEIL_PORT=$(free_port)
-start_pgveil target/release/pgveil "$VEIL_PORT"
+start_pgveil "${PGVEIL:-target/release/pgveil}" "$VEIL_PORT"
 TARGETS="direct view pgveil-clear pgveil-masked"
 if [ -n "${PGVEIL_BEFORE:-}" ]; then
   BEFORE_PORT=$(free_port)

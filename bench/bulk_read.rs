@@ -29,9 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (rows, bytes) = (0, 0);
         match mode.as_str() {
             "copy" => {
-                let stream = client
-                    .copy_out(&format!("COPY ({sql}) TO STDOUT"))
-                    .await?;
+                let stream = client.copy_out(&format!("COPY ({sql}) TO STDOUT")).await?;
                 pin_mut!(stream);
                 while let Some(chunk) = stream.try_next().await? {
                     rows += 1;

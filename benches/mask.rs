@@ -5,10 +5,10 @@
 
 use std::hint::black_box;
 
-use criterion::{criterion_group, criterion_main, Criterion};
 use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, Criterion};
 use pgveil::mask::{build, oid, ArgValue, KeyRing, Mask, MaskArgs, WireFormat};
-use pgveil::session::rows::{self, ColumnMask};
+use pgveil::session::datarow::{self, ColumnMask};
 use pgveil::session::wire;
 
 fn spec(name: &str, args: &[(&str, ArgValue)], keys: &KeyRing) -> Mask {
@@ -213,8 +213,16 @@ fn rows(c: &mut Criterion) {
         (2, spec("cn_id_card", &[], &keys), oid::TEXT),
         (3, spec("cn_mobile", &[], &keys), oid::TEXT),
         (4, spec("email", &[], &keys), oid::TEXT),
-        (5, spec("bucket", &[("width", int(10_000))], &keys), oid::NUMERIC),
-        (6, spec("date_trunc", &[("unit", s("year"))], &keys), oid::DATE),
+        (
+            5,
+            spec("bucket", &[("width", int(10_000))], &keys),
+            oid::NUMERIC,
+        ),
+        (
+            6,
+            spec("date_trunc", &[("unit", s("year"))], &keys),
+            oid::DATE,
+        ),
     ];
     // numeric 12345.67: 3 base-10000 digits (1, 2345, 6700), weight 1, scale 2.
     let income = [0u8, 3, 0, 1, 0, 0, 0, 2, 0, 1, 0x09, 0x29, 0x1A, 0x2C];
@@ -269,7 +277,7 @@ fn rows(c: &mut Criterion) {
         group.bench_function(format!("one_pass/{label}"), |b| {
             b.iter(|| {
                 out.clear();
-                rows::mask_data_row(black_box(&msg), &columns, &mut out)
+                datarow::mask_data_row(black_box(&msg), &columns, &mut out)
             })
         });
     }

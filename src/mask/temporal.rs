@@ -131,7 +131,11 @@ fn write_text(days: i64, rest: &[&str], out: &mut impl BufMut) {
 /// The zone of a timestamptz's time part (" HH:MM:SS[.frac][zone]"): it
 /// starts at the first sign.
 fn zone_of(rest: &str) -> Option<&str> {
-    Some(rest.get(1..)?.find(['+', '-']).map_or("", |i| &rest[i + 1..]))
+    Some(
+        rest.get(1..)?
+            .find(['+', '-'])
+            .map_or("", |i| &rest[i + 1..]),
+    )
 }
 
 /// Applies `f` to the day number of a date/timestamp value; `midnight`

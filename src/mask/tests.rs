@@ -980,7 +980,11 @@ fn assert_fast_equals_reference(m: &Mask, v: &[u8], type_oid: u32, format: WireF
     match m.apply(Some(v), type_oid, format) {
         Ok(Some(expected)) => {
             assert_eq!(fast, Ok(true), "{m:?} {v:?} {type_oid} {format:?}");
-            assert_eq!(&out[1..], &expected[..], "{m:?} {v:?} {type_oid} {format:?}");
+            assert_eq!(
+                &out[1..],
+                &expected[..],
+                "{m:?} {v:?} {type_oid} {format:?}"
+            );
         }
         Ok(None) => {
             assert_eq!(fast, Ok(false), "{m:?} {v:?}");
@@ -997,13 +1001,26 @@ fn text_masks() -> Vec<Mask> {
     vec![
         mask("cn_name", &[]),
         mask("cn_id_card", &[]),
-        mask("cn_id_card", &[("first", ArgValue::Int(2)), ("last", ArgValue::Int(1))]),
+        mask(
+            "cn_id_card",
+            &[("first", ArgValue::Int(2)), ("last", ArgValue::Int(1))],
+        ),
         mask("cn_mobile", &[]),
         mask("bank_card", &[]),
         mask("bank_card", &[("first", ArgValue::Int(8))]),
         mask("email", &[]),
-        mask("keep", &[("first", ArgValue::Int(1)), ("last", ArgValue::Int(3))]),
-        mask("keep", &[("first", ArgValue::Int(0)), ("last", ArgValue::Int(2)), ("fill", s("＊"))]),
+        mask(
+            "keep",
+            &[("first", ArgValue::Int(1)), ("last", ArgValue::Int(3))],
+        ),
+        mask(
+            "keep",
+            &[
+                ("first", ArgValue::Int(0)),
+                ("last", ArgValue::Int(2)),
+                ("fill", s("＊")),
+            ],
+        ),
         mask("redact", &[]),
         mask("null", &[]),
         mask("constant", &[("value", s("x"))]),
@@ -1015,16 +1032,39 @@ fn text_masks() -> Vec<Mask> {
 #[test]
 fn hot_path_handles_the_edge_values_like_the_reference() {
     let texts = [
-        "", "王", "王伟", "王小明", "欧阳娜娜", "司马 懿", "J. R. R. Tolkien", "a@b", "@x.cn",
-        "no-at-sign", "李@例子.中国", "11010519491231002X", "110105491231002", "6222 0212 3456 7890 128",
-        "+8613812345678", "008613812345678", "8613812345678", "138-1234-5678", "１３８１２３４５６７８",
-        "  ", "\u{3000}12", "x\u{FF0D}y",
+        "",
+        "王",
+        "王伟",
+        "王小明",
+        "欧阳娜娜",
+        "司马 懿",
+        "J. R. R. Tolkien",
+        "a@b",
+        "@x.cn",
+        "no-at-sign",
+        "李@例子.中国",
+        "11010519491231002X",
+        "110105491231002",
+        "6222 0212 3456 7890 128",
+        "+8613812345678",
+        "008613812345678",
+        "8613812345678",
+        "138-1234-5678",
+        "１３８１２３４５６７８",
+        "  ",
+        "\u{3000}12",
+        "x\u{FF0D}y",
     ];
     for m in text_masks() {
         for t in texts {
             for o in [oid::TEXT, oid::VARCHAR, oid::BPCHAR, oid::INT4] {
                 assert_fast_equals_reference(&m, t.as_bytes(), o, WireFormat::Text);
-                assert_fast_equals_reference(&m, format!("{t}   ").as_bytes(), o, WireFormat::Binary);
+                assert_fast_equals_reference(
+                    &m,
+                    format!("{t}   ").as_bytes(),
+                    o,
+                    WireFormat::Binary,
+                );
             }
         }
         assert_fast_equals_reference(&m, b"\xff\xfe", oid::TEXT, WireFormat::Text);
@@ -1033,22 +1073,70 @@ fn hot_path_handles_the_edge_values_like_the_reference() {
     let fine = mask("bucket", &[("width", ArgValue::Float(0.1))]);
     let wide = mask("bucket", &[("width", ArgValue::Int(1 << 22))]);
     let numbers = [
-        "0", "-0", "-0.00", "0.00", "12345.67", "-12345.67", "20000.00", "-20000.00", "-20000.01",
-        "9999999999.99", "99999999999999.99", "1e5", "+5", "5.", ".5", "NaN", "Infinity", "-", "",
-        "12a", "123456789012", "-9223372036854775808",
+        "0",
+        "-0",
+        "-0.00",
+        "0.00",
+        "12345.67",
+        "-12345.67",
+        "20000.00",
+        "-20000.00",
+        "-20000.01",
+        "9999999999.99",
+        "99999999999999.99",
+        "1e5",
+        "+5",
+        "5.",
+        ".5",
+        "NaN",
+        "Infinity",
+        "-",
+        "",
+        "12a",
+        "123456789012",
+        "-9223372036854775808",
     ];
     for m in [&bucket, &fine, &wide] {
         for n in numbers {
-            for o in [oid::NUMERIC, oid::INT2, oid::INT4, oid::INT8, oid::FLOAT8, oid::TEXT] {
+            for o in [
+                oid::NUMERIC,
+                oid::INT2,
+                oid::INT4,
+                oid::INT8,
+                oid::FLOAT8,
+                oid::TEXT,
+            ] {
                 assert_fast_equals_reference(m, n.as_bytes(), o, WireFormat::Text);
             }
             if let Some(b) = numeric::text_to_binary(n.trim_start_matches('+')) {
                 assert_fast_equals_reference(m, &b, oid::NUMERIC, WireFormat::Binary);
             }
         }
-        for n in [0i64, 1, -1, 9_999, -10_001, 32_767, -32_768, i64::from(i32::MAX), i64::from(i32::MIN), i64::MAX, i64::MIN] {
-            assert_fast_equals_reference(m, &(n as i16).to_be_bytes(), oid::INT2, WireFormat::Binary);
-            assert_fast_equals_reference(m, &(n as i32).to_be_bytes(), oid::INT4, WireFormat::Binary);
+        for n in [
+            0i64,
+            1,
+            -1,
+            9_999,
+            -10_001,
+            32_767,
+            -32_768,
+            i64::from(i32::MAX),
+            i64::from(i32::MIN),
+            i64::MAX,
+            i64::MIN,
+        ] {
+            assert_fast_equals_reference(
+                m,
+                &(n as i16).to_be_bytes(),
+                oid::INT2,
+                WireFormat::Binary,
+            );
+            assert_fast_equals_reference(
+                m,
+                &(n as i32).to_be_bytes(),
+                oid::INT4,
+                WireFormat::Binary,
+            );
             assert_fast_equals_reference(m, &n.to_be_bytes(), oid::INT8, WireFormat::Binary);
         }
         // NaN, +Infinity, malformed digit, wrong length.
@@ -1065,9 +1153,20 @@ fn hot_path_handles_the_edge_values_like_the_reference() {
     for unit in ["year", "month", "day"] {
         let m = mask("date_trunc", &[("unit", s(unit))]);
         for d in [
-            "1985-10-21", "2000-02-29", "0044-03-15 BC", "infinity", "-infinity", "12345-01-01",
-            "1985-13-01", "85-10-21", "1985-10-21 13:45:12.5+08", "1985-10-21 13:45:12-03:30",
-            "1985-10-21 13:45:12", "1985-10-21 13:45:12+05:30:15 BC", "1985-10-21 ", "",
+            "1985-10-21",
+            "2000-02-29",
+            "0044-03-15 BC",
+            "infinity",
+            "-infinity",
+            "12345-01-01",
+            "1985-13-01",
+            "85-10-21",
+            "1985-10-21 13:45:12.5+08",
+            "1985-10-21 13:45:12-03:30",
+            "1985-10-21 13:45:12",
+            "1985-10-21 13:45:12+05:30:15 BC",
+            "1985-10-21 ",
+            "",
         ] {
             for o in [oid::DATE, oid::TIMESTAMP, oid::TIMESTAMPTZ, oid::TEXT] {
                 assert_fast_equals_reference(&m, d.as_bytes(), o, WireFormat::Text);
@@ -1076,8 +1175,21 @@ fn hot_path_handles_the_edge_values_like_the_reference() {
         for days in [0i32, -5185, 12_000, i32::MAX, i32::MIN, -2_451_545] {
             assert_fast_equals_reference(&m, &days.to_be_bytes(), oid::DATE, WireFormat::Binary);
         }
-        for us in [0i64, 1, -1, 499_000_000_000_000, i64::MAX, i64::MIN, i64::MAX - 1] {
-            assert_fast_equals_reference(&m, &us.to_be_bytes(), oid::TIMESTAMPTZ, WireFormat::Binary);
+        for us in [
+            0i64,
+            1,
+            -1,
+            499_000_000_000_000,
+            i64::MAX,
+            i64::MIN,
+            i64::MAX - 1,
+        ] {
+            assert_fast_equals_reference(
+                &m,
+                &us.to_be_bytes(),
+                oid::TIMESTAMPTZ,
+                WireFormat::Binary,
+            );
         }
         assert_fast_equals_reference(&m, &[1, 2, 3], oid::DATE, WireFormat::Binary);
     }

@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use tracing::debug;
 
 pub mod copy_text;
+pub mod datarow;
 pub mod guard;
-pub mod rows;
 pub mod runtime;
 pub mod wire;
 

@@ -10,10 +10,10 @@ use bytes::BytesMut;
 use super::super::copy_text::{self, CopyText};
 use super::super::wire;
 use super::refusal::{block_sql, BLOCK_STATEMENT};
-use super::rows::RowMasker;
 use super::{lossy, Expect, Guard, Portal, Prepared, Registration};
 use crate::analyze::plan::{BlockReason, StatementPlan};
 use crate::analyze::{PlannedStatement, SessionContext, StatementKind};
+use std::sync::Arc;
 
 impl Guard {
     /// Emptying search_path (pg_dump's first statement) only makes name
@@ -344,6 +344,7 @@ impl Guard {
             copy: copy.map(|c| c.1),
             version: self.inputs.version(),
             fields: None,
+            bound: None,
         };
         // The unnamed statement is replaced even by a failed Parse.
         let pending = if name.is_empty() {
@@ -394,13 +395,21 @@ impl Guard {
                 s.registration = registration;
                 s.copy = copy.map(|c| c.1);
                 s.version = version;
+                s.bound = None;
             }
         }
         let registration = self
             .statement(bind.statement)
             .and_then(|s| s.registration.clone());
-        let (plan, fields, copy) = match self.statement(bind.statement) {
-            Some(s) => (s.plan.clone(), s.fields.clone(), s.copy.clone()),
+        let (plan, copy, masker) = match self.statement(bind.statement) {
+            Some(s) => (
+                s.plan.clone(),
+                s.copy.clone(),
+                s.bound
+                    .as_ref()
+                    .filter(|(formats, _)| *formats == bind.result_formats)
+                    .map(|(_, m)| Arc::clone(m)),
+            ),
             None if restricted => (
                 StatementPlan::Block(BlockReason {
                     reason: "prepared statement was not parsed through pgveil".into(),
@@ -434,23 +443,35 @@ impl Guard {
                     registration: None,
                     plan: StatementPlan::Allow,
                     copy: None,
-                    fields: None,
-                    masker: Some(RowMasker::default()),
+                    masker: Some(Arc::default()),
+                    described: false,
                 },
             );
             return;
         }
-        let masker = fields
-            .as_ref()
-            .map(|f| self.masker_for(&plan, f, Some(&result_formats)));
+        // Built once per statement and result formats, not per Bind.
+        let masker = match masker {
+            Some(m) => Some(m),
+            None => {
+                let fields = self
+                    .statement(bind.statement)
+                    .and_then(|s| s.fields.clone());
+                let masker =
+                    fields.map(|f| Arc::new(self.masker_for(&plan, &f, Some(&result_formats))));
+                if let (Some(m), Some(s)) = (&masker, self.statement_mut(bind.statement)) {
+                    s.bound = Some((result_formats, Arc::clone(m)));
+                }
+                masker
+            }
+        };
         self.portals.insert(
             portal,
             Portal {
                 registration,
                 plan,
                 copy,
-                fields,
                 masker,
+                described: false,
             },
         );
         out.extend_from_slice(msg);

@@ -50,9 +50,7 @@ fn write_row(msg: &[u8], columns: &[ColumnMask], out: &mut BytesMut) -> Result<(
     let mut copied = 0;
     let mut next = columns.iter().peekable();
     for i in 0..count {
-        let len = body
-            .get(2 + pos..6 + pos)
-            .ok_or(RowError::Malformed)?;
+        let len = body.get(2 + pos..6 + pos).ok_or(RowError::Malformed)?;
         let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
         let value_at = 6 + pos;
         let end = value_at + usize::try_from(len).unwrap_or(0);
