@@ -548,7 +548,10 @@ impl Mask {
             }),
             // Keyed and pattern masks cost far more than an allocation.
             _ => match self.apply(Some(v), type_oid, format)? {
-                Some(b) => Some(out.put_slice(&b)),
+                Some(b) => {
+                    out.put_slice(&b);
+                    Some(())
+                }
                 None => return Ok(false),
             },
         };
