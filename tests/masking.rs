@@ -601,3 +601,17 @@ fn pg_dump_through_pgveil_writes_a_masked_dump() {
     assert!(data.iter().any(|l| l.contains("139****4321")), "{dump}");
     assert_no_secret("pg_dump", &dump);
 }
+
+/// A masked role's session carries the backend's real PID too: its
+/// notifications and `pg_backend_pid()` name the PID its key names.
+#[tokio::test]
+async fn masked_roles_see_the_real_backend_pid() {
+    use common::probe::Raw;
+    let (mut raw, startup) = Raw::connect_db(setup(), common::DAVE_TRUST, "bank");
+    let pid = Raw::key_pid(&startup);
+    let got = raw.query("SELECT pg_backend_pid()");
+    assert_eq!(Raw::first_value(&got), Some(pid.to_string()), "{got:?}");
+    raw.query("LISTEN pid_check");
+    let got = raw.query("NOTIFY pid_check, 'mine'");
+    assert_eq!(Raw::notification_pid(&got), Some(pid), "{got:?}");
+}

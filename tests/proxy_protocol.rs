@@ -208,13 +208,34 @@ async fn cancel_reaches_the_right_backend() {
     // Only that session was cancelled; both remain usable.
     c.simple_query("SELECT 1").await.unwrap();
     other.simple_query("SELECT 1").await.unwrap();
-    // The key pgveil handed out is its own, not the backend's pid.
-    let backend_pid: i32 = other
-        .query_one("SELECT pg_backend_pid()", &[])
+}
+
+/// Drivers match a notification's sender to their own connection and pass
+/// the PID to `pg_terminate_backend`: the key carries the backend's real PID.
+#[tokio::test]
+async fn clients_see_the_real_backend_pid() {
+    use common::probe::Raw;
+    let (mut raw, startup) = Raw::connect_db(proxy(), DAVE_TRUST, "app");
+    let pid = Raw::key_pid(&startup);
+    let got = raw.query("SELECT pg_backend_pid()");
+    assert_eq!(Raw::first_value(&got), Some(pid.to_string()));
+    raw.query("LISTEN pid_check");
+    let got = raw.query("NOTIFY pid_check, 'mine'");
+    assert_eq!(Raw::notification_pid(&got), Some(pid), "{got:?}");
+    // Another session stops exactly this one by that PID.
+    let admin = connect(&proxy().conn_str(common::SUPERUSER, common::SUPERUSER_PASSWORD, "app"))
+        .await
+        .unwrap();
+    let killed: bool = admin
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
         .await
         .unwrap()
         .get(0);
-    assert!(backend_pid > 0);
+    assert!(killed);
+    let (ty, body) = raw.read_msg();
+    assert_eq!(ty, b'E');
+    assert!(String::from_utf8_lossy(&body).contains("57P01"));
+    admin.simple_query("SELECT 1").await.unwrap();
 }
 
 #[tokio::test]
@@ -532,17 +553,14 @@ fn fatal_code(reply: &[u8]) -> Option<String> {
 #[tokio::test]
 async fn malformed_and_oversized_input_gets_fatal_and_others_carry_on() {
     let bystander = connect(&alice()).await.unwrap();
-    // Startup packet larger than 10 000 bytes.
+    // A startup packet of a length PostgreSQL refuses (larger than 10 000
+    // bytes, negative) is closed without an answer, as PostgreSQL does.
     let mut big = Vec::new();
     big.extend_from_slice(&20_000i32.to_be_bytes());
     big.extend_from_slice(&196608i32.to_be_bytes());
     big.resize(20_000, b'a');
-    assert_eq!(fatal_code(&raw_exchange(&big)).as_deref(), Some("08P01"));
-    // Negative length.
-    assert_eq!(
-        fatal_code(&raw_exchange(&[0xff, 0xff, 0xff, 0xf0, 0, 3, 0, 0])).as_deref(),
-        Some("08P01")
-    );
+    assert_eq!(raw_exchange(&big), b"");
+    assert_eq!(raw_exchange(&[0xff, 0xff, 0xff, 0xf0, 0, 3, 0, 0]), b"");
     // Unknown protocol version.
     assert_eq!(
         fatal_code(&raw_exchange(&[0, 0, 0, 8, 0, 9, 0, 0])).as_deref(),
@@ -582,22 +600,186 @@ async fn malformed_and_oversized_input_gets_fatal_and_others_carry_on() {
     bystander.simple_query("SELECT 1").await.unwrap();
 }
 
+/// node-postgres' `connect(); end()` sends Terminate before any startup
+/// message; other clients just close. PostgreSQL closes without a word.
 #[tokio::test]
-async fn replication_connections_are_refused_clearly() {
+async fn a_client_leaving_before_its_startup_message_gets_no_error() {
+    let rejected = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("pgveil_connections_rejected_total{reason=\"client_closed\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = rejected(&proxy().metrics());
+    assert_eq!(raw_exchange(b"X\0\0\0\x04"), b"");
+    assert_eq!(raw_exchange(b""), b"");
+    // After an SSLRequest answered 'N', too.
+    let mut s = TcpStream::connect(("127.0.0.1", proxy().port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]).unwrap();
+    let mut one = [0u8; 1];
+    s.read_exact(&mut one).unwrap();
+    assert_eq!(&one, b"N");
+    s.write_all(b"X\0\0\0\x04").unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    assert_eq!(out, b"");
+    assert!(rejected(&proxy().metrics()) >= before + 3.0);
+    assert!(proxy()
+        .log_text()
+        .contains("client sent Terminate before its startup message"));
+    // pgveil serves the next client as usual.
+    connect(&alice())
+        .await
+        .unwrap()
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+}
+
+/// psql in replication mode through `proxy`: (success, stdout, stderr).
+fn replication_psql(
+    proxy: &Proxy,
+    user: &str,
+    password: &str,
+    mode: &str,
+    cmd: &str,
+) -> (bool, String, String) {
     let out = common::client_cmd("psql")
-        .args(["-X", "-c", "IDENTIFY_SYSTEM"])
+        .args(["-X", "-At", "-c", cmd])
         .arg(format!(
-            "host=127.0.0.1 port={} user=alice dbname=app replication=database",
-            proxy().port
+            "host=127.0.0.1 port={} user={user} dbname=app replication={mode}",
+            proxy.port
         ))
-        .env("PGPASSWORD", ALICE.1)
+        .env("PGPASSWORD", password)
         .output()
         .unwrap();
-    assert!(!out.status.success());
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Replication sessions of roles with nothing masked are relayed byte for
+/// byte: replication commands, and a logical decoding stream (CopyBoth)
+/// read with pg_recvlogical.
+#[tokio::test]
+async fn replication_sessions_are_relayed_for_unmasked_roles() {
+    let c = cluster();
+    let (su, pw) = (common::SUPERUSER, common::SUPERUSER_PASSWORD);
+    for mode in ["database", "true"] {
+        let (ok, out, err) = replication_psql(proxy(), su, pw, mode, "IDENTIFY_SYSTEM");
+        assert!(ok, "{mode}: {err}");
+        let system_id = c
+            .psql_super("SELECT system_identifier FROM pg_control_system()")
+            .unwrap();
+        assert!(
+            out.starts_with(&format!("{}|", system_id.trim())),
+            "{mode}: {out}"
+        );
+    }
+    // A database of its own: a slot decodes every transaction of its
+    // database, and other tests write to `app` meanwhile.
+    c.psql_super("CREATE DATABASE repl").unwrap();
+    c.psql_super_db(
+        "repl",
+        "SELECT pg_create_logical_replication_slot('pgveil_relay', 'test_decoding');
+         CREATE TABLE repl_relayed (id int, note text);
+         INSERT INTO repl_relayed VALUES (1, 'through pgveil');",
+    )
+    .unwrap();
+    // The insert position: with synchronous_commit off (the test cluster)
+    // the write position may still lag behind the commit.
+    let lsn = c
+        .psql_super_db("repl", "SELECT pg_current_wal_insert_lsn()")
+        .unwrap();
+    let file = c.dir.join("recvlogical.out");
+    let out = common::client_cmd("pg_recvlogical")
+        .args(["--slot", "pgveil_relay", "--start", "--no-loop", "-f"])
+        .arg(&file)
+        .args(["--endpos", lsn.trim()])
+        .arg("-d")
+        .arg(format!(
+            "host=127.0.0.1 port={} user={su} dbname=repl",
+            proxy().port
+        ))
+        .env("PGPASSWORD", pw)
+        .output()
+        .unwrap();
+    c.psql_super_db("repl", "SELECT pg_drop_replication_slot('pgveil_relay')")
+        .unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("does not proxy replication"),
+        out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        decoded.contains(
+            "table public.repl_relayed: INSERT: id[integer]:1 note[text]:'through pgveil'"
+        ),
+        "{decoded}"
+    );
+}
+
+/// A masked role could read every protected value from a replication
+/// stream: refused, saying why, right after the server authenticated it.
+/// An unmasked role on the same pgveil still gets its session.
+#[tokio::test]
+async fn replication_is_refused_for_masked_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "version: 1\ncolumns:\n  public.repl_people.secret:\n    mask: redact\n    rules:\n      - roles: [postgres]\n        action: allow\n",
+    )
+    .unwrap();
+    let guarded = Proxy::start_with_env(
+        &[
+            "--policies",
+            &dir.path().to_string_lossy(),
+            "--catalog-user",
+            "postgres",
+        ],
+        &[("PGVEIL_CATALOG_PASSWORD", common::SUPERUSER_PASSWORD)],
+    );
+    cluster()
+        .psql_super(&format!("ALTER ROLE {DAVE_TRUST} REPLICATION"))
+        .unwrap();
+    for mode in ["database", "true"] {
+        let (ok, _, err) = replication_psql(&guarded, DAVE_TRUST, "", mode, "IDENTIFY_SYSTEM");
+        assert!(!ok);
+        assert!(
+            err.contains("FATAL:  pgveil: replication connections are refused"),
+            "{err}"
+        );
+        assert!(err.contains("bypassing every masking rule"), "{err}");
+        // Not a word of the server's startup reached the client first.
+        assert!(!err.contains("systemid"), "{err}");
+        let (ok, _, err) = replication_psql(
+            &guarded,
+            common::SUPERUSER,
+            common::SUPERUSER_PASSWORD,
+            mode,
+            "IDENTIFY_SYSTEM",
+        );
+        assert!(ok, "{mode}: {err}");
+    }
+    // A normal session of the masked role is served as before.
+    let out = common::client_cmd("psql")
+        .args(["-X", "-At", "-c", "SELECT 1"])
+        .arg(format!(
+            "host=127.0.0.1 port={} user={DAVE_TRUST} dbname=app",
+            guarded.port
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
+    let metrics = guarded.metrics();
+    assert!(
+        metrics.contains("pgveil_connections_rejected_total{reason=\"replication_masked\"} 2"),
+        "{metrics}"
     );
 }
 

@@ -60,6 +60,7 @@
 //! literals normalised); decisions that depend on a literal's text are cached
 //! under the exact text only. The plan is derived from it on every call.
 
+pub mod builtins;
 pub mod catalog;
 pub mod cli;
 pub mod fallback;

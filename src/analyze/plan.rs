@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::catalog::Catalog;
 use super::fallback::FallbackScan;
-use super::lineage::{Flow, HazardRule, UseKind, Walker};
+use super::lineage::{Flow, Guard, HazardRule, UseKind, Walker};
 
 use super::policy_view::{ColumnAction, ColumnDecision, FilterRight, PolicyView, QualifiedColumn};
 use super::Analysis;
@@ -89,6 +89,10 @@ pub(crate) fn derive(
                 "qualify names with their schema instead of changing search_path"
             }
             HazardRule::DynamicSql => "run the query itself so pgveil can analyse it",
+            HazardRule::UnlistedFunction => {
+                "pgveil trusts only the PostgreSQL 15 built-in functions it lists \
+                 (src/analyze/builtins_pg15.tsv); call a listed function instead"
+            }
             _ => "rewrite the statement, or ask the DBA for a policy exception",
         };
         return block(
@@ -174,6 +178,38 @@ pub(crate) fn derive(
             decision.rule,
             Some(&sink.source),
             "protected values cannot be copied by this role",
+        );
+    }
+    for guarded in &effects.guarded {
+        let Some(decision) = policy.column(&guarded.column) else {
+            continue;
+        };
+        if matches!(decision.action, ColumnAction::Allow) {
+            continue;
+        }
+        let (does, rule) = match guarded.guard {
+            Guard::Lookup => (
+                "looks objects up by it, and its errors name what was not found",
+                "builtin-function-lookup",
+            ),
+            Guard::Write => (
+                "leaves it where other sessions can read it",
+                "builtin-function-write",
+            ),
+            Guard::UserType => (
+                "runs server code pgveil cannot see (a domain CHECK or a type's input function)",
+                "user-defined-type",
+            ),
+        };
+        return block(
+            format!(
+                "protected column {} reaches {}, which {does}",
+                display(&guarded.column),
+                guarded.target
+            ),
+            format!("{rule} ({})", decision.rule),
+            Some(&guarded.column),
+            "pass it constants or unprotected columns only",
         );
     }
     let mut masked = Vec::new();

@@ -1,5 +1,7 @@
-//! Cancel keys: the key pgveil hands each client, mapped to the upstream
-//! backend's own key, so a CancelRequest reaches the right backend.
+//! Cancel keys: the client sees the upstream backend's real PID (the one
+//! `pg_backend_pid()`, NOTIFY and `pg_stat_activity` show) with a secret of
+//! pgveil's own, so a CancelRequest reaches the right backend only through
+//! pgveil and the upstream's secret never leaves it.
 
 use std::sync::Arc;
 
@@ -15,9 +17,11 @@ pub struct CancelTarget {
 }
 
 /// Every live session's cancel key, shared by all connections of a process.
+/// Keyed by PID; several entries share one when the upstream is a pooler or
+/// a balancer over several servers, and the secret tells them apart.
 #[derive(Debug, Clone, Default)]
 pub struct CancelRegistry {
-    keys: Arc<DashMap<i32, CancelTarget>>,
+    keys: Arc<DashMap<i32, Vec<CancelTarget>>>,
 }
 
 /// Removes its key from the registry when the session ends.
@@ -30,46 +34,59 @@ pub struct CancelKey {
 
 impl Drop for CancelKey {
     fn drop(&mut self) {
-        self.registry.keys.remove(&self.pid);
+        if let dashmap::Entry::Occupied(mut slot) = self.registry.keys.entry(self.pid) {
+            slot.get_mut().retain(|t| t.secret != self.secret);
+            if slot.get().is_empty() {
+                slot.remove();
+            }
+        }
     }
 }
 
 impl CancelRegistry {
-    /// Issues a fresh client key for an upstream backend key. The secret has
-    /// the same length as the upstream's, so it fits the negotiated protocol.
+    /// Issues the client key for an upstream backend key: the same PID and a
+    /// fresh secret of the same length as the upstream's (4 bytes in
+    /// protocol 3.0, up to 256 in 3.2), so it fits the negotiated protocol.
     pub fn register(&self, upstream_pid: i32, upstream_secret: Vec<u8>) -> CancelKey {
         let mut rng = rand::thread_rng();
         let mut secret = vec![0u8; upstream_secret.len().max(4)];
-        rng.fill_bytes(&mut secret);
+        let mut targets = self.keys.entry(upstream_pid).or_default();
         loop {
-            // Positive, like real backend PIDs, so clients print them sanely.
-            let pid = (rng.next_u32() >> 1) as i32;
-            if pid == 0 {
-                continue;
+            rng.fill_bytes(&mut secret);
+            // A secret already issued for this PID would make two sessions
+            // cancel each other; draw again.
+            if targets.iter().all(|t| t.secret != secret) {
+                break;
             }
-            if let dashmap::Entry::Vacant(slot) = self.keys.entry(pid) {
-                slot.insert(CancelTarget {
-                    secret: secret.clone(),
-                    upstream_pid,
-                    upstream_secret: upstream_secret.clone(),
-                });
-                return CancelKey {
-                    registry: self.clone(),
-                    pid,
-                    secret,
-                };
-            }
+        }
+        targets.push(CancelTarget {
+            secret: secret.clone(),
+            upstream_pid,
+            upstream_secret,
+        });
+        CancelKey {
+            registry: self.clone(),
+            pid: upstream_pid,
+            secret,
         }
     }
 
     /// The upstream key for a client's cancel request, if the key is valid.
     pub fn lookup(&self, pid: i32, secret: &[u8]) -> Option<CancelTarget> {
-        let target = self.keys.get(&pid)?;
-        constant_time_eq(&target.secret, secret).then(|| target.clone())
+        let targets = self.keys.get(&pid)?;
+        // Compare with every candidate, so timing tells nothing about which.
+        let mut found = None;
+        for t in targets.iter() {
+            if constant_time_eq(&t.secret, secret) {
+                found = Some(t.clone());
+            }
+        }
+        found
     }
 
+    /// Live sessions with a cancel key.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.iter().map(|e| e.value().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,15 +103,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_map_to_upstream_and_expire_with_the_session() {
+    fn keys_keep_the_pid_map_to_upstream_and_expire_with_the_session() {
         let reg = CancelRegistry::default();
         let key = reg.register(4242, vec![9, 9, 9, 9]);
+        assert_eq!(key.pid, 4242);
+        assert_eq!(key.secret.len(), 4);
         let target = reg.lookup(key.pid, &key.secret).unwrap();
         assert_eq!(target.upstream_pid, 4242);
-        assert!(reg.lookup(key.pid, &[0, 0, 0, 0]).is_none());
+        assert_eq!(target.upstream_secret, vec![9, 9, 9, 9]);
+        // The upstream's own secret is not a key pgveil accepts.
+        assert!(reg.lookup(key.pid, &[9, 9, 9, 9]).is_none() || key.secret == [9, 9, 9, 9]);
+        assert!(reg.lookup(4243, &key.secret).is_none());
         let pid = key.pid;
+        let secret = key.secret.clone();
         drop(key);
-        assert!(reg.lookup(pid, &[9, 9, 9, 9]).is_none());
+        assert!(reg.lookup(pid, &secret).is_none());
+        assert!(reg.is_empty());
+    }
+
+    #[test]
+    fn protocol_3_2_secrets_keep_their_length() {
+        let reg = CancelRegistry::default();
+        let key = reg.register(7, vec![1; 32]);
+        assert_eq!(key.secret.len(), 32);
+        assert_eq!(
+            reg.lookup(7, &key.secret).unwrap().upstream_secret,
+            vec![1; 32]
+        );
+        assert!(reg.lookup(7, &key.secret[..4]).is_none());
+    }
+
+    #[test]
+    fn one_pid_from_two_upstream_servers_cancels_each_its_own() {
+        let reg = CancelRegistry::default();
+        let a = reg.register(100, vec![1, 1, 1, 1]);
+        let b = reg.register(100, vec![2, 2, 2, 2]);
+        assert_eq!(reg.len(), 2);
+        assert_eq!(
+            reg.lookup(100, &a.secret).unwrap().upstream_secret,
+            vec![1; 4]
+        );
+        assert_eq!(
+            reg.lookup(100, &b.secret).unwrap().upstream_secret,
+            vec![2; 4]
+        );
+        drop(a);
+        assert_eq!(reg.len(), 1);
+        assert_eq!(
+            reg.lookup(100, &b.secret).unwrap().upstream_secret,
+            vec![2; 4]
+        );
+        drop(b);
         assert!(reg.is_empty());
     }
 }

@@ -20,6 +20,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::analyze::policy_view::PolicyView;
+
 use crate::config::{LogFormat, ServeArgs, Settings, UpstreamTls};
 use crate::observe::Metrics;
 use crate::policy::PolicyStore;
@@ -365,21 +367,25 @@ fn rejected(reason: &'static str) -> Rejected {
     Rejected { reason }
 }
 
-/// Reads one untyped startup-phase packet.
+/// Reads one untyped startup-phase packet. `Ok(None)`: the client left
+/// before sending one (closed, or sent Terminate as node-postgres does when
+/// `end()` comes before the connection is up). `Err`: a length PostgreSQL
+/// would refuse; like PostgreSQL, the caller answers nothing and closes.
 async fn read_startup_packet(
     client: &mut Stream,
     buf: &mut BytesMut,
-) -> Result<Option<BytesMut>, ProxyError> {
+) -> Result<Option<BytesMut>, String> {
     loop {
+        // A Terminate message ('X', length 4) where a startup packet belongs:
+        // its first four bytes can be no valid startup length.
+        if buf.starts_with(b"X\0\0\0") {
+            debug!("client sent Terminate before its startup message");
+            return Ok(None);
+        }
         match codec::startup_frame_len(buf) {
             Ok(Some(len)) if buf.len() >= len => return Ok(Some(buf.split_to(len))),
             Ok(_) => {}
-            Err(e) => {
-                return Err(ProxyError::fatal(
-                    "08P01",
-                    format!("invalid startup packet: {e}"),
-                ))
-            }
+            Err(e) => return Err(format!("invalid length of startup packet: {e}")),
         }
         match client.read_buf(buf).await {
             Ok(0) | Err(_) => return Ok(None),
@@ -405,7 +411,10 @@ async fn start_session(proxy: &Proxy, mut client: Stream) -> Result<Option<Sessi
             Ok(Some(p)) => p,
             Ok(None) => return Err(rejected("client_closed")),
             Err(e) => {
-                send_fatal(&mut client, e).await;
+                // PostgreSQL only logs this (COMMERROR): whatever sent it is
+                // not speaking the protocol, and gets no answer.
+                info!(error = %e, "connection closed");
+                let _ = client.shutdown().await;
                 return Err(rejected("bad_startup"));
             }
         };
@@ -478,20 +487,15 @@ async fn start_session(proxy: &Proxy, mut client: Stream) -> Result<Option<Sessi
         .await;
         return Err(rejected("bad_startup"));
     };
-    if let Some(repl) = param("replication") {
-        if !matches!(
-            repl.to_ascii_lowercase().as_str(),
+    // `replication=true|on|yes|1` (physical) or `database` (logical); an
+    // invalid value is the server's to refuse, so only the off forms count
+    // as a normal session.
+    let replication = param("replication").is_some_and(|v| {
+        !matches!(
+            v.to_ascii_lowercase().as_str(),
             "false" | "off" | "no" | "0"
-        ) {
-            send_fatal(
-                &mut client,
-                ProxyError::fatal("0A000", "pgveil does not proxy replication connections")
-                    .with_hint("Connect replication clients to the database directly."),
-            )
-            .await;
-            return Err(rejected("replication"));
-        }
-    }
+        )
+    });
     let database = param("database").unwrap_or_else(|| user.clone());
     let span = tracing::Span::current();
     span.record("user", user.as_str());
@@ -514,7 +518,13 @@ async fn start_session(proxy: &Proxy, mut client: Stream) -> Result<Option<Sessi
         .await;
         return Err(rejected("upstream_unavailable"));
     }
-    let (key, client_buf) = match relay_auth(proxy, &mut client, &mut server, buf).await {
+    let admission = Admission {
+        replication,
+        user: &user,
+        database: &database,
+    };
+    let (key, client_buf) = match relay_auth(proxy, &mut client, &mut server, buf, admission).await
+    {
         Ok(done) => done,
         Err(reason) => {
             let _ = server.shutdown().await;
@@ -530,6 +540,7 @@ async fn start_session(proxy: &Proxy, mut client: Stream) -> Result<Option<Sessi
         client_buf,
         user,
         database,
+        replication,
     }))
 }
 
@@ -583,12 +594,14 @@ async fn connect_upstream(proxy: &Proxy) -> Result<Stream, ProxyError> {
 }
 
 /// Relays authentication until the upstream's first ReadyForQuery. Returns the
-/// client's cancel key; the upstream's BackendKeyData is replaced by it.
+/// client's cancel key; the secret of the upstream's BackendKeyData is
+/// replaced by pgveil's own.
 async fn relay_auth(
     proxy: &Proxy,
     client: &mut Stream,
     server: &mut Stream,
     mut cbuf: BytesMut,
+    admission: Admission<'_>,
 ) -> Result<(CancelKey, BytesMut), &'static str> {
     let mut sbuf = BytesMut::with_capacity(4096);
     let mut out = BytesMut::with_capacity(1024);
@@ -675,6 +688,14 @@ async fn relay_auth(
                 return Err("auth_failed");
             }
             b'Z' => {
+                // The server authenticated the role; nothing after its
+                // AuthenticationOk has reached the client yet.
+                if let Err(refusal) = admission.check(proxy).await {
+                    let _ = server.write_all(&[b'X', 0, 0, 0, 4]).await;
+                    let _ = server.shutdown().await;
+                    send_fatal(client, refusal).await;
+                    return Err("replication_masked");
+                }
                 out.extend_from_slice(&msg);
                 if client.write_all(&out).await.is_err() {
                     return Err("client_closed");
@@ -686,6 +707,51 @@ async fn relay_auth(
             }
             _ => out.extend_from_slice(&msg),
         }
+    }
+}
+
+/// What decides, once the server has authenticated a role, whether pgveil
+/// may serve the session at all.
+struct Admission<'a> {
+    replication: bool,
+    user: &'a str,
+    database: &'a str,
+}
+
+impl Admission<'_> {
+    /// A replication session streams WAL or logically decoded row changes:
+    /// a protocol of its own (CopyBoth) that carries every column of every
+    /// changed row, and that pgveil relays byte for byte. Only roles with
+    /// nothing masked or denied get one.
+    async fn check(&self, proxy: &Proxy) -> Result<(), ProxyError> {
+        if !self.replication {
+            return Ok(());
+        }
+        let Some(rt) = &proxy.masking else {
+            return Ok(());
+        };
+        let restricted = match rt.role_view(self.user, self.database).await {
+            Ok((_, view)) => view.is_restricted(),
+            Err(e) => {
+                warn!(error = %e, "cannot read the role's policy for a replication session");
+                true
+            }
+        };
+        if !restricted {
+            return Ok(());
+        }
+        Err(ProxyError::fatal(
+            "42501",
+            format!(
+                "pgveil: replication connections are refused for role \"{}\", which has masked or denied columns: \
+                 physical replication and logical decoding stream every column of every changed row, bypassing every masking rule",
+                self.user
+            ),
+        )
+        .with_hint(
+            "Connect replication clients to the database directly as a role allowed to see all data, \
+             or use a role the policy leaves unmasked.",
+        ))
     }
 }
 

@@ -14,6 +14,7 @@ use tracing::debug;
 pub mod copy_text;
 pub mod datarow;
 pub mod guard;
+pub mod replication;
 pub mod runtime;
 pub mod wire;
 
@@ -52,6 +53,8 @@ pub struct SessionIo {
     /// The authenticated login role (startup `user`); rules match on it.
     pub user: String,
     pub database: String,
+    /// A replication session (the startup's `replication` parameter).
+    pub replication: bool,
 }
 
 /// How a session ended.
@@ -141,6 +144,9 @@ pub async fn relay(
     mut phase: watch::Receiver<Phase>,
     runtime: Option<&MaskingRuntime>,
 ) -> SessionEnd {
+    if io.replication {
+        return replication::relay(io, metrics, phase).await;
+    }
     let SessionIo {
         mut client,
         mut server,
@@ -148,6 +154,7 @@ pub async fn relay(
         client_buf: mut cbuf,
         user,
         database,
+        replication: _,
     } = io;
     let mut sbuf = BytesMut::with_capacity(READ_CHUNK);
     cbuf.reserve(READ_CHUNK);

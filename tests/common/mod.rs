@@ -176,7 +176,8 @@ impl Cluster {
             "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{dir}'\n\
              ssl = on\nssl_cert_file = '{crt}'\nssl_key_file = '{key}'\n\
              max_connections = 200\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n\
-             shared_buffers = 64MB\nlog_min_messages = warning\n",
+             shared_buffers = 64MB\nlog_min_messages = warning\n\
+             wal_level = logical\nmax_replication_slots = 10\nmax_wal_senders = 10\n",
             dir = dir.display(),
             crt = server_crt.display(),
             key = server_key.display(),
@@ -187,7 +188,9 @@ impl Cluster {
              host all {md5} 127.0.0.1/32 md5\n\
              host all {plain} 127.0.0.1/32 password\n\
              host all {trust} 127.0.0.1/32 trust\n\
-             host all all 127.0.0.1/32 scram-sha-256\n",
+             host all all 127.0.0.1/32 scram-sha-256\n\
+             host replication {trust} 127.0.0.1/32 trust\n\
+             host replication all 127.0.0.1/32 scram-sha-256\n",
             md5 = BOB_MD5.0,
             plain = CAROL_PLAIN.0,
             trust = DAVE_TRUST,

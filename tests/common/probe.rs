@@ -165,10 +165,16 @@ pub fn cstr(s: &str) -> Vec<u8> {
 
 impl Raw {
     pub fn connect(proxy: &Proxy, user: &str) -> Raw {
+        Raw::connect_db(proxy, user, "bank").0
+    }
+
+    /// A trust-authenticated session on `db`, with the messages of its
+    /// startup (BackendKeyData, ParameterStatus …).
+    pub fn connect_db(proxy: &Proxy, user: &str, db: &str) -> (Raw, Vec<(u8, Vec<u8>)>) {
         let mut s = TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut body = 196608i32.to_be_bytes().to_vec();
-        for (k, v) in [("user", user), ("database", "bank")] {
+        for (k, v) in [("user", user), ("database", db)] {
             body.extend(cstr(k));
             body.extend(cstr(v));
         }
@@ -182,7 +188,30 @@ impl Raw {
             !out.iter().any(|(t, _)| *t == b'E'),
             "startup failed: {out:?}"
         );
-        raw
+        (raw, out)
+    }
+
+    /// The PID of the BackendKeyData among startup messages.
+    pub fn key_pid(startup: &[(u8, Vec<u8>)]) -> i32 {
+        let (_, body) = startup
+            .iter()
+            .find(|(t, _)| *t == b'K')
+            .expect("BackendKeyData");
+        i32::from_be_bytes([body[0], body[1], body[2], body[3]])
+    }
+
+    /// The first column of the first DataRow, as text.
+    pub fn first_value(msgs: &[(u8, Vec<u8>)]) -> Option<String> {
+        let (_, body) = msgs.iter().find(|(t, _)| *t == b'D')?;
+        let len = i32::from_be_bytes([body[2], body[3], body[4], body[5]]);
+        let len = usize::try_from(len).ok()?;
+        Some(String::from_utf8_lossy(body.get(6..6 + len)?).into_owned())
+    }
+
+    /// The sender PID of the first NotificationResponse.
+    pub fn notification_pid(msgs: &[(u8, Vec<u8>)]) -> Option<i32> {
+        let (_, body) = msgs.iter().find(|(t, _)| *t == b'A')?;
+        Some(i32::from_be_bytes([body[0], body[1], body[2], body[3]]))
     }
 
     pub fn send(&mut self, bytes: &[u8]) {

@@ -6,9 +6,11 @@
 
 use sqlparser::ast::{self, Expr};
 
+use crate::analyze::builtins;
+
 use super::{
-    as_derived, ident_name, merge_into, object_name_parts, truncate, Clause, HazardRule, Sources,
-    Walker,
+    as_derived, ident_name, merge_into, object_name_parts, truncate, Clause, Guard, HazardRule,
+    Sources, Walker,
 };
 
 impl Walker<'_> {
@@ -129,12 +131,13 @@ impl Walker<'_> {
                 expr, data_type, ..
             } => {
                 let sources = self.expr(expr);
-                // A cast to a text type keeps the value's bytes; any other
-                // cast computes a new value (and can quote it in an error).
-                if is_text_type(data_type) {
-                    sources
-                } else {
-                    as_derived(sources)
+                match self.cast_target(data_type) {
+                    CastTarget::Copy => sources,
+                    CastTarget::Computed => as_derived(sources),
+                    CastTarget::Guarded(target, guard) => {
+                        self.guard_sources(&sources, &target, guard);
+                        as_derived(sources)
+                    }
                 }
             }
             // Comparisons yield a boolean: record the use, no value flows.
@@ -392,14 +395,75 @@ fn general_operands(expr: &Expr) -> Option<Vec<&Expr>> {
     })
 }
 
-fn is_text_type(data_type: &ast::DataType) -> bool {
-    use ast::DataType as T;
-    match data_type {
-        T::Text | T::Varchar(_) | T::CharVarying(_) | T::CharacterVarying(_) | T::String(_) => true,
-        T::Custom(name, _) => matches!(
-            object_name_parts(name).last().map(String::as_str),
-            Some("text" | "varchar" | "citext" | "name" | "bpchar")
-        ),
-        _ => false,
+/// What a cast does to a value, judged from its target type.
+enum CastTarget {
+    /// Provably keeps every byte: the output is the input (maskable).
+    Copy,
+    /// A new value computed from the input.
+    Computed,
+    /// Computed, and the input reaches code that may quote it or look
+    /// something up by it.
+    Guarded(String, Guard),
+}
+
+impl Walker<'_> {
+    /// Resolves a cast's target type the way PostgreSQL does: keyword types
+    /// (VARCHAR(n), NUMERIC …) are pg_catalog's; other names are looked up
+    /// with pg_catalog first unless the search_path lists it later; a
+    /// qualified name outside pg_catalog is a user-defined type or domain.
+    fn cast_target(&self, data_type: &ast::DataType) -> CastTarget {
+        use ast::DataType as T;
+        let pg_catalog_first = self
+            .search_path
+            .iter()
+            .position(|s| s == "pg_catalog")
+            .is_none_or(|i| i == 0);
+        let keyword = matches!(
+            data_type,
+            T::Varchar(_) | T::CharVarying(_) | T::CharacterVarying(_)
+        );
+        if !pg_catalog_first && !keyword {
+            // A schema listed before pg_catalog may hold a domain or type
+            // of that name.
+            return CastTarget::Guarded(format!("a cast to {data_type}"), Guard::UserType);
+        }
+        let (name, has_modifiers) = match data_type {
+            T::Custom(name, modifiers) => {
+                let parts = object_name_parts(name);
+                let builtin = match parts.as_slice() {
+                    [schema, name] if schema == "pg_catalog" => Some(name.clone()),
+                    [name] if pg_catalog_first && builtins::is_builtin_type(name) => {
+                        Some(name.clone())
+                    }
+                    _ => None,
+                };
+                match builtin {
+                    Some(name) => (name, !modifiers.is_empty()),
+                    None => {
+                        return CastTarget::Guarded(
+                            format!("a cast to {}", parts.join(".")),
+                            Guard::UserType,
+                        )
+                    }
+                }
+            }
+            // Unquoted type keywords of PostgreSQL's grammar that sqlparser
+            // models: a length or precision may cut the value.
+            T::Text => ("text".to_owned(), false),
+            T::Varchar(len) | T::CharVarying(len) | T::CharacterVarying(len) => {
+                ("varchar".to_owned(), len.is_some())
+            }
+            T::Regclass => ("regclass".to_owned(), false),
+            _ => return CastTarget::Computed,
+        };
+        if builtins::LOOKUP_TYPES.contains(&name.as_str()) {
+            return CastTarget::Guarded(format!("a cast to {name}"), Guard::Lookup);
+        }
+        // Only text types without a length keep every byte (varchar(n) and
+        // bpchar(n) cut or pad; `name` cuts at 63 bytes).
+        match name.as_str() {
+            "text" | "varchar" | "bpchar" if !has_modifiers => CastTarget::Copy,
+            _ => CastTarget::Computed,
+        }
     }
 }

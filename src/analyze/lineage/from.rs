@@ -245,15 +245,16 @@ impl Walker<'_> {
         alias: Option<&ast::TableAlias>,
     ) -> Vec<OutputColumn> {
         let parts = object_name_parts(name);
-        self.check_function(&parts);
+        let category = self.check_function(&parts, Some(args.len()));
+        let arg_sources: Vec<Sources> = args.iter().map(|arg| self.function_arg(arg)).collect();
+        let bare = parts.last().cloned().unwrap_or_default();
+        self.guard_arguments(&bare, category, &arg_sources);
         let mut sources = Sources::new();
-        for arg in args {
-            let s = self.function_arg(arg);
-            merge_into(&mut sources, &s);
+        for s in &arg_sources {
+            merge_into(&mut sources, s);
         }
         // How many rows a FROM function yields depends on its arguments.
         self.with_clause(Clause::RowCount, |w| w.use_sources(&sources, false));
-        let bare = parts.last().cloned().unwrap_or_default();
         // unnest(array) returns the elements themselves.
         let sources = if bare == "unnest" {
             sources

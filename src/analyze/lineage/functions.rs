@@ -6,55 +6,21 @@ use sqlparser::ast::{
     self, Expr, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArguments, Value,
 };
 
-use super::{as_derived, merge_into, object_name_parts, Clause, HazardRule, Sink, Sources, Walker};
+use super::{
+    as_derived, merge_into, object_name_parts, Clause, Guard, HazardRule, Sink, Sources, Walker,
+};
+use crate::analyze::builtins::{self, BuiltinCategory};
 
-/// Built-in functions that run SQL given as text, read server files or
-/// large objects, or decode WAL: they bypass lineage entirely.
-const DYNAMIC_SQL_FUNCTIONS: &[&str] = &[
-    "query_to_xml",
-    "query_to_xmlschema",
-    "query_to_xml_and_xmlschema",
-    "cursor_to_xml",
-    "cursor_to_xmlschema",
-    "table_to_xml",
-    "table_to_xmlschema",
-    "table_to_xml_and_xmlschema",
-    "schema_to_xml",
-    "schema_to_xmlschema",
-    "schema_to_xml_and_xmlschema",
-    "database_to_xml",
-    "database_to_xmlschema",
-    "database_to_xml_and_xmlschema",
-    "ts_stat",
-    "dblink",
-    "dblink_exec",
-    "dblink_send_query",
-    "dblink_open",
-    "dblink_fetch",
-];
-const SERVER_FILE_FUNCTIONS: &[&str] = &[
-    "pg_read_file",
-    "pg_read_binary_file",
-    "pg_ls_dir",
-    "pg_stat_file",
-    "pg_file_write",
-    "lo_import",
-    "lo_export",
-    "lo_get",
-    "lo_put",
-    "lo_from_bytea",
-    "loread",
-    "lowrite",
-    "lo_open",
-    "pg_logical_slot_get_changes",
-    "pg_logical_slot_peek_changes",
-    "pg_logical_slot_get_binary_changes",
-    "pg_logical_slot_peek_binary_changes",
-    "pg_logical_emit_message",
-    // Other sessions' query texts, literals included.
-    "pg_stat_get_activity",
-    "pg_stat_get_backend_activity",
-    "pg_stat_statements",
+/// Extension functions that run remote SQL or expose other sessions' query
+/// texts: blocked even when a policy lists their schema. Built-in functions
+/// are judged by their category in `analyze::builtins` instead.
+const EXTENSION_HAZARDS: &[(&str, HazardRule, &str)] = &[
+    ("dblink", HazardRule::DynamicSql, "runs remote SQL"),
+    (
+        "pg_stat_statements",
+        HazardRule::ServerFile,
+        "exposes other sessions' query texts",
+    ),
 ];
 /// Functions whose arguments land somewhere other sessions can read.
 const SINK_FUNCTIONS: &[&str] = &["pg_notify", "set_config"];
@@ -171,8 +137,14 @@ impl Walker<'_> {
         }
     }
 
-    /// Checks the function is known and allowed; records hazards.
-    pub(super) fn check_function(&mut self, parts: &[String]) {
+    /// Checks the function is known and allowed; records hazards. Returns
+    /// the category of a built-in function (`None` for SQL syntax, user
+    /// functions and unknown names).
+    pub(super) fn check_function(
+        &mut self,
+        parts: &[String],
+        arg_count: Option<usize>,
+    ) -> Option<BuiltinCategory> {
         let (schema, name) = match parts {
             [name] => (None, name.as_str()),
             [schema, name] => (Some(schema.as_str()), name.as_str()),
@@ -181,48 +153,91 @@ impl Walker<'_> {
                     HazardRule::UnknownName,
                     format!("function {}", parts.join(".")),
                 );
-                return;
+                return None;
             }
         };
-        let builtin_schema = schema.is_none_or(|s| s == "pg_catalog");
-        if builtin_schema && DYNAMIC_SQL_FUNCTIONS.contains(&name) {
-            self.hazard(
-                HazardRule::DynamicSql,
-                format!("{name}() runs SQL pgveil cannot see"),
-            );
-        }
-        if DYNAMIC_SQL_FUNCTIONS.contains(&name) && name.starts_with("dblink") {
-            self.hazard(HazardRule::DynamicSql, format!("{name}() runs remote SQL"));
-        }
-        if builtin_schema && SERVER_FILE_FUNCTIONS.contains(&name) {
-            self.hazard(
-                HazardRule::ServerFile,
-                format!("{name}() reads or writes server-side data"),
-            );
+        for (prefix, rule, what) in EXTENSION_HAZARDS {
+            if name.starts_with(prefix) {
+                self.hazard(*rule, format!("{name}() {what}"));
+            }
         }
         if schema.is_none() && SYNTAX_FUNCTIONS.contains(&name) {
-            return;
+            return None;
         }
         match self
             .catalog
             .resolve_function(self.search_path, schema, name)
         {
-            Some(function) if function.is_builtin() => {}
+            Some(function) if function.is_builtin() => {
+                let qualified = format!("{}.{name}()", function.schema);
+                let category = builtins::category(&function.schema, name, arg_count);
+                match category {
+                    Some(BuiltinCategory::Sql) => self.hazard(
+                        HazardRule::DynamicSql,
+                        format!("{qualified} runs SQL pgveil cannot see"),
+                    ),
+                    Some(BuiltinCategory::Server) => self.hazard(
+                        HazardRule::ServerFile,
+                        format!("{qualified} reads or changes server-side data"),
+                    ),
+                    Some(BuiltinCategory::Internal) => self.hazard(
+                        HazardRule::UnlistedFunction,
+                        format!("{qualified} is an internal support function, not meant for SQL"),
+                    ),
+                    None => self.hazard(
+                        HazardRule::UnlistedFunction,
+                        format!(
+                            "{qualified} is not on pgveil's list of PostgreSQL 15 built-in \
+                             functions"
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+                category
+            }
             Some(function) => {
                 self.effects
                     .user_functions
                     .insert((function.schema.clone(), function.name.clone()));
+                None
             }
-            None => self.hazard(
-                HazardRule::UnknownName,
-                format!("function {} is not in the catalog", parts.join(".")),
-            ),
+            None => {
+                self.hazard(
+                    HazardRule::UnknownName,
+                    format!("function {} is not in the catalog", parts.join(".")),
+                );
+                None
+            }
+        }
+    }
+
+    /// Lookups and writes may see only values the role could type itself:
+    /// every column reaching their arguments is recorded for the plan.
+    pub(super) fn guard_arguments(
+        &mut self,
+        function: &str,
+        category: Option<BuiltinCategory>,
+        args: &[Sources],
+    ) {
+        let guard = match category {
+            Some(BuiltinCategory::Lookup) => Guard::Lookup,
+            Some(BuiltinCategory::Write) => Guard::Write,
+            _ => return,
+        };
+        let target = format!("{function}()");
+        for sources in args {
+            self.guard_sources(sources, &target, guard);
         }
     }
 
     pub(super) fn function(&mut self, function: &ast::Function) -> Sources {
         let parts = object_name_parts(&function.name);
-        self.check_function(&parts);
+        let arg_count = match &function.args {
+            FunctionArguments::None => Some(0),
+            FunctionArguments::List(list) => Some(list.args.len()),
+            FunctionArguments::Subquery(_) => None,
+        };
+        let category = self.check_function(&parts, arg_count);
         let name = parts.last().map(String::as_str).unwrap_or_default();
         let mut args: Vec<Sources> = Vec::new();
         match &function.args {
@@ -289,6 +304,7 @@ impl Walker<'_> {
                 }
             });
         }
+        self.guard_arguments(name, category, &args);
         if SINK_FUNCTIONS.contains(&name) {
             self.sink_function(name, &function.args, &args);
         }

@@ -157,6 +157,9 @@ pub enum HazardRule {
     UnknownName,
     /// Statistics and activity views that carry raw values.
     SensitiveCatalog,
+    /// A pg_catalog function that is not on pgveil's list of PostgreSQL's
+    /// built-in functions (a newer release's), or an internal one.
+    UnlistedFunction,
 }
 
 impl HazardRule {
@@ -169,6 +172,7 @@ impl HazardRule {
             HazardRule::ServerCode => "server-side-code",
             HazardRule::UnknownName => "unknown-name",
             HazardRule::SensitiveCatalog => "sensitive-system-catalog",
+            HazardRule::UnlistedFunction => "unlisted-builtin-function",
         }
     }
 }
@@ -177,6 +181,30 @@ impl HazardRule {
 pub struct Hazard {
     pub rule: HazardRule,
     pub detail: String,
+}
+
+/// Why a column may not reach some code: its value would come back in an
+/// error or land where others can read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Guard {
+    /// A built-in lookup by name or OID (`to_regclass`, `::regclass` …).
+    Lookup,
+    /// A built-in function that leaves its arguments readable (`nextval`,
+    /// advisory locks …).
+    Write,
+    /// A cast to a type outside pg_catalog: a domain's CHECK or a type's
+    /// input function is server code pgveil cannot see.
+    UserType,
+}
+
+/// A column whose value reaches guarded code (see `Guard`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct GuardedArgument {
+    pub column: QualifiedColumn,
+    /// What it reaches, for the error message: `to_regclass()`, `cast to
+    /// public.varchar`.
+    pub target: String,
+    pub guard: Guard,
 }
 
 /// Everything a statement touches besides its output columns.
@@ -189,6 +217,8 @@ pub struct Effects {
     pub user_functions: BTreeSet<(String, String)>,
     pub sinks: BTreeSet<Sink>,
     pub hazards: BTreeSet<Hazard>,
+    /// Columns reaching arguments of built-in lookups and writes.
+    pub guarded: BTreeSet<GuardedArgument>,
 }
 
 impl Effects {
@@ -199,6 +229,7 @@ impl Effects {
             .extend(other.user_functions.iter().cloned());
         self.sinks.extend(other.sinks.iter().cloned());
         self.hazards.extend(other.hazards.iter().cloned());
+        self.guarded.extend(other.guarded.iter().cloned());
     }
 
     pub(crate) fn hazard(&mut self, rule: HazardRule, detail: impl Into<String>) {
@@ -314,6 +345,17 @@ impl<'c> Walker<'c> {
         }
     }
 
+    /// Records every column of `sources` as reaching guarded code.
+    fn guard_sources(&mut self, sources: &Sources, target: &str, guard: Guard) {
+        for column in sources.keys() {
+            self.effects.guarded.insert(GuardedArgument {
+                column: column.clone(),
+                target: target.to_owned(),
+                guard,
+            });
+        }
+    }
+
     fn with_clause<T>(&mut self, clause: Clause, f: impl FnOnce(&mut Self) -> T) -> T {
         let saved = std::mem::replace(&mut self.clause, clause);
         let result = f(self);
@@ -326,9 +368,11 @@ impl<'c> Walker<'c> {
     pub(crate) fn generic_scan_node<T: Visit>(&mut self, node: &T) {
         let mut collector = NameCollector::default();
         let _ = node.visit(&mut collector);
+        let mut mentioned = Sources::new();
         for parts in collector.columns {
             if let Some(sources) = self.resolve_column(&parts) {
                 self.use_sources(&sources, false);
+                merge_into(&mut mentioned, &sources);
             } else if parts.len() == 1 && VALUE_KEYWORDS.contains(&parts[0].as_str()) {
             } else {
                 self.hazard(
@@ -337,8 +381,11 @@ impl<'c> Walker<'c> {
                 );
             }
         }
+        // Which argument a column reaches is not known here: any of them.
         for function in collector.functions {
-            self.check_function(&function);
+            let category = self.check_function(&function, None);
+            let name = function.last().map(String::as_str).unwrap_or_default();
+            self.guard_arguments(name, category, std::slice::from_ref(&mentioned));
         }
         if collector.has_query {
             self.hazard(

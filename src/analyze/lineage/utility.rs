@@ -4,8 +4,8 @@
 use sqlparser::ast::{self, Ident, ObjectName, Visit};
 
 use super::{
-    ident_name, object_name_parts, Clause, Flow, Frame, HazardRule, NameCollector, OutputColumn,
-    Sink, Walker,
+    ident_name, merge_into, object_name_parts, Clause, Flow, Frame, HazardRule, NameCollector,
+    OutputColumn, Sink, Sources, Walker,
 };
 
 impl Walker<'_> {
@@ -76,14 +76,18 @@ impl Walker<'_> {
         let mut collector = NameCollector::default();
         let _ = node.visit(&mut collector);
         self.with_clause(Clause::Ddl, |w| {
+            let mut mentioned = Sources::new();
             for parts in &collector.columns {
                 // Unresolvable names in DDL are new column names; harmless.
                 if let Some(sources) = w.resolve_column(parts) {
                     w.use_sources(&sources, false);
+                    merge_into(&mut mentioned, &sources);
                 }
             }
             for function in &collector.functions {
-                w.check_function(function);
+                let category = w.check_function(function, None);
+                let name = function.last().map(String::as_str).unwrap_or_default();
+                w.guard_arguments(name, category, std::slice::from_ref(&mentioned));
             }
         });
         if collector.has_query {
