@@ -114,6 +114,9 @@ impl Relation {
 /// A function or procedure.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CatalogFunction {
+    /// pg_proc oid (0 in catalog files written before it was recorded).
+    #[serde(default)]
+    pub oid: u32,
     pub schema: String,
     pub name: String,
     pub language: String,
@@ -139,6 +142,9 @@ struct CatalogData {
     schemas: Vec<String>,
     relations: Vec<Relation>,
     functions: Vec<CatalogFunction>,
+    /// Snapshot the catalog was read under, for incremental refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    snapshot: Option<String>,
 }
 
 /// The catalog of one database.
@@ -183,6 +189,7 @@ impl Catalog {
             schemas,
             relations,
             functions,
+            snapshot: None,
         })
     }
 
@@ -274,8 +281,12 @@ impl Catalog {
             .filter_map(|&i| self.data.functions.get(i))
     }
 
-    /// Resolves a function call: explicit schema, else pg_catalog, else the
-    /// search_path.
+    /// Resolves a function call: the explicit schema, else the function it
+    /// may run. PostgreSQL picks among every schema of the path by argument
+    /// types, so a user function of the same name on the path can win over
+    /// a built-in (`public.lower(varchar)` over `pg_catalog.lower(text)`):
+    /// pgveil, which does not type arguments, takes the user function then,
+    /// so the call is judged as one.
     pub fn resolve_function(
         &self,
         search_path: &[String],
@@ -284,141 +295,429 @@ impl Catalog {
     ) -> Option<&CatalogFunction> {
         match schema {
             Some(schema) => self.functions_named(name).find(|f| f.schema == schema),
-            None => std::iter::once("pg_catalog")
-                .chain(search_path.iter().map(String::as_str))
-                .find_map(|schema| self.functions_named(name).find(|f| f.schema == schema)),
+            None => {
+                let on_path = |f: &&CatalogFunction| search_path.iter().any(|s| s == &f.schema);
+                let user = search_path
+                    .iter()
+                    .filter(|s| !SYSTEM_SCHEMAS.contains(&s.as_str()))
+                    .find_map(|schema| self.functions_named(name).find(|f| &f.schema == schema));
+                user.or_else(|| {
+                    std::iter::once("pg_catalog")
+                        .chain(search_path.iter().map(String::as_str))
+                        .find_map(|schema| self.functions_named(name).find(|f| f.schema == schema))
+                })
+                .filter(|f| f.schema == "pg_catalog" || on_path(f))
+            }
         }
     }
 
     /// Reads the catalog of the database `client` is connected to.
     pub async fn load(client: &tokio_postgres::Client) -> Result<Catalog, CatalogError> {
-        let database: String = client
-            .query_one("SELECT current_database()::text", &[])
-            .await?
-            .try_get(0)?;
-        let schemas = client
-            .query(
-                "SELECT nspname::text FROM pg_catalog.pg_namespace ORDER BY nspname",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<Vec<String>, _>>()?;
-        let relation_rows = client
-            .query(
-                "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
-                        CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END \
-                   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                  WHERE c.relkind IN ('r','p','v','m','f','S') \
-                    AND n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%' \
-                  ORDER BY c.oid",
-                &[],
-            )
-            .await?;
-        let column_rows = client
-            .query(
-                "SELECT a.attrelid, a.attname::text, a.attnum, a.atttypid, t.typname::text \
-                   FROM pg_catalog.pg_attribute a \
-                   JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-                   JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-                  WHERE c.relkind IN ('r','p','v','m','f','S') AND a.attnum > 0 AND NOT a.attisdropped \
-                  ORDER BY a.attrelid, a.attnum",
-                &[],
-            )
-            .await?;
-        let parent_rows = client
-            .query(
-                "SELECT i.inhrelid, pn.nspname::text, p.relname::text \
-                   FROM pg_catalog.pg_inherits i \
-                   JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
-                   JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace \
-                  ORDER BY i.inhrelid, i.inhseqno",
-                &[],
-            )
-            .await?;
-        let function_rows = client
-            .query(
-                "SELECT n.nspname::text, p.proname::text, l.lanname::text, \
-                        p.provolatile::text, p.prokind::text \
-                   FROM pg_catalog.pg_proc p \
-                   JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-                   JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
-                  ORDER BY n.nspname, p.proname",
-                &[],
-            )
-            .await?;
+        let rows = simple_rows(client, &CatalogRead::full().sql()).await?;
+        Catalog::from_read(rows.iter().map(|r| r.as_slice()))
+    }
 
-        let mut columns_by_relation: HashMap<u32, Vec<CatalogColumn>> = HashMap::new();
-        for row in &column_rows {
-            let relid: u32 = row.try_get(0)?;
-            columns_by_relation
-                .entry(relid)
-                .or_default()
-                .push(CatalogColumn {
-                    name: row.try_get(1)?,
-                    attnum: row.try_get(2)?,
-                    type_oid: row.try_get(3)?,
-                    type_name: row.try_get(4)?,
-                });
+    /// The snapshot (`txid_current_snapshot()` text) this catalog reflects,
+    /// when it was read from a database in one statement.
+    pub fn snapshot(&self) -> Option<&str> {
+        self.data.snapshot.as_deref()
+    }
+
+    /// The query that reads what changed since this catalog was read, or
+    /// None when it cannot be refreshed incrementally (read from a file).
+    pub fn changes_query(&self) -> Option<CatalogRead> {
+        CatalogRead::since(self.snapshot()?)
+    }
+
+    /// This catalog brought up to date with `changes`. Relations and
+    /// functions the rows list are replaced or added, the others kept only
+    /// while they still exist; every view's lineage is recomputed (a
+    /// renamed table changes what a view's text resolves to).
+    pub async fn refreshed(
+        &self,
+        client: &tokio_postgres::Client,
+    ) -> Result<Catalog, CatalogError> {
+        let Some(read) = self.changes_query() else {
+            return Catalog::load(client).await;
+        };
+        let rows = simple_rows(client, &read.sql()).await?;
+        self.apply(&read, rows.iter().map(|r| r.as_slice()))
+    }
+
+    /// Builds a catalog from the rows of a full `CatalogRead`.
+    pub fn from_read<'a>(
+        rows: impl Iterator<Item = &'a [Option<String>]>,
+    ) -> Result<Catalog, CatalogError> {
+        let empty = Catalog::new(String::new(), Vec::new(), Vec::new(), Vec::new());
+        empty.apply(&CatalogRead::full(), rows)
+    }
+
+    /// Applies the rows of `read` to this catalog (see `refreshed`).
+    pub fn apply<'a>(
+        &self,
+        read: &CatalogRead,
+        rows: impl Iterator<Item = &'a [Option<String>]>,
+    ) -> Result<Catalog, CatalogError> {
+        let read_rows = ReadRows::parse(rows)?;
+        let (database, snapshot) = match (read_rows.database, read_rows.snapshot) {
+            (Some(d), Some(s)) => (d, s),
+            _ => {
+                return Err(CatalogError::UnexpectedValue {
+                    what: "catalog read",
+                    value: "no snapshot row".into(),
+                })
+            }
+        };
+        let incremental = read.snapshot.is_some();
+        let changed: std::collections::HashSet<u32> =
+            read_rows.relations.iter().map(|r| r.oid).collect();
+        let changed_functions: std::collections::HashSet<u32> =
+            read_rows.functions.iter().map(|f| f.oid).collect();
+        let mut relations: Vec<Relation> = Vec::new();
+        if incremental {
+            for r in &self.data.relations {
+                let alive = r.is_system() || read_rows.live_relations.contains(&r.oid);
+                if alive && !changed.contains(&r.oid) {
+                    relations.push(Relation {
+                        view_lineage: OnceLock::new(),
+                        ..r.clone()
+                    });
+                }
+            }
         }
-        let mut parents_by_relation: HashMap<u32, Vec<(String, String)>> = HashMap::new();
-        for row in &parent_rows {
-            let child: u32 = row.try_get(0)?;
-            parents_by_relation
-                .entry(child)
-                .or_default()
-                .push((row.try_get(1)?, row.try_get(2)?));
+        relations.extend(read_rows.relations);
+        let mut parents = read_rows.parents;
+        for r in &mut relations {
+            r.parents = parents
+                .remove(&r.oid)
+                .map(|mut p| {
+                    p.sort_by_key(|(seq, _)| *seq);
+                    p.into_iter().map(|(_, name)| name).collect()
+                })
+                .unwrap_or_default();
         }
-        let mut relations = Vec::with_capacity(relation_rows.len());
-        for row in &relation_rows {
-            let oid: u32 = row.try_get(0)?;
-            let relkind: String = row.try_get(3)?;
-            let kind = match relkind.as_str() {
-                "r" => RelationKind::Table,
-                "p" => RelationKind::PartitionedTable,
-                "v" => RelationKind::View,
-                "m" => RelationKind::MaterializedView,
-                "f" => RelationKind::ForeignTable,
-                "S" => RelationKind::Sequence,
-                _ => {
+        relations.sort_by_key(|r| r.oid);
+        let mut functions: Vec<CatalogFunction> = Vec::new();
+        if incremental {
+            functions.extend(
+                self.data
+                    .functions
+                    .iter()
+                    .filter(|f| {
+                        (f.is_builtin() || read_rows.live_functions.contains(&f.oid))
+                            && !changed_functions.contains(&f.oid)
+                    })
+                    .cloned(),
+            );
+        }
+        functions.extend(read_rows.functions);
+        functions.sort_by(|a, b| (&a.schema, &a.name, a.oid).cmp(&(&b.schema, &b.name, b.oid)));
+        let mut schemas = read_rows.schemas;
+        schemas.sort();
+        Ok(Catalog::from_data(CatalogData {
+            database,
+            generation: 0,
+            schemas,
+            relations,
+            functions,
+            snapshot: Some(snapshot),
+        }))
+    }
+}
+
+async fn simple_rows(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, CatalogError> {
+    let messages = client.simple_query(sql).await?;
+    Ok(messages
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                (0..row.len())
+                    .map(|i| row.get(i).map(str::to_owned))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect())
+}
+
+/// One read of the catalog: everything, or what changed since a snapshot.
+///
+/// A catalog row changed since snapshot S when its `xmin` is a transaction
+/// S does not see (at or after S's xmax, or in progress at S). Read over a
+/// session's own connection inside its transaction, that includes the
+/// transaction's own uncommitted DDL, which is what lets a masked session
+/// go on after DDL in a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogRead {
+    /// (xmax, in-progress xids) of S, as 32-bit xids; None reads everything.
+    snapshot: Option<(u64, Vec<u64>)>,
+}
+
+impl CatalogRead {
+    pub fn full() -> CatalogRead {
+        CatalogRead { snapshot: None }
+    }
+
+    /// Changes since the snapshot text `xmin:xmax:xip,…`; None when the text
+    /// is not one.
+    pub fn since(snapshot: &str) -> Option<CatalogRead> {
+        let mut parts = snapshot.trim().split(':');
+        let _xmin: u64 = parts.next()?.parse().ok()?;
+        let xmax: u64 = parts.next()?.parse().ok()?;
+        let xip = parts.next()?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let xip = xip
+            .split(',')
+            .filter(|x| !x.is_empty())
+            .map(|x| x.parse::<u64>().ok().map(|x| x & 0xffff_ffff))
+            .collect::<Option<Vec<u64>>>()?;
+        Some(CatalogRead {
+            snapshot: Some((xmax & 0xffff_ffff, xip)),
+        })
+    }
+
+    /// The one statement (one snapshot) that reads it; rows of text columns
+    /// `kind, a, b, c, d, e, f`.
+    pub fn sql(&self) -> String {
+        // SQL predicate over a table alias: its row changed since S.
+        let changed = |alias: &str| match &self.snapshot {
+            None => "true".to_string(),
+            Some((xmax, xip)) => {
+                // age() counts back from one reference xid, so comparing
+                // ages compares xids modulo wraparound, at C speed.
+                let mut p =
+                    format!("(pg_catalog.age({alias}.xmin) <= pg_catalog.age('{xmax}'::xid)");
+                if !xip.is_empty() {
+                    let list: Vec<String> = xip.iter().map(u64::to_string).collect();
+                    p.push_str(&format!(
+                        " OR {alias}.xmin = ANY ('{{{}}}'::xid[])",
+                        list.join(",")
+                    ));
+                }
+                p.push(')');
+                p
+            }
+        };
+        let user_ns = "n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%'";
+        let kinds = "c.relkind IN ('r','p','v','m','f','S')";
+        let (with, rel_filter, fn_filter, live) = match &self.snapshot {
+            None => (
+                String::new(),
+                "true".to_string(),
+                "true".to_string(),
+                String::new(),
+            ),
+            Some(_) => {
+                let with = format!(
+                    "WITH RECURSIVE changed_ns AS (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE {ns}), \
+                     changed_proc AS (SELECT p.oid FROM pg_catalog.pg_proc p WHERE {proc} \
+                        OR p.pronamespace IN (SELECT oid FROM changed_ns)), \
+                     seeds AS (SELECT c.oid FROM pg_catalog.pg_class c WHERE {class} \
+                        OR c.relnamespace IN (SELECT oid FROM changed_ns) \
+                       UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a WHERE {attr} \
+                       UNION SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE {rule} \
+                       UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE {inh} \
+                       UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a \
+                         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE {typ}), \
+                     affected(classid, oid) AS ( \
+                         SELECT 'pg_catalog.pg_class'::regclass::oid, oid FROM seeds \
+                       UNION SELECT 'pg_catalog.pg_proc'::regclass::oid, oid FROM changed_proc \
+                       UNION SELECT 'pg_catalog.pg_class'::regclass::oid, r.ev_class FROM affected a \
+                         JOIN pg_catalog.pg_depend d ON d.refclassid = a.classid AND d.refobjid = a.oid \
+                          AND d.classid = 'pg_catalog.pg_rewrite'::regclass \
+                         JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid AND r.ev_class <> a.oid) ",
+                    ns = changed("n"),
+                    proc = changed("p"),
+                    class = changed("c"),
+                    attr = changed("a"),
+                    rule = changed("r"),
+                    inh = changed("i"),
+                    typ = changed("t"),
+                );
+                let live = format!(
+                    " UNION ALL SELECT 'L', c.oid::text, NULL, NULL, NULL, NULL, NULL \
+                       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                      WHERE {kinds} AND {user_ns} AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                     UNION ALL SELECT 'P', p.oid::text, NULL, NULL, NULL, NULL, NULL \
+                       FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                );
+                (
+                    with,
+                    "c.oid IN (SELECT oid FROM affected WHERE classid = 'pg_catalog.pg_class'::regclass)"
+                        .to_string(),
+                    "p.oid IN (SELECT oid FROM changed_proc)".to_string(),
+                    live,
+                )
+            }
+        };
+        format!(
+            "{with}SELECT 'S', current_database()::text, txid_current_snapshot()::text, NULL, NULL, NULL, NULL \
+             UNION ALL SELECT 'N', n.nspname::text, NULL, NULL, NULL, NULL, NULL FROM pg_catalog.pg_namespace n \
+             UNION ALL SELECT 'R', c.oid::text, n.nspname::text, c.relname::text, c.relkind::text, \
+                    CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END, NULL \
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+              WHERE {kinds} AND {user_ns} AND {rel_filter} \
+             UNION ALL SELECT 'A', a.attrelid::text, a.attname::text, a.attnum::text, a.atttypid::text, t.typname::text, NULL \
+               FROM pg_catalog.pg_attribute a \
+               JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+               JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+               JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+              WHERE {kinds} AND {user_ns} AND a.attnum > 0 AND NOT a.attisdropped AND {rel_filter} \
+             UNION ALL SELECT 'I', i.inhrelid::text, pn.nspname::text, p.relname::text, i.inhseqno::text, NULL, NULL \
+               FROM pg_catalog.pg_inherits i \
+               JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
+               JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace \
+             UNION ALL SELECT 'F', p.oid::text, n.nspname::text, p.proname::text, l.lanname::text, \
+                    p.provolatile::text, p.prokind::text \
+               FROM pg_catalog.pg_proc p \
+               JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+               JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
+              WHERE {fn_filter}{live}"
+        )
+    }
+}
+
+/// (inhseqno, (parent schema, parent name)) of one pg_inherits row.
+type ParentRow = (i32, (String, String));
+
+/// The rows of one `CatalogRead`, sorted out.
+#[derive(Default)]
+struct ReadRows {
+    database: Option<String>,
+    snapshot: Option<String>,
+    schemas: Vec<String>,
+    relations: Vec<Relation>,
+    parents: HashMap<u32, Vec<ParentRow>>,
+    functions: Vec<CatalogFunction>,
+    live_relations: std::collections::HashSet<u32>,
+    live_functions: std::collections::HashSet<u32>,
+}
+
+impl ReadRows {
+    fn parse<'a>(
+        rows: impl Iterator<Item = &'a [Option<String>]>,
+    ) -> Result<ReadRows, CatalogError> {
+        fn field<'r>(
+            row: &'r [Option<String>],
+            i: usize,
+            what: &'static str,
+        ) -> Result<&'r str, CatalogError> {
+            row.get(i)
+                .and_then(|v| v.as_deref())
+                .ok_or(CatalogError::UnexpectedValue {
+                    what,
+                    value: "NULL".into(),
+                })
+        }
+        fn number<T: std::str::FromStr>(
+            row: &[Option<String>],
+            i: usize,
+            what: &'static str,
+        ) -> Result<T, CatalogError> {
+            let text = field(row, i, what)?;
+            text.parse().map_err(|_| CatalogError::UnexpectedValue {
+                what,
+                value: text.to_owned(),
+            })
+        }
+        let mut out = ReadRows::default();
+        let mut columns: HashMap<u32, Vec<CatalogColumn>> = HashMap::new();
+        for row in rows {
+            match field(row, 0, "row kind")? {
+                "S" => {
+                    out.database = Some(field(row, 1, "database")?.to_owned());
+                    out.snapshot = Some(field(row, 2, "snapshot")?.to_owned());
+                }
+                "N" => out.schemas.push(field(row, 1, "schema")?.to_owned()),
+                "R" => {
+                    let relkind = field(row, 4, "relkind")?;
+                    let kind = match relkind {
+                        "r" => RelationKind::Table,
+                        "p" => RelationKind::PartitionedTable,
+                        "v" => RelationKind::View,
+                        "m" => RelationKind::MaterializedView,
+                        "f" => RelationKind::ForeignTable,
+                        "S" => RelationKind::Sequence,
+                        _ => {
+                            return Err(CatalogError::UnexpectedValue {
+                                what: "relkind",
+                                value: relkind.to_owned(),
+                            })
+                        }
+                    };
+                    out.relations.push(Relation {
+                        oid: number(row, 1, "relation oid")?,
+                        schema: field(row, 2, "schema")?.to_owned(),
+                        name: field(row, 3, "relation name")?.to_owned(),
+                        kind,
+                        columns: Vec::new(),
+                        definition: row.get(5).cloned().flatten(),
+                        parents: Vec::new(),
+                        view_lineage: OnceLock::new(),
+                    });
+                }
+                "A" => columns
+                    .entry(number(row, 1, "attrelid")?)
+                    .or_default()
+                    .push(CatalogColumn {
+                        name: field(row, 2, "attname")?.to_owned(),
+                        attnum: number(row, 3, "attnum")?,
+                        type_oid: number(row, 4, "atttypid")?,
+                        type_name: field(row, 5, "typname")?.to_owned(),
+                    }),
+                "I" => out
+                    .parents
+                    .entry(number(row, 1, "inhrelid")?)
+                    .or_default()
+                    .push((
+                        number(row, 4, "inhseqno")?,
+                        (
+                            field(row, 2, "parent schema")?.to_owned(),
+                            field(row, 3, "parent name")?.to_owned(),
+                        ),
+                    )),
+                "F" => out.functions.push(CatalogFunction {
+                    oid: number(row, 1, "function oid")?,
+                    schema: field(row, 2, "schema")?.to_owned(),
+                    name: field(row, 3, "function name")?.to_owned(),
+                    language: field(row, 4, "language")?.to_owned(),
+                    volatility: field(row, 5, "volatility")?.to_owned(),
+                    kind: field(row, 6, "prokind")?.to_owned(),
+                }),
+                "L" => {
+                    out.live_relations.insert(number(row, 1, "relation oid")?);
+                }
+                "P" => {
+                    out.live_functions.insert(number(row, 1, "function oid")?);
+                }
+                other => {
                     return Err(CatalogError::UnexpectedValue {
-                        what: "relkind",
-                        value: relkind,
+                        what: "row kind",
+                        value: other.to_owned(),
                     })
                 }
-            };
-            relations.push(Relation {
-                oid,
-                schema: row.try_get(1)?,
-                name: row.try_get(2)?,
-                kind,
-                columns: columns_by_relation.remove(&oid).unwrap_or_default(),
-                definition: row.try_get(4)?,
-                parents: parents_by_relation.remove(&oid).unwrap_or_default(),
-                view_lineage: OnceLock::new(),
-            });
+            }
         }
-        let functions = function_rows
-            .iter()
-            .map(|row| {
-                Ok(CatalogFunction {
-                    schema: row.try_get(0)?,
-                    name: row.try_get(1)?,
-                    language: row.try_get(2)?,
-                    volatility: row.try_get(3)?,
-                    kind: row.try_get(4)?,
-                })
-            })
-            .collect::<Result<Vec<_>, tokio_postgres::Error>>()?;
-        Ok(Catalog::new(database, schemas, relations, functions))
+        for r in &mut out.relations {
+            let mut cols = columns.remove(&r.oid).unwrap_or_default();
+            cols.sort_by_key(|c| c.attnum);
+            r.columns = cols;
+        }
+        Ok(out)
     }
 }
 
 /// Catalogs per database, refreshed after `ttl` or on `invalidate`.
 ///
 /// The cache itself does no I/O: the session asks `get`, and when it returns
-/// `None` loads a catalog over its catalog connection and calls `insert`.
+/// `None` reads the changes since `last` (or a whole catalog) over its
+/// catalog connection and calls `insert`.
 #[derive(Debug)]
 pub struct CatalogCache {
     ttl: Duration,
@@ -429,6 +728,8 @@ pub struct CatalogCache {
 struct CachedCatalog {
     catalog: Arc<Catalog>,
     loaded_at: Instant,
+    /// DDL went through since it was read.
+    stale: bool,
 }
 
 impl CatalogCache {
@@ -439,10 +740,17 @@ impl CatalogCache {
         }
     }
 
-    /// The cached catalog of `database`, unless it is missing or expired.
+    /// The cached catalog of `database`, unless it is missing, expired or
+    /// invalidated.
     pub fn get(&self, database: &str) -> Option<Arc<Catalog>> {
         let entry = self.entries.get(database)?;
-        (entry.loaded_at.elapsed() < self.ttl).then(|| Arc::clone(&entry.catalog))
+        (!entry.stale && entry.loaded_at.elapsed() < self.ttl).then(|| Arc::clone(&entry.catalog))
+    }
+
+    /// The last catalog read for `database`, current or not: the base an
+    /// incremental refresh starts from.
+    pub fn last(&self, database: &str) -> Option<Arc<Catalog>> {
+        self.entries.get(database).map(|e| Arc::clone(&e.catalog))
     }
 
     pub fn insert(&self, catalog: Catalog) -> Arc<Catalog> {
@@ -452,23 +760,28 @@ impl CatalogCache {
             CachedCatalog {
                 catalog: Arc::clone(&catalog),
                 loaded_at: Instant::now(),
+                stale: false,
             },
         );
         catalog
     }
 
-    /// Forgets every database's catalog (SIGHUP).
+    /// Forgets every database's catalog (SIGHUP): the next read is whole.
     pub fn clear(&self) {
         self.entries.clear();
     }
 
-    /// Forgets `database`'s catalog; the session calls it after DDL passed.
+    /// Marks `database`'s catalog out of date; the session calls it after
+    /// DDL passed. The next `get` misses, and the refresh reads only what
+    /// changed since it.
     pub fn invalidate(&self, database: &str) {
-        self.entries.remove(database);
+        if let Some(mut e) = self.entries.get_mut(database) {
+            e.stale = true;
+        }
     }
 
-    /// The cached catalog, or a fresh one from `client` (connected to
-    /// `database`) when missing or expired.
+    /// The cached catalog, or one brought up to date over `client`
+    /// (connected to `database`) when missing, expired or invalidated.
     pub async fn get_or_load(
         &self,
         database: &str,
@@ -477,7 +790,10 @@ impl CatalogCache {
         if let Some(catalog) = self.get(database) {
             return Ok(catalog);
         }
-        let catalog = Catalog::load(client).await?;
+        let catalog = match self.last(database) {
+            Some(last) => last.refreshed(client).await?,
+            None => Catalog::load(client).await?,
+        };
         Ok(self.insert(catalog))
     }
 }
@@ -506,6 +822,7 @@ mod tests {
                 view_lineage: OnceLock::new(),
             }],
             vec![CatalogFunction {
+                oid: 1,
                 schema: "public".into(),
                 name: "f".into(),
                 language: "sql".into(),

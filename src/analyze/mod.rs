@@ -576,6 +576,15 @@ fn walk_statement(
                     }
                 }
             }
+            // Defaults, checks and generated columns run later, inside
+            // other roles' writes too.
+            attached_functions(
+                walker,
+                &create.columns,
+                "a column default, check or generated column",
+            );
+            attached_functions(walker, &create.constraints, "a table constraint");
+            generated_copies(walker, create, search_path);
             (K::Ddl, Vec::new())
         }
         Statement::CreateView(view) => {
@@ -606,34 +615,127 @@ fn walk_statement(
             walker.ddl_on_table(&policy.table_name, policy);
             (K::Ddl, Vec::new())
         }
-        Statement::CreateIndex(index) => {
-            walker.ddl_on_table(&index.table_name, &index.predicate);
+        Statement::AlterPolicy(policy) => {
+            walker.ddl_on_table(&policy.table_name, policy);
             (K::Ddl, Vec::new())
         }
-        Statement::CreateFunction(_)
-        | Statement::CreateProcedure { .. }
-        | Statement::CreateTrigger(_)
-        | Statement::CreateRule(_)
-        | Statement::CreateAggregate(_)
-        | Statement::CreateOperator(_)
-        | Statement::AlterFunction(_) => {
+        Statement::CreateIndex(index) => {
+            walker.ddl_on_table(&index.table_name, &index.predicate);
+            attached_functions(walker, &index.columns, "an index expression");
+            (K::Ddl, Vec::new())
+        }
+        // A definition runs nothing: calls of a function that is neither
+        // built in nor listed under functions.allow are refused where they
+        // are made. Redefining an allowed one is refused (plan).
+        Statement::CreateFunction(function) => {
+            define_function(walker, &function.name, search_path);
+            (K::Ddl, Vec::new())
+        }
+        Statement::CreateProcedure { name, .. } => {
+            define_function(walker, name, search_path);
+            (K::Ddl, Vec::new())
+        }
+        Statement::CreateAggregate(aggregate) => {
+            define_function(walker, &aggregate.name, search_path);
+            (K::Ddl, Vec::new())
+        }
+        Statement::AlterFunction(alter) => {
+            define_function(walker, &alter.function.name, search_path);
+            match &alter.operation {
+                ast::AlterFunctionOperation::RenameTo { new_name } => {
+                    let renamed = ast::ObjectName(
+                        alter
+                            .function
+                            .name
+                            .0
+                            .iter()
+                            .take(alter.function.name.0.len().saturating_sub(1))
+                            .cloned()
+                            .chain(std::iter::once(ast::ObjectNamePart::Identifier(
+                                new_name.clone(),
+                            )))
+                            .collect(),
+                    );
+                    define_function(walker, &renamed, search_path);
+                }
+                ast::AlterFunctionOperation::SetSchema { schema_name } => {
+                    let moved = format!(
+                        "{}.{}",
+                        names(schema_name),
+                        alter
+                            .function
+                            .name
+                            .0
+                            .last()
+                            .and_then(|p| p.as_ident())
+                            .map(lineage::ident_name)
+                            .unwrap_or_default()
+                    );
+                    let (schema, name) = moved.split_once('.').unwrap_or_default();
+                    walker
+                        .effects
+                        .defined_functions
+                        .insert((schema.to_owned(), name.to_owned()));
+                }
+                _ => {}
+            }
+            (K::Ddl, Vec::new())
+        }
+        // Each of these makes the server run a function inside statements
+        // that never name it: only built-in or allowed functions.
+        Statement::CreateTrigger(trigger) => {
+            if let Some(body) = &trigger.exec_body {
+                attach_function(walker, &body.func_desc.name);
+            }
+            attached_functions(walker, &trigger.condition, "a trigger condition");
+            (K::Ddl, Vec::new())
+        }
+        Statement::CreateOperator(operator) => {
+            attach_function(walker, &operator.function);
+            (K::Ddl, Vec::new())
+        }
+        Statement::CreateDomain(domain) => {
+            attached_functions(walker, &domain.default, "a domain default");
+            attached_functions(walker, &domain.constraints, "a domain check");
+            (K::Ddl, Vec::new())
+        }
+        Statement::CreateRule(_) => {
             walker.effects.hazard(
                 HazardRule::ServerCode,
-                "defines server-side code that runs outside pgveil's view",
+                "a rule runs its actions inside other statements, where pgveil cannot follow them",
             );
             (K::Ddl, Vec::new())
         }
+        // TRUNCATE empties tables: a write that moves no value anywhere.
+        Statement::Truncate(_) => (K::Delete, Vec::new()),
         Statement::Drop { .. }
         | Statement::DropFunction(_)
         | Statement::DropTrigger(_)
-        | Statement::Truncate(_)
+        | Statement::DropDomain(_)
+        | Statement::DropPolicy(_)
+        | Statement::DropRule(_)
+        | Statement::DropOperator(_)
+        | Statement::DropOperatorClass(_)
+        | Statement::DropOperatorFamily(_)
         | Statement::CreateSchema { .. }
         | Statement::CreateSequence { .. }
         | Statement::CreateType { .. }
-        | Statement::CreateDomain(_)
         | Statement::CreateExtension(_)
         | Statement::DropExtension(_)
         | Statement::CreateRole(_)
+        | Statement::CreateUser(_)
+        | Statement::AlterUser(_)
+        | Statement::AlterDefaultPrivileges(_)
+        | Statement::CreateOperatorClass(_)
+        | Statement::CreateOperatorFamily(_)
+        | Statement::AlterOperator(_)
+        | Statement::AlterOperatorClass(_)
+        | Statement::AlterOperatorFamily(_)
+        | Statement::CreateTextSearch(_)
+        | Statement::AlterTextSearch(_)
+        | Statement::CreateCollation(_)
+        | Statement::AlterCollation(_)
+        | Statement::AlterTrigger(_)
         | Statement::AlterView(_)
         | Statement::AlterIndex { .. }
         | Statement::AlterRole { .. }
@@ -642,7 +744,13 @@ fn walk_statement(
         | Statement::Comment { .. }
         | Statement::Grant(_)
         | Statement::Revoke(_)
-        | Statement::RefreshMaterializedView(_) => (K::Ddl, Vec::new()),
+        | Statement::RefreshMaterializedView(_) => {
+            // Schema changes that move no data; any function they name
+            // (an operator class's support functions, say) must still be
+            // one a role may run.
+            attached_functions(walker, statement, "a schema object");
+            (K::Ddl, Vec::new())
+        }
         Statement::Lock(_) | Statement::Analyze(_) | Statement::Vacuum(_) => (K::Other, Vec::new()),
         other => {
             walker.effects.hazard(
@@ -657,6 +765,122 @@ fn walk_statement(
     }
 }
 
+/// A function the server will run from a path pgveil never sees (a trigger,
+/// an operator): it must be built in or allowed, and known to the catalog.
+fn attach_function(walker: &mut Walker<'_>, name: &ast::ObjectName) {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(lineage::ident_name)
+        .collect();
+    let _ = walker.check_function(&parts, None);
+}
+
+/// Every function called inside `node` (defaults, checks, generated columns,
+/// index expressions …) runs later without a statement naming it.
+fn attached_functions<T: ast::Visit>(walker: &mut Walker<'_>, node: &T, what: &str) {
+    #[derive(Default)]
+    struct Calls {
+        functions: Vec<Vec<String>>,
+        has_query: bool,
+    }
+    impl ast::Visitor for Calls {
+        type Break = ();
+        fn pre_visit_query(&mut self, _query: &ast::Query) -> std::ops::ControlFlow<()> {
+            self.has_query = true;
+            std::ops::ControlFlow::Continue(())
+        }
+        fn pre_visit_expr(&mut self, expr: &ast::Expr) -> std::ops::ControlFlow<()> {
+            if let ast::Expr::Function(f) = expr {
+                self.functions.push(
+                    f.name
+                        .0
+                        .iter()
+                        .filter_map(|p| p.as_ident())
+                        .map(lineage::ident_name)
+                        .collect(),
+                );
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut calls = Calls::default();
+    let _ = node.visit(&mut calls);
+    for parts in calls.functions {
+        let _ = walker.check_function(&parts, None);
+    }
+    if calls.has_query {
+        walker
+            .effects
+            .hazard(HazardRule::Unanalysable, format!("subquery inside {what}"));
+    }
+}
+
+/// A generated column copies the columns its expression reads into a new
+/// column: a protected column of a table the policy names before it exists
+/// would be laundered into an unprotected one.
+fn generated_copies(walker: &mut Walker<'_>, create: &ast::CreateTable, search_path: &[String]) {
+    let table = names(&create.name);
+    let (schemas, bare): (Vec<String>, String) = match table.rsplit_once('.') {
+        Some((schema, bare)) => (vec![schema.to_owned()], bare.to_owned()),
+        None => (search_path.to_vec(), table.clone()),
+    };
+    for column in &create.columns {
+        for option in &column.options {
+            let ast::ColumnOption::Generated {
+                generation_expr: Some(expr),
+                ..
+            } = &option.option
+            else {
+                continue;
+            };
+            let mut read: Vec<String> = Vec::new();
+            let _ = ast::visit_expressions(expr, |e| {
+                match e {
+                    ast::Expr::Identifier(ident) => read.push(lineage::ident_name(ident)),
+                    ast::Expr::CompoundIdentifier(idents) => {
+                        if let Some(last) = idents.last() {
+                            read.push(lineage::ident_name(last))
+                        }
+                    }
+                    _ => {}
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            for source in read {
+                for schema in &schemas {
+                    walker.effects.sinks.insert(lineage::Sink {
+                        source: policy_view::QualifiedColumn {
+                            schema: schema.clone(),
+                            table: bare.clone(),
+                            column: source.clone(),
+                        },
+                        flow: Flow::Derived,
+                        target: None,
+                        via: "a generated column",
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Records a function a statement creates, replaces, renames or moves.
+/// Unqualified, it lands in the first schema of the search_path that
+/// exists: every schema of the path counts.
+fn define_function(walker: &mut Walker<'_>, name: &ast::ObjectName, search_path: &[String]) {
+    let full = names(name);
+    let defined: Vec<(String, String)> = match full.rsplit_once('.') {
+        Some((schema, bare)) => vec![(schema.to_owned(), bare.to_owned())],
+        None => search_path
+            .iter()
+            .map(|schema| (schema.clone(), full.clone()))
+            .collect(),
+    };
+    walker.effects.defined_functions.extend(defined);
+}
+
 /// Temporary relations are searched before the search_path, so a temporary
 /// `customers` would silently replace the one pgveil's catalog resolves.
 fn temp_shadow_check(
@@ -667,7 +891,10 @@ fn temp_shadow_check(
 ) {
     let full = names(name);
     let bare = full.rsplit('.').next().unwrap_or_default();
-    if let Some(shadowed) = catalog.resolve_relation(search_path, bare) {
+    let shadowed = catalog
+        .resolve_relation(search_path, bare)
+        .filter(|r| r.schema != "pg_temp");
+    if let Some(shadowed) = shadowed {
         walker.effects.hazard(
             HazardRule::Unanalysable,
             format!(

@@ -125,6 +125,16 @@ pub(crate) fn derive(
             );
         }
     }
+    for (schema, name) in &effects.defined_functions {
+        if policy.function_allowed(schema, name) {
+            return block(
+                format!("{schema}.{name} is listed under functions.allow, so redefining, renaming or moving it would change what this role may run"),
+                "allowed-function-definition",
+                None,
+                "ask the DBA to change allowed functions, or give the new function another name",
+            );
+        }
+    }
     for use_ in &effects.uses {
         let Some(decision) = policy.column(&use_.column) else {
             continue;

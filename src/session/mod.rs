@@ -355,14 +355,21 @@ impl Masking {
         early: &mut BytesMut,
     ) -> Result<(), ProxyError> {
         let version = rt.store.current().version();
-        // The catalog cannot be read while this session's own transaction
-        // holds uncommitted DDL: wait for the commit (the guard refuses the
-        // statements in between).
+        // This session's own transaction holds uncommitted DDL: read what
+        // changed over its own connection (which sees it), on top of the
+        // shared catalog as last read. The shared catalog itself is not
+        // refreshed until the transaction ends: its connection cannot see
+        // the change, and could wait on this transaction's locks.
         if self
             .guard
             .as_ref()
             .is_some_and(|g| g.holds_uncommitted_ddl())
         {
+            let due = self.guard.as_ref().is_some_and(|g| g.overlay_due());
+            if due && state.is_between_statements() && state.tx_status == b'T' {
+                self.read_transaction_catalog(rt, server, sbuf, early)
+                    .await?;
+            }
             return Ok(());
         }
         let mut catalog_stale = self.guard.as_ref().is_some_and(|g| g.effects.catalog_stale);
@@ -416,6 +423,60 @@ impl Masking {
                     .map_err(policy_unavailable)?;
                 self.install_catalog(shared);
             }
+        }
+        Ok(())
+    }
+
+    /// Reads the catalog as this session's open transaction sees it (its own
+    /// DDL included): the changes since the shared catalog's snapshot, read
+    /// over the session's connection, plus its temporary relations. When
+    /// that cannot be done the guard keeps refusing statements.
+    async fn read_transaction_catalog(
+        &mut self,
+        rt: &MaskingRuntime,
+        server: &mut Stream,
+        sbuf: &mut BytesMut,
+        early: &mut BytesMut,
+    ) -> Result<(), ProxyError> {
+        let Some(base) = rt.catalogs.last(&self.database) else {
+            return Ok(());
+        };
+        let Some(read) = base.changes_query() else {
+            return Ok(());
+        };
+        let (rows, failed) = internal_query(server, sbuf, early, &read.sql())
+            .await
+            .map_err(|m| ProxyError::fatal("08006", m))?;
+        if failed {
+            return Ok(());
+        }
+        let rows: Vec<Vec<Option<String>>> = rows
+            .iter()
+            .filter_map(|msg| {
+                wire::data_row(msg).map(|values| {
+                    values
+                        .iter()
+                        .map(|v| v.map(|b| String::from_utf8_lossy(b).into_owned()))
+                        .collect()
+                })
+            })
+            .collect();
+        let overlay = match base.apply(&read, rows.iter().map(|r| r.as_slice())) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the transaction's catalog changes failed");
+                return Ok(());
+            }
+        };
+        self.temp_relations = probe_temp_relations(server, sbuf, early)
+            .await
+            .map_err(|m| ProxyError::fatal("08006", m))?;
+        let base_generation = self.base_generation;
+        self.install_catalog(std::sync::Arc::new(overlay));
+        // The shared catalog this builds on is still the one to follow.
+        self.base_generation = base_generation;
+        if let Some(g) = &mut self.guard {
+            g.overlay_read();
         }
         Ok(())
     }

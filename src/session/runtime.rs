@@ -38,7 +38,9 @@ pub struct MaskingRuntime {
     host: String,
     port: u16,
     tls: Option<rustls::ClientConfig>,
-    load_locks: DashMap<String, Arc<Mutex<()>>>,
+    /// Per database: one catalog read at a time, over a connection kept
+    /// open between reads (connecting costs more than a refresh).
+    load_locks: DashMap<String, Arc<Mutex<Option<tokio_postgres::Client>>>>,
     membership_lock: Mutex<()>,
     last_forced_reload: DashMap<String, Instant>,
 }
@@ -127,8 +129,10 @@ impl MaskingRuntime {
         }
     }
 
-    /// The catalog of `database`, loaded once per TTL however many sessions
-    /// ask at the same time.
+    /// The catalog of `database`, read once per TTL or DDL however many
+    /// sessions ask at the same time: only what changed since the last
+    /// read (a few ms), the whole catalog on first use, after SIGHUP, or
+    /// when the incremental read fails.
     pub async fn catalog(&self, database: &str) -> Result<Arc<Catalog>, RuntimeError> {
         if let Some(c) = self.catalogs.get(database) {
             return Ok(c);
@@ -138,18 +142,38 @@ impl MaskingRuntime {
             .entry(database.to_string())
             .or_default()
             .clone();
-        let _guard = lock.lock().await;
+        let mut connection = lock.lock().await;
         if let Some(c) = self.catalogs.get(database) {
             return Ok(c);
         }
-        let client = self.connect(database).await?;
         let started = Instant::now();
+        let last = self.catalogs.last(database);
+        if let (Some(last), Some(client)) = (&last, connection.as_ref()) {
+            if !client.is_closed() {
+                match last.refreshed(client).await {
+                    Ok(catalog) => {
+                        tracing::debug!(
+                            database,
+                            us = started.elapsed().as_micros() as u64,
+                            "catalog refreshed"
+                        );
+                        return Ok(self.catalogs.insert(catalog));
+                    }
+                    Err(e) => {
+                        tracing::warn!(database, error = %e, "incremental catalog refresh failed; reading it whole");
+                    }
+                }
+            }
+        }
+        *connection = None;
+        let client = self.connect(database).await?;
         let catalog = Catalog::load(&client)
             .await
             .map_err(|e| RuntimeError::Catalog {
                 database: database.to_string(),
                 message: e.to_string(),
             })?;
+        *connection = Some(client);
         tracing::info!(
             database,
             relations = catalog.relations().len(),

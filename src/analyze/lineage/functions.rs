@@ -140,7 +140,7 @@ impl Walker<'_> {
     /// Checks the function is known and allowed; records hazards. Returns
     /// the category of a built-in function (`None` for SQL syntax, user
     /// functions and unknown names).
-    pub(super) fn check_function(
+    pub(crate) fn check_function(
         &mut self,
         parts: &[String],
         arg_count: Option<usize>,

@@ -215,6 +215,9 @@ pub struct Effects {
     pub relations: BTreeSet<(String, String)>,
     /// User-defined functions called (schema, name).
     pub user_functions: BTreeSet<(String, String)>,
+    /// Functions (re)defined, renamed or moved (schema, name): a role must
+    /// not redefine one the policy allows it to call.
+    pub defined_functions: BTreeSet<(String, String)>,
     pub sinks: BTreeSet<Sink>,
     pub hazards: BTreeSet<Hazard>,
     /// Columns reaching arguments of built-in lookups and writes.
@@ -227,6 +230,8 @@ impl Effects {
         self.relations.extend(other.relations.iter().cloned());
         self.user_functions
             .extend(other.user_functions.iter().cloned());
+        self.defined_functions
+            .extend(other.defined_functions.iter().cloned());
         self.sinks.extend(other.sinks.iter().cloned());
         self.hazards.extend(other.hazards.iter().cloned());
         self.guarded.extend(other.guarded.iter().cloned());

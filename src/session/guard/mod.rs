@@ -67,6 +67,8 @@ struct Registration {
 
 struct Prepared {
     registration: Option<Registration>,
+    /// Executing it changes the schema.
+    ddl: bool,
     sql: String,
     plan: StatementPlan,
     copy: Option<CopyText>,
@@ -79,6 +81,8 @@ struct Prepared {
 
 struct Portal {
     registration: Option<Registration>,
+    /// Executing it changes the schema.
+    ddl: bool,
     plan: StatementPlan,
     copy: Option<CopyText>,
     masker: Option<Arc<RowMasker>>,
@@ -161,10 +165,13 @@ pub struct Guard {
     shapes_version: (u64, u64),
     /// After pgveil withheld a result: drop responses until ReadyForQuery.
     withholding: bool,
-    /// DDL ran in the open transaction: pgveil's catalog (read over its own
-    /// connection) cannot see it until commit, so later statements of the
-    /// transaction are refused.
+    /// DDL ran in the open transaction: pgveil's shared catalog (read over
+    /// its own connection) cannot see it until commit, so the session reads
+    /// what changed over its own connection (see `overlay_due`).
     ddl_in_transaction: bool,
+    /// DDL ran (or a savepoint was rolled back) since the session last read
+    /// the transaction's changes: statements planned now are refused.
+    overlay_stale: bool,
     /// The session created temporary relations (see `set_temp_schema`).
     temp_schema: bool,
     /// search_path was changed in a way the server may undo.
@@ -198,6 +205,7 @@ impl Guard {
             shapes_version: (0, 0),
             withholding: false,
             ddl_in_transaction: false,
+            overlay_stale: false,
             temp_schema: false,
             search_path_unsure: false,
             relation_index: HashMap::new(),
@@ -266,6 +274,18 @@ impl Guard {
     /// connection yet (and reading it could wait on this session's locks).
     pub fn holds_uncommitted_ddl(&self) -> bool {
         self.ddl_in_transaction
+    }
+
+    /// The transaction's schema changes must be read over the session's own
+    /// connection before the next statement is planned.
+    pub fn overlay_due(&self) -> bool {
+        self.ddl_in_transaction && self.overlay_stale
+    }
+
+    /// The catalog now includes the transaction's own changes (the caller
+    /// installed it with `update_inputs`).
+    pub fn overlay_read(&mut self) {
+        self.overlay_stale = false;
     }
 
     /// True when the guard owes the client nothing: safe to swap inputs.
@@ -354,6 +374,11 @@ impl Guard {
                         swallow: true,
                     });
                 }
+                // Parse only planned the DDL; it takes effect here.
+                if self.portals.get(&portal).is_some_and(|p| p.ddl) {
+                    self.ddl_in_transaction = true;
+                    self.overlay_stale = true;
+                }
                 self.expect.push_back(Expect::Execute { portal });
                 out.extend_from_slice(msg);
             }
@@ -425,8 +450,10 @@ impl Guard {
                 self.withholding = false;
                 if msg.get(5) == Some(&b'I') && self.ddl_in_transaction {
                     // The schema change is committed (or rolled back): every
-                    // session's catalog must be read again.
+                    // session's catalog must be read again, and this one's
+                    // view of its transaction is dropped.
                     self.ddl_in_transaction = false;
+                    self.overlay_stale = false;
                     self.effects.catalog_stale = true;
                     self.effects.own_ddl = true;
                 }

@@ -196,17 +196,23 @@ impl Guard {
             StatementKind::Ddl | StatementKind::Unparsed { ddl: true } => {
                 if !p.plan.is_block() {
                     self.ddl_in_transaction = true;
+                    self.overlay_stale = true;
                 }
                 p.plan.clone()
             }
-            StatementKind::Transaction | StatementKind::Setting | StatementKind::Show => {
+            StatementKind::Transaction => {
+                // ROLLBACK TO SAVEPOINT can undo part of the transaction's DDL.
+                if self.ddl_in_transaction {
+                    self.overlay_stale = true;
+                }
                 p.plan.clone()
             }
-            _ if restricted && self.ddl_in_transaction => StatementPlan::Block(BlockReason {
-                reason: "the schema changed in this transaction, and pgveil sees the change only once it is committed".into(),
+            StatementKind::Setting | StatementKind::Show => p.plan.clone(),
+            _ if restricted && self.overlay_stale => StatementPlan::Block(BlockReason {
+                reason: "the schema changed earlier in this same query string or pipeline, and pgveil reads a transaction's schema changes only between statements".into(),
                 rule: "uncommitted-ddl".into(),
                 column: None,
-                hint: "Commit the schema change first, then run the statement.".into(),
+                hint: "Send the statement after the schema change on its own (a separate query, or after a Sync).".into(),
             }),
             StatementKind::CopyTo { to_client: true } => match &p.plan {
                 StatementPlan::Mask { columns } if !columns.is_empty() => {
@@ -230,7 +236,7 @@ impl Guard {
         planned: &[PlannedStatement],
         sql: &str,
     ) -> Option<(StatementPlan, CopyText)> {
-        if self.ddl_in_transaction {
+        if self.overlay_stale {
             return None;
         }
         let [p] = planned else { return None };
@@ -339,6 +345,12 @@ impl Guard {
         out.extend_from_slice(msg);
         let prepared = Prepared {
             registration: self.staged.drain(..).map(|(_, r)| r).next(),
+            ddl: planned.iter().any(|p| {
+                matches!(
+                    p.kind,
+                    StatementKind::Ddl | StatementKind::Unparsed { ddl: true }
+                )
+            }),
             sql,
             plan,
             copy: copy.map(|c| c.1),
@@ -401,6 +413,7 @@ impl Guard {
         let registration = self
             .statement(bind.statement)
             .and_then(|s| s.registration.clone());
+        let ddl = self.statement(bind.statement).is_some_and(|s| s.ddl);
         let (plan, copy, masker) = match self.statement(bind.statement) {
             Some(s) => (
                 s.plan.clone(),
@@ -441,6 +454,7 @@ impl Guard {
                 portal,
                 Portal {
                     registration: None,
+                    ddl: false,
                     plan: StatementPlan::Allow,
                     copy: None,
                     masker: Some(Arc::default()),
@@ -468,6 +482,7 @@ impl Guard {
             portal,
             Portal {
                 registration,
+                ddl,
                 plan,
                 copy,
                 masker,

@@ -1,0 +1,412 @@
+//! Schema changes through pgveil as a masked role: DDL inside transactions
+//! (migrations), the incremental catalog refresh, statement kinds that change
+//! the schema without moving data, and server-side code definitions.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::bank::{self, ID_NUMBER, MOBILE};
+use common::probe::Session;
+use common::{cluster, connect, Proxy, SUPERUSER, SUPERUSER_PASSWORD};
+use pgveil::analyze::Catalog;
+
+/// The bank fixture behind pgveil with tests/fixtures/ddl: the bank policy
+/// plus columns of tables that do not exist yet, and one allowed function.
+fn setup() -> &'static Proxy {
+    static PROXY: OnceLock<Proxy> = OnceLock::new();
+    PROXY.get_or_init(|| {
+        bank::create("");
+        cluster()
+            .psql_super_db(
+                "bank",
+                "CREATE FUNCTION safe_len(text) RETURNS int LANGUAGE sql AS 'SELECT length($1)';
+                 CREATE FUNCTION not_allowed(text) RETURNS text LANGUAGE sql AS 'SELECT $1';
+                 CREATE FUNCTION trig() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+                 CREATE PROCEDURE sc_proc() LANGUAGE sql AS 'SELECT 1';",
+            )
+            .unwrap();
+        bank::start_proxy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ddl"))
+    })
+}
+
+/// `dev` is masked on every protected column of the bank policy.
+async fn dev() -> Session {
+    Session::connect(setup(), "dev").await
+}
+
+/// Runs `sql`, expecting success; returns what the client saw.
+async fn ok(s: &Session, sql: &str) -> String {
+    let (ok, text) = s.visible(sql).await;
+    assert!(ok, "`{sql}` failed through pgveil: {text}");
+    s.check(sql, &text);
+    text
+}
+
+/// Runs `sql`, expecting pgveil's refusal naming `rule`.
+async fn refused(s: &Session, sql: &str, rule: &str) -> String {
+    let (ok, text) = s.visible(sql).await;
+    assert!(!ok, "`{sql}` passed: {text}");
+    assert!(
+        text.contains("42501") && text.contains(&format!("[rule: {rule}]")),
+        "`{sql}` refused, but not by rule {rule}: {text}"
+    );
+    text
+}
+
+fn direct(db: &str) -> String {
+    format!(
+        "host=127.0.0.1 port={} user={SUPERUSER} password={SUPERUSER_PASSWORD} dbname={db}",
+        cluster().port
+    )
+}
+
+/// What a catalog says, in a form two catalogs can be compared by.
+fn summary(c: &Catalog) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let relations = c
+        .relations()
+        .iter()
+        .map(|r| {
+            let cols: Vec<String> = r
+                .columns
+                .iter()
+                .map(|c| format!("{}:{}:{}", c.attnum, c.name, c.type_name))
+                .collect();
+            format!(
+                "{} {}.{} {:?} [{}] {:?} {:?}",
+                r.oid,
+                r.schema,
+                r.name,
+                r.kind,
+                cols.join(","),
+                r.definition,
+                r.parents
+            )
+        })
+        .collect();
+    let functions = c
+        .functions()
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {}.{} {} {}",
+                f.oid, f.schema, f.name, f.language, f.kind
+            )
+        })
+        .collect();
+    (c.schemas().to_vec(), relations, functions)
+}
+
+/// Refreshing only what changed since the last read gives the same catalog
+/// as reading it whole, for every kind of change a migration makes.
+#[tokio::test]
+async fn incremental_refresh_matches_a_full_read() {
+    cluster().psql_super("CREATE DATABASE refresh").unwrap();
+    let client = connect(&direct("refresh")).await.unwrap();
+    let steps: &[&str] = &[
+        "CREATE TABLE t1 (id int PRIMARY KEY, a text, b text)",
+        "CREATE VIEW v1 AS SELECT id, a FROM t1",
+        "CREATE VIEW v2 AS SELECT a FROM v1",
+        "ALTER TABLE t1 ADD COLUMN c int",
+        "ALTER TABLE t1 RENAME COLUMN a TO a2",
+        "ALTER TABLE t1 ALTER COLUMN b TYPE varchar(20)",
+        "ALTER TABLE t1 DROP COLUMN c",
+        "ALTER TABLE t1 RENAME TO t1_old",
+        "CREATE TABLE t1 (id int, secret text)",
+        "CREATE SCHEMA s2",
+        "CREATE TABLE s2.p (id int, k text) PARTITION BY LIST (k)",
+        "CREATE TABLE s2.p_a PARTITION OF s2.p FOR VALUES IN ('a')",
+        "ALTER SCHEMA s2 RENAME TO s3",
+        "CREATE FUNCTION f1(int) RETURNS int LANGUAGE sql AS 'SELECT $1'",
+        "CREATE OR REPLACE FUNCTION f1(int) RETURNS int LANGUAGE sql VOLATILE AS 'SELECT $1 + 1'",
+        "CREATE TYPE mood AS ENUM ('a', 'b')",
+        "CREATE TABLE t2 (m mood)",
+        "ALTER TYPE mood RENAME TO mood2",
+        "CREATE SEQUENCE sq",
+        "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t1",
+        "DROP VIEW v2",
+        "CREATE OR REPLACE VIEW v1 AS SELECT id, a2 AS a, b FROM t1_old",
+        "DROP FUNCTION f1(int)",
+        "DROP SCHEMA s3 CASCADE",
+        "BEGIN; CREATE TABLE t3 (x int); ALTER TABLE t3 ADD COLUMN y text; COMMIT",
+        "BEGIN; CREATE TABLE t4 (x int); ROLLBACK",
+        "DROP TABLE t1_old CASCADE",
+    ];
+    let mut catalog = Catalog::load(&client).await.unwrap();
+    for step in steps {
+        client.batch_execute(step).await.unwrap();
+        let t = std::time::Instant::now();
+        let incremental = catalog.refreshed(&client).await.unwrap();
+        let ti = t.elapsed();
+        let t = std::time::Instant::now();
+        let full = Catalog::load(&client).await.unwrap();
+        eprintln!("refresh {ti:?} full {:?}", t.elapsed());
+        let (a, b) = (summary(&incremental), summary(&full));
+        assert_eq!(a.0, b.0, "schemas after `{step}`");
+        let missing: Vec<_> = b.1.iter().filter(|r| !a.1.contains(r)).collect();
+        let extra: Vec<_> = a.1.iter().filter(|r| !b.1.contains(r)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "relations after `{step}`: missing {missing:#?}, stale {extra:#?}"
+        );
+        assert_eq!(a.2, b.2, "functions after `{step}`");
+        catalog = incremental;
+    }
+}
+
+/// Function, aggregate and operator definitions pass; what would run a
+/// function pgveil cannot see being called is refused, naming the rule.
+#[tokio::test]
+async fn server_code_definitions() {
+    let s = dev().await;
+    ok(
+        &s,
+        "CREATE FUNCTION sc_double(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'",
+    )
+    .await;
+    ok(
+        &s,
+        "CREATE OR REPLACE FUNCTION sc_double(int) RETURNS int LANGUAGE sql AS 'SELECT $1 + $1'",
+    )
+    .await;
+    ok(
+        &s,
+        "CREATE AGGREGATE sc_sum(int) (sfunc = int4pl, stype = int)",
+    )
+    .await;
+    ok(&s, "ALTER FUNCTION sc_double(int) IMMUTABLE").await;
+    // Calls stay blocked: their bodies are not analysed.
+    refused(
+        &s,
+        "SELECT sc_double(id) FROM customers",
+        "user-defined-function",
+    )
+    .await;
+    refused(
+        &s,
+        "SELECT sc_sum(id) FROM customers",
+        "user-defined-function",
+    )
+    .await;
+    refused(&s, "CALL sc_proc()", "user-defined-function").await;
+    // The allowed function is callable, and cannot be redefined, overloaded
+    // or replaced by a rename.
+    let text = ok(&s, "SELECT safe_len(branch) FROM customers WHERE id = 1").await;
+    assert!(text.contains('8'), "{text}");
+    let text = refused(
+        &s,
+        "CREATE OR REPLACE FUNCTION safe_len(text) RETURNS int LANGUAGE sql AS 'SELECT 0'",
+        "allowed-function-definition",
+    )
+    .await;
+    assert!(text.contains("functions.allow"), "{text}");
+    refused(
+        &s,
+        "CREATE FUNCTION public.safe_len(varchar) RETURNS int LANGUAGE sql AS 'SELECT 0'",
+        "allowed-function-definition",
+    )
+    .await;
+    refused(
+        &s,
+        "ALTER FUNCTION sc_double(int) RENAME TO safe_len",
+        "allowed-function-definition",
+    )
+    .await;
+    // A user function named like a built-in may win PostgreSQL's overload
+    // resolution (varchar argument): the call counts as the user function.
+    ok(
+        &s,
+        "CREATE FUNCTION lower(varchar) RETURNS text LANGUAGE sql AS 'SELECT $1::text'",
+    )
+    .await;
+    refused(
+        &s,
+        "SELECT lower(id_number) FROM customers",
+        "user-defined-function",
+    )
+    .await;
+    ok(&s, "DROP FUNCTION lower(varchar)").await;
+    ok(&s, "SELECT lower(branch) FROM customers").await;
+    // Implicit invocation paths: only built-in or allowed functions.
+    for (sql, what) in [
+        ("CREATE TABLE sc_t1 (id int, v text DEFAULT not_allowed('x'))", "column default"),
+        ("CREATE TABLE sc_t2 (id int, v text CHECK (not_allowed(v) <> ''))", "check"),
+        ("CREATE TABLE sc_t3 (v text, w text GENERATED ALWAYS AS (not_allowed(v)) STORED)", "generated column"),
+        ("CREATE DOMAIN sc_d AS text CHECK (not_allowed(VALUE) <> '')", "domain"),
+        ("CREATE INDEX ON customers (not_allowed(branch))", "index expression"),
+        ("CREATE TRIGGER sc_tr BEFORE INSERT ON audit_trail FOR EACH ROW EXECUTE FUNCTION trig()", "trigger"),
+        ("CREATE OPERATOR - (RIGHTARG = text, FUNCTION = not_allowed)", "operator"),
+        ("ALTER TABLE audit_trail ADD COLUMN sc text DEFAULT not_allowed('x')", "added column default"),
+    ] {
+        let text = refused(&s, sql, "user-defined-function").await;
+        assert!(text.contains("functions.allow") || text.contains("list the function"), "{what}: {text}");
+    }
+    // Built-in functions on those paths are fine.
+    ok(&s, "CREATE TABLE sc_ok (id serial, at timestamptz DEFAULT now(), v text CHECK (length(v) < 10), \
+              w int GENERATED ALWAYS AS (length(v)) STORED)").await;
+    ok(&s, "CREATE INDEX ON sc_ok (lower(v))").await;
+    ok(
+        &s,
+        "CREATE TABLE sc_allowed (v text, n int DEFAULT safe_len('abc'))",
+    )
+    .await;
+    refused(
+        &s,
+        "CREATE RULE sc_r AS ON INSERT TO sc_ok DO ALSO NOTIFY sc",
+        "server-side-code",
+    )
+    .await;
+    s.finish();
+}
+
+/// Statements that change the schema without moving data pass; TRUNCATE is
+/// a write; search_path changes are followed; temp views can be replaced.
+#[tokio::test]
+async fn schema_statements_without_data_flow() {
+    let s = dev().await;
+    for sql in [
+        "CREATE TABLE sk_t (id int, v text)",
+        "CREATE DOMAIN sk_d AS int CHECK (VALUE > 0)",
+        "DROP DOMAIN sk_d",
+        "ALTER TABLE sk_t ENABLE ROW LEVEL SECURITY",
+        "CREATE POLICY sk_p ON sk_t USING (id > 0)",
+        "DROP POLICY sk_p ON sk_t",
+        "CREATE RULE sk_r AS ON UPDATE TO sk_t DO INSTEAD NOTHING",
+        "DROP RULE sk_r ON sk_t",
+        "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC",
+        "INSERT INTO sk_t VALUES (1, 'a')",
+        "TRUNCATE sk_t",
+        "TRUNCATE sk_t RESTART IDENTITY CASCADE",
+    ] {
+        if sql.starts_with("CREATE RULE") {
+            // Rules stay refused (their actions run unseen); make one directly.
+            cluster()
+                .psql_super_db(
+                    "bank",
+                    "CREATE RULE sk_r AS ON UPDATE TO sk_t DO INSTEAD NOTHING",
+                )
+                .unwrap();
+            continue;
+        }
+        ok(&s, sql).await;
+    }
+    let text = ok(&s, "SELECT count(*) FROM sk_t").await;
+    assert!(text.contains('0'), "{text}");
+    // Operator families need a superuser: the server's answer comes back.
+    let (created, text) = s.visible("CREATE OPERATOR FAMILY sk_f USING btree").await;
+    assert!(!created && text.contains("must be superuser"), "{text}");
+    // CREATE ROLE needs the privilege: the server's own answer comes back.
+    let (created, text) = s.visible("CREATE ROLE sk_role").await;
+    assert!(
+        !created && text.contains("42501") && !text.contains("pgveil"),
+        "{text}"
+    );
+    s.finish();
+}
+
+/// A migration in one transaction, as Django, Rails, Alembic and Flyway run
+/// them: every statement after the DDL works, and a column the policy
+/// protects is masked from the moment the transaction creates it.
+#[tokio::test]
+async fn migration_in_a_transaction() {
+    let s = dev().await;
+    ok(&s, "BEGIN").await;
+    ok(
+        &s,
+        "CREATE TABLE mig_accounts (id serial PRIMARY KEY, secret text, note text)",
+    )
+    .await;
+    ok(
+        &s,
+        &format!("INSERT INTO mig_accounts (secret, note) VALUES ('{MOBILE}', 'first')"),
+    )
+    .await;
+    let text = ok(&s, "SELECT * FROM mig_accounts").await;
+    assert!(text.contains("first") && text.contains("****"), "{text}");
+    ok(
+        &s,
+        "ALTER TABLE mig_accounts ADD COLUMN extra int DEFAULT 7",
+    )
+    .await;
+    let text = ok(&s, "SELECT extra, note FROM mig_accounts").await;
+    assert!(text.contains('7') && text.contains("first"), "{text}");
+    ok(
+        &s,
+        "CREATE VIEW mig_view AS SELECT id, secret AS s FROM mig_accounts",
+    )
+    .await;
+    let text = ok(&s, "SELECT s FROM mig_view").await;
+    assert!(text.contains("****"), "{text}");
+    // A savepoint rolled back undoes its DDL for pgveil too.
+    ok(&s, "SAVEPOINT a").await;
+    ok(&s, "ALTER TABLE mig_accounts RENAME COLUMN note TO note2").await;
+    ok(&s, "SELECT note2 FROM mig_accounts").await;
+    ok(&s, "ROLLBACK TO SAVEPOINT a").await;
+    let text = ok(&s, "SELECT note FROM mig_accounts").await;
+    assert!(text.contains("first"), "{text}");
+    // Extended protocol (tokio-postgres prepares every statement).
+    s.c.execute("ALTER TABLE mig_accounts ADD COLUMN e2 int", &[])
+        .await
+        .unwrap();
+    let rows =
+        s.c.query("SELECT secret, e2 FROM mig_accounts", &[])
+            .await
+            .unwrap();
+    let secret: String = rows[0].get(0);
+    assert_ne!(secret, MOBILE);
+    // DDL and a read of what it changed in one query string: the read is
+    // planned before the DDL runs, so it is refused (and nothing runs).
+    refused(
+        &s,
+        "ALTER TABLE mig_accounts ADD COLUMN e3 int; SELECT secret FROM mig_accounts",
+        "uncommitted-ddl",
+    )
+    .await;
+    ok(&s, "ROLLBACK").await;
+    // After ROLLBACK the table is gone for pgveil too.
+    let (ran, text) = s.visible("SELECT * FROM mig_accounts").await;
+    assert!(!ran, "{text}");
+    // The same migration committed; another session sees it masked.
+    for sql in [
+        "BEGIN",
+        "CREATE TABLE mig_accounts (id serial PRIMARY KEY, secret text, note text)",
+        &format!("INSERT INTO mig_accounts (secret, note) VALUES ('{ID_NUMBER}', 'kept')"),
+        "COMMIT",
+    ] {
+        ok(&s, sql).await;
+    }
+    let other = dev().await;
+    let text = ok(&other, "SELECT secret, note FROM mig_accounts").await;
+    assert!(text.contains("kept") && text.contains("****"), "{text}");
+    // A generated column would copy a protected column of a table the
+    // policy names before it exists into an unprotected one.
+    refused(
+        &s,
+        "CREATE TABLE mig_gen (secret text, l int GENERATED ALWAYS AS (length(secret)) STORED)",
+        "public.mig_gen.secret default",
+    )
+    .await;
+    s.finish();
+    other.finish();
+}
+
+/// An object swapped inside a transaction is read with its new lineage.
+#[tokio::test]
+async fn swapped_objects_in_a_transaction_stay_masked() {
+    let s = dev().await;
+    ok(&s, "CREATE TABLE sw_t (id int, m text)").await;
+    ok(&s, "INSERT INTO sw_t VALUES (1, 'plain')").await;
+    ok(&s, "BEGIN").await;
+    ok(&s, "ALTER TABLE sw_t RENAME TO sw_t_old").await;
+    ok(
+        &s,
+        "CREATE VIEW sw_t AS SELECT id, mobile AS m FROM customers",
+    )
+    .await;
+    let text = ok(&s, "SELECT m FROM sw_t WHERE id = 1").await;
+    assert!(text.contains("****"), "{text}");
+    ok(&s, "ROLLBACK").await;
+    let text = ok(&s, "SELECT m FROM sw_t").await;
+    assert!(text.contains("plain"), "{text}");
+    s.finish();
+}
