@@ -71,6 +71,7 @@ fn bench(c: &mut Criterion) {
             filter: FilterRight::Equality,
             rule: "bench".into(),
             class: None,
+            max_candidates: 100,
         },
     );
     let policy = MaskedRole(decisions);

@@ -33,7 +33,7 @@ fn explain_prints_lineage_of_each_output_column() {
     );
     assert!(out.contains("public.customers.phone (Copy)"), "{out}");
     assert!(
-        out.contains("use public.customers.id in JOIN (Equality)"),
+        out.contains("use public.customers.id in JOIN (Join with public.customer_contacts.id"),
         "{out}"
     );
 }

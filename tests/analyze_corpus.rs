@@ -29,6 +29,7 @@ fn mask(id: usize, name: &str, filter: FilterRight, rule: &str) -> ColumnDecisio
         filter,
         rule: rule.to_owned(),
         class: Some("C3".into()),
+        max_candidates: 100,
     }
 }
 
@@ -38,6 +39,7 @@ fn allow(rule: &str) -> ColumnDecision {
         filter: FilterRight::Allow,
         rule: rule.to_owned(),
         class: None,
+        max_candidates: 100,
     }
 }
 
@@ -47,6 +49,7 @@ fn deny(rule: &str) -> ColumnDecision {
         filter: FilterRight::Deny,
         rule: rule.to_owned(),
         class: None,
+        max_candidates: 100,
     }
 }
 

@@ -21,6 +21,7 @@ impl PolicyView for IdNumberMasked {
             filter: FilterRight::Equality,
             rule: "parse-rate".into(),
             class: None,
+            max_candidates: 100,
         })
     }
     fn table_denied(&self, _: &str, _: &str) -> Option<String> {

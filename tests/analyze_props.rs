@@ -27,6 +27,7 @@ impl PolicyView for CallCenter {
             filter: FilterRight::Equality,
             rule: format!("rule {mask_id}"),
             class: None,
+            max_candidates: 100,
         })
     }
     fn table_denied(&self, _: &str, _: &str) -> Option<String> {

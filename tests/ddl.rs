@@ -23,7 +23,8 @@ fn setup() -> &'static Proxy {
                 "CREATE FUNCTION safe_len(text) RETURNS int LANGUAGE sql AS 'SELECT length($1)';
                  CREATE FUNCTION not_allowed(text) RETURNS text LANGUAGE sql AS 'SELECT $1';
                  CREATE FUNCTION trig() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
-                 CREATE PROCEDURE sc_proc() LANGUAGE sql AS 'SELECT 1';",
+                 CREATE PROCEDURE sc_proc() LANGUAGE sql AS 'SELECT 1';
+                 GRANT CREATE ON DATABASE bank TO dev;",
             )
             .unwrap();
         bank::start_proxy(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ddl"))
@@ -408,5 +409,71 @@ async fn swapped_objects_in_a_transaction_stay_masked() {
     ok(&s, "ROLLBACK").await;
     let text = ok(&s, "SELECT m FROM sw_t").await;
     assert!(text.contains("plain"), "{text}");
+    s.finish();
+}
+
+/// pg_stat_activity and pg_prepared_xacts are readable (drivers' test
+/// teardowns, two-phase commit); only the statement texts of pg_stat_activity
+/// stay out of reach.
+#[tokio::test]
+async fn activity_and_prepared_transactions() {
+    let s = dev().await;
+    let text = ok(
+        &s,
+        "SELECT pid, state, datname FROM pg_stat_activity WHERE datname = current_database()",
+    )
+    .await;
+    assert!(text.contains("bank"), "{text}");
+    ok(&s, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'nobody' AND pid <> pg_backend_pid()").await;
+    ok(&s, "SELECT gid, owner FROM pg_prepared_xacts").await;
+    ok(&s, "SELECT * FROM pg_prepared_xacts").await;
+    for sql in [
+        "SELECT * FROM pg_stat_activity",
+        "SELECT query FROM pg_stat_activity",
+        "SELECT pid FROM pg_stat_activity WHERE query LIKE '%1398%'",
+        "SELECT row_to_json(a) FROM pg_stat_activity a",
+    ] {
+        let text = refused(&s, sql, "sensitive-system-catalog").await;
+        assert!(
+            text.contains("pg_stat_activity.query") || text.contains("pg_stat_activity"),
+            "{text}"
+        );
+    }
+    s.finish();
+}
+
+/// SET search_path is allowed and followed: pgveil asks the server for the
+/// new value before it plans the next statement.
+#[tokio::test]
+async fn search_path_changes_are_followed() {
+    let s = dev().await;
+    ok(&s, "CREATE SCHEMA sp_s").await;
+    ok(&s, "CREATE TABLE sp_s.customers (id int, mobile text)").await;
+    ok(&s, "INSERT INTO sp_s.customers VALUES (1, 'not-protected')").await;
+    ok(&s, "SET search_path = sp_s, public").await;
+    let text = ok(&s, "SELECT mobile FROM customers WHERE id = 1").await;
+    assert!(text.contains("not-protected"), "{text}");
+    ok(&s, "SET search_path = public").await;
+    let text = ok(&s, "SELECT mobile FROM customers WHERE id = 1").await;
+    assert!(text.contains("****"), "{text}");
+    // SET LOCAL ends with its transaction.
+    ok(&s, "BEGIN").await;
+    ok(&s, "SET LOCAL search_path = sp_s").await;
+    let text = ok(&s, "SELECT mobile FROM customers WHERE id = 1").await;
+    assert!(text.contains("not-protected"), "{text}");
+    ok(&s, "COMMIT").await;
+    let text = ok(&s, "SELECT mobile FROM customers WHERE id = 1").await;
+    assert!(text.contains("****"), "{text}");
+    // In the same query string the next statement would be planned with
+    // the old path: refused.
+    refused(
+        &s,
+        "SET search_path = sp_s, public; SELECT mobile FROM customers",
+        "search-path-change",
+    )
+    .await;
+    ok(&s, "RESET search_path").await;
+    let text = ok(&s, "SELECT mobile FROM customers WHERE id = 1").await;
+    assert!(text.contains("****"), "{text}");
     s.finish();
 }

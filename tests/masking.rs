@@ -615,3 +615,127 @@ async fn masked_roles_see_the_real_backend_pid() {
     let got = raw.query("NOTIFY pid_check, 'mine'");
     assert_eq!(Raw::notification_pid(&got), Some(pid), "{got:?}");
 }
+
+/// In the extended protocol the server ignores the Sync that follows a
+/// COPY FROM STDIN's Execute: pgveil's pairing must follow, or the next
+/// statements' results are paired with the wrong requests (rows withheld,
+/// pgveil's own RowDescription reaching the client).
+#[tokio::test]
+async fn copy_from_stdin_in_the_extended_protocol_keeps_the_session_in_step() {
+    use futures::SinkExt;
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let c = as_role("dev").await;
+    c.batch_execute("CREATE TEMP TABLE landing (id int, note text)")
+        .await
+        .unwrap();
+    let masked_mobile = || async {
+        let rows = c
+            .query("SELECT id, mobile FROM customers WHERE id = $1", &[&1i32])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        rows[0].get::<_, String>(1)
+    };
+    let before = masked_mobile().await;
+    assert_ne!(before, MOBILE);
+    for round in 0..3 {
+        // Text format.
+        let sink = c
+            .copy_in("COPY landing FROM STDIN WITH (FORMAT csv)")
+            .await
+            .unwrap();
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::from(format!(
+            "{round},\"text {round}\"\n1{round},x\n"
+        )))
+        .await
+        .unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 2);
+        // Binary format.
+        let sink = c
+            .copy_in("COPY landing (id, note) FROM STDIN (FORMAT binary)")
+            .await
+            .unwrap();
+        let writer = BinaryCopyInWriter::new(sink, &[Type::INT4, Type::TEXT]);
+        futures::pin_mut!(writer);
+        writer
+            .as_mut()
+            .write(&[&(100 + round), &"binary"])
+            .await
+            .unwrap();
+        assert_eq!(writer.finish().await.unwrap(), 1);
+        // The same connection goes on: rows masked, counts right.
+        assert_eq!(masked_mobile().await, before);
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM landing", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 3 * (round as i64 + 1));
+    }
+    // A COPY that fails on its data leaves the session usable too.
+    let sink = c
+        .copy_in("COPY landing FROM STDIN WITH (FORMAT csv)")
+        .await
+        .unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"not a number,x\n"))
+        .await
+        .unwrap();
+    let err = sink.finish().await.unwrap_err();
+    assert_eq!(code(&err), "22P02", "{err}");
+    assert_eq!(masked_mobile().await, before);
+    let (ok, text) = visible(&c, "SELECT count(*) FROM landing").await;
+    assert!(ok && text == "9", "{text}");
+}
+
+/// COPY FROM STDIN that fails at its Execute, before copy-in mode (no such
+/// table), or right after entering it (a view takes no COPY): one
+/// ReadyForQuery per exchange, and the session goes on. (tokio-postgres
+/// itself loses step after the first case, directly too, hence raw.)
+#[tokio::test]
+async fn copy_from_stdin_failing_at_its_start_keeps_the_session_in_step() {
+    use common::probe::{msg, Raw};
+    let mut raw = Raw::connect(setup(), common::DAVE_TRUST);
+    for (sql, code) in [
+        ("COPY no_such_landing FROM STDIN", "42P01"),
+        ("COPY customer_contacts FROM STDIN", "42809"),
+    ] {
+        let mut buf = Raw::parse("", sql);
+        buf.extend(Raw::bind("", "", 0));
+        buf.extend(Raw::execute("", 0));
+        buf.extend(Raw::sync());
+        raw.send(&buf);
+        let mut got = Vec::new();
+        loop {
+            let (t, b) = raw.read_msg();
+            got.push((t, b));
+            if matches!(t, b'Z' | b'E') {
+                break;
+            }
+        }
+        if got.last().map(|(t, _)| *t) == Some(b'E') {
+            // A client in copy-in mode ends it, then syncs.
+            if got.iter().any(|(t, _)| *t == b'G') {
+                raw.send(&msg(b'f', &common::probe::cstr("client gave up")));
+                raw.send(&Raw::sync());
+            }
+            got.extend(raw.read_until_ready());
+        }
+        let text = String::from_utf8_lossy(&common::probe::raw_bytes(&got)).to_string();
+        assert!(text.contains(code), "{sql}: {text}");
+        assert_eq!(
+            got.iter().filter(|(t, _)| *t == b'Z').count(),
+            1,
+            "{sql}: {got:?}"
+        );
+        // The next statement gets its own answer.
+        let next = raw.query("SELECT 41 + 1");
+        assert_eq!(
+            Raw::first_value(&next).as_deref(),
+            Some("42"),
+            "{sql}: {next:?}"
+        );
+    }
+}

@@ -927,3 +927,37 @@ async fn abrupt_disconnects_leak_no_session_or_backend() {
         p.metrics()
     );
 }
+
+/// After an extended-protocol COPY FROM STDIN (whose first Sync the server
+/// ignores), pgveil still sees the session go idle: the idle timeout closes
+/// it, as it closes any idle session.
+#[tokio::test]
+async fn sessions_go_idle_after_copy_from_stdin() {
+    use futures::SinkExt;
+    let p = Proxy::start(&["--idle-timeout", "1"]);
+    let (c, conn) =
+        tokio_postgres::connect(&p.conn_str(ALICE.0, ALICE.1, "app"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let closed = tokio::spawn(conn);
+    c.batch_execute("CREATE TEMP TABLE idle_copy (id int)")
+        .await
+        .unwrap();
+    let sink = c.copy_in("COPY idle_copy FROM STDIN").await.unwrap();
+    futures::pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"1\n2\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 2);
+    // The connection ends with pgveil's idle-session FATAL (bounded wait).
+    let end = tokio::time::timeout(Duration::from_secs(30), closed)
+        .await
+        .expect("the session never went idle")
+        .unwrap();
+    let err = end.unwrap_err();
+    assert_eq!(
+        err.as_db_error().map(|e| e.code().code()),
+        Some("57P05"),
+        "{err}"
+    );
+}

@@ -264,7 +264,8 @@ fn render_text(
         out.push_str(&format!("statement {}: {:?}\n", n + 1, statement.kind));
         for (i, output) in statement.analysis.outputs.iter().enumerate() {
             out.push_str(&format!("  [{i}] {}\n", output.name));
-            for (column, flow) in &output.sources {
+            let marker = crate::analyze::lineage::constant_source();
+            for (column, flow) in output.sources.iter().filter(|(c, _)| **c != marker) {
                 out.push_str(&format!(
                     "      <- {} ({:?}) {}\n",
                     display(column),
@@ -275,8 +276,14 @@ fn render_text(
         }
         let effects = &statement.analysis.effects;
         for u in &effects.uses {
+            let partners: Vec<String> = u.partners.iter().map(display).collect();
+            let with = if partners.is_empty() {
+                String::new()
+            } else {
+                format!(" with {}", partners.join(", "))
+            };
             out.push_str(&format!(
-                "  use {} in {} ({:?})\n",
+                "  use {} in {} ({:?}{with})\n",
                 display(&u.column),
                 u.clause.as_str(),
                 u.kind
@@ -336,7 +343,9 @@ fn render_json(
                     json!({
                         "index": i,
                         "name": o.name,
-                        "sources": o.sources.iter().map(|(c, f)| json!({
+                        "sources": o.sources.iter()
+                            .filter(|(c, _)| **c != crate::analyze::lineage::constant_source())
+                            .map(|(c, f)| json!({
                             "column": display(c),
                             "flow": format!("{f:?}").to_lowercase(),
                             "decision": decision_text(policy, c),

@@ -592,8 +592,12 @@ fn walk_statement(
                 temp_shadow_check(walker, &view.name, catalog, search_path);
             }
             // The view is analysed again whenever it is read; here only its
-            // filters count (a view is a stored oracle otherwise).
-            let _ = walker.query(&view.query);
+            // filters count (a view is a stored oracle otherwise). A
+            // materialized view stores its rows, like CREATE TABLE AS.
+            let outputs = walker.query(&view.query);
+            if view.materialized {
+                walker.store_outputs(&outputs, "CREATE MATERIALIZED VIEW");
+            }
             (K::Ddl, Vec::new())
         }
         Statement::AlterTable(alter) => {
@@ -743,12 +747,15 @@ fn walk_statement(
         | Statement::AlterType(_)
         | Statement::Comment { .. }
         | Statement::Grant(_)
-        | Statement::Revoke(_)
-        | Statement::RefreshMaterializedView(_) => {
+        | Statement::Revoke(_) => {
             // Schema changes that move no data; any function they name
             // (an operator class's support functions, say) must still be
             // one a role may run.
             attached_functions(walker, statement, "a schema object");
+            (K::Ddl, Vec::new())
+        }
+        Statement::RefreshMaterializedView(refresh) => {
+            walker.refresh_materialized_view(&refresh.name);
             (K::Ddl, Vec::new())
         }
         Statement::Lock(_) | Statement::Analyze(_) | Statement::Vacuum(_) => (K::Other, Vec::new()),
@@ -936,10 +943,9 @@ fn walk_set(walker: &mut Walker<'_>, set: &ast::Set) -> (StatementKind, Vec<Outp
                     other => vec![other.to_string()],
                 })
                 .collect();
+            // Allowed: the session reads the server's new value before it
+            // plans the next statement.
             walker.literal_sensitive = true;
-            walker
-                .effects
-                .hazard(HazardRule::SearchPath, "SET search_path");
             let schemas =
                 (!schemas.iter().any(|s| s.eq_ignore_ascii_case("default"))).then_some(schemas);
             return (StatementKind::SetSearchPath { schemas }, Vec::new());

@@ -63,9 +63,30 @@ fn block(
     })
 }
 
+/// An equi-join partner under the same protection: the same mask (or both
+/// clear) and itself comparable by equality. A partner the role sees more
+/// of, or an unprotected column (a table of generated candidates), would
+/// turn the join into an oracle.
+fn same_protection(decision: &ColumnDecision, partner: Option<&ColumnDecision>) -> bool {
+    let Some(partner) = partner else {
+        return false;
+    };
+    let same_action = match (&decision.action, &partner.action) {
+        (ColumnAction::Mask { mask_name: a, .. }, ColumnAction::Mask { mask_name: b, .. }) => {
+            a == b
+        }
+        (ColumnAction::Allow, ColumnAction::Allow) => true,
+        _ => false,
+    };
+    same_action && partner.filter != FilterRight::Deny
+}
+
 fn is_harmless(decision: &ColumnDecision) -> bool {
     matches!(decision.action, ColumnAction::Allow) && decision.filter == FilterRight::Allow
 }
+
+/// System columns holding statement texts (schema, relation, column).
+const QUERY_TEXT_COLUMNS: &[(&str, &str, &str)] = &[("pg_catalog", "pg_stat_activity", "query")];
 
 /// Derives the plan of one analysed statement for one role.
 pub(crate) fn derive(
@@ -80,6 +101,30 @@ pub(crate) fn derive(
         return judge_fallback(scan, catalog, policy);
     }
     let effects = &analysis.effects;
+    // Other sessions' statement texts can quote protected values; the rest
+    // of pg_stat_activity (pids, states, databases) cannot.
+    let query_text = analysis
+        .outputs
+        .iter()
+        .flat_map(|o| o.sources.keys())
+        .chain(effects.uses.iter().map(|u| &u.column))
+        .chain(effects.sinks.iter().map(|s| &s.source))
+        .find(|c| {
+            QUERY_TEXT_COLUMNS.iter().any(|(schema, table, column)| {
+                c.schema == *schema && c.table == *table && c.column == *column
+            })
+        });
+    if let Some(column) = query_text {
+        return block(
+            format!(
+                "{}.{}.{} carries other sessions' statement texts, which can quote protected values",
+                column.schema, column.table, column.column
+            ),
+            HazardRule::SensitiveCatalog.as_str(),
+            None,
+            "select the columns you need without it (pid, state, datname … are fine)",
+        );
+    }
     if let Some(hazard) = effects.hazards.iter().next() {
         let hint = match hazard.rule {
             HazardRule::UnknownName => {
@@ -149,12 +194,26 @@ pub(crate) fn derive(
         }
         let permitted = match decision.filter {
             FilterRight::Allow => true,
-            FilterRight::Equality => use_.kind == UseKind::Equality,
+            FilterRight::Equality => match use_.kind {
+                UseKind::Equality => true,
+                UseKind::Join => use_
+                    .partners
+                    .iter()
+                    .any(|p| same_protection(&decision, policy.column(p).as_ref())),
+                UseKind::General => false,
+            },
             FilterRight::Deny => false,
         };
         if !permitted {
-            let what = match decision.filter {
-                FilterRight::Equality => "only equality lookups (=, IN, equi-joins) are allowed",
+            let what = match (decision.filter, use_.kind) {
+                (FilterRight::Equality, UseKind::Join) => {
+                    "equi-joins are allowed only with a column under the same protection"
+                }
+                (FilterRight::Equality, _) => {
+                    "only comparisons with constants (=, IN with literals or parameters) \
+                     and equi-joins with a column under the same protection are allowed; \
+                     generated or computed candidates are not"
+                }
                 _ => "filtering, joining, grouping or ordering by it is not allowed",
             };
             return block(
@@ -166,6 +225,24 @@ pub(crate) fn derive(
                 decision.rule,
                 Some(&use_.column),
                 "compare the column with = or IN, or drop that clause",
+            );
+        }
+    }
+    for (column, count) in &effects.candidates {
+        let Some(decision) = policy.column(column) else {
+            continue;
+        };
+        if decision.filter == FilterRight::Equality && *count > decision.max_candidates {
+            return block(
+                format!(
+                    "protected column {} is compared with {count} constants; this role may \
+                     compare it with at most {} per statement",
+                    display(column),
+                    decision.max_candidates
+                ),
+                decision.rule,
+                Some(column),
+                "look up fewer values per statement, or ask the DBA to raise max_candidates",
             );
         }
     }

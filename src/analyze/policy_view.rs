@@ -44,7 +44,13 @@ pub struct ColumnDecision {
     pub rule: String,
     /// Free classification label (`C2`, `PCI` ...), for metrics and audit.
     pub class: Option<String>,
+    /// With `FilterRight::Equality`: how many constants one statement may
+    /// compare the column with (`IN` lists, `= ANY(ARRAY[…])`, OR chains).
+    pub max_candidates: usize,
 }
+
+/// `max_candidates` when the policy does not say.
+pub const DEFAULT_MAX_CANDIDATES: usize = 100;
 
 /// One login role's view of the compiled policy.
 pub trait PolicyView: Send + Sync {

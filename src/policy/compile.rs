@@ -12,7 +12,9 @@ use super::error::{PolicyError, PolicyErrors, Problem, SourceLocation};
 use super::model::{DefaultAction, Filter, MaskSpec, RuleAction};
 use super::role::{RoleMembership, RolePolicy};
 use super::source::{closest, SourceFile};
-use crate::analyze::policy_view::{ColumnAction, FilterRight, QualifiedColumn};
+use crate::analyze::policy_view::{
+    ColumnAction, FilterRight, QualifiedColumn, DEFAULT_MAX_CANDIDATES,
+};
 use crate::mask::{self, ArgValue, KeyRing, Mask, MaskError};
 
 /// Where the bytes of the keys named in `keys:` come from.
@@ -34,6 +36,7 @@ const PLACEHOLDER_KEY: &[u8; 32] = b"pgveil-check-placeholder-key-32b";
 pub(crate) struct Outcome {
     pub action: ColumnAction,
     pub filter: FilterRight,
+    pub max_candidates: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -402,9 +405,11 @@ impl Compiler {
         let Some(default_action) = default_action else {
             return;
         };
+        let default_candidates = column.max_candidates.unwrap_or(DEFAULT_MAX_CANDIDATES);
         let default = Outcome {
             filter: filter_right(column.filter, &default_action),
             action: default_action,
+            max_candidates: default_candidates,
         };
         let mut rules = Vec::new();
         for (i, rule) in column.rules.iter().enumerate() {
@@ -448,6 +453,7 @@ impl Compiler {
                 outcome: Outcome {
                     filter: filter_right(rule.filter, &action),
                     action,
+                    max_candidates: rule.max_candidates.unwrap_or(default_candidates),
                 },
             });
         }

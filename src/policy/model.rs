@@ -54,6 +54,10 @@ pub struct ColumnPolicy {
     /// select list. Defaults to `deny`.
     #[serde(default)]
     pub filter: Option<Filter>,
+    /// With `filter: equality`: how many constants one statement may compare
+    /// the column with (IN lists, `= ANY(ARRAY[…])`, OR chains). Default 100.
+    #[serde(default)]
+    pub max_candidates: Option<usize>,
     /// Tried in order; the first rule whose roles match wins.
     #[serde(default)]
     pub rules: Vec<RulePolicy>,
@@ -78,6 +82,11 @@ pub struct RulePolicy {
     /// Defaults to `deny`.
     #[serde(default)]
     pub filter: Option<Filter>,
+    /// With `filter: equality`: how many constants one statement may compare
+    /// the column with (IN lists, `= ANY(ARRAY[…])`, OR chains). Defaults
+    /// to the column's `max_candidates`, else 100.
+    #[serde(default)]
+    pub max_candidates: Option<usize>,
 }
 
 /// The only default action a column may have besides a mask.
@@ -105,7 +114,9 @@ pub enum RuleAction {
 pub enum Filter {
     /// Any such use is rejected.
     Deny,
-    /// `=` and `IN` lookups and equi-joins only.
+    /// `=` and `IN` comparisons with constants the caller supplies
+    /// (literals, bind parameters; at most `max_candidates` per statement)
+    /// and equi-joins with a column under the same protection.
     Equality,
     /// Any use.
     Allow,

@@ -190,6 +190,7 @@ impl RolePolicy {
                     filter: outcome.filter,
                     rule,
                     class: column.class.clone(),
+                    max_candidates: outcome.max_candidates,
                 },
             );
         }

@@ -92,6 +92,12 @@ struct Conversation {
     awaiting_ready: u32,
     /// Extended-protocol messages sent since the last Sync.
     unsynced: bool,
+    /// Syncs counted since the client's last Execute.
+    syncs_since_execute: u32,
+    /// The last statement came in a simple Query (not an Execute).
+    simple: bool,
+    /// The server is reading COPY data: it ignores the client's Syncs.
+    copy_in: bool,
 }
 
 impl Conversation {
@@ -100,21 +106,44 @@ impl Conversation {
             tx_status: b'I',
             awaiting_ready: 0,
             unsynced: false,
+            syncs_since_execute: 0,
+            simple: false,
+            copy_in: false,
         }
     }
 
     fn client_sent(&mut self, ty: u8) {
         match ty {
+            b'S' if self.copy_in => {}
             b'Q' | b'S' | b'F' => {
                 self.awaiting_ready += 1;
+                self.simple = ty == b'Q';
                 if ty == b'S' {
                     self.unsynced = false;
+                    self.syncs_since_execute += 1;
                 }
             }
+            b'E' => {
+                self.unsynced = true;
+                self.syncs_since_execute = 0;
+            }
             // Extended-protocol messages; COPY data and Flush are not.
-            b'P' | b'B' | b'D' | b'E' | b'C' => self.unsynced = true,
+            b'P' | b'B' | b'D' | b'C' => self.unsynced = true,
+            b'c' | b'f' => self.copy_in = false,
             _ => {}
         }
+    }
+
+    /// CopyInResponse: a Sync sent after the COPY's Execute is read in
+    /// copy-in mode and answered by nothing. (If the COPY then fails before
+    /// the server read it, one ReadyForQuery more arrives than counted; the
+    /// count saturates at zero, so the session still goes idle.)
+    fn server_copy_in(&mut self) {
+        if !self.simple {
+            self.awaiting_ready = self.awaiting_ready.saturating_sub(self.syncs_since_execute);
+            self.syncs_since_execute = 0;
+        }
+        self.copy_in = true;
     }
 
     fn server_ready(&mut self, status: u8) {
@@ -264,6 +293,14 @@ pub async fn relay(
                                     g.server_message(msg, &mut out);
                                 }
                                 report(metrics, &mut tally, g.tally);
+                                // Client messages that waited for this answer.
+                                if !g.to_server.is_empty() {
+                                    let released = g.to_server.split();
+                                    to_server.inc_by(released.len() as u64);
+                                    if server.write_all(&released).await.is_err() {
+                                        return upstream_gone(&mut client, upstream_sent_fatal).await;
+                                    }
+                                }
                                 // Committed DDL: drop the shared catalog now,
                                 // before the client (or anyone) reads again.
                                 if g.effects.catalog_stale {
@@ -355,6 +392,17 @@ impl Masking {
         early: &mut BytesMut,
     ) -> Result<(), ProxyError> {
         let version = rt.store.current().version();
+        // The session's search_path may have been changed or undone on the
+        // server.
+        let unsure = self.guard.as_ref().is_some_and(|g| g.search_path_unsure());
+        if unsure && state.is_between_statements() {
+            let path = probe_search_path(server, sbuf, &self.user, early)
+                .await
+                .map_err(|m| ProxyError::fatal("08006", m))?;
+            if let Some(g) = &mut self.guard {
+                g.set_search_path(path, state.tx_status == b'I');
+            }
+        }
         // This session's own transaction holds uncommitted DDL: read what
         // changed over its own connection (which sees it), on top of the
         // shared catalog as last read. The shared catalog itself is not
@@ -385,16 +433,6 @@ impl Masking {
         }
         if self.policy_version != Some(version) || catalog_stale || rt.memberships.is_stale() {
             self.refresh(rt, state, server, sbuf, early).await?;
-        }
-        // The session's search_path may have been undone on the server.
-        let unsure = self.guard.as_ref().is_some_and(|g| g.search_path_unsure());
-        if unsure && state.is_between_statements() {
-            let path = probe_search_path(server, sbuf, &self.user, early)
-                .await
-                .map_err(|m| ProxyError::fatal("08006", m))?;
-            if let Some(g) = &mut self.guard {
-                g.set_search_path(path, state.tx_status == b'I');
-            }
         }
         // After this session's own DDL, its temporary relations are read
         // over its own connection (pgveil's catalog connection cannot see
@@ -778,7 +816,10 @@ fn frame_server(
                 let msg = &sbuf[end..end + len];
                 match msg[0] {
                     b'Z' if len == 6 => state.server_ready(msg[5]),
+                    b'G' => state.server_copy_in(),
+                    b'C' => state.copy_in = false,
                     b'E' => {
+                        state.copy_in = false;
                         let (_, severity) = codec::error_fields(msg);
                         if matches!(severity.as_deref(), Some("FATAL") | Some("PANIC")) {
                             *sent_fatal = true;

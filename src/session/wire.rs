@@ -141,6 +141,11 @@ pub fn encode_close(out: &mut BytesMut, kind: u8, name: &[u8]) {
     });
 }
 
+/// Flush: the server sends what it has buffered, and answers nothing.
+pub fn encode_flush(out: &mut BytesMut) {
+    message(out, b'H', |_| {});
+}
+
 pub fn encode_describe(out: &mut BytesMut, kind: u8, name: &[u8]) {
     message(out, b'D', |o| {
         o.put_u8(kind);

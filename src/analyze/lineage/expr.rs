@@ -9,8 +9,8 @@ use sqlparser::ast::{self, Expr};
 use crate::analyze::builtins;
 
 use super::{
-    as_derived, ident_name, merge_into, object_name_parts, truncate, Clause, Guard, HazardRule,
-    Sources, Walker,
+    as_derived, ident_name, merge_alternative, merge_into, object_name_parts, truncate, Clause,
+    Flow, Guard, HazardRule, Operand, Sources, Walker,
 };
 
 impl Walker<'_> {
@@ -30,16 +30,10 @@ impl Walker<'_> {
             Expr::BinaryOp { left, op, right }
                 if matches!(op, Op::Eq | Op::NotEq | Op::Spaceship) =>
             {
-                let l = self.expr(left);
-                let r = self.expr(right);
-                self.use_sources(&l, true);
-                self.use_sources(&r, true);
+                self.compare_both(left, right)
             }
             Expr::IsDistinctFrom(left, right) | Expr::IsNotDistinctFrom(left, right) => {
-                let l = self.expr(left);
-                let r = self.expr(right);
-                self.use_sources(&l, true);
-                self.use_sources(&r, true);
+                self.compare_both(left, right)
             }
             Expr::In {
                 expr: lhs,
@@ -48,23 +42,30 @@ impl Walker<'_> {
                 global: _,
             } => {
                 let l = self.expr(lhs);
-                self.use_sources(&l, true);
+                let lo = self.operand(lhs, &l);
                 match target {
                     ast::InTarget::List(list) => {
                         for item in list {
                             let s = self.expr(item);
-                            self.use_sources(&s, true);
+                            let io = self.operand(item, &s);
+                            self.compare(&l, &io);
+                            self.compare(&s, &lo);
                         }
                     }
                     ast::InTarget::Subquery(query) => {
                         let outputs = self.query(query);
-                        for out in &outputs {
-                            self.use_sources(&out.sources, true);
-                        }
+                        let sources = outputs.first().map(|o| o.sources.clone());
+                        let sources = sources.unwrap_or_default();
+                        // Rows of a query are candidates only when they are
+                        // a pure copy of columns (a semi-join).
+                        let so = self.subquery_operand(&sources);
+                        self.compare(&l, &so);
+                        self.compare(&sources, &lo);
                     }
                     ast::InTarget::Unnest(e) => {
                         let s = self.expr(e);
-                        self.use_sources(&s, true);
+                        self.compare(&l, &Operand::Computed);
+                        self.use_sources(&s, false);
                     }
                     ast::InTarget::Table { .. } => {
                         self.hazard(HazardRule::Unanalysable, "IN table");
@@ -79,8 +80,10 @@ impl Walker<'_> {
             } if matches!(compare_op, Op::Eq) => {
                 let l = self.expr(left);
                 let r = self.expr(right);
-                self.use_sources(&l, true);
-                self.use_sources(&r, true);
+                let ro = self.array_operand(right, &r);
+                let lo = self.operand(left, &l);
+                self.compare(&l, &ro);
+                self.compare(&r, &lo);
             }
             Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
                 let s = self.expr(inner);
@@ -209,17 +212,22 @@ impl Walker<'_> {
                         Some(op) => {
                             let op = op.clone();
                             let v = self.expr(&when.condition);
-                            self.use_sources(&op, true);
-                            self.use_sources(&v, true);
+                            let vo = self.operand(&when.condition, &v);
+                            self.compare(&op, &vo);
+                            let oo = match operand.as_deref() {
+                                Some(o) => self.operand(o, &op),
+                                None => Operand::Computed,
+                            };
+                            self.compare(&v, &oo);
                         }
                         None => self.predicate(&when.condition),
                     }
                     let r = self.expr(&when.result);
-                    merge_into(&mut result, &r);
+                    merge_alternative(&mut result, &r);
                 }
                 if let Some(else_result) = else_result {
                     let r = self.expr(else_result);
-                    merge_into(&mut result, &r);
+                    merge_alternative(&mut result, &r);
                 }
                 result
             }
@@ -466,4 +474,61 @@ impl Walker<'_> {
             _ => CastTarget::Computed,
         }
     }
+}
+
+impl Walker<'_> {
+    /// The other side of `= ANY(…)`: an ARRAY of constants or an array
+    /// literal counts its elements; a subquery is a semi-join.
+    fn array_operand(&mut self, expr: &Expr, sources: &Sources) -> Operand {
+        match expr {
+            Expr::Nested(inner) => self.array_operand(inner, sources),
+            Expr::Array(ast::Array { elem, .. }) if elem.iter().all(is_constant_item) => {
+                Operand::Constants(elem.len().max(1))
+            }
+            Expr::Cast { expr: inner, .. } => match inner.as_ref() {
+                Expr::Value(v) => self.array_literal_operand(&v.value),
+                _ => Operand::Computed,
+            },
+            // A bind parameter holding an array (`= ANY($1)`, as ORMs send
+            // IN lists): caller-supplied constants, counted as one here;
+            // its length is only known at Bind.
+            Expr::Value(ast::ValueWithSpan {
+                value: ast::Value::Placeholder(_),
+                ..
+            }) => Operand::Constants(1),
+            Expr::Value(v) => self.array_literal_operand(&v.value),
+            Expr::Subquery(_) => self.subquery_operand(sources),
+            _ => Operand::Computed,
+        }
+    }
+
+    /// `'{a,b,c}'`: at most one candidate per comma plus one.
+    fn array_literal_operand(&mut self, value: &ast::Value) -> Operand {
+        match value {
+            ast::Value::SingleQuotedString(text) | ast::Value::EscapedStringLiteral(text) => {
+                // The decision depends on this literal's text.
+                self.literal_sensitive = true;
+                Operand::Constants(text.matches(',').count() + 1)
+            }
+            _ => Operand::Computed,
+        }
+    }
+
+    /// Rows of a subquery compared with a column: candidates only when they
+    /// are a pure copy of columns.
+    pub(super) fn subquery_operand(&self, sources: &Sources) -> Operand {
+        let pure_copy = !sources.is_empty()
+            && sources
+                .iter()
+                .all(|(c, f)| *f == Flow::Copy && *c != super::constant_source());
+        if pure_copy {
+            Operand::Columns(sources.keys().cloned().collect())
+        } else {
+            Operand::Computed
+        }
+    }
+}
+
+fn is_constant_item(expr: &Expr) -> bool {
+    super::is_constant(expr)
 }

@@ -23,10 +23,8 @@ pub const SENSITIVE_SYSTEM_RELATIONS: &[&str] = &[
     "pg_stats_ext_exprs",
     "pg_statistic",
     "pg_statistic_ext_data",
-    "pg_stat_activity",
     "pg_stat_statements",
     "pg_largeobject",
-    "pg_prepared_xacts",
 ];
 
 impl Walker<'_> {
@@ -98,12 +96,26 @@ impl Walker<'_> {
         let mut merged = Vec::new();
         for name in names {
             let mut sources = Sources::new();
+            let mut sides = Vec::new();
             for side in [&left, &right] {
-                if let Some(col) = side.iter().find(|c| &c.name == name) {
-                    merge_into(&mut sources, &col.sources);
-                }
+                let side_sources = side
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .map(|c| c.sources.clone())
+                    .unwrap_or_default();
+                merge_into(&mut sources, &side_sources);
+                sides.push(side_sources);
             }
-            self.with_clause(Clause::JoinOn, |w| w.use_sources(&sources, true));
+            // Each side is compared with the other: a join, unless one side
+            // is computed (generated candidates).
+            if let [l, r] = sides.as_slice() {
+                let lo = self.subquery_operand(l);
+                let ro = self.subquery_operand(r);
+                self.with_clause(Clause::JoinOn, |w| {
+                    w.compare(l, &ro);
+                    w.compare(r, &lo);
+                });
+            }
             merged.push(OutputColumn {
                 name: name.clone(),
                 sources,

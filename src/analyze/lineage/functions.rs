@@ -7,7 +7,8 @@ use sqlparser::ast::{
 };
 
 use super::{
-    as_derived, merge_into, object_name_parts, Clause, Guard, HazardRule, Sink, Sources, Walker,
+    as_derived, merge_alternative, merge_into, object_name_parts, Clause, Guard, HazardRule, Sink,
+    Sources, Walker,
 };
 use crate::analyze::builtins::{self, BuiltinCategory};
 
@@ -331,10 +332,16 @@ impl Walker<'_> {
             }
             return sources;
         }
+        let preserving = VALUE_PRESERVING_FUNCTIONS.contains(&name);
         for a in &args {
-            merge_into(&mut sources, a);
+            if preserving {
+                // COALESCE(col, 'x') is col or a constant: not a pure copy.
+                merge_alternative(&mut sources, a);
+            } else {
+                merge_into(&mut sources, a);
+            }
         }
-        if VALUE_PRESERVING_FUNCTIONS.contains(&name) {
+        if preserving {
             sources
         } else {
             as_derived(sources)

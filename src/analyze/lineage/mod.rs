@@ -59,6 +59,28 @@ fn merge_into(into: &mut Sources, from: &Sources) {
     }
 }
 
+/// Stands for "values that come from no column" where they are merged with
+/// column values (`COALESCE(col, 'x')`, `UNION ALL` with literals, CASE): such
+/// an expression is no longer a pure copy of a column, so it cannot be the
+/// partner of an equi-join. No policy names it.
+pub fn constant_source() -> QualifiedColumn {
+    QualifiedColumn {
+        schema: String::new(),
+        table: String::new(),
+        column: "(constant)".to_owned(),
+    }
+}
+
+/// Merges one alternative of a value (a CASE branch, a UNION branch, a
+/// COALESCE argument) into `into`; an alternative carrying no column marks
+/// the result with `constant_source()`.
+fn merge_alternative(into: &mut Sources, alternative: &Sources) {
+    if alternative.is_empty() {
+        into.insert(constant_source(), Flow::Copy);
+    }
+    merge_into(into, alternative);
+}
+
 fn as_derived(mut sources: Sources) -> Sources {
     sources.values_mut().for_each(|f| *f = Flow::Derived);
     sources
@@ -74,8 +96,11 @@ pub struct OutputColumn {
 /// How a column is used outside the select list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum UseKind {
-    /// `col = v`, `col IN (...)`, equi-joins, grouping, IS NULL.
+    /// `col = constant`, `col IN (constants)`, grouping, IS NULL.
     Equality,
+    /// An equi-join with other columns (`ColumnUse::partners`): allowed
+    /// under `filter: equality` only when a partner has the same protection.
+    Join,
     /// Anything else: ranges, LIKE, functions of it, ordering.
     General,
 }
@@ -128,6 +153,19 @@ pub struct ColumnUse {
     pub column: QualifiedColumn,
     pub kind: UseKind,
     pub clause: Clause,
+    /// For `UseKind::Join`: the columns it was compared with.
+    pub partners: Vec<QualifiedColumn>,
+}
+
+/// The other side of an equality comparison.
+#[derive(Debug, Clone)]
+enum Operand {
+    /// Constants the caller supplied (literals, bind parameters): how many.
+    Constants(usize),
+    /// A pure copy of these columns.
+    Columns(Vec<QualifiedColumn>),
+    /// Anything computed: generated candidates, functions, mixtures.
+    Computed,
 }
 
 /// A value written somewhere readable (INSERT … SELECT, UPDATE SET, CTAS…).
@@ -222,6 +260,8 @@ pub struct Effects {
     pub hazards: BTreeSet<Hazard>,
     /// Columns reaching arguments of built-in lookups and writes.
     pub guarded: BTreeSet<GuardedArgument>,
+    /// Per column, how many constants the statement compares it with.
+    pub candidates: BTreeMap<QualifiedColumn, usize>,
 }
 
 impl Effects {
@@ -235,6 +275,9 @@ impl Effects {
         self.sinks.extend(other.sinks.iter().cloned());
         self.hazards.extend(other.hazards.iter().cloned());
         self.guarded.extend(other.guarded.iter().cloned());
+        for (column, n) in &other.candidates {
+            *self.candidates.entry(column.clone()).or_default() += n;
+        }
     }
 
     pub(crate) fn hazard(&mut self, rule: HazardRule, detail: impl Into<String>) {
@@ -346,8 +389,57 @@ impl<'c> Walker<'c> {
                 column: column.clone(),
                 kind,
                 clause: self.clause,
+                partners: Vec::new(),
             });
         }
+    }
+
+    /// What the other side of `= expr` is; `sources` is its lineage.
+    fn operand(&mut self, expr: &Expr, sources: &Sources) -> Operand {
+        if is_constant(expr) {
+            return Operand::Constants(1);
+        }
+        let pure_copy = !sources.is_empty()
+            && sources
+                .iter()
+                .all(|(c, f)| *f == Flow::Copy && *c != constant_source());
+        if pure_copy {
+            Operand::Columns(sources.keys().cloned().collect())
+        } else {
+            Operand::Computed
+        }
+    }
+
+    /// Records the columns of `sources` as compared with `other`: an
+    /// equality use when it is constants, a join when it is other columns, a
+    /// general use when it is computed.
+    fn compare(&mut self, sources: &Sources, other: &Operand) {
+        for (column, flow) in sources {
+            let (kind, partners) = match (flow, other) {
+                (Flow::Copy, Operand::Constants(n)) => {
+                    *self.effects.candidates.entry(column.clone()).or_default() += n;
+                    (UseKind::Equality, Vec::new())
+                }
+                (Flow::Copy, Operand::Columns(partners)) => (UseKind::Join, partners.clone()),
+                _ => (UseKind::General, Vec::new()),
+            };
+            self.effects.uses.insert(ColumnUse {
+                column: column.clone(),
+                kind,
+                clause: self.clause,
+                partners,
+            });
+        }
+    }
+
+    /// `left = right` (and `<>`, `IS DISTINCT FROM`, CASE x WHEN v …).
+    fn compare_both(&mut self, left: &Expr, right: &Expr) {
+        let l = self.expr(left);
+        let r = self.expr(right);
+        let lo = self.operand(left, &l);
+        let ro = self.operand(right, &r);
+        self.compare(&l, &ro);
+        self.compare(&r, &lo);
     }
 
     /// Records every column of `sources` as reaching guarded code.
@@ -416,6 +508,20 @@ fn truncate(text: &str) -> String {
     match text.char_indices().nth(MAX) {
         Some((i, _)) => format!("{}…", &text[..i]),
         None => text.to_owned(),
+    }
+}
+
+/// A value the caller supplied: a literal or bind parameter, possibly cast
+/// or signed. Anything computed, even from literals only, is not.
+fn is_constant(expr: &Expr) -> bool {
+    match expr {
+        Expr::Value(_) | Expr::TypedString(_) => true,
+        Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => is_constant(inner),
+        Expr::UnaryOp {
+            op: ast::UnaryOperator::Minus | ast::UnaryOperator::Plus,
+            expr,
+        } => is_constant(expr),
+        _ => false,
     }
 }
 

@@ -9,8 +9,8 @@ use sqlparser::ast::{
 };
 
 use super::{
-    as_derived, ident_name, merge_into, object_name_parts, rename_columns, Clause, Frame,
-    HazardRule, OutputColumn, Sink, Sources, Walker,
+    as_derived, constant_source, ident_name, merge_alternative, merge_into, object_name_parts,
+    rename_columns, Clause, Flow, Frame, HazardRule, OutputColumn, Sink, Sources, Walker,
 };
 
 impl Walker<'_> {
@@ -99,18 +99,25 @@ impl Walker<'_> {
             } => {
                 let mut outputs = self.set_expr(left);
                 let right_outputs = self.set_expr(right);
-                for (out, other) in outputs.iter_mut().zip(right_outputs.iter()) {
-                    merge_into(&mut out.sources, &other.sources);
-                }
                 // INTERSECT/EXCEPT/UNION (distinct) compare values across
-                // branches: a membership test on every output column.
+                // branches: each column is compared with the other branch's.
                 let compares = !matches!(op, ast::SetOperator::Union)
                     || !matches!(set_quantifier, ast::SetQuantifier::All);
                 if compares {
-                    let all: Vec<Sources> = outputs.iter().map(|o| o.sources.clone()).collect();
-                    self.with_clause(Clause::SetOperation, |w| {
-                        all.iter().for_each(|s| w.use_sources(s, true))
-                    });
+                    for (out, other) in outputs.iter().zip(right_outputs.iter()) {
+                        let lo = self.subquery_operand(&out.sources);
+                        let ro = self.subquery_operand(&other.sources);
+                        self.with_clause(Clause::SetOperation, |w| {
+                            w.compare(&out.sources, &ro);
+                            w.compare(&other.sources, &lo);
+                        });
+                    }
+                }
+                for (out, other) in outputs.iter_mut().zip(right_outputs.iter()) {
+                    if out.sources.is_empty() {
+                        out.sources.insert(constant_source(), Flow::Copy);
+                    }
+                    merge_alternative(&mut out.sources, &other.sources);
                 }
                 outputs
             }
@@ -139,7 +146,11 @@ impl Walker<'_> {
         let mut outputs: Vec<OutputColumn> = Vec::new();
         for row in &values.rows {
             for (i, expr) in row.content.iter().enumerate() {
-                let sources = self.expr(expr);
+                let mut sources = self.expr(expr);
+                if sources.is_empty() {
+                    // A row of constants: see `constant_source`.
+                    sources.insert(constant_source(), Flow::Copy);
+                }
                 match outputs.get_mut(i) {
                     Some(out) => merge_into(&mut out.sources, &sources),
                     None => outputs.push(OutputColumn {

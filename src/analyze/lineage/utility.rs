@@ -95,4 +95,37 @@ impl Walker<'_> {
         }
         self.frames.pop();
     }
+
+    /// Rows stored by the statement (a materialized view): every value of
+    /// the outputs is written somewhere readable.
+    pub(crate) fn store_outputs(&mut self, outputs: &[OutputColumn], via: &'static str) {
+        for output in outputs {
+            for (column, flow) in &output.sources {
+                self.effects.sinks.insert(Sink {
+                    source: column.clone(),
+                    flow: *flow,
+                    target: None,
+                    via,
+                });
+            }
+        }
+    }
+
+    /// REFRESH MATERIALIZED VIEW stores its definition's rows again.
+    pub(crate) fn refresh_materialized_view(&mut self, name: &ObjectName) {
+        let parts = object_name_parts(name);
+        let Some(item) = self.relation_item(&parts, None) else {
+            return;
+        };
+        let own = item.relation.clone();
+        let mut outputs = item.columns;
+        // The view's own columns are what is being overwritten, not a source.
+        for output in &mut outputs {
+            output.sources.retain(|c, _| {
+                own.as_ref()
+                    .is_none_or(|(s, t)| &c.schema != s || &c.table != t)
+            });
+        }
+        self.store_outputs(&outputs, "REFRESH MATERIALIZED VIEW");
+    }
 }

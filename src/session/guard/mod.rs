@@ -69,9 +69,13 @@ struct Prepared {
     registration: Option<Registration>,
     /// Executing it changes the schema.
     ddl: bool,
+    /// Executing it changes search_path.
+    sets_search_path: bool,
     sql: String,
     plan: StatementPlan,
     copy: Option<CopyText>,
+    /// A `COPY … FROM` (see [`CopyIn`]).
+    copy_in: bool,
     version: (u64, u64),
     fields: Option<Vec<Field>>,
     /// The masker of the result formats last bound, kept so that binding
@@ -83,12 +87,34 @@ struct Portal {
     registration: Option<Registration>,
     /// Executing it changes the schema.
     ddl: bool,
+    /// Executing it changes search_path.
+    sets_search_path: bool,
     plan: StatementPlan,
     copy: Option<CopyText>,
+    copy_in: bool,
     masker: Option<Arc<RowMasker>>,
     /// The client asked for its description itself: its RowDescription
     /// arrives before any row, so pgveil need not ask again.
     described: bool,
+}
+
+/// Where a `COPY … FROM STDIN` stands. In copy-in mode the server ignores
+/// Sync (and Flush) until CopyDone or CopyFail, so a Sync the client sent
+/// after the COPY's Execute gets no ReadyForQuery, unless the COPY failed
+/// before the server read it. Whether it did cannot be seen from outside,
+/// so pgveil decides it: the Sync waits until the server answered the
+/// Execute, and is dropped if that answer is CopyInResponse. Every COPY then
+/// ends in exactly one ReadyForQuery, from the Sync after CopyDone/CopyFail.
+enum CopyIn {
+    Idle,
+    /// The Execute of a COPY FROM went out: later client messages wait for
+    /// its first answer (a Flush sent in their place makes the server send
+    /// that answer even when it is not CopyInResponse).
+    Awaiting {
+        held: BytesMut,
+    },
+    /// The server is reading COPY data: the client's Syncs are dropped.
+    Active,
 }
 
 /// A server response the session is waiting for, in order.
@@ -165,6 +191,10 @@ pub struct Guard {
     shapes_version: (u64, u64),
     /// After pgveil withheld a result: drop responses until ReadyForQuery.
     withholding: bool,
+    copy_in: CopyIn,
+    /// Client messages released while handling server messages (see
+    /// [`CopyIn`]): the relay sends them upstream.
+    pub to_server: BytesMut,
     /// DDL ran in the open transaction: pgveil's shared catalog (read over
     /// its own connection) cannot see it until commit, so the session reads
     /// what changed over its own connection (see `overlay_due`).
@@ -176,6 +206,9 @@ pub struct Guard {
     temp_schema: bool,
     /// search_path was changed in a way the server may undo.
     search_path_unsure: bool,
+    /// search_path was changed since the server was last asked for it:
+    /// statements planned now are refused.
+    search_path_pending: bool,
     relation_index: HashMap<u32, usize>,
     relation_index_generation: Option<u64>,
     utf8: bool,
@@ -204,10 +237,13 @@ impl Guard {
             shapes: HashMap::new(),
             shapes_version: (0, 0),
             withholding: false,
+            copy_in: CopyIn::Idle,
+            to_server: BytesMut::new(),
             ddl_in_transaction: false,
             overlay_stale: false,
             temp_schema: false,
             search_path_unsure: false,
+            search_path_pending: false,
             relation_index: HashMap::new(),
             relation_index_generation: None,
             utf8: true,
@@ -234,6 +270,7 @@ impl Guard {
     /// The server's search_path; settled for good outside a transaction.
     pub fn set_search_path(&mut self, path: Vec<String>, outside_transaction: bool) {
         self.ctx.search_path = path;
+        self.search_path_pending = false;
         if outside_transaction {
             self.search_path_unsure = false;
         }
@@ -333,6 +370,18 @@ impl Guard {
 
     /// Handles one complete client message, appending what to send upstream.
     pub fn client_message(&mut self, msg: &[u8], out: &mut BytesMut) {
+        match &mut self.copy_in {
+            CopyIn::Awaiting { held } => return held.extend_from_slice(msg),
+            CopyIn::Active => match msg[0] {
+                b'S' => return,
+                b'c' | b'f' => {
+                    self.copy_in = CopyIn::Idle;
+                    return out.extend_from_slice(msg);
+                }
+                _ => {}
+            },
+            CopyIn::Idle => {}
+        }
         match msg[0] {
             b'Q' => self.client_query(msg, out),
             b'P' => self.client_parse(msg, out),
@@ -374,13 +423,28 @@ impl Guard {
                         swallow: true,
                     });
                 }
+                let copy_in = self.portals.get(&portal).is_some_and(|p| p.copy_in);
                 // Parse only planned the DDL; it takes effect here.
                 if self.portals.get(&portal).is_some_and(|p| p.ddl) {
                     self.ddl_in_transaction = true;
                     self.overlay_stale = true;
                 }
+                if self
+                    .portals
+                    .get(&portal)
+                    .is_some_and(|p| p.sets_search_path)
+                {
+                    self.search_path_unsure = true;
+                    self.search_path_pending = true;
+                }
                 self.expect.push_back(Expect::Execute { portal });
                 out.extend_from_slice(msg);
+                if copy_in {
+                    wire::encode_flush(out);
+                    self.copy_in = CopyIn::Awaiting {
+                        held: BytesMut::new(),
+                    };
+                }
             }
             b'C' => {
                 match wire::target_msg(msg) {
@@ -428,6 +492,42 @@ impl Guard {
 
     /// Handles one complete server message, appending what to send the client.
     pub fn server_message(&mut self, msg: &[u8], out: &mut BytesMut) {
+        let ty = msg[0];
+        // The first answer to the Execute of a COPY FROM: CopyInResponse,
+        // or an error, or CommandComplete (COPY FROM a file), or any error
+        // before it (the pipeline is then skipped up to the Sync).
+        let copy_answer = match (&self.copy_in, ty) {
+            (CopyIn::Awaiting { .. }, b'G' | b'E') => true,
+            (CopyIn::Awaiting { .. }, b'C' | b'I') => {
+                matches!(self.expect.front(), Some(Expect::Execute { .. }))
+                    && self.expect.len() == 1
+            }
+            _ => false,
+        };
+        self.server_message_paired(msg, out);
+        if copy_answer {
+            let held = match std::mem::replace(&mut self.copy_in, CopyIn::Idle) {
+                CopyIn::Awaiting { held } => held,
+                _ => BytesMut::new(),
+            };
+            if ty == b'G' {
+                self.copy_in = CopyIn::Active;
+            }
+            let mut released = BytesMut::new();
+            for m in crate::net::codec::frames(&held) {
+                self.client_message(m, &mut released);
+            }
+            self.to_server.extend_from_slice(&released);
+        } else if ty == b'G' {
+            // COPY FROM STDIN of a simple Query.
+            self.copy_in = CopyIn::Active;
+        } else if matches!(ty, b'E' | b'Z') && matches!(self.copy_in, CopyIn::Active) {
+            // The server left copy-in mode on an error: the next Sync counts.
+            self.copy_in = CopyIn::Idle;
+        }
+    }
+
+    fn server_message_paired(&mut self, msg: &[u8], out: &mut BytesMut) {
         let ty = msg[0];
         match ty {
             b'N' => return self.scrub(msg, out),

@@ -190,6 +190,10 @@ impl Guard {
                     if let Some(s) = schemas {
                         self.ctx.search_path = s.iter().filter(|x| !x.is_empty()).cloned().collect();
                     }
+                    // The server's own value ("$user", SET LOCAL, a later
+                    // ROLLBACK) is read before the next statement is planned.
+                    self.search_path_unsure = true;
+                    self.search_path_pending = true;
                 }
                 p.plan.clone()
             }
@@ -208,6 +212,12 @@ impl Guard {
                 p.plan.clone()
             }
             StatementKind::Setting | StatementKind::Show => p.plan.clone(),
+            _ if restricted && self.search_path_pending => StatementPlan::Block(BlockReason {
+                reason: "search_path changed earlier in this same query string or pipeline, and pgveil reads the new one only between statements".into(),
+                rule: "search-path-change".into(),
+                column: None,
+                hint: "Send the statement after SET search_path on its own (a separate query, or after a Sync).".into(),
+            }),
             _ if restricted && self.overlay_stale => StatementPlan::Block(BlockReason {
                 reason: "the schema changed earlier in this same query string or pipeline, and pgveil reads a transaction's schema changes only between statements".into(),
                 rule: "uncommitted-ddl".into(),
@@ -345,12 +355,16 @@ impl Guard {
         out.extend_from_slice(msg);
         let prepared = Prepared {
             registration: self.staged.drain(..).map(|(_, r)| r).next(),
+            copy_in: starts_copy_in(&planned, &sql),
             ddl: planned.iter().any(|p| {
                 matches!(
                     p.kind,
                     StatementKind::Ddl | StatementKind::Unparsed { ddl: true }
                 )
             }),
+            sets_search_path: planned
+                .iter()
+                .any(|p| matches!(p.kind, StatementKind::SetSearchPath { .. })),
             sql,
             plan,
             copy: copy.map(|c| c.1),
@@ -413,7 +427,11 @@ impl Guard {
         let registration = self
             .statement(bind.statement)
             .and_then(|s| s.registration.clone());
+        let copy_in = self.statement(bind.statement).is_some_and(|s| s.copy_in);
         let ddl = self.statement(bind.statement).is_some_and(|s| s.ddl);
+        let sets_search_path = self
+            .statement(bind.statement)
+            .is_some_and(|s| s.sets_search_path);
         let (plan, copy, masker) = match self.statement(bind.statement) {
             Some(s) => (
                 s.plan.clone(),
@@ -455,8 +473,10 @@ impl Guard {
                 Portal {
                     registration: None,
                     ddl: false,
+                    sets_search_path: false,
                     plan: StatementPlan::Allow,
                     copy: None,
+                    copy_in: false,
                     masker: Some(Arc::default()),
                     described: false,
                 },
@@ -483,14 +503,44 @@ impl Guard {
             Portal {
                 registration,
                 ddl,
+                sets_search_path,
                 plan,
                 copy,
+                copy_in,
                 masker,
                 described: false,
             },
         );
         out.extend_from_slice(msg);
         self.expect.push_back(Expect::BindComplete);
+    }
+}
+
+/// True for a `COPY … FROM` (also one the parser could not read): its
+/// Execute may put the server in copy-in mode.
+fn starts_copy_in(planned: &[PlannedStatement], sql: &str) -> bool {
+    planned.iter().any(|p| match p.kind {
+        StatementKind::CopyFrom => true,
+        StatementKind::Unparsed { .. } => first_keyword(sql).eq_ignore_ascii_case("copy"),
+        _ => false,
+    })
+}
+
+/// The first word of a statement, after blanks, comments and parentheses.
+fn first_keyword(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        let trimmed = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(line) = trimmed.strip_prefix("--") {
+            rest = line.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(block) = trimmed.strip_prefix("/*") {
+            rest = block.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            let end = trimmed
+                .find(|c: char| !c.is_ascii_alphabetic())
+                .unwrap_or(trimmed.len());
+            return &trimmed[..end];
+        }
     }
 }
 
