@@ -73,6 +73,20 @@ pub struct ServeArgs {
     /// Seconds a cached catalog and role memberships stay fresh [default: 15].
     #[arg(long, env = "PGVEIL_CATALOG_TTL")]
     pub catalog_ttl: Option<f64>,
+    /// What the `role` label of metrics carries: login, rule (first policy
+    /// role matched) or none [default: login].
+    #[arg(long, env = "PGVEIL_METRICS_ROLE_LABEL")]
+    pub metrics_role_label: Option<String>,
+    /// Audit trail file (JSON lines), or `-` for stdout; unset: no audit trail.
+    #[arg(long, env = "PGVEIL_AUDIT_LOG")]
+    pub audit_log: Option<String>,
+    /// Size in bytes at which the audit file is rotated [default: 104857600].
+    #[arg(long, env = "PGVEIL_AUDIT_MAX_SIZE")]
+    pub audit_max_size: Option<u64>,
+    /// When the audit writer falls behind: block (statements wait) or drop
+    /// (records are counted and lost) [default: block].
+    #[arg(long, env = "PGVEIL_AUDIT_ON_FULL")]
+    pub audit_on_full: Option<String>,
 }
 
 /// The keys a `--config` TOML file may hold: the same names as the flags,
@@ -100,6 +114,10 @@ struct FileConfig {
     catalog_user: Option<String>,
     catalog_password: Option<String>,
     catalog_ttl: Option<f64>,
+    metrics_role_label: Option<String>,
+    audit_log: Option<String>,
+    audit_max_size: Option<u64>,
+    audit_on_full: Option<String>,
 }
 
 /// How pgveil talks TLS to the upstream, with libpq's sslmode names.
@@ -143,6 +161,8 @@ pub struct Settings {
     /// From `PGVEIL_CATALOG_PASSWORD` or the config file, never a flag.
     pub catalog_password: Option<String>,
     pub catalog_ttl: Duration,
+    pub metrics_role_label: crate::observe::RoleLabel,
+    pub audit: Option<crate::observe::audit::AuditSettings>,
 }
 
 /// A setting that cannot be used, named so the operator can fix it.
@@ -264,7 +284,16 @@ impl Settings {
             pick(&args.catalog_ttl, &file.catalog_ttl),
             15.0,
         )?;
+        let metrics_role_label = match pick(&args.metrics_role_label, &file.metrics_role_label) {
+            None => crate::observe::RoleLabel::Login,
+            Some(v) => v
+                .parse()
+                .map_err(|e: String| invalid("metrics_role_label", e))?,
+        };
+        let audit = resolve_audit(args, &file)?;
         Ok(Settings {
+            metrics_role_label,
+            audit,
             policies: pick(&args.policies, &file.policies),
             keys_dir: pick(&args.keys_dir, &file.keys_dir),
             catalog_user: pick(&args.catalog_user, &file.catalog_user)
@@ -291,6 +320,38 @@ impl Settings {
             log_format,
         })
     }
+}
+
+fn resolve_audit(
+    args: &ServeArgs,
+    file: &FileConfig,
+) -> Result<Option<crate::observe::audit::AuditSettings>, ConfigError> {
+    use crate::observe::audit::{AuditSettings, AuditTarget, OnFull};
+    let on_full = match pick(&args.audit_on_full, &file.audit_on_full).as_deref() {
+        None | Some("block") => OnFull::Block,
+        Some("drop") => OnFull::Drop,
+        Some(other) => {
+            return Err(invalid(
+                "audit_on_full",
+                format!("`{other}` is not block or drop"),
+            ))
+        }
+    };
+    let max_size = pick(&args.audit_max_size, &file.audit_max_size).unwrap_or(100 << 20);
+    if max_size < 4096 {
+        return Err(invalid("audit_max_size", "must be at least 4096 bytes"));
+    }
+    let target = match pick(&args.audit_log, &file.audit_log) {
+        None => return Ok(None),
+        Some(p) if p.is_empty() => return Ok(None),
+        Some(p) if p == "-" => AuditTarget::Stdout,
+        Some(p) => AuditTarget::File(PathBuf::from(p)),
+    };
+    Ok(Some(AuditSettings {
+        target,
+        max_size,
+        on_full,
+    }))
 }
 
 fn pick<T: Clone>(flag_or_env: &Option<T>, file: &Option<T>) -> Option<T> {

@@ -30,6 +30,9 @@ enum Command {
     /// Catalog tools.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Audit trail tools: verify the hash chain, report who read what.
+    #[command(subcommand)]
+    Audit(pgveil::observe::cli::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,5 +50,6 @@ fn main() -> ExitCode {
         Command::Schema => pgveil::policy::cli::schema(),
         Command::Explain(args) => pgveil::analyze::cli::explain(args),
         Command::Catalog(CatalogCommand::Dump(args)) => pgveil::analyze::cli::catalog_dump(args),
+        Command::Audit(command) => pgveil::observe::cli::run(command),
     }
 }

@@ -271,3 +271,22 @@ async fn materialized_views_of_protected_values_are_refused() {
     }
     s.finish();
 }
+
+// ---------------------------------------------------------------------------
+// Issue 11 item 4 (first step): errors of any SQLSTATE lose quoted values.
+
+#[tokio::test]
+async fn errors_of_any_sqlstate_lose_quoted_values() {
+    let s = as_role("dev").await;
+    // Lookups of constants are allowed, but their errors quote the
+    // constant: a masked session gets them without it, whatever the code.
+    for sql in [
+        format!("SELECT '{MOBILE}'::regclass"),
+        format!("SELECT '{ID_NUMBER}'::regtype"),
+        format!("SELECT to_regclass('x') FROM customers WHERE id_number = '{ID_NUMBER}' AND 'x{CARD}'::regproc IS NULL"),
+    ] {
+        let (ok, text) = s.attack(&sql).await;
+        assert!(!ok, "{sql}: {text}");
+    }
+    s.finish();
+}

@@ -75,12 +75,26 @@ fn exported_metrics() -> BTreeSet<String> {
     // Guard against the grep silently finding nothing after a refactor.
     for expected in [
         "pgveil_connections_active",
-        "pgveil_results_withheld_total",
+        "pgveil_result_sets_total",
+        "pgveil_protected_rows_read_total",
         "pgveil_policy_reload_failures_total",
     ] {
         assert!(names.contains(expected), "{expected} not found in src/");
     }
     names
+}
+
+/// `x_seconds_bucket` -> `x_seconds` when `x_seconds` is an exported
+/// histogram; other names unchanged.
+fn histogram_family(name: &str, exported: &BTreeSet<String>) -> String {
+    for suffix in ["_bucket", "_count", "_sum"] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            if exported.contains(base) {
+                return base.to_string();
+            }
+        }
+    }
+    name.to_string()
 }
 
 /// All source text, to look label values up in.
@@ -171,12 +185,13 @@ fn alerts_and_dashboard_use_only_exported_metrics() {
     let mut seen = HashSet::new();
     for (origin, expr) in alert_exprs().into_iter().chain(dashboard_exprs()) {
         for m in used.find_iter(&expr) {
+            let name = histogram_family(m.as_str(), &exported);
             assert!(
-                exported.contains(m.as_str()),
+                exported.contains(&name),
                 "{origin}: `{}` is not a metric pgveil exports ({exported:?})",
                 m.as_str()
             );
-            seen.insert(m.as_str().to_string());
+            seen.insert(name);
         }
         for c in label.captures_iter(&expr) {
             for value in c[2].split('|') {
@@ -190,7 +205,11 @@ fn alerts_and_dashboard_use_only_exported_metrics() {
     }
     let dashboard_used: HashSet<String> = dashboard_exprs()
         .iter()
-        .flat_map(|(_, e)| used.find_iter(e).map(|m| m.as_str().to_string()))
+        .flat_map(|(_, e)| {
+            used.find_iter(e)
+                .map(|m| histogram_family(m.as_str(), &exported))
+                .collect::<Vec<_>>()
+        })
         .collect();
     for name in &exported {
         assert!(
@@ -199,6 +218,37 @@ fn alerts_and_dashboard_use_only_exported_metrics() {
         );
     }
     assert!(seen.len() >= exported.len());
+}
+
+fn promtool(args: &[&str]) -> String {
+    let out = Command::new("promtool")
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("promtool not found ({e}): install Debian's `prometheus` package (.ci/run does)")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "promtool {args:?}:\n{text}");
+    text
+}
+
+/// promtool accepts both rule files, and the alert unit tests (input
+/// series -> expected alerts, labels and annotations) pass.
+#[test]
+fn promtool_checks_and_tests_the_rules() {
+    promtool(&["check", "rules", "deploy/prometheus/alerts.yaml"]);
+    let rule = yaml("deploy/kubernetes/monitoring/prometheusrule.yaml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = dir.path().join("prometheusrule-spec.yaml");
+    std::fs::write(&spec, serde_yaml::to_string(&rule["spec"]).expect("yaml")).expect("write");
+    promtool(&["check", "rules", spec.to_str().expect("utf-8 path")]);
+    let tested = promtool(&["test", "rules", "deploy/prometheus/alerts_test.yaml"]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
 }
 
 #[test]
@@ -251,6 +301,10 @@ fn every_alert_is_documented() {
         "PgveilTargetDown",
         "PgveilAuthFailuresSpike",
         "PgveilStatementsBlockedSpike",
+        "PgveilBulkProtectedRead",
+        "PgveilRowDescriptionOverride",
+        "PgveilAuditRecordsDropped",
+        "PgveilAuditWriteErrors",
     ] {
         assert!(names.contains(expected), "missing alert {expected}");
     }
@@ -352,11 +406,8 @@ fn deployment_keeps_reload_and_drain_working() {
         env_value(container, "PGVEIL_METRICS_LISTEN"),
         Some(format!("0.0.0.0:{metrics_port}").as_str())
     );
-    for probe in ["readinessProbe", "livenessProbe"] {
-        assert_eq!(
-            container[probe]["httpGet"]["path"].as_str(),
-            Some("/healthz")
-        );
+    for (probe, path) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
+        assert_eq!(container[probe]["httpGet"]["path"].as_str(), Some(path));
         assert_eq!(
             container[probe]["httpGet"]["port"].as_str(),
             Some("metrics")

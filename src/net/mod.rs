@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::analyze::policy_view::PolicyView;
 
@@ -41,6 +42,8 @@ pub struct Proxy {
     slots: Arc<Semaphore>,
     /// Present when policies are configured.
     pub masking: Option<Arc<MaskingRuntime>>,
+    /// Present with `--audit-log`.
+    pub audit: Option<crate::observe::audit::AuditLog>,
 }
 
 /// A failure while building a proxy from its settings.
@@ -73,6 +76,7 @@ impl Proxy {
             metrics,
             slots,
             masking: None,
+            audit: None,
         })
     }
 }
@@ -120,18 +124,30 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_role_label(settings.metrics_role_label);
     let listener = TcpListener::bind(&settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
-    if let Some(addr) = &settings.metrics_listen {
-        let http = TcpListener::bind(addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?;
-        info!(addr = %addr, "serving /metrics");
-        tokio::spawn(crate::observe::serve_http(http, metrics.clone()));
-    }
+    let http = match &settings.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut audit_writer = None;
+    let audit = match &settings.audit {
+        Some(a) => {
+            let (log, writer) = crate::observe::audit::start(a, metrics.clone())
+                .map_err(|e| anyhow::anyhow!("cannot open the audit log {:?}: {e}", a.target))?;
+            audit_writer = Some(writer);
+            Some(log)
+        }
+        None => None,
+    };
     let mut proxy = Proxy::new(settings, metrics)?;
+    proxy.audit = audit;
     let mut _watcher = None;
     if let Some(dir) = proxy.settings.policies.clone() {
         let store = PolicyStore::load(&dir, proxy.settings.keys_dir.as_deref())
@@ -164,6 +180,23 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     } else {
         warn!("no --policies given: pgveil relays every column in clear");
     }
+    if let (Some(http), Some(addr)) = (http, &proxy.settings.metrics_listen) {
+        info!(addr = %addr, "serving /metrics, /healthz and /readyz");
+        let readiness = crate::observe::health::ProxyReadiness {
+            upstream: (
+                proxy.settings.upstream_host.clone(),
+                proxy.settings.upstream_port,
+            ),
+            connect_timeout: proxy.settings.connect_timeout,
+            runtime: proxy.masking.clone(),
+            catalog_database: "postgres".into(),
+        };
+        tokio::spawn(crate::observe::serve_http(
+            http,
+            proxy.metrics.clone(),
+            Some(Arc::new(readiness)),
+        ));
+    }
     let proxy = Arc::new(proxy);
     info!(
         listen = %listener.local_addr()?,
@@ -171,6 +204,16 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         "pgveil is accepting connections"
     );
     run(listener, proxy, shutdown_signal()).await;
+    // Sessions are gone: the writer drains the queue and ends.
+    if let Some(writer) = audit_writer {
+        let join = tokio::task::spawn_blocking(move || writer.join());
+        if tokio::time::timeout(Duration::from_secs(10), join)
+            .await
+            .is_err()
+        {
+            warn!("audit writer still busy at exit; the last records may be lost");
+        }
+    }
     Ok(())
 }
 
@@ -334,14 +377,23 @@ async fn handle_connection(
             }
         };
         proxy.metrics.connections_active.inc();
-        let end = session::relay(
+        let mut io = io;
+        io.client_addr = peer.to_string();
+        // A panic anywhere in the session (a bug) ends this session only.
+        let end = std::panic::AssertUnwindSafe(session::relay(
             io,
             &proxy.settings,
             &proxy.metrics,
             phase,
             proxy.masking.as_deref(),
-        )
-        .await;
+            proxy.audit.as_ref(),
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            error!(panic = %session::panic_text(panic.as_ref()), "internal error: session closed");
+            SessionEnd::InternalError
+        });
         proxy.metrics.connections_active.dec();
         proxy
             .metrics
@@ -538,6 +590,8 @@ async fn start_session(proxy: &Proxy, mut client: Stream) -> Result<Option<Sessi
         server,
         cancel_key: key,
         client_buf,
+        application: param("application_name").unwrap_or_default(),
+        client_addr: String::new(),
         user,
         database,
         replication,

@@ -77,6 +77,8 @@ pub struct PolicySet {
     /// Every role some rule names, with where it is first named.
     pub(crate) role_locations: BTreeMap<String, SourceLocation>,
     files: Vec<PathBuf>,
+    /// Hex SHA-256 over the names and contents of the files, in order.
+    sha256: String,
     /// Per-login-role views, keyed by the membership generation they were
     /// built from so a membership refresh is picked up.
     role_cache: DashMap<String, (u64, Arc<RolePolicy>)>,
@@ -112,6 +114,7 @@ impl PolicySet {
                 mask_locations: Vec::new(),
                 role_locations: BTreeMap::new(),
                 files: files.iter().map(|f| f.path.clone()).collect(),
+                sha256: files_digest(files),
                 role_cache: DashMap::new(),
             },
         };
@@ -149,6 +152,12 @@ impl PolicySet {
         &self.masks
     }
 
+    /// Hex SHA-256 over the names and contents of the files it was
+    /// compiled from: which policy is in force, for metrics and audits.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
     /// The files this set was compiled from.
     pub fn files(&self) -> &[PathBuf] {
         &self.files
@@ -180,6 +189,18 @@ impl PolicySet {
         );
         view
     }
+}
+
+fn files_digest(files: &[SourceFile]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for f in files {
+        let name = f.path.file_name().map(|n| n.to_string_lossy().into_owned());
+        h.update(name.unwrap_or_default().as_bytes());
+        h.update([0]);
+        h.update(f.sha256);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Expands directories to their `*.yaml` / `*.yml` files (sorted, hidden

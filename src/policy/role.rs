@@ -169,6 +169,9 @@ pub struct RolePolicy {
     denied_tables: HashMap<(String, String), String>,
     functions: HashSet<(String, String)>,
     unrestricted: bool,
+    /// Roles the policy names that this login role is or belongs to, in
+    /// the order the policy first names them.
+    matched_roles: Vec<String>,
 }
 
 impl RolePolicy {
@@ -204,7 +207,17 @@ impl RolePolicy {
             && columns
                 .values()
                 .all(|d| matches!(d.action, ColumnAction::Allow) && d.filter == FilterRight::Allow);
+        let mut matched: Vec<(&super::error::SourceLocation, &String)> = set
+            .role_locations
+            .iter()
+            .filter(|(role, _)| roles.contains(*role))
+            .map(|(role, at)| (at, role))
+            .collect();
+        matched.sort_by(|a, b| {
+            (&a.0.file, a.0.line, a.0.column).cmp(&(&b.0.file, b.0.line, b.0.column))
+        });
         Self {
+            matched_roles: matched.into_iter().map(|(_, r)| r.clone()).collect(),
             login_role: login_role.to_string(),
             columns,
             denied_tables,
@@ -216,6 +229,11 @@ impl RolePolicy {
     /// The login role this view was built for.
     pub fn login_role(&self) -> &str {
         &self.login_role
+    }
+
+    /// Roles the policy names that this login matched, first-named first.
+    pub fn matched_roles(&self) -> &[String] {
+        &self.matched_roles
     }
 }
 

@@ -35,6 +35,8 @@ pub struct SourceFile {
     pub path: PathBuf,
     pub policy: PolicyFile,
     positions: HashMap<NodePath, NodePositions>,
+    /// SHA-256 of the file's text, for `pgveil_policy_info`.
+    pub sha256: [u8; 32],
 }
 
 impl SourceFile {
@@ -83,6 +85,8 @@ impl SourceFile {
             path: path.to_path_buf(),
             policy,
             positions: recorder.positions,
+            sha256: sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(text))
+                .into(),
         })
     }
 

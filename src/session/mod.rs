@@ -23,9 +23,12 @@ use crate::config::Settings;
 use crate::net::cancel::CancelKey;
 use crate::net::codec::{self, ProxyError};
 use crate::net::stream::Stream;
+use crate::observe::audit::{next_session_id, AuditLog, Event, SessionIdentity};
+use crate::observe::meter::{FrameCount, SessionMeter};
 use crate::observe::Metrics;
 use guard::{Guard, PlanInputs};
 use runtime::MaskingRuntime;
+use std::sync::Arc;
 
 /// Backend messages may be as large as PostgreSQL allows (1 GiB).
 const MAX_BACKEND_MESSAGE: usize = 1 << 30;
@@ -52,6 +55,10 @@ pub struct SessionIo {
     /// The authenticated login role (startup `user`); rules match on it.
     pub user: String,
     pub database: String,
+    /// `application_name` of the startup message, for the audit trail.
+    pub application: String,
+    /// The client's address, for the audit trail.
+    pub client_addr: String,
     /// A replication session (the startup's `replication` parameter).
     pub replication: bool,
 }
@@ -66,6 +73,8 @@ pub enum SessionEnd {
     IdleTimeout,
     Shutdown,
     PolicyUnavailable,
+    /// A bug in pgveil (a panic) ended this session; the others go on.
+    InternalError,
 }
 
 impl SessionEnd {
@@ -78,6 +87,7 @@ impl SessionEnd {
             SessionEnd::IdleTimeout => "idle_timeout",
             SessionEnd::Shutdown => "shutdown",
             SessionEnd::PolicyUnavailable => "policy_unavailable",
+            SessionEnd::InternalError => "internal_error",
         }
     }
 }
@@ -164,13 +174,55 @@ impl Conversation {
 
 /// Relays messages until either side ends the session. With a masking
 /// runtime, a session whose role has anything masked or denied goes through
-/// a [`guard::Guard`]; other sessions forward bytes untouched.
+/// a [`guard::Guard`]; other sessions forward bytes untouched. Either way
+/// its result sets are counted, and its start and end (and, when guarded,
+/// its statements touching protected columns) go to the audit trail.
 pub async fn relay(
+    io: SessionIo,
+    settings: &Settings,
+    metrics: &Arc<Metrics>,
+    phase: watch::Receiver<Phase>,
+    runtime: Option<&MaskingRuntime>,
+    audit: Option<&AuditLog>,
+) -> SessionEnd {
+    // The matched policy roles label the session from its first record on.
+    let policy_roles = match runtime {
+        Some(rt) => rt
+            .role_view(&io.user, &io.database)
+            .await
+            .map(|(_, view)| view.matched_roles().to_vec())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let identity = SessionIdentity {
+        session: next_session_id(),
+        client: io.client_addr.clone(),
+        role: io.user.clone(),
+        policy_roles,
+        database: io.database.clone(),
+        application: io.application.clone(),
+    };
+    let mut meter = SessionMeter::new(metrics.clone(), identity, audit.cloned());
+    if let Some(log) = audit {
+        log.send(meter.record(Event::SessionStart)).await;
+    }
+    let end = relay_messages(io, settings, metrics, phase, runtime, &mut meter).await;
+    if let Some(log) = audit {
+        let mut r = meter.record(Event::SessionEnd);
+        r.end_reason = Some(end.label().to_string());
+        r.statements = Some(meter.statements);
+        log.send(r).await;
+    }
+    end
+}
+
+async fn relay_messages(
     io: SessionIo,
     settings: &Settings,
     metrics: &Metrics,
     mut phase: watch::Receiver<Phase>,
     runtime: Option<&MaskingRuntime>,
+    meter: &mut SessionMeter,
 ) -> SessionEnd {
     if io.replication {
         return replication::relay(io, metrics, phase).await;
@@ -182,8 +234,15 @@ pub async fn relay(
         client_buf: mut cbuf,
         user,
         database,
-        replication: _,
+        ..
     } = io;
+    let mut framed = FrameCount::default();
+    let overhead_in = metrics
+        .statement_overhead
+        .with_label_values(&["client_to_server"]);
+    let overhead_out = metrics
+        .statement_overhead
+        .with_label_values(&["server_to_client"]);
     let mut sbuf = BytesMut::with_capacity(READ_CHUNK);
     cbuf.reserve(READ_CHUNK);
     let mut state = Conversation::new();
@@ -198,8 +257,8 @@ pub async fn relay(
         database,
         base_generation: None,
         temp_relations: Vec::new(),
+        audited: meter.audit().is_some(),
     };
-    let mut tally = guard::Tally::default();
 
     // Bytes that arrived with the last authentication message.
     let mut pending_client = !cbuf.is_empty();
@@ -221,20 +280,32 @@ pub async fn relay(
                     return SessionEnd::ClientClosed;
                 }
             }
+            let started = std::time::Instant::now();
             match frame_client(&mut cbuf, limit, &mut state) {
                 Ok((frames, terminated)) => {
                     let out = match masking.guard.as_mut() {
                         Some(g) => {
                             let mut out = BytesMut::with_capacity(frames.len() + 64);
-                            for msg in codec::frames(&frames) {
-                                if msg[0] != b'X' {
-                                    g.client_message(msg, &mut out);
+                            let guarded = contained(|| {
+                                for msg in codec::frames(&frames) {
+                                    if msg[0] != b'X' {
+                                        g.client_message(msg, &mut out);
+                                    }
                                 }
+                            });
+                            if let Err(err) = guarded {
+                                close_both(&mut client, &mut server, err).await;
+                                return SessionEnd::InternalError;
                             }
                             out
                         }
                         None => frames,
                     };
+                    overhead_in.observe(started.elapsed().as_secs_f64());
+                    if let Some(g) = masking.guard.as_mut() {
+                        // Blocked statements: recorded before anything moves on.
+                        publish(meter, &mut g.observed).await;
+                    }
                     if !out.is_empty() {
                         to_server.inc_by(out.len() as u64);
                         if server.write_all(&out).await.is_err() {
@@ -283,15 +354,21 @@ pub async fn relay(
                     Ok(0) | Err(_) => return upstream_gone(&mut client, upstream_sent_fatal).await,
                     Ok(_) => {}
                 }
-                match frame_server(&mut sbuf, &mut state, &mut upstream_sent_fatal) {
+                let started = std::time::Instant::now();
+                match frame_server(&mut sbuf, &mut state, &mut upstream_sent_fatal, &mut framed) {
                     Ok(frames) => {
                         let out = match masking.guard.as_mut() {
                             Some(g) => {
                                 let mut out = BytesMut::with_capacity(frames.len() + 64);
-                                for msg in codec::frames(&frames) {
-                                    g.server_message(msg, &mut out);
+                                let guarded = contained(|| {
+                                    for msg in codec::frames(&frames) {
+                                        g.server_message(msg, &mut out);
+                                    }
+                                });
+                                if let Err(err) = guarded {
+                                    close_both(&mut client, &mut server, err).await;
+                                    return SessionEnd::InternalError;
                                 }
-                                report(metrics, &mut tally, g.tally);
                                 // Client messages that waited for this answer.
                                 if !g.to_server.is_empty() {
                                     let released = g.to_server.split();
@@ -309,8 +386,17 @@ pub async fn relay(
                                 }
                                 out
                             }
-                            None => frames,
+                            None => {
+                                meter.add_framed(&mut framed);
+                                frames
+                            }
                         };
+                        overhead_out.observe(started.elapsed().as_secs_f64());
+                        if let Some(g) = masking.guard.as_mut() {
+                            // With --audit-on-full block the client gets the
+                            // rows only once their record is queued.
+                            publish(meter, &mut g.observed).await;
+                        }
                         if !out.is_empty() {
                             to_client.inc_by(out.len() as u64);
                             if client.write_all(&out).await.is_err() {
@@ -347,21 +433,23 @@ pub async fn relay(
     }
 }
 
-/// Publishes what a guard counted since the last report.
-fn report(metrics: &Metrics, seen: &mut guard::Tally, now: guard::Tally) {
-    metrics
-        .statements_blocked
-        .inc_by(now.blocked.saturating_sub(seen.blocked));
-    metrics
-        .masked_values
-        .inc_by(now.masked_values.saturating_sub(seen.masked_values));
-    metrics
-        .results_masked
-        .inc_by(now.masked_results.saturating_sub(seen.masked_results));
-    metrics
-        .results_withheld
-        .inc_by(now.withheld_results.saturating_sub(seen.withheld_results));
-    *seen = now;
+/// Publishes what a guard observed since the last batch: metrics now,
+/// audit records into the queue (waiting for room with `--audit-on-full
+/// block`).
+async fn publish(meter: &mut SessionMeter, observed: &mut crate::observe::meter::Observations) {
+    if observed.events.is_empty()
+        && observed.analyses.is_empty()
+        && observed.rowdescription_overrides == 0
+        && observed.notifications_redacted == 0
+    {
+        return;
+    }
+    let records = meter.drain(observed);
+    if let Some(log) = meter.audit() {
+        for r in records {
+            log.send(r).await;
+        }
+    }
 }
 
 /// The masking side of one session: whether it is guarded, and under which
@@ -375,6 +463,9 @@ struct Masking {
     base_generation: Option<u64>,
     /// This session's temporary relations, read over its own connection.
     temp_relations: Vec<crate::analyze::catalog::Relation>,
+    /// An audit trail is written: roles that see protected columns in
+    /// clear are guarded too, so their reads are recorded.
+    audited: bool,
 }
 
 impl Masking {
@@ -550,6 +641,7 @@ impl Masking {
             .map_err(policy_unavailable)?;
         self.policy_version = Some(set.version());
         let restricted = view.is_restricted();
+        let observed = self.audited && set.protected_columns().next().is_some();
         match &mut self.guard {
             Some(g) => {
                 let shared = rt
@@ -565,7 +657,7 @@ impl Masking {
                 g.effects.catalog_stale = false;
                 self.install_catalog(shared);
             }
-            None if restricted && state.is_between_statements() => {
+            None if (restricted || observed) && state.is_between_statements() => {
                 let catalog = rt
                     .catalog(&self.database)
                     .await
@@ -588,6 +680,9 @@ impl Masking {
                         search_path,
                     },
                 ));
+                if let Some(g) = &mut self.guard {
+                    g.record_fingerprints(self.audited);
+                }
             }
             None if restricted => {
                 // Became restricted mid-transaction: this batch must not pass
@@ -755,6 +850,26 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Runs the guard's synchronous work so that a panic in it (a bug) ends
+/// only this session, with a FATAL error the client can read and a log line.
+/// The guard is not used again after a panic.
+fn contained(work: impl FnOnce()) -> Result<(), ProxyError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|panic| {
+        tracing::error!(panic = %panic_text(panic.as_ref()), "internal error: session closed");
+        ProxyError::fatal("XX000", "pgveil internal error: the session is closed")
+            .with_detail("The error was logged; other sessions are not affected.")
+    })
+}
+
+/// The message of a panic payload.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
 fn shutdown_error() -> ProxyError {
     ProxyError::fatal(
         "57P01",
@@ -807,12 +922,14 @@ fn frame_server(
     sbuf: &mut BytesMut,
     state: &mut Conversation,
     sent_fatal: &mut bool,
+    count: &mut FrameCount,
 ) -> Result<BytesMut, codec::FrameError> {
     let mut end = 0;
     loop {
         match codec::typed_frame_len(&sbuf[end..], MAX_BACKEND_MESSAGE)? {
             Some(len) if sbuf.len() - end >= len => {
                 let msg = &sbuf[end..end + len];
+                count.server_message(msg);
                 match msg[0] {
                     b'Z' if len == 6 => state.server_ready(msg[5]),
                     b'G' => state.server_copy_in(),

@@ -21,14 +21,18 @@ impl Guard {
             .find(|(t, _)| *t == b'C')
             .map(|(_, v)| v.clone())
             .unwrap_or_default();
-        let quotes_values = code.starts_with(b"22")
-            || code.starts_with(b"23")
-            || code.starts_with(b"P0")
-            || code.starts_with(b"XX");
+        // Any SQLSTATE may quote a value (`relation "<value>" does not
+        // exist` from a lookup, a domain CHECK …): quoted text is redacted
+        // whatever the code, except in pgveil's own refusals, which quote
+        // only names pgveil wrote.
+        let own_refusal = code == b"42501"
+            && fields
+                .iter()
+                .any(|(t, v)| *t == b'M' && v.starts_with(b"pgveil: "));
         fields.retain(|(t, _)| !matches!(t, b'D' | b'W' | b'q' | b'P' | b'p'));
-        if quotes_values {
+        if !own_refusal {
             for (t, v) in fields.iter_mut() {
-                if *t == b'M' {
+                if matches!(t, b'M' | b'H') {
                     *v = redact_quoted(v);
                 }
             }

@@ -16,10 +16,14 @@
 //! - `refusal`: the `DO` block that raises pgveil's errors, audit of blocks;
 //! - `rows`: RowDescription/DataRow/COPY OUT masking, withholding results;
 //! - `errors`: scrubbing server errors and notices;
-//! - `notify`: redacting NOTIFY payloads.
+//! - `fastpath`: which fast-path FunctionCalls a masked role may make;
+//! - `notify`: redacting NOTIFY payloads;
+//! - `observe`: what each finished statement read, for metrics and audit.
 
 mod errors;
+pub mod fastpath;
 mod notify;
+mod observe;
 mod refusal;
 mod rows;
 mod statements;
@@ -31,9 +35,10 @@ use bytes::BytesMut;
 
 use super::copy_text::CopyText;
 use super::wire::{self, Field};
-use crate::analyze::plan::{BlockReason, StatementPlan};
+use crate::analyze::plan::StatementPlan;
 use crate::analyze::policy_view::PolicyView;
 use crate::analyze::{Analyzer, Catalog, SessionContext};
+use crate::observe::meter::{Observations, StatementNote};
 use crate::policy::PolicySet;
 
 pub use refusal::block_sql;
@@ -63,6 +68,7 @@ struct Registration {
     cursor: bool,
     name: String,
     plan: StatementPlan,
+    note: Option<Arc<StatementNote>>,
 }
 
 struct Prepared {
@@ -78,6 +84,7 @@ struct Prepared {
     copy_in: bool,
     version: (u64, u64),
     fields: Option<Vec<Field>>,
+    note: Option<Arc<StatementNote>>,
 }
 
 struct Portal {
@@ -91,6 +98,7 @@ struct Portal {
     copy_in: bool,
     fields: Option<Vec<Field>>,
     masker: Option<RowMasker>,
+    note: Option<Arc<StatementNote>>,
 }
 
 /// Where a `COPY … FROM STDIN` stands. In copy-in mode the server ignores
@@ -142,6 +150,8 @@ enum Expect {
         copy: Option<CopyText>,
         /// Names to record when statement N completes.
         registrations: Vec<(usize, Registration)>,
+        /// What statement N touches, for metrics and audit.
+        notes: Vec<Option<Arc<StatementNote>>>,
     },
 }
 
@@ -155,15 +165,6 @@ pub struct Effects {
     pub own_ddl: bool,
 }
 
-/// Counters the relay turns into metrics.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Tally {
-    pub blocked: u64,
-    pub masked_values: u64,
-    pub masked_results: u64,
-    pub withheld_results: u64,
-}
-
 pub struct Guard {
     /// Login role, for the audit log.
     role: String,
@@ -173,6 +174,8 @@ pub struct Guard {
     portals: HashMap<Vec<u8>, Portal>,
     sql_prepared: HashMap<String, StatementPlan>,
     cursors: HashMap<String, StatementPlan>,
+    /// Notes of confirmed cursor (true) and prepared-statement names.
+    named_notes: HashMap<(bool, String), Option<Arc<StatementNote>>>,
     /// Names declared by the message being planned, not yet confirmed.
     staged: Vec<(usize, Registration)>,
     expect: VecDeque<Expect>,
@@ -202,7 +205,9 @@ pub struct Guard {
     relation_index_generation: Option<u64>,
     utf8: bool,
     pub effects: Effects,
-    pub tally: Tally,
+    result: observe::ResultTally,
+    /// Drained by the relay after each batch of messages.
+    pub observed: Observations,
 }
 
 fn lossy(bytes: &[u8]) -> String {
@@ -219,6 +224,7 @@ impl Guard {
             portals: HashMap::new(),
             sql_prepared: HashMap::new(),
             cursors: HashMap::new(),
+            named_notes: HashMap::new(),
             staged: Vec::new(),
             expect: VecDeque::new(),
             rows: None,
@@ -235,8 +241,14 @@ impl Guard {
             relation_index_generation: None,
             utf8: true,
             effects: Effects::default(),
-            tally: Tally::default(),
+            result: observe::ResultTally::default(),
+            observed: Observations::default(),
         }
+    }
+
+    /// Statement notes carry fingerprints for the audit trail.
+    pub fn record_fingerprints(&mut self, on: bool) {
+        self.observed.fingerprints = on;
     }
 
     /// New policy or catalog for statements that start from now on.
@@ -432,6 +444,7 @@ impl Guard {
                 match wire::target_msg(msg) {
                     Some((b'S', name)) => {
                         self.statements.remove(name);
+                        self.sql_prepared.remove(&lossy(name));
                     }
                     Some((_, name)) => {
                         self.portals.remove(name);
@@ -448,15 +461,16 @@ impl Guard {
             }
             b'F' => {
                 // Fast-path function calls name a function by OID and bypass
-                // SQL entirely: never for a restricted role.
-                if self.inputs.view.is_restricted() {
-                    let reason = BlockReason {
-                        reason: "fast-path function calls are not allowed for masked roles".into(),
-                        rule: "function-call".into(),
-                        column: None,
-                        hint: "Call the function with SELECT.".into(),
-                    };
-                    self.audit_block(&reason);
+                // SQL entirely (see `fastpath`).
+                if let Some(reason) = self.fast_path_refusal(msg) {
+                    let note = Arc::new(StatementNote {
+                        fingerprint: self.observed.fingerprints.then(|| {
+                            crate::observe::fingerprint::fingerprint("<fast-path function call>")
+                        }),
+                        columns: Vec::new(),
+                        extended: true,
+                    });
+                    self.audit_block(&reason, note);
                     wire::encode_query(out, &block_sql(&reason));
                 } else {
                     out.extend_from_slice(msg);
@@ -466,6 +480,7 @@ impl Guard {
                     at: 0,
                     copy: None,
                     registrations: Vec::new(),
+                    notes: Vec::new(),
                 });
             }
             _ => out.extend_from_slice(msg),
@@ -530,6 +545,7 @@ impl Guard {
                 self.rows = None;
                 self.copy = None;
                 self.withholding = false;
+                self.result = observe::ResultTally::default();
                 if msg.get(5) == Some(&b'I') && self.ddl_in_transaction {
                     // The schema change is committed (or rolled back): every
                     // session's catalog must be read again, and this one's
@@ -543,6 +559,9 @@ impl Guard {
             }
             b'E' => {
                 self.rows = None;
+                if !self.withholding {
+                    self.statement_failed();
+                }
                 match self.expect.front() {
                     Some(Expect::Query { .. }) => {}
                     _ => {
@@ -558,6 +577,9 @@ impl Guard {
                 if self.withholding {
                     return;
                 }
+                if let Some(own) = refusal::own_refusal(msg) {
+                    return out.extend_from_slice(&own);
+                }
                 return self.scrub(msg, out);
             }
             _ => {}
@@ -572,6 +594,8 @@ impl Guard {
                         self.expect.pop_front()
                     {
                         if let Some((name, prepared)) = pending {
+                            // It replaced any SQL PREPARE of that name.
+                            self.sql_prepared.remove(&lossy(&name));
                             self.statements.insert(name, *prepared);
                         }
                         if swallow {
@@ -628,6 +652,7 @@ impl Guard {
                 out.extend_from_slice(msg);
             }
             b'C' | b'I' => {
+                self.statement_done(msg);
                 self.rows = None;
                 let mut confirmed = Vec::new();
                 match self.expect.front_mut() {
@@ -661,6 +686,7 @@ impl Guard {
                 out.extend_from_slice(msg);
             }
             b's' => {
+                self.statement_done(msg);
                 if let Some(Expect::Execute { .. }) = self.expect.front() {
                     self.expect.pop_front();
                 }

@@ -45,7 +45,7 @@ impl Guard {
         match redacted {
             None => out.extend_from_slice(msg),
             Some(redacted) => {
-                self.tally.masked_values += 1;
+                self.observed.notifications_redacted += 1;
                 wire::message(out, b'A', |o| {
                     o.extend_from_slice(&body[..4]);
                     o.extend_from_slice(channel);

@@ -8,9 +8,9 @@ use bytes::BytesMut;
 use super::super::copy_text::{self, CopyText};
 use super::super::wire::{self, Field};
 use super::{Expect, Guard};
-use crate::analyze::plan::StatementPlan;
+use crate::analyze::plan::{MaskedColumn, StatementPlan};
 use crate::analyze::policy_view::{ColumnAction, QualifiedColumn};
-use crate::mask::{Mask, WireFormat};
+use crate::mask::{oid as mask_oid, Mask, WireFormat};
 
 /// Masks applied to the columns of one result shape.
 #[derive(Clone, Default)]
@@ -18,12 +18,6 @@ pub(super) struct RowMasker {
     pub(super) columns: Vec<(usize, Mask, u32, WireFormat)>,
     /// A denied column the analyzer missed: the result is withheld.
     pub(super) withheld: Option<String>,
-}
-
-impl RowMasker {
-    pub(super) fn is_empty(&self) -> bool {
-        self.columns.is_empty() && self.withheld.is_none()
-    }
 }
 
 /// Masks applied to the rows of a running `COPY … TO STDOUT`.
@@ -59,13 +53,16 @@ impl Guard {
                 }
                 match copy_text::mask_row(row, &copy.fmt, &copy.columns) {
                     Ok(masked) => {
-                        self.tally.masked_values += copy.columns.len() as u64;
+                        self.result.row(true);
                         wire::message(out, b'd', |o| o.extend_from_slice(&masked));
                     }
                     Err(e) => self.withhold(&e.to_string(), out),
                 }
             }
-            None => out.extend_from_slice(msg),
+            None => {
+                self.result.row(false);
+                out.extend_from_slice(msg)
+            }
         }
     }
 
@@ -102,6 +99,28 @@ impl Guard {
 
     /// Builds the masker of one result: the plan's masks, plus any protected
     /// column the RowDescription names that the plan left unmasked.
+    /// `birth::text` of a date column under a date mask: the text a cast
+    /// to text yields is the column type's output form, in either wire
+    /// format, so the mask reads it as that type's text format and its
+    /// output is again that form (as PostgreSQL would print the masked
+    /// value cast to text). `None` when the field needs no such reading.
+    fn text_form_of(&self, mask: &Mask, c: &MaskedColumn, field: &Field) -> Option<u32> {
+        if !matches!(field.type_oid, mask_oid::TEXT | mask_oid::VARCHAR)
+            || mask.accepts_oid(field.type_oid)
+        {
+            return None;
+        }
+        let source_type = self
+            .inputs
+            .catalog
+            .relation(&c.source.schema, &c.source.table)?
+            .columns
+            .iter()
+            .find(|col| col.name == c.source.column)?
+            .type_oid;
+        mask.accepts_oid(source_type).then_some(source_type)
+    }
+
     pub(super) fn masker_for(
         &mut self,
         plan: &StatementPlan,
@@ -125,8 +144,11 @@ impl Guard {
                 };
                 if let ColumnAction::Mask { mask_id, .. } = &c.decision.action {
                     let mask = self.inputs.policy.mask(*mask_id).clone();
-                    m.columns
-                        .push((c.index, mask, field.type_oid, format(c.index, field)));
+                    let (type_oid, format) = match self.text_form_of(&mask, c, field) {
+                        Some(source_type) => (source_type, WireFormat::Text),
+                        None => (field.type_oid, format(c.index, field)),
+                    };
+                    m.columns.push((c.index, mask, type_oid, format));
                 }
             }
         }
@@ -148,6 +170,7 @@ impl Guard {
                         column = %format!("{}.{}.{}", source.schema, source.table, source.column),
                         "protected column reached a result unplanned; masking it"
                     );
+                    self.observed.rowdescription_overrides += 1;
                     let mask = self.inputs.policy.mask(mask_id).clone();
                     m.columns.push((i, mask, field.type_oid, format(i, field)));
                 }
@@ -187,8 +210,14 @@ impl Guard {
             }
         }
         match (plan, fmt) {
-            (Some(StatementPlan::Allow), _) => return out.extend_from_slice(msg),
-            (None, _) if !restricted => return out.extend_from_slice(msg),
+            (Some(StatementPlan::Allow), _) => {
+                self.result.open(false);
+                return out.extend_from_slice(msg);
+            }
+            (None, _) if !restricted => {
+                self.result.open(false);
+                return out.extend_from_slice(msg);
+            }
             (Some(StatementPlan::Mask { columns }), Some(fmt)) => {
                 let mut masks = Vec::with_capacity(columns.len());
                 for c in &columns {
@@ -211,7 +240,7 @@ impl Guard {
                     fmt,
                     columns: masks,
                 });
-                self.tally.masked_results += 1;
+                self.result.open(true);
                 return out.extend_from_slice(msg);
             }
             _ => {}
@@ -259,9 +288,7 @@ impl Guard {
                     }
                 };
                 let masker = self.masker_for(&plan, &fields, None);
-                if !masker.is_empty() {
-                    self.tally.masked_results += 1;
-                }
+                self.result.open(!masker.columns.is_empty());
                 self.rows = Some(masker);
                 out.extend_from_slice(msg);
             }
@@ -282,12 +309,14 @@ impl Guard {
             if restricted {
                 return self.withhold("rows arrived for a result pgveil has no plan for", out);
             }
+            self.result.row(false);
             return out.extend_from_slice(msg);
         };
         if let Some(why) = masker.withheld.clone() {
             return self.withhold(&why, out);
         }
         if masker.columns.is_empty() {
+            self.result.row(false);
             return out.extend_from_slice(msg);
         }
         let Some(values) = wire::data_row(msg) else {
@@ -306,7 +335,7 @@ impl Guard {
                 }
             }
         }
-        self.tally.masked_values += masker.columns.len() as u64;
+        self.result.row(true);
         wire::encode_data_row(
             out,
             values.iter().enumerate().map(|(i, v)| match &masked[i] {
@@ -321,7 +350,7 @@ impl Guard {
     /// ReadyForQuery.
     pub(super) fn withhold(&mut self, why: &str, out: &mut BytesMut) {
         tracing::error!(reason = why, "withholding a result to protect a column");
-        self.tally.withheld_results += 1;
+        self.result_withheld();
         crate::net::codec::ProxyError::error("42501", format!("pgveil: result withheld: {why}"))
             .with_hint("pgveil could not mask this result safely; ask the DBA to check the policy.")
             .encode(out);

@@ -74,16 +74,20 @@ impl Guard {
         }
     }
 
-    pub(super) fn plan(&self, sql: &str) -> Vec<PlannedStatement> {
+    pub(super) fn plan(&mut self, sql: &str) -> Vec<PlannedStatement> {
+        let started = std::time::Instant::now();
         let inputs = &self.inputs;
         let ctx = self.analysis_ctx();
-        let mut planned = inputs.analyzer.plan(
+        let (mut planned, cached) = inputs.analyzer.plan_traced(
             sql,
             &ctx,
             &inputs.catalog,
             inputs.view.as_ref(),
             inputs.policy.version(),
         );
+        drop(ctx);
+        self.analysed(started, cached);
+        let inputs = &self.inputs;
         if !self.utf8 && inputs.view.is_restricted() {
             for p in &mut planned {
                 if !matches!(p.plan, StatementPlan::Allow) {
@@ -108,13 +112,14 @@ impl Guard {
                 cursor,
                 name: name.to_string(),
                 plan: plan.clone(),
+                note: None,
             },
         ));
     }
 
     /// The plan behind a cursor or prepared-statement name: one declared
     /// earlier in the same message first, then the confirmed ones.
-    pub(super) fn lookup(&self, cursor: bool, name: &str) -> Option<StatementPlan> {
+    pub(super) fn lookup(&mut self, cursor: bool, name: &str) -> Option<StatementPlan> {
         if let Some((_, r)) = self
             .staged
             .iter()
@@ -128,12 +133,37 @@ impl Guard {
         } else {
             &self.sql_prepared
         };
-        map.get(name).cloned()
+        if let Some(plan) = map.get(name) {
+            return Some(plan.clone());
+        }
+        // SQL EXECUTE and protocol-level Parse share one namespace.
+        if cursor {
+            return None;
+        }
+        let s = self.statement(name.as_bytes())?;
+        if s.version == self.inputs.version() {
+            return Some(s.plan.clone());
+        }
+        let sql = s.sql.clone();
+        Some(match self.plan(&sql).as_slice() {
+            [one] => one.plan.clone(),
+            _ => StatementPlan::Block(BlockReason {
+                reason: "statement could not be planned again after a policy change".into(),
+                rule: "replan".into(),
+                column: None,
+                hint: "Prepare the statement again.".into(),
+            }),
+        })
     }
 
     /// The server confirmed a DECLARE or PREPARE: its name now stands for
     /// this plan.
     pub(super) fn commit(&mut self, r: Registration) {
+        if !r.cursor {
+            // It replaced any protocol-level statement of that name.
+            self.statements.remove(r.name.as_bytes());
+        }
+        self.named_notes.insert((r.cursor, r.name.clone()), r.note);
         let map = if r.cursor {
             &mut self.cursors
         } else {
@@ -183,6 +213,13 @@ impl Guard {
             },
             StatementKind::Deallocate { name } => {
                 forget(&mut self.sql_prepared, name.as_ref());
+                // DEALLOCATE removes protocol-level statements too.
+                match name {
+                    Some(n) => {
+                        self.statements.remove(n.as_bytes());
+                    }
+                    None => self.statements.clear(),
+                }
                 p.plan.clone()
             }
             StatementKind::SetSearchPath { schemas } => {
@@ -271,35 +308,43 @@ impl Guard {
         self.allow_empty_search_path(&mut planned, &sql);
         if let Some((plan, fmt)) = self.lone_copy(&planned, &sql) {
             out.extend_from_slice(msg);
+            let note = self.note_of(&planned[0], &sql, false);
             self.expect.push_back(Expect::Query {
                 plans: vec![plan],
                 at: 0,
                 copy: Some(fmt),
                 registrations: Vec::new(),
+                notes: vec![note],
             });
             return;
         }
         let mut plans = Vec::with_capacity(planned.len());
+        let mut notes = Vec::with_capacity(planned.len());
         let mut blocked = None;
         self.staged.clear();
         for (i, p) in planned.iter().enumerate() {
             let plan = self.settle(p, i);
+            let note = self.note_of(p, &sql, false);
+            self.note_registration(i, &note);
             if let StatementPlan::Block(b) = &plan {
                 blocked.get_or_insert_with(|| b.clone());
             }
             plans.push(plan);
+            notes.push(note);
         }
         match blocked {
             Some(reason) => {
                 // Nothing of a blocked string runs, so nothing is recorded.
                 self.staged.clear();
-                self.audit_block(&reason);
+                let note = self.blocked_note(&planned, &sql, false);
+                self.audit_block(&reason, note);
                 wire::encode_query(out, &block_sql(&reason));
                 self.expect.push_back(Expect::Query {
                     plans: vec![StatementPlan::Allow],
                     at: 0,
                     copy: None,
                     registrations: Vec::new(),
+                    notes: Vec::new(),
                 });
             }
             None => {
@@ -310,6 +355,7 @@ impl Guard {
                     at: 0,
                     copy: None,
                     registrations,
+                    notes,
                 });
             }
         }
@@ -330,6 +376,7 @@ impl Guard {
         self.allow_empty_search_path(&mut planned, &sql);
         let copy = self.lone_copy(&planned, &sql);
         self.staged.clear();
+        let note = self.parse_note(&planned, &sql);
         let plan = match planned.as_slice() {
             _ if copy.is_some() => copy
                 .as_ref()
@@ -353,6 +400,7 @@ impl Guard {
         // nothing, and the client gets the parameter and row descriptions it
         // expects. The block takes effect at Bind.
         out.extend_from_slice(msg);
+        self.note_registration(0, &note);
         let prepared = Prepared {
             registration: self.staged.drain(..).map(|(_, r)| r).next(),
             copy_in: starts_copy_in(&planned, &sql),
@@ -370,6 +418,7 @@ impl Guard {
             copy: copy.map(|c| c.1),
             version: self.inputs.version(),
             fields: None,
+            note,
         };
         // The unnamed statement is replaced even by a failed Parse.
         let pending = if name.is_empty() {
@@ -401,6 +450,7 @@ impl Guard {
             let planned = self.plan(&sql);
             let copy = self.lone_copy(&planned, &sql);
             self.staged.clear();
+            let note = self.parse_note(&planned, &sql);
             let plan = match planned.as_slice() {
                 _ if copy.is_some() => copy
                     .as_ref()
@@ -414,12 +464,14 @@ impl Guard {
                     hint: "Prepare the statement again.".into(),
                 }),
             };
+            self.note_registration(0, &note);
             let registration = self.staged.drain(..).map(|(_, r)| r).next();
             if let Some(s) = self.statement_mut(bind.statement) {
                 s.plan = plan;
                 s.registration = registration;
                 s.copy = copy.map(|c| c.1);
                 s.version = version;
+                s.note = note;
             }
         }
         let registration = self
@@ -430,8 +482,25 @@ impl Guard {
         let sets_search_path = self
             .statement(bind.statement)
             .is_some_and(|s| s.sets_search_path);
-        let (plan, fields, copy) = match self.statement(bind.statement) {
-            Some(s) => (s.plan.clone(), s.fields.clone(), s.copy.clone()),
+        let (plan, fields, copy, note, sql) = match self.statement(bind.statement) {
+            Some(s) => (
+                s.plan.clone(),
+                s.fields.clone(),
+                s.copy.clone(),
+                s.note.clone(),
+                Some(s.sql.clone()),
+            ),
+            // A statement PREPAREd in SQL, bound through the protocol.
+            None if self.sql_prepared.contains_key(&lossy(bind.statement)) => (
+                self.sql_prepared
+                    .get(&lossy(bind.statement))
+                    .cloned()
+                    .unwrap_or(StatementPlan::Allow),
+                None,
+                None,
+                None,
+                None,
+            ),
             None if restricted => (
                 StatementPlan::Block(BlockReason {
                     reason: "prepared statement was not parsed through pgveil".into(),
@@ -441,14 +510,19 @@ impl Guard {
                 }),
                 None,
                 None,
+                None,
+                None,
             ),
-            None => (StatementPlan::Allow, None, None),
+            None => (StatementPlan::Allow, None, None, None, None),
         };
         let portal = bind.portal.to_vec();
         let result_formats = bind.result_formats.clone();
         if let StatementPlan::Block(reason) = &plan {
             // Bind the portal to a statement that raises pgveil's error.
-            self.audit_block(&reason.clone());
+            let note = note.unwrap_or_else(|| {
+                self.blocked_note(&[], sql.as_deref().unwrap_or("<unknown statement>"), true)
+            });
+            self.audit_block(&reason.clone(), note);
             wire::encode_close(out, b'S', BLOCK_STATEMENT);
             wire::encode_parse(out, BLOCK_STATEMENT, &block_sql(reason));
             wire::encode_bind_no_params(out, &portal, BLOCK_STATEMENT);
@@ -470,6 +544,7 @@ impl Guard {
                     copy_in: false,
                     fields: None,
                     masker: Some(RowMasker::default()),
+                    note: None,
                 },
             );
             return;
@@ -488,6 +563,7 @@ impl Guard {
                 copy_in,
                 fields,
                 masker,
+                note,
             },
         );
         out.extend_from_slice(msg);

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Cost of metrics and the audit trail: pgbench through pgveil (one release
+# build, the same policy) without them and with them, in one run, runs
+# interleaved so drift on a shared machine hits both alike.
+#
+#   off:  --metrics-listen "" and no audit trail
+#   on:   /metrics served and scraped every second, --audit-log FILE (block)
+#   base: optional, BASE_BIN=/path/to/pgveil built from a commit without
+#         the observability code, same flags as off
+#
+# Workloads: pgbench's built-in select-only (nothing protected: counting
+# only) and a select of a masked column (one audit record per statement).
+#
+#   bench/observe-overhead.sh                 # 15 s per run, 3 rounds
+#   DURATION=30 ROUNDS=5 bench/observe-overhead.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-15}
+ROUNDS=${ROUNDS:-3}
+CLIENTS=${CLIENTS:-8}
+JOBS=${JOBS:-2}
+SCALE=${SCALE:-10}
+PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+[ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL server binaries not found; set PG_BIN" >&2; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+WORK=$(mktemp -d /tmp/pgveil-obs-bench.XXXXXX)
+chmod 755 "$WORK"
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$WORK"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "building pgveil (release)..." >&2
+cargo build --release --quiet
+BIN=target/release/pgveil
+
+PG_PORT=$(free_port)
+as_pg "$PG_BIN/initdb" -D "$WORK/data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
+cat >>"$WORK/data/postgresql.conf" <<CONF
+port = $PG_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$WORK'
+max_connections = 100
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+CONF
+as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w start >/dev/null
+"$PG_BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres >/dev/null 2>&1
+
+# pgbench's role is named by no rule: it gets the default mask of filler.
+mkdir -p "$WORK/policies"
+cat >"$WORK/policies/bench.yaml" <<YAML
+version: 1
+columns:
+  public.pgbench_accounts.filler:
+    class: C2
+    mask: { fn: keep, first: 0, last: 4 }
+YAML
+cat >"$WORK/masked.sql" <<'SQL'
+\set aid random(1, 100000 * :scale)
+SELECT aid, filler FROM pgbench_accounts WHERE aid = :aid;
+SQL
+
+declare -A PORT
+start() { # name binary extra-args...
+  local name=$1 bin=$2; shift 2
+  local port; port=$(free_port)
+  "$bin" serve --listen "127.0.0.1:$port" --upstream "127.0.0.1:$PG_PORT" \
+    --policies "$WORK/policies" --catalog-user postgres "$@" >/dev/null 2>"$WORK/$name.log" &
+  PIDS+=($!)
+  for _ in $(seq 100); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
+  PORT[$name]=$port
+}
+METRICS_PORT=$(free_port)
+start off "$BIN" --metrics-listen ""
+start on "$BIN" --metrics-listen "127.0.0.1:$METRICS_PORT" --audit-log "$WORK/audit.log"
+TARGETS="off on"
+if [ -n "${BASE_BIN:-}" ]; then
+  start base "$BASE_BIN" --metrics-listen ""
+  TARGETS="base off on"
+fi
+# Prometheus-like scraping of the instrumented one during its runs.
+( while sleep 1; do curl -s "127.0.0.1:$METRICS_PORT/metrics" >/dev/null || true; done ) >/dev/null 2>&1 &
+PIDS+=($!)
+
+tps() { # port workload mode
+  local script=(-S)
+  [ "$2" = masked ] && script=(-f "$WORK/masked.sql")
+  "$PG_BIN/pgbench" "${script[@]}" -M "$3" -c "$CLIENTS" -j "$JOBS" -T "$DURATION" -n \
+    -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 | awk '/^tps/ {print $3}'
+}
+
+printf '%-9s %-9s' workload mode
+for t in $TARGETS; do printf ' %12s' "$t tps"; done
+printf ' %10s\n' "on/off"
+for workload in select-only masked; do
+  for mode in simple prepared; do
+    declare -A SUM=()
+    for _ in $(seq "$ROUNDS"); do
+      for t in $TARGETS; do
+        v=$(tps "${PORT[$t]}" "$workload" "$mode")
+        SUM[$t]=$(python3 -c "print(${SUM[$t]:-0} + $v)")
+      done
+    done
+    printf '%-9s %-9s' "$workload" "$mode"
+    for t in $TARGETS; do printf ' %12.0f' "$(python3 -c "print(${SUM[$t]} / $ROUNDS)")"; done
+    printf ' %10s\n' "$(python3 -c "print(f'{${SUM[on]} / ${SUM[off]}:.3f}')")"
+    unset SUM
+  done
+done
+records=$(wc -l <"$WORK/audit.log")
+echo "audit records written by 'on': $records; chain: $("$BIN" audit verify "$WORK/audit.log" | head -1)"

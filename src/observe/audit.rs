@@ -1,0 +1,560 @@
+//! The audit trail: one JSON line per session start and end and per
+//! statement that touched a protected column or was blocked.
+//!
+//! Sessions hand records to a bounded queue; one writer thread numbers them,
+//! chains them (each record carries the SHA-256 of the line before it, across
+//! rotated files and restarts) and appends them to the file. When the queue
+//! is full, `block` makes sessions wait for the writer, `drop` counts and
+//! logs the lost record. Records never carry SQL literals or row values:
+//! statements appear as fingerprints.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::meter::{ColumnTouch, Outcome};
+use super::Metrics;
+
+/// `prev` of the very first record of a chain.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Records waiting for the writer before `--audit-on-full` applies.
+pub const QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// Where audit records go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditTarget {
+    File(PathBuf),
+    Stdout,
+}
+
+/// What happens when the writer falls behind and the queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    /// Statements wait for the writer: nothing runs unaudited.
+    Block,
+    /// The record is dropped, counted and logged.
+    Drop,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    pub target: AuditTarget,
+    /// Size at which the file is rotated.
+    pub max_size: u64,
+    pub on_full: OnFull,
+}
+
+/// What a record is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    SessionStart,
+    Statement,
+    SessionEnd,
+}
+
+/// Who a session is, repeated in each of its records so every line stands
+/// on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionIdentity {
+    pub session: String,
+    pub client: String,
+    pub role: String,
+    /// The policy roles the login role matched (itself or by membership).
+    pub policy_roles: Vec<String>,
+    pub database: String,
+    pub application: String,
+}
+
+/// One audit line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Position in the chain, from 1, continuing across files and restarts.
+    pub seq: u64,
+    pub time: String,
+    pub event: Event,
+    pub session: String,
+    pub client: String,
+    pub role: String,
+    pub policy_roles: Vec<String>,
+    pub database: String,
+    pub application: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<ColumnTouch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Outcome>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// session_end: how the session ended and how many statements it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statements: Option<u64>,
+    /// Hex SHA-256 of the previous line (without its newline).
+    pub prev: String,
+}
+
+impl Record {
+    pub fn new(event: Event, who: &SessionIdentity) -> Record {
+        Record {
+            seq: 0,
+            time: super::clock::rfc3339(SystemTime::now()),
+            event,
+            session: who.session.clone(),
+            client: who.client.clone(),
+            role: who.role.clone(),
+            policy_roles: who.policy_roles.clone(),
+            database: who.database.clone(),
+            application: who.application.clone(),
+            fingerprint: None,
+            fingerprint_sha256: None,
+            protocol: None,
+            columns: Vec::new(),
+            rows: None,
+            outcome: None,
+            rule: None,
+            end_reason: None,
+            statements: None,
+            prev: String::new(),
+        }
+    }
+}
+
+/// Hex SHA-256 of one line.
+pub fn line_hash(line: &[u8]) -> String {
+    Sha256::digest(line)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A process-unique session id: a random prefix per process and a counter.
+pub fn next_session_id() -> String {
+    static PREFIX: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let prefix = *PREFIX.get_or_init(rand::random::<u32>);
+    format!("{prefix:08x}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The sending side, cloned into every session.
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: mpsc::Sender<Record>,
+    on_full: OnFull,
+    metrics: Arc<Metrics>,
+    last_drop_warning: Arc<AtomicU64>,
+}
+
+impl AuditLog {
+    /// Queues a record. With `block` this waits while the queue is full.
+    pub async fn send(&self, record: Record) {
+        match self.on_full {
+            OnFull::Block => {
+                if self.tx.send(record).await.is_err() {
+                    self.dropped("the audit writer stopped");
+                }
+            }
+            OnFull::Drop => match self.tx.try_send(record) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => self.dropped("the audit queue is full"),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.dropped("the audit writer stopped")
+                }
+            },
+        }
+    }
+
+    fn dropped(&self, why: &str) {
+        self.metrics
+            .audit_records
+            .with_label_values(&["dropped"])
+            .inc();
+        // One warning per 10 s is enough to be noticed without flooding.
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let last = self.last_drop_warning.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .last_drop_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                reason = why,
+                "audit records dropped (see pgveil_audit_records_total{{outcome=\"dropped\"}}); use --audit-on-full block to make statements wait instead"
+            );
+        }
+    }
+}
+
+/// Handle to join the writer thread at shutdown.
+pub struct AuditWriter {
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl AuditWriter {
+    /// Waits (blocking) until every queued record is written. Call after
+    /// every [`AuditLog`] clone is dropped.
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// Opens the audit target, recovers the chain from what is already there,
+/// and starts the writer thread.
+pub fn start(
+    settings: &AuditSettings,
+    metrics: Arc<Metrics>,
+) -> io::Result<(AuditLog, AuditWriter)> {
+    let mut sink = Sink::open(settings)?;
+    // Both series exist from the start, so alerts on them see a zero first.
+    for outcome in ["written", "dropped"] {
+        metrics.audit_records.with_label_values(&[outcome]);
+    }
+    let (tx, mut rx) = mpsc::channel::<Record>(QUEUE_CAPACITY);
+    let writer_metrics = metrics.clone();
+    let thread = std::thread::Builder::new()
+        .name("pgveil-audit".into())
+        .spawn(move || {
+            let m = writer_metrics;
+            let written = m.audit_records.with_label_values(&["written"]);
+            while let Some(first) = rx.blocking_recv() {
+                let mut next = Some(first);
+                // Write what is queued, then flush once.
+                while let Some(record) = next {
+                    sink.append(record, &m);
+                    written.inc();
+                    next = rx.try_recv().ok();
+                }
+                m.audit_queue.set(rx.len() as i64);
+                sink.flush(&m);
+            }
+            sink.flush(&m);
+            tracing::info!(
+                seq = sink.seq,
+                sha256 = %sink.prev,
+                "audit log closed; chain head"
+            );
+        })?;
+    Ok((
+        AuditLog {
+            tx,
+            on_full: settings.on_full,
+            metrics,
+            last_drop_warning: Arc::new(AtomicU64::new(0)),
+        },
+        AuditWriter { thread },
+    ))
+}
+
+/// The open audit file (or stdout) and the chain state.
+struct Sink {
+    target: AuditTarget,
+    out: BufWriter<Box<dyn Write + Send>>,
+    size: u64,
+    max_size: u64,
+    /// Seq of the last record written.
+    seq: u64,
+    /// Hash of the last line written.
+    prev: String,
+}
+
+impl Sink {
+    fn open(settings: &AuditSettings) -> io::Result<Sink> {
+        let (out, size, seq, prev): (Box<dyn Write + Send>, u64, u64, String) =
+            match &settings.target {
+                AuditTarget::Stdout => (Box::new(io::stdout()), 0, 0, GENESIS.to_string()),
+                AuditTarget::File(path) => {
+                    let (seq, prev, needs_newline) = recover_chain(path)?;
+                    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+                    if needs_newline {
+                        // A line cut short by a crash stays (verify reports
+                        // it); the next record starts on its own line.
+                        file.write_all(b"\n")?;
+                    }
+                    let size = file.metadata()?.len();
+                    (Box::new(file), size, seq, prev)
+                }
+            };
+        Ok(Sink {
+            target: settings.target.clone(),
+            out: BufWriter::with_capacity(64 * 1024, out),
+            size,
+            max_size: settings.max_size,
+            seq,
+            prev,
+        })
+    }
+
+    fn append(&mut self, mut record: Record, m: &Metrics) {
+        record.seq = self.seq + 1;
+        record.prev = std::mem::take(&mut self.prev);
+        let line = match serde_json::to_vec(&record) {
+            Ok(l) => l,
+            // A Record always serialises; keep the chain intact regardless.
+            Err(_) => {
+                self.prev = record.prev;
+                return;
+            }
+        };
+        let mut failures = 0u32;
+        loop {
+            let result = self
+                .out
+                .write_all(&line)
+                .and_then(|_| self.out.write_all(b"\n"));
+            match result {
+                Ok(()) => break,
+                Err(e) => {
+                    m.audit_write_errors.inc();
+                    if failures % 60 == 0 {
+                        tracing::error!(error = %e, "cannot write the audit log; retrying (sessions wait or records are dropped per --audit-on-full)");
+                    }
+                    failures += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+        self.seq = record.seq;
+        self.prev = line_hash(&line);
+        self.size += line.len() as u64 + 1;
+        if self.size >= self.max_size {
+            self.rotate(m);
+        }
+    }
+
+    fn flush(&mut self, m: &Metrics) {
+        if let Err(e) = self.out.flush() {
+            m.audit_write_errors.inc();
+            tracing::error!(error = %e, "cannot flush the audit log");
+        }
+    }
+
+    /// Renames the full file to `PATH.<seq of its last record>` and starts
+    /// an empty one; the chain continues into it.
+    fn rotate(&mut self, m: &Metrics) {
+        let AuditTarget::File(path) = self.target.clone() else {
+            return;
+        };
+        let path = path.as_path();
+        self.flush(m);
+        let rotated = rotated_name(path, self.seq);
+        if let Err(e) = std::fs::rename(path, &rotated) {
+            m.audit_write_errors.inc();
+            tracing::error!(error = %e, file = %path.display(), "cannot rotate the audit log; it keeps growing");
+            return;
+        }
+        match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(file) => {
+                self.out = BufWriter::with_capacity(64 * 1024, Box::new(file));
+                self.size = 0;
+                // Logged elsewhere than the audit file: an anchor for the
+                // chain that an editor of the audit files cannot rewrite.
+                tracing::info!(file = %rotated.display(), seq = self.seq, sha256 = %self.prev, "audit log rotated; chain head");
+            }
+            Err(e) => {
+                m.audit_write_errors.inc();
+                tracing::error!(error = %e, file = %path.display(), "cannot open a new audit log after rotation");
+                // Keep writing into the rotated file rather than lose records.
+                if let Ok(file) = OpenOptions::new().append(true).open(&rotated) {
+                    self.out = BufWriter::with_capacity(64 * 1024, Box::new(file));
+                }
+            }
+        }
+    }
+}
+
+/// `audit.log` -> `audit.log.000000001234`: names sort in chain order.
+pub fn rotated_name(path: &Path, last_seq: u64) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{last_seq:012}"));
+    PathBuf::from(name)
+}
+
+/// The newest rotated sibling of `path`, if any.
+fn newest_rotated(path: &Path) -> Option<PathBuf> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let base = path.file_name()?.to_string_lossy().into_owned();
+    let mut best: Option<(u64, PathBuf)> = None;
+    for entry in std::fs::read_dir(&dir).ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(suffix) = name.strip_prefix(&format!("{base}.")) else {
+            continue;
+        };
+        let Ok(n) = suffix.parse::<u64>() else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(b, _)| n > *b) {
+            best = Some((n, entry.path()));
+        }
+    }
+    best.map(|(_, p)| p)
+}
+
+/// Where the chain stands in an existing file (or, when it is empty or
+/// missing, in the newest rotated file): the last seq, the hash of the last
+/// line, and whether the file ends mid-line.
+fn recover_chain(path: &Path) -> io::Result<(u64, String, bool)> {
+    let (tail, cut) = match read_tail(path)? {
+        Some(t) => t,
+        None => match newest_rotated(path) {
+            Some(rotated) => match read_tail(&rotated)? {
+                Some((t, _)) => (t, false),
+                None => return Ok((0, GENESIS.to_string(), false)),
+            },
+            None => return Ok((0, GENESIS.to_string(), false)),
+        },
+    };
+    let lines: Vec<&[u8]> = tail
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let Some(last) = lines.last() else {
+        return Ok((0, GENESIS.to_string(), cut));
+    };
+    // The seq of the last line that still parses; a damaged last line is
+    // chained over by hash all the same.
+    let seq = lines
+        .iter()
+        .rev()
+        .find_map(|l| serde_json::from_slice::<Record>(l).ok())
+        .map(|r| r.seq)
+        .unwrap_or(0);
+    Ok((
+        seq + u64::from(cut || serde_json::from_slice::<Record>(last).is_err()),
+        line_hash(last),
+        cut,
+    ))
+}
+
+/// The last 1 MiB of a non-empty file, and whether it ends mid-line.
+fn read_tail(path: &Path) -> io::Result<Option<(Vec<u8>, bool)>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    let start = len.saturating_sub(1 << 20);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    if start > 0 {
+        // Drop the partial first line.
+        if let Some(i) = tail.iter().position(|&b| b == b'\n') {
+            tail.drain(..=i);
+        }
+    }
+    let cut = tail.last() != Some(&b'\n');
+    Ok(Some((tail, cut)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::verify::verify_files;
+
+    fn who() -> SessionIdentity {
+        SessionIdentity {
+            session: next_session_id(),
+            client: "127.0.0.1:1".into(),
+            role: "alice".into(),
+            policy_roles: vec![],
+            database: "bank".into(),
+            application: String::new(),
+        }
+    }
+
+    async fn write_records(settings: &AuditSettings, n: usize) {
+        let (log, writer) = start(settings, Metrics::new()).unwrap();
+        for _ in 0..n {
+            log.send(Record::new(Event::SessionStart, &who())).await;
+        }
+        drop(log);
+        tokio::task::spawn_blocking(move || writer.join())
+            .await
+            .unwrap();
+    }
+
+    fn files(dir: &Path) -> Vec<PathBuf> {
+        let mut f: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        f.sort();
+        f
+    }
+
+    #[tokio::test]
+    async fn chain_survives_rotation_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let settings = AuditSettings {
+            target: AuditTarget::File(path.clone()),
+            max_size: 4096,
+            on_full: OnFull::Block,
+        };
+        write_records(&settings, 30).await;
+        // A restart continues the chain of the files already there.
+        write_records(&settings, 30).await;
+        let all = files(dir.path());
+        assert!(all.len() >= 3, "rotated: {all:?}");
+        let v = verify_files(&all).unwrap();
+        assert_eq!((v.records, v.first_seq, v.last_seq), (60, 1, 60));
+        // Rotated names sort in chain order and end at their last seq.
+        let first_rotated = &all[1];
+        let text = std::fs::read_to_string(first_rotated).unwrap();
+        let last: Record = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert!(first_rotated
+            .to_string_lossy()
+            .ends_with(&format!(".{:012}", last.seq)));
+        // Removing a whole rotated file from the middle is named.
+        let without: Vec<PathBuf> = all.iter().filter(|p| *p != &all[2]).cloned().collect();
+        let e = verify_files(&without).unwrap_err().0;
+        assert!(e.contains("missing"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_in_drop_mode() {
+        let metrics = Metrics::new();
+        let (tx, _rx) = mpsc::channel(1);
+        let log = AuditLog {
+            tx,
+            on_full: OnFull::Drop,
+            metrics: metrics.clone(),
+            last_drop_warning: Arc::new(AtomicU64::new(0)),
+        };
+        for _ in 0..3 {
+            log.send(Record::new(Event::SessionStart, &who())).await;
+        }
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(
+            text.contains("pgveil_audit_records_total{outcome=\"dropped\"} 2"),
+            "{text}"
+        );
+    }
+}
