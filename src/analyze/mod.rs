@@ -66,7 +66,9 @@ pub mod cli;
 pub mod depth;
 pub mod fallback;
 pub mod lineage;
+pub mod pg_agree;
 pub mod pg_lex;
+pub mod pg_tree;
 pub mod plan;
 pub mod policy_view;
 
@@ -92,6 +94,8 @@ pub struct SessionContext {
     pub database: String,
     /// Schemas in order, `$user` already expanded by the session.
     pub search_path: Vec<String>,
+    /// The server's settings that decide where tokens end.
+    pub lexing: pg_tree::LexSettings,
 }
 
 /// What a statement is, as far as the session's state machine cares.
@@ -183,6 +187,7 @@ struct CacheKey {
     database: String,
     search_path: Vec<String>,
     catalog_generation: u64,
+    lexing: pg_tree::LexSettings,
     /// Normalised text, or `=` + exact text for literal-sensitive entries.
     text: String,
 }
@@ -276,6 +281,7 @@ impl Analyzer {
             database: ctx.database.clone(),
             search_path: ctx.search_path.clone(),
             catalog_generation: catalog.generation(),
+            lexing: ctx.lexing,
             text: normalized.clone().unwrap_or_else(exact),
         };
         if let Some(hit) = self.cache.get(&key) {
@@ -287,10 +293,11 @@ impl Analyzer {
                 return (Arc::clone(&hit), true);
             }
         }
-        let analyses: Vec<Arc<Analysis>> = analyse_uncached(sql, &ctx.search_path, catalog)
-            .into_iter()
-            .map(Arc::new)
-            .collect();
+        let analyses: Vec<Arc<Analysis>> =
+            analyse_lexed(sql, ctx.lexing, &ctx.search_path, catalog)
+                .into_iter()
+                .map(Arc::new)
+                .collect();
         if let Some(normalized) = normalized {
             if !analyses.iter().any(|a| a.literal_sensitive) {
                 key.text = normalized;
@@ -368,21 +375,29 @@ pub enum ParseFailure {
 /// on a stack big enough to walk and drop them: the only safe way to parse
 /// text of unbounded depth (the trees are dropped before this returns).
 pub fn with_parsed<R>(sql: &str, f: impl FnOnce(Result<&[Statement], ParseFailure>) -> R) -> R {
+    with_parsed_bound(sql, |parsed, _| f(parsed))
+}
+
+/// Like [`with_parsed`], and also hands `f` the text's nesting bound.
+fn with_parsed_bound<R>(
+    sql: &str,
+    f: impl FnOnce(Result<&[Statement], ParseFailure>, usize) -> R,
+) -> R {
     let tokens = match tokens_postgres(sql) {
         Ok(tokens) => tokens,
-        Err(e) => return f(Err(ParseFailure::Syntax(e))),
+        Err(e) => return f(Err(ParseFailure::Syntax(e)), sql.len()),
     };
     let bound = depth::nesting_bound(&tokens);
     if bound > depth::MAX_NESTING {
-        return f(Err(ParseFailure::TooDeep(bound)));
+        return f(Err(ParseFailure::TooDeep(bound)), bound);
     }
     depth::with_stack_for(bound, || {
         let parsed = Parser::new(&PostgreSqlDialect {})
             .with_tokens(tokens)
             .parse_statements();
         match &parsed {
-            Ok(statements) => f(Ok(statements)),
-            Err(e) => f(Err(ParseFailure::Syntax(e.clone()))),
+            Ok(statements) => f(Ok(statements), bound),
+            Err(e) => f(Err(ParseFailure::Syntax(e.clone())), bound),
         }
     })
 }
@@ -397,8 +412,20 @@ pub fn parse_postgres(sql: &str) -> Result<Vec<Statement>, sqlparser::parser::Pa
         .parse_statements()
 }
 
-/// Analyses every statement of `sql` without the cache.
+/// Analyses every statement of `sql` without the cache, lexed with the
+/// server's default settings.
 pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) -> Vec<Analysis> {
+    analyse_lexed(sql, pg_tree::LexSettings::default(), search_path, catalog)
+}
+
+/// Analyses every statement of `sql` as the server reads it under
+/// `lexing`, without the cache.
+pub fn analyse_lexed(
+    sql: &str,
+    lexing: pg_tree::LexSettings,
+    search_path: &[String],
+    catalog: &Catalog,
+) -> Vec<Analysis> {
     if let Some(kind) = fallback::quick_kind(sql) {
         return vec![Analysis::new(match kind {
             QuickKind::Transaction => StatementKind::Transaction,
@@ -406,26 +433,128 @@ pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) ->
             QuickKind::Show => StatementKind::Show,
         })];
     }
-    with_parsed(sql, |parsed| match parsed {
-        Ok(statements) => statements
-            .iter()
-            .map(|s| analyse_statement(s, search_path, catalog))
-            .collect(),
+    // sqlparser lexes as with standard_conforming_strings on: it reads a
+    // spelling of the text that the server would read alike.
+    let Some(text) = pg_tree::text_for_sqlparser(sql, lexing) else {
+        return vec![misunderstood(
+            "PostgreSQL's parser rejects it under standard_conforming_strings = off".into(),
+        )];
+    };
+    with_parsed_bound(&text, |parsed, bound| match parsed {
+        Ok(statements) => {
+            let mut analyses: Vec<Analysis> = statements
+                .iter()
+                .map(|s| analyse_statement(s, search_path, catalog))
+                .collect();
+            // The check runs on the text as the client sent it, under the
+            // session's settings: it also checks the respelling above.
+            match pg_tree::parse(sql, lexing, bound) {
+                Ok(pg) if pg.len() == statements.len() => {
+                    for ((analysis, statement), pg) in analyses.iter_mut().zip(statements).zip(&pg)
+                    {
+                        if let Some(what) = pg_agree::disagreement(statement, &pg.references) {
+                            analysis.effects.hazard(
+                                HazardRule::Misunderstood,
+                                format!(
+                                    "PostgreSQL's parser reads a {what} that pgveil's does not"
+                                ),
+                            );
+                        }
+                    }
+                }
+                Ok(pg) => {
+                    let detail = format!(
+                        "PostgreSQL's parser reads {} statements where pgveil's reads {}",
+                        pg.len(),
+                        statements.len()
+                    );
+                    for analysis in &mut analyses {
+                        analysis
+                            .effects
+                            .hazard(HazardRule::Misunderstood, detail.clone());
+                    }
+                }
+                Err(e) => {
+                    for analysis in &mut analyses {
+                        analysis
+                            .effects
+                            .hazard(HazardRule::Misunderstood, e.to_string());
+                    }
+                }
+            }
+            analyses
+        }
         // Find which statements fail (or are too deep), so the others keep
-        // their analysis.
-        Err(_) => fallback::split_statements(sql)
-            .into_iter()
-            .map(|piece| analyse_piece(piece, search_path, catalog))
-            .collect(),
+        // their analysis; split where the server splits.
+        Err(_) => match pg_tree::split(sql, lexing, bound) {
+            Some(pieces) => pieces
+                .into_iter()
+                .map(|piece| analyse_piece(piece, lexing, search_path, catalog))
+                .collect(),
+            None => vec![match pg_tree::parse(sql, lexing, bound) {
+                Err(e) => misunderstood(e.to_string()),
+                Ok(_) => misunderstood("PostgreSQL's parser could not split it".into()),
+            }],
+        },
     })
 }
 
-/// Analyses one statement of a string that did not parse as a whole.
-fn analyse_piece(piece: &str, search_path: &[String], catalog: &Catalog) -> Analysis {
-    with_parsed(piece, |parsed| match parsed {
-        Ok([statement]) => analyse_statement(statement, search_path, catalog),
+/// A statement pgveil cannot read as the server does: blocked for masked
+/// roles; the catalog is refreshed after it (it may be DDL).
+fn misunderstood(detail: String) -> Analysis {
+    let mut analysis = Analysis::new(StatementKind::Unparsed { ddl: true });
+    analysis.effects.hazard(HazardRule::Misunderstood, detail);
+    analysis
+}
+
+/// Analyses one statement (as the server split it) of a string that did
+/// not parse as a whole.
+fn analyse_piece(
+    piece: &str,
+    lexing: pg_tree::LexSettings,
+    search_path: &[String],
+    catalog: &Catalog,
+) -> Analysis {
+    let Some(text) = pg_tree::text_for_sqlparser(piece, lexing) else {
+        return misunderstood(
+            "PostgreSQL's parser rejects it under standard_conforming_strings = off".into(),
+        );
+    };
+    with_parsed_bound(&text, |parsed, bound| match parsed {
+        Ok([statement]) => {
+            let mut analysis = analyse_statement(statement, search_path, catalog);
+            match pg_tree::parse(piece, lexing, bound) {
+                Ok(pg) if pg.len() == 1 => {
+                    if let Some(what) = pg_agree::disagreement(statement, &pg[0].references) {
+                        analysis.effects.hazard(
+                            HazardRule::Misunderstood,
+                            format!("PostgreSQL's parser reads a {what} that pgveil's does not"),
+                        );
+                    }
+                }
+                Ok(_) => analysis.effects.hazard(
+                    HazardRule::Misunderstood,
+                    "PostgreSQL's parser reads another number of statements",
+                ),
+                Err(e) => analysis
+                    .effects
+                    .hazard(HazardRule::Misunderstood, e.to_string()),
+            }
+            analysis
+        }
         Err(ParseFailure::TooDeep(depth)) => too_deep(depth),
         _ => {
+            // sqlparser cannot read it: judged by what PostgreSQL's tree
+            // references.
+            let pg = match pg_tree::parse(piece, lexing, bound) {
+                Ok(mut pg) if pg.len() == 1 => pg.remove(0),
+                Ok(_) => {
+                    return misunderstood(
+                        "PostgreSQL's parser reads another number of statements".into(),
+                    )
+                }
+                Err(e) => return misunderstood(e.to_string()),
+            };
             let kind = match fallback::set_schema(piece) {
                 // SET SCHEMA 'x' is search_path under another name.
                 Some(schema) => StatementKind::SetSearchPath {
@@ -436,7 +565,7 @@ fn analyse_piece(piece: &str, search_path: &[String], catalog: &Catalog) -> Anal
                 },
             };
             let mut analysis = Analysis::new(kind);
-            analysis.fallback = Some(fallback::scan(piece));
+            analysis.fallback = Some(fallback::from_tree(&pg, search_path, catalog));
             analysis.literal_sensitive = true;
             analysis
         }

@@ -326,6 +326,9 @@ impl SessionMeter {
             m.statements_blocked
                 .with_label_values(&[&self.database, &self.role, rule])
                 .inc();
+            if rule == crate::analyze::lineage::MISUNDERSTOOD_RULE {
+                m.statements_misunderstood.inc();
+            }
         }
         let note = ev.note.as_ref()?;
         if matches!(ev.outcome, Outcome::Clear | Outcome::Masked) && ev.rows > 0 {

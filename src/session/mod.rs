@@ -663,7 +663,7 @@ impl Masking {
                     .catalog(&self.database)
                     .await
                     .map_err(policy_unavailable)?;
-                let search_path = probe_search_path(server, sbuf, &self.user, early)
+                let (search_path, settings) = probe_session(server, sbuf, &self.user, early)
                     .await
                     .map_err(|m| ProxyError::fatal("08006", m))?;
                 self.base_generation = Some(catalog.generation());
@@ -679,10 +679,17 @@ impl Masking {
                     SessionContext {
                         database: self.database.clone(),
                         search_path,
+                        lexing: Default::default(),
                     },
                 ));
                 if let Some(g) = &mut self.guard {
                     g.record_fingerprints(self.audited);
+                    // Set before the guard saw them: at startup (options,
+                    // ALTER ROLE … SET) or earlier in this session.
+                    g.set_client_encoding(settings.client_encoding.as_bytes());
+                    g.set_standard_conforming_strings(
+                        settings.standard_conforming_strings.as_bytes(),
+                    );
                 }
             }
             None if restricted => {
@@ -754,6 +761,49 @@ async fn probe_search_path(
     });
     let value = String::from_utf8_lossy(&value.unwrap_or_default()).into_owned();
     Ok(split_search_path(&value, user))
+}
+
+/// The settings a guard needs when it starts: what the session was given
+/// before pgveil watched its ParameterStatus messages.
+struct SessionSettings {
+    client_encoding: String,
+    standard_conforming_strings: String,
+}
+
+/// Asks the server for the session's search_path and lexing settings in
+/// one round trip, when a guard starts.
+async fn probe_session(
+    server: &mut Stream,
+    sbuf: &mut BytesMut,
+    user: &str,
+    early: &mut BytesMut,
+) -> Result<(Vec<String>, SessionSettings), String> {
+    let (rows, failed) = internal_query(
+        server,
+        sbuf,
+        early,
+        "SELECT pg_catalog.current_setting('search_path'), \
+         pg_catalog.current_setting('client_encoding'), \
+         pg_catalog.current_setting('standard_conforming_strings')",
+    )
+    .await?;
+    let values: Option<Vec<String>> = rows.last().and_then(|msg| {
+        let fields = wire::data_row(msg)?;
+        fields
+            .iter()
+            .map(|f| f.map(|b| String::from_utf8_lossy(b).into_owned()))
+            .collect()
+    });
+    match values.as_deref() {
+        Some([path, encoding, standard]) if !failed => Ok((
+            split_search_path(path, user),
+            SessionSettings {
+                client_encoding: encoding.clone(),
+                standard_conforming_strings: standard.clone(),
+            },
+        )),
+        _ => Err("pgveil could not read the session's settings (search_path, client_encoding, standard_conforming_strings)".into()),
+    }
 }
 
 /// Reads the relations of the session's temporary schema, with their

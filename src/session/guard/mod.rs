@@ -308,6 +308,13 @@ impl Guard {
         self.utf8 = v == "UTF8" || v == "UNICODE";
     }
 
+    /// Tracks `standard_conforming_strings`: it decides where a string
+    /// ends, so statements are lexed under the server's value.
+    pub fn set_standard_conforming_strings(&mut self, value: &[u8]) {
+        // The server reports exactly `on` or `off`.
+        self.ctx.lexing.standard_conforming_strings = value != b"off";
+    }
+
     /// True when a Query or Parse in `buf` names something the catalog lacks
     /// (a table created since it was read): worth one catalog reload.
     pub fn needs_fresh_catalog(&self, buf: &[u8]) -> bool {
@@ -570,6 +577,11 @@ impl Guard {
             b'S' => {
                 if let Some(value) = parameter_status(msg, b"client_encoding") {
                     self.set_client_encoding(value);
+                }
+                // Every change of it (SET, RESET, a function's SET clause,
+                // the end of a transaction) is reported here.
+                if let Some(value) = parameter_status(msg, b"standard_conforming_strings") {
+                    self.set_standard_conforming_strings(value);
                 }
                 return out.extend_from_slice(msg);
             }

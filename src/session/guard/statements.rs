@@ -68,6 +68,7 @@ impl Guard {
             std::borrow::Cow::Owned(SessionContext {
                 database: self.ctx.database.clone(),
                 search_path: path,
+                lexing: self.ctx.lexing,
             })
         } else {
             std::borrow::Cow::Borrowed(&self.ctx)
@@ -88,6 +89,22 @@ impl Guard {
         drop(ctx);
         self.analysed(started, cached);
         let inputs = &self.inputs;
+        // In a client encoding other than UTF-8 a byte below 0x80 can be
+        // the second half of a character (GBK, SJIS, BIG5 …): the server,
+        // which converts the text first, would end strings elsewhere.
+        // Text of ASCII only reads alike in every encoding.
+        if !self.utf8 && inputs.view.is_restricted() && !sql.is_ascii() {
+            for p in &mut planned {
+                p.plan = StatementPlan::Block(BlockReason {
+                    reason: "masked roles may send non-ASCII statement text only in client_encoding UTF8".into(),
+                    rule: "client-encoding".into(),
+                    column: None,
+                    hint:
+                        "SET client_encoding TO 'UTF8' (or connect with client_encoding=UTF8)."
+                            .into(),
+                });
+            }
+        }
         if !self.utf8 && inputs.view.is_restricted() {
             for p in &mut planned {
                 if !matches!(p.plan, StatementPlan::Allow) {
