@@ -136,7 +136,7 @@ pub fn from_tree(
         return result;
     }
     if let Some(node) = REFUSED_NODES.iter().find(|n| refs.kinds.contains(**n)) {
-        result.dynamic = Some(format!("{node}"));
+        result.dynamic = Some((*node).to_owned());
         return result;
     }
     let mut walker = super::lineage::Walker::new(catalog, search_path);

@@ -137,6 +137,9 @@ impl Visitor for Mentions {
         if let Some(name) = function {
             self.functions.insert(folded(name));
         }
+        if matches!(factor, ast::TableFactor::UNNEST { .. }) {
+            self.syntax(&["unnest"]);
+        }
         for column in alias.iter().flat_map(|a| &a.columns) {
             if let Some(data_type) = &column.data_type {
                 self.types.insert(type_name(data_type));
@@ -377,6 +380,7 @@ mod tests {
             "ALTER TABLE t ADD COLUMN z text DEFAULT lower('X')",
             "INSERT INTO t AS x (a) VALUES (1) ON CONFLICT (a) DO UPDATE SET a = excluded.a + x.a",
             "MERGE INTO t USING u ON t.id = u.id WHEN MATCHED THEN UPDATE SET a = u.a",
+            "SELECT array(select quote_literal(x) from unnest(tags) as t(x)) FROM e",
         ] {
             assert_eq!(check(sql), None, "{sql}");
         }
