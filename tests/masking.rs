@@ -911,10 +911,15 @@ async fn regression_sql_shapes_run_for_masked_roles() {
     c.batch_execute("BEGIN").await.unwrap();
     // RETURNING * of a data-modifying CTE lists the target's columns (and
     // those of FROM / USING), carrying their masks.
-    let text = ok("WITH x AS (UPDATE customers SET branch = branch WHERE id = 1 RETURNING *) \
-                   SELECT id, id_number, branch FROM x")
+    let text = ok(
+        "WITH x AS (UPDATE customers SET branch = branch WHERE id = 1 RETURNING *) \
+                   SELECT id, id_number, branch FROM x",
+    )
     .await;
-    assert!(text.starts_with("1|") && text.ends_with("|Hangzhou"), "{text}");
+    assert!(
+        text.starts_with("1|") && text.ends_with("|Hangzhou"),
+        "{text}"
+    );
     let text = ok("WITH x AS (DELETE FROM audit_trail RETURNING *) \
                    INSERT INTO audit_trail (note) SELECT note || '!' FROM x RETURNING note")
     .await;
@@ -922,7 +927,10 @@ async fn regression_sql_shapes_run_for_masked_roles() {
     let text = ok("DELETE FROM audit_trail USING customers \
                    WHERE customers.id = audit_trail.id RETURNING *")
     .await;
-    assert!(text.starts_with("2|opened!|2|") && text.ends_with("|Shenzhen"), "{text}");
+    assert!(
+        text.starts_with("2|opened!|2|") && text.ends_with("|Shenzhen"),
+        "{text}"
+    );
     assert!(!text.contains("440301199001011234"), "{text}");
     c.batch_execute("ROLLBACK").await.unwrap();
 }
