@@ -932,5 +932,26 @@ async fn regression_sql_shapes_run_for_masked_roles() {
         "{text}"
     );
     assert!(!text.contains("440301199001011234"), "{text}");
+    // System columns of the target beside a VALUES list or EXCLUDED.
+    let text = ok(
+        "UPDATE customers c SET branch = v.b FROM (VALUES (1, 'Hangzhou')) v(i, b) \
+                   WHERE v.i = c.id RETURNING tableoid::regclass, c.id_number",
+    )
+    .await;
+    assert!(text.starts_with("customers|"), "{text}");
+    let text = ok(
+        "INSERT INTO customers (id, full_name, id_number) VALUES (1, 'x', 'y') \
+                   ON CONFLICT (id) DO UPDATE SET branch = excluded.branch \
+                   RETURNING tableoid::regclass, xmax <> 0, id_number",
+    )
+    .await;
+    assert!(text.starts_with("customers|t|"), "{text}");
     c.batch_execute("ROLLBACK").await.unwrap();
+    // A window frame offset may be a subquery.
+    let text = ok(
+        "SELECT id, sum(id) OVER (ORDER BY id ROWS (SELECT count(*) FROM cards) PRECEDING) \
+                   FROM customers ORDER BY id",
+    )
+    .await;
+    assert_eq!(text, "1|1|2|3");
 }

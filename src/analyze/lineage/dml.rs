@@ -143,6 +143,10 @@ impl Walker<'_> {
                         if let Some(selection) = &update.selection {
                             self.with_clause(Clause::Where, |w| w.predicate(selection));
                         }
+                        // EXCLUDED is not in scope for RETURNING.
+                        if let Some(frame) = self.frames.last_mut() {
+                            frame.items.pop();
+                        }
                     }
                 }
                 _ => {
