@@ -15,6 +15,7 @@
 //! - `names`: resolving column and FROM-item names in scope;
 //! - `expr`: expressions and boolean conditions;
 //! - `functions`: function calls and built-in function knowledge;
+//! - `operators`: which function an operator runs (built-in or user-defined);
 //! - `dml`: INSERT, UPDATE, DELETE, MERGE;
 //! - `utility`: COPY sources, renames and DDL expressions.
 
@@ -23,6 +24,7 @@ mod expr;
 mod from;
 mod functions;
 mod names;
+mod operators;
 mod query;
 mod utility;
 
