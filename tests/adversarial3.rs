@@ -217,6 +217,40 @@ async fn casts_to_domains_and_user_types_are_refused() {
     s.finish();
 }
 
+/// PostgreSQL finds unqualified type names in the session's temporary schema
+/// before pg_catalog, and every table or view has a row type of its name: a
+/// temporary `text` would turn `mobile::text` into input of the attacker's
+/// type. Each creation is refused, and the cast afterwards stays masked.
+#[tokio::test]
+async fn temporary_objects_cannot_take_a_builtin_types_name() {
+    let s = as_role("dev").await;
+    for sql in [
+        "CREATE TEMP TABLE text (a public.varchar)",
+        "CREATE TEMPORARY TABLE int8 (a int)",
+        "CREATE TABLE pg_temp.varchar (a text)",
+        "CREATE TEMP VIEW bpchar AS SELECT 1 AS a",
+        "CREATE VIEW pg_temp.text AS SELECT 1 AS a",
+        "CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (VALUE <> '')",
+        "CREATE DOMAIN pg_temp._text AS pg_catalog.text[]",
+        "CREATE TYPE pg_temp.int4 AS (a text)",
+        "CREATE TYPE pg_temp.date AS ENUM ('a')",
+    ] {
+        s.refused(sql).await;
+    }
+    s.exec("CREATE TEMP TABLE scratch_rows (a int)").await;
+    s.refused("ALTER TABLE scratch_rows RENAME TO text").await;
+    // A search_path that puts pg_temp first makes unqualified creation
+    // temporary too.
+    s.exec("SET search_path = pg_temp, public").await;
+    s.refused("CREATE DOMAIN text AS pg_catalog.text").await;
+    s.exec("RESET search_path").await;
+    // Ordinary temporary objects still work, and the cast stays masked.
+    s.exec("CREATE TEMP TABLE scratch_more (a int)").await;
+    let (_, text) = s.attack("SELECT mobile::text FROM customers").await;
+    s.check("SELECT mobile::text FROM customers", &text);
+    s.finish();
+}
+
 // ---------------------------------------------------------------------------
 // Issue 11 item 3: casts that cut a value are computations, not copies.
 

@@ -787,6 +787,7 @@ fn walk_statement(
             if create.temporary {
                 temp_shadow_check(walker, &create.name, catalog, search_path);
             }
+            temp_type_shadow_check(walker, &create.name, create.temporary, search_path);
             if let Some(query) = &create.query {
                 let outputs = walker.query(query);
                 for output in &outputs {
@@ -815,6 +816,7 @@ fn walk_statement(
             if view.temporary {
                 temp_shadow_check(walker, &view.name, catalog, search_path);
             }
+            temp_type_shadow_check(walker, &view.name, view.temporary, search_path);
             // The view is analysed again whenever it is read; here only its
             // filters count (a view is a stored oracle otherwise). A
             // materialized view stores its rows, like CREATE TABLE AS.
@@ -831,8 +833,12 @@ fn walk_statement(
                     ast::AlterTableOperation::RenameColumn {
                         old_column_name, ..
                     } => walker.rename(&alter.name, Some(old_column_name)),
-                    ast::AlterTableOperation::RenameTable { .. } => {
-                        walker.rename(&alter.name, None)
+                    ast::AlterTableOperation::RenameTable { table_name } => {
+                        walker.rename(&alter.name, None);
+                        let (ast::RenameTableNameKind::As(new_name)
+                        | ast::RenameTableNameKind::To(new_name)) = table_name;
+                        // Whether the table is temporary is not known here.
+                        temp_type_shadow_check(walker, new_name, true, search_path);
                     }
                     _ => {}
                 }
@@ -923,8 +929,13 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::CreateDomain(domain) => {
+            temp_type_shadow_check(walker, &domain.name, false, search_path);
             attached_functions(walker, &domain.default, "a domain default");
             attached_functions(walker, &domain.constraints, "a domain check");
+            (K::Ddl, Vec::new())
+        }
+        Statement::CreateType { name, .. } => {
+            temp_type_shadow_check(walker, name, false, search_path);
             (K::Ddl, Vec::new())
         }
         Statement::CreateRule(_) => {
@@ -947,7 +958,6 @@ fn walk_statement(
         | Statement::DropOperatorFamily(_)
         | Statement::CreateSchema { .. }
         | Statement::CreateSequence { .. }
-        | Statement::CreateType { .. }
         | Statement::CreateExtension(_)
         | Statement::DropExtension(_)
         | Statement::CreateRole(_)
@@ -1131,6 +1141,44 @@ fn temp_shadow_check(
             format!(
                 "temporary {bare} would shadow {}.{}",
                 shadowed.schema, shadowed.name
+            ),
+        );
+    }
+}
+
+/// PostgreSQL looks up an unqualified type name in the session's temporary
+/// schema before pg_catalog (unless the search_path lists pg_temp later), and
+/// every table or view brings a row type of its own name. A temporary `text`
+/// table or `int8` domain would turn `phone::text` from a copy into input
+/// of the attacker's type, running its checks on the clear value; pgveil's
+/// catalog never sees temporary types, so such names are refused outright.
+/// `temporary` is what the statement says; a `pg_temp` schema, given or
+/// first on the search_path, counts the same.
+fn temp_type_shadow_check(
+    walker: &mut Walker<'_>,
+    name: &ast::ObjectName,
+    temporary: bool,
+    search_path: &[String],
+) {
+    let full = names(name);
+    let (schema, bare) = match full.rsplit_once('.') {
+        Some((schema, bare)) => (Some(schema), bare),
+        None => (None, full.as_str()),
+    };
+    let in_temp = temporary
+        || match schema {
+            Some(schema) => schema.starts_with("pg_temp"),
+            None => search_path
+                .first()
+                .is_some_and(|s| s.starts_with("pg_temp")),
+        };
+    let type_name = bare.strip_prefix('_').unwrap_or(bare);
+    if in_temp && builtins::is_builtin_type(type_name) {
+        walker.effects.hazard(
+            HazardRule::Unanalysable,
+            format!(
+                "a temporary object named {bare} would replace the built-in type {bare} in casts; \
+                 choose another name"
             ),
         );
     }
