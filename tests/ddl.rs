@@ -486,3 +486,80 @@ async fn search_path_changes_are_followed() {
     assert!(text.contains("****"), "{text}");
     s.finish();
 }
+
+/// An administrator's DDL through pgveil in a session that pgveil does not
+/// guard (a role that sees everything in clear) still makes masked sessions
+/// read the catalog again: a view replaced to expose a protected column is
+/// masked from the next statement on, in autocommit and after COMMIT.
+#[tokio::test]
+async fn unguarded_ddl_refreshes_masked_sessions() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mobile.yaml"),
+        "version: 1\ncolumns:\n  public.customers.mobile:\n    class: C2\n    mask: cn_mobile\n    \
+         rules:\n      - roles: [compliance]\n        action: allow\n",
+    )
+    .unwrap();
+    let policies = dir.path().to_string_lossy().into_owned();
+    let proxy = bank::start_proxy(&policies);
+    // auditor (in compliance) sees everything this policy protects: its
+    // session is relayed without analysis.
+    let admin = Session::connect(&proxy, "auditor").await;
+    let masked = Session::connect(&proxy, "dev").await;
+    admin
+        .exec("CREATE VIEW ug_v AS SELECT id, branch AS note FROM customers; GRANT SELECT ON ug_v TO dev")
+        .await;
+    let text = ok(&masked, "SELECT note FROM ug_v WHERE id = 1").await;
+    assert!(text.contains("Hangzhou"), "{text}");
+    // The new definition copies the protected column through an
+    // expression, so no RowDescription origin points at it.
+    admin
+        .exec("CREATE OR REPLACE VIEW ug_v AS SELECT id, mobile || '' AS note FROM customers")
+        .await;
+    let (_, text) = masked.attack("SELECT note FROM ug_v WHERE id = 1").await;
+    assert!(
+        !text.contains(MOBILE) && !text.contains("Hangzhou"),
+        "{text}"
+    );
+    admin
+        .exec("CREATE OR REPLACE VIEW ug_v AS SELECT id, branch AS note FROM customers")
+        .await;
+    let text = ok(&masked, "SELECT note FROM ug_v WHERE id = 1").await;
+    assert!(text.contains("Hangzhou"), "{text}");
+    admin
+        .exec("BEGIN; CREATE OR REPLACE VIEW ug_v AS SELECT id, mobile || '' AS note FROM customers; COMMIT")
+        .await;
+    let (_, text) = masked.attack("SELECT note FROM ug_v WHERE id = 1").await;
+    assert!(
+        !text.contains(MOBILE) && !text.contains("Hangzhou"),
+        "{text}"
+    );
+    admin.exec("DROP VIEW ug_v").await;
+    masked.finish();
+}
+
+/// DDL that changes nothing pgveil's catalog holds (indexes, comments,
+/// grants) needs no catalog read, in autocommit or in a transaction, and the
+/// statements after it still see every earlier change.
+#[tokio::test]
+async fn catalog_neutral_ddl_in_a_migration() {
+    let s = dev().await;
+    for sql in [
+        "CREATE TABLE cn_t (id int, v text)",
+        "CREATE INDEX ON cn_t (v)",
+        "COMMENT ON TABLE cn_t IS 'x'",
+        "INSERT INTO cn_t VALUES (1, 'one')",
+        "BEGIN",
+        "ALTER TABLE cn_t ADD COLUMN w text DEFAULT 'w1'",
+        "CREATE INDEX ON cn_t (w)",
+        "COMMENT ON COLUMN cn_t.w IS 'y'",
+        "GRANT SELECT ON cn_t TO PUBLIC",
+        "COMMIT",
+    ] {
+        ok(&s, sql).await;
+    }
+    let text = ok(&s, "SELECT v, w FROM cn_t").await;
+    assert!(text.contains("one") && text.contains("w1"), "{text}");
+    s.finish();
+}

@@ -294,3 +294,10 @@ mod tests {
         );
     }
 }
+
+/// The command tag of a CommandComplete message ("CREATE TABLE", "INSERT 0 1").
+pub fn command_tag(msg: &[u8]) -> &[u8] {
+    let body = msg.get(5..).unwrap_or_default();
+    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+    &body[..end]
+}
