@@ -256,6 +256,13 @@ pub fn encode_notice_fields(out: &mut BytesMut, ty: u8, fields: &[(u8, Vec<u8>)]
     });
 }
 
+/// The command tag of a CommandComplete message ("CREATE TABLE", "INSERT 0 1").
+pub fn command_tag(msg: &[u8]) -> &[u8] {
+    let body = msg.get(5..).unwrap_or_default();
+    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+    &body[..end]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,11 +300,4 @@ mod tests {
             Ok(Some(m.len()))
         );
     }
-}
-
-/// The command tag of a CommandComplete message ("CREATE TABLE", "INSERT 0 1").
-pub fn command_tag(msg: &[u8]) -> &[u8] {
-    let body = msg.get(5..).unwrap_or_default();
-    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
-    &body[..end]
 }
