@@ -563,3 +563,50 @@ async fn catalog_neutral_ddl_in_a_migration() {
     assert!(text.contains("one") && text.contains("w1"), "{text}");
     s.finish();
 }
+
+/// A masked role's statement that names a missing table, column or
+/// function, or is not valid SQL, gets PostgreSQL's own error (ORMs and
+/// migration tools branch on its SQLSTATE), never a row.
+#[tokio::test]
+async fn missing_objects_get_the_servers_error() {
+    let s = dev().await;
+    for (sql, code) in [
+        ("SELECT * FROM no_such_table", "42P01"),
+        ("SELECT mobile, no_such_column FROM customers", "42703"),
+        ("SELECT no_such_function(mobile) FROM customers", "42883"),
+        (
+            "SELECT id FROM customers WHERE no_such_column = mobile",
+            "42703",
+        ),
+        ("SELEC mobile FROM customers", "42601"),
+    ] {
+        let (ran, text) = s.attack(sql).await;
+        assert!(
+            !ran && text.contains(code) && !text.contains("pgveil"),
+            "`{sql}`: {text}"
+        );
+    }
+    // Extended protocol: the server's error comes from the Parse.
+    let err =
+        s.c.query("SELECT * FROM no_such_table", &[])
+            .await
+            .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err}");
+    // In a transaction the error aborts it, as PostgreSQL does.
+    ok(&s, "BEGIN").await;
+    let (_, text) = s.visible("SELECT * FROM no_such_table").await;
+    assert!(text.contains("42P01"), "{text}");
+    let (_, text) = s.visible("SELECT 1").await;
+    assert!(text.contains("25P02"), "{text}");
+    ok(&s, "ROLLBACK").await;
+    // Refusals of valid statements are unchanged, and the session goes on.
+    refused(
+        &s,
+        "SELECT id FROM customers ORDER BY mobile",
+        "public.customers.mobile default",
+    )
+    .await;
+    let text = ok(&s, "SELECT branch FROM customers WHERE id = 1").await;
+    assert!(text.contains("Hangzhou"), "{text}");
+    s.finish();
+}

@@ -142,6 +142,17 @@ pub fn encode_close(out: &mut BytesMut, kind: u8, name: &[u8]) {
 }
 
 /// Flush: the server sends what it has buffered, and answers nothing.
+pub fn encode_execute(out: &mut BytesMut, portal: &[u8]) {
+    message(out, b'E', |o| {
+        put_cstr(o, portal);
+        o.put_i32(0);
+    });
+}
+
+pub fn encode_sync(out: &mut BytesMut) {
+    message(out, b'S', |_| {});
+}
+
 pub fn encode_flush(out: &mut BytesMut) {
     message(out, b'H', |_| {});
 }

@@ -143,6 +143,8 @@ enum Expect {
         pending: Option<(Vec<u8>, Box<Prepared>)>,
     },
     BindComplete,
+    /// The BindComplete of a statement pgveil sent itself: not forwarded.
+    OwnBindComplete,
     CloseComplete {
         swallow: bool,
     },
@@ -670,6 +672,10 @@ impl Guard {
                 out.extend_from_slice(msg);
             }
             b'2' => {
+                if let Some(Expect::OwnBindComplete) = self.expect.front() {
+                    self.expect.pop_front();
+                    return;
+                }
                 if let Some(Expect::BindComplete) = self.expect.front() {
                     self.expect.pop_front();
                 }
