@@ -538,6 +538,45 @@ async fn simple_rows(
         .collect())
 }
 
+/// Command tags (CommandComplete) of DDL that changes nothing a catalog
+/// holds (schemas, relations with their columns and view definitions,
+/// functions): no refresh is needed after them.
+const CATALOG_NEUTRAL_TAGS: &[&str] = &[
+    "CREATE INDEX",
+    "COMMENT",
+    "GRANT",
+    "REVOKE",
+    "SECURITY LABEL",
+    "ALTER DEFAULT PRIVILEGES",
+    "CREATE STATISTICS",
+    "ALTER STATISTICS",
+    "DROP STATISTICS",
+    "CREATE ROLE",
+    "ALTER ROLE",
+    "DROP ROLE",
+];
+
+/// True when a statement that completed with `tag` left every object a
+/// catalog holds as it was (see `CATALOG_NEUTRAL_TAGS`).
+pub fn command_is_catalog_neutral(tag: &[u8]) -> bool {
+    CATALOG_NEUTRAL_TAGS.iter().any(|t| t.as_bytes() == tag)
+}
+
+/// True when a statement that completed with `tag` may have changed what a
+/// catalog holds: schema DDL, and DO blocks (migrations run conditional DDL
+/// in them). Statements that change the schema from inside a function
+/// called by SELECT or CALL are not seen here; the catalog TTL covers them.
+pub fn command_changes_catalog(tag: &[u8]) -> bool {
+    if command_is_catalog_neutral(tag) {
+        return false;
+    }
+    tag == b"DO"
+        || tag == b"IMPORT FOREIGN SCHEMA"
+        || [&b"CREATE "[..], b"ALTER ", b"DROP "]
+            .iter()
+            .any(|p| tag.starts_with(p))
+}
+
 /// One read of the catalog: everything, or what changed since a snapshot.
 ///
 /// A catalog row changed since snapshot S when its `xmin` is a transaction

@@ -108,6 +108,11 @@ struct Conversation {
     simple: bool,
     /// The server is reading COPY data: it ignores the client's Syncs.
     copy_in: bool,
+    /// Schema DDL completed in the current transaction (by any session,
+    /// guarded or not): the shared catalog is stale once it ends.
+    schema_changed: bool,
+    /// That transaction ended: the relay drops the shared catalog.
+    schema_committed: bool,
 }
 
 impl Conversation {
@@ -119,6 +124,8 @@ impl Conversation {
             syncs_since_execute: 0,
             simple: false,
             copy_in: false,
+            schema_changed: false,
+            schema_committed: false,
         }
     }
 
@@ -158,6 +165,10 @@ impl Conversation {
 
     fn server_ready(&mut self, status: u8) {
         self.tx_status = status;
+        if status == b'I' && self.schema_changed {
+            self.schema_changed = false;
+            self.schema_committed = true;
+        }
         self.awaiting_ready = self.awaiting_ready.saturating_sub(1);
     }
 
@@ -358,6 +369,14 @@ async fn relay_messages(
                 let started = std::time::Instant::now();
                 match frame_server(&mut sbuf, &mut state, &mut upstream_sent_fatal, &mut framed) {
                     Ok(frames) => {
+                        // Schema DDL of any session through pgveil, guarded
+                        // or not (an administrator replacing a view): masked
+                        // sessions must not plan against the old catalog.
+                        if std::mem::take(&mut state.schema_committed) {
+                            if let Some(rt) = runtime {
+                                rt.invalidate_catalog(&masking.database, false);
+                            }
+                        }
                         let out = match masking.guard.as_mut() {
                             Some(g) => {
                                 let mut out = BytesMut::with_capacity(frames.len() + 64);
@@ -984,7 +1003,13 @@ fn frame_server(
                 match msg[0] {
                     b'Z' if len == 6 => state.server_ready(msg[5]),
                     b'G' => state.server_copy_in(),
-                    b'C' => state.copy_in = false,
+                    b'C' => {
+                        state.copy_in = false;
+                        if crate::analyze::catalog::command_changes_catalog(wire::command_tag(msg))
+                        {
+                            state.schema_changed = true;
+                        }
+                    }
                     b'E' => {
                         state.copy_in = false;
                         let (_, severity) = codec::error_fields(msg);

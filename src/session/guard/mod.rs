@@ -143,6 +143,8 @@ enum Expect {
         pending: Option<(Vec<u8>, Box<Prepared>)>,
     },
     BindComplete,
+    /// The BindComplete of a statement pgveil sent itself: not forwarded.
+    OwnBindComplete,
     CloseComplete {
         swallow: bool,
     },
@@ -219,6 +221,12 @@ pub struct Guard {
     /// DDL ran (or a savepoint was rolled back) since the session last read
     /// the transaction's changes: statements planned now are refused.
     overlay_stale: bool,
+    /// A statement that may have changed the catalog completed (any tag
+    /// but a catalog-neutral DDL's) since the transaction's changes were
+    /// last read: the next read cannot be skipped.
+    unread_change: bool,
+    /// The same since the transaction began: its commit needs a refresh.
+    tx_change: bool,
     /// The session created temporary relations (see `set_temp_schema`).
     temp_schema: bool,
     /// search_path was changed in a way the server may undo.
@@ -261,6 +269,8 @@ impl Guard {
             to_server: BytesMut::new(),
             ddl_in_transaction: false,
             overlay_stale: false,
+            unread_change: false,
+            tx_change: false,
             temp_schema: false,
             search_path_unsure: false,
             search_path_pending: false,
@@ -356,6 +366,7 @@ impl Guard {
     /// installed it with `update_inputs`).
     pub fn overlay_read(&mut self) {
         self.overlay_stale = false;
+        self.unread_change = false;
     }
 
     /// True when the guard owes the client nothing: safe to swap inputs.
@@ -571,6 +582,12 @@ impl Guard {
 
     fn server_message_paired(&mut self, msg: &[u8], out: &mut BytesMut) {
         let ty = msg[0];
+        if ty == b'C'
+            && !crate::analyze::catalog::command_is_catalog_neutral(wire::command_tag(msg))
+        {
+            self.unread_change = true;
+            self.tx_change = true;
+        }
         match ty {
             b'N' => return self.scrub(msg, out),
             b'A' => return self.notification(msg, out),
@@ -596,14 +613,25 @@ impl Guard {
                 self.copy = None;
                 self.withholding = false;
                 self.result = observe::ResultTally::default();
+                // DDL that changed nothing the catalog holds (CREATE INDEX,
+                // COMMENT, GRANT …) needs no read of the catalog.
+                if self.ddl_in_transaction && !self.unread_change {
+                    self.overlay_stale = false;
+                }
                 if msg.get(5) == Some(&b'I') && self.ddl_in_transaction {
                     // The schema change is committed (or rolled back): every
                     // session's catalog must be read again, and this one's
                     // view of its transaction is dropped.
                     self.ddl_in_transaction = false;
                     self.overlay_stale = false;
-                    self.effects.catalog_stale = true;
-                    self.effects.own_ddl = true;
+                    if self.tx_change {
+                        self.effects.catalog_stale = true;
+                        self.effects.own_ddl = true;
+                    }
+                }
+                if msg.get(5) == Some(&b'I') {
+                    self.unread_change = false;
+                    self.tx_change = false;
                 }
                 return out.extend_from_slice(msg);
             }
@@ -656,6 +684,10 @@ impl Guard {
                 out.extend_from_slice(msg);
             }
             b'2' => {
+                if let Some(Expect::OwnBindComplete) = self.expect.front() {
+                    self.expect.pop_front();
+                    return;
+                }
                 if let Some(Expect::BindComplete) = self.expect.front() {
                     self.expect.pop_front();
                 }
