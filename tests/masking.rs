@@ -740,3 +740,155 @@ async fn copy_from_stdin_failing_at_its_start_keeps_the_session_in_step() {
         );
     }
 }
+
+/// SQL EXECUTE and protocol-level Parse share one namespace, as in
+/// PostgreSQL: each way round, the statement runs with its own plan, and a
+/// name reused across the two never keeps the plan of the statement it
+/// replaced.
+#[tokio::test]
+async fn sql_execute_and_protocol_statements_share_names() {
+    use common::probe::Raw;
+    let mut raw = Raw::connect(setup(), common::DAVE_TRUST);
+    // Parse through the protocol, EXECUTE in SQL.
+    let mut buf = Raw::parse("proto_stmt", "SELECT mobile FROM customers WHERE id = 1");
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    raw.read_until_ready();
+    let got = raw.query("EXECUTE proto_stmt");
+    let v = Raw::first_value(&got).unwrap_or_else(|| panic!("{got:?}"));
+    assert_eq!(v, "139****4321");
+    // PREPARE in SQL, Bind through the protocol.
+    raw.query("PREPARE sql_stmt AS SELECT mobile FROM customers WHERE id = 1");
+    let mut buf = Raw::bind("", "sql_stmt", 0);
+    buf.extend(Raw::execute("", 0));
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    let got = raw.read_until_ready();
+    assert_eq!(
+        Raw::first_value(&got).as_deref(),
+        Some("139****4321"),
+        "{got:?}"
+    );
+    // A harmless protocol statement, deallocated in SQL and its name reused
+    // for a protected read: Bind gets the new statement's masks.
+    let mut buf = Raw::parse("reused", "SELECT 'harmless'::text");
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    raw.read_until_ready();
+    raw.query("DEALLOCATE reused");
+    raw.query("PREPARE reused AS SELECT mobile || '' FROM customers WHERE id = 1");
+    let mut buf = Raw::bind("", "reused", 0);
+    buf.extend(Raw::execute("", 0));
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    let got = raw.read_until_ready();
+    common::probe::assert_raw_no_secret("reused name", &got);
+    assert!(got.iter().any(|(t, _)| *t == b'D' || *t == b'E'), "{got:?}");
+}
+
+/// A refusal is raised on the server by a DO block, but it is pgveil's:
+/// its source fields say so and no PL/pgSQL CONTEXT is attached.
+#[tokio::test]
+async fn refusals_say_they_are_pgveils() {
+    let c = as_role("dev").await;
+    let err = c.simple_query("SELECT cvv FROM cards").await.unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code().code(), "42501");
+    assert!(db.message().starts_with("pgveil: "), "{db:?}");
+    assert!(db.hint().is_some(), "{db:?}");
+    assert_eq!(db.file(), Some("pgveil"), "{db:?}");
+    assert_eq!(db.routine(), Some("pgveil_refusal"), "{db:?}");
+    assert_eq!(db.where_(), None, "{db:?}");
+    // Extended protocol too.
+    let err = c.query("SELECT cvv FROM cards", &[]).await.unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(
+        (db.code().code(), db.file()),
+        ("42501", Some("pgveil")),
+        "{db:?}"
+    );
+    assert_eq!(db.where_(), None, "{db:?}");
+}
+
+/// libpq's large-object API goes through fast-path FunctionCall: a masked
+/// role may use it (large objects hold no column a policy can name); any
+/// other function called by OID stays refused. The OIDs pgveil allows are
+/// the server's own.
+#[tokio::test]
+async fn masked_roles_may_use_the_large_object_api_only() {
+    use common::probe::Raw;
+    setup();
+    // pgveil's table of OIDs is the server's.
+    for (oid, name) in pgveil::session::guard::fastpath::LARGE_OBJECT_API {
+        let got = cluster()
+            .psql_super_db(
+                "bank",
+                &format!("SELECT proname FROM pg_proc WHERE oid = {oid}"),
+            )
+            .unwrap();
+        assert_eq!(got.trim(), *name, "OID {oid}");
+    }
+    let lo = cluster()
+        .psql_super_db(
+            "bank",
+            &format!(
+                "SELECT lo_from_bytea(0, 'large hello');
+                 DO $$ BEGIN EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO {}',
+                   (SELECT max(oid) FROM pg_largeobject_metadata)); END $$;",
+                common::DAVE_TRUST
+            ),
+        )
+        .unwrap();
+    let lo: u32 = lo.trim().parse().unwrap();
+    let call = |oid: u32, args: &[Vec<u8>]| {
+        let mut b = oid.to_be_bytes().to_vec();
+        b.extend(1i16.to_be_bytes());
+        b.extend(1i16.to_be_bytes()); // binary arguments
+        b.extend((args.len() as i16).to_be_bytes());
+        for a in args {
+            b.extend((a.len() as i32).to_be_bytes());
+            b.extend(a);
+        }
+        b.extend(1i16.to_be_bytes()); // binary result
+        common::probe::msg(b'F', &b)
+    };
+    let result = |msgs: &[(u8, Vec<u8>)]| {
+        msgs.iter()
+            .find(|(t, _)| *t == b'V')
+            .map(|(_, b)| b[4..].to_vec())
+            .unwrap_or_else(|| panic!("{msgs:?}"))
+    };
+    let mut raw = Raw::connect(setup(), common::DAVE_TRUST);
+    raw.query("BEGIN");
+    raw.send(&call(
+        952,
+        &[lo.to_be_bytes().to_vec(), 0x40000i32.to_be_bytes().to_vec()],
+    ));
+    let fd = result(&raw.read_until_ready());
+    raw.send(&call(954, &[fd.clone(), 64i32.to_be_bytes().to_vec()]));
+    assert_eq!(result(&raw.read_until_ready()), b"large hello");
+    raw.send(&call(953, &[fd]));
+    raw.read_until_ready();
+    raw.query("COMMIT");
+    // lo_export (server files) by OID: refused, the session goes on.
+    let export: u32 = cluster()
+        .psql_super_db("bank", "SELECT 'lo_export(oid,text)'::regprocedure::oid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    raw.send(&call(
+        export,
+        &[lo.to_be_bytes().to_vec(), b"/tmp/x".to_vec()],
+    ));
+    let got = raw.read_until_ready();
+    let text = String::from_utf8_lossy(&common::probe::raw_bytes(&got)).to_string();
+    assert!(
+        text.contains("42501") && text.contains("large-object functions"),
+        "{text}"
+    );
+    assert_eq!(
+        Raw::first_value(&raw.query("SELECT 1")).as_deref(),
+        Some("1")
+    );
+}

@@ -124,6 +124,48 @@ pub struct CatalogFunction {
     pub volatility: String,
     /// `f` function, `p` procedure, `a` aggregate, `w` window.
     pub kind: String,
+    /// The columns it yields in FROM (`SELECT * FROM f(…)`).
+    #[serde(default)]
+    pub result: FunctionResult,
+}
+
+/// The shape of a function's result in FROM, by PostgreSQL's rules: OUT
+/// parameters name the columns, a composite return type gives its
+/// attributes, any other type is one column named after the function (or
+/// the FROM alias).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionResult {
+    /// `record` without OUT parameters, a domain, or a catalog file
+    /// written before shapes were recorded: the call needs a column
+    /// definition list.
+    #[default]
+    Unknown,
+    /// One column of a base, enum or range type (or `void`).
+    Scalar,
+    /// OUT parameters or the attributes of a composite type.
+    Columns(Vec<String>),
+    /// `anyelement` taken from the first argument (`json_populate_record`).
+    FirstArgumentType,
+    /// Another polymorphic type (`anyelement`, `anyrange` …): its shape
+    /// follows the arguments' types, which pgveil does not resolve.
+    Polymorphic,
+}
+
+impl FunctionResult {
+    /// Parses the shape column of a catalog read (see `CatalogRead::sql`):
+    /// a JSON array of column names, or one of the unit variants' names.
+    fn parse(text: &str) -> FunctionResult {
+        match text {
+            "scalar" => FunctionResult::Scalar,
+            "first_argument_type" => FunctionResult::FirstArgumentType,
+            "polymorphic" => FunctionResult::Polymorphic,
+            _ => match serde_json::from_str::<Vec<String>>(text) {
+                Ok(columns) if !columns.is_empty() => FunctionResult::Columns(columns),
+                _ => FunctionResult::Unknown,
+            },
+        }
+    }
 }
 
 impl CatalogFunction {
@@ -540,10 +582,10 @@ impl CatalogRead {
                     typ = changed("t"),
                 );
                 let live = format!(
-                    " UNION ALL SELECT 'L', c.oid::text, NULL, NULL, NULL, NULL, NULL \
+                    " UNION ALL SELECT 'L', c.oid::text, NULL, NULL, NULL, NULL, NULL, NULL \
                        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                       WHERE {kinds} AND {user_ns} AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-                     UNION ALL SELECT 'P', p.oid::text, NULL, NULL, NULL, NULL, NULL \
+                     UNION ALL SELECT 'P', p.oid::text, NULL, NULL, NULL, NULL, NULL, NULL \
                        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                       WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
                 );
@@ -557,27 +599,41 @@ impl CatalogRead {
             }
         };
         format!(
-            "{with}SELECT 'S', current_database()::text, txid_current_snapshot()::text, NULL, NULL, NULL, NULL \
-             UNION ALL SELECT 'N', n.nspname::text, NULL, NULL, NULL, NULL, NULL FROM pg_catalog.pg_namespace n \
+            "{with}SELECT 'S', current_database()::text, txid_current_snapshot()::text, NULL, NULL, NULL, NULL, NULL \
+             UNION ALL SELECT 'N', n.nspname::text, NULL, NULL, NULL, NULL, NULL, NULL FROM pg_catalog.pg_namespace n \
              UNION ALL SELECT 'R', c.oid::text, n.nspname::text, c.relname::text, c.relkind::text, \
-                    CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END, NULL \
+                    CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END, NULL, NULL \
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
               WHERE {kinds} AND {user_ns} AND {rel_filter} \
-             UNION ALL SELECT 'A', a.attrelid::text, a.attname::text, a.attnum::text, a.atttypid::text, t.typname::text, NULL \
+             UNION ALL SELECT 'A', a.attrelid::text, a.attname::text, a.attnum::text, a.atttypid::text, t.typname::text, NULL, NULL \
                FROM pg_catalog.pg_attribute a \
                JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
               WHERE {kinds} AND {user_ns} AND a.attnum > 0 AND NOT a.attisdropped AND {rel_filter} \
-             UNION ALL SELECT 'I', i.inhrelid::text, pn.nspname::text, p.relname::text, i.inhseqno::text, NULL, NULL \
+             UNION ALL SELECT 'I', i.inhrelid::text, pn.nspname::text, p.relname::text, i.inhseqno::text, NULL, NULL, NULL \
                FROM pg_catalog.pg_inherits i \
                JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace \
              UNION ALL SELECT 'F', p.oid::text, n.nspname::text, p.proname::text, l.lanname::text, \
-                    p.provolatile::text, p.prokind::text \
+                    p.provolatile::text, p.prokind::text, \
+                    CASE WHEN p.proargmodes && ARRAY['o','b','t']::\"char\"[] THEN \
+                      array_to_json(ARRAY(SELECT coalesce(nullif(p.proargnames[i], ''), 'column' || i) \
+                        FROM generate_subscripts(p.proargmodes, 1) i \
+                       WHERE p.proargmodes[i] IN ('o','b','t') ORDER BY i))::text \
+                    WHEN rt.typrelid <> 0 THEN \
+                      array_to_json(ARRAY(SELECT ra.attname::text FROM pg_catalog.pg_attribute ra \
+                       WHERE ra.attrelid = rt.typrelid AND ra.attnum > 0 AND NOT ra.attisdropped \
+                       ORDER BY ra.attnum))::text \
+                    WHEN rt.typtype IN ('b','e','r','m') OR rt.typname = 'void' THEN 'scalar' \
+                    WHEN rt.typname = 'anyelement' AND p.proargtypes[0] = p.prorettype \
+                      THEN 'first_argument_type' \
+                    WHEN rt.typtype = 'p' AND rt.typname LIKE 'any%' THEN 'polymorphic' \
+                    ELSE 'unknown' END \
                FROM pg_catalog.pg_proc p \
                JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
+               JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype \
               WHERE {fn_filter}{live}"
         )
     }
@@ -689,6 +745,7 @@ impl ReadRows {
                     language: field(row, 4, "language")?.to_owned(),
                     volatility: field(row, 5, "volatility")?.to_owned(),
                     kind: field(row, 6, "prokind")?.to_owned(),
+                    result: FunctionResult::parse(field(row, 7, "function result")?),
                 }),
                 "L" => {
                     out.live_relations.insert(number(row, 1, "relation oid")?);
@@ -828,6 +885,7 @@ mod tests {
                 language: "sql".into(),
                 volatility: "v".into(),
                 kind: "f".into(),
+                result: FunctionResult::Scalar,
             }],
         )
     }

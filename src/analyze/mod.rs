@@ -63,6 +63,7 @@
 pub mod builtins;
 pub mod catalog;
 pub mod cli;
+pub mod depth;
 pub mod fallback;
 pub mod lineage;
 pub mod plan;
@@ -74,6 +75,7 @@ use dashmap::DashMap;
 use sqlparser::ast::{self, Statement};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
 pub use catalog::{Catalog, CatalogCache, CatalogError};
 pub use lineage::{Effects, Flow, OutputColumn, Sources};
@@ -311,14 +313,13 @@ fn plan_for(analysis: &Analysis, catalog: &Catalog, policy: &dyn PolicyView) -> 
     }
 }
 
-/// Parses with sqlparser after one token-level rewrite: psql and pg_dump
-/// spell built-in operators `OPERATOR(pg_catalog.=)` so that search_path
-/// cannot redirect them; sqlparser does not know that syntax, and the
-/// operator it names is exactly the built-in one, so it is analysed as the
-/// bare operator. Operators of any other schema are left alone (and so stay
+/// sqlparser's tokens of `sql` after one rewrite: psql and pg_dump spell
+/// built-in operators `OPERATOR(pg_catalog.=)` so that search_path cannot
+/// redirect them; sqlparser does not know that syntax, and the operator it
+/// names is exactly the built-in one, so it is analysed as the bare
+/// operator. Operators of any other schema are left alone (and so stay
 /// unparsable and fail closed). The server always gets the original text.
-pub fn parse_postgres(sql: &str) -> Result<Vec<Statement>, sqlparser::parser::ParserError> {
-    use sqlparser::tokenizer::{Token, Tokenizer};
+fn tokens_postgres(sql: &str) -> Result<Vec<Token>, sqlparser::parser::ParserError> {
     let dialect = PostgreSqlDialect {};
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize()
@@ -344,7 +345,48 @@ pub fn parse_postgres(sql: &str) -> Result<Vec<Statement>, sqlparser::parser::Pa
         out.push(tokens[i].clone());
         i += 1;
     }
-    Parser::new(&dialect).with_tokens(out).parse_statements()
+    Ok(out)
+}
+
+/// Why a statement has no sqlparser tree.
+#[derive(Debug)]
+pub enum ParseFailure {
+    /// Deeper than [`depth::MAX_NESTING`] by the token bound: not parsed.
+    TooDeep(usize),
+    Syntax(sqlparser::parser::ParserError),
+}
+
+/// Parses `sql` as [`parse_postgres`] does and hands the statements to `f`
+/// on a stack big enough to walk and drop them: the only safe way to parse
+/// text of unbounded depth (the trees are dropped before this returns).
+pub fn with_parsed<R>(sql: &str, f: impl FnOnce(Result<&[Statement], ParseFailure>) -> R) -> R {
+    let tokens = match tokens_postgres(sql) {
+        Ok(tokens) => tokens,
+        Err(e) => return f(Err(ParseFailure::Syntax(e))),
+    };
+    let bound = depth::nesting_bound(&tokens);
+    if bound > depth::MAX_NESTING {
+        return f(Err(ParseFailure::TooDeep(bound)));
+    }
+    depth::with_stack_for(bound, || {
+        let parsed = Parser::new(&PostgreSqlDialect {})
+            .with_tokens(tokens)
+            .parse_statements();
+        match &parsed {
+            Ok(statements) => f(Ok(statements)),
+            Err(e) => f(Err(ParseFailure::Syntax(e.clone()))),
+        }
+    })
+}
+
+/// Parses with sqlparser after the `OPERATOR(pg_catalog.…)` rewrite of
+/// [`tokens_postgres`]. The caller walks and drops the trees on its own
+/// stack: use [`with_parsed`] for text of unknown depth.
+pub fn parse_postgres(sql: &str) -> Result<Vec<Statement>, sqlparser::parser::ParserError> {
+    let tokens = tokens_postgres(sql)?;
+    Parser::new(&PostgreSqlDialect {})
+        .with_tokens(tokens)
+        .parse_statements()
 }
 
 /// Analyses every statement of `sql` without the cache.
@@ -356,36 +398,56 @@ pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) ->
             QuickKind::Show => StatementKind::Show,
         })];
     }
-    match parse_postgres(sql) {
+    with_parsed(sql, |parsed| match parsed {
         Ok(statements) => statements
             .iter()
             .map(|s| analyse_statement(s, search_path, catalog))
             .collect(),
-        // Find which statements fail, so the others keep their analysis.
+        // Find which statements fail (or are too deep), so the others keep
+        // their analysis.
         Err(_) => fallback::split_statements(sql)
             .into_iter()
-            .map(|piece| match parse_postgres(piece) {
-                Ok(statements) if statements.len() == 1 => {
-                    analyse_statement(&statements[0], search_path, catalog)
-                }
-                _ => {
-                    let kind = match fallback::set_schema(piece) {
-                        // SET SCHEMA 'x' is search_path under another name.
-                        Some(schema) => StatementKind::SetSearchPath {
-                            schemas: Some(vec![schema]),
-                        },
-                        None => StatementKind::Unparsed {
-                            ddl: fallback::is_ddl_keyword(piece),
-                        },
-                    };
-                    let mut analysis = Analysis::new(kind);
-                    analysis.fallback = Some(fallback::scan(piece));
-                    analysis.literal_sensitive = true;
-                    analysis
-                }
-            })
+            .map(|piece| analyse_piece(piece, search_path, catalog))
             .collect(),
-    }
+    })
+}
+
+/// Analyses one statement of a string that did not parse as a whole.
+fn analyse_piece(piece: &str, search_path: &[String], catalog: &Catalog) -> Analysis {
+    with_parsed(piece, |parsed| match parsed {
+        Ok([statement]) => analyse_statement(statement, search_path, catalog),
+        Err(ParseFailure::TooDeep(depth)) => too_deep(depth),
+        _ => {
+            let kind = match fallback::set_schema(piece) {
+                // SET SCHEMA 'x' is search_path under another name.
+                Some(schema) => StatementKind::SetSearchPath {
+                    schemas: Some(vec![schema]),
+                },
+                None => StatementKind::Unparsed {
+                    ddl: fallback::is_ddl_keyword(piece),
+                },
+            };
+            let mut analysis = Analysis::new(kind);
+            analysis.fallback = Some(fallback::scan(piece));
+            analysis.literal_sensitive = true;
+            analysis
+        }
+    })
+}
+
+/// A statement deeper than pgveil analyses: blocked for restricted roles;
+/// passed for unrestricted ones, which need no lineage. It may be DDL for
+/// all pgveil knows, so the catalog is refreshed after it.
+fn too_deep(depth: usize) -> Analysis {
+    let mut analysis = Analysis::new(StatementKind::Unparsed { ddl: true });
+    analysis.effects.hazard(
+        HazardRule::Unanalysable,
+        format!(
+            "statement nested too deeply for pgveil to analyse: depth {depth} > limit {}",
+            depth::MAX_NESTING
+        ),
+    );
+    analysis
 }
 
 /// Analyses one parsed statement.
@@ -626,7 +688,7 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::AlterTable(alter) => {
-            walker.ddl_on_table(&alter.name, &alter.operations);
+            walker.alter_table(&alter.name, &alter.operations);
             for operation in &alter.operations {
                 match operation {
                     ast::AlterTableOperation::RenameColumn {

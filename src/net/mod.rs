@@ -14,11 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::analyze::policy_view::PolicyView;
 
@@ -378,15 +379,21 @@ async fn handle_connection(
         proxy.metrics.connections_active.inc();
         let mut io = io;
         io.client_addr = peer.to_string();
-        let end = session::relay(
+        // A panic anywhere in the session (a bug) ends this session only.
+        let end = std::panic::AssertUnwindSafe(session::relay(
             io,
             &proxy.settings,
             &proxy.metrics,
             phase,
             proxy.masking.as_deref(),
             proxy.audit.as_ref(),
-        )
-        .await;
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            error!(panic = %session::panic_text(panic.as_ref()), "internal error: session closed");
+            SessionEnd::InternalError
+        });
         proxy.metrics.connections_active.dec();
         proxy
             .metrics

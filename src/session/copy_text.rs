@@ -5,8 +5,6 @@
 //! for the delimiter, newlines and control characters.
 
 use sqlparser::ast::{CopyLegacyOption, CopyOption, Statement};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 
 use crate::mask::{Mask, MaskApplyError, WireFormat};
 
@@ -24,12 +22,19 @@ pub struct CopyText {
 /// format is not text (csv, binary) or it re-encodes the output: those rows
 /// pgveil does not mask.
 pub fn text_options(sql: &str) -> Result<Option<CopyText>, String> {
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql).map_err(|e| e.to_string())?;
+    // Parsed where a deep statement cannot overflow the stack.
+    crate::analyze::with_parsed(sql, |parsed| match parsed {
+        Ok(statements) => copy_options(statements),
+        Err(e) => Err(format!("{e:?}")),
+    })
+}
+
+fn copy_options(statements: &[Statement]) -> Result<Option<CopyText>, String> {
     let [Statement::Copy {
         options,
         legacy_options,
         ..
-    }] = statements.as_slice()
+    }] = statements
     else {
         return Err("not a single COPY statement".into());
     };

@@ -73,6 +73,8 @@ pub enum SessionEnd {
     IdleTimeout,
     Shutdown,
     PolicyUnavailable,
+    /// A bug in pgveil (a panic) ended this session; the others go on.
+    InternalError,
 }
 
 impl SessionEnd {
@@ -85,6 +87,7 @@ impl SessionEnd {
             SessionEnd::IdleTimeout => "idle_timeout",
             SessionEnd::Shutdown => "shutdown",
             SessionEnd::PolicyUnavailable => "policy_unavailable",
+            SessionEnd::InternalError => "internal_error",
         }
     }
 }
@@ -283,10 +286,16 @@ async fn relay_messages(
                     let out = match masking.guard.as_mut() {
                         Some(g) => {
                             let mut out = BytesMut::with_capacity(frames.len() + 64);
-                            for msg in codec::frames(&frames) {
-                                if msg[0] != b'X' {
-                                    g.client_message(msg, &mut out);
+                            let guarded = contained(|| {
+                                for msg in codec::frames(&frames) {
+                                    if msg[0] != b'X' {
+                                        g.client_message(msg, &mut out);
+                                    }
                                 }
+                            });
+                            if let Err(err) = guarded {
+                                close_both(&mut client, &mut server, err).await;
+                                return SessionEnd::InternalError;
                             }
                             out
                         }
@@ -351,8 +360,14 @@ async fn relay_messages(
                         let out = match masking.guard.as_mut() {
                             Some(g) => {
                                 let mut out = BytesMut::with_capacity(frames.len() + 64);
-                                for msg in codec::frames(&frames) {
-                                    g.server_message(msg, &mut out);
+                                let guarded = contained(|| {
+                                    for msg in codec::frames(&frames) {
+                                        g.server_message(msg, &mut out);
+                                    }
+                                });
+                                if let Err(err) = guarded {
+                                    close_both(&mut client, &mut server, err).await;
+                                    return SessionEnd::InternalError;
                                 }
                                 // Client messages that waited for this answer.
                                 if !g.to_server.is_empty() {
@@ -833,6 +848,26 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
     }
+}
+
+/// Runs the guard's synchronous work so that a panic in it (a bug) ends
+/// only this session, with a FATAL error the client can read and a log line.
+/// The guard is not used again after a panic.
+fn contained(work: impl FnOnce()) -> Result<(), ProxyError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).map_err(|panic| {
+        tracing::error!(panic = %panic_text(panic.as_ref()), "internal error: session closed");
+        ProxyError::fatal("XX000", "pgveil internal error: the session is closed")
+            .with_detail("The error was logged; other sessions are not affected.")
+    })
+}
+
+/// The message of a panic payload.
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 fn shutdown_error() -> ProxyError {

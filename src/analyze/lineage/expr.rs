@@ -231,6 +231,36 @@ impl Walker<'_> {
                 }
                 result
             }
+            // `(VALUES (x))` as a scalar subquery: its one value.
+            Expr::Function(function) if keyword_call(function, &["values"]).is_some() => {
+                let rows = keyword_call(function, &["values"]).unwrap_or_default();
+                let mut s = Sources::new();
+                for row in &rows {
+                    merge_into(&mut s, &self.expr(row));
+                }
+                match rows.as_slice() {
+                    [Expr::Nested(_)] => s,
+                    _ => as_derived(s),
+                }
+            }
+            // `x LIKE ALL (array)`: the pattern is each element of the array.
+            Expr::Function(function)
+                if keyword_call(function, &["all", "any", "some"]).is_some() =>
+            {
+                let mut s = Sources::new();
+                for arg in keyword_call(function, &["all", "any", "some"]).unwrap_or_default() {
+                    merge_into(&mut s, &self.expr(arg));
+                }
+                as_derived(s)
+            }
+            // `tsquery('a & b')`: with no function of that name, PostgreSQL
+            // reads a one-argument call of a type name as a cast to it.
+            Expr::Function(function) if self.type_name_call(function).is_some() => {
+                match self.type_name_call(function) {
+                    Some(cast) => self.expr(&cast),
+                    None => Sources::new(),
+                }
+            }
             Expr::Function(function) => self.function(function),
             Expr::Subquery(query) => {
                 let outputs = self.query(query);
@@ -531,4 +561,82 @@ impl Walker<'_> {
 
 fn is_constant_item(expr: &Expr) -> bool {
     super::is_constant(expr)
+}
+
+impl Walker<'_> {
+    /// The cast a call like `tsquery('a & b')` stands for: one plain
+    /// argument, a built-in type's name, and no function of that name.
+    fn type_name_call(&self, function: &ast::Function) -> Option<Expr> {
+        let parts = object_name_parts(&function.name);
+        let (schema, name) = match parts.as_slice() {
+            [name] => (None, name.as_str()),
+            [schema, name] if schema == "pg_catalog" => (Some("pg_catalog"), name.as_str()),
+            _ => return None,
+        };
+        if function.over.is_some()
+            || function.filter.is_some()
+            || !function.within_group.is_empty()
+            || !matches!(function.parameters, ast::FunctionArguments::None)
+            || !builtins::is_builtin_type(name)
+            || self
+                .catalog
+                .resolve_function(self.search_path, schema, name)
+                .is_some()
+        {
+            return None;
+        }
+        let ast::FunctionArguments::List(list) = &function.args else {
+            return None;
+        };
+        let ([ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(arg))], None, true) = (
+            list.args.as_slice(),
+            &list.duplicate_treatment,
+            list.clauses.is_empty(),
+        ) else {
+            return None;
+        };
+        Some(Expr::Cast {
+            kind: ast::CastKind::DoubleColon,
+            expr: Box::new(arg.clone()),
+            data_type: ast::DataType::Custom(function.name.clone(), Vec::new()),
+            format: None,
+        })
+    }
+}
+
+/// SQL syntax that sqlparser reads as a call of a function named after a
+/// keyword (`rollup(a)` in GROUPING SETS, `(VALUES (1))`, `LIKE ALL (…)`):
+/// its arguments when `function` is an unquoted, unqualified call of one of
+/// `keywords` with plain arguments. A quoted name is a real function.
+pub(super) fn keyword_call<'a>(
+    function: &'a ast::Function,
+    keywords: &[&str],
+) -> Option<Vec<&'a Expr>> {
+    let [ast::ObjectNamePart::Identifier(name)] = function.name.0.as_slice() else {
+        return None;
+    };
+    if name.quote_style.is_some()
+        || !keywords.contains(&name.value.to_lowercase().as_str())
+        || function.over.is_some()
+        || function.filter.is_some()
+        || !function.within_group.is_empty()
+        || !matches!(function.parameters, ast::FunctionArguments::None)
+    {
+        return None;
+    }
+    match &function.args {
+        ast::FunctionArguments::None => Some(Vec::new()),
+        ast::FunctionArguments::List(list)
+            if list.duplicate_treatment.is_none() && list.clauses.is_empty() =>
+        {
+            list.args
+                .iter()
+                .map(|arg| match arg {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Some(e),
+                    _ => None,
+                })
+                .collect()
+        }
+        _ => None,
+    }
 }

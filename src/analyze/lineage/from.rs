@@ -5,15 +5,13 @@
 use std::sync::Arc;
 
 use sqlparser::ast::{self, FunctionArg, ObjectName, Statement, TableFactor, TableWithJoins};
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::parser::Parser;
 
 use super::functions::set_returning;
 use super::{
     as_derived, ident_name, merge_into, object_name_parts, rename_columns, Clause, Effects, Flow,
     HazardRule, OutputColumn, RelationLineage, ScopeItem, Sources, Walker, MAX_VIEW_DEPTH,
 };
-use crate::analyze::catalog::{Catalog, Relation};
+use crate::analyze::catalog::{Catalog, FunctionResult, Relation};
 use crate::analyze::policy_view::QualifiedColumn;
 
 /// System relations that expose raw values of user tables.
@@ -75,9 +73,21 @@ impl Walker<'_> {
                         .collect();
                     self.merge_join_columns(star, right, &names)
                 }
-                Some(ast::JoinConstraint::UsingAlias(..)) => {
-                    self.hazard(HazardRule::Unanalysable, "USING … AS alias");
-                    star.into_iter().chain(right).collect()
+                Some(ast::JoinConstraint::UsingAlias(names, alias)) => {
+                    let names: Vec<String> = names
+                        .iter()
+                        .filter_map(|n| object_name_parts(n).pop())
+                        .collect();
+                    let merged = self.merge_join_columns(star, right, &names);
+                    // `USING (a) AS x`: x names the merged join columns only.
+                    self.push_item(ScopeItem {
+                        alias: ident_name(alias),
+                        relation: None,
+                        columns: merged[..names.len().min(merged.len())].to_vec(),
+                        opaque: false,
+                        opaque_sources: Sources::new(),
+                    });
+                    merged
                 }
                 Some(ast::JoinConstraint::None) | None => star.into_iter().chain(right).collect(),
             };
@@ -140,14 +150,18 @@ impl Walker<'_> {
                 args,
                 sample,
                 version,
+                with_ordinality,
                 ..
             } => {
                 if let Some(args) = args {
                     // `FROM f(args)` parsed as a table with arguments.
-                    return self.table_function(name, &args.args, alias.as_ref());
+                    return self.table_function(name, &args.args, *with_ordinality, alias.as_ref());
                 }
-                if version.is_some() || sample.is_some() {
-                    self.hazard(HazardRule::Unanalysable, "table version or sample");
+                if version.is_some() {
+                    self.hazard(HazardRule::Unanalysable, "table version");
+                }
+                if let Some(sample) = sample {
+                    self.table_sample(sample);
                 }
                 let parts = object_name_parts(name);
                 match self.relation_item(&parts, alias.as_ref()) {
@@ -180,15 +194,26 @@ impl Walker<'_> {
                 columns
             }
             TableFactor::Function {
-                name, args, alias, ..
-            } => self.table_function(name, args, alias.as_ref()),
+                name,
+                args,
+                alias,
+                with_ordinality,
+                ..
+            } => self.table_function(name, args, *with_ordinality, alias.as_ref()),
             TableFactor::TableFunction { expr, alias } => {
                 let sources = as_derived(self.expr(expr));
                 self.opaque_function_item(sources, alias.as_ref())
             }
             TableFactor::UNNEST {
-                alias, array_exprs, ..
+                alias,
+                array_exprs,
+                with_ordinality,
+                with_offset,
+                ..
             } => {
+                if *with_offset {
+                    self.hazard(HazardRule::Unanalysable, "UNNEST … WITH OFFSET");
+                }
                 let mut columns = Vec::new();
                 for (i, e) in array_exprs.iter().enumerate() {
                     // unnest hands out the array's elements unchanged.
@@ -201,6 +226,9 @@ impl Walker<'_> {
                         },
                         sources,
                     });
+                }
+                if *with_ordinality {
+                    columns.push(ordinality_column());
                 }
                 let columns = match alias {
                     Some(a) => rename_columns(columns, &a.columns),
@@ -250,10 +278,16 @@ impl Walker<'_> {
     }
 
     /// `FROM generate_series(…) AS g(x)`: outputs derived from arguments.
+    /// The columns are PostgreSQL's: a column definition list names them
+    /// all; otherwise the catalog's OUT parameters or composite type give
+    /// them (an alias list renames the first ones), a scalar result is one
+    /// column named after the alias or the function, and WITH ORDINALITY
+    /// adds a last column. A shape pgveil cannot know makes the item opaque.
     fn table_function(
         &mut self,
         name: &ObjectName,
         args: &[FunctionArg],
+        with_ordinality: bool,
         alias: Option<&ast::TableAlias>,
     ) -> Vec<OutputColumn> {
         let parts = object_name_parts(name);
@@ -274,32 +308,155 @@ impl Walker<'_> {
             as_derived(sources)
         };
         let alias_name = alias.map(|a| ident_name(&a.name)).unwrap_or(bare.clone());
-        let listed = alias.is_some_and(|a| !a.columns.is_empty());
-        // Functions known to return one column; others (OUT parameters,
-        // records) have a shape pgveil does not know.
-        let single = set_returning(&bare) == Some(true);
-        let column_names: Vec<String> = match alias {
-            Some(a) if !a.columns.is_empty() => {
-                a.columns.iter().map(|c| ident_name(&c.name)).collect()
+        let alias_columns: &[ast::TableAliasColumnDef] = alias.map_or(&[], |a| &a.columns);
+        let typed_list = alias_columns.iter().any(|c| c.data_type.is_some());
+        let names: Option<Vec<String>> = if typed_list {
+            // `AS x(a int, b text)`: a column definition list, all columns.
+            Some(alias_columns.iter().map(|c| ident_name(&c.name)).collect())
+        } else {
+            match self.function_result(&parts, args) {
+                FunctionResult::Columns(columns) => Some(columns),
+                FunctionResult::FirstArgumentType => self.first_argument_row_type(args),
+                FunctionResult::Scalar => Some(vec![alias
+                    .map(|a| ident_name(&a.name))
+                    .unwrap_or(bare.clone())]),
+                // Catalog dumps without result shapes: the functions pgveil
+                // knows to return one column.
+                FunctionResult::Unknown if set_returning(&bare) == Some(true) => {
+                    Some(vec![alias.map(|a| ident_name(&a.name)).unwrap_or(bare)])
+                }
+                FunctionResult::Unknown | FunctionResult::Polymorphic => None,
             }
-            _ => vec![alias.map(|a| ident_name(&a.name)).unwrap_or(bare)],
         };
-        let columns: Vec<OutputColumn> = column_names
+        let Some(names) = names else {
+            // Unknown shape: any name resolves to the arguments' lineage,
+            // but `*` over the item cannot be expanded.
+            self.push_item(ScopeItem {
+                alias: alias_name,
+                relation: None,
+                columns: Vec::new(),
+                opaque: true,
+                opaque_sources: sources,
+            });
+            return Vec::new();
+        };
+        let mut columns: Vec<OutputColumn> = names
             .into_iter()
             .map(|name| OutputColumn {
                 name,
                 sources: sources.clone(),
             })
             .collect();
-        let opaque = !listed && !single;
+        if with_ordinality {
+            columns.push(ordinality_column());
+        }
+        let columns = if typed_list {
+            columns
+        } else {
+            rename_columns(columns, alias_columns)
+        };
         self.push_item(ScopeItem {
             alias: alias_name,
             relation: None,
             columns: columns.clone(),
-            opaque,
-            opaque_sources: if opaque { sources } else { Sources::new() },
+            opaque: false,
+            opaque_sources: Sources::new(),
         });
         columns
+    }
+
+    /// The FROM shape of the function a call resolves to; `Unknown` when
+    /// its overloads disagree (pgveil does not resolve argument types).
+    /// With only untyped string literals as arguments, polymorphic
+    /// overloads cannot match (PostgreSQL cannot infer their type from
+    /// `unknown`), so `lower('FOO')` is `lower(text)`.
+    fn function_result(&self, parts: &[String], args: &[FunctionArg]) -> FunctionResult {
+        let (schema, name) = match parts {
+            [name] => (None, name.as_str()),
+            [schema, name] => (Some(schema.as_str()), name.as_str()),
+            _ => return FunctionResult::Unknown,
+        };
+        let Some(first) = self
+            .catalog
+            .resolve_function(self.search_path, schema, name)
+        else {
+            return FunctionResult::Unknown;
+        };
+        let only_literals = !args.is_empty()
+            && args.iter().all(|a| {
+                matches!(
+                    a,
+                    FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Value(v)))
+                        if matches!(v.value, ast::Value::SingleQuotedString(_))
+                )
+            });
+        let mut shapes = self
+            .catalog
+            .functions_named(name)
+            .filter(|f| f.schema == first.schema)
+            .map(|f| &f.result)
+            .filter(|r| !(only_literals && **r == FunctionResult::Polymorphic));
+        let Some(shape) = shapes.next() else {
+            return FunctionResult::Unknown;
+        };
+        if shapes.all(|r| r == shape) {
+            shape.clone()
+        } else {
+            FunctionResult::Unknown
+        }
+    }
+
+    /// `json_populate_record(NULL::t, …)`: the columns of the table whose
+    /// row type the first argument is cast to.
+    fn first_argument_row_type(&self, args: &[FunctionArg]) -> Option<Vec<String>> {
+        let Some(FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Cast {
+            data_type: ast::DataType::Custom(type_name, modifiers),
+            ..
+        }))) = args.first()
+        else {
+            return None;
+        };
+        if !modifiers.is_empty() {
+            return None;
+        }
+        let relation = match object_name_parts(type_name).as_slice() {
+            [name] => self.catalog.resolve_relation(self.search_path, name),
+            [schema, name] => self.catalog.relation(schema, name),
+            _ => None,
+        }?;
+        Some(relation.columns.iter().map(|c| c.name.clone()).collect())
+    }
+
+    /// TABLESAMPLE picks rows by block or tuple position and a seed, never
+    /// by their values; its arguments decide how many rows come back.
+    fn table_sample(&mut self, sample: &ast::TableSampleKind) {
+        let (ast::TableSampleKind::BeforeTableAlias(sample)
+        | ast::TableSampleKind::AfterTableAlias(sample)) = sample;
+        let method = sample
+            .name
+            .as_ref()
+            .map(|m| m.to_string().to_lowercase())
+            .unwrap_or_default();
+        // PostgreSQL's methods and those of tsm_system_rows/_time; others
+        // are C handlers pgveil knows nothing of.
+        if !matches!(
+            method.as_str(),
+            "system" | "bernoulli" | "system_rows" | "system_time"
+        ) || sample.bucket.is_some()
+            || sample.offset.is_some()
+            || sample.modifier != ast::TableSampleModifier::TableSample
+        {
+            self.hazard(
+                HazardRule::Unanalysable,
+                format!("TABLESAMPLE method {method} is not modelled"),
+            );
+            return;
+        }
+        let mut sources = Sources::new();
+        if let Some(quantity) = &sample.quantity {
+            merge_into(&mut sources, &self.expr(&quantity.value));
+        }
+        self.with_clause(Clause::RowCount, |w| w.use_sources(&sources, false));
     }
 
     fn opaque_function_item(
@@ -503,37 +660,47 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
     };
     // pg_get_viewdef qualifies names not visible on the default path.
     let search_path = vec![relation.schema.clone(), "public".to_owned()];
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, definition);
-    let query = match statements.as_deref() {
-        Ok([Statement::Query(query)]) => query.clone(),
-        _ => {
-            effects.hazard(
-                HazardRule::Unanalysable,
-                format!(
-                    "definition of view {}.{} could not be parsed",
-                    relation.schema, relation.name
-                ),
-            );
-            return RelationLineage {
-                columns: Vec::new(),
-                effects,
-            };
+    // Parsed, walked and dropped on a stack sized for the definition.
+    crate::analyze::with_parsed(definition, |parsed| {
+        let query = match parsed {
+            Ok([Statement::Query(query)]) => query,
+            _ => {
+                effects.hazard(
+                    HazardRule::Unanalysable,
+                    format!(
+                        "definition of view {}.{} could not be parsed",
+                        relation.schema, relation.name
+                    ),
+                );
+                return RelationLineage {
+                    columns: Vec::new(),
+                    effects,
+                };
+            }
+        };
+        let mut walker = Walker::new(catalog, &search_path);
+        walker.view_depth = depth;
+        let outputs = walker.query(query);
+        let columns = relation
+            .columns
+            .iter()
+            .zip(outputs)
+            .map(|(c, o)| OutputColumn {
+                name: c.name.clone(),
+                sources: o.sources,
+            })
+            .collect();
+        RelationLineage {
+            columns,
+            effects: walker.effects,
         }
-    };
-    let mut walker = Walker::new(catalog, &search_path);
-    walker.view_depth = depth;
-    let outputs = walker.query(&query);
-    let columns = relation
-        .columns
-        .iter()
-        .zip(outputs)
-        .map(|(c, o)| OutputColumn {
-            name: c.name.clone(),
-            sources: o.sources,
-        })
-        .collect();
-    RelationLineage {
-        columns,
-        effects: walker.effects,
+    })
+}
+
+/// The last column WITH ORDINALITY adds: a row number, no value of anyone.
+fn ordinality_column() -> OutputColumn {
+    OutputColumn {
+        name: "ordinality".into(),
+        sources: Sources::new(),
     }
 }

@@ -8,6 +8,7 @@ use sqlparser::ast::{
     self, Expr, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Value,
 };
 
+use super::expr::keyword_call;
 use super::{
     as_derived, constant_source, ident_name, merge_alternative, merge_into, object_name_parts,
     rename_columns, Clause, Flow, Frame, HazardRule, OutputColumn, Sink, Sources, Walker,
@@ -18,7 +19,7 @@ impl Walker<'_> {
     pub(crate) fn query(&mut self, query: &Query) -> Vec<OutputColumn> {
         let cte_mark = self.ctes.len();
         if let Some(with) = &query.with {
-            for cte in &with.cte_tables {
+            for cte in cte_order(with) {
                 let name = ident_name(&cte.alias.name);
                 let columns = if with.recursive {
                     self.recursive_cte(&name, &cte.query, &cte.alias.columns)
@@ -200,8 +201,7 @@ impl Walker<'_> {
             ast::GroupByExpr::Expressions(exprs, _) => {
                 self.with_clause(Clause::GroupBy, |w| {
                     for expr in exprs {
-                        let sources = w.output_reference(expr, &outputs, false);
-                        w.use_sources(&sources, true);
+                        w.group_by_item(expr, &outputs);
                     }
                 });
             }
@@ -254,6 +254,38 @@ impl Walker<'_> {
         }
         self.frames.pop();
         outputs
+    }
+
+    /// One GROUP BY item: grouping by a value is an equality use of it.
+    /// ROLLUP, CUBE, GROUPING SETS and their sets hold items of the same
+    /// kind, output aliases included (as PostgreSQL resolves them); inside
+    /// GROUPING SETS sqlparser reads `rollup(…)` and `cube(…)` as calls.
+    fn group_by_item(&mut self, expr: &Expr, outputs: &[OutputColumn]) {
+        match expr {
+            Expr::Rollup(sets) | Expr::Cube(sets) | Expr::GroupingSets(sets) => {
+                for item in sets.iter().flatten() {
+                    self.group_by_item(item, outputs);
+                }
+            }
+            Expr::Tuple(items) => {
+                for item in items {
+                    self.group_by_item(item, outputs);
+                }
+            }
+            Expr::Nested(inner) => self.group_by_item(inner, outputs),
+            Expr::Function(function) if keyword_call(function, &["rollup", "cube"]).is_some() => {
+                for item in keyword_call(function, &["rollup", "cube"])
+                    .into_iter()
+                    .flatten()
+                {
+                    self.group_by_item(item, outputs);
+                }
+            }
+            _ => {
+                let sources = self.output_reference(expr, outputs, false);
+                self.use_sources(&sources, true);
+            }
+        }
     }
 
     /// GROUP BY / DISTINCT ON / ORDER BY items may name an output column by
@@ -497,4 +529,46 @@ fn default_column_name(expr: &Expr) -> String {
         Expr::Case { .. } => "case".to_owned(),
         _ => "?column?".to_owned(),
     }
+}
+
+/// The CTEs of a WITH in the order to analyse them: under RECURSIVE any CTE
+/// may name a later one, so each comes after those it reads (PostgreSQL
+/// refuses mutual recursion, so the order exists for valid statements).
+fn cte_order(with: &ast::With) -> Vec<&ast::Cte> {
+    let ctes: Vec<&ast::Cte> = with.cte_tables.iter().collect();
+    if !with.recursive {
+        return ctes;
+    }
+    let names: Vec<String> = ctes.iter().map(|c| ident_name(&c.alias.name)).collect();
+    let reads: Vec<Vec<usize>> = ctes
+        .iter()
+        .enumerate()
+        .map(|(i, cte)| {
+            let mut read = Vec::new();
+            let _ = ast::visit_relations(&cte.query, |relation| {
+                if let [ast::ObjectNamePart::Identifier(ident)] = relation.0.as_slice() {
+                    let name = ident_name(ident);
+                    if let Some(j) = names.iter().position(|n| *n == name) {
+                        if j != i && !read.contains(&j) {
+                            read.push(j);
+                        }
+                    }
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            read
+        })
+        .collect();
+    let mut order = Vec::with_capacity(ctes.len());
+    let mut placed = vec![false; ctes.len()];
+    while order.len() < ctes.len() {
+        let next = (0..ctes.len())
+            .find(|&i| !placed[i] && reads[i].iter().all(|&j| placed[j]))
+            // A cycle: keep the written order; the server will refuse it.
+            .or_else(|| (0..ctes.len()).find(|&i| !placed[i]));
+        let Some(i) = next else { break };
+        placed[i] = true;
+        order.push(ctes[i]);
+    }
+    order
 }

@@ -1,7 +1,7 @@
 //! Utility statements that read columns: COPY's source, ALTER … RENAME
 //! (which moves values out from under their rules) and DDL expressions.
 
-use sqlparser::ast::{self, Ident, ObjectName, Visit};
+use sqlparser::ast::{self, AlterTableOperation, Ident, ObjectName, Visit};
 
 use super::{
     ident_name, merge_into, object_name_parts, Clause, Flow, Frame, HazardRule, NameCollector,
@@ -62,6 +62,31 @@ impl Walker<'_> {
                     via: "ALTER … RENAME",
                 });
             }
+        }
+    }
+
+    /// ALTER TABLE. A PRIMARY KEY or UNIQUE constraint over plain columns
+    /// compares their values with each other (adding it fails on a
+    /// duplicate): an equality use, as an equi-join is. Every other
+    /// operation is judged by `ddl_on_table`.
+    pub(crate) fn alter_table(&mut self, table: &ObjectName, operations: &[AlterTableOperation]) {
+        for operation in operations {
+            let Some(columns) = plain_key_columns(operation) else {
+                self.ddl_on_table(table, operation);
+                continue;
+            };
+            self.frames.push(Frame::default());
+            if let Some(item) = self.relation_item(&object_name_parts(table), None) {
+                self.push_item(item);
+            }
+            self.with_clause(Clause::Ddl, |w| {
+                for column in &columns {
+                    if let Some(sources) = w.resolve_column(std::slice::from_ref(column)) {
+                        w.use_sources(&sources, true);
+                    }
+                }
+            });
+            self.frames.pop();
         }
     }
 
@@ -128,4 +153,24 @@ impl Walker<'_> {
         }
         self.store_outputs(&outputs, "REFRESH MATERIALIZED VIEW");
     }
+}
+
+/// The columns of `ADD PRIMARY KEY (a, b)` / `ADD UNIQUE (a)` when every key
+/// part is a plain column name.
+fn plain_key_columns(operation: &AlterTableOperation) -> Option<Vec<String>> {
+    let AlterTableOperation::AddConstraint { constraint, .. } = operation else {
+        return None;
+    };
+    let columns = match constraint {
+        ast::TableConstraint::PrimaryKey(key) => &key.columns,
+        ast::TableConstraint::Unique(key) => &key.columns,
+        _ => return None,
+    };
+    columns
+        .iter()
+        .map(|c| match &c.column.expr {
+            ast::Expr::Identifier(ident) if c.operator_class.is_none() => Some(ident_name(ident)),
+            _ => None,
+        })
+        .collect()
 }

@@ -16,10 +16,12 @@
 //! - `refusal`: the `DO` block that raises pgveil's errors, audit of blocks;
 //! - `rows`: RowDescription/DataRow/COPY OUT masking, withholding results;
 //! - `errors`: scrubbing server errors and notices;
+//! - `fastpath`: which fast-path FunctionCalls a masked role may make;
 //! - `notify`: redacting NOTIFY payloads;
 //! - `observe`: what each finished statement read, for metrics and audit.
 
 mod errors;
+pub mod fastpath;
 mod notify;
 mod observe;
 mod refusal;
@@ -33,7 +35,7 @@ use bytes::BytesMut;
 
 use super::copy_text::CopyText;
 use super::wire::{self, Field};
-use crate::analyze::plan::{BlockReason, StatementPlan};
+use crate::analyze::plan::StatementPlan;
 use crate::analyze::policy_view::PolicyView;
 use crate::analyze::{Analyzer, Catalog, SessionContext};
 use crate::observe::meter::{Observations, StatementNote};
@@ -442,6 +444,7 @@ impl Guard {
                 match wire::target_msg(msg) {
                     Some((b'S', name)) => {
                         self.statements.remove(name);
+                        self.sql_prepared.remove(&lossy(name));
                     }
                     Some((_, name)) => {
                         self.portals.remove(name);
@@ -458,14 +461,8 @@ impl Guard {
             }
             b'F' => {
                 // Fast-path function calls name a function by OID and bypass
-                // SQL entirely: never for a restricted role.
-                if self.inputs.view.is_restricted() {
-                    let reason = BlockReason {
-                        reason: "fast-path function calls are not allowed for masked roles".into(),
-                        rule: "function-call".into(),
-                        column: None,
-                        hint: "Call the function with SELECT.".into(),
-                    };
+                // SQL entirely (see `fastpath`).
+                if let Some(reason) = self.fast_path_refusal(msg) {
                     let note = Arc::new(StatementNote {
                         fingerprint: self.observed.fingerprints.then(|| {
                             crate::observe::fingerprint::fingerprint("<fast-path function call>")
@@ -580,6 +577,9 @@ impl Guard {
                 if self.withholding {
                     return;
                 }
+                if let Some(own) = refusal::own_refusal(msg) {
+                    return out.extend_from_slice(&own);
+                }
                 return self.scrub(msg, out);
             }
             _ => {}
@@ -594,6 +594,8 @@ impl Guard {
                         self.expect.pop_front()
                     {
                         if let Some((name, prepared)) = pending {
+                            // It replaced any SQL PREPARE of that name.
+                            self.sql_prepared.remove(&lossy(&name));
                             self.statements.insert(name, *prepared);
                         }
                         if swallow {

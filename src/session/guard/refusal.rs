@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+use bytes::BytesMut;
+
+use super::super::wire;
 use super::Guard;
 use crate::analyze::plan::BlockReason;
 use crate::observe::meter::StatementNote;
@@ -50,6 +53,39 @@ impl Guard {
             "statement blocked"
         );
     }
+}
+
+/// pgveil's refusal as raised by the server: the `DO` block makes its
+/// source fields name PL/pgSQL (`pl_exec.c`, `exec_stmt_raise`) and its
+/// CONTEXT an inline code block. They are rewritten to say the error is
+/// pgveil's; SQLSTATE, message and hint stay as raised.
+pub(super) fn own_refusal(msg: &[u8]) -> Option<BytesMut> {
+    let fields = wire::notice_fields(msg);
+    let get = |tag: u8| {
+        fields
+            .iter()
+            .find(|(t, _)| *t == tag)
+            .map(|(_, v)| v.as_slice())
+    };
+    let ours = get(b'C') == Some(b"42501".as_slice())
+        && get(b'M').is_some_and(|m| m.starts_with(b"pgveil: "))
+        && get(b'R') == Some(b"exec_stmt_raise".as_slice());
+    if !ours {
+        return None;
+    }
+    let fields: Vec<(u8, Vec<u8>)> = fields
+        .into_iter()
+        .filter_map(|(t, v)| match t {
+            b'W' => None,
+            b'F' => Some((t, b"pgveil".to_vec())),
+            b'L' => Some((t, b"0".to_vec())),
+            b'R' => Some((t, b"pgveil_refusal".to_vec())),
+            _ => Some((t, v)),
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    wire::encode_notice_fields(&mut out, b'E', &fields);
+    Some(out)
 }
 
 #[cfg(test)]

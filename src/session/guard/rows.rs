@@ -8,9 +8,9 @@ use bytes::BytesMut;
 use super::super::copy_text::{self, CopyText};
 use super::super::wire::{self, Field};
 use super::{Expect, Guard};
-use crate::analyze::plan::StatementPlan;
+use crate::analyze::plan::{MaskedColumn, StatementPlan};
 use crate::analyze::policy_view::{ColumnAction, QualifiedColumn};
-use crate::mask::{Mask, WireFormat};
+use crate::mask::{oid as mask_oid, Mask, WireFormat};
 
 /// Masks applied to the columns of one result shape.
 #[derive(Clone, Default)]
@@ -99,6 +99,28 @@ impl Guard {
 
     /// Builds the masker of one result: the plan's masks, plus any protected
     /// column the RowDescription names that the plan left unmasked.
+    /// `birth::text` of a date column under a date mask: the text a cast
+    /// to text yields is the column type's output form, in either wire
+    /// format, so the mask reads it as that type's text format and its
+    /// output is again that form (as PostgreSQL would print the masked
+    /// value cast to text). `None` when the field needs no such reading.
+    fn text_form_of(&self, mask: &Mask, c: &MaskedColumn, field: &Field) -> Option<u32> {
+        if !matches!(field.type_oid, mask_oid::TEXT | mask_oid::VARCHAR)
+            || mask.accepts_oid(field.type_oid)
+        {
+            return None;
+        }
+        let source_type = self
+            .inputs
+            .catalog
+            .relation(&c.source.schema, &c.source.table)?
+            .columns
+            .iter()
+            .find(|col| col.name == c.source.column)?
+            .type_oid;
+        mask.accepts_oid(source_type).then_some(source_type)
+    }
+
     pub(super) fn masker_for(
         &mut self,
         plan: &StatementPlan,
@@ -122,8 +144,11 @@ impl Guard {
                 };
                 if let ColumnAction::Mask { mask_id, .. } = &c.decision.action {
                     let mask = self.inputs.policy.mask(*mask_id).clone();
-                    m.columns
-                        .push((c.index, mask, field.type_oid, format(c.index, field)));
+                    let (type_oid, format) = match self.text_form_of(&mask, c, field) {
+                        Some(source_type) => (source_type, WireFormat::Text),
+                        None => (field.type_oid, format(c.index, field)),
+                    };
+                    m.columns.push((c.index, mask, type_oid, format));
                 }
             }
         }

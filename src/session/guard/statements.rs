@@ -119,7 +119,7 @@ impl Guard {
 
     /// The plan behind a cursor or prepared-statement name: one declared
     /// earlier in the same message first, then the confirmed ones.
-    pub(super) fn lookup(&self, cursor: bool, name: &str) -> Option<StatementPlan> {
+    pub(super) fn lookup(&mut self, cursor: bool, name: &str) -> Option<StatementPlan> {
         if let Some((_, r)) = self
             .staged
             .iter()
@@ -133,12 +133,36 @@ impl Guard {
         } else {
             &self.sql_prepared
         };
-        map.get(name).cloned()
+        if let Some(plan) = map.get(name) {
+            return Some(plan.clone());
+        }
+        // SQL EXECUTE and protocol-level Parse share one namespace.
+        if cursor {
+            return None;
+        }
+        let s = self.statement(name.as_bytes())?;
+        if s.version == self.inputs.version() {
+            return Some(s.plan.clone());
+        }
+        let sql = s.sql.clone();
+        Some(match self.plan(&sql).as_slice() {
+            [one] => one.plan.clone(),
+            _ => StatementPlan::Block(BlockReason {
+                reason: "statement could not be planned again after a policy change".into(),
+                rule: "replan".into(),
+                column: None,
+                hint: "Prepare the statement again.".into(),
+            }),
+        })
     }
 
     /// The server confirmed a DECLARE or PREPARE: its name now stands for
     /// this plan.
     pub(super) fn commit(&mut self, r: Registration) {
+        if !r.cursor {
+            // It replaced any protocol-level statement of that name.
+            self.statements.remove(r.name.as_bytes());
+        }
         self.named_notes.insert((r.cursor, r.name.clone()), r.note);
         let map = if r.cursor {
             &mut self.cursors
@@ -189,6 +213,13 @@ impl Guard {
             },
             StatementKind::Deallocate { name } => {
                 forget(&mut self.sql_prepared, name.as_ref());
+                // DEALLOCATE removes protocol-level statements too.
+                match name {
+                    Some(n) => {
+                        self.statements.remove(n.as_bytes());
+                    }
+                    None => self.statements.clear(),
+                }
                 p.plan.clone()
             }
             StatementKind::SetSearchPath { schemas } => {
@@ -458,6 +489,17 @@ impl Guard {
                 s.copy.clone(),
                 s.note.clone(),
                 Some(s.sql.clone()),
+            ),
+            // A statement PREPAREd in SQL, bound through the protocol.
+            None if self.sql_prepared.contains_key(&lossy(bind.statement)) => (
+                self.sql_prepared
+                    .get(&lossy(bind.statement))
+                    .cloned()
+                    .unwrap_or(StatementPlan::Allow),
+                None,
+                None,
+                None,
+                None,
             ),
             None if restricted => (
                 StatementPlan::Block(BlockReason {
