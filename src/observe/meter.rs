@@ -373,7 +373,10 @@ impl SessionMeter {
     /// shared label map is not consulted per statement.
     fn column_counters(&mut self, c: &ColumnTouch) -> &ColumnCounters {
         let found = self.columns.iter().position(|k| {
-            k.column == c.column && k.decision == c.decision && k.mask == c.mask && k.class == c.class
+            k.column == c.column
+                && k.decision == c.decision
+                && k.mask == c.mask
+                && k.class == c.class
         });
         let i = match found {
             Some(i) => i,
