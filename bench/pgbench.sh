@@ -10,6 +10,7 @@
 #
 #   bench/pgbench.sh            # 20 s per measurement
 #   DURATION=60 bench/pgbench.sh
+#   PGVEIL_BEFORE=/path/to/older/pgveil bench/pgbench.sh   # adds `before+pol`
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +43,7 @@ trap cleanup EXIT
 [ -n "${KEEP_BENCH_LOG:-}" ] && trap 'cp "$WORK"/*.log "$WORK"/pgbench.out /tmp/ 2>/dev/null; cleanup' EXIT
 
 PG_PORT=$(free_port); VEIL_PORT=$(free_port); BOUNCER_PORT=$(free_port); GUARD_PORT=$(free_port)
+BEFORE_PORT=$(free_port)
 
 echo "building pgveil (release)..." >&2
 cargo build --release --quiet
@@ -68,6 +70,14 @@ PGVEIL_KEY_PII=bench-key-0123456789abcdef PGVEIL_KEY_PAN_TOKEN=bench-key-0123456
 target/release/pgveil serve --listen "127.0.0.1:$GUARD_PORT" --upstream "127.0.0.1:$PG_PORT" \
   --metrics-listen "" --policies policies --catalog-user postgres 2>"$WORK/pgveil-guard.log" &
 PIDS+=($!)
+TARGETS="direct pgveil pgbouncer pgveil+pol"
+if [ -n "${PGVEIL_BEFORE:-}" ]; then
+  PGVEIL_KEY_PII=bench-key-0123456789abcdef PGVEIL_KEY_PAN_TOKEN=bench-key-0123456789abcdef \
+  "$PGVEIL_BEFORE" serve --listen "127.0.0.1:$BEFORE_PORT" --upstream "127.0.0.1:$PG_PORT" \
+    --metrics-listen "" --policies policies --catalog-user postgres 2>"$WORK/pgveil-before.log" &
+  PIDS+=($!)
+  TARGETS="$TARGETS before+pol"
+fi
 
 cat >"$WORK/pgbouncer.ini" <<EOF
 [databases]
@@ -89,7 +99,7 @@ echo '"postgres" ""' >"$WORK/userlist.txt"
 as_pg "$PGBOUNCER" "$WORK/pgbouncer.ini" >/dev/null 2>&1 &
 PIDS+=($!)
 
-for port in $VEIL_PORT $BOUNCER_PORT $GUARD_PORT; do
+for port in $VEIL_PORT $BOUNCER_PORT $GUARD_PORT ${PGVEIL_BEFORE:+$BEFORE_PORT}; do
   for _ in $(seq 100); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
 done
 
@@ -107,12 +117,13 @@ failed() { # port mode: zero failed transactions is part of the result
 printf '%-10s %-9s %10s %8s %8s\n' target mode tps ratio failed
 for mode in simple prepared; do
   direct=$(tps "$PG_PORT" "$mode")
-  for target in direct pgveil pgbouncer pgveil+pol; do
+  for target in $TARGETS; do
     case $target in
       direct) port=$PG_PORT; t=$direct ;;
       pgveil) port=$VEIL_PORT; t=$(tps "$port" "$mode") ;;
       pgbouncer) port=$BOUNCER_PORT; t=$(tps "$port" "$mode") ;;
       pgveil+pol) port=$GUARD_PORT; t=$(tps "$port" "$mode") ;;
+      before+pol) port=$BEFORE_PORT; t=$(tps "$port" "$mode") ;;
     esac
     ratio=$(python3 -c "print(f'{$t/$direct:.2f}x')")
     printf '%-10s %-9s %10s %8s %8s\n' "$target" "$mode" "$t" "$ratio" "$(failed "$port" "$mode")"

@@ -1,11 +1,15 @@
-//! ns per value of each mask function on realistic inputs, as `apply` is
-//! called on the proxy's hot path (one call per masked cell).
+//! ns per value of each mask function on realistic inputs, through `apply`
+//! (the reference) and `apply_into` (the hot path, one call per masked
+//! cell), and per DataRow of bench/bulk.sh's table through both paths.
 //! Run: cargo bench --bench mask -- --warm-up-time 1 --measurement-time 2
 
 use std::hint::black_box;
 
+use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, Criterion};
 use pgveil::mask::{build, oid, ArgValue, KeyRing, Mask, MaskArgs, WireFormat};
+use pgveil::session::datarow::{self, ColumnMask};
+use pgveil::session::wire;
 
 fn spec(name: &str, args: &[(&str, ArgValue)], keys: &KeyRing) -> Mask {
     let args: MaskArgs = args
@@ -183,7 +187,102 @@ fn masks(c: &mut Criterion) {
         });
     }
     group.finish();
+    // The hot path: the same values written into a reused output buffer.
+    let mut group = c.benchmark_group("mask_into");
+    let mut out = BytesMut::with_capacity(1 << 16);
+    for (label, mask, value, type_oid, format) in &cases {
+        group.bench_function(*label, |b| {
+            b.iter(|| {
+                out.clear();
+                mask.apply_into(black_box(value), *type_oid, *format, &mut out)
+            })
+        });
+    }
+    group.finish();
 }
 
-criterion_group!(benches, masks);
+/// One row of bench/bulk.sh's table `big`, six of eight columns masked, as
+/// the reference path (decode, `apply` per cell, encode) and as the one-pass
+/// rewrite the proxy uses.
+fn rows(c: &mut Criterion) {
+    let keys = KeyRing::new();
+    let int = ArgValue::Int;
+    let s = |v: &str| ArgValue::Str(v.into());
+    let masks = [
+        (1, spec("cn_name", &[], &keys), oid::TEXT),
+        (2, spec("cn_id_card", &[], &keys), oid::TEXT),
+        (3, spec("cn_mobile", &[], &keys), oid::TEXT),
+        (4, spec("email", &[], &keys), oid::TEXT),
+        (
+            5,
+            spec("bucket", &[("width", int(10_000))], &keys),
+            oid::NUMERIC,
+        ),
+        (
+            6,
+            spec("date_trunc", &[("unit", s("year"))], &keys),
+            oid::DATE,
+        ),
+    ];
+    // numeric 12345.67: 3 base-10000 digits (1, 2345, 6700), weight 1, scale 2.
+    let income = [0u8, 3, 0, 1, 0, 0, 0, 2, 0, 1, 0x09, 0x29, 0x1A, 0x2C];
+    let birth = (-5185i32).to_be_bytes();
+    let id = 123_456i64.to_be_bytes();
+    let text_row: [&[u8]; 8] = [
+        b"123456",
+        "王小明".as_bytes(),
+        b"11010519491231002X",
+        b"13812345678",
+        b"user123456@example.com",
+        b"12345.67",
+        b"1985-10-21",
+        b"branch-56",
+    ];
+    let binary_row: [&[u8]; 8] = [
+        &id,
+        "王小明".as_bytes(),
+        b"11010519491231002X",
+        b"13812345678",
+        b"user123456@example.com",
+        &income,
+        &birth,
+        b"branch-56",
+    ];
+    let mut group = c.benchmark_group("data_row");
+    for (label, row, format) in [
+        ("text", text_row, WireFormat::Text),
+        ("binary", binary_row, WireFormat::Binary),
+    ] {
+        let mut msg = BytesMut::new();
+        wire::encode_data_row(&mut msg, row.iter().map(|v| Some(*v)));
+        let columns: Vec<ColumnMask> = masks
+            .iter()
+            .map(|(i, m, o)| (*i, m.clone(), *o, format))
+            .collect();
+        let mut out = BytesMut::with_capacity(1 << 16);
+        group.bench_function(format!("reference/{label}"), |b| {
+            b.iter(|| {
+                out.clear();
+                let values = wire::data_row(black_box(&msg)).unwrap_or_default();
+                let mut masked: Vec<Option<Vec<u8>>> = Vec::with_capacity(values.len());
+                for (i, v) in values.iter().enumerate() {
+                    masked.push(match columns.iter().find(|c| c.0 == i) {
+                        Some((_, m, o, f)) => m.apply(*v, *o, *f).ok().flatten(),
+                        None => v.map(<[u8]>::to_vec),
+                    });
+                }
+                wire::encode_data_row(&mut out, masked.iter().map(|v| v.as_deref()));
+            })
+        });
+        group.bench_function(format!("one_pass/{label}"), |b| {
+            b.iter(|| {
+                out.clear();
+                datarow::mask_data_row(black_box(&msg), &columns, &mut out)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, masks, rows);
 criterion_main!(benches);

@@ -134,14 +134,14 @@ async fn incremental_refresh_matches_a_full_read() {
         "DROP TABLE t1_old CASCADE",
     ];
     let mut catalog = Catalog::load(&client).await.unwrap();
+    let prepared = client
+        .prepare(&pgveil::analyze::catalog::CatalogRead::parameterised_sql())
+        .await
+        .unwrap();
     for step in steps {
         client.batch_execute(step).await.unwrap();
-        let t = std::time::Instant::now();
         let incremental = catalog.refreshed(&client).await.unwrap();
-        let ti = t.elapsed();
-        let t = std::time::Instant::now();
         let full = Catalog::load(&client).await.unwrap();
-        eprintln!("refresh {ti:?} full {:?}", t.elapsed());
         let (a, b) = (summary(&incremental), summary(&full));
         assert_eq!(a.0, b.0, "schemas after `{step}`");
         let missing: Vec<_> = b.1.iter().filter(|r| !a.1.contains(r)).collect();
@@ -151,6 +151,15 @@ async fn incremental_refresh_matches_a_full_read() {
             "relations after `{step}`: missing {missing:#?}, stale {extra:#?}"
         );
         assert_eq!(a.2, b.2, "functions after `{step}`");
+        let with_prepared = catalog
+            .refreshed_prepared(&client, &prepared)
+            .await
+            .unwrap();
+        assert_eq!(
+            summary(&with_prepared),
+            a,
+            "prepared refresh after `{step}`"
+        );
         catalog = incremental;
     }
 }

@@ -386,6 +386,31 @@ impl Catalog {
         self.apply(&read, rows.iter().map(|r| r.as_slice()))
     }
 
+    /// `refreshed` with `statement`, `CatalogRead::parameterised_sql()`
+    /// prepared on `client`.
+    pub async fn refreshed_prepared(
+        &self,
+        client: &tokio_postgres::Client,
+        statement: &tokio_postgres::Statement,
+    ) -> Result<Catalog, CatalogError> {
+        let Some(read) = self.changes_query() else {
+            return Catalog::load(client).await;
+        };
+        let Some([xmax, xip]) = read.parameters() else {
+            return Catalog::load(client).await;
+        };
+        let rows = client.query(statement, &[&xmax, &xip]).await?;
+        let rows: Vec<Vec<Option<String>>> = rows
+            .iter()
+            .map(|row| {
+                (0..row.len())
+                    .map(|i| row.try_get::<_, Option<String>>(i))
+                    .collect::<Result<_, _>>()
+            })
+            .collect::<Result<_, _>>()?;
+        self.apply(&read, rows.iter().map(|r| r.as_slice()))
+    }
+
     /// Builds a catalog from the rows of a full `CatalogRead`.
     pub fn from_read<'a>(
         rows: impl Iterator<Item = &'a [Option<String>]>,
@@ -526,9 +551,35 @@ impl CatalogRead {
     /// The one statement (one snapshot) that reads it; rows of text columns
     /// `kind, a, b, c, d, e, f`.
     pub fn sql(&self) -> String {
+        self.sql_text(false)
+    }
+
+    /// The same statement with the snapshot as parameters `$1` (xmax) and
+    /// `$2` (in-progress xids), both text: prepared once per connection,
+    /// it is planned once, not on every refresh.
+    pub fn parameterised_sql() -> String {
+        CatalogRead {
+            snapshot: Some((0, Vec::new())),
+        }
+        .sql_text(true)
+    }
+
+    /// The values of `parameterised_sql`'s parameters, or None for a full
+    /// read.
+    pub fn parameters(&self) -> Option<[String; 2]> {
+        let (xmax, xip) = self.snapshot.as_ref()?;
+        let list: Vec<String> = xip.iter().map(u64::to_string).collect();
+        Some([xmax.to_string(), format!("{{{}}}", list.join(","))])
+    }
+
+    fn sql_text(&self, placeholders: bool) -> String {
         // SQL predicate over a table alias: its row changed since S.
         let changed = |alias: &str| match &self.snapshot {
             None => "true".to_string(),
+            Some(_) if placeholders => format!(
+                "(pg_catalog.age({alias}.xmin) <= pg_catalog.age($1::text::xid) \
+                 OR {alias}.xmin = ANY ($2::text::xid[]))"
+            ),
             Some((xmax, xip)) => {
                 // age() counts back from one reference xid, so comparing
                 // ages compares xids modulo wraparound, at C speed.

@@ -2,7 +2,7 @@
 //! timestamptz in both wire formats. Text is the ISO DateStyle PostgreSQL
 //! sends by default (`1985-10-21`, `1985-10-21 13:45:12.5+08`, `… BC`).
 
-use std::io::Write as _;
+use bytes::{BufMut, BytesMut};
 
 use super::catalogue::Args;
 use super::crypto::Prf;
@@ -100,12 +100,13 @@ pub(super) fn parse_plain_date(s: &str) -> Option<i32> {
     i32::try_from(d.days).ok()
 }
 
-fn push2(out: &mut Vec<u8>, n: u32) {
-    out.push(b'0' + (n / 10 % 10) as u8);
-    out.push(b'0' + (n % 10) as u8);
+fn push2(out: &mut impl BufMut, n: u32) {
+    out.put_u8(b'0' + (n / 10 % 10) as u8);
+    out.put_u8(b'0' + (n % 10) as u8);
 }
 
-fn write_text(days: i64, rest: &str, out: &mut Vec<u8>) -> Option<()> {
+/// Writes a date as ISO text followed by `rest` (time, zone) and the era.
+fn write_text(days: i64, rest: &[&str], out: &mut impl BufMut) {
     let (y, m, d) = civil_from_days(days + PG_EPOCH_DAYS);
     let (year, bc) = if y <= 0 { (1 - y, true) } else { (y, false) };
     // Digits by hand: `write!` costs more than the rest of the mask.
@@ -113,17 +114,28 @@ fn write_text(days: i64, rest: &str, out: &mut Vec<u8>) -> Option<()> {
         push2(out, (year / 100) as u32);
         push2(out, (year % 100) as u32);
     } else {
-        write!(out, "{year:04}").ok()?;
+        out.put_slice(format!("{year:04}").as_bytes());
     }
-    out.push(b'-');
+    out.put_u8(b'-');
     push2(out, m);
-    out.push(b'-');
+    out.put_u8(b'-');
     push2(out, d);
-    out.extend_from_slice(rest.as_bytes());
-    if bc {
-        out.extend_from_slice(b" BC");
+    for r in rest {
+        out.put_slice(r.as_bytes());
     }
-    Some(())
+    if bc {
+        out.put_slice(b" BC");
+    }
+}
+
+/// The zone of a timestamptz's time part (" HH:MM:SS[.frac][zone]"): it
+/// starts at the first sign.
+fn zone_of(rest: &str) -> Option<&str> {
+    Some(
+        rest.get(1..)?
+            .find(['+', '-'])
+            .map_or("", |i| &rest[i + 1..]),
+    )
 }
 
 /// Applies `f` to the day number of a date/timestamp value; `midnight`
@@ -144,18 +156,10 @@ fn map_days(
             let d = parse_text(s)?;
             let mut out = Vec::with_capacity(v.len() + 8);
             if midnight && type_oid != oid::DATE {
-                // rest is " HH:MM:SS[.frac][zone]"; the zone starts at the first sign.
-                let zone = d
-                    .rest
-                    .get(1..)?
-                    .find(['+', '-'])
-                    .map_or("", |i| &d.rest[i + 1..]);
-                let mut rest = String::with_capacity(9 + zone.len());
-                rest.push_str(" 00:00:00");
-                rest.push_str(zone);
-                write_text(f(d.days), &rest, &mut out)?;
+                let zone = zone_of(d.rest)?;
+                write_text(f(d.days), &[" 00:00:00", zone], &mut out);
             } else {
-                write_text(f(d.days), d.rest, &mut out)?;
+                write_text(f(d.days), &[d.rest], &mut out);
             }
             Some(out)
         }
@@ -196,6 +200,58 @@ pub(super) fn trunc(unit: Unit, v: &[u8], type_oid: u32, format: WireFormat) -> 
         };
         days_from_civil(y, m, d) - PG_EPOCH_DAYS
     })
+}
+
+/// `trunc` written into the outgoing buffer: the same bytes, no allocation.
+pub(super) fn trunc_into(
+    unit: Unit,
+    v: &[u8],
+    type_oid: u32,
+    format: WireFormat,
+    out: &mut BytesMut,
+) -> Option<()> {
+    let f = |days: i64| {
+        let (y, m, d) = civil_from_days(days + PG_EPOCH_DAYS);
+        let (m, d) = match unit {
+            Unit::Year => (1, 1),
+            Unit::Month => (m, 1),
+            Unit::Day => (m, d),
+        };
+        days_from_civil(y, m, d) - PG_EPOCH_DAYS
+    };
+    match format {
+        WireFormat::Text => {
+            let s = std::str::from_utf8(v).ok()?;
+            if s == "infinity" || s == "-infinity" {
+                out.put_slice(v);
+                return Some(());
+            }
+            let d = parse_text(s)?;
+            if type_oid == oid::DATE {
+                write_text(f(d.days), &[d.rest], out);
+            } else {
+                write_text(f(d.days), &[" 00:00:00", zone_of(d.rest)?], out);
+            }
+        }
+        WireFormat::Binary if type_oid == oid::DATE => {
+            let days = i32::from_be_bytes(v.try_into().ok()?);
+            if days == i32::MAX || days == i32::MIN {
+                out.put_slice(v);
+            } else {
+                out.put_i32(i32::try_from(f(i64::from(days))).ok()?);
+            }
+        }
+        WireFormat::Binary => {
+            let us = i64::from_be_bytes(v.try_into().ok()?);
+            if us == i64::MAX || us == i64::MIN {
+                out.put_slice(v);
+            } else {
+                let days = us.div_euclid(USECS_PER_DAY);
+                out.put_i64(f(days).checked_mul(USECS_PER_DAY)?);
+            }
+        }
+    }
+    Some(())
 }
 
 /// `date_shift(key, max_days)`.

@@ -968,3 +968,285 @@ fn shorter_tokens_are_prefixes_of_longer_ones() {
         }
     }
 }
+
+// ------------------------------------------------- hot path equals reference
+
+/// `apply_into` (the hot path) must write exactly what `apply` (the
+/// reference) returns, fail where it fails, and leave the buffer untouched
+/// when it fails or the value becomes NULL.
+fn assert_fast_equals_reference(m: &Mask, v: &[u8], type_oid: u32, format: WireFormat) {
+    let mut out = bytes::BytesMut::from(&b"~"[..]);
+    let fast = m.apply_into(v, type_oid, format, &mut out);
+    match m.apply(Some(v), type_oid, format) {
+        Ok(Some(expected)) => {
+            assert_eq!(fast, Ok(true), "{m:?} {v:?} {type_oid} {format:?}");
+            assert_eq!(
+                &out[1..],
+                &expected[..],
+                "{m:?} {v:?} {type_oid} {format:?}"
+            );
+        }
+        Ok(None) => {
+            assert_eq!(fast, Ok(false), "{m:?} {v:?}");
+            assert_eq!(&out[..], b"~");
+        }
+        Err(e) => {
+            assert_eq!(fast, Err(e), "{m:?} {v:?} {type_oid} {format:?}");
+            assert_eq!(&out[..], b"~");
+        }
+    }
+}
+
+fn text_masks() -> Vec<Mask> {
+    vec![
+        mask("cn_name", &[]),
+        mask("cn_id_card", &[]),
+        mask(
+            "cn_id_card",
+            &[("first", ArgValue::Int(2)), ("last", ArgValue::Int(1))],
+        ),
+        mask("cn_mobile", &[]),
+        mask("bank_card", &[]),
+        mask("bank_card", &[("first", ArgValue::Int(8))]),
+        mask("email", &[]),
+        mask(
+            "keep",
+            &[("first", ArgValue::Int(1)), ("last", ArgValue::Int(3))],
+        ),
+        mask(
+            "keep",
+            &[
+                ("first", ArgValue::Int(0)),
+                ("last", ArgValue::Int(2)),
+                ("fill", s("＊")),
+            ],
+        ),
+        mask("redact", &[]),
+        mask("null", &[]),
+        mask("constant", &[("value", s("x"))]),
+        mask("hash", &[("key", s("pii"))]),
+        mask("bucket", &[("width", ArgValue::Int(10))]),
+    ]
+}
+
+#[test]
+fn hot_path_handles_the_edge_values_like_the_reference() {
+    let texts = [
+        "",
+        "王",
+        "王伟",
+        "王小明",
+        "欧阳娜娜",
+        "司马 懿",
+        "J. R. R. Tolkien",
+        "a@b",
+        "@x.cn",
+        "no-at-sign",
+        "李@例子.中国",
+        "11010519491231002X",
+        "110105491231002",
+        "6222 0212 3456 7890 128",
+        "+8613812345678",
+        "008613812345678",
+        "8613812345678",
+        "138-1234-5678",
+        "１３８１２３４５６７８",
+        "  ",
+        "\u{3000}12",
+        "x\u{FF0D}y",
+    ];
+    for m in text_masks() {
+        for t in texts {
+            for o in [oid::TEXT, oid::VARCHAR, oid::BPCHAR, oid::INT4] {
+                assert_fast_equals_reference(&m, t.as_bytes(), o, WireFormat::Text);
+                assert_fast_equals_reference(
+                    &m,
+                    format!("{t}   ").as_bytes(),
+                    o,
+                    WireFormat::Binary,
+                );
+            }
+        }
+        assert_fast_equals_reference(&m, b"\xff\xfe", oid::TEXT, WireFormat::Text);
+    }
+    let bucket = mask("bucket", &[("width", ArgValue::Int(10_000))]);
+    let fine = mask("bucket", &[("width", ArgValue::Float(0.1))]);
+    let wide = mask("bucket", &[("width", ArgValue::Int(1 << 22))]);
+    let numbers = [
+        "0",
+        "-0",
+        "-0.00",
+        "0.00",
+        "12345.67",
+        "-12345.67",
+        "20000.00",
+        "-20000.00",
+        "-20000.01",
+        "9999999999.99",
+        "99999999999999.99",
+        "1e5",
+        "+5",
+        "5.",
+        ".5",
+        "NaN",
+        "Infinity",
+        "-",
+        "",
+        "12a",
+        "123456789012",
+        "-9223372036854775808",
+    ];
+    for m in [&bucket, &fine, &wide] {
+        for n in numbers {
+            for o in [
+                oid::NUMERIC,
+                oid::INT2,
+                oid::INT4,
+                oid::INT8,
+                oid::FLOAT8,
+                oid::TEXT,
+            ] {
+                assert_fast_equals_reference(m, n.as_bytes(), o, WireFormat::Text);
+            }
+            if let Some(b) = numeric::text_to_binary(n.trim_start_matches('+')) {
+                assert_fast_equals_reference(m, &b, oid::NUMERIC, WireFormat::Binary);
+            }
+        }
+        for n in [
+            0i64,
+            1,
+            -1,
+            9_999,
+            -10_001,
+            32_767,
+            -32_768,
+            i64::from(i32::MAX),
+            i64::from(i32::MIN),
+            i64::MAX,
+            i64::MIN,
+        ] {
+            assert_fast_equals_reference(
+                m,
+                &(n as i16).to_be_bytes(),
+                oid::INT2,
+                WireFormat::Binary,
+            );
+            assert_fast_equals_reference(
+                m,
+                &(n as i32).to_be_bytes(),
+                oid::INT4,
+                WireFormat::Binary,
+            );
+            assert_fast_equals_reference(m, &n.to_be_bytes(), oid::INT8, WireFormat::Binary);
+        }
+        // NaN, +Infinity, malformed digit, wrong length.
+        for b in [
+            vec![0, 0, 0, 0, 0xC0, 0, 0, 0],
+            vec![0, 0, 0, 0, 0xD0, 0, 0, 0],
+            vec![0, 1, 0, 0, 0, 0, 0, 0, 0x27, 0x10],
+            vec![0, 1, 0, 0, 0, 0, 0, 0],
+            vec![0, 1, 0, 3, 0, 0, 0, 0, 0, 7],
+        ] {
+            assert_fast_equals_reference(m, &b, oid::NUMERIC, WireFormat::Binary);
+        }
+    }
+    for unit in ["year", "month", "day"] {
+        let m = mask("date_trunc", &[("unit", s(unit))]);
+        for d in [
+            "1985-10-21",
+            "2000-02-29",
+            "0044-03-15 BC",
+            "infinity",
+            "-infinity",
+            "12345-01-01",
+            "1985-13-01",
+            "85-10-21",
+            "1985-10-21 13:45:12.5+08",
+            "1985-10-21 13:45:12-03:30",
+            "1985-10-21 13:45:12",
+            "1985-10-21 13:45:12+05:30:15 BC",
+            "1985-10-21 ",
+            "",
+        ] {
+            for o in [oid::DATE, oid::TIMESTAMP, oid::TIMESTAMPTZ, oid::TEXT] {
+                assert_fast_equals_reference(&m, d.as_bytes(), o, WireFormat::Text);
+            }
+        }
+        for days in [0i32, -5185, 12_000, i32::MAX, i32::MIN, -2_451_545] {
+            assert_fast_equals_reference(&m, &days.to_be_bytes(), oid::DATE, WireFormat::Binary);
+        }
+        for us in [
+            0i64,
+            1,
+            -1,
+            499_000_000_000_000,
+            i64::MAX,
+            i64::MIN,
+            i64::MAX - 1,
+        ] {
+            assert_fast_equals_reference(
+                &m,
+                &us.to_be_bytes(),
+                oid::TIMESTAMPTZ,
+                WireFormat::Binary,
+            );
+        }
+        assert_fast_equals_reference(&m, &[1, 2, 3], oid::DATE, WireFormat::Binary);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn hot_path_text_masks_equal_reference(
+        v in prop_oneof![
+            "[0-9X +-]{0,22}",
+            "[a-z.@]{0,16}",
+            "[\u{4e00}-\u{4e10}·欧阳司马 ]{0,5}",
+            "\\PC{0,10}",
+        ],
+        pick in 0usize..14,
+        bpchar: bool,
+    ) {
+        let o = if bpchar { oid::BPCHAR } else { oid::TEXT };
+        assert_fast_equals_reference(&text_masks()[pick], v.as_bytes(), o, WireFormat::Text);
+    }
+
+    #[test]
+    fn hot_path_numbers_equal_reference(
+        int in 0u64..100_000_000_000_000,
+        frac in "[0-9]{0,4}",
+        neg: bool,
+        width in prop_oneof![Just(1i64), Just(7), Just(10), Just(10_000), Just(1 << 20), Just(3 << 20)],
+    ) {
+        let m = mask("bucket", &[("width", ArgValue::Int(width))]);
+        let mut t = format!("{}{int}", if neg { "-" } else { "" });
+        if !frac.is_empty() {
+            t.push('.');
+            t.push_str(&frac);
+        }
+        assert_fast_equals_reference(&m, t.as_bytes(), oid::NUMERIC, WireFormat::Text);
+        if let Some(b) = numeric::text_to_binary(&t) {
+            assert_fast_equals_reference(&m, &b, oid::NUMERIC, WireFormat::Binary);
+        }
+        let n = if neg { -(int as i64) } else { int as i64 };
+        assert_fast_equals_reference(&m, n.to_string().as_bytes(), oid::INT8, WireFormat::Text);
+        assert_fast_equals_reference(&m, &n.to_be_bytes(), oid::INT8, WireFormat::Binary);
+        assert_fast_equals_reference(&m, &(n as i32).to_be_bytes(), oid::INT4, WireFormat::Binary);
+        assert_fast_equals_reference(&m, (n as i32).to_string().as_bytes(), oid::INT4, WireFormat::Text);
+    }
+
+    #[test]
+    fn hot_path_dates_equal_reference(days in -800_000i64..3_000_000, us in 0i64..86_400_000_000, unit in 0usize..3) {
+        let m = mask("date_trunc", &[("unit", s(["year", "month", "day"][unit]))]);
+        assert_fast_equals_reference(&m, &(days as i32).to_be_bytes(), oid::DATE, WireFormat::Binary);
+        let ts = days * 86_400_000_000 + us;
+        assert_fast_equals_reference(&m, &ts.to_be_bytes(), oid::TIMESTAMP, WireFormat::Binary);
+        let (y, mo, d) = temporal::civil(days);
+        let text = if y > 0 { format!("{y:04}-{mo:02}-{d:02}") } else { format!("{:04}-{mo:02}-{d:02} BC", 1 - y) };
+        assert_fast_equals_reference(&m, text.as_bytes(), oid::DATE, WireFormat::Text);
+        let tz = format!("{} 12:34:56.789+08", text.trim_end_matches(" BC"));
+        assert_fast_equals_reference(&m, tz.as_bytes(), oid::TIMESTAMPTZ, WireFormat::Text);
+    }
+}

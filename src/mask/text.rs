@@ -140,6 +140,10 @@ impl Constant {
     }
 
     pub(super) fn encode(&self, type_oid: u32, format: WireFormat) -> Option<Vec<u8>> {
+        self.encoded(type_oid, format).map(<[u8]>::to_vec)
+    }
+
+    pub(super) fn encoded(&self, type_oid: u32, format: WireFormat) -> Option<&[u8]> {
         let table = match format {
             WireFormat::Text => &self.text,
             WireFormat::Binary => &self.binary,
@@ -147,7 +151,7 @@ impl Constant {
         table
             .iter()
             .find(|(o, _)| *o == type_oid)
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| v.as_slice())
     }
 }
 
@@ -171,7 +175,7 @@ pub(super) fn keep(s: &str, first: usize, last: usize, fill: char) -> String {
 }
 
 /// Separators skipped when counting digit positions and kept in place.
-fn is_separator(c: char) -> bool {
+pub(super) fn is_separator(c: char) -> bool {
     matches!(c, ' ' | '-' | '\u{3000}' | '\u{FF0D}')
 }
 
@@ -230,7 +234,7 @@ pub(super) fn cn_mobile(s: &str) -> String {
 }
 
 /// Two-character surnames of the Hundred Family Surnames and common usage.
-fn is_compound_surname(two: &str) -> bool {
+pub(super) fn is_compound_surname(two: &str) -> bool {
     matches!(
         two,
         "欧阳"
@@ -302,7 +306,7 @@ fn is_compound_surname(two: &str) -> bool {
     )
 }
 
-fn is_name_separator(c: char) -> bool {
+pub(super) fn is_name_separator(c: char) -> bool {
     matches!(c, ' ' | '·' | '•' | '・' | '.' | '-' | '\'')
 }
 

@@ -4,6 +4,7 @@
 //! one-byte delimiter, `\N` (or the NULL string) for NULL, backslash escapes
 //! for the delimiter, newlines and control characters.
 
+use bytes::{BufMut, BytesMut};
 use sqlparser::ast::{CopyLegacyOption, CopyOption, Statement};
 
 use crate::mask::{Mask, MaskApplyError, WireFormat};
@@ -208,6 +209,84 @@ pub fn mask_row(
     Ok(out)
 }
 
+/// Bytes of a masked value that `escape` would rewrite.
+fn needs_escape(value: &[u8], delimiter: u8) -> bool {
+    value
+        .iter()
+        .any(|&b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t' | 8 | 11 | 12) || b == delimiter)
+}
+
+/// Appends the CopyData message of one text-format row (its trailing
+/// newline included) with the given columns masked: `mask_row` in one pass
+/// into `out`, unmasked fields copied as they are, values without escapes
+/// masked in place. On error nothing is appended.
+pub fn mask_row_into(
+    row: &[u8],
+    fmt: &CopyText,
+    columns: &[(usize, Mask, u32)],
+    out: &mut BytesMut,
+) -> Result<(), MaskApplyError> {
+    let start = out.len();
+    out.reserve(row.len() + 5 + 8 * columns.len());
+    out.put_u8(b'd');
+    out.put_i32(0);
+    let body = row.strip_suffix(b"\n").unwrap_or(row);
+    let mut unescaped;
+    let mut field_at = 0;
+    let mut i = 0;
+    let mut index = 0;
+    loop {
+        // The end of this field: the next unescaped delimiter, or the end.
+        while i < body.len() && body[i] != fmt.delimiter {
+            i += if body[i] == b'\\' { 2 } else { 1 };
+        }
+        let end = i.min(body.len());
+        let field = &body[field_at..end];
+        if index > 0 {
+            out.put_u8(fmt.delimiter);
+        }
+        match columns.iter().find(|(idx, ..)| *idx == index) {
+            Some((_, mask, type_oid)) if field != fmt.null.as_slice() => {
+                let value = if field.contains(&b'\\') {
+                    unescaped = unescape(field);
+                    unescaped.as_slice()
+                } else {
+                    field
+                };
+                let at = out.len();
+                match mask.apply_into(value, *type_oid, WireFormat::Text, out) {
+                    Ok(true) if needs_escape(&out[at..], fmt.delimiter) => {
+                        let masked = out[at..].to_vec();
+                        out.truncate(at);
+                        let mut escaped = Vec::with_capacity(masked.len() + 8);
+                        escape(&masked, fmt.delimiter, &mut escaped);
+                        out.put_slice(&escaped);
+                    }
+                    Ok(true) => {}
+                    Ok(false) => out.put_slice(&fmt.null),
+                    Err(e) => {
+                        out.truncate(start);
+                        return Err(e);
+                    }
+                }
+            }
+            _ => out.put_slice(field),
+        }
+        if end >= body.len() {
+            break;
+        }
+        i = end + 1;
+        field_at = i;
+        index += 1;
+    }
+    if body.len() != row.len() {
+        out.put_u8(b'\n');
+    }
+    let n = (out.len() - start - 1) as i32;
+    out[start + 1..start + 5].copy_from_slice(&n.to_be_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +336,47 @@ mod tests {
         let redact = build("redact", &MaskArgs::new(), &KeyRing::new()).unwrap();
         let out = mask_row(b"\\x41\\101z\n", &fmt, &[(0, redact, 25)]).unwrap();
         assert_eq!(out, b"****\n".to_vec());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+        /// The one-pass CopyData rewrite gives `mask_row`'s bytes.
+        #[test]
+        fn one_pass_copy_row_equals_reference(
+            fields in proptest::collection::vec("(\\\\N|[0-9a-z@. |\\\\\t-]{0,12}|\\PC{0,6})", 1..7),
+            delimiter in proptest::sample::select(vec![b'\t', b'|', b',']),
+            newline: bool,
+        ) {
+            let mut args = MaskArgs::new();
+            args.insert("first".into(), ArgValue::Int(1));
+            args.insert("last".into(), ArgValue::Int(1));
+            args.insert("fill".into(), ArgValue::Str("\\".into()));
+            let keys = KeyRing::new();
+            let columns = vec![
+                (0, build("cn_name", &MaskArgs::new(), &keys).unwrap(), 25),
+                (1, build("keep", &args, &keys).unwrap(), 25),
+                (3, build("email", &MaskArgs::new(), &keys).unwrap(), 25),
+                (4, build("null", &MaskArgs::new(), &keys).unwrap(), 25),
+            ];
+            let fmt = CopyText { delimiter, null: b"\\N".to_vec(), header: false, columns: 0 };
+            let mut row = fields.join(&(delimiter as char).to_string()).into_bytes();
+            if newline {
+                row.push(b'\n');
+            }
+            let mut fast = BytesMut::new();
+            let got = mask_row_into(&row, &fmt, &columns, &mut fast);
+            match mask_row(&row, &fmt, &columns) {
+                Ok(expected) => {
+                    let mut framed = BytesMut::new();
+                    crate::session::wire::message(&mut framed, b'd', |o| o.extend_from_slice(&expected));
+                    proptest::prop_assert_eq!(got, Ok(()));
+                    proptest::prop_assert_eq!(&fast[..], &framed[..]);
+                }
+                Err(e) => {
+                    proptest::prop_assert_eq!(got, Err(e));
+                    proptest::prop_assert!(fast.is_empty());
+                }
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tracing::debug;
 
 pub mod copy_text;
+pub mod datarow;
 pub mod guard;
 pub mod replication;
 pub mod runtime;

@@ -40,9 +40,16 @@ pub struct MaskingRuntime {
     tls: Option<rustls::ClientConfig>,
     /// Per database: one catalog read at a time, over a connection kept
     /// open between reads (connecting costs more than a refresh).
-    load_locks: DashMap<String, Arc<Mutex<Option<tokio_postgres::Client>>>>,
+    load_locks: DashMap<String, Arc<Mutex<Option<CatalogConnection>>>>,
     membership_lock: Mutex<()>,
     last_forced_reload: DashMap<String, Instant>,
+}
+
+/// pgveil's own connection to one database, with the refresh query
+/// prepared on it.
+pub struct CatalogConnection {
+    client: tokio_postgres::Client,
+    refresh: Option<tokio_postgres::Statement>,
 }
 
 /// How pgveil reaches the upstream for its own catalog queries.
@@ -148,9 +155,20 @@ impl MaskingRuntime {
         }
         let started = Instant::now();
         let last = self.catalogs.last(database);
-        if let (Some(last), Some(client)) = (&last, connection.as_ref()) {
-            if !client.is_closed() {
-                match last.refreshed(client).await {
+        if let (Some(last), Some(conn)) = (&last, connection.as_mut()) {
+            if !conn.client.is_closed() {
+                if conn.refresh.is_none() {
+                    conn.refresh = conn
+                        .client
+                        .prepare(&crate::analyze::catalog::CatalogRead::parameterised_sql())
+                        .await
+                        .ok();
+                }
+                let refreshed = match &conn.refresh {
+                    Some(statement) => last.refreshed_prepared(&conn.client, statement).await,
+                    None => last.refreshed(&conn.client).await,
+                };
+                match refreshed {
                     Ok(catalog) => {
                         tracing::debug!(
                             database,
@@ -173,7 +191,10 @@ impl MaskingRuntime {
                 database: database.to_string(),
                 message: e.to_string(),
             })?;
-        *connection = Some(client);
+        *connection = Some(CatalogConnection {
+            client,
+            refresh: None,
+        });
         tracing::info!(
             database,
             relations = catalog.relations().len(),

@@ -84,6 +84,9 @@ struct Prepared {
     copy_in: bool,
     version: (u64, u64),
     fields: Option<Vec<Field>>,
+    /// The masker of the result formats last bound, kept so that binding
+    /// again with the same formats costs no look-ups.
+    bound: Option<(Vec<i16>, Arc<RowMasker>)>,
     note: Option<Arc<StatementNote>>,
 }
 
@@ -96,8 +99,10 @@ struct Portal {
     plan: StatementPlan,
     copy: Option<CopyText>,
     copy_in: bool,
-    fields: Option<Vec<Field>>,
-    masker: Option<RowMasker>,
+    masker: Option<Arc<RowMasker>>,
+    /// The client asked for its description itself: its RowDescription
+    /// arrives before any row, so pgveil need not ask again.
+    described: bool,
     note: Option<Arc<StatementNote>>,
 }
 
@@ -179,8 +184,14 @@ pub struct Guard {
     /// Names declared by the message being planned, not yet confirmed.
     staged: Vec<(usize, Registration)>,
     expect: VecDeque<Expect>,
-    rows: Option<RowMasker>,
+    rows: Option<Arc<RowMasker>>,
     copy: Option<CopyMasker>,
+    /// Maskers of results whose plan is Allow, by RowDescription bytes:
+    /// such a masker depends on nothing else (the defence-in-depth check),
+    /// and the same statements return the same descriptions again and
+    /// again. Valid for `shapes_version` only.
+    shapes: HashMap<Vec<u8>, Arc<RowMasker>>,
+    shapes_version: (u64, u64),
     /// After pgveil withheld a result: drop responses until ReadyForQuery.
     withholding: bool,
     copy_in: CopyIn,
@@ -229,6 +240,8 @@ impl Guard {
             expect: VecDeque::new(),
             rows: None,
             copy: None,
+            shapes: HashMap::new(),
+            shapes_version: (0, 0),
             withholding: false,
             copy_in: CopyIn::Idle,
             to_server: BytesMut::new(),
@@ -390,10 +403,15 @@ impl Guard {
                     Some((b'S', name)) => self.expect.push_back(Expect::DescribeStatement {
                         name: name.to_vec(),
                     }),
-                    Some((_, name)) => self.expect.push_back(Expect::DescribePortal {
-                        portal: name.to_vec(),
-                        swallow: false,
-                    }),
+                    Some((_, name)) => {
+                        if let Some(p) = self.portals.get_mut(name) {
+                            p.described = true;
+                        }
+                        self.expect.push_back(Expect::DescribePortal {
+                            portal: name.to_vec(),
+                            swallow: false,
+                        })
+                    }
                     None => {}
                 }
                 out.extend_from_slice(msg);
@@ -409,7 +427,7 @@ impl Guard {
                     && self
                         .portals
                         .get(&portal)
-                        .is_some_and(|p| p.masker.is_none());
+                        .is_some_and(|p| p.masker.is_none() && !p.described);
                 if needs_shape {
                     wire::encode_describe(out, b'P', &portal);
                     self.expect.push_back(Expect::DescribePortal {
@@ -628,7 +646,7 @@ impl Guard {
                     Some(Expect::DescribeStatement { .. }) => false,
                     Some(Expect::DescribePortal { portal, swallow }) => {
                         if let Some(p) = self.portals.get_mut(portal) {
-                            p.masker = Some(RowMasker::default());
+                            p.masker = Some(Arc::default());
                         }
                         *swallow
                     }

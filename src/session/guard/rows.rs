@@ -3,19 +3,26 @@
 //! defence-in-depth check of RowDescription fields; withholds a result that
 //! cannot be masked safely. Must not pair messages or plan statements.
 
+use std::sync::Arc;
+
 use bytes::BytesMut;
 
 use super::super::copy_text::{self, CopyText};
+use super::super::datarow;
 use super::super::wire::{self, Field};
 use super::{Expect, Guard};
 use crate::analyze::plan::{MaskedColumn, StatementPlan};
 use crate::analyze::policy_view::{ColumnAction, QualifiedColumn};
 use crate::mask::{oid as mask_oid, Mask, WireFormat};
 
+/// Result shapes remembered per session (see `Guard::shapes`).
+const MAX_SHAPES: usize = 256;
+
 /// Masks applied to the columns of one result shape.
 #[derive(Clone, Default)]
 pub(super) struct RowMasker {
-    pub(super) columns: Vec<(usize, Mask, u32, WireFormat)>,
+    /// Sorted by column index.
+    pub(super) columns: Vec<datarow::ColumnMask>,
     /// A denied column the analyzer missed: the result is withheld.
     pub(super) withheld: Option<String>,
 }
@@ -51,11 +58,8 @@ impl Guard {
                     copy.header_pending = false;
                     return out.extend_from_slice(msg);
                 }
-                match copy_text::mask_row(row, &copy.fmt, &copy.columns) {
-                    Ok(masked) => {
-                        self.result.row(true);
-                        wire::message(out, b'd', |o| o.extend_from_slice(&masked));
-                    }
+                match copy_text::mask_row_into(row, &copy.fmt, &copy.columns, out) {
+                    Ok(()) => self.result.row(true),
                     Err(e) => self.withhold(&e.to_string(), out),
                 }
             }
@@ -97,8 +101,6 @@ impl Guard {
         })
     }
 
-    /// Builds the masker of one result: the plan's masks, plus any protected
-    /// column the RowDescription names that the plan left unmasked.
     /// `birth::text` of a date column under a date mask: the text a cast
     /// to text yields is the column type's output form, in either wire
     /// format, so the mask reads it as that type's text format and its
@@ -121,6 +123,8 @@ impl Guard {
         mask.accepts_oid(source_type).then_some(source_type)
     }
 
+    /// Builds the masker of one result: the plan's masks, plus any protected
+    /// column the RowDescription names that the plan left unmasked.
     pub(super) fn masker_for(
         &mut self,
         plan: &StatementPlan,
@@ -182,6 +186,37 @@ impl Guard {
                 }
             }
         }
+        // The one-pass rewrite walks the row and the columns together.
+        m.columns.sort_by_key(|c| c.0);
+        m.columns.dedup_by_key(|c| c.0);
+        m
+    }
+
+    /// The masker of a query result (no Bind formats: the RowDescription
+    /// carries them), from the shape cache when its plan is Allow.
+    fn result_masker(
+        &mut self,
+        plan: &StatementPlan,
+        msg: &[u8],
+        fields: &[Field],
+    ) -> Arc<RowMasker> {
+        if !matches!(plan, StatementPlan::Allow) {
+            return Arc::new(self.masker_for(plan, fields, None));
+        }
+        let version = self.inputs.version();
+        if self.shapes_version != version {
+            self.shapes.clear();
+            self.shapes_version = version;
+        }
+        if let Some(m) = self.shapes.get(msg) {
+            return Arc::clone(m);
+        }
+        let m = Arc::new(self.masker_for(plan, fields, None));
+        // Bounded: an application's result shapes are few, ad-hoc ones many.
+        if self.shapes.len() >= MAX_SHAPES {
+            self.shapes.clear();
+        }
+        self.shapes.insert(msg.to_vec(), Arc::clone(&m));
         m
     }
 
@@ -258,6 +293,7 @@ impl Guard {
                 self.expect.pop_front();
                 if let Some(s) = self.statement_mut(&name) {
                     s.fields = Some(fields);
+                    s.bound = None;
                 }
                 out.extend_from_slice(msg);
             }
@@ -270,9 +306,8 @@ impl Guard {
                     .map(|p| p.plan.clone())
                     .unwrap_or(StatementPlan::Allow);
                 // A portal's RowDescription carries its real formats.
-                let masker = self.masker_for(&plan, &fields, None);
+                let masker = self.result_masker(&plan, msg, &fields);
                 if let Some(p) = self.portals.get_mut(&portal) {
-                    p.fields = Some(fields);
                     p.masker = Some(masker);
                 }
                 if !swallow {
@@ -287,7 +322,7 @@ impl Guard {
                         return self.withhold("more results than statements pgveil analysed", out)
                     }
                 };
-                let masker = self.masker_for(&plan, &fields, None);
+                let masker = self.result_masker(&plan, msg, &fields);
                 self.result.open(!masker.columns.is_empty());
                 self.rows = Some(masker);
                 out.extend_from_slice(msg);
@@ -298,9 +333,9 @@ impl Guard {
 
     pub(super) fn data_row(&mut self, msg: &[u8], out: &mut BytesMut) {
         let masker = match self.expect.front() {
-            Some(Expect::Query { .. }) => self.rows.as_ref(),
+            Some(Expect::Query { .. }) => self.rows.as_deref(),
             Some(Expect::Execute { portal }) => {
-                self.portals.get(portal).and_then(|p| p.masker.as_ref())
+                self.portals.get(portal).and_then(|p| p.masker.as_deref())
             }
             _ => None,
         };
@@ -319,30 +354,10 @@ impl Guard {
             self.result.row(false);
             return out.extend_from_slice(msg);
         }
-        let Some(values) = wire::data_row(msg) else {
-            return self.withhold("malformed DataRow from the server", out);
-        };
-        let mut masked: Vec<Option<Option<Vec<u8>>>> = vec![None; values.len()];
-        for (index, mask, type_oid, format) in &masker.columns {
-            let Some(value) = values.get(*index) else {
-                continue;
-            };
-            match mask.apply(*value, *type_oid, *format) {
-                Ok(v) => masked[*index] = Some(v),
-                Err(e) => {
-                    let why = e.to_string();
-                    return self.withhold(&why, out);
-                }
-            }
+        match datarow::mask_data_row(msg, &masker.columns, out) {
+            Ok(()) => self.result.row(true),
+            Err(e) => self.withhold(&e.to_string(), out),
         }
-        self.result.row(true);
-        wire::encode_data_row(
-            out,
-            values.iter().enumerate().map(|(i, v)| match &masked[i] {
-                Some(m) => m.as_deref(),
-                None => *v,
-            }),
-        );
     }
 
     /// Replaces the rest of the current response with an error: used when a

@@ -10,10 +10,10 @@ use bytes::BytesMut;
 use super::super::copy_text::{self, CopyText};
 use super::super::wire;
 use super::refusal::{block_sql, BLOCK_STATEMENT};
-use super::rows::RowMasker;
 use super::{lossy, Expect, Guard, Portal, Prepared, Registration};
 use crate::analyze::plan::{BlockReason, StatementPlan};
 use crate::analyze::{PlannedStatement, SessionContext, StatementKind};
+use std::sync::Arc;
 
 impl Guard {
     /// Emptying search_path (pg_dump's first statement) only makes name
@@ -418,6 +418,7 @@ impl Guard {
             copy: copy.map(|c| c.1),
             version: self.inputs.version(),
             fields: None,
+            bound: None,
             note,
         };
         // The unnamed statement is replaced even by a failed Parse.
@@ -471,6 +472,7 @@ impl Guard {
                 s.registration = registration;
                 s.copy = copy.map(|c| c.1);
                 s.version = version;
+                s.bound = None;
                 s.note = note;
             }
         }
@@ -482,13 +484,15 @@ impl Guard {
         let sets_search_path = self
             .statement(bind.statement)
             .is_some_and(|s| s.sets_search_path);
-        let (plan, fields, copy, note, sql) = match self.statement(bind.statement) {
+        let (plan, copy, masker, note) = match self.statement(bind.statement) {
             Some(s) => (
                 s.plan.clone(),
-                s.fields.clone(),
                 s.copy.clone(),
+                s.bound
+                    .as_ref()
+                    .filter(|(formats, _)| *formats == bind.result_formats)
+                    .map(|(_, m)| Arc::clone(m)),
                 s.note.clone(),
-                Some(s.sql.clone()),
             ),
             // A statement PREPAREd in SQL, bound through the protocol.
             None if self.sql_prepared.contains_key(&lossy(bind.statement)) => (
@@ -496,7 +500,6 @@ impl Guard {
                     .get(&lossy(bind.statement))
                     .cloned()
                     .unwrap_or(StatementPlan::Allow),
-                None,
                 None,
                 None,
                 None,
@@ -511,15 +514,15 @@ impl Guard {
                 None,
                 None,
                 None,
-                None,
             ),
-            None => (StatementPlan::Allow, None, None, None, None),
+            None => (StatementPlan::Allow, None, None, None),
         };
         let portal = bind.portal.to_vec();
         let result_formats = bind.result_formats.clone();
         if let StatementPlan::Block(reason) = &plan {
             // Bind the portal to a statement that raises pgveil's error.
             let note = note.unwrap_or_else(|| {
+                let sql = self.statement(bind.statement).map(|s| s.sql.clone());
                 self.blocked_note(&[], sql.as_deref().unwrap_or("<unknown statement>"), true)
             });
             self.audit_block(&reason.clone(), note);
@@ -542,16 +545,28 @@ impl Guard {
                     plan: StatementPlan::Allow,
                     copy: None,
                     copy_in: false,
-                    fields: None,
-                    masker: Some(RowMasker::default()),
+                    masker: Some(Arc::default()),
+                    described: false,
                     note: None,
                 },
             );
             return;
         }
-        let masker = fields
-            .as_ref()
-            .map(|f| self.masker_for(&plan, f, Some(&result_formats)));
+        // Built once per statement and result formats, not per Bind.
+        let masker = match masker {
+            Some(m) => Some(m),
+            None => {
+                let fields = self
+                    .statement(bind.statement)
+                    .and_then(|s| s.fields.clone());
+                let masker =
+                    fields.map(|f| Arc::new(self.masker_for(&plan, &f, Some(&result_formats))));
+                if let (Some(m), Some(s)) = (&masker, self.statement_mut(bind.statement)) {
+                    s.bound = Some((result_formats, Arc::clone(m)));
+                }
+                masker
+            }
+        };
         self.portals.insert(
             portal,
             Portal {
@@ -561,8 +576,8 @@ impl Guard {
                 plan,
                 copy,
                 copy_in,
-                fields,
                 masker,
+                described: false,
                 note,
             },
         );
