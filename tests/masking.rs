@@ -892,3 +892,90 @@ async fn masked_roles_may_use_the_large_object_api_only() {
         Some("1")
     );
 }
+
+/// All DataRows of a raw exchange, each as its column values (text).
+fn raw_rows(msgs: &[(u8, Vec<u8>)]) -> Vec<Vec<Option<String>>> {
+    msgs.iter()
+        .filter(|(t, _)| *t == b'D')
+        .map(|(_, body)| {
+            let n = i16::from_be_bytes([body[0], body[1]]) as usize;
+            let mut at = 2;
+            (0..n)
+                .map(|_| {
+                    let len =
+                        i32::from_be_bytes([body[at], body[at + 1], body[at + 2], body[at + 3]]);
+                    at += 4;
+                    (len >= 0).then(|| {
+                        let v = String::from_utf8_lossy(&body[at..at + len as usize]).to_string();
+                        at += len as usize;
+                        v
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One pipeline re-binds the unnamed portal to a statement whose masked
+/// column sits elsewhere before the first result's rows arrive: each
+/// result is masked with the plan of the Bind it came from, never with the
+/// portal's newest one (which would leave the first result's mobile clear).
+#[tokio::test]
+async fn a_portal_rebound_in_one_pipeline_masks_each_result_with_its_own_plan() {
+    use common::probe::{assert_raw_no_secret, Raw};
+    let mobile_first = "SELECT mobile, branch FROM customers WHERE id = 1";
+    let mobile_last = "SELECT branch, mobile FROM customers WHERE id = 1";
+    let expected = vec![
+        vec![
+            Some("139****4321".to_string()),
+            Some("Hangzhou".to_string()),
+        ],
+        vec![
+            Some("Hangzhou".to_string()),
+            Some("139****4321".to_string()),
+        ],
+    ];
+    let mut raw = Raw::connect(setup(), common::DAVE_TRUST);
+    // Named statements described beforehand: pgveil knows their shapes at
+    // Bind.
+    let mut buf = Raw::parse("mobile_first", mobile_first);
+    buf.extend(Raw::parse("mobile_last", mobile_last));
+    buf.extend(Raw::describe(b'S', "mobile_first"));
+    buf.extend(Raw::describe(b'S', "mobile_last"));
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    raw.read_until_ready();
+    let mut buf = Raw::bind("", "mobile_first", 0);
+    buf.extend(Raw::execute("", 0));
+    buf.extend(Raw::bind("", "mobile_last", 0));
+    buf.extend(Raw::execute("", 0));
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    let got = raw.read_until_ready();
+    assert_raw_no_secret("portal re-bound to a described statement", &got);
+    assert_eq!(raw_rows(&got), expected, "{got:?}");
+    // The unnamed statement parsed again, never described: pgveil learns
+    // each portal's shape by asking the server.
+    let mut buf = Raw::parse("", mobile_first);
+    buf.extend(Raw::bind("", "", 0));
+    buf.extend(Raw::execute("", 0));
+    buf.extend(Raw::parse("", mobile_last));
+    buf.extend(Raw::bind("", "", 0));
+    buf.extend(Raw::execute("", 0));
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    let got = raw.read_until_ready();
+    assert_raw_no_secret("portal re-bound to a new unnamed statement", &got);
+    assert_eq!(raw_rows(&got), expected, "{got:?}");
+    // Both ways in binary format, where a wrong mask could not even fail
+    // on the value's type.
+    let mut buf = Raw::bind("", "mobile_first", 1);
+    buf.extend(Raw::execute("", 0));
+    buf.extend(Raw::bind("", "mobile_last", 1));
+    buf.extend(Raw::execute("", 0));
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    let got = raw.read_until_ready();
+    assert_raw_no_secret("binary portal re-bound", &got);
+    assert_eq!(raw_rows(&got), expected, "{got:?}");
+}

@@ -90,20 +90,29 @@ struct Prepared {
     note: Option<Arc<StatementNote>>,
 }
 
-struct Portal {
+/// What one Bind fixed for the results of its portal. Each Execute's
+/// expected response holds the binding it ran with, so a portal bound again
+/// later in the same pipeline (the unnamed one, typically) never lends its
+/// new plan to rows of the earlier Execute still on their way.
+struct Binding {
     registration: Option<Registration>,
+    plan: StatementPlan,
+    copy: Option<CopyText>,
+    note: Option<Arc<StatementNote>>,
+}
+
+struct Portal {
+    /// Compared by pointer: each Bind makes a new one.
+    binding: Arc<Binding>,
     /// Executing it changes the schema.
     ddl: bool,
     /// Executing it changes search_path.
     sets_search_path: bool,
-    plan: StatementPlan,
-    copy: Option<CopyText>,
     copy_in: bool,
     masker: Option<Arc<RowMasker>>,
     /// The client asked for its description itself: its RowDescription
     /// arrives before any row, so pgveil need not ask again.
     described: bool,
-    note: Option<Arc<StatementNote>>,
 }
 
 /// Where a `COPY … FROM STDIN` stands. In copy-in mode the server ignores
@@ -142,10 +151,15 @@ enum Expect {
     },
     DescribePortal {
         portal: Vec<u8>,
+        /// The Bind being described (none for a portal pgveil never saw).
+        binding: Option<Arc<Binding>>,
         swallow: bool,
     },
     Execute {
-        portal: Vec<u8>,
+        binding: Option<Arc<Binding>>,
+        /// Known at Execute, or installed by the binding's RowDescription
+        /// before its rows arrive.
+        masker: Option<Arc<RowMasker>>,
     },
     Sync,
     Query {
@@ -404,11 +418,13 @@ impl Guard {
                         name: name.to_vec(),
                     }),
                     Some((_, name)) => {
-                        if let Some(p) = self.portals.get_mut(name) {
+                        let binding = self.portals.get_mut(name).map(|p| {
                             p.described = true;
-                        }
+                            Arc::clone(&p.binding)
+                        });
                         self.expect.push_back(Expect::DescribePortal {
                             portal: name.to_vec(),
+                            binding,
                             swallow: false,
                         })
                     }
@@ -417,39 +433,43 @@ impl Guard {
                 out.extend_from_slice(msg);
             }
             b'E' => {
-                let portal = wire::execute_portal(msg).unwrap_or_default().to_vec();
-                // Rows of a portal whose shape pgveil has not seen need a
-                // description first: ask for one and keep it to ourselves.
-                // Every result a restricted role receives is checked against
-                // its RowDescription (defence in depth), so even an Allow plan
-                // needs one.
-                let needs_shape = self.inputs.view.is_restricted()
-                    && self
-                        .portals
-                        .get(&portal)
-                        .is_some_and(|p| p.masker.is_none() && !p.described);
+                let name = wire::execute_portal(msg).unwrap_or_default();
+                let restricted = self.inputs.view.is_restricted();
+                let (binding, masker, copy_in, needs_shape) = match self.portals.get(name) {
+                    Some(p) => {
+                        // Parse only planned the DDL; it takes effect here.
+                        if p.ddl {
+                            self.ddl_in_transaction = true;
+                            self.overlay_stale = true;
+                        }
+                        if p.sets_search_path {
+                            self.search_path_unsure = true;
+                            self.search_path_pending = true;
+                        }
+                        // Rows of a portal whose shape pgveil has not seen
+                        // need a description first: ask for one and keep it
+                        // to ourselves. Every result a restricted role
+                        // receives is checked against its RowDescription
+                        // (defence in depth), so even an Allow plan needs one.
+                        let needs_shape = restricted && p.masker.is_none() && !p.described;
+                        (
+                            Some(Arc::clone(&p.binding)),
+                            p.masker.clone(),
+                            p.copy_in,
+                            needs_shape,
+                        )
+                    }
+                    None => (None, None, false, false),
+                };
                 if needs_shape {
-                    wire::encode_describe(out, b'P', &portal);
+                    wire::encode_describe(out, b'P', name);
                     self.expect.push_back(Expect::DescribePortal {
-                        portal: portal.clone(),
+                        portal: name.to_vec(),
+                        binding: binding.clone(),
                         swallow: true,
                     });
                 }
-                let copy_in = self.portals.get(&portal).is_some_and(|p| p.copy_in);
-                // Parse only planned the DDL; it takes effect here.
-                if self.portals.get(&portal).is_some_and(|p| p.ddl) {
-                    self.ddl_in_transaction = true;
-                    self.overlay_stale = true;
-                }
-                if self
-                    .portals
-                    .get(&portal)
-                    .is_some_and(|p| p.sets_search_path)
-                {
-                    self.search_path_unsure = true;
-                    self.search_path_pending = true;
-                }
-                self.expect.push_back(Expect::Execute { portal });
+                self.expect.push_back(Expect::Execute { binding, masker });
                 out.extend_from_slice(msg);
                 if copy_in {
                     wire::encode_flush(out);
@@ -644,11 +664,15 @@ impl Guard {
             b'n' => {
                 let swallow = match self.expect.front() {
                     Some(Expect::DescribeStatement { .. }) => false,
-                    Some(Expect::DescribePortal { portal, swallow }) => {
-                        if let Some(p) = self.portals.get_mut(portal) {
-                            p.masker = Some(Arc::default());
-                        }
-                        *swallow
+                    Some(Expect::DescribePortal {
+                        portal,
+                        binding,
+                        swallow,
+                    }) => {
+                        let (portal, binding, swallow) =
+                            (portal.clone(), binding.clone(), *swallow);
+                        self.install_masker(&portal, binding.as_ref(), Arc::default());
+                        swallow
                     }
                     _ => false,
                 };
@@ -686,12 +710,8 @@ impl Guard {
                         });
                         *at += 1;
                     }
-                    Some(Expect::Execute { portal }) => {
-                        if let Some(r) = self
-                            .portals
-                            .get(portal)
-                            .and_then(|p| p.registration.clone())
-                        {
+                    Some(Expect::Execute { binding, .. }) => {
+                        if let Some(r) = binding.as_ref().and_then(|b| b.registration.clone()) {
                             confirmed.push(r);
                         }
                         self.expect.pop_front();

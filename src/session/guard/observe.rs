@@ -135,10 +135,9 @@ impl Guard {
             Some(Expect::Query {
                 plans, at, notes, ..
             }) => (notes.get(*at).cloned().flatten(), masked(plans.get(*at))),
-            Some(Expect::Execute { portal }) => match self.portals.get(portal) {
-                Some(p) => (p.note.clone(), masked(Some(&p.plan))),
-                None => (None, false),
-            },
+            Some(Expect::Execute {
+                binding: Some(b), ..
+            }) => (b.note.clone(), masked(Some(&b.plan))),
             _ => (None, false),
         }
     }

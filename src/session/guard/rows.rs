@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use super::super::copy_text::{self, CopyText};
 use super::super::datarow;
 use super::super::wire::{self, Field};
-use super::{Expect, Guard};
+use super::{Binding, Expect, Guard};
 use crate::analyze::plan::{MaskedColumn, StatementPlan};
 use crate::analyze::policy_view::{ColumnAction, QualifiedColumn};
 use crate::mask::{oid as mask_oid, Mask, WireFormat};
@@ -227,10 +227,9 @@ impl Guard {
             Some(Expect::Query {
                 plans, at, copy, ..
             }) => (plans.get(*at).cloned(), copy.clone()),
-            Some(Expect::Execute { portal }) => match self.portals.get(portal) {
-                Some(p) => (Some(p.plan.clone()), p.copy.clone()),
-                None => (None, None),
-            },
+            Some(Expect::Execute {
+                binding: Some(b), ..
+            }) => (Some(b.plan.clone()), b.copy.clone()),
             _ => (None, None),
         };
         let restricted = self.inputs.view.is_restricted();
@@ -297,19 +296,19 @@ impl Guard {
                 }
                 out.extend_from_slice(msg);
             }
-            Some(Expect::DescribePortal { portal, swallow }) => {
-                let (portal, swallow) = (portal.clone(), *swallow);
+            Some(Expect::DescribePortal {
+                portal,
+                binding,
+                swallow,
+            }) => {
+                let (portal, binding, swallow) = (portal.clone(), binding.clone(), *swallow);
                 self.expect.pop_front();
-                let plan = self
-                    .portals
-                    .get(&portal)
-                    .map(|p| p.plan.clone())
-                    .unwrap_or(StatementPlan::Allow);
                 // A portal's RowDescription carries its real formats.
-                let masker = self.result_masker(&plan, msg, &fields);
-                if let Some(p) = self.portals.get_mut(&portal) {
-                    p.masker = Some(masker);
-                }
+                let masker = match &binding {
+                    Some(b) => self.result_masker(&b.plan, msg, &fields),
+                    None => self.result_masker(&StatementPlan::Allow, msg, &fields),
+                };
+                self.install_masker(&portal, binding.as_ref(), masker);
                 if !swallow {
                     out.extend_from_slice(msg);
                 }
@@ -331,12 +330,41 @@ impl Guard {
         }
     }
 
+    /// The masker a described Bind's rows get: on its portal while the name
+    /// still stands for that Bind, and on every Execute of it queued.
+    pub(super) fn install_masker(
+        &mut self,
+        portal: &[u8],
+        binding: Option<&Arc<Binding>>,
+        masker: Arc<RowMasker>,
+    ) {
+        let Some(binding) = binding else {
+            return;
+        };
+        if let Some(p) = self.portals.get_mut(portal) {
+            if Arc::ptr_eq(&p.binding, binding) {
+                p.masker = Some(Arc::clone(&masker));
+            }
+        }
+        for e in self.expect.iter_mut() {
+            if let Expect::Execute {
+                binding: Some(b),
+                masker: m,
+            } = e
+            {
+                if Arc::ptr_eq(b, binding) {
+                    *m = Some(Arc::clone(&masker));
+                }
+            }
+        }
+    }
+
     pub(super) fn data_row(&mut self, msg: &[u8], out: &mut BytesMut) {
+        // The masker of the response's own statement or Bind, never looked
+        // up by portal name (the name may be bound again by now).
         let masker = match self.expect.front() {
             Some(Expect::Query { .. }) => self.rows.as_deref(),
-            Some(Expect::Execute { portal }) => {
-                self.portals.get(portal).and_then(|p| p.masker.as_deref())
-            }
+            Some(Expect::Execute { masker, .. }) => masker.as_deref(),
             _ => None,
         };
         let restricted = self.inputs.view.is_restricted();

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use super::super::copy_text::{self, CopyText};
 use super::super::wire;
 use super::refusal::{block_sql, BLOCK_STATEMENT};
-use super::{lossy, Expect, Guard, Portal, Prepared, Registration};
+use super::{lossy, Binding, Expect, Guard, Portal, Prepared, Registration};
 use crate::analyze::plan::{BlockReason, StatementPlan};
 use crate::analyze::{PlannedStatement, SessionContext, StatementKind};
 use std::sync::Arc;
@@ -539,15 +539,17 @@ impl Guard {
             self.portals.insert(
                 portal,
                 Portal {
-                    registration: None,
+                    binding: Arc::new(Binding {
+                        registration: None,
+                        plan: StatementPlan::Allow,
+                        copy: None,
+                        note: None,
+                    }),
                     ddl: false,
                     sets_search_path: false,
-                    plan: StatementPlan::Allow,
-                    copy: None,
                     copy_in: false,
                     masker: Some(Arc::default()),
                     described: false,
-                    note: None,
                 },
             );
             return;
@@ -570,15 +572,17 @@ impl Guard {
         self.portals.insert(
             portal,
             Portal {
-                registration,
+                binding: Arc::new(Binding {
+                    registration,
+                    plan,
+                    copy,
+                    note,
+                }),
                 ddl,
                 sets_search_path,
-                plan,
-                copy,
                 copy_in,
                 masker,
                 described: false,
-                note,
             },
         );
         out.extend_from_slice(msg);
