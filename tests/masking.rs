@@ -414,8 +414,8 @@ async fn policy_reload_under_load_drops_nothing_and_applies_to_new_statements() 
     }
     // compliance loses clear mobile numbers.
     let tightened = original.replace(
-        "  public.customers.mobile:\n    class: C2\n    mask: cn_mobile\n    rules:\n      - roles: [compliance]\n        action: allow\n",
-        "  public.customers.mobile:\n    class: C2\n    mask: cn_mobile\n",
+        "      - roles: [compliance]\n        action: allow\n  public.customers.annual_income:",
+        "  public.customers.annual_income:",
     );
     assert_ne!(tightened, original);
     std::fs::write(&file, &tightened).unwrap();
