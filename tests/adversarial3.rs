@@ -31,7 +31,50 @@ fn setup() -> &'static Proxy {
                  CREATE TYPE public.pair AS (a text, b text);
                  CREATE MATERIALIZED VIEW public.mv_contacts AS
                    SELECT id, mobile, id_number FROM customers WITH NO DATA;
-                 GRANT ALL ON public.mv_contacts TO PUBLIC;",
+                 GRANT ALL ON public.mv_contacts TO PUBLIC;
+                 CREATE ROLE prober LOGIN PASSWORD 'role-pw';
+                 -- Server code of the schema owner that puts protected
+                 -- values into errors and notices, run by a masked role's
+                 -- INSERT (a trigger) or call (an allowed function).
+                 CREATE TABLE public.tickets (id int PRIMARY KEY, customer_id int, note text);
+                 GRANT ALL ON public.tickets TO PUBLIC;
+                 CREATE FUNCTION public.tickets_echo() RETURNS trigger LANGUAGE plpgsql
+                 SECURITY DEFINER AS $f$
+                 DECLARE c customers; k cards;
+                 BEGIN
+                   SELECT * INTO c FROM customers WHERE id = NEW.customer_id;
+                   SELECT * INTO k FROM cards WHERE customer_id = NEW.customer_id;
+                   RAISE NOTICE 'ticket % % % %', c.id_number, c.mobile, k.card_no, c.full_name
+                     USING DETAIL = c.id_number, HINT = k.card_no, COLUMN = c.mobile;
+                   CASE NEW.note
+                   WHEN 'raise' THEN
+                     RAISE EXCEPTION 'customer % card %', c.id_number, k.card_no USING
+                       ERRCODE = '23505', COLUMN = c.mobile, CONSTRAINT = k.card_no,
+                       DATATYPE = c.full_name, TABLE = c.id_number, SCHEMA = c.mobile,
+                       HINT = c.mobile;
+                   WHEN 'forge' THEN
+                     RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'pgveil: ' || k.card_no;
+                   WHEN 'cast' THEN PERFORM c.id_number::int;
+                   WHEN 'date' THEN PERFORM make_date(substr(c.id_number, 7, 8)::int, 1, 1);
+                   WHEN 'chr' THEN PERFORM chr(substr(c.id_number, 7, 8)::int);
+                   WHEN 'json' THEN PERFORM ('{\"a\": ' || k.card_no || 'x}')::json;
+                   WHEN 'warn' THEN RAISE WARNING '%', c.full_name;
+                   ELSE NULL;
+                   END CASE;
+                   RETURN NEW;
+                 END $f$;
+                 CREATE TRIGGER tickets_echo BEFORE INSERT ON public.tickets
+                   FOR EACH ROW EXECUTE FUNCTION public.tickets_echo();
+                 CREATE FUNCTION public.card_hint(int) RETURNS text LANGUAGE plpgsql
+                 SECURITY DEFINER AS $f$
+                 DECLARE k cards;
+                 BEGIN
+                   SELECT * INTO k FROM cards WHERE id = $1;
+                   IF k.status = 'active' THEN
+                     RAISE EXCEPTION 'card % is active', k.card_no USING DETAIL = k.cvv;
+                   END IF;
+                   RETURN 'none';
+                 END $f$;",
             )
             .unwrap();
         bank::start_proxy(bank::POLICIES)
@@ -289,4 +332,212 @@ async fn errors_of_any_sqlstate_lose_quoted_values() {
         assert!(!ok, "{sql}: {text}");
     }
     s.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Issue 11: errors and notices, every field, whatever their SQLSTATE.
+
+impl Session {
+    /// Runs `sql` through the simple and the extended protocol; whatever
+    /// happens (refused, failed, answered), nothing visible may carry a raw
+    /// value. Returns the simple protocol's outcome.
+    async fn no_leak(&self, sql: &str) -> (bool, String) {
+        let simple = self.attack(sql).await;
+        let _ = self.c.simple_query("ROLLBACK").await;
+        let text = match self.c.query(sql, &[]).await {
+            Ok(rows) => rows
+                .iter()
+                .flat_map(|row| {
+                    (0..row.len()).map(move |i| {
+                        row.try_get::<_, Option<String>>(i)
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default()
+                    })
+                })
+                .collect::<Vec<_>>()
+                .join("|"),
+            Err(e) => error_text(&e),
+        };
+        // Notices that arrive late are caught by the next statement's check.
+        let notices = self.drain_async();
+        self.check(&format!("{sql} (extended)"), &format!("{text}\n{notices}"));
+        let _ = self.c.simple_query("ROLLBACK").await;
+        simple
+    }
+}
+
+#[tokio::test]
+async fn errors_and_notices_of_server_code_carry_no_values() {
+    for role in ["dev", "agent", "prober"] {
+        let s = as_role(role).await;
+        for (i, note) in [
+            "raise", "forge", "cast", "date", "chr", "json", "warn", "ok",
+        ]
+        .iter()
+        .enumerate()
+        {
+            for customer in [1, 2] {
+                let id = i * 10 + customer + 100 * role.len();
+                s.no_leak(&format!(
+                    "INSERT INTO tickets (id, customer_id, note) VALUES ({id}, {customer}, '{note}')"
+                ))
+                .await;
+            }
+        }
+        for sql in [
+            "SELECT card_hint(1)",
+            "SELECT public.card_hint(id) FROM cards",
+            "SELECT card_hint(2) AS h",
+            "WITH t AS (SELECT card_hint(1) h) SELECT h FROM t",
+            "INSERT INTO tickets SELECT 900 + id, id, 'raise' FROM cards",
+            "INSERT INTO tickets VALUES (990, 1, 'forge') ON CONFLICT DO NOTHING",
+            "BEGIN; INSERT INTO tickets VALUES (991, 1, 'warn'); COMMIT",
+            "COPY (SELECT card_hint(1)) TO STDOUT",
+            "PREPARE p AS SELECT card_hint($1); EXECUTE p(1)",
+            "DECLARE c CURSOR WITH HOLD FOR SELECT card_hint(1); FETCH c",
+        ] {
+            s.no_leak(sql).await;
+        }
+        s.finish();
+    }
+    // The server's own object names still reach clients that rely on them
+    // (an ORM maps a unique violation to a field by its constraint name).
+    let s = as_role("dev").await;
+    let err =
+        s.c.batch_execute(
+            "INSERT INTO tickets VALUES (5000, 2, 'x'); INSERT INTO tickets VALUES (5000, 2, 'x')",
+        )
+        .await
+        .expect_err("duplicate key");
+    let db = err.as_db_error().expect("server error");
+    assert_eq!(db.code().code(), "23505");
+    assert_eq!(db.constraint(), Some("tickets_pkey"));
+    assert_eq!(db.table(), Some("tickets"));
+}
+
+/// Built-in types whose input function rejects (and may quote) a value.
+const INPUT_TYPES: &[&str] = &[
+    "int2",
+    "int4",
+    "int8",
+    "numeric",
+    "float4",
+    "float8",
+    "money",
+    "bool",
+    "date",
+    "time",
+    "timetz",
+    "timestamp",
+    "timestamptz",
+    "interval",
+    "uuid",
+    "json",
+    "jsonb",
+    "jsonpath",
+    "xml",
+    "inet",
+    "cidr",
+    "macaddr",
+    "macaddr8",
+    "bit(4)",
+    "varbit",
+    "bytea",
+    "point",
+    "line",
+    "box",
+    "circle",
+    "tsquery",
+    "tsvector",
+    "int4range",
+    "numrange",
+    "daterange",
+    "oid",
+    "tid",
+    "xid",
+    "pg_lsn",
+    "txid_snapshot",
+    "\"char\"",
+    "int4[]",
+    "text[]",
+    "boolean[]",
+    "record",
+    "int2vector",
+    "oidvector",
+    "aclitem",
+    "regclass",
+    "regtype",
+    "regproc",
+    "regnamespace",
+    "regrole",
+    "regconfig",
+];
+
+/// Protected values of the fixture: (table, expression).
+const PROTECTED: &[(&str, &str)] = &[
+    ("customers", "id_number"),
+    ("customers", "mobile"),
+    ("customers", "full_name"),
+    ("customers", "annual_income::text"),
+    ("cards", "card_no"),
+    ("cards", "cvv"),
+    ("customers", "substr(id_number, 7, 8)"),
+    ("cards", "substr(card_no, 7, 9)"),
+];
+
+#[tokio::test]
+async fn no_error_path_returns_a_protected_value() {
+    // `prober` may filter freely, so its statements reach the server's error
+    // paths; `dev` may not, so pgveil refuses them first.
+    for role in ["prober", "dev"] {
+        let s = as_role(role).await;
+        for (table, value) in PROTECTED {
+            for ty in INPUT_TYPES {
+                // In WHERE, so `prober` (free filtering) reaches the server.
+                s.no_leak(&format!(
+                    "SELECT count(*) FROM {table} WHERE ({value})::{ty} IS NOT NULL"
+                ))
+                .await;
+            }
+            for sql in [
+                format!("SELECT count(*) FROM {table} WHERE chr(({value})::int) IS NOT NULL"),
+                format!("SELECT count(*) FROM {table} WHERE make_date(({value})::int, 1, 1) IS NOT NULL"),
+                format!("SELECT count(*) FROM {table} WHERE to_timestamp(({value})::float8 * 1e9) IS NOT NULL"),
+                format!("SELECT count(*) FROM {table} WHERE set_bit('0'::bit(1), ({value})::int, 1) IS NOT NULL"),
+                format!("SELECT count(*) FROM {table} WHERE get_byte('\\x00'::bytea, ({value})::int) > 0"),
+                format!("SELECT count(*) FROM {table} WHERE setseed(({value})::float8) IS NULL"),
+                format!("SELECT count(*) FROM {table} WHERE repeat('x', ({value})::int) > ''"),
+                format!("SELECT count(*) FROM {table} WHERE to_date({value}, 'YYYYMMDD') IS NULL"),
+                format!("SELECT count(*) FROM {table} WHERE ({value}) ~ ({value} || '(')"),
+                format!("SELECT count(*) FROM {table} WHERE format({value} || '%z') > ''"),
+                format!("SELECT count(*) FROM {table} WHERE convert_from(({value})::bytea, {value}) > ''"),
+                format!("SELECT count(*) FROM {table} WHERE to_regclass({value}) IS NULL"),
+                format!("SELECT count(*) FROM {table} WHERE current_setting({value}) > ''"),
+                format!("SELECT count(*) FROM {table} WHERE ({value})::int / 0 > 0"),
+                format!("SELECT count(*) FROM {table} WHERE (ARRAY[1])[({value})::int] > 0"),
+                format!("SELECT count(*) FROM {table} WHERE jsonb_path_query_first('{{}}', ({value})::jsonpath) IS NULL"),
+                format!("SELECT count(*) FROM {table} WHERE xmlparse(document {value}) IS NULL"),
+                format!("SELECT count(*) FROM {table} WHERE ({value})::int::int2 > 0"),
+                format!("UPDATE cards SET customer_id = (SELECT ({value})::int FROM {table} LIMIT 1) WHERE id = 2"),
+                format!("INSERT INTO tickets SELECT ({value})::int, 1, 'x' FROM {table}"),
+                format!("INSERT INTO tickets (id, note) SELECT 7000, {value} FROM {table}"),
+            ] {
+                s.no_leak(&sql).await;
+            }
+        }
+        // Unique, check and foreign-key violations of the protected columns.
+        for sql in [
+            "UPDATE cards SET card_no = (SELECT card_no FROM cards WHERE id = 1) WHERE id = 2",
+            "UPDATE customers SET id_number = (SELECT id_number FROM customers WHERE id = 1) WHERE id = 2",
+            "INSERT INTO cards (customer_id, card_no) SELECT id, card_no FROM cards",
+            "INSERT INTO customers (full_name, id_number) SELECT full_name, id_number FROM customers",
+            "INSERT INTO cards (customer_id) SELECT substr(id_number, 7, 8)::int FROM customers",
+            "UPDATE cards SET customer_id = substr(card_no, 7, 9)::int",
+            "UPDATE tickets SET note = (SELECT mobile FROM customers WHERE id = 1)",
+        ] {
+            s.no_leak(sql).await;
+        }
+        s.finish();
+    }
 }

@@ -77,7 +77,8 @@ pub fn scan(sql: &str) -> FallbackScan {
             Token::Word(word) => {
                 let name = match word.quote_style {
                     Some(_) => word.value,
-                    None => word.value.to_lowercase(),
+                    // PostgreSQL folds A–Z only.
+                    None => word.value.to_ascii_lowercase(),
                 };
                 result.words.insert(name);
             }
@@ -104,7 +105,9 @@ pub fn scan(sql: &str) -> FallbackScan {
 fn add_words(words: &mut BTreeSet<String>, text: &str) {
     for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')) {
         if !word.is_empty() {
-            words.insert(word.to_lowercase());
+            // Either spelling may be meant once the text runs as SQL.
+            words.insert(word.to_ascii_lowercase());
+            words.insert(word.to_owned());
         }
     }
 }

@@ -66,6 +66,7 @@ pub mod cli;
 pub mod depth;
 pub mod fallback;
 pub mod lineage;
+pub mod pg_lex;
 pub mod plan;
 pub mod policy_view;
 
@@ -267,26 +268,33 @@ impl Analyzer {
         ctx: &SessionContext,
         catalog: &Catalog,
     ) -> (Arc<Vec<Arc<Analysis>>>, bool) {
+        // Shared across literal values only when PostgreSQL's scanner
+        // sees the same tokens; otherwise keyed by the exact text.
+        let normalized = pg_lex::cache_key(sql);
+        let exact = || format!("={sql}");
         let mut key = CacheKey {
             database: ctx.database.clone(),
             search_path: ctx.search_path.clone(),
             catalog_generation: catalog.generation(),
-            text: fallback::normalize(sql),
+            text: normalized.clone().unwrap_or_else(exact),
         };
         if let Some(hit) = self.cache.get(&key) {
             return (Arc::clone(&hit), true);
         }
-        let normalized = std::mem::take(&mut key.text);
-        key.text = format!("={sql}");
-        if let Some(hit) = self.cache.get(&key) {
-            return (Arc::clone(&hit), true);
+        if normalized.is_some() {
+            key.text = exact();
+            if let Some(hit) = self.cache.get(&key) {
+                return (Arc::clone(&hit), true);
+            }
         }
         let analyses: Vec<Arc<Analysis>> = analyse_uncached(sql, &ctx.search_path, catalog)
             .into_iter()
             .map(Arc::new)
             .collect();
-        if !analyses.iter().any(|a| a.literal_sensitive) {
-            key.text = normalized;
+        if let Some(normalized) = normalized {
+            if !analyses.iter().any(|a| a.literal_sensitive) {
+                key.text = normalized;
+            }
         }
         let analyses = Arc::new(analyses);
         if self.cache.len() >= self.capacity {

@@ -35,11 +35,17 @@ impl Session {
             while let Some(Ok(m)) = stream.next().await {
                 let text = match m {
                     AsyncMessage::Notice(n) => format!(
-                        "NOTICE {} {} {} {}",
+                        "NOTICE {} {} {} {} {} {} {} {} {} {}",
                         n.code().code(),
                         n.message(),
                         n.detail().unwrap_or_default(),
-                        n.hint().unwrap_or_default()
+                        n.hint().unwrap_or_default(),
+                        n.where_().unwrap_or_default(),
+                        n.schema().unwrap_or_default(),
+                        n.table().unwrap_or_default(),
+                        n.column().unwrap_or_default(),
+                        n.datatype().unwrap_or_default(),
+                        n.constraint().unwrap_or_default(),
                     ),
                     AsyncMessage::Notification(n) => {
                         format!("NOTIFY {} {}", n.channel(), n.payload())
@@ -118,14 +124,24 @@ pub fn simple_text(msgs: &[SimpleQueryMessage]) -> String {
 
 pub fn error_text(e: &tokio_postgres::Error) -> String {
     let db = e.as_db_error();
+    // Every field a client library exposes, object names included (PL/pgSQL
+    // can set those to any text with RAISE … USING COLUMN = …).
     format!(
-        "ERROR {} {} {} {} {} {}",
+        "ERROR {} {} {} {} {} {} {} {} {} {} {} {}",
         e,
         db.map(|d| d.code().code()).unwrap_or_default(),
         db.map(|d| d.message()).unwrap_or_default(),
         db.and_then(|d| d.detail()).unwrap_or_default(),
         db.and_then(|d| d.hint()).unwrap_or_default(),
         db.and_then(|d| d.where_()).unwrap_or_default(),
+        db.and_then(|d| d.schema()).unwrap_or_default(),
+        db.and_then(|d| d.table()).unwrap_or_default(),
+        db.and_then(|d| d.column()).unwrap_or_default(),
+        db.and_then(|d| d.datatype()).unwrap_or_default(),
+        db.and_then(|d| d.constraint()).unwrap_or_default(),
+        db.and_then(|d| d.position())
+            .map(|p| format!("{p:?}"))
+            .unwrap_or_default(),
     )
 }
 

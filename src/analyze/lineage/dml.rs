@@ -105,7 +105,11 @@ impl Walker<'_> {
         if !insert.assignments.is_empty() {
             self.hazard(HazardRule::Unanalysable, "INSERT … SET");
         }
-        self.frames.push(Frame::default());
+        self.frames.push(Frame {
+            // RETURNING * lists the target's columns.
+            star: target.columns.clone(),
+            ..Frame::default()
+        });
         self.push_item(target.clone());
         if let Some(on) = &insert.on {
             match on {
@@ -138,6 +142,10 @@ impl Walker<'_> {
                         self.assignments(&target, &update.assignments, "ON CONFLICT DO UPDATE");
                         if let Some(selection) = &update.selection {
                             self.with_clause(Clause::Where, |w| w.predicate(selection));
+                        }
+                        // EXCLUDED is not in scope for RETURNING.
+                        if let Some(frame) = self.frames.last_mut() {
+                            frame.items.pop();
                         }
                     }
                 }
@@ -179,7 +187,7 @@ impl Walker<'_> {
 
     fn update(&mut self, update: &ast::Update) -> Vec<OutputColumn> {
         self.frames.push(Frame::default());
-        let star = self.table_with_joins(&update.table);
+        let mut star = self.table_with_joins(&update.table);
         let target = self
             .frames
             .last()
@@ -187,7 +195,7 @@ impl Walker<'_> {
             .unwrap_or(ScopeItem {
                 alias: String::new(),
                 relation: None,
-                columns: star,
+                columns: star.clone(),
                 opaque: true,
                 opaque_sources: Sources::new(),
             });
@@ -196,8 +204,13 @@ impl Walker<'_> {
                 ast::UpdateTableFromKind::BeforeSet(t) | ast::UpdateTableFromKind::AfterSet(t) => t,
             };
             for table in tables {
-                self.table_with_joins(table);
+                let from_star = self.table_with_joins(table);
+                star.extend(from_star);
             }
+        }
+        // RETURNING * lists the target's columns, then those of FROM.
+        if let Some(frame) = self.frames.last_mut() {
+            frame.star = star;
         }
         if let Some(selection) = &update.selection {
             self.with_clause(Clause::Where, |w| w.predicate(selection));
@@ -213,11 +226,13 @@ impl Walker<'_> {
         let tables = match &delete.from {
             ast::FromTable::WithFromKeyword(t) | ast::FromTable::WithoutKeyword(t) => t,
         };
-        for table in tables {
-            self.table_with_joins(table);
+        // RETURNING * lists the target's columns, then those of USING.
+        let mut star = Vec::new();
+        for table in tables.iter().chain(delete.using.iter().flatten()) {
+            star.extend(self.table_with_joins(table));
         }
-        for table in delete.using.iter().flatten() {
-            self.table_with_joins(table);
+        if let Some(frame) = self.frames.last_mut() {
+            frame.star = star;
         }
         if let Some(selection) = &delete.selection {
             self.with_clause(Clause::Where, |w| w.predicate(selection));

@@ -400,7 +400,19 @@ impl Walker<'_> {
             }
         });
         if let Some(frame) = &spec.window_frame {
-            self.generic_scan_node(frame);
+            // Frame offsets are expressions without column references of
+            // their own level (PostgreSQL refuses them); subqueries allowed.
+            let bounds = std::iter::once(&frame.start_bound).chain(frame.end_bound.as_ref());
+            for bound in bounds {
+                if let ast::WindowFrameBound::Preceding(Some(offset))
+                | ast::WindowFrameBound::Following(Some(offset)) = bound
+                {
+                    self.with_clause(Clause::Window, |w| {
+                        let s = w.expr(offset);
+                        w.use_sources(&s, false);
+                    });
+                }
+            }
         }
     }
 }

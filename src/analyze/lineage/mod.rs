@@ -295,11 +295,12 @@ pub struct RelationLineage {
     pub effects: Effects,
 }
 
-/// Folds an identifier the way PostgreSQL does: unquoted names lower-case.
+/// Folds an identifier the way PostgreSQL does: unquoted names lower-case,
+/// A–Z only (in UTF-8 databases `Év` stays `Év`; it is not `év`).
 pub(crate) fn ident_name(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
-        None => ident.value.to_lowercase(),
+        None => ident.value.to_ascii_lowercase(),
     }
 }
 

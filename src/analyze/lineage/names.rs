@@ -53,10 +53,14 @@ impl Walker<'_> {
             return false;
         }
         if qualifier.is_empty() {
-            // Unqualified: every item of the innermost level must be a table.
-            self.frames.last().is_some_and(|f| {
-                !f.items.is_empty() && f.items.iter().all(|i| i.relation.is_some() && !i.opaque)
-            })
+            // Unqualified: PostgreSQL finds it on a table of the nearest
+            // level that has one (a VALUES list or subquery beside it has no
+            // system columns; their real columns were tried first).
+            self.frames
+                .iter()
+                .rev()
+                .find(|f| f.items.iter().any(|i| i.relation.is_some()))
+                .is_some_and(|f| f.items.iter().any(|i| i.relation.is_some() && !i.opaque))
         } else {
             self.find_item(qualifier)
                 .is_some_and(|i| i.relation.is_some() && !i.opaque)

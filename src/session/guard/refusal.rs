@@ -55,22 +55,33 @@ impl Guard {
     }
 }
 
-/// pgveil's refusal as raised by the server: the `DO` block makes its
-/// source fields name PL/pgSQL (`pl_exec.c`, `exec_stmt_raise`) and its
-/// CONTEXT an inline code block. They are rewritten to say the error is
-/// pgveil's; SQLSTATE, message and hint stay as raised.
-pub(super) fn own_refusal(msg: &[u8]) -> Option<BytesMut> {
-    let fields = wire::notice_fields(msg);
+/// The CONTEXT of pgveil's one-line `DO` block. Masked roles cannot run DO
+/// blocks, so server code that raises a look-alike 42501 (`RAISE USING
+/// MESSAGE = 'pgveil: ' || NEW.card_no` in a trigger) has another CONTEXT
+/// (its own function, or more lines) and is scrubbed like any error.
+const OWN_CONTEXT: &[u8] = b"PL/pgSQL function inline_code_block line 1 at RAISE";
+
+/// True for the fields of pgveil's refusal as raised by the server.
+pub(super) fn is_own_refusal(fields: &[(u8, Vec<u8>)]) -> bool {
     let get = |tag: u8| {
         fields
             .iter()
             .find(|(t, _)| *t == tag)
             .map(|(_, v)| v.as_slice())
     };
-    let ours = get(b'C') == Some(b"42501".as_slice())
+    get(b'C') == Some(b"42501".as_slice())
         && get(b'M').is_some_and(|m| m.starts_with(b"pgveil: "))
-        && get(b'R') == Some(b"exec_stmt_raise".as_slice());
-    if !ours {
+        && get(b'R') == Some(b"exec_stmt_raise".as_slice())
+        && get(b'W') == Some(OWN_CONTEXT)
+}
+
+/// pgveil's refusal as raised by the server: the `DO` block makes its
+/// source fields name PL/pgSQL (`pl_exec.c`, `exec_stmt_raise`) and its
+/// CONTEXT an inline code block. They are rewritten to say the error is
+/// pgveil's; SQLSTATE, message and hint stay as raised.
+pub(super) fn own_refusal(msg: &[u8]) -> Option<BytesMut> {
+    let fields = wire::notice_fields(msg);
+    if !is_own_refusal(&fields) {
         return None;
     }
     let fields: Vec<(u8, Vec<u8>)> = fields
