@@ -548,52 +548,50 @@ impl Guard {
                 s.note = note;
             }
         }
-        let registration = self
-            .statement(bind.statement)
-            .and_then(|s| s.registration.clone());
-        let copy_in = self.statement(bind.statement).is_some_and(|s| s.copy_in);
-        let ddl = self.statement(bind.statement).is_some_and(|s| s.ddl);
-        let sets_search_path = self
-            .statement(bind.statement)
-            .is_some_and(|s| s.sets_search_path);
-        let (plan, copy, masker, note) = match self.statement(bind.statement) {
-            Some(s) => (
-                s.plan.clone(),
-                s.copy.clone(),
-                s.bound
-                    .as_ref()
-                    .filter(|(formats, _)| *formats == bind.result_formats)
-                    .map(|(_, m)| Arc::clone(m)),
-                s.note.clone(),
-            ),
-            // A statement PREPAREd in SQL, bound through the protocol.
-            None if self.sql_prepared.contains_key(&lossy(bind.statement)) => (
-                self.sql_prepared
-                    .get(&lossy(bind.statement))
-                    .cloned()
-                    .unwrap_or(StatementPlan::Allow),
-                None,
-                None,
-                None,
-            ),
-            None if restricted => (
-                StatementPlan::Block(BlockReason {
-                    reason: "prepared statement was not parsed through pgveil".into(),
-                    rule: "unknown-origin".into(),
-                    column: None,
-                    hint: "Prepare the statement on this connection.".into(),
-                }),
-                None,
-                None,
-                None,
-            ),
-            None => (StatementPlan::Allow, None, None, None),
+        // One look-up of what Parse (or the replan above) settled: nothing
+        // is planned or resolved again per Bind.
+        let found = self.statement(bind.statement).map(|s| {
+            let masker = s
+                .bound
+                .as_ref()
+                .filter(|(formats, _)| *formats == bind.result_formats)
+                .map(|(_, m)| Arc::clone(m));
+            let binding = Binding {
+                registration: s.registration.clone(),
+                plan: s.plan.clone(),
+                copy: s.copy.clone(),
+                note: s.note.clone(),
+            };
+            (binding, masker, s.copy_in, s.ddl, s.sets_search_path)
+        });
+        let (binding, masker, copy_in, ddl, sets_search_path) = match found {
+            Some(found) => found,
+            None => {
+                let plan = match self.sql_prepared.get(&lossy(bind.statement)) {
+                    // A statement PREPAREd in SQL, bound through the protocol.
+                    Some(plan) => plan.clone(),
+                    None if restricted => StatementPlan::Block(BlockReason {
+                        reason: "prepared statement was not parsed through pgveil".into(),
+                        rule: "unknown-origin".into(),
+                        column: None,
+                        hint: "Prepare the statement on this connection.".into(),
+                    }),
+                    None => StatementPlan::Allow,
+                };
+                let binding = Binding {
+                    registration: None,
+                    plan,
+                    copy: None,
+                    note: None,
+                };
+                (binding, None, false, false, false)
+            }
         };
         let portal = bind.portal.to_vec();
         let result_formats = bind.result_formats.clone();
-        if let StatementPlan::Block(reason) = &plan {
+        if let StatementPlan::Block(reason) = &binding.plan {
             // Bind the portal to a statement that raises pgveil's error.
-            let note = note.unwrap_or_else(|| {
+            let note = binding.note.clone().unwrap_or_else(|| {
                 let sql = self.statement(bind.statement).map(|s| s.sql.clone());
                 self.blocked_note(&[], sql.as_deref().unwrap_or("<unknown statement>"), true)
             });
@@ -633,8 +631,8 @@ impl Guard {
                 let fields = self
                     .statement(bind.statement)
                     .and_then(|s| s.fields.clone());
-                let masker =
-                    fields.map(|f| Arc::new(self.masker_for(&plan, &f, Some(&result_formats))));
+                let masker = fields
+                    .map(|f| Arc::new(self.masker_for(&binding.plan, &f, Some(&result_formats))));
                 if let (Some(m), Some(s)) = (&masker, self.statement_mut(bind.statement)) {
                     s.bound = Some((result_formats, Arc::clone(m)));
                 }
@@ -644,12 +642,7 @@ impl Guard {
         self.portals.insert(
             portal,
             Portal {
-                binding: Arc::new(Binding {
-                    registration,
-                    plan,
-                    copy,
-                    note,
-                }),
+                binding: Arc::new(binding),
                 ddl,
                 sets_search_path,
                 copy_in,
