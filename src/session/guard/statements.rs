@@ -402,7 +402,7 @@ impl Guard {
                 .hazards
                 .iter()
                 .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName)
-                || (p.analysis.fallback.is_some() && lone))
+                || ((p.analysis.fallback.is_some() || misread(p)) && lone))
     }
 
     /// Has the server parse the statement as one of pgveil's own (Parse
@@ -691,4 +691,15 @@ fn forget(map: &mut HashMap<String, StatementPlan>, name: Option<&String>) {
         }
         None => map.clear(),
     }
+}
+
+/// Text PostgreSQL's own parser rejects as a syntax error: the server's
+/// Parse gives the client its own 42601. Not for text nested beyond the
+/// depth bound, which keeps pgveil's clear refusal.
+fn misread(p: &PlannedStatement) -> bool {
+    let hazards = &p.analysis.effects.hazards;
+    hazards.iter().any(|h| {
+        h.rule == crate::analyze::lineage::HazardRule::Misunderstood
+            && h.detail.starts_with("PostgreSQL's parser rejects it")
+    }) && !hazards.iter().any(|h| h.detail.contains("nested too deeply"))
 }
