@@ -701,5 +701,7 @@ fn misread(p: &PlannedStatement) -> bool {
     hazards.iter().any(|h| {
         h.rule == crate::analyze::lineage::HazardRule::Misunderstood
             && h.detail.starts_with("PostgreSQL's parser rejects it")
-    }) && !hazards.iter().any(|h| h.detail.contains("nested too deeply"))
+    }) && !hazards
+        .iter()
+        .any(|h| h.detail.contains("nested too deeply"))
 }
