@@ -82,7 +82,9 @@ use sqlparser::tokenizer::{Token, Tokenizer};
 
 pub use catalog::{Catalog, CatalogCache, CatalogError};
 pub use lineage::{Effects, Flow, OutputColumn, Sources};
-pub use plan::{BlockReason, MaskedColumn, StatementPlan};
+pub use plan::{
+    array_parameter_limits, ArrayParameterLimit, BlockReason, MaskedColumn, StatementPlan,
+};
 
 use fallback::{FallbackScan, QuickKind};
 use lineage::{HazardRule, Walker};
@@ -452,6 +454,7 @@ pub fn analyse_lexed(
                 Ok(pg) if pg.len() == statements.len() => {
                     for ((analysis, statement), pg) in analyses.iter_mut().zip(statements).zip(&pg)
                     {
+                        builtin_type_shadow(pg, search_path, &mut analysis.effects);
                         if let Some(what) = pg_agree::disagreement(statement, &pg.references) {
                             analysis.effects.hazard(
                                 HazardRule::Misunderstood,
@@ -525,6 +528,7 @@ fn analyse_piece(
             let mut analysis = analyse_statement(statement, search_path, catalog);
             match pg_tree::parse(piece, lexing, bound) {
                 Ok(pg) if pg.len() == 1 => {
+                    builtin_type_shadow(&pg[0], search_path, &mut analysis.effects);
                     if let Some(what) = pg_agree::disagreement(statement, &pg[0].references) {
                         analysis.effects.hazard(
                             HazardRule::Misunderstood,
@@ -565,6 +569,7 @@ fn analyse_piece(
                 },
             };
             let mut analysis = Analysis::new(kind);
+            builtin_type_shadow(&pg, search_path, &mut analysis.effects);
             analysis.fallback = Some(fallback::from_tree(&pg, search_path, catalog));
             analysis.literal_sensitive = true;
             analysis
@@ -749,10 +754,31 @@ fn walk_statement(
                 Vec::new(),
             )
         }
-        Statement::Explain { statement, .. } => {
+        Statement::Explain {
+            statement,
+            analyze,
+            options,
+            ..
+        } => {
             // EXPLAIN [ANALYZE] runs or plans the statement: its filters and
             // writes count, its rows are not returned.
-            let _ = walk_statement(walker, statement, search_path, catalog);
+            let (_, outputs) = walk_statement(walker, statement, search_path, catalog);
+            // ANALYZE computes every output without returning it: whether
+            // it succeeds (`1/(substr(id_number, 7, 1)::int - 1)`) tells
+            // something about the values, so computed outputs count as uses.
+            let analyzes = *analyze
+                || options.iter().flatten().any(|o| {
+                    lineage::ident_name(&o.name).starts_with("analy")
+                        && !o.arg.as_ref().is_some_and(|a| {
+                            matches!(
+                                a.to_string().to_lowercase().as_str(),
+                                "false" | "off" | "0" | "'false'" | "'off'" | "'0'"
+                            )
+                        })
+                });
+            if analyzes {
+                walker.use_computed_outputs(&outputs);
+            }
             (
                 K::Explain,
                 vec![OutputColumn {
@@ -787,7 +813,6 @@ fn walk_statement(
             if create.temporary {
                 temp_shadow_check(walker, &create.name, catalog, search_path);
             }
-            temp_type_shadow_check(walker, &create.name, create.temporary, search_path);
             if let Some(query) = &create.query {
                 let outputs = walker.query(query);
                 for output in &outputs {
@@ -816,7 +841,6 @@ fn walk_statement(
             if view.temporary {
                 temp_shadow_check(walker, &view.name, catalog, search_path);
             }
-            temp_type_shadow_check(walker, &view.name, view.temporary, search_path);
             // The view is analysed again whenever it is read; here only its
             // filters count (a view is a stored oracle otherwise). A
             // materialized view stores its rows, like CREATE TABLE AS.
@@ -833,12 +857,8 @@ fn walk_statement(
                     ast::AlterTableOperation::RenameColumn {
                         old_column_name, ..
                     } => walker.rename(&alter.name, Some(old_column_name)),
-                    ast::AlterTableOperation::RenameTable { table_name } => {
+                    ast::AlterTableOperation::RenameTable { .. } => {
                         walker.rename(&alter.name, None);
-                        let (ast::RenameTableNameKind::As(new_name)
-                        | ast::RenameTableNameKind::To(new_name)) = table_name;
-                        // Whether the table is temporary is not known here.
-                        temp_type_shadow_check(walker, new_name, true, search_path);
                     }
                     _ => {}
                 }
@@ -854,7 +874,24 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::CreateIndex(index) => {
-            walker.ddl_on_table(&index.table_name, &index.predicate);
+            // A partial index's predicate and an expression index's
+            // expressions run on every row: whether CREATE INDEX fails (or
+            // how big the index grows) tells something about the values.
+            // Plain columns are only copied into the index.
+            let evaluated: Vec<ast::Expr> = index
+                .columns
+                .iter()
+                .map(|c| &c.column.expr)
+                .filter(|e| {
+                    !matches!(
+                        e,
+                        ast::Expr::Identifier(_) | ast::Expr::CompoundIdentifier(_)
+                    )
+                })
+                .chain(index.predicate.iter())
+                .cloned()
+                .collect();
+            walker.ddl_on_table(&index.table_name, &evaluated);
             attached_functions(walker, &index.columns, "an index expression");
             (K::Ddl, Vec::new())
         }
@@ -929,15 +966,11 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::CreateDomain(domain) => {
-            temp_type_shadow_check(walker, &domain.name, false, search_path);
             attached_functions(walker, &domain.default, "a domain default");
             attached_functions(walker, &domain.constraints, "a domain check");
             (K::Ddl, Vec::new())
         }
-        Statement::CreateType { name, .. } => {
-            temp_type_shadow_check(walker, name, false, search_path);
-            (K::Ddl, Vec::new())
-        }
+        Statement::CreateType { .. } => (K::Ddl, Vec::new()),
         Statement::CreateRule(_) => {
             walker.effects.hazard(
                 HazardRule::ServerCode,
@@ -1146,39 +1179,52 @@ fn temp_shadow_check(
     }
 }
 
-/// PostgreSQL looks up an unqualified type name in the session's temporary
-/// schema before pg_catalog (unless the search_path lists pg_temp later), and
-/// every table or view brings a row type of its own name. A temporary `text`
-/// table or `int8` domain would turn `phone::text` from a copy into input
-/// of the attacker's type, running its checks on the clear value; pgveil's
-/// catalog never sees temporary types, so such names are refused outright.
-/// `temporary` is what the statement says; a `pg_temp` schema, given or
-/// first on the search_path, counts the same.
-fn temp_type_shadow_check(
-    walker: &mut Walker<'_>,
-    name: &ast::ObjectName,
-    temporary: bool,
+/// The one decision point for type names (issue 11): PostgreSQL looks an
+/// unqualified type name up in the session's temporary schema before
+/// pg_catalog, and in every schema the search_path lists before an explicit
+/// pg_catalog; every table, view, composite, enum, range, multirange and
+/// domain owns a type of its name (and an array type `_name`). A temporary
+/// `text` table or `int8` domain would turn `phone::text` from a copy into
+/// input of the attacker's type, running its checks on the clear value, and
+/// pgveil's catalog never sees temporary types. So any statement that would
+/// create, rename or move such an object to the name of a pg_catalog type
+/// in a place searched before pg_catalog is refused, whichever parser reads
+/// it (the names come from PostgreSQL's tree).
+fn builtin_type_shadow(
+    pg: &pg_tree::PgStatement,
     search_path: &[String],
+    effects: &mut lineage::Effects,
 ) {
-    let full = names(name);
-    let (schema, bare) = match full.rsplit_once('.') {
-        Some((schema, bare)) => (Some(schema), bare),
-        None => (None, full.as_str()),
-    };
-    let in_temp = temporary
-        || match schema {
-            Some(schema) => schema.starts_with("pg_temp"),
-            None => search_path
+    let catalog_at = search_path.iter().position(|s| s == "pg_catalog");
+    let listed_before_catalog =
+        |schema: &str| catalog_at.is_some_and(|c| search_path[..c].iter().any(|s| s == schema));
+    let searched_first =
+        |schema: &str| schema.starts_with("pg_temp") || listed_before_catalog(schema);
+    for new in &pg.new_type_names {
+        let place = match &new.schema {
+            _ if new.temporary => Some("the temporary schema".to_owned()),
+            Some(schema) => searched_first(schema).then(|| format!("schema {schema}")),
+            None if new.may_be_temporary => {
+                Some("the temporary schema (where PostgreSQL may put or find it)".to_owned())
+            }
+            // Created in the first schema of the path that exists.
+            None => (search_path
                 .first()
-                .is_some_and(|s| s.starts_with("pg_temp")),
+                .is_some_and(|s| s.starts_with("pg_temp"))
+                || catalog_at.is_some_and(|c| c > 0))
+            .then(|| "a schema the search_path lists before pg_catalog".to_owned()),
         };
-    let type_name = bare.strip_prefix('_').unwrap_or(bare);
-    if in_temp && builtins::is_builtin_type(type_name) {
-        walker.effects.hazard(
-            HazardRule::Unanalysable,
+        let Some(place) = place else { continue };
+        let shadowed = match &new.name {
+            Some(name) if builtins::is_builtin_type(name) => format!("the built-in type {name}"),
+            Some(_) => continue,
+            None => "built-in types".to_owned(),
+        };
+        effects.hazard(
+            HazardRule::BuiltinTypeShadow,
             format!(
-                "a temporary object named {bare} would replace the built-in type {bare} in casts; \
-                 choose another name"
+                "a type in {place} is found before pg_catalog's, so this would replace {shadowed} \
+                 in casts; choose another name"
             ),
         );
     }

@@ -70,6 +70,27 @@ pub struct PgStatement {
     /// The statement's top node kind (`SelectStmt`, `CopyStmt`, …).
     pub kind: &'static str,
     pub references: References,
+    /// Type names the statement creates or gives (see [`NewTypeName`]).
+    pub new_type_names: Vec<NewTypeName>,
+}
+
+/// A name the statement gives to something that owns a `pg_type` row: a
+/// table's, view's or materialized view's row type, a composite, enum,
+/// range, multirange, domain or base type, and the array type of each
+/// (`_name`). Sequences own none in PostgreSQL 15.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTypeName {
+    /// The schema as written; `None`: the search_path decides.
+    pub schema: Option<String>,
+    /// `None` when the statement does not say which names it creates
+    /// (IMPORT FOREIGN SCHEMA).
+    pub name: Option<String>,
+    /// Certainly in the session's temporary schema (TEMP).
+    pub temporary: bool,
+    /// Unqualified, and PostgreSQL may put it in (or find it in) pg_temp:
+    /// a view over a temporary table becomes temporary by itself, and a
+    /// rename finds its object through the search_path, pg_temp first.
+    pub may_be_temporary: bool,
 }
 
 /// Why PostgreSQL's tree is not available.
@@ -171,6 +192,10 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             Ok(len) => start.saturating_add(len).min(sql.len()),
         };
         let mut collector = Collector::default();
+        let mut new_type_names = Vec::new();
+        if let Some(node) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            type_names_given(node, &mut new_type_names);
+        }
         let kind = match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
             Some(node) => {
                 // Errors here are the collector's own (it has none).
@@ -183,9 +208,223 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             range: start..end,
             kind,
             references: collector.references,
+            new_type_names,
         });
     }
     Ok(statements)
+}
+
+/// Every type name `node` creates, renames an object to, or moves into a
+/// schema, with the array names PostgreSQL derives (and a range's
+/// multirange). One place for all of them, from PostgreSQL's own tree, so
+/// that a statement sqlparser cannot read is judged the same way.
+fn type_names_given(node: &pg_query::NodeEnum, out: &mut Vec<NewTypeName>) {
+    use pg_query::protobuf::ObjectType as O;
+    use pg_query::NodeEnum as N;
+    let owns_type = |object: i32| {
+        [
+            O::ObjectTable,
+            O::ObjectView,
+            O::ObjectMatview,
+            O::ObjectForeignTable,
+            O::ObjectType,
+            O::ObjectDomain,
+        ]
+        .iter()
+        .any(|o| *o as i32 == object)
+    };
+    match node {
+        N::CreateStmt(create) => relation_type(create.relation.as_ref(), false, out),
+        N::CreateForeignTableStmt(create) => relation_type(
+            create.base_stmt.as_ref().and_then(|b| b.relation.as_ref()),
+            false,
+            out,
+        ),
+        N::ViewStmt(view) => relation_type(view.view.as_ref(), true, out),
+        N::CreateTableAsStmt(create) => relation_type(
+            create.into.as_ref().and_then(|i| i.rel.as_ref()),
+            false,
+            out,
+        ),
+        N::SelectStmt(select) => select_into(select, out),
+        N::ExplainStmt(explain) => {
+            if let Some(inner) = explain.query.as_ref().and_then(|q| q.node.as_ref()) {
+                type_names_given(inner, out);
+            }
+        }
+        N::CompositeTypeStmt(composite) => relation_type(composite.typevar.as_ref(), false, out),
+        N::CreateEnumStmt(e) => named_type(&e.type_name, out),
+        N::CreateDomainStmt(d) => named_type(&d.domainname, out),
+        N::DefineStmt(d) if d.kind == O::ObjectType as i32 => named_type(&d.defnames, out),
+        N::CreateRangeStmt(range) => {
+            named_type(&range.type_name, out);
+            // Its multirange: named by the statement, or derived from the
+            // range's name as PostgreSQL derives it.
+            let given = range.params.iter().find_map(|p| match p.node.as_ref() {
+                Some(N::DefElem(d)) if d.defname == "multirange_type_name" => {
+                    match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
+                        Some(N::TypeName(t)) => Some(t.names.clone()),
+                        Some(N::String(s)) => Some(vec![pg_query::protobuf::Node {
+                            node: Some(N::String(s.clone())),
+                        }]),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            });
+            match given {
+                Some(names) => named_type(&names, out),
+                None => {
+                    let (schema, name) = qualified(&range.type_name);
+                    if let Some(name) = name {
+                        let multirange = match name.find("range") {
+                            Some(at) => format!("{}multirange{}", &name[..at], &name[at + 5..]),
+                            None => format!("{name}_multirange"),
+                        };
+                        push_with_array(schema, multirange, false, false, out);
+                    }
+                }
+            }
+        }
+        N::RenameStmt(rename) if owns_type(rename.rename_type) => {
+            let schema = match &rename.relation {
+                Some(relation) => non_empty(&relation.schemaname),
+                None => match rename.object.as_ref().and_then(|o| o.node.as_ref()) {
+                    Some(N::List(list)) => qualified(&list.items).0,
+                    _ => None,
+                },
+            };
+            let may_be_temporary = schema.is_none();
+            push_with_array(schema, rename.newname.clone(), false, may_be_temporary, out);
+        }
+        N::AlterObjectSchemaStmt(moved) if owns_type(moved.object_type) => {
+            let name = match &moved.relation {
+                Some(relation) => Some(relation.relname.clone()),
+                None => match moved.object.as_ref().and_then(|o| o.node.as_ref()) {
+                    Some(N::List(list)) => qualified(&list.items).1,
+                    _ => None,
+                },
+            };
+            if let Some(name) = name {
+                push_with_array(Some(moved.newschema.clone()), name, false, false, out);
+            }
+        }
+        N::CreateSchemaStmt(schema) => {
+            let mut inner = Vec::new();
+            for element in &schema.schema_elts {
+                if let Some(node) = element.node.as_ref() {
+                    type_names_given(node, &mut inner);
+                }
+            }
+            for mut new in inner {
+                if new.schema.is_none() {
+                    new.schema = Some(schema.schemaname.clone());
+                    new.may_be_temporary = false;
+                }
+                out.push(new);
+            }
+        }
+        // An extension's script may create any type, in its schema.
+        N::CreateExtensionStmt(extension) => out.push(NewTypeName {
+            schema: extension
+                .options
+                .iter()
+                .find_map(|o| match o.node.as_ref() {
+                    Some(N::DefElem(d)) if d.defname == "schema" => {
+                        match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
+                            Some(N::String(s)) => Some(s.sval.clone()),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                }),
+            name: None,
+            temporary: false,
+            may_be_temporary: false,
+        }),
+        N::ImportForeignSchemaStmt(import) => out.push(NewTypeName {
+            schema: Some(import.local_schema.clone()),
+            name: None,
+            temporary: false,
+            may_be_temporary: false,
+        }),
+        _ => {}
+    }
+}
+
+/// SELECT … INTO: the clause sits on the leftmost SELECT of a set
+/// operation.
+fn select_into(select: &pg_query::protobuf::SelectStmt, out: &mut Vec<NewTypeName>) {
+    relation_type(
+        select.into_clause.as_ref().and_then(|i| i.rel.as_ref()),
+        false,
+        out,
+    );
+    for side in [&select.larg, &select.rarg].into_iter().flatten() {
+        select_into(side, out);
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// `[catalog.][schema.]name` of a list of String nodes.
+fn qualified(items: &[pg_query::protobuf::Node]) -> (Option<String>, Option<String>) {
+    let parts: Vec<&str> = items
+        .iter()
+        .filter_map(|i| match i.node.as_ref() {
+            Some(pg_query::NodeEnum::String(s)) => Some(s.sval.as_str()),
+            _ => None,
+        })
+        .collect();
+    match parts.as_slice() {
+        [] => (None, None),
+        [name] => (None, Some((*name).to_owned())),
+        [.., schema, name] => (Some((*schema).to_owned()), Some((*name).to_owned())),
+    }
+}
+
+fn relation_type(
+    relation: Option<&pg_query::protobuf::RangeVar>,
+    may_be_temporary: bool,
+    out: &mut Vec<NewTypeName>,
+) {
+    if let Some(relation) = relation {
+        let schema = non_empty(&relation.schemaname);
+        let may_be_temporary = may_be_temporary && schema.is_none();
+        let temporary = relation.relpersistence == "t";
+        push_with_array(
+            schema,
+            relation.relname.clone(),
+            temporary,
+            may_be_temporary,
+            out,
+        );
+    }
+}
+
+fn named_type(items: &[pg_query::protobuf::Node], out: &mut Vec<NewTypeName>) {
+    if let (schema, Some(name)) = qualified(items) {
+        push_with_array(schema, name, false, false, out);
+    }
+}
+
+fn push_with_array(
+    schema: Option<String>,
+    name: String,
+    temporary: bool,
+    may_be_temporary: bool,
+    out: &mut Vec<NewTypeName>,
+) {
+    for name in [format!("_{name}"), name] {
+        out.push(NewTypeName {
+            schema: schema.clone(),
+            name: Some(name),
+            temporary,
+            may_be_temporary,
+        });
+    }
 }
 
 fn error_text(e: pg_query::Error) -> String {
@@ -699,6 +938,83 @@ mod tests {
         assert!(r.types.contains(&v(&["text"])));
         assert!(r.strings.contains(&"x".to_string()));
         assert!(r.kinds.contains("InsertStmt"));
+    }
+
+    /// (schema, name, temporary, may_be_temporary) of every type name.
+    fn given(sql: &str) -> Vec<(Option<String>, Option<String>, bool, bool)> {
+        let mut statements = parse(sql, LexSettings::default(), 10).unwrap();
+        statements
+            .remove(0)
+            .new_type_names
+            .into_iter()
+            .map(|n| (n.schema, n.name, n.temporary, n.may_be_temporary))
+            .collect()
+    }
+
+    fn names(sql: &str) -> Vec<String> {
+        given(sql).into_iter().filter_map(|g| g.1).collect()
+    }
+
+    #[test]
+    fn every_statement_that_names_a_type_is_seen() {
+        let s = |x: &str| Some(x.to_owned());
+        assert_eq!(
+            given("CREATE TEMP TABLE text (a int)"),
+            vec![
+                (None, s("_text"), true, false),
+                (None, s("text"), true, false)
+            ]
+        );
+        assert_eq!(
+            names("SELECT 1 AS a INTO TEMP int8 UNION SELECT 2"),
+            ["_int8", "int8"]
+        );
+        assert_eq!(
+            names("EXPLAIN ANALYZE CREATE TABLE pg_temp.b AS SELECT 1"),
+            ["_b", "b"]
+        );
+        assert!(given("CREATE VIEW v AS SELECT 1").iter().all(|g| g.3));
+        assert!(given("CREATE VIEW public.v AS SELECT 1")
+            .iter()
+            .all(|g| !g.3));
+        assert_eq!(
+            names("CREATE TYPE pg_temp.int4range AS RANGE (subtype = int4)"),
+            [
+                "_int4range",
+                "int4range",
+                "_int4multirange",
+                "int4multirange"
+            ]
+        );
+        assert_eq!(
+            names("CREATE TYPE r AS RANGE (subtype = int4, multirange_type_name = pg_temp.m)"),
+            ["_r", "r", "_m", "m"]
+        );
+        assert_eq!(
+            names("CREATE TYPE floatish AS RANGE (subtype = float8)")[3],
+            "floatish_multirange"
+        );
+        assert_eq!(
+            names("ALTER TYPE pg_temp.x RENAME TO text"),
+            ["_text", "text"]
+        );
+        assert_eq!(
+            given("ALTER TYPE pg_temp.x RENAME TO text")[0].0,
+            s("pg_temp")
+        );
+        assert!(given("ALTER TABLE x RENAME TO y").iter().all(|g| g.3));
+        assert!(given("ALTER TABLE x RENAME COLUMN a TO text").is_empty());
+        assert!(given("ALTER SEQUENCE x RENAME TO text").is_empty());
+        assert_eq!(given("ALTER DOMAIN d SET SCHEMA s")[1].0, s("s"));
+        assert_eq!(names("CREATE TYPE pg_temp.t"), ["_t", "t"]);
+        assert_eq!(names("CREATE DOMAIN pg_temp.d AS int"), ["_d", "d"]);
+        assert_eq!(names("CREATE TYPE e AS ENUM ('a')"), ["_e", "e"]);
+        assert_eq!(given("CREATE SCHEMA s CREATE TABLE t (a int)")[0].0, s("s"));
+        assert_eq!(
+            given("IMPORT FOREIGN SCHEMA r FROM SERVER f INTO pg_temp")[0].1,
+            None
+        );
+        assert!(given("SELECT 1").is_empty());
     }
 
     #[test]

@@ -49,6 +49,87 @@ impl StatementPlan {
     }
 }
 
+/// Bind parameters holding arrays that a protected column with `filter:
+/// equality` is compared with (`= ANY($1)`): their elements together may
+/// number at most `max_elements`, checked when the values are bound (a
+/// million candidates in one array would be an enumeration oracle).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArrayParameterLimit {
+    /// 1-based parameter numbers.
+    pub parameters: Vec<usize>,
+    pub max_elements: usize,
+    pub column: QualifiedColumn,
+    pub rule: String,
+    /// The column's `max_candidates`, for the error message.
+    pub max_candidates: usize,
+}
+
+impl ArrayParameterLimit {
+    /// The refusal for `elements` bound elements (`usize::MAX`: a count
+    /// pgveil cannot make, as for SQL EXECUTE).
+    pub fn refusal(&self, elements: usize) -> BlockReason {
+        let parameters = self
+            .parameters
+            .iter()
+            .map(|p| format!("${p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let compared = if elements == usize::MAX {
+            format!("arrays bound to {parameters} whose elements pgveil cannot count here")
+        } else {
+            format!("{elements} array elements bound to {parameters}")
+        };
+        BlockReason {
+            reason: format!(
+                "protected column {} is compared with {compared}; this role may compare it \
+                 with at most {} constants per statement",
+                display(&self.column),
+                self.max_candidates
+            ),
+            rule: self.rule.clone(),
+            column: Some(self.column.clone()),
+            hint: "look up fewer values per statement, or ask the DBA to raise max_candidates"
+                .into(),
+        }
+    }
+}
+
+/// The array parameters of `analysis` whose length the session must check
+/// at each Bind for this role.
+pub fn array_parameter_limits(
+    analysis: &Analysis,
+    policy: &dyn PolicyView,
+) -> Vec<ArrayParameterLimit> {
+    if !policy.is_restricted() {
+        return Vec::new();
+    }
+    let effects = &analysis.effects;
+    effects
+        .array_parameters
+        .iter()
+        .filter_map(|(column, parameters)| {
+            let decision = policy.column(column)?;
+            if decision.filter != FilterRight::Equality {
+                return None;
+            }
+            // Each array was counted as one constant by the analysis.
+            let others = effects
+                .candidates
+                .get(column)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(parameters.len());
+            Some(ArrayParameterLimit {
+                parameters: parameters.iter().copied().collect(),
+                max_elements: decision.max_candidates.saturating_sub(others),
+                column: column.clone(),
+                rule: decision.rule,
+                max_candidates: decision.max_candidates,
+            })
+        })
+        .collect()
+}
+
 fn block(
     reason: impl Into<String>,
     rule: impl Into<String>,
@@ -97,8 +178,11 @@ pub(crate) fn derive(
     if !policy.is_restricted() {
         return StatementPlan::Allow;
     }
+    // A hazard found in PostgreSQL's tree counts for unparsed statements too.
     if let Some(scan) = &analysis.fallback {
-        return judge_fallback(scan, catalog, policy);
+        if analysis.effects.hazards.is_empty() {
+            return judge_fallback(scan, catalog, policy);
+        }
     }
     let effects = &analysis.effects;
     // Other sessions' statement texts can quote protected values; the rest
@@ -142,6 +226,10 @@ pub(crate) fn derive(
             HazardRule::UnlistedFunction => {
                 "pgveil trusts only the PostgreSQL 15 built-in functions it lists \
                  (src/analyze/builtins_pg15.tsv); call a listed function instead"
+            }
+            HazardRule::BuiltinTypeShadow => {
+                "give the table, view or type a name no PostgreSQL type has, or create it in a \
+                 schema searched after pg_catalog"
             }
             _ => "rewrite the statement, or ask the DBA for a policy exception",
         };
@@ -230,6 +318,21 @@ pub(crate) fn derive(
                 decision.rule,
                 Some(&use_.column),
                 "compare the column with = or IN, or drop that clause",
+            );
+        }
+    }
+    if matches!(analysis.kind, super::StatementKind::Prepare { .. }) {
+        if let Some(limit) = array_parameter_limits(analysis, policy).first() {
+            return block(
+                format!(
+                    "protected column {} is compared with the array parameter ${} of a SQL \
+                     PREPARE, whose length pgveil cannot count at EXECUTE",
+                    display(&limit.column),
+                    limit.parameters.first().copied().unwrap_or(1)
+                ),
+                limit.rule.clone(),
+                Some(&limit.column),
+                "prepare it through the extended protocol (drivers do), or use IN with the values",
             );
         }
     }

@@ -124,6 +124,108 @@ pub fn bind_msg(msg: &[u8]) -> Option<BindMsg<'_>> {
     })
 }
 
+/// How many array elements a Bind passes in `parameters` (1-based), all
+/// together: text (`{a,b,"c,d"}`, nested or with bounds) or binary array
+/// format. A NULL counts none; anything unreadable counts as `usize::MAX`
+/// (the caller refuses it; the server would reject it too).
+pub fn bind_array_elements(msg: &[u8], parameters: &[usize]) -> usize {
+    let values = (|| {
+        let mut r = Reader::new(msg);
+        r.cstr()?;
+        r.cstr()?;
+        let nfmt = usize::try_from(r.i16()?).ok()?;
+        let mut formats = Vec::with_capacity(nfmt);
+        for _ in 0..nfmt {
+            formats.push(r.i16()?);
+        }
+        let nparams = usize::try_from(r.i16()?).ok()?;
+        let mut values = Vec::with_capacity(nparams);
+        for i in 0..nparams {
+            let format = match formats.as_slice() {
+                [] => 0,
+                [one] => *one,
+                many => *many.get(i)?,
+            };
+            let len = r.i32()?;
+            let value = match usize::try_from(len) {
+                Ok(len) => Some(r.bytes(len)?),
+                Err(_) => None,
+            };
+            values.push((format, value));
+        }
+        Some(values)
+    })();
+    let Some(values) = values else {
+        return usize::MAX;
+    };
+    parameters.iter().fold(0usize, |total, &p| {
+        let count = match p.checked_sub(1).and_then(|i| values.get(i)) {
+            Some((_, None)) => 0,
+            Some((0, Some(text))) => text_array_elements(text),
+            Some((1, Some(binary))) => binary_array_elements(binary),
+            // A parameter the statement names but the Bind lacks: the
+            // server rejects the Bind.
+            _ => usize::MAX,
+        };
+        total.saturating_add(count)
+    })
+}
+
+/// Elements of an array in PostgreSQL's text form: one more than the
+/// commas outside quotes (each separates two siblings, at any depth).
+fn text_array_elements(text: &[u8]) -> usize {
+    let body = match text.iter().position(|&b| b == b'{') {
+        Some(start) => &text[start..],
+        None => return usize::MAX,
+    };
+    let mut commas = 0usize;
+    let mut content = false;
+    let mut quoted = false;
+    let mut escaped = false;
+    for &b in body {
+        if escaped {
+            escaped = false;
+            content = true;
+            continue;
+        }
+        match b {
+            b'\\' => escaped = true,
+            b'"' => {
+                quoted = !quoted;
+                content = true;
+            }
+            b',' if !quoted => commas += 1,
+            b'{' | b'}' if !quoted => {}
+            b' ' | b'\t' | b'\n' | b'\r' if !quoted => {}
+            _ => content = true,
+        }
+    }
+    if content || commas > 0 {
+        commas.saturating_add(1)
+    } else {
+        0
+    }
+}
+
+/// Elements of an array in binary form: the product of its dimensions.
+fn binary_array_elements(binary: &[u8]) -> usize {
+    let int = |at: usize| -> Option<i32> {
+        let b = binary.get(at..at + 4)?;
+        Some(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let Some(ndim) = int(0).and_then(|n| usize::try_from(n).ok()) else {
+        return usize::MAX;
+    };
+    let mut elements = if ndim == 0 { 0usize } else { 1 };
+    for d in 0..ndim {
+        match int(12 + d * 8).and_then(|n| usize::try_from(n).ok()) {
+            Some(size) => elements = elements.saturating_mul(size),
+            None => return usize::MAX,
+        }
+    }
+    elements
+}
+
 pub fn encode_bind_no_params(out: &mut BytesMut, portal: &[u8], statement: &[u8]) {
     message(out, b'B', |o| {
         put_cstr(o, portal);
@@ -277,6 +379,53 @@ pub fn command_tag(msg: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bound_arrays_are_counted_in_text_and_binary_form() {
+        let bind = |formats: &[i16], values: &[Option<&[u8]>]| {
+            let mut m = BytesMut::new();
+            message(&mut m, b'B', |o| {
+                o.put_slice(b"\0s\0");
+                o.put_i16(formats.len() as i16);
+                for f in formats {
+                    o.put_i16(*f);
+                }
+                o.put_i16(values.len() as i16);
+                for v in values {
+                    match v {
+                        Some(v) => {
+                            o.put_i32(v.len() as i32);
+                            o.put_slice(v);
+                        }
+                        None => o.put_i32(-1),
+                    }
+                }
+                o.put_i16(0);
+            });
+            m
+        };
+        let m = bind(&[], &[Some(b"{a,b,\"c,d\"}"), Some(b"{}"), None]);
+        assert_eq!(bind_array_elements(&m, &[1]), 3);
+        assert_eq!(bind_array_elements(&m, &[2]), 0);
+        assert_eq!(bind_array_elements(&m, &[3]), 0);
+        assert_eq!(bind_array_elements(&m, &[1, 2]), 3);
+        assert_eq!(bind_array_elements(&m, &[4]), usize::MAX);
+        let m = bind(&[0], &[Some(b"[1:2][1:2]={{1,2},{\"\\\",\",4}}")]);
+        assert_eq!(bind_array_elements(&m, &[1]), 4);
+        let many = format!("{{{}}}", vec!["x"; 1000].join(","));
+        let m = bind(&[0], &[Some(many.as_bytes())]);
+        assert_eq!(bind_array_elements(&m, &[1]), 1000);
+        // Binary: 1 dimension of 500 text elements (header only matters).
+        let mut binary = Vec::new();
+        for v in [1i32, 0, 25, 500, 1] {
+            binary.extend_from_slice(&v.to_be_bytes());
+        }
+        let m = bind(&[1], &[Some(&binary)]);
+        assert_eq!(bind_array_elements(&m, &[1]), 500);
+        let m = bind(&[1], &[Some(&binary[..10])]);
+        assert_eq!(bind_array_elements(&m, &[1]), usize::MAX);
+        assert_eq!(bind_array_elements(&m[..8], &[1]), usize::MAX);
+    }
 
     #[test]
     fn bind_round_trip_reads_result_formats() {

@@ -82,6 +82,17 @@ impl Walker<'_> {
                 let l = self.expr(left);
                 let r = self.expr(right);
                 let ro = self.array_operand(right, &r);
+                if let Some(parameter) = array_parameter(right) {
+                    for (column, flow) in &l {
+                        if *flow == Flow::Copy {
+                            self.effects
+                                .array_parameters
+                                .entry(column.clone())
+                                .or_default()
+                                .insert(parameter);
+                        }
+                    }
+                }
                 let lo = self.operand(left, &l);
                 self.compare(&l, &ro);
                 self.compare(&r, &lo);
@@ -509,6 +520,20 @@ impl Walker<'_> {
                 ("varchar".to_owned(), len.is_some())
             }
             T::Regclass => ("regclass".to_owned(), false),
+            // An array's elements go through the element type's input and
+            // checks (`::public.dom[]` runs the domain's CHECK on each).
+            T::Array(
+                ast::ArrayElemTypeDef::SquareBracket(element, _)
+                | ast::ArrayElemTypeDef::AngleBracket(element)
+                | ast::ArrayElemTypeDef::Parenthesis(element)
+                | ast::ArrayElemTypeDef::ParenthesisNotNull(element)
+                | ast::ArrayElemTypeDef::Qualified(element, _),
+            ) => {
+                return match self.cast_target(element) {
+                    CastTarget::Guarded(what, guard) => CastTarget::Guarded(what, guard),
+                    _ => CastTarget::Computed,
+                }
+            }
             _ => return CastTarget::Computed,
         };
         if builtins::LOOKUP_TYPES.contains(&name.as_str()) {
@@ -523,7 +548,43 @@ impl Walker<'_> {
     }
 }
 
+/// Built-ins that build a row of the type their first argument names,
+/// running each column type's input (and a domain's CHECK) on the values.
+const ROW_POPULATING_FUNCTIONS: &[&str] = &[
+    "json_populate_record",
+    "json_populate_recordset",
+    "jsonb_populate_record",
+    "jsonb_populate_recordset",
+];
+
 impl Walker<'_> {
+    /// Record-building calls convert values like casts do: the column types
+    /// of `json_populate_record(NULL::t, …)` (user row types, whose columns
+    /// may be domains or enums) and of a column definition list
+    /// (`json_to_record(…) AS x(a public.dom)`). A type outside pg_catalog
+    /// there is server code run on the arguments, as for a cast to it.
+    pub(super) fn guard_record_input<'t>(
+        &mut self,
+        name: &str,
+        arg_sources: &[Sources],
+        column_types: impl Iterator<Item = &'t ast::DataType>,
+    ) {
+        let mut targets: Vec<(String, Guard)> = column_types
+            .filter_map(|t| match self.cast_target(t) {
+                CastTarget::Guarded(what, guard) => Some((what, guard)),
+                _ => None,
+            })
+            .collect();
+        if ROW_POPULATING_FUNCTIONS.contains(&name) {
+            targets.push((format!("{name}() into a row type"), Guard::UserType));
+        }
+        for (target, guard) in targets {
+            for sources in arg_sources {
+                self.guard_sources(sources, &target, guard);
+            }
+        }
+    }
+
     /// The other side of `= ANY(…)`: an ARRAY of constants or an array
     /// literal counts its elements; a subquery is a semi-join.
     fn array_operand(&mut self, expr: &Expr, sources: &Sources) -> Operand {
@@ -533,6 +594,10 @@ impl Walker<'_> {
                 Operand::Constants(elem.len().max(1))
             }
             Expr::Cast { expr: inner, .. } => match inner.as_ref() {
+                Expr::Value(ast::ValueWithSpan {
+                    value: ast::Value::Placeholder(_),
+                    ..
+                }) => Operand::Constants(1),
                 Expr::Value(v) => self.array_literal_operand(&v.value),
                 _ => Operand::Computed,
             },
@@ -573,6 +638,19 @@ impl Walker<'_> {
         } else {
             Operand::Computed
         }
+    }
+}
+
+/// `$n` (or `$n::text[]`) as the array of `= ANY(…)`: its number.
+fn array_parameter(expr: &Expr) -> Option<usize> {
+    match expr {
+        Expr::Nested(inner) => array_parameter(inner),
+        Expr::Cast { expr: inner, .. } => array_parameter(inner),
+        Expr::Value(ast::ValueWithSpan {
+            value: ast::Value::Placeholder(p),
+            ..
+        }) => p.strip_prefix('$')?.parse().ok(),
+        _ => None,
     }
 }
 

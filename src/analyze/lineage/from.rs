@@ -316,6 +316,16 @@ impl Walker<'_> {
         let arg_sources: Vec<Sources> = args.iter().map(|arg| self.function_arg(arg)).collect();
         let bare = parts.last().cloned().unwrap_or_default();
         self.guard_arguments(&bare, category, &arg_sources);
+        let column_types = alias
+            .into_iter()
+            .flat_map(|a| a.columns.iter())
+            .filter_map(|c| c.data_type.as_ref());
+        let populating = if category.is_some() {
+            bare.as_str()
+        } else {
+            ""
+        };
+        self.guard_record_input(populating, &arg_sources, column_types);
         let mut sources = Sources::new();
         for s in &arg_sources {
             merge_into(&mut sources, s);

@@ -306,6 +306,9 @@ impl Walker<'_> {
             });
         }
         self.guard_arguments(name, category, &args);
+        if category.is_some() {
+            self.guard_record_input(name, &args, std::iter::empty());
+        }
         if SINK_FUNCTIONS.contains(&name) {
             self.sink_function(name, &function.args, &args);
         }

@@ -126,6 +126,9 @@ pub enum Clause {
     /// Arguments of a set-returning function: they decide how many rows
     /// exist, which `count(*)` or EXPLAIN ANALYZE then reveal.
     RowCount,
+    /// Columns the server computes without returning them (EXPLAIN
+    /// ANALYZE, a materialized CTE): whether that fails depends on values.
+    Evaluated,
 }
 
 impl Clause {
@@ -133,6 +136,10 @@ impl Clause {
         match self {
             Clause::SelectList => "select list",
             Clause::RowCount => "arguments of a set-returning function",
+            Clause::Evaluated => {
+                "a column the server computes without returning it (EXPLAIN ANALYZE, a \
+                 materialized CTE), where an error would tell something about the value"
+            }
             Clause::Where => "WHERE",
             Clause::JoinOn => "JOIN",
             Clause::GroupBy => "GROUP BY",
@@ -203,6 +210,9 @@ pub enum HazardRule {
     /// A pg_catalog function that is not on pgveil's list of PostgreSQL's
     /// built-in functions (a newer release's), or an internal one.
     UnlistedFunction,
+    /// A type name that would be found before pg_catalog's type of that
+    /// name (in pg_temp, or a schema listed before pg_catalog).
+    BuiltinTypeShadow,
 }
 
 /// The rule name of statements pgveil reads differently from PostgreSQL
@@ -221,6 +231,7 @@ impl HazardRule {
             HazardRule::UnknownName => "unknown-name",
             HazardRule::SensitiveCatalog => "sensitive-system-catalog",
             HazardRule::UnlistedFunction => "unlisted-builtin-function",
+            HazardRule::BuiltinTypeShadow => "builtin-type-shadow",
         }
     }
 }
@@ -272,6 +283,10 @@ pub struct Effects {
     pub guarded: BTreeSet<GuardedArgument>,
     /// Per column, how many constants the statement compares it with.
     pub candidates: BTreeMap<QualifiedColumn, usize>,
+    /// Per column, the bind parameters (1-based) holding arrays it is
+    /// compared with (`= ANY($1)`): counted as one candidate each here;
+    /// their elements are counted when the values are bound.
+    pub array_parameters: BTreeMap<QualifiedColumn, BTreeSet<usize>>,
 }
 
 impl Effects {
@@ -287,6 +302,12 @@ impl Effects {
         self.guarded.extend(other.guarded.iter().cloned());
         for (column, n) in &other.candidates {
             *self.candidates.entry(column.clone()).or_default() += n;
+        }
+        for (column, params) in &other.array_parameters {
+            self.array_parameters
+                .entry(column.clone())
+                .or_default()
+                .extend(params.iter().copied());
         }
     }
 
@@ -387,6 +408,21 @@ impl<'c> Walker<'c> {
 
     fn hazard(&mut self, rule: HazardRule, detail: impl Into<String>) {
         self.effects.hazard(rule, detail);
+    }
+
+    /// Outputs the server computes but does not return (EXPLAIN ANALYZE, a
+    /// materialized CTE's unread columns): whether computing them fails
+    /// depends on the values, so each computed one is a general use.
+    pub(crate) fn use_computed_outputs(&mut self, outputs: &[OutputColumn]) {
+        for output in outputs {
+            let computed: Sources = output
+                .sources
+                .iter()
+                .filter(|(_, flow)| **flow != Flow::Copy)
+                .map(|(c, f)| (c.clone(), *f))
+                .collect();
+            self.with_clause(Clause::Evaluated, |w| w.use_sources(&computed, false));
+        }
     }
 
     fn use_sources(&mut self, sources: &Sources, equality_allowed: bool) {

@@ -26,6 +26,15 @@ impl Walker<'_> {
                 } else {
                     self.query(&cte.query)
                 };
+                // A CTE PostgreSQL materializes (MATERIALIZED, or read
+                // twice, or recursive) computes all its columns, read or
+                // not: the computed ones count as uses.
+                if !matches!(
+                    cte.materialized,
+                    Some(ast::CteAsMaterialized::NotMaterialized)
+                ) {
+                    self.use_computed_outputs(&columns);
+                }
                 let columns = rename_columns(columns, &cte.alias.columns);
                 self.ctes.push((name, Arc::new(columns)));
             }

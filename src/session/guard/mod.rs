@@ -88,6 +88,8 @@ struct Prepared {
     /// again with the same formats costs no look-ups.
     bound: Option<(Vec<i16>, Arc<RowMasker>)>,
     note: Option<Arc<StatementNote>>,
+    /// Array parameters whose elements are counted at each Bind.
+    array_limits: Vec<crate::analyze::ArrayParameterLimit>,
 }
 
 /// What one Bind fixed for the results of its portal. Each Execute's

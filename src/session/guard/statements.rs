@@ -158,6 +158,10 @@ impl Guard {
             return None;
         }
         let s = self.statement(name.as_bytes())?;
+        if let Some(limit) = s.array_limits.first() {
+            // EXECUTE passes the arrays as text pgveil does not count.
+            return Some(StatementPlan::Block(limit.refusal(usize::MAX)));
+        }
         if s.version == self.inputs.version() {
             return Some(s.plan.clone());
         }
@@ -473,7 +477,12 @@ impl Guard {
         // expects. The block takes effect at Bind.
         out.extend_from_slice(msg);
         self.note_registration(0, &note);
+        let array_limits = match planned.as_slice() {
+            [one] => crate::analyze::array_parameter_limits(&one.analysis, &*self.inputs.view),
+            _ => Vec::new(),
+        };
         let prepared = Prepared {
+            array_limits,
             registration: self.staged.drain(..).map(|(_, r)| r).next(),
             copy_in: starts_copy_in(&planned, &sql),
             ddl: planned.iter().any(|p| {
@@ -524,6 +533,10 @@ impl Guard {
             let copy = self.lone_copy(&planned, &sql);
             self.staged.clear();
             let note = self.parse_note(&planned, &sql);
+            let array_limits = match planned.as_slice() {
+                [one] => crate::analyze::array_parameter_limits(&one.analysis, &*self.inputs.view),
+                _ => Vec::new(),
+            };
             let plan = match planned.as_slice() {
                 _ if copy.is_some() => copy
                     .as_ref()
@@ -546,6 +559,7 @@ impl Guard {
                 s.version = version;
                 s.bound = None;
                 s.note = note;
+                s.array_limits = array_limits;
             }
         }
         // One look-up of what Parse (or the replan above) settled: nothing
@@ -556,9 +570,18 @@ impl Guard {
                 .as_ref()
                 .filter(|(formats, _)| *formats == bind.result_formats)
                 .map(|(_, m)| Arc::clone(m));
+            // `= ANY($1)`: the bound arrays' elements are candidates too.
+            let over_limit = s.array_limits.iter().find_map(|limit| {
+                let elements = wire::bind_array_elements(msg, &limit.parameters);
+                (elements > limit.max_elements).then(|| limit.refusal(elements))
+            });
+            let plan = match over_limit {
+                Some(reason) if !s.plan.is_block() => StatementPlan::Block(reason),
+                _ => s.plan.clone(),
+            };
             let binding = Binding {
                 registration: s.registration.clone(),
-                plan: s.plan.clone(),
+                plan,
                 copy: s.copy.clone(),
                 note: s.note.clone(),
             };
