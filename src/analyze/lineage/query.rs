@@ -109,6 +109,19 @@ impl Walker<'_> {
             } => {
                 let mut outputs = self.set_expr(left);
                 let right_outputs = self.set_expr(right);
+                // PostgreSQL requires equal numbers; a difference means
+                // pgveil miscounted (or the server will reject it), and the
+                // columns beyond the shorter branch would lose their lineage.
+                if outputs.len() != right_outputs.len() {
+                    self.hazard(
+                        HazardRule::Unanalysable,
+                        format!(
+                            "set operation branches with {} and {} columns",
+                            outputs.len(),
+                            right_outputs.len()
+                        ),
+                    );
+                }
                 // INTERSECT/EXCEPT/UNION (distinct) compare values across
                 // branches: each column is compared with the other branch's.
                 let compares = !matches!(op, ast::SetOperator::Union)
