@@ -558,8 +558,10 @@ fn ddl_over_stored_rows_is_judged_as_a_filter() {
     };
     // A new table: its own CHECK on a column whose rule denies filtering
     // (mobile) probes nothing.
-    ok("CREATE TABLE shop_customer (id bigint NOT NULL, full_name text, \
-        id_number varchar(18) NOT NULL, mobile text CHECK (mobile LIKE '1%'), birth date)");
+    ok(
+        "CREATE TABLE shop_customer (id bigint NOT NULL, full_name text, \
+        id_number varchar(18) NOT NULL, mobile text CHECK (mobile LIKE '1%'), birth date)",
+    );
     ok("INSERT INTO shop_customer VALUES (1, 'A', '110105198510210018', '13912345678', '1985-10-21'), \
         (2, 'B', '510105199001010027', '13800001111', '1990-01-01')");
 

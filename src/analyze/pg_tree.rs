@@ -220,11 +220,15 @@ fn identity_alter(node: &pg_query::NodeEnum) -> Option<Vec<String>> {
         return None;
     }
     let relation = alter.relation.as_ref()?;
-    let name: Vec<String> = [&relation.catalogname, &relation.schemaname, &relation.relname]
-        .into_iter()
-        .filter(|p| !p.is_empty())
-        .cloned()
-        .collect();
+    let name: Vec<String> = [
+        &relation.catalogname,
+        &relation.schemaname,
+        &relation.relname,
+    ]
+    .into_iter()
+    .filter(|p| !p.is_empty())
+    .cloned()
+    .collect();
     Some(name)
 }
 
@@ -248,7 +252,8 @@ fn only_constant_options(refs: &References) -> bool {
     let integer_type = |t: &Vec<String>| {
         matches!(
             t.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
-            ["pg_catalog", "int2" | "int4" | "int8"] | ["smallint" | "integer" | "bigint" | "int2" | "int4" | "int8"]
+            ["pg_catalog", "int2" | "int4" | "int8"]
+                | ["smallint" | "integer" | "bigint" | "int2" | "int4" | "int8"]
         )
     };
     refs.columns.is_empty()

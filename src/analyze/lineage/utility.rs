@@ -112,9 +112,7 @@ impl Walker<'_> {
                 match plain_columns(columns) {
                     Some(columns) => self.on_table(table, |w| {
                         for column in &columns {
-                            if let Some(sources) =
-                                w.resolve_column(std::slice::from_ref(column))
-                            {
+                            if let Some(sources) = w.resolve_column(std::slice::from_ref(column)) {
                                 w.use_sources(&sources, true);
                             }
                         }
@@ -122,7 +120,9 @@ impl Walker<'_> {
                     None => self.ddl_on_table(table, operation),
                 }
             }
-            ast::TableConstraint::Check(check) => self.on_table(table, |w| w.predicate(&check.expr)),
+            ast::TableConstraint::Check(check) => {
+                self.on_table(table, |w| w.predicate(&check.expr))
+            }
             ast::TableConstraint::ForeignKey(fk) => self.foreign_key(table, fk),
             _ => self.ddl_on_table(table, operation),
         }
