@@ -46,8 +46,11 @@ fn setup() -> &'static Proxy {
                    BEGIN INSERT INTO attack.loot VALUES ($1); RETURN $1 = $2; END $f$;
                  CREATE OPERATOR shadow.= (LEFTARG = pg_catalog.text, RIGHTARG = pg_catalog.text,
                    FUNCTION = shadow.same);
+                 CREATE FUNCTION shadow.same_v(pg_catalog.varchar, pg_catalog.text) RETURNS bool
+                   LANGUAGE plpgsql SECURITY DEFINER AS $f$
+                   BEGIN INSERT INTO attack.loot VALUES ($1); RETURN $1 = $2; END $f$;
                  CREATE OPERATOR shadow.= (LEFTARG = pg_catalog.varchar, RIGHTARG = pg_catalog.text,
-                   FUNCTION = shadow.same);
+                   FUNCTION = shadow.same_v);
                  CREATE VIEW attack.column_stats AS
                    SELECT tablename, attname, most_common_vals::text AS v FROM pg_stats;
                  GRANT SELECT ON attack.column_stats TO PUBLIC;
