@@ -630,8 +630,7 @@ impl Catalog {
         };
         // Built-in objects change only with the server (or a superuser
         // adding to pg_catalog): then the set is rebuilt, else shared.
-        let system = if incremental && system_relations.is_empty() && system_functions.is_empty()
-        {
+        let system = if incremental && system_relations.is_empty() && system_functions.is_empty() {
             Arc::clone(&self.system)
         } else {
             let replaced: HashSet<u32> = system_relations.iter().map(|r| r.oid).collect();

@@ -601,7 +601,10 @@ impl Masking {
         };
         // Rows changed since the shared catalog's snapshot, less those of
         // this transaction the last read here already applied.
-        let builds_on_last = self.guard.as_ref().is_some_and(|g| g.overlay_builds_on_last());
+        let builds_on_last = self
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.overlay_builds_on_last());
         let (start, read) = match &self.overlay {
             Some((last, generation)) if builds_on_last && *generation == base.generation() => {
                 let after = last.transaction_command();
@@ -862,7 +865,8 @@ async fn probe_session(
 
 /// The relations of the session's temporary schema, with their columns and
 /// view definitions, read over the session's own connection.
-const TEMP_RELATIONS: &str = "SELECT c.oid, c.relname, c.relkind, a.attname, a.attnum, a.atttypid, t.typname, \
+const TEMP_RELATIONS: &str =
+    "SELECT c.oid, c.relname, c.relkind, a.attname, a.attnum, a.atttypid, t.typname, \
     CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END \
     FROM pg_catalog.pg_class c \
     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
