@@ -69,6 +69,9 @@ pub struct PgStatement {
     pub range: std::ops::Range<usize>,
     /// The statement's top node kind (`SelectStmt`, `CopyStmt`, …).
     pub kind: &'static str,
+    /// A `MOVE` (a FetchStmt with `ismove`): it repositions a cursor and
+    /// returns only a row count, never a row.
+    pub moves_cursor: bool,
     pub references: References,
 }
 
@@ -179,9 +182,14 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             }
             None => "empty",
         };
+        let moves_cursor = matches!(
+            raw.stmt.as_ref().and_then(|n| n.node.as_ref()),
+            Some(pg_query::protobuf::node::Node::FetchStmt(f)) if f.ismove
+        );
         statements.push(PgStatement {
             range: start..end,
             kind,
+            moves_cursor,
             references: collector.references,
         });
     }
@@ -699,6 +707,15 @@ mod tests {
         assert!(r.types.contains(&v(&["text"])));
         assert!(r.strings.contains(&"x".to_string()));
         assert!(r.kinds.contains("InsertStmt"));
+    }
+
+    #[test]
+    fn move_is_told_from_fetch() {
+        let moves = |sql: &str| parse(sql, LexSettings::default(), 10).unwrap()[0].moves_cursor;
+        assert!(moves("MOVE ABSOLUTE 3 FROM c"));
+        assert!(moves("move forward 5 \"__asyncpg_portal_1__\""));
+        assert!(!moves("FETCH ABSOLUTE 3 FROM c"));
+        assert!(!moves("SELECT 1"));
     }
 
     #[test]

@@ -25,6 +25,9 @@
 # $DRIVERS_WORK (default: a temporary directory, removed at exit); downloads
 # and builds are cached in $DRIVERS_CACHE (default: target/drivers).
 set -euo pipefail
+# One compound command, read whole before it runs: editing this file during
+# a run cannot change the run.
+{
 
 PSYCOPG2_VERSION=2.9.10
 ASYNCPG_VERSION=0.30.0
@@ -76,7 +79,8 @@ fetch_sdist() { # name version -> unpacked directory
     local dir=$CACHE/$1-$2
     if [ ! -d "$dir/tests" ]; then
         "$VENV/bin/pip" install -q wheel setuptools >/dev/null
-        "$VENV/bin/pip" download -q --no-deps --no-binary :all: --no-build-isolation \
+        # psycopg2's metadata step runs pg_config.
+        PATH="$PG_BIN:$PATH" "$VENV/bin/pip" download -q --no-deps --no-binary :all: --no-build-isolation \
             -d "$CACHE" "$1==$2" >/dev/null
         tar xzf "$CACHE/$1-$2.tar.gz" -C "$CACHE"
     fi
@@ -84,11 +88,9 @@ fetch_sdist() { # name version -> unpacked directory
 }
 
 # --- PostgreSQL -------------------------------------------------------------
-PGPORT=$(free_port)
 chown postgres "$WORK" 2>/dev/null || true
 as_pg "$PG_BIN/initdb" -D "$WORK/data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
 cat >>"$WORK/data/postgresql.conf" <<CONF
-port = $PGPORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$WORK'
 fsync = off
@@ -109,8 +111,13 @@ host all scram_user 127.0.0.1/32 scram-sha-256
 host all all 127.0.0.1/32 trust
 host replication all 127.0.0.1/32 trust
 CONF
-as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -w start >/dev/null
-psql_su() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PGPORT" -U postgres "$@"; }
+# A free port can be taken between free_port and the bind: try another.
+for attempt in 1 2 3; do
+    PGPORT=$(free_port)
+    as_pg "$PG_BIN/pg_ctl" -D "$WORK/data" -l "$WORK/postgres.log" -o "-p $PGPORT" -w start >/dev/null && break
+    [ "$attempt" = 3 ] && { cat "$WORK/postgres.log" >&2; exit 1; }
+done
+psql_su() { PGOPTIONS="-c client_min_messages=warning" "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$WORK" -p "$PGPORT" -U postgres "$@"; }
 psql_su -d postgres -c "CREATE DATABASE psycopg2_test" -c "CREATE DATABASE asyncpg_test"
 psql_su -d postgres <<'SQL'
 CREATE ROLE pass_user LOGIN PASSWORD 'password';
@@ -138,22 +145,31 @@ YAML
 for db in postgres psycopg2_test asyncpg_test; do
     psql_su -d "$db" -c "CREATE TABLE IF NOT EXISTS pgveil_canary (id int, secret text)"
 done
-start_pgveil() { # port [policy dir]
-    local args=(serve --listen "127.0.0.1:$1" --upstream "127.0.0.1:$PGPORT" --metrics-listen "")
-    [ -n "${2:-}" ] && args+=(--policies "$2" --catalog-user postgres)
-    PGVEIL_LOG=warn "$PGVEIL" "${args[@]}" >>"$WORK/pgveil-$1.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 300); do
-        "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" && return 0
-        sleep 0.1
+start_pgveil() { # variable [policy dir]: sets the variable to pgveil's port
+    local attempt port pid args
+    for attempt in 1 2 3; do
+        port=$(free_port)
+        args=(serve --listen "127.0.0.1:$port" --upstream "127.0.0.1:$PGPORT" --metrics-listen "")
+        [ -n "${2:-}" ] && args+=(--policies "$2" --catalog-user postgres)
+        PGVEIL_LOG=warn "$PGVEIL" "${args[@]}" >>"$WORK/pgveil-$1.log" 2>&1 &
+        pid=$!
+        PIDS+=("$pid")
+        for _ in $(seq 300); do
+            # Alive, so the port answering is this pgveil's.
+            kill -0 "$pid" 2>/dev/null || break
+            if "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port"; then
+                printf -v "$1" '%s' "$port"
+                return 0
+            fi
+            sleep 0.1
+        done
+        kill "$pid" 2>/dev/null || true
     done
     echo "pgveil did not start: $(cat "$WORK/pgveil-$1.log")" >&2
     exit 1
 }
-PLAIN_PORT=$(free_port)
-start_pgveil "$PLAIN_PORT"
-MASKED_PORT=$(free_port)
-start_pgveil "$MASKED_PORT" "$WORK/policy"
+start_pgveil PLAIN_PORT
+start_pgveil MASKED_PORT "$WORK/policy"
 
 # --- suites -----------------------------------------------------------------
 # run_SUITE PORT LABEL writes one line "ID<TAB>OUTCOME" per test to
@@ -167,8 +183,10 @@ run_psycopg2() { # port label
     # The fast subset: connection, cursor, transaction, notify, COPY,
     # large objects, replication.
     [ "$FAST" = 1 ] && tests="tests.test_connection tests.test_cursor tests.test_transaction tests.test_notify tests.test_copy tests.test_lobject tests.test_replication"
+    # PSYCOPG2_TEST_FAST=1 (psycopg2's own switch) skips the tests it marks
+    # slow: sleeps and wall-clock bounds.
     # shellcheck disable=SC2086
-    (cd "$src" && PSYCOPG2_TESTDB=psycopg2_test PSYCOPG2_TESTDB_HOST=127.0.0.1 \
+    (cd "$src" && PSYCOPG2_TEST_FAST=$FAST PSYCOPG2_TESTDB=psycopg2_test PSYCOPG2_TESTDB_HOST=127.0.0.1 \
         PSYCOPG2_TESTDB_PORT="$1" PSYCOPG2_TESTDB_USER=postgres \
         PSYCOPG2_TEST_REPL_DSN="host=127.0.0.1 port=$1 user=postgres dbname=psycopg2_test replication=database" \
         timeout -k 10 "$SUITE_TIMEOUT" "$VENV/bin/python" "$HERE/record_unittest.py" \
@@ -182,7 +200,7 @@ run_asyncpg() { # port label
     rm -rf "$WORK/asyncpg-tests" && mkdir -p "$WORK/asyncpg-tests"
     cp -r "$src/tests" "$WORK/asyncpg-tests/"
     local sel=(tests)
-    [ "$FAST" = 1 ] && sel=(tests/test_execute.py tests/test_prepare.py tests/test_copy.py tests/test_listeners.py tests/test_transaction.py)
+    [ "$FAST" = 1 ] && sel=(tests/test_execute.py tests/test_prepare.py tests/test_copy.py tests/test_cursor.py tests/test_listeners.py tests/test_transaction.py)
     (cd "$WORK/asyncpg-tests" && PGHOST=127.0.0.1 PGPORT="$1" PGUSER=postgres PGDATABASE=postgres \
         DRIVERS_RESULTS="$WORK/results/asyncpg-$2.txt" PYTHONPATH="$HERE" \
         timeout -k 10 "$SUITE_TIMEOUT" "$VENV/bin/python" -m pytest -v -p no:cacheprovider -p record_pytest \
@@ -237,3 +255,4 @@ status=0
 python3 "$HERE/compare.py" "$WORK/results" "$HERE/known-differences.txt" "${SUITES[@]}" || status=1
 echo "logs: $WORK/logs (set DRIVERS_WORK to keep them)"
 exit "$status"
+}
