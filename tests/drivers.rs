@@ -7,30 +7,16 @@
 //! set (tokio-postgres' own tests included).
 //!
 //! Needs python3 with venv and access to PyPI (the script keeps its
-//! virtualenv and sources under `target/drivers`); without python3's venv the
-//! test is skipped with a message, except under CI, where that fails.
+//! virtualenv and sources under `target/drivers`); when it cannot install
+//! them (exit status 3) the test is skipped with a message, except under CI,
+//! where that fails.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-fn python_venv_available() -> bool {
-    Command::new("python3")
-        .args(["-c", "import venv, ensurepip"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 #[test]
 fn fast_subset_ends_through_pgveil_as_direct() {
-    if !python_venv_available() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with venv is missing: .ci/run installs python3-venv"
-        );
-        eprintln!("SKIPPED: python3 with venv is missing");
-        return;
-    }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/run.sh");
     let started = Instant::now();
     let out = Command::new("bash")
@@ -42,6 +28,10 @@ fn fast_subset_ends_through_pgveil_as_direct() {
         .expect("run tests/drivers/run.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() == Some(3) && std::env::var_os("CI").is_none() {
+        eprintln!("SKIPPED: {stderr}");
+        return;
+    }
     println!("{stdout}");
     println!("(tests/drivers/run.sh --fast took {:.0?})", started.elapsed());
     assert!(

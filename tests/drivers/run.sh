@@ -73,19 +73,31 @@ VENV=$CACHE/venv
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
+# Exit status 3: the suites could not be installed (no python3 venv, PyPI
+# unreachable); tests/drivers.rs skips then, except under CI.
+cannot_install() { echo "cannot install the drivers' suites: $1" >&2; exit 3; }
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV" || cannot_install "python3 -m venv failed"
+fi
 "$VENV/bin/pip" install -q "psycopg2-binary==$PSYCOPG2_VERSION" "asyncpg==$ASYNCPG_VERSION" \
-    pytest==9.2.0 distro==1.9.0 uvloop==0.23.0 >/dev/null
+    pytest==9.2.0 distro==1.9.0 uvloop==0.23.0 >/dev/null || cannot_install "pip install failed"
 fetch_sdist() { # name version -> unpacked directory
     local dir=$CACHE/$1-$2
     if [ ! -d "$dir/tests" ]; then
-        "$VENV/bin/pip" install -q wheel setuptools >/dev/null
+        "$VENV/bin/pip" install -q wheel setuptools >/dev/null || return 1
         # psycopg2's metadata step runs pg_config.
         PATH="$PG_BIN:$PATH" "$VENV/bin/pip" download -q --no-deps --no-binary :all: --no-build-isolation \
-            -d "$CACHE" "$1==$2" >/dev/null
-        tar xzf "$CACHE/$1-$2.tar.gz" -C "$CACHE"
+            -d "$CACHE" "$1==$2" >/dev/null || return 1
+        tar xzf "$CACHE/$1-$2.tar.gz" -C "$CACHE" || return 1
     fi
     echo "$dir"
 }
+for suite in "${SUITES[@]}"; do
+    case "$suite" in
+        psycopg2) fetch_sdist psycopg2 "$PSYCOPG2_VERSION" >/dev/null || cannot_install "psycopg2 sdist" ;;
+        asyncpg) fetch_sdist asyncpg "$ASYNCPG_VERSION" >/dev/null || cannot_install "asyncpg sdist" ;;
+    esac
+done
 
 # --- PostgreSQL -------------------------------------------------------------
 chown postgres "$WORK" 2>/dev/null || true
