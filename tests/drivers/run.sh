@@ -4,10 +4,12 @@
 # policy protecting a column the suites never touch (every session masked,
 # so every statement is analysed). Prints passed/failed/errors/skipped per
 # suite and configuration, then every test whose outcome through pgveil
-# differs from its outcome direct; exits 1 if there is one.
+# differs from its outcome direct. Exits 1 if one of them is not listed,
+# with its reason, in tests/drivers/known-differences.txt; 3 if the suites
+# cannot be installed.
 #
 #   tests/drivers/run.sh                 # every suite, every configuration
-#   tests/drivers/run.sh --fast          # a few minutes: a subset of each
+#   tests/drivers/run.sh --fast          # a few minutes: subsets of psycopg2 and asyncpg
 #   tests/drivers/run.sh psycopg2        # one suite
 #
 # Suites and where their tests come from (the registries, pinned):
