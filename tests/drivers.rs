@@ -33,7 +33,10 @@ fn fast_subset_ends_through_pgveil_as_direct() {
         return;
     }
     println!("{stdout}");
-    println!("(tests/drivers/run.sh --fast took {:.0?})", started.elapsed());
+    println!(
+        "(tests/drivers/run.sh --fast took {:.0?})",
+        started.elapsed()
+    );
     assert!(
         out.status.success(),
         "drivers' tests end differently through pgveil than direct \

@@ -1107,3 +1107,27 @@ async fn moving_a_cursor_or_portal_passes_and_what_follows_stays_masked() {
         "{got:?}"
     );
 }
+
+/// An empty or whitespace-only query (psycopg2's `execute("")`) gets the
+/// server's EmptyQueryResponse, in both protocols. pg_query's scanner used
+/// to build a slice from a null pointer for text without tokens: undefined
+/// behaviour, and an abort of the whole pgveil process in a debug build.
+#[tokio::test]
+async fn empty_queries_get_the_servers_answer() {
+    let c = as_role("dev").await;
+    for sql in ["", "  ", "\n\t\r"] {
+        let msgs = c
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql:?}: {}", common::probe::error_text(&e)));
+        assert!(
+            !msgs.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))),
+            "{sql:?}"
+        );
+        c.execute(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql:?}: {}", common::probe::error_text(&e)));
+    }
+    let (_, text) = visible(&c, "SELECT mobile FROM customers WHERE id = 1").await;
+    assert_eq!(text, "139****4321");
+}

@@ -784,6 +784,17 @@ mod tests {
     }
 
     #[test]
+    fn text_without_statements_parses_to_none() {
+        for sql in ["", " \n\x0b", "-- c", ";"] {
+            let parsed = parse(sql, LexSettings::default(), 10);
+            assert!(
+                parsed.is_ok_and(|p| p.iter().all(|s| s.kind == "empty")),
+                "{sql:?}"
+            );
+        }
+    }
+
+    #[test]
     fn move_is_told_from_fetch() {
         let moves = |sql: &str| parse(sql, LexSettings::default(), 10).unwrap()[0].moves_cursor;
         assert!(moves("MOVE ABSOLUTE 3 FROM c"));
