@@ -115,3 +115,30 @@ async fn materialized_view_with_no_data() {
     .await;
     s.finish();
 }
+
+#[tokio::test]
+async fn populate_record_with_a_composite_type() {
+    let s = dev().await;
+    // json.sql's `jpop`: the result's columns are the type's attributes.
+    ok(&s, "CREATE TYPE rs_pop AS (a text, b int, c timestamp)").await;
+    let rows = ok(
+        &s,
+        r#"SELECT * FROM json_populate_record(null::rs_pop, '{"a":"blurfl","b":3}') q"#,
+    )
+    .await;
+    assert!(rows.contains("blurfl") && rows.contains('3'), "{rows}");
+    ok(
+        &s,
+        r#"SELECT q.a, q.* FROM jsonb_populate_recordset(row('x', 1, null)::rs_pop, '[{"b":2}]') q"#,
+    )
+    .await;
+    // A protected value poured into the record stays protected.
+    let (passed, text) = s
+        .attack(
+            "SELECT * FROM json_populate_record(null::rs_pop, \
+             json_build_object('a', (SELECT id_number FROM customers WHERE id = 1))) q",
+        )
+        .await;
+    assert!(!passed, "a protected value left through a record: {text}");
+    s.finish();
+}
