@@ -142,3 +142,25 @@ async fn populate_record_with_a_composite_type() {
     assert!(!passed, "a protected value left through a record: {text}");
     s.finish();
 }
+
+#[tokio::test]
+async fn table_in_set_operations_and_select_into() {
+    let s = dev().await;
+    // select.sql: `… UNION ALL TABLE int8_tbl`; the table's columns are
+    // masked in the branch that reads them.
+    let rows = ok(
+        &s,
+        "SELECT * FROM customers WHERE id = 2 UNION ALL TABLE customers",
+    )
+    .await;
+    assert!(rows.contains("139****4321"), "{rows}");
+    // create_view.sql: `SELECT * INTO TABLE ramp FROM …`.
+    ok(&s, "SELECT id, branch INTO TABLE rs_into FROM customers").await;
+    refused(
+        &s,
+        "SELECT id, mobile INTO TABLE rs_into_mobile FROM customers",
+        "public.customers.mobile",
+    )
+    .await;
+    s.finish();
+}
