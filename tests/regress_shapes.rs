@@ -164,3 +164,24 @@ async fn table_in_set_operations_and_select_into() {
     .await;
     s.finish();
 }
+
+#[tokio::test]
+async fn window_frame_exclusion() {
+    let s = dev().await;
+    // window.sql's views with EXCLUDE frames; the view is read back too.
+    ok(
+        &s,
+        "CREATE TEMP VIEW rs_excl AS SELECT id, first_value(mobile) OVER (ORDER BY id \
+         ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING EXCLUDE CURRENT ROW) AS next_mobile FROM customers",
+    )
+    .await;
+    let rows = ok(&s, "SELECT * FROM rs_excl ORDER BY id").await;
+    assert!(rows.contains("138****0000"), "{rows}");
+    refused(
+        &s,
+        "SELECT id, count(*) OVER (ORDER BY mobile ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING EXCLUDE TIES) FROM customers",
+        "public.customers.mobile is used in window clause",
+    )
+    .await;
+    s.finish();
+}
