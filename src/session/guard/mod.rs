@@ -134,6 +134,15 @@ enum CopyIn {
     Active,
 }
 
+/// An analysis looked up for a statement of the batch being prepared,
+/// valid only with the same context and catalog.
+struct LookedUp {
+    sql: String,
+    ctx: SessionContext,
+    catalog: Arc<Catalog>,
+    analyses: Arc<Vec<Arc<crate::analyze::Analysis>>>,
+}
+
 /// A server response the session is waiting for, in order.
 enum Expect {
     ParseComplete {
@@ -197,6 +206,8 @@ pub struct Guard {
     named_notes: HashMap<(bool, String), Option<Arc<StatementNote>>>,
     /// Names declared by the message being planned, not yet confirmed.
     staged: Vec<(usize, Registration)>,
+    /// Analyses `needs_fresh_catalog` looked up for this batch, in order.
+    looked_up: Vec<LookedUp>,
     expect: VecDeque<Expect>,
     rows: Option<Arc<RowMasker>>,
     copy: Option<CopyMasker>,
@@ -251,6 +262,7 @@ impl Guard {
             cursors: HashMap::new(),
             named_notes: HashMap::new(),
             staged: Vec::new(),
+            looked_up: Vec::new(),
             expect: VecDeque::new(),
             rows: None,
             copy: None,
@@ -310,27 +322,43 @@ impl Guard {
 
     /// True when a Query or Parse in `buf` names something the catalog lacks
     /// (a table created since it was read): worth one catalog reload.
-    pub fn needs_fresh_catalog(&self, buf: &[u8]) -> bool {
-        crate::net::codec::frames(buf).any(|msg| {
+    pub fn needs_fresh_catalog(&mut self, buf: &[u8]) -> bool {
+        self.looked_up.clear();
+        let mut stale = false;
+        for msg in crate::net::codec::frames(buf) {
             let sql = match msg[0] {
                 b'Q' => wire::query_text(msg),
                 b'P' => wire::parse_msg(msg).map(|p| p.query),
                 _ => None,
             };
+            let Some(sql) = sql else { continue };
+            let sql = lossy(sql);
             // The cached analysis alone tells (no plan derivation).
-            sql.is_some_and(|sql| {
-                self.inputs
-                    .analyzer
-                    .analyse(&lossy(sql), &self.analysis_ctx(), &self.inputs.catalog)
+            let ctx = self.analysis_ctx().into_owned();
+            let analyses = self
+                .inputs
+                .analyzer
+                .analyse(&sql, &ctx, &self.inputs.catalog);
+            stale |= analyses.iter().any(|a| {
+                a.effects
+                    .hazards
                     .iter()
-                    .any(|a| {
-                        a.effects
-                            .hazards
-                            .iter()
-                            .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName)
-                    })
-            })
-        })
+                    .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName)
+            });
+            if stale {
+                self.looked_up.clear();
+                return true;
+            }
+            // Kept for `plan` of the same message: one cache look-up (and one
+            // tokenisation of the text) per statement, not two.
+            self.looked_up.push(LookedUp {
+                sql,
+                ctx,
+                catalog: Arc::clone(&self.inputs.catalog),
+                analyses,
+            });
+        }
+        false
     }
 
     /// DDL of the open transaction is not visible to pgveil's catalog

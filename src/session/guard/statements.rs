@@ -12,7 +12,7 @@ use super::super::wire;
 use super::refusal::{block_sql, BLOCK_STATEMENT};
 use super::{lossy, Binding, Expect, Guard, Portal, Prepared, Registration};
 use crate::analyze::plan::{BlockReason, StatementPlan};
-use crate::analyze::{PlannedStatement, SessionContext, StatementKind};
+use crate::analyze::{Analyzer, PlannedStatement, SessionContext, StatementKind};
 use std::sync::Arc;
 
 impl Guard {
@@ -78,14 +78,35 @@ impl Guard {
         let started = std::time::Instant::now();
         let inputs = &self.inputs;
         let ctx = self.analysis_ctx();
-        let (mut planned, cached) = inputs.analyzer.plan_traced(
-            sql,
-            &ctx,
-            &inputs.catalog,
-            inputs.view.as_ref(),
-            inputs.policy.version(),
-        );
+        // The analyses `needs_fresh_catalog` just looked up, when they were
+        // looked up for this text in this context and catalog.
+        let looked_up = self
+            .looked_up
+            .iter()
+            .position(|l| {
+                l.sql == sql && l.ctx == *ctx && Arc::ptr_eq(&l.catalog, &inputs.catalog)
+            });
+        let (mut planned, cached) = match looked_up {
+            Some(i) => (
+                Analyzer::plan_analysed(
+                    &self.looked_up[i].analyses,
+                    &inputs.catalog,
+                    inputs.view.as_ref(),
+                ),
+                true,
+            ),
+            None => inputs.analyzer.plan_traced(
+                sql,
+                &ctx,
+                &inputs.catalog,
+                inputs.view.as_ref(),
+                inputs.policy.version(),
+            ),
+        };
         drop(ctx);
+        if let Some(i) = looked_up {
+            self.looked_up.remove(i);
+        }
         self.analysed(started, cached);
         let inputs = &self.inputs;
         if !self.utf8 && inputs.view.is_restricted() {
