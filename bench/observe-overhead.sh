@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cost of metrics and the audit trail: pgbench through pgveil (one release
-# build, the same policy) without them and with them, in one run, runs
-# interleaved so drift on a shared machine hits both alike.
+# build, the same policy) without them and with them, and PostgreSQL direct,
+# in one run, runs interleaved so drift on a shared machine hits all alike.
 #
+#   direct: pgbench straight to PostgreSQL
 #   off:  --metrics-listen "" and no audit trail
 #   on:   /metrics served and scraped every second, --audit-log FILE (block)
 #   base: optional, BASE_BIN=/path/to/pgveil built from a commit without
@@ -83,10 +84,11 @@ start() { # name binary extra-args...
 METRICS_PORT=$(free_port)
 start off "$BIN" --metrics-listen ""
 start on "$BIN" --metrics-listen "127.0.0.1:$METRICS_PORT" --audit-log "$WORK/audit.log"
-TARGETS="off on"
+PORT[direct]=$PG_PORT
+TARGETS="direct off on"
 if [ -n "${BASE_BIN:-}" ]; then
   start base "$BASE_BIN" --metrics-listen ""
-  TARGETS="base off on"
+  TARGETS="direct base off on"
 fi
 # Prometheus-like scraping of the instrumented one during its runs.
 ( while sleep 1; do curl -s "127.0.0.1:$METRICS_PORT/metrics" >/dev/null || true; done ) >/dev/null 2>&1 &
@@ -99,23 +101,35 @@ tps() { # port workload mode
     -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 | awk '/^tps/ {print $3}'
 }
 
-printf '%-9s %-9s' workload mode
-for t in $TARGETS; do printf ' %12s' "$t tps"; done
-printf ' %10s\n' "on/off"
+# Mean TPS per target over the rounds; on/off is the ratio of the means,
+# with the range of the per-round ratios after it.
+printf '%-12s %-9s' workload mode
+for t in $TARGETS; do printf ' %10s' "$t"; done
+printf ' %8s %8s %8s  %s\n' "off/dir" "on/dir" "on/off" "on/off per round"
 for workload in select-only masked; do
   for mode in simple prepared; do
     declare -A SUM=()
+    rounds=()
     for _ in $(seq "$ROUNDS"); do
+      declare -A ROUND=()
       for t in $TARGETS; do
         v=$(tps "${PORT[$t]}" "$workload" "$mode")
+        ROUND[$t]=$v
         SUM[$t]=$(python3 -c "print(${SUM[$t]:-0} + $v)")
       done
+      rounds+=("$(python3 -c "print(f'{${ROUND[on]} / ${ROUND[off]}:.3f}')")")
+      unset ROUND
     done
-    printf '%-9s %-9s' "$workload" "$mode"
-    for t in $TARGETS; do printf ' %12.0f' "$(python3 -c "print(${SUM[$t]} / $ROUNDS)")"; done
-    printf ' %10s\n' "$(python3 -c "print(f'{${SUM[on]} / ${SUM[off]}:.3f}')")"
+    printf '%-12s %-9s' "$workload" "$mode"
+    for t in $TARGETS; do printf ' %10.0f' "$(python3 -c "print(${SUM[$t]} / $ROUNDS)")"; done
+    printf ' %8s %8s %8s  %s\n' \
+      "$(python3 -c "print(f'{${SUM[off]} / ${SUM[direct]}:.3f}')")" \
+      "$(python3 -c "print(f'{${SUM[on]} / ${SUM[direct]}:.3f}')")" \
+      "$(python3 -c "print(f'{${SUM[on]} / ${SUM[off]}:.3f}')")" \
+      "${rounds[*]}"
     unset SUM
   done
 done
-records=$(wc -l <"$WORK/audit.log")
-echo "audit records written by 'on': $records; chain: $("$BIN" audit verify "$WORK/audit.log" | head -1)"
+records=$(cat "$WORK"/audit.log* | wc -l)
+dropped=$(curl -s "127.0.0.1:$METRICS_PORT/metrics" | awk '/^pgveil_audit_records_total\{outcome="dropped"\}/ {print $2}')
+echo "audit records written by 'on': $records, dropped: ${dropped:-?}; chain: $("$BIN" audit verify "$WORK"/audit.log* | head -1)"

@@ -59,6 +59,7 @@ fn bench(c: &mut Criterion) {
     let ctx = SessionContext {
         database: "bank".into(),
         search_path: vec!["public".into()],
+        lexing: Default::default(),
     };
     let mut decisions = HashMap::new();
     decisions.insert(

@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// (records are counted and lost) [default: block].
     #[arg(long, env = "PGVEIL_AUDIT_ON_FULL")]
     pub audit_on_full: Option<String>,
+    /// Audit records held in memory while the writer catches up, before
+    /// --audit-on-full applies [default: 16384].
+    #[arg(long, env = "PGVEIL_AUDIT_QUEUE")]
+    pub audit_queue: Option<usize>,
 }
 
 /// The keys a `--config` TOML file may hold: the same names as the flags,
@@ -118,6 +122,7 @@ struct FileConfig {
     audit_log: Option<String>,
     audit_max_size: Option<u64>,
     audit_on_full: Option<String>,
+    audit_queue: Option<usize>,
 }
 
 /// How pgveil talks TLS to the upstream, with libpq's sslmode names.
@@ -326,7 +331,7 @@ fn resolve_audit(
     args: &ServeArgs,
     file: &FileConfig,
 ) -> Result<Option<crate::observe::audit::AuditSettings>, ConfigError> {
-    use crate::observe::audit::{AuditSettings, AuditTarget, OnFull};
+    use crate::observe::audit::{AuditSettings, AuditTarget, OnFull, QUEUE_CAPACITY};
     let on_full = match pick(&args.audit_on_full, &file.audit_on_full).as_deref() {
         None | Some("block") => OnFull::Block,
         Some("drop") => OnFull::Drop,
@@ -341,6 +346,10 @@ fn resolve_audit(
     if max_size < 4096 {
         return Err(invalid("audit_max_size", "must be at least 4096 bytes"));
     }
+    let queue = pick(&args.audit_queue, &file.audit_queue).unwrap_or(QUEUE_CAPACITY);
+    if queue == 0 {
+        return Err(invalid("audit_queue", "must be at least 1 record"));
+    }
     let target = match pick(&args.audit_log, &file.audit_log) {
         None => return Ok(None),
         Some(p) if p.is_empty() => return Ok(None),
@@ -351,6 +360,7 @@ fn resolve_audit(
         target,
         max_size,
         on_full,
+        queue,
     }))
 }
 

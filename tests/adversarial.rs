@@ -26,7 +26,9 @@ fn setup() -> &'static Proxy {
                 "bank",
                 "CREATE VIEW \"Év\" AS SELECT id_number AS v FROM customers;
                  CREATE TABLE \"év\" (v text); INSERT INTO \"év\" VALUES ('harmless');
-                 GRANT ALL ON \"Év\", \"év\" TO PUBLIC;",
+                 GRANT ALL ON \"Év\", \"év\" TO PUBLIC;
+                 CREATE ROLE legacy LOGIN PASSWORD 'role-pw';
+                 ALTER ROLE legacy SET standard_conforming_strings = off;",
             )
             .unwrap();
         bank::start_proxy(bank::POLICIES)
@@ -1520,5 +1522,139 @@ async fn unquoted_non_ascii_names_are_not_lower_cased() {
     // The lower-case table is still readable under its own name.
     let (ok, text) = s.visible("SELECT v FROM év").await;
     assert!(ok && text.contains("harmless"), "{text}");
+    s.finish();
+}
+
+// ---------------------------------------------------------------------------
+// standard_conforming_strings = off changes where a string ends. pgveil lexes
+// every statement under the server's current value (read when the guard
+// starts, then followed in ParameterStatus), however it was set: SET,
+// startup options, ALTER ROLE … SET.
+
+/// Texts that read as constants with the setting on, and as reads of
+/// protected columns with it off.
+const BACKSLASH_TRICKS: &[&str] = &[
+    "SELECT '\\', ' , id_number FROM customers --'",
+    "SELECT 'x\\'' , id_number FROM customers --'",
+    "SELECT '\\', ' , mobile, id_number FROM customers WHERE id > 0 --'",
+    "SELECT 1 AS a, '\\' || ' , id_number AS b FROM customers --' AS c",
+    "SELECT '\\\\\\', ' , id_number FROM customers --'",
+    "SELECT * FROM (SELECT '\\', ' , id_number AS v FROM customers) s --'",
+    "SELECT '\\';' , id_number FROM customers --'",
+    "SELECT '\\', '; SELECT id_number FROM customers --'",
+    "SELECT concat('\\'), ' , id_number) FROM customers --')",
+    "SELECT full_name FROM customers UNION ALL SELECT '\\', ' || id_number FROM customers --'",
+];
+
+/// psql with `setup` run first, then `sql`, as `user`: what it printed.
+fn psql_as(user: &str, options: &str, setup: &str, sql: &str) -> String {
+    let out = common::client_cmd("psql")
+        .args(["-X", "-At", "-c", setup, "-c", sql])
+        .arg(format!(
+            "host=127.0.0.1 port={} user={user} password={} dbname=bank options='{options}'",
+            setup_port(),
+            bank::PASSWORD
+        ))
+        .output()
+        .expect("psql");
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn setup_port() -> u16 {
+    setup().port
+}
+
+#[tokio::test]
+async fn standard_conforming_strings_off_cannot_hide_a_column() {
+    let proxy = setup();
+    // Each trick really reads the column when the setting is off: the
+    // unrestricted auditor gets the raw value.
+    let auditor = as_role("auditor").await;
+    auditor.exec("SET standard_conforming_strings = off").await;
+    for trick in BACKSLASH_TRICKS {
+        let (_, text) = auditor.visible(trick).await;
+        assert!(
+            text.contains(bank::ID_NUMBER),
+            "{trick} reads nothing: {text}"
+        );
+    }
+    // SET in the session, simple and extended protocol.
+    let s = as_role("agent").await;
+    s.exec("SET standard_conforming_strings = off").await;
+    for trick in BACKSLASH_TRICKS {
+        s.attack(trick).await;
+        if let Ok(rows) = s.c.query(*trick, &[]).await {
+            s.check(trick, &format!("{rows:?}"));
+        }
+    }
+    // Back on (RESET is reported too): the same texts are constants again.
+    s.exec("RESET standard_conforming_strings").await;
+    let (ok, text) = s.visible(BACKSLASH_TRICKS[0]).await;
+    assert!(ok, "{text}");
+    s.finish();
+    // Set at startup (options=-c) and by ALTER ROLE … SET.
+    let conn = format!(
+        "{} options='-c standard_conforming_strings=off'",
+        proxy.conn_str("agent", bank::PASSWORD, "bank")
+    );
+    let c = common::connect(&conn).await.unwrap();
+    for trick in BACKSLASH_TRICKS {
+        match c.simple_query(trick).await {
+            Ok(msgs) => assert_no_secret(trick, &simple_text(&msgs)),
+            Err(e) => assert_no_secret(trick, &error_text(&e)),
+        }
+    }
+    let legacy = as_role("legacy").await;
+    let (_, text) = legacy.visible("SHOW standard_conforming_strings").await;
+    assert!(text.contains("off"), "{text}");
+    for trick in BACKSLASH_TRICKS {
+        legacy.attack(trick).await;
+    }
+    legacy.finish();
+    // psql, which lexes backslashes itself, as a real client would.
+    for trick in BACKSLASH_TRICKS {
+        let text = psql_as("agent", "", "SET standard_conforming_strings = off", trick);
+        assert_no_secret(trick, &text);
+        let text = psql_as(
+            "dev",
+            "-c standard_conforming_strings=off",
+            "SELECT 1",
+            trick,
+        );
+        assert_no_secret(trick, &text);
+    }
+}
+
+/// Ordinary statements of a session with the setting off still work:
+/// backslashes in strings are read as the server reads them.
+#[tokio::test]
+async fn standard_conforming_strings_off_keeps_ordinary_statements_working() {
+    let s = as_role("agent").await;
+    s.exec("SET standard_conforming_strings = off").await;
+    for (sql, expected) in [
+        ("SELECT 'it\\'s' AS v", "it's"),
+        (
+            "SELECT branch FROM customers WHERE branch = 'Hang\\zhou'",
+            "Hangzhou",
+        ),
+        ("SELECT 'a\\\\b' AS v", "a\\b"),
+        (
+            "SELECT count(*) FROM customers WHERE full_name <> 'x\\'y'",
+            "2",
+        ),
+    ] {
+        let (ok, text) = s.visible(sql).await;
+        assert!(ok && text.contains(expected), "{sql}: {text}");
+    }
+    // A masked column is still masked, not refused.
+    let (ok, text) = s
+        .visible("SELECT id_number FROM customers WHERE branch = 'Hang\\zhou'")
+        .await;
+    assert!(ok, "{text}");
+    s.check("masked read", &text);
     s.finish();
 }

@@ -65,6 +65,20 @@ fn setup() -> &'static Proxy {
                  END $f$;
                  CREATE TRIGGER tickets_echo BEFORE INSERT ON public.tickets
                    FOR EACH ROW EXECUTE FUNCTION public.tickets_echo();
+                 -- User-defined operators whose function keeps and echoes
+                 -- its operands: `=` for varchar in a schema only `opsy`'s
+                 -- search_path lists (ALTER ROLE … SET), `===` in public.
+                 CREATE TABLE attack.loot (v text); GRANT ALL ON attack.loot TO PUBLIC;
+                 CREATE FUNCTION attack.keep(varchar, varchar) RETURNS bool LANGUAGE plpgsql AS $f$
+                 BEGIN INSERT INTO attack.loot VALUES ($1); RAISE NOTICE '%', $1;
+                   RETURN $1::text = $2::text; END $f$;
+                 CREATE FUNCTION attack.keep_text(text, text) RETURNS bool LANGUAGE plpgsql AS $f$
+                 BEGIN INSERT INTO attack.loot VALUES ($1); RAISE NOTICE '%', $1;
+                   RETURN $1 = $2; END $f$;
+                 CREATE OPERATOR attack.= (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = attack.keep);
+                 CREATE OPERATOR public.=== (LEFTARG = text, RIGHTARG = text, FUNCTION = attack.keep_text);
+                 CREATE ROLE opsy LOGIN PASSWORD 'role-pw' IN ROLE call_center;
+                 ALTER ROLE opsy SET search_path = attack, public;
                  CREATE FUNCTION public.card_hint(int) RETURNS text LANGUAGE plpgsql
                  SECURITY DEFINER AS $f$
                  DECLARE k cards;
@@ -200,6 +214,40 @@ async fn casts_to_domains_and_user_types_are_refused() {
     ] {
         s.refused(sql).await;
     }
+    s.finish();
+}
+
+/// PostgreSQL finds unqualified type names in the session's temporary schema
+/// before pg_catalog, and every table or view has a row type of its name: a
+/// temporary `text` would turn `mobile::text` into input of the attacker's
+/// type. Each creation is refused, and the cast afterwards stays masked.
+#[tokio::test]
+async fn temporary_objects_cannot_take_a_builtin_types_name() {
+    let s = as_role("dev").await;
+    for sql in [
+        "CREATE TEMP TABLE text (a public.varchar)",
+        "CREATE TEMPORARY TABLE int8 (a int)",
+        "CREATE TABLE pg_temp.varchar (a text)",
+        "CREATE TEMP VIEW bpchar AS SELECT 1 AS a",
+        "CREATE VIEW pg_temp.text AS SELECT 1 AS a",
+        "CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (VALUE <> '')",
+        "CREATE DOMAIN pg_temp._text AS pg_catalog.text[]",
+        "CREATE TYPE pg_temp.int4 AS (a text)",
+        "CREATE TYPE pg_temp.date AS ENUM ('a')",
+    ] {
+        s.refused(sql).await;
+    }
+    s.exec("CREATE TEMP TABLE scratch_rows (a int)").await;
+    s.refused("ALTER TABLE scratch_rows RENAME TO text").await;
+    // A search_path that puts pg_temp first makes unqualified creation
+    // temporary too.
+    s.exec("SET search_path = pg_temp, public").await;
+    s.refused("CREATE DOMAIN text AS pg_catalog.text").await;
+    s.exec("RESET search_path").await;
+    // Ordinary temporary objects still work, and the cast stays masked.
+    s.exec("CREATE TEMP TABLE scratch_more (a int)").await;
+    let (_, text) = s.attack("SELECT mobile::text FROM customers").await;
+    s.check("SELECT mobile::text FROM customers", &text);
     s.finish();
 }
 
@@ -540,4 +588,63 @@ async fn no_error_path_returns_a_protected_value() {
         }
         s.finish();
     }
+}
+
+// ---------------------------------------------------------------------------
+// Issue 11: operators run functions; a user-defined one is user code.
+
+#[tokio::test]
+async fn user_defined_operators_are_judged_as_calls_of_their_function() {
+    // `opsy` may look ID numbers up by equality, and its search_path puts
+    // a user-defined `=` for varchar first.
+    let opsy = as_role("opsy").await;
+    for sql in [
+        format!("SELECT count(*) FROM customers WHERE id_number = '{ID_NUMBER}'"),
+        "SELECT id FROM customers WHERE id_number IN ('1', '2')".into(),
+        "SELECT count(*) FROM customers WHERE id_number IS NOT DISTINCT FROM 'x'".into(),
+        "SELECT CASE id_number WHEN 'x' THEN 1 END FROM customers".into(),
+        "SELECT count(*) FROM customers WHERE id_number::varchar = 'x'".into(),
+        "SELECT count(*) FROM customers a JOIN customers b ON a.id_number = b.id_number".into(),
+    ] {
+        opsy.refused(&sql).await;
+    }
+    opsy.finish();
+    let agent = as_role("agent").await;
+    for sql in [
+        "SELECT count(*) FROM customers WHERE id_number OPERATOR(attack.=) 'x'",
+        "SELECT count(*) FROM customers WHERE id_number OPERATOR(\"attack\".=) 'x'",
+    ] {
+        agent.refused(sql).await;
+    }
+    // Without the schema on its path, `=` is PostgreSQL's.
+    let (ok, text) = agent
+        .attack(&format!(
+            "SELECT count(*) FROM customers WHERE id_number = '{ID_NUMBER}'"
+        ))
+        .await;
+    assert!(ok && text.starts_with('1'), "{text}");
+    agent.finish();
+    // `prober` may filter freely, but not run user code on the values.
+    let prober = as_role("prober").await;
+    for sql in [
+        "SELECT count(*) FROM customers WHERE mobile === '1'",
+        "SELECT count(*) FROM customers WHERE mobile OPERATOR(public.===) '1'",
+        "SELECT count(*) FROM cards WHERE card_no === ANY (ARRAY['1'])",
+        "SELECT count(*) FROM customers c JOIN cards k ON k.card_no === c.mobile",
+        "SELECT count(*) FROM customers WHERE NOT (full_name === '1')",
+        "SELECT count(*) FROM (SELECT mobile m FROM customers) s WHERE s.m === '1'",
+        "SELECT count(*) FROM customers WHERE (mobile || '') === 'x'",
+        "SELECT count(*) FROM customers GROUP BY mobile HAVING max(mobile) === 'x'",
+    ] {
+        prober.refused(sql).await;
+    }
+    let (ok, text) = prober
+        .attack("SELECT count(*) FROM customers WHERE mobile = '1' OR mobile LIKE '139%'")
+        .await;
+    assert!(ok, "{text}");
+    prober.finish();
+    let loot = cluster()
+        .psql_super_db("bank", "SELECT count(*) FROM attack.loot")
+        .unwrap();
+    assert_eq!(loot.trim(), "0", "a user operator ran on protected values");
 }

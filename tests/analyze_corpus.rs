@@ -189,6 +189,7 @@ fn ctx() -> SessionContext {
     SessionContext {
         database: "bank".into(),
         search_path: vec!["public".into()],
+        lexing: Default::default(),
     }
 }
 

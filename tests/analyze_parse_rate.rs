@@ -68,6 +68,7 @@ fn parse_rate() {
     let ctx = SessionContext {
         database: "bank".into(),
         search_path: vec!["public".into()],
+        lexing: Default::default(),
     };
     let (mut total, mut parsed, mut admitted) = (0usize, 0usize, 0usize);
     for file in &files {

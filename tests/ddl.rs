@@ -486,3 +486,127 @@ async fn search_path_changes_are_followed() {
     assert!(text.contains("****"), "{text}");
     s.finish();
 }
+
+/// An administrator's DDL through pgveil in a session that pgveil does not
+/// guard (a role that sees everything in clear) still makes masked sessions
+/// read the catalog again: a view replaced to expose a protected column is
+/// masked from the next statement on, in autocommit and after COMMIT.
+#[tokio::test]
+async fn unguarded_ddl_refreshes_masked_sessions() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mobile.yaml"),
+        "version: 1\ncolumns:\n  public.customers.mobile:\n    class: C2\n    mask: cn_mobile\n    \
+         rules:\n      - roles: [compliance]\n        action: allow\n",
+    )
+    .unwrap();
+    let policies = dir.path().to_string_lossy().into_owned();
+    let proxy = bank::start_proxy(&policies);
+    // auditor (in compliance) sees everything this policy protects: its
+    // session is relayed without analysis.
+    let admin = Session::connect(&proxy, "auditor").await;
+    let masked = Session::connect(&proxy, "dev").await;
+    admin
+        .exec("CREATE VIEW ug_v AS SELECT id, branch AS note FROM customers; GRANT SELECT ON ug_v TO dev")
+        .await;
+    let text = ok(&masked, "SELECT note FROM ug_v WHERE id = 1").await;
+    assert!(text.contains("Hangzhou"), "{text}");
+    // The new definition copies the protected column through an
+    // expression, so no RowDescription origin points at it.
+    admin
+        .exec("CREATE OR REPLACE VIEW ug_v AS SELECT id, mobile || '' AS note FROM customers")
+        .await;
+    let (_, text) = masked.attack("SELECT note FROM ug_v WHERE id = 1").await;
+    assert!(
+        !text.contains(MOBILE) && !text.contains("Hangzhou"),
+        "{text}"
+    );
+    admin
+        .exec("CREATE OR REPLACE VIEW ug_v AS SELECT id, branch AS note FROM customers")
+        .await;
+    let text = ok(&masked, "SELECT note FROM ug_v WHERE id = 1").await;
+    assert!(text.contains("Hangzhou"), "{text}");
+    admin
+        .exec("BEGIN; CREATE OR REPLACE VIEW ug_v AS SELECT id, mobile || '' AS note FROM customers; COMMIT")
+        .await;
+    let (_, text) = masked.attack("SELECT note FROM ug_v WHERE id = 1").await;
+    assert!(
+        !text.contains(MOBILE) && !text.contains("Hangzhou"),
+        "{text}"
+    );
+    admin.exec("DROP VIEW ug_v").await;
+    masked.finish();
+}
+
+/// DDL that changes nothing pgveil's catalog holds (indexes, comments,
+/// grants) needs no catalog read, in autocommit or in a transaction, and the
+/// statements after it still see every earlier change.
+#[tokio::test]
+async fn catalog_neutral_ddl_in_a_migration() {
+    let s = dev().await;
+    for sql in [
+        "CREATE TABLE cn_t (id int, v text)",
+        "CREATE INDEX ON cn_t (v)",
+        "COMMENT ON TABLE cn_t IS 'x'",
+        "INSERT INTO cn_t VALUES (1, 'one')",
+        "BEGIN",
+        "ALTER TABLE cn_t ADD COLUMN w text DEFAULT 'w1'",
+        "CREATE INDEX ON cn_t (w)",
+        "COMMENT ON COLUMN cn_t.w IS 'y'",
+        "GRANT SELECT ON cn_t TO PUBLIC",
+        "COMMIT",
+    ] {
+        ok(&s, sql).await;
+    }
+    let text = ok(&s, "SELECT v, w FROM cn_t").await;
+    assert!(text.contains("one") && text.contains("w1"), "{text}");
+    s.finish();
+}
+
+/// A masked role's statement that names a missing table, column or
+/// function, or is not valid SQL, gets PostgreSQL's own error (ORMs and
+/// migration tools branch on its SQLSTATE), never a row.
+#[tokio::test]
+async fn missing_objects_get_the_servers_error() {
+    let s = dev().await;
+    for (sql, code) in [
+        ("SELECT * FROM no_such_table", "42P01"),
+        ("SELECT mobile, no_such_column FROM customers", "42703"),
+        ("SELECT no_such_function(mobile) FROM customers", "42883"),
+        (
+            "SELECT id FROM customers WHERE no_such_column = mobile",
+            "42703",
+        ),
+        ("SELEC mobile FROM customers", "42601"),
+    ] {
+        let (ran, text) = s.attack(sql).await;
+        assert!(
+            !ran && text.contains(code) && !text.contains("pgveil"),
+            "`{sql}`: {text}"
+        );
+    }
+    // Extended protocol: the server's error comes from the Parse.
+    let err =
+        s.c.query("SELECT * FROM no_such_table", &[])
+            .await
+            .unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err}");
+    // In a transaction the error aborts it, as PostgreSQL does.
+    ok(&s, "BEGIN").await;
+    let (_, text) = s.visible("SELECT * FROM no_such_table").await;
+    assert!(text.contains("42P01"), "{text}");
+    let (_, text) = s.visible("SELECT 1").await;
+    assert!(text.contains("25P02"), "{text}");
+    ok(&s, "ROLLBACK").await;
+    // Refusals of valid statements are unchanged, and the session goes on.
+    refused(
+        &s,
+        "SELECT id FROM customers ORDER BY mobile",
+        "public.customers.mobile default",
+    )
+    .await;
+    let text = ok(&s, "SELECT branch FROM customers WHERE id = 1").await;
+    assert!(text.contains("Hangzhou"), "{text}");
+    s.finish();
+}

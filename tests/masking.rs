@@ -954,6 +954,15 @@ async fn regression_sql_shapes_run_for_masked_roles() {
     )
     .await;
     assert_eq!(text, "1|1|2|3");
+    // unnest of records with a column definition list names their fields;
+    // a field built from a protected column stays protected.
+    let text =
+        ok("SELECT q.a, q.b FROM unnest(array[row(1, 'x'::text)]) AS q(a int, b text)").await;
+    assert_eq!(text, "1|x");
+    let sql = "SELECT q.b FROM customers, unnest(array[row(id, id_number)]) AS q(a int, b varchar)";
+    let (ran, text) = visible(&c, sql).await;
+    assert_no_secret(sql, &text);
+    assert!(!ran && text.contains("pgveil"), "{text}");
 }
 
 /// All DataRows of a raw exchange, each as its column values (text).

@@ -833,3 +833,231 @@ async fn audit_chain_spans_rotated_files() {
     assert!(!ok, "{out}");
     assert!(out.contains("missing between"), "{out}");
 }
+
+/// What an operator tailing the audit file sees: the record of a statement
+/// arrives while the session and the proxy are still running (the writer
+/// does not hold records in its buffer until it fills or the proxy stops).
+#[tokio::test]
+async fn a_statement_record_reaches_the_file_while_the_session_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.log");
+    let proxy = start_proxy(&["--audit-log", audit.to_str().unwrap()]);
+    let c = as_role(&proxy, "agent").await;
+    assert_eq!(rows(&c.simple_query(AGENT_MASKED).await.unwrap()), 3);
+    let want = fp(AGENT_MASKED);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .any(|r| r["event"] == "statement" && r["fingerprint"] == want.as_str());
+        if found {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no record of the statement in the file while the session is open:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The session is still usable: nothing above needed it to end.
+    assert_eq!(rows(&c.simple_query(AGENT_MASKED).await.unwrap()), 3);
+}
+
+/// A named pipe to a log shipper that stops reading, as the audit target:
+/// the test holds the read end and decides when the writer may go on.
+struct StalledReader {
+    fifo: PathBuf,
+    file: std::fs::File,
+}
+
+impl StalledReader {
+    fn new(dir: &Path) -> StalledReader {
+        use std::os::unix::fs::OpenOptionsExt;
+        let fifo = dir.join("audit.pipe");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        // Non-blocking open of the read end: pgveil's open for writing then
+        // finds a reader and does not wait.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        // The smallest pipe: the writer stalls after a few records.
+        use std::os::fd::AsRawFd;
+        // SAFETY: fcntl on an open descriptor.
+        unsafe {
+            libc::fcntl(file.as_raw_fd(), libc::F_SETPIPE_SZ, 4096);
+        }
+        StalledReader { fifo, file }
+    }
+
+    /// Starts reading; the thread returns everything once pgveil closes the
+    /// pipe at exit.
+    fn resume(self) -> std::thread::JoinHandle<String> {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let mut file = self.file;
+        // SAFETY: fcntl on an open descriptor; clears O_NONBLOCK.
+        unsafe {
+            libc::fcntl(file.as_raw_fd(), libc::F_SETFL, 0);
+        }
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            file.read_to_string(&mut text).unwrap();
+            text
+        })
+    }
+}
+
+/// Runs `n` masked statements in one agent session, counting those done.
+fn run_statements(
+    proxy: &Proxy,
+    n: usize,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let conn = proxy.conn_str("agent", PASSWORD, "shop");
+    let counter = done.clone();
+    let task = tokio::spawn(async move {
+        let c = connect(&conn).await.unwrap();
+        for _ in 0..n {
+            assert_eq!(rows(&c.simple_query(AGENT_MASKED).await.unwrap()), 3);
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    (done, task)
+}
+
+/// Stops pgveil as an orchestrator does and waits for it to exit.
+fn stop(proxy: &mut Proxy) {
+    proxy.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "pgveil did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn audit_records(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect()
+}
+
+const STATEMENTS: usize = 1000;
+
+/// `--audit-on-full block`: when the audit reader stalls, statements wait
+/// rather than run unaudited, and every one of them is in the trail once it
+/// reads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_audit_reader_makes_statements_wait_with_on_full_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let reader = StalledReader::new(dir.path());
+    let mut proxy = start_proxy(&[
+        "--audit-log",
+        reader.fifo.to_str().unwrap(),
+        "--audit-on-full",
+        "block",
+        "--audit-queue",
+        "4",
+    ]);
+    let (done, task) = run_statements(&proxy, STATEMENTS);
+    // Progress stops short of the end: the session waits for the writer.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (usize::MAX, Instant::now());
+    loop {
+        let now = done.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            now < STATEMENTS,
+            "all statements ran while the audit was stalled"
+        );
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "progress never stopped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = scrape(&proxy);
+    assert!(
+        metrics.contains("pgveil_audit_records_total{outcome=\"dropped\"} 0"),
+        "{metrics}"
+    );
+    let output = reader.resume();
+    task.await.unwrap();
+    // The session's end record is queued before pgveil's shutdown completes.
+    stop(&mut proxy);
+    let text = output.join().unwrap();
+    let records = audit_records(&text);
+    let statements = records.iter().filter(|r| r["event"] == "statement").count();
+    assert_eq!(statements, STATEMENTS);
+    assert!(!records.iter().any(|r| r["event"] == "records_dropped"));
+    let copy = dir.path().join("audit.log");
+    std::fs::write(&copy, &text).unwrap();
+    let (ok, out) = pgveil(&["audit", "verify", copy.to_str().unwrap()]);
+    assert!(ok, "{out}");
+}
+
+/// `--audit-on-full drop`: statements go on while the audit reader stalls;
+/// the lost records are counted in a metric, logged, and marked in the
+/// chain where they are missing, so the trail itself shows the gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_audit_reader_loses_only_counted_records_with_on_full_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let reader = StalledReader::new(dir.path());
+    let mut proxy = start_proxy(&[
+        "--audit-log",
+        reader.fifo.to_str().unwrap(),
+        "--audit-on-full",
+        "drop",
+        "--audit-queue",
+        "4",
+    ]);
+    let (done, task) = run_statements(&proxy, STATEMENTS);
+    task.await.unwrap();
+    assert_eq!(done.load(std::sync::atomic::Ordering::Relaxed), STATEMENTS);
+    let samples = parse_scrape(&scrape(&proxy));
+    let dropped = samples[&key("pgveil_audit_records_total", &[("outcome", "dropped")])];
+    assert!(dropped > 0.0, "nothing dropped while the reader stalled");
+    let output = reader.resume();
+    stop(&mut proxy);
+    let text = output.join().unwrap();
+    let records = audit_records(&text);
+    let gaps: u64 = records
+        .iter()
+        .filter(|r| r["event"] == "records_dropped")
+        .map(|r| r["dropped"].as_u64().unwrap())
+        .sum();
+    let kept = records
+        .iter()
+        .filter(|r| r["event"] != "records_dropped")
+        .count() as u64;
+    // session_start + statements + session_end, each written or counted.
+    assert_eq!(kept + gaps, STATEMENTS as u64 + 2, "{text}");
+    assert!(
+        gaps as f64 >= dropped,
+        "metric {dropped}, in the file {gaps}"
+    );
+    assert!(
+        proxy.log_text().contains("audit records dropped"),
+        "{}",
+        proxy.log_text()
+    );
+    let copy = dir.path().join("audit.log");
+    std::fs::write(&copy, &text).unwrap();
+    let (ok, out) = pgveil(&["audit", "verify", copy.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let (ok, out) = pgveil(&["audit", "report", copy.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("WARNING: {gaps} audit record(s) were dropped")),
+        "{out}"
+    );
+}

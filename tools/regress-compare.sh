@@ -9,6 +9,7 @@
 #   COLUMNS_POLICY=regress tools/regress-compare.sh DIR   # + text columns of the setup tables
 #   KEEP=/tmp/out tools/regress-compare.sh DIR   # keep outputs (FILE.direct / FILE.veil)
 #   PROFILE=release ...                          # default: debug build
+#   PGVEIL=path/to/pgveil ...                    # a given binary instead of building
 #
 # Each script runs in a fresh database cloned from a template that holds the
 # classic regression tables (onek, tenk1, int4_tbl, ...) filled with
@@ -38,7 +39,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "$PROFILE" = release ]; then cargo build --release --quiet; BIN=target/release/pgveil
+if [ -n "${PGVEIL:-}" ]; then BIN=$PGVEIL
+elif [ "$PROFILE" = release ]; then cargo build --release --quiet; BIN=target/release/pgveil
 else cargo build --quiet; BIN=target/debug/pgveil; fi
 
 PG_PORT=$(free_port); VEIL_PORT=$(free_port)

@@ -159,6 +159,75 @@ pub fn is_builtin_type(name: &str) -> bool {
         .contains(name)
 }
 
+const OPERATORS_TEXT: &str = include_str!("builtin_operators_pg15.tsv");
+
+/// One operator of pg_catalog: operand types (`typname`; the left one empty
+/// for a prefix operator) and the category of the function it runs.
+#[derive(Debug, Clone)]
+struct BuiltinOperator {
+    left: String,
+    right: String,
+    category: BuiltinCategory,
+}
+
+fn operators() -> &'static HashMap<String, Vec<BuiltinOperator>> {
+    static OPERATORS: OnceLock<HashMap<String, Vec<BuiltinOperator>>> = OnceLock::new();
+    OPERATORS.get_or_init(|| parse_operators(OPERATORS_TEXT))
+}
+
+/// Operator names can start with `#`, so only `# ` starts a comment.
+fn parse_operators(text: &str) -> HashMap<String, Vec<BuiltinOperator>> {
+    let mut map: HashMap<String, Vec<BuiltinOperator>> = HashMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with("# ") && !l.is_empty())
+    {
+        let mut fields = line.split('\t');
+        let (Some(name), Some(left), Some(right), Some(schema), Some(function), Some(nargs)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next().and_then(|n| n.parse().ok()),
+        ) else {
+            continue;
+        };
+        // A function missing from the function catalogue is not trusted.
+        let category = category(schema, function, Some(nargs)).unwrap_or(BuiltinCategory::Internal);
+        map.entry(name.to_owned())
+            .or_default()
+            .push(BuiltinOperator {
+                left: left.to_owned(),
+                right: right.to_owned(),
+                category,
+            });
+    }
+    map
+}
+
+/// The category of pg_catalog's operator `name` taking exactly these
+/// operand types (`left` empty for a prefix operator); `None` when
+/// PostgreSQL 15 has no such operator.
+pub fn operator_exact(name: &str, left: &str, right: &str) -> Option<BuiltinCategory> {
+    operators()
+        .get(name)?
+        .iter()
+        .find(|o| o.left == left && o.right == right)
+        .map(|o| o.category)
+}
+
+/// The most severe category of pg_catalog's operators named `name` (prefix
+/// or infix); `None` when PostgreSQL 15 has none.
+pub fn operator_category(name: &str, prefix: bool) -> Option<BuiltinCategory> {
+    operators()
+        .get(name)?
+        .iter()
+        .filter(|o| o.left.is_empty() == prefix)
+        .map(|o| o.category)
+        .max()
+}
+
 /// Types whose input function looks an object up by name (`'t'::regclass`).
 pub const LOOKUP_TYPES: &[&str] = &[
     "regclass",
@@ -210,6 +279,33 @@ mod tests {
         );
         assert_eq!(category("pg_catalog", "no_such_function", Some(1)), None);
         assert_eq!(category("public", "upper", Some(1)), None);
+    }
+
+    #[test]
+    fn operators_are_listed_with_their_function_category() {
+        let lines = OPERATORS_TEXT
+            .lines()
+            .filter(|l| !l.starts_with("# ") && !l.is_empty())
+            .count();
+        let parsed: usize = operators().values().map(Vec::len).sum();
+        assert_eq!(lines, parsed, "every operator line parses");
+        assert!(parsed > 700);
+        // Every PostgreSQL 15 operator runs a pure function.
+        assert!(operators()
+            .values()
+            .flatten()
+            .all(|o| o.category == BuiltinCategory::Pure));
+        assert_eq!(
+            operator_exact("=", "text", "text"),
+            Some(BuiltinCategory::Pure)
+        );
+        assert_eq!(operator_exact("=", "varchar", "varchar"), None);
+        assert_eq!(
+            operator_exact("#", "int4", "int4"),
+            Some(BuiltinCategory::Pure)
+        );
+        assert_eq!(operator_category("-", true), Some(BuiltinCategory::Pure));
+        assert_eq!(operator_category("===", false), None);
     }
 
     #[test]

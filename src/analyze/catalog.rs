@@ -175,6 +175,19 @@ impl CatalogFunction {
     }
 }
 
+/// A user-defined operator (outside pg_catalog and information_schema) and
+/// the function it runs: an expression using it calls that function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CatalogOperator {
+    pub schema: String,
+    pub name: String,
+    /// `typname` of the left operand; empty for a prefix operator.
+    pub left: String,
+    pub right: String,
+    pub function_schema: String,
+    pub function_name: String,
+}
+
 /// The serialised form, also what `catalog dump` writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct CatalogData {
@@ -184,6 +197,9 @@ struct CatalogData {
     schemas: Vec<String>,
     relations: Vec<Relation>,
     functions: Vec<CatalogFunction>,
+    /// User-defined operators; read in full on every refresh (few rows).
+    #[serde(default)]
+    operators: Vec<CatalogOperator>,
     /// Snapshot the catalog was read under, for incremental refresh.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     snapshot: Option<String>,
@@ -210,12 +226,14 @@ impl Catalog {
         if !schemas.iter().any(|s| s == "pg_temp") {
             schemas.push("pg_temp".into());
         }
-        Catalog::new(
+        let mut catalog = Catalog::new(
             self.data.database.clone(),
             schemas,
             relations,
             self.data.functions.clone(),
-        )
+        );
+        catalog.data.operators = self.data.operators.clone();
+        catalog
     }
 
     /// Builds a catalog and its lookup indexes; assigns a fresh generation.
@@ -231,6 +249,7 @@ impl Catalog {
             schemas,
             relations,
             functions,
+            operators: Vec::new(),
             snapshot: None,
         })
     }
@@ -292,6 +311,14 @@ impl Catalog {
 
     pub fn functions(&self) -> &[CatalogFunction] {
         &self.data.functions
+    }
+
+    /// User-defined operators named `name`, in any schema.
+    pub fn operators_named<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a CatalogOperator> + 'a {
+        self.data.operators.iter().filter(move |o| o.name == name)
     }
 
     pub fn relation(&self, schema: &str, name: &str) -> Option<&Relation> {
@@ -487,6 +514,7 @@ impl Catalog {
             schemas,
             relations,
             functions,
+            operators: read_rows.operators,
             snapshot: Some(snapshot),
         }))
     }
@@ -508,6 +536,45 @@ async fn simple_rows(
             _ => None,
         })
         .collect())
+}
+
+/// Command tags (CommandComplete) of DDL that changes nothing a catalog
+/// holds (schemas, relations with their columns and view definitions,
+/// functions): no refresh is needed after them.
+const CATALOG_NEUTRAL_TAGS: &[&str] = &[
+    "CREATE INDEX",
+    "COMMENT",
+    "GRANT",
+    "REVOKE",
+    "SECURITY LABEL",
+    "ALTER DEFAULT PRIVILEGES",
+    "CREATE STATISTICS",
+    "ALTER STATISTICS",
+    "DROP STATISTICS",
+    "CREATE ROLE",
+    "ALTER ROLE",
+    "DROP ROLE",
+];
+
+/// True when a statement that completed with `tag` left every object a
+/// catalog holds as it was (see `CATALOG_NEUTRAL_TAGS`).
+pub fn command_is_catalog_neutral(tag: &[u8]) -> bool {
+    CATALOG_NEUTRAL_TAGS.iter().any(|t| t.as_bytes() == tag)
+}
+
+/// True when a statement that completed with `tag` may have changed what a
+/// catalog holds: schema DDL, and DO blocks (migrations run conditional DDL
+/// in them). Statements that change the schema from inside a function
+/// called by SELECT or CALL are not seen here; the catalog TTL covers them.
+pub fn command_changes_catalog(tag: &[u8]) -> bool {
+    if command_is_catalog_neutral(tag) {
+        return false;
+    }
+    tag == b"DO"
+        || tag == b"IMPORT FOREIGN SCHEMA"
+        || [&b"CREATE "[..], b"ALTER ", b"DROP "]
+            .iter()
+            .any(|p| tag.starts_with(p))
 }
 
 /// One read of the catalog: everything, or what changed since a snapshot.
@@ -685,7 +752,16 @@ impl CatalogRead {
                JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
                JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype \
-              WHERE {fn_filter}{live}"
+              WHERE {fn_filter}{live} \
+             UNION ALL SELECT 'O', n.nspname::text, o.oprname::text, coalesce(lt.typname::text, ''), \
+                    rt.typname::text, pn.nspname::text, p.proname::text, NULL \
+               FROM pg_catalog.pg_operator o \
+               JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
+               JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
+               JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+               LEFT JOIN pg_catalog.pg_type lt ON lt.oid = o.oprleft \
+               JOIN pg_catalog.pg_type rt ON rt.oid = o.oprright \
+              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
         )
     }
 }
@@ -702,6 +778,7 @@ struct ReadRows {
     relations: Vec<Relation>,
     parents: HashMap<u32, Vec<ParentRow>>,
     functions: Vec<CatalogFunction>,
+    operators: Vec<CatalogOperator>,
     live_relations: std::collections::HashSet<u32>,
     live_functions: std::collections::HashSet<u32>,
 }
@@ -801,6 +878,14 @@ impl ReadRows {
                 "L" => {
                     out.live_relations.insert(number(row, 1, "relation oid")?);
                 }
+                "O" => out.operators.push(CatalogOperator {
+                    schema: field(row, 1, "operator schema")?.to_owned(),
+                    name: field(row, 2, "operator name")?.to_owned(),
+                    left: field(row, 3, "left operand type")?.to_owned(),
+                    right: field(row, 4, "right operand type")?.to_owned(),
+                    function_schema: field(row, 5, "operator function schema")?.to_owned(),
+                    function_name: field(row, 6, "operator function")?.to_owned(),
+                }),
                 "P" => {
                     out.live_functions.insert(number(row, 1, "function oid")?);
                 }

@@ -212,6 +212,7 @@ pub fn explain_with(
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect(),
+        lexing: Default::default(),
     };
     let analyzer = Analyzer::new(16);
     let planned: Vec<PlannedStatement> = match policy {

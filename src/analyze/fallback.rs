@@ -59,6 +59,96 @@ pub struct FallbackScan {
     pub dynamic: Option<String>,
 }
 
+/// Statement kinds admitted without sqlparser's tree, judged by what
+/// PostgreSQL's tree references: reads, writes and schema changes that move
+/// no data by themselves. Anything else (DO, EXECUTE, COPY, cursors,
+/// prepared statements, function, trigger and rule definitions, SELECT
+/// INTO, NOTIFY, settings …) needs the full analysis.
+const ADMITTED_KINDS: &[&str] = &[
+    "SelectStmt",
+    "InsertStmt",
+    "UpdateStmt",
+    "DeleteStmt",
+    "MergeStmt",
+    "ExplainStmt",
+    "VariableShowStmt",
+    "TransactionStmt",
+    "CreateStmt",
+    "IndexStmt",
+    "AlterTableStmt",
+    "DropStmt",
+    "CommentStmt",
+    "GrantStmt",
+    "GrantRoleStmt",
+    "CreateSchemaStmt",
+    "CreateSeqStmt",
+    "AlterSeqStmt",
+    "TruncateStmt",
+    "LockStmt",
+    "VacuumStmt",
+    "ClusterStmt",
+    "ReindexStmt",
+    "CheckPointStmt",
+    "DiscardStmt",
+    "ListenStmt",
+    "UnlistenStmt",
+    "ClosePortalStmt",
+    "DeallocateStmt",
+    "CreateDomainStmt",
+    "CompositeTypeStmt",
+    "CreateEnumStmt",
+    "AlterEnumStmt",
+    "RenameStmt",
+    "AlterObjectSchemaStmt",
+    "AlterOwnerStmt",
+    "CreateStatsStmt",
+    "AlterStatsStmt",
+];
+
+/// Node kinds that make any statement need the full analysis: a query's
+/// rows stored (`SELECT … INTO`) or code run for each row.
+const REFUSED_NODES: &[&str] = &["IntoClause", "CreateTableAsStmt", "CallStmt", "DoStmt"];
+
+/// What PostgreSQL's tree of a statement sqlparser could not parse names:
+/// its relations, columns, functions and types (exact references, as the
+/// server reads them). Functions are judged as anywhere else: only
+/// built-ins pgveil lists and analyses through are admitted.
+pub fn from_tree(
+    pg: &super::pg_tree::PgStatement,
+    search_path: &[String],
+    catalog: &super::Catalog,
+) -> FallbackScan {
+    let refs = &pg.references;
+    let mut result = FallbackScan::default();
+    let names = refs
+        .relations
+        .iter()
+        .chain(&refs.columns)
+        .chain(&refs.functions)
+        .chain(&refs.types);
+    for name in names {
+        result
+            .words
+            .extend(name.iter().filter(|p| *p != "*").cloned());
+    }
+    if !ADMITTED_KINDS.contains(&pg.kind) {
+        result.dynamic = Some(format!("statement kind {}", pg.kind));
+        return result;
+    }
+    if let Some(node) = REFUSED_NODES.iter().find(|n| refs.kinds.contains(**n)) {
+        result.dynamic = Some((*node).to_owned());
+        return result;
+    }
+    let mut walker = super::lineage::Walker::new(catalog, search_path);
+    for function in &refs.functions {
+        let _ = walker.check_function(function, None);
+    }
+    if let Some(hazard) = walker.effects.hazards.iter().next() {
+        result.dynamic = Some(hazard.detail.clone());
+    }
+    result
+}
+
 /// Scans the tokens of a statement sqlparser could not parse.
 pub fn scan(sql: &str) -> FallbackScan {
     let mut result = FallbackScan::default();

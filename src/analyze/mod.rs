@@ -66,7 +66,9 @@ pub mod cli;
 pub mod depth;
 pub mod fallback;
 pub mod lineage;
+pub mod pg_agree;
 pub mod pg_lex;
+pub mod pg_tree;
 pub mod plan;
 pub mod policy_view;
 
@@ -92,6 +94,8 @@ pub struct SessionContext {
     pub database: String,
     /// Schemas in order, `$user` already expanded by the session.
     pub search_path: Vec<String>,
+    /// The server's settings that decide where tokens end.
+    pub lexing: pg_tree::LexSettings,
 }
 
 /// What a statement is, as far as the session's state machine cares.
@@ -183,6 +187,7 @@ struct CacheKey {
     database: String,
     search_path: Vec<String>,
     catalog_generation: u64,
+    lexing: pg_tree::LexSettings,
     /// Normalised text, or `=` + exact text for literal-sensitive entries.
     text: String,
 }
@@ -285,6 +290,7 @@ impl Analyzer {
             database: ctx.database.clone(),
             search_path: ctx.search_path.clone(),
             catalog_generation: catalog.generation(),
+            lexing: ctx.lexing,
             text: normalized.clone().unwrap_or_else(exact),
         };
         if let Some(hit) = self.cache.get(&key) {
@@ -296,10 +302,11 @@ impl Analyzer {
                 return (Arc::clone(&hit), true);
             }
         }
-        let analyses: Vec<Arc<Analysis>> = analyse_uncached(sql, &ctx.search_path, catalog)
-            .into_iter()
-            .map(Arc::new)
-            .collect();
+        let analyses: Vec<Arc<Analysis>> =
+            analyse_lexed(sql, ctx.lexing, &ctx.search_path, catalog)
+                .into_iter()
+                .map(Arc::new)
+                .collect();
         if let Some(normalized) = normalized {
             if !analyses.iter().any(|a| a.literal_sensitive) {
                 key.text = normalized;
@@ -377,21 +384,29 @@ pub enum ParseFailure {
 /// on a stack big enough to walk and drop them: the only safe way to parse
 /// text of unbounded depth (the trees are dropped before this returns).
 pub fn with_parsed<R>(sql: &str, f: impl FnOnce(Result<&[Statement], ParseFailure>) -> R) -> R {
+    with_parsed_bound(sql, |parsed, _| f(parsed))
+}
+
+/// Like [`with_parsed`], and also hands `f` the text's nesting bound.
+fn with_parsed_bound<R>(
+    sql: &str,
+    f: impl FnOnce(Result<&[Statement], ParseFailure>, usize) -> R,
+) -> R {
     let tokens = match tokens_postgres(sql) {
         Ok(tokens) => tokens,
-        Err(e) => return f(Err(ParseFailure::Syntax(e))),
+        Err(e) => return f(Err(ParseFailure::Syntax(e)), sql.len()),
     };
     let bound = depth::nesting_bound(&tokens);
     if bound > depth::MAX_NESTING {
-        return f(Err(ParseFailure::TooDeep(bound)));
+        return f(Err(ParseFailure::TooDeep(bound)), bound);
     }
     depth::with_stack_for(bound, || {
         let parsed = Parser::new(&PostgreSqlDialect {})
             .with_tokens(tokens)
             .parse_statements();
         match &parsed {
-            Ok(statements) => f(Ok(statements)),
-            Err(e) => f(Err(ParseFailure::Syntax(e.clone()))),
+            Ok(statements) => f(Ok(statements), bound),
+            Err(e) => f(Err(ParseFailure::Syntax(e.clone())), bound),
         }
     })
 }
@@ -406,8 +421,20 @@ pub fn parse_postgres(sql: &str) -> Result<Vec<Statement>, sqlparser::parser::Pa
         .parse_statements()
 }
 
-/// Analyses every statement of `sql` without the cache.
+/// Analyses every statement of `sql` without the cache, lexed with the
+/// server's default settings.
 pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) -> Vec<Analysis> {
+    analyse_lexed(sql, pg_tree::LexSettings::default(), search_path, catalog)
+}
+
+/// Analyses every statement of `sql` as the server reads it under
+/// `lexing`, without the cache.
+pub fn analyse_lexed(
+    sql: &str,
+    lexing: pg_tree::LexSettings,
+    search_path: &[String],
+    catalog: &Catalog,
+) -> Vec<Analysis> {
     if let Some(kind) = fallback::quick_kind(sql) {
         return vec![Analysis::new(match kind {
             QuickKind::Transaction => StatementKind::Transaction,
@@ -415,26 +442,128 @@ pub fn analyse_uncached(sql: &str, search_path: &[String], catalog: &Catalog) ->
             QuickKind::Show => StatementKind::Show,
         })];
     }
-    with_parsed(sql, |parsed| match parsed {
-        Ok(statements) => statements
-            .iter()
-            .map(|s| analyse_statement(s, search_path, catalog))
-            .collect(),
+    // sqlparser lexes as with standard_conforming_strings on: it reads a
+    // spelling of the text that the server would read alike.
+    let Some(text) = pg_tree::text_for_sqlparser(sql, lexing) else {
+        return vec![misunderstood(
+            "PostgreSQL's parser rejects it under standard_conforming_strings = off".into(),
+        )];
+    };
+    with_parsed_bound(&text, |parsed, bound| match parsed {
+        Ok(statements) => {
+            let mut analyses: Vec<Analysis> = statements
+                .iter()
+                .map(|s| analyse_statement(s, search_path, catalog))
+                .collect();
+            // The check runs on the text as the client sent it, under the
+            // session's settings: it also checks the respelling above.
+            match pg_tree::parse(sql, lexing, bound) {
+                Ok(pg) if pg.len() == statements.len() => {
+                    for ((analysis, statement), pg) in analyses.iter_mut().zip(statements).zip(&pg)
+                    {
+                        if let Some(what) = pg_agree::disagreement(statement, &pg.references) {
+                            analysis.effects.hazard(
+                                HazardRule::Misunderstood,
+                                format!(
+                                    "PostgreSQL's parser reads a {what} that pgveil's does not"
+                                ),
+                            );
+                        }
+                    }
+                }
+                Ok(pg) => {
+                    let detail = format!(
+                        "PostgreSQL's parser reads {} statements where pgveil's reads {}",
+                        pg.len(),
+                        statements.len()
+                    );
+                    for analysis in &mut analyses {
+                        analysis
+                            .effects
+                            .hazard(HazardRule::Misunderstood, detail.clone());
+                    }
+                }
+                Err(e) => {
+                    for analysis in &mut analyses {
+                        analysis
+                            .effects
+                            .hazard(HazardRule::Misunderstood, e.to_string());
+                    }
+                }
+            }
+            analyses
+        }
         // Find which statements fail (or are too deep), so the others keep
-        // their analysis.
-        Err(_) => fallback::split_statements(sql)
-            .into_iter()
-            .map(|piece| analyse_piece(piece, search_path, catalog))
-            .collect(),
+        // their analysis; split where the server splits.
+        Err(_) => match pg_tree::split(sql, lexing, bound) {
+            Some(pieces) => pieces
+                .into_iter()
+                .map(|piece| analyse_piece(piece, lexing, search_path, catalog))
+                .collect(),
+            None => vec![match pg_tree::parse(sql, lexing, bound) {
+                Err(e) => misunderstood(e.to_string()),
+                Ok(_) => misunderstood("PostgreSQL's parser could not split it".into()),
+            }],
+        },
     })
 }
 
-/// Analyses one statement of a string that did not parse as a whole.
-fn analyse_piece(piece: &str, search_path: &[String], catalog: &Catalog) -> Analysis {
-    with_parsed(piece, |parsed| match parsed {
-        Ok([statement]) => analyse_statement(statement, search_path, catalog),
+/// A statement pgveil cannot read as the server does: blocked for masked
+/// roles; the catalog is refreshed after it (it may be DDL).
+fn misunderstood(detail: String) -> Analysis {
+    let mut analysis = Analysis::new(StatementKind::Unparsed { ddl: true });
+    analysis.effects.hazard(HazardRule::Misunderstood, detail);
+    analysis
+}
+
+/// Analyses one statement (as the server split it) of a string that did
+/// not parse as a whole.
+fn analyse_piece(
+    piece: &str,
+    lexing: pg_tree::LexSettings,
+    search_path: &[String],
+    catalog: &Catalog,
+) -> Analysis {
+    let Some(text) = pg_tree::text_for_sqlparser(piece, lexing) else {
+        return misunderstood(
+            "PostgreSQL's parser rejects it under standard_conforming_strings = off".into(),
+        );
+    };
+    with_parsed_bound(&text, |parsed, bound| match parsed {
+        Ok([statement]) => {
+            let mut analysis = analyse_statement(statement, search_path, catalog);
+            match pg_tree::parse(piece, lexing, bound) {
+                Ok(pg) if pg.len() == 1 => {
+                    if let Some(what) = pg_agree::disagreement(statement, &pg[0].references) {
+                        analysis.effects.hazard(
+                            HazardRule::Misunderstood,
+                            format!("PostgreSQL's parser reads a {what} that pgveil's does not"),
+                        );
+                    }
+                }
+                Ok(_) => analysis.effects.hazard(
+                    HazardRule::Misunderstood,
+                    "PostgreSQL's parser reads another number of statements",
+                ),
+                Err(e) => analysis
+                    .effects
+                    .hazard(HazardRule::Misunderstood, e.to_string()),
+            }
+            analysis
+        }
         Err(ParseFailure::TooDeep(depth)) => too_deep(depth),
         _ => {
+            // sqlparser cannot read it: judged by what PostgreSQL's tree
+            // references.
+            let pg = match pg_tree::parse(piece, lexing, bound) {
+                Ok(mut pg) if pg.len() == 1 => pg.remove(0),
+                Ok(_) => {
+                    return misunderstood(
+                        "PostgreSQL's parser reads another number of statements".into(),
+                    )
+                }
+                Err(e) => return misunderstood(e.to_string()),
+            };
             let kind = match fallback::set_schema(piece) {
                 // SET SCHEMA 'x' is search_path under another name.
                 Some(schema) => StatementKind::SetSearchPath {
@@ -445,7 +574,7 @@ fn analyse_piece(piece: &str, search_path: &[String], catalog: &Catalog) -> Anal
                 },
             };
             let mut analysis = Analysis::new(kind);
-            analysis.fallback = Some(fallback::scan(piece));
+            analysis.fallback = Some(fallback::from_tree(&pg, search_path, catalog));
             analysis.literal_sensitive = true;
             analysis
         }
@@ -667,6 +796,7 @@ fn walk_statement(
             if create.temporary {
                 temp_shadow_check(walker, &create.name, catalog, search_path);
             }
+            temp_type_shadow_check(walker, &create.name, create.temporary, search_path);
             if let Some(query) = &create.query {
                 let outputs = walker.query(query);
                 for output in &outputs {
@@ -695,6 +825,7 @@ fn walk_statement(
             if view.temporary {
                 temp_shadow_check(walker, &view.name, catalog, search_path);
             }
+            temp_type_shadow_check(walker, &view.name, view.temporary, search_path);
             // The view is analysed again whenever it is read; here only its
             // filters count (a view is a stored oracle otherwise). A
             // materialized view stores its rows, like CREATE TABLE AS.
@@ -711,8 +842,12 @@ fn walk_statement(
                     ast::AlterTableOperation::RenameColumn {
                         old_column_name, ..
                     } => walker.rename(&alter.name, Some(old_column_name)),
-                    ast::AlterTableOperation::RenameTable { .. } => {
-                        walker.rename(&alter.name, None)
+                    ast::AlterTableOperation::RenameTable { table_name } => {
+                        walker.rename(&alter.name, None);
+                        let (ast::RenameTableNameKind::As(new_name)
+                        | ast::RenameTableNameKind::To(new_name)) = table_name;
+                        // Whether the table is temporary is not known here.
+                        temp_type_shadow_check(walker, new_name, true, search_path);
                     }
                     _ => {}
                 }
@@ -803,8 +938,13 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::CreateDomain(domain) => {
+            temp_type_shadow_check(walker, &domain.name, false, search_path);
             attached_functions(walker, &domain.default, "a domain default");
             attached_functions(walker, &domain.constraints, "a domain check");
+            (K::Ddl, Vec::new())
+        }
+        Statement::CreateType { name, .. } => {
+            temp_type_shadow_check(walker, name, false, search_path);
             (K::Ddl, Vec::new())
         }
         Statement::CreateRule(_) => {
@@ -827,7 +967,6 @@ fn walk_statement(
         | Statement::DropOperatorFamily(_)
         | Statement::CreateSchema { .. }
         | Statement::CreateSequence { .. }
-        | Statement::CreateType { .. }
         | Statement::CreateExtension(_)
         | Statement::DropExtension(_)
         | Statement::CreateRole(_)
@@ -1011,6 +1150,44 @@ fn temp_shadow_check(
             format!(
                 "temporary {bare} would shadow {}.{}",
                 shadowed.schema, shadowed.name
+            ),
+        );
+    }
+}
+
+/// PostgreSQL looks up an unqualified type name in the session's temporary
+/// schema before pg_catalog (unless the search_path lists pg_temp later), and
+/// every table or view brings a row type of its own name. A temporary `text`
+/// table or `int8` domain would turn `phone::text` from a copy into input
+/// of the attacker's type, running its checks on the clear value; pgveil's
+/// catalog never sees temporary types, so such names are refused outright.
+/// `temporary` is what the statement says; a `pg_temp` schema, given or
+/// first on the search_path, counts the same.
+fn temp_type_shadow_check(
+    walker: &mut Walker<'_>,
+    name: &ast::ObjectName,
+    temporary: bool,
+    search_path: &[String],
+) {
+    let full = names(name);
+    let (schema, bare) = match full.rsplit_once('.') {
+        Some((schema, bare)) => (Some(schema), bare),
+        None => (None, full.as_str()),
+    };
+    let in_temp = temporary
+        || match schema {
+            Some(schema) => schema.starts_with("pg_temp"),
+            None => search_path
+                .first()
+                .is_some_and(|s| s.starts_with("pg_temp")),
+        };
+    let type_name = bare.strip_prefix('_').unwrap_or(bare);
+    if in_temp && builtins::is_builtin_type(type_name) {
+        walker.effects.hazard(
+            HazardRule::Unanalysable,
+            format!(
+                "a temporary object named {bare} would replace the built-in type {bare} in casts; \
+                 choose another name"
             ),
         );
     }

@@ -134,6 +134,11 @@ pub(crate) fn derive(
                 "qualify names with their schema instead of changing search_path"
             }
             HazardRule::DynamicSql => "run the query itself so pgveil can analyse it",
+            HazardRule::Misunderstood => {
+                "pgveil reads this statement differently from PostgreSQL (escapes in names or \
+                 strings, standard_conforming_strings off, unusual syntax): spell it plainly; \
+                 pgveil_statements_misunderstood_total counts these"
+            }
             HazardRule::UnlistedFunction => {
                 "pgveil trusts only the PostgreSQL 15 built-in functions it lists \
                  (src/analyze/builtins_pg15.tsv); call a listed function instead"

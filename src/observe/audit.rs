@@ -13,7 +13,7 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,8 +25,16 @@ use super::Metrics;
 /// `prev` of the very first record of a chain.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Records waiting for the writer before `--audit-on-full` applies.
+/// Records waiting for the writer before `--audit-on-full` applies, unless
+/// `--audit-queue` says otherwise.
 pub const QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// How long the writer lets records gather after a burst before it looks
+/// again: bounds wake-ups at high rates; a quiet queue is flushed at once.
+const LINGER: Duration = Duration::from_millis(5);
+
+/// Under continuous load, written records reach the file at least this often.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
 /// Where audit records go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +58,8 @@ pub struct AuditSettings {
     /// Size at which the file is rotated.
     pub max_size: u64,
     pub on_full: OnFull,
+    /// Records the queue holds before `on_full` applies.
+    pub queue: usize,
 }
 
 /// What a record is about.
@@ -59,6 +69,9 @@ pub enum Event {
     SessionStart,
     Statement,
     SessionEnd,
+    /// Records lost to a full queue (`--audit-on-full drop`) since the
+    /// previous record: the gap is in the chain itself, not only in metrics.
+    RecordsDropped,
 }
 
 /// Who a session is, repeated in each of its records so every line stands
@@ -106,6 +119,9 @@ pub struct Record {
     pub end_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statements: Option<u64>,
+    /// records_dropped: how many records were lost here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
     /// Hex SHA-256 of the previous line (without its newline).
     pub prev: String,
 }
@@ -131,6 +147,7 @@ impl Record {
             rule: None,
             end_reason: None,
             statements: None,
+            dropped: None,
             prev: String::new(),
         }
     }
@@ -159,6 +176,8 @@ pub struct AuditLog {
     on_full: OnFull,
     metrics: Arc<Metrics>,
     last_drop_warning: Arc<AtomicU64>,
+    /// Dropped since the writer last recorded a gap; shared with it.
+    unrecorded_drops: Arc<AtomicU64>,
 }
 
 impl AuditLog {
@@ -185,6 +204,7 @@ impl AuditLog {
             .audit_records
             .with_label_values(&["dropped"])
             .inc();
+        self.unrecorded_drops.fetch_add(1, Ordering::Relaxed);
         // One warning per 10 s is enough to be noticed without flooding.
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -229,8 +249,10 @@ pub fn start(
     for outcome in ["written", "dropped"] {
         metrics.audit_records.with_label_values(&[outcome]);
     }
-    let (tx, mut rx) = mpsc::channel::<Record>(QUEUE_CAPACITY);
+    let (tx, mut rx) = mpsc::channel::<Record>(settings.queue.max(1));
     let writer_metrics = metrics.clone();
+    let unrecorded_drops = Arc::new(AtomicU64::new(0));
+    let drops = unrecorded_drops.clone();
     let thread = std::thread::Builder::new()
         .name("pgveil-audit".into())
         .spawn(move || {
@@ -238,15 +260,32 @@ pub fn start(
             let written = m.audit_records.with_label_values(&["written"]);
             while let Some(first) = rx.blocking_recv() {
                 let mut next = Some(first);
-                // Write what is queued, then flush once.
-                while let Some(record) = next {
-                    sink.append(record, &m);
-                    written.inc();
-                    next = rx.try_recv().ok();
+                let mut flushed = Instant::now();
+                loop {
+                    while let Some(record) = next {
+                        // Drops happen only while the queue is full, so the
+                        // gap is noted before the records that follow it.
+                        sink.note_drops(&drops, &m);
+                        sink.append(record, &m);
+                        written.inc();
+                        next = rx.try_recv().ok();
+                    }
+                    m.audit_queue.set(rx.len() as i64);
+                    if flushed.elapsed() >= FLUSH_EVERY {
+                        sink.flush(&m);
+                        flushed = Instant::now();
+                    }
+                    // Under load, let records queue for a moment instead of
+                    // having every session wake this thread for each one.
+                    std::thread::sleep(LINGER);
+                    match rx.try_recv() {
+                        Ok(r) => next = Some(r),
+                        Err(_) => break,
+                    }
                 }
-                m.audit_queue.set(rx.len() as i64);
                 sink.flush(&m);
             }
+            sink.note_drops(&drops, &m);
             sink.flush(&m);
             tracing::info!(
                 seq = sink.seq,
@@ -260,6 +299,7 @@ pub fn start(
             on_full: settings.on_full,
             metrics,
             last_drop_warning: Arc::new(AtomicU64::new(0)),
+            unrecorded_drops,
         },
         AuditWriter { thread },
     ))
@@ -271,6 +311,8 @@ struct Sink {
     out: BufWriter<Box<dyn Write + Send>>,
     size: u64,
     max_size: u64,
+    /// A regular file: rotated by size. A pipe or device is written as is.
+    rotatable: bool,
     /// Seq of the last record written.
     seq: u64,
     /// Hash of the last line written.
@@ -279,10 +321,21 @@ struct Sink {
 
 impl Sink {
     fn open(settings: &AuditSettings) -> io::Result<Sink> {
+        let mut rotatable = false;
         let (out, size, seq, prev): (Box<dyn Write + Send>, u64, u64, String) =
             match &settings.target {
                 AuditTarget::Stdout => (Box::new(io::stdout()), 0, 0, GENESIS.to_string()),
+                // A named pipe to a log shipper (or a device): it cannot be
+                // read back for the chain head nor renamed to rotate; the
+                // chain starts anew and the reader keeps the files.
+                AuditTarget::File(path)
+                    if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_file()) =>
+                {
+                    let file = OpenOptions::new().append(true).open(path)?;
+                    (Box::new(file), 0, 0, GENESIS.to_string())
+                }
                 AuditTarget::File(path) => {
+                    rotatable = true;
                     let (seq, prev, needs_newline) = recover_chain(path)?;
                     let mut file = OpenOptions::new().create(true).append(true).open(path)?;
                     if needs_newline {
@@ -299,6 +352,7 @@ impl Sink {
             out: BufWriter::with_capacity(64 * 1024, out),
             size,
             max_size: settings.max_size,
+            rotatable,
             seq,
             prev,
         })
@@ -336,9 +390,29 @@ impl Sink {
         self.seq = record.seq;
         self.prev = line_hash(&line);
         self.size += line.len() as u64 + 1;
-        if self.size >= self.max_size {
+        if self.rotatable && self.size >= self.max_size {
             self.rotate(m);
         }
+    }
+
+    /// Writes a `records_dropped` record if sessions dropped any since the
+    /// last one.
+    fn note_drops(&mut self, drops: &AtomicU64, m: &Metrics) {
+        let n = drops.swap(0, Ordering::Relaxed);
+        if n == 0 {
+            return;
+        }
+        let process = SessionIdentity {
+            session: String::new(),
+            client: String::new(),
+            role: String::new(),
+            policy_roles: Vec::new(),
+            database: String::new(),
+            application: String::new(),
+        };
+        let mut r = Record::new(Event::RecordsDropped, &process);
+        r.dropped = Some(n);
+        self.append(r, m);
     }
 
     fn flush(&mut self, m: &Metrics) {
@@ -517,6 +591,7 @@ mod tests {
             target: AuditTarget::File(path.clone()),
             max_size: 4096,
             on_full: OnFull::Block,
+            queue: QUEUE_CAPACITY,
         };
         write_records(&settings, 30).await;
         // A restart continues the chain of the files already there.
@@ -547,6 +622,7 @@ mod tests {
             on_full: OnFull::Drop,
             metrics: metrics.clone(),
             last_drop_warning: Arc::new(AtomicU64::new(0)),
+            unrecorded_drops: Arc::new(AtomicU64::new(0)),
         };
         for _ in 0..3 {
             log.send(Record::new(Event::SessionStart, &who())).await;

@@ -242,8 +242,19 @@ impl FrameCount {
     }
 }
 
+/// The series of one protected column for this session's role.
+struct ColumnCounters {
+    column: String,
+    class: Option<String>,
+    decision: Decision,
+    mask: Option<String>,
+    read: IntCounter,
+    cells: Option<IntCounter>,
+}
+
 /// The metric handles and labels of one session, resolved once.
 pub struct SessionMeter {
+    columns: Vec<ColumnCounters>,
     metrics: Arc<Metrics>,
     database: String,
     role: String,
@@ -265,6 +276,7 @@ impl SessionMeter {
         let result_sets = Outcome::ALL.map(|o| of(&metrics.result_sets, o));
         let rows = Outcome::ALL.map(|o| of(&metrics.rows, o));
         SessionMeter {
+            columns: Vec::new(),
             result_sets,
             rows,
             database,
@@ -326,23 +338,20 @@ impl SessionMeter {
             m.statements_blocked
                 .with_label_values(&[&self.database, &self.role, rule])
                 .inc();
+            if rule == crate::analyze::lineage::MISUNDERSTOOD_RULE {
+                m.statements_misunderstood.inc();
+            }
         }
         let note = ev.note.as_ref()?;
         if matches!(ev.outcome, Outcome::Clear | Outcome::Masked) && ev.rows > 0 {
             for c in note.columns.iter().filter(|c| c.outputs > 0) {
-                let class = c.class.as_deref().unwrap_or("");
-                let decision = match c.decision {
-                    Decision::Masked if ev.outcome == Outcome::Masked => Decision::Masked,
-                    Decision::Denied => continue,
-                    d => d,
-                };
-                m.protected_rows_read
-                    .with_label_values(&[&self.role, &c.column, class, decision.label()])
-                    .inc_by(ev.rows);
-                if decision == Decision::Masked {
-                    m.cells_masked
-                        .with_label_values(&[&c.column, c.mask.as_deref().unwrap_or(""), class])
-                        .inc_by(ev.rows * u64::from(c.outputs));
+                if c.decision == Decision::Denied {
+                    continue;
+                }
+                let counters = self.column_counters(c);
+                counters.read.inc_by(ev.rows);
+                if let Some(cells) = &counters.cells {
+                    cells.inc_by(ev.rows * u64::from(c.outputs));
                 }
             }
         }
@@ -361,6 +370,52 @@ impl SessionMeter {
         r.outcome = Some(ev.outcome);
         r.rule = ev.rule;
         Some(r)
+    }
+
+    /// The series of one protected column, resolved once per session: the
+    /// shared label map is not consulted per statement.
+    fn column_counters(&mut self, c: &ColumnTouch) -> &ColumnCounters {
+        let found = self.columns.iter().position(|k| {
+            k.column == c.column
+                && k.decision == c.decision
+                && k.mask == c.mask
+                && k.class == c.class
+        });
+        let i = match found {
+            Some(i) => i,
+            None => {
+                let m = &self.metrics;
+                let class = c.class.as_deref().unwrap_or("");
+                let read = m.protected_rows_read.with_label_values(&[
+                    &self.role,
+                    &c.column,
+                    class,
+                    c.decision.label(),
+                ]);
+                let cells = (c.decision == Decision::Masked).then(|| {
+                    m.cells_masked.with_label_values(&[
+                        &c.column,
+                        c.mask.as_deref().unwrap_or(""),
+                        class,
+                    ])
+                });
+                // Bounded by the policy's columns and masks; a reload that
+                // changes many masks only adds a few entries.
+                if self.columns.len() >= 1024 {
+                    self.columns.clear();
+                }
+                self.columns.push(ColumnCounters {
+                    column: c.column.clone(),
+                    class: c.class.clone(),
+                    decision: c.decision,
+                    mask: c.mask.clone(),
+                    read,
+                    cells,
+                });
+                self.columns.len() - 1
+            }
+        };
+        &self.columns[i]
     }
 
     /// A record of this session, stamped now.

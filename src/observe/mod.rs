@@ -73,6 +73,9 @@ pub struct Metrics {
     pub protected_rows_read: IntCounterVec,
     /// `{database,role,rule}`.
     pub statements_blocked: IntCounterVec,
+    /// Statements blocked because pgveil's parser and PostgreSQL's read
+    /// them differently (each one a difference to find and fix).
+    pub statements_misunderstood: IntCounter,
     /// Notification payloads in which detected values were starred out.
     pub notifications_redacted: IntCounter,
     /// `{cache}`: hit or miss of the analysis cache.
@@ -220,6 +223,11 @@ impl Metrics {
                 "pgveil_statements_blocked_total",
                 "Statements rejected with 42501 because the policy forbids them, by rule",
                 &["database", "role", "rule"],
+            ),
+            statements_misunderstood: counter(
+                &r,
+                "pgveil_statements_misunderstood_total",
+                "Statements blocked because pgveil's parser and PostgreSQL's read them differently",
             ),
             notifications_redacted: counter(
                 &r,

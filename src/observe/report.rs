@@ -54,6 +54,9 @@ pub struct Report {
     pub blocked: Vec<BlockedRow>,
     /// Lines that were not audit records (see `pgveil audit verify`).
     pub skipped_lines: u64,
+    /// Records the proxy dropped in the period (`--audit-on-full drop`): the
+    /// figures above may miss that many statements.
+    pub dropped_records: u64,
 }
 
 fn column_matches(filter: &str, column: &str) -> bool {
@@ -104,6 +107,19 @@ pub fn build(files: &[PathBuf], filter: &ReportFilter) -> Result<Report, String>
                 report.skipped_lines += 1;
                 continue;
             };
+            if r.event == Event::RecordsDropped {
+                // Whose records were lost is unknown: counted whatever the
+                // role or column filter, within the time filter.
+                let within = ReportFilter {
+                    role: None,
+                    column: None,
+                    ..filter.clone()
+                };
+                if within.admits(&r) {
+                    report.dropped_records += r.dropped.unwrap_or(0);
+                }
+                continue;
+            }
             if r.event != Event::Statement || !filter.admits(&r) {
                 continue;
             }
@@ -255,6 +271,13 @@ pub fn render_text(report: &Report) -> String {
         out.push_str(&table(
             &["ROLE", "RULE", "STATEMENTS", "FIRST", "LAST"],
             &rows,
+        ));
+    }
+    if report.dropped_records > 0 {
+        out.push_str(&format!(
+            "\nWARNING: {} audit record(s) were dropped in this period (--audit-on-full drop); \
+             the figures above may miss that many statements.\n",
+            report.dropped_records
         ));
     }
     if report.skipped_lines > 0 {

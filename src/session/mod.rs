@@ -108,6 +108,11 @@ struct Conversation {
     simple: bool,
     /// The server is reading COPY data: it ignores the client's Syncs.
     copy_in: bool,
+    /// Schema DDL completed in the current transaction (by any session,
+    /// guarded or not): the shared catalog is stale once it ends.
+    schema_changed: bool,
+    /// That transaction ended: the relay drops the shared catalog.
+    schema_committed: bool,
 }
 
 impl Conversation {
@@ -119,6 +124,8 @@ impl Conversation {
             syncs_since_execute: 0,
             simple: false,
             copy_in: false,
+            schema_changed: false,
+            schema_committed: false,
         }
     }
 
@@ -158,6 +165,10 @@ impl Conversation {
 
     fn server_ready(&mut self, status: u8) {
         self.tx_status = status;
+        if status == b'I' && self.schema_changed {
+            self.schema_changed = false;
+            self.schema_committed = true;
+        }
         self.awaiting_ready = self.awaiting_ready.saturating_sub(1);
     }
 
@@ -358,6 +369,14 @@ async fn relay_messages(
                 let started = std::time::Instant::now();
                 match frame_server(&mut sbuf, &mut state, &mut upstream_sent_fatal, &mut framed) {
                     Ok(frames) => {
+                        // Schema DDL of any session through pgveil, guarded
+                        // or not (an administrator replacing a view): masked
+                        // sessions must not plan against the old catalog.
+                        if std::mem::take(&mut state.schema_committed) {
+                            if let Some(rt) = runtime {
+                                rt.invalidate_catalog(&masking.database, false);
+                            }
+                        }
                         let out = match masking.guard.as_mut() {
                             Some(g) => {
                                 let mut out = BytesMut::with_capacity(frames.len() + 64);
@@ -663,7 +682,7 @@ impl Masking {
                     .catalog(&self.database)
                     .await
                     .map_err(policy_unavailable)?;
-                let search_path = probe_search_path(server, sbuf, &self.user, early)
+                let (search_path, settings) = probe_session(server, sbuf, &self.user, early)
                     .await
                     .map_err(|m| ProxyError::fatal("08006", m))?;
                 self.base_generation = Some(catalog.generation());
@@ -679,10 +698,17 @@ impl Masking {
                     SessionContext {
                         database: self.database.clone(),
                         search_path,
+                        lexing: Default::default(),
                     },
                 ));
                 if let Some(g) = &mut self.guard {
                     g.record_fingerprints(self.audited);
+                    // Set before the guard saw them: at startup (options,
+                    // ALTER ROLE … SET) or earlier in this session.
+                    g.set_client_encoding(settings.client_encoding.as_bytes());
+                    g.set_standard_conforming_strings(
+                        settings.standard_conforming_strings.as_bytes(),
+                    );
                 }
             }
             None if restricted => {
@@ -754,6 +780,49 @@ async fn probe_search_path(
     });
     let value = String::from_utf8_lossy(&value.unwrap_or_default()).into_owned();
     Ok(split_search_path(&value, user))
+}
+
+/// The settings a guard needs when it starts: what the session was given
+/// before pgveil watched its ParameterStatus messages.
+struct SessionSettings {
+    client_encoding: String,
+    standard_conforming_strings: String,
+}
+
+/// Asks the server for the session's search_path and lexing settings in
+/// one round trip, when a guard starts.
+async fn probe_session(
+    server: &mut Stream,
+    sbuf: &mut BytesMut,
+    user: &str,
+    early: &mut BytesMut,
+) -> Result<(Vec<String>, SessionSettings), String> {
+    let (rows, failed) = internal_query(
+        server,
+        sbuf,
+        early,
+        "SELECT pg_catalog.current_setting('search_path'), \
+         pg_catalog.current_setting('client_encoding'), \
+         pg_catalog.current_setting('standard_conforming_strings')",
+    )
+    .await?;
+    let values: Option<Vec<String>> = rows.last().and_then(|msg| {
+        let fields = wire::data_row(msg)?;
+        fields
+            .iter()
+            .map(|f| f.map(|b| String::from_utf8_lossy(b).into_owned()))
+            .collect()
+    });
+    match values.as_deref() {
+        Some([path, encoding, standard]) if !failed => Ok((
+            split_search_path(path, user),
+            SessionSettings {
+                client_encoding: encoding.clone(),
+                standard_conforming_strings: standard.clone(),
+            },
+        )),
+        _ => Err("pgveil could not read the session's settings (search_path, client_encoding, standard_conforming_strings)".into()),
+    }
 }
 
 /// Reads the relations of the session's temporary schema, with their
@@ -934,7 +1003,13 @@ fn frame_server(
                 match msg[0] {
                     b'Z' if len == 6 => state.server_ready(msg[5]),
                     b'G' => state.server_copy_in(),
-                    b'C' => state.copy_in = false,
+                    b'C' => {
+                        state.copy_in = false;
+                        if crate::analyze::catalog::command_changes_catalog(wire::command_tag(msg))
+                        {
+                            state.schema_changed = true;
+                        }
+                    }
                     b'E' => {
                         state.copy_in = false;
                         let (_, severity) = codec::error_fields(msg);

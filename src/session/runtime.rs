@@ -104,7 +104,11 @@ impl MaskingRuntime {
             .dbname(database)
             .application_name("pgveil catalog")
             // Never queue behind a session's DDL: fail and retry instead.
-            .options("-c lock_timeout=5s -c statement_timeout=60s")
+            // The refresh query is prepared once; a generic plan keeps its
+            // Bind from planning it again on every refresh.
+            .options(
+                "-c lock_timeout=5s -c statement_timeout=60s -c plan_cache_mode=force_generic_plan",
+            )
             .connect_timeout(Duration::from_secs(10));
         if let Some(pw) = &self.catalog_password {
             config.password(pw);

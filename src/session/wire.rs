@@ -142,6 +142,17 @@ pub fn encode_close(out: &mut BytesMut, kind: u8, name: &[u8]) {
 }
 
 /// Flush: the server sends what it has buffered, and answers nothing.
+pub fn encode_execute(out: &mut BytesMut, portal: &[u8]) {
+    message(out, b'E', |o| {
+        put_cstr(o, portal);
+        o.put_i32(0);
+    });
+}
+
+pub fn encode_sync(out: &mut BytesMut) {
+    message(out, b'S', |_| {});
+}
+
 pub fn encode_flush(out: &mut BytesMut) {
     message(out, b'H', |_| {});
 }
@@ -254,6 +265,13 @@ pub fn encode_notice_fields(out: &mut BytesMut, ty: u8, fields: &[(u8, Vec<u8>)]
         }
         o.put_u8(0);
     });
+}
+
+/// The command tag of a CommandComplete message ("CREATE TABLE", "INSERT 0 1").
+pub fn command_tag(msg: &[u8]) -> &[u8] {
+    let body = msg.get(5..).unwrap_or_default();
+    let end = body.iter().position(|&b| b == 0).unwrap_or(body.len());
+    &body[..end]
 }
 
 #[cfg(test)]

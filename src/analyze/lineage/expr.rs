@@ -17,6 +17,7 @@ impl Walker<'_> {
     /// Records a boolean condition's column uses.
     pub(crate) fn predicate(&mut self, expr: &Expr) {
         use ast::BinaryOperator as Op;
+        self.operators_of(expr);
         match expr {
             Expr::Nested(inner) => self.predicate(inner),
             Expr::UnaryOp {
@@ -112,6 +113,7 @@ impl Walker<'_> {
     /// comparisons, subquery filters) are recorded as uses.
     pub(crate) fn expr(&mut self, expr: &Expr) -> Sources {
         use ast::BinaryOperator as Op;
+        self.operators_of(expr);
         match expr {
             Expr::Identifier(ident) => self.identifier(&[ident_name(ident)]),
             Expr::CompoundIdentifier(idents) => {
@@ -210,6 +212,9 @@ impl Walker<'_> {
                     match &operand_sources {
                         // CASE x WHEN v: an equality test of x against v.
                         Some(op) => {
+                            if let Some(operand) = operand.as_deref() {
+                                self.operator(None, "=", Some(operand), &when.condition);
+                            }
                             let op = op.clone();
                             let v = self.expr(&when.condition);
                             let vo = self.operand(&when.condition, &v);

@@ -227,12 +227,33 @@ impl Walker<'_> {
                         sources,
                     });
                 }
+                let alias_columns: &[ast::TableAliasColumnDef] =
+                    alias.as_ref().map_or(&[], |a| &a.columns);
+                if alias_columns.iter().any(|c| c.data_type.is_some()) {
+                    // `unnest(records) AS q(a int, b text)`: a column
+                    // definition list names every field of the elements;
+                    // which element field feeds which column is not known.
+                    let mut fields = Sources::new();
+                    for column in &columns {
+                        merge_into(&mut fields, &column.sources);
+                    }
+                    let fields = as_derived(fields);
+                    columns = alias_columns
+                        .iter()
+                        .map(|c| OutputColumn {
+                            name: ident_name(&c.name),
+                            sources: fields.clone(),
+                        })
+                        .collect();
+                }
                 if *with_ordinality {
                     columns.push(ordinality_column());
                 }
                 let columns = match alias {
-                    Some(a) => rename_columns(columns, &a.columns),
-                    None => columns,
+                    Some(a) if !alias_columns.iter().any(|c| c.data_type.is_some()) => {
+                        rename_columns(columns, &a.columns)
+                    }
+                    _ => columns,
                 };
                 self.push_item(ScopeItem {
                     alias: alias

@@ -15,6 +15,7 @@
 //! - `names`: resolving column and FROM-item names in scope;
 //! - `expr`: expressions and boolean conditions;
 //! - `functions`: function calls and built-in function knowledge;
+//! - `operators`: which function an operator runs (built-in or user-defined);
 //! - `dml`: INSERT, UPDATE, DELETE, MERGE;
 //! - `utility`: COPY sources, renames and DDL expressions.
 
@@ -23,6 +24,7 @@ mod expr;
 mod from;
 mod functions;
 mod names;
+mod operators;
 mod query;
 mod utility;
 
@@ -181,6 +183,9 @@ pub struct Sink {
 /// Fail-closed rules that block restricted roles regardless of columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HazardRule {
+    /// sqlparser's tree and PostgreSQL's disagree on what the statement
+    /// references (first, so that it is the rule reported and counted).
+    Misunderstood,
     /// pgveil could not analyse (part of) the statement.
     Unanalysable,
     /// Dynamic SQL: DO, query_to_xml and friends, EXECUTE of unseen text.
@@ -200,9 +205,14 @@ pub enum HazardRule {
     UnlistedFunction,
 }
 
+/// The rule name of statements pgveil reads differently from PostgreSQL
+/// (`pgveil_statements_misunderstood_total` counts its blocks).
+pub const MISUNDERSTOOD_RULE: &str = "misunderstood-statement";
+
 impl HazardRule {
     pub fn as_str(self) -> &'static str {
         match self {
+            HazardRule::Misunderstood => MISUNDERSTOOD_RULE,
             HazardRule::Unanalysable => "unanalysable-statement",
             HazardRule::DynamicSql => "dynamic-sql",
             HazardRule::ServerFile => "server-file-access",

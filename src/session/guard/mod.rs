@@ -152,6 +152,8 @@ enum Expect {
         pending: Option<(Vec<u8>, Box<Prepared>)>,
     },
     BindComplete,
+    /// The BindComplete of a statement pgveil sent itself: not forwarded.
+    OwnBindComplete,
     CloseComplete {
         swallow: bool,
     },
@@ -230,6 +232,12 @@ pub struct Guard {
     /// DDL ran (or a savepoint was rolled back) since the session last read
     /// the transaction's changes: statements planned now are refused.
     overlay_stale: bool,
+    /// A statement that may have changed the catalog completed (any tag
+    /// but a catalog-neutral DDL's) since the transaction's changes were
+    /// last read: the next read cannot be skipped.
+    unread_change: bool,
+    /// The same since the transaction began: its commit needs a refresh.
+    tx_change: bool,
     /// The session created temporary relations (see `set_temp_schema`).
     temp_schema: bool,
     /// search_path was changed in a way the server may undo.
@@ -273,6 +281,8 @@ impl Guard {
             to_server: BytesMut::new(),
             ddl_in_transaction: false,
             overlay_stale: false,
+            unread_change: false,
+            tx_change: false,
             temp_schema: false,
             search_path_unsure: false,
             search_path_pending: false,
@@ -318,6 +328,13 @@ impl Guard {
     pub fn set_client_encoding(&mut self, value: &[u8]) {
         let v = lossy(value).to_ascii_uppercase().replace(['-', '_'], "");
         self.utf8 = v == "UTF8" || v == "UNICODE";
+    }
+
+    /// Tracks `standard_conforming_strings`: it decides where a string
+    /// ends, so statements are lexed under the server's value.
+    pub fn set_standard_conforming_strings(&mut self, value: &[u8]) {
+        // The server reports exactly `on` or `off`.
+        self.ctx.lexing.standard_conforming_strings = value != b"off";
     }
 
     /// True when a Query or Parse in `buf` names something the catalog lacks
@@ -377,6 +394,7 @@ impl Guard {
     /// installed it with `update_inputs`).
     pub fn overlay_read(&mut self) {
         self.overlay_stale = false;
+        self.unread_change = false;
     }
 
     /// True when the guard owes the client nothing: safe to swap inputs.
@@ -592,12 +610,23 @@ impl Guard {
 
     fn server_message_paired(&mut self, msg: &[u8], out: &mut BytesMut) {
         let ty = msg[0];
+        if ty == b'C'
+            && !crate::analyze::catalog::command_is_catalog_neutral(wire::command_tag(msg))
+        {
+            self.unread_change = true;
+            self.tx_change = true;
+        }
         match ty {
             b'N' => return self.scrub(msg, out),
             b'A' => return self.notification(msg, out),
             b'S' => {
                 if let Some(value) = parameter_status(msg, b"client_encoding") {
                     self.set_client_encoding(value);
+                }
+                // Every change of it (SET, RESET, a function's SET clause,
+                // the end of a transaction) is reported here.
+                if let Some(value) = parameter_status(msg, b"standard_conforming_strings") {
+                    self.set_standard_conforming_strings(value);
                 }
                 return out.extend_from_slice(msg);
             }
@@ -612,14 +641,25 @@ impl Guard {
                 self.copy = None;
                 self.withholding = false;
                 self.result = observe::ResultTally::default();
+                // DDL that changed nothing the catalog holds (CREATE INDEX,
+                // COMMENT, GRANT …) needs no read of the catalog.
+                if self.ddl_in_transaction && !self.unread_change {
+                    self.overlay_stale = false;
+                }
                 if msg.get(5) == Some(&b'I') && self.ddl_in_transaction {
                     // The schema change is committed (or rolled back): every
                     // session's catalog must be read again, and this one's
                     // view of its transaction is dropped.
                     self.ddl_in_transaction = false;
                     self.overlay_stale = false;
-                    self.effects.catalog_stale = true;
-                    self.effects.own_ddl = true;
+                    if self.tx_change {
+                        self.effects.catalog_stale = true;
+                        self.effects.own_ddl = true;
+                    }
+                }
+                if msg.get(5) == Some(&b'I') {
+                    self.unread_change = false;
+                    self.tx_change = false;
                 }
                 return out.extend_from_slice(msg);
             }
@@ -672,6 +712,10 @@ impl Guard {
                 out.extend_from_slice(msg);
             }
             b'2' => {
+                if let Some(Expect::OwnBindComplete) = self.expect.front() {
+                    self.expect.pop_front();
+                    return;
+                }
                 if let Some(Expect::BindComplete) = self.expect.front() {
                     self.expect.pop_front();
                 }

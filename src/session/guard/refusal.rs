@@ -14,6 +14,10 @@ use crate::observe::meter::StatementNote;
 /// Name of the server-side statement pgveil uses to raise its errors.
 pub(super) const BLOCK_STATEMENT: &[u8] = b"pgveil_blocked";
 
+/// Name of the statement pgveil has the server parse (never execute) to
+/// learn whether a refused statement is valid at all.
+pub(super) const PROBE_STATEMENT: &[u8] = b"pgveil_probe";
+
 /// The `DO` block that makes the server raise pgveil's error.
 pub fn block_sql(reason: &BlockReason) -> String {
     let quote = |s: &str| {

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 
 use super::super::copy_text::{self, CopyText};
 use super::super::wire;
-use super::refusal::{block_sql, BLOCK_STATEMENT};
+use super::refusal::{block_sql, BLOCK_STATEMENT, PROBE_STATEMENT};
 use super::{lossy, Binding, Expect, Guard, Portal, Prepared, Registration};
 use crate::analyze::plan::{BlockReason, StatementPlan};
 use crate::analyze::{Analyzer, PlannedStatement, SessionContext, StatementKind};
@@ -68,6 +68,7 @@ impl Guard {
             std::borrow::Cow::Owned(SessionContext {
                 database: self.ctx.database.clone(),
                 search_path: path,
+                lexing: self.ctx.lexing,
             })
         } else {
             std::borrow::Cow::Borrowed(&self.ctx)
@@ -109,6 +110,22 @@ impl Guard {
         }
         self.analysed(started, cached);
         let inputs = &self.inputs;
+        // In a client encoding other than UTF-8 a byte below 0x80 can be
+        // the second half of a character (GBK, SJIS, BIG5 …): the server,
+        // which converts the text first, would end strings elsewhere.
+        // Text of ASCII only reads alike in every encoding.
+        if !self.utf8 && inputs.view.is_restricted() && !sql.is_ascii() {
+            for p in &mut planned {
+                p.plan = StatementPlan::Block(BlockReason {
+                    reason: "masked roles may send non-ASCII statement text only in client_encoding UTF8".into(),
+                    rule: "client-encoding".into(),
+                    column: None,
+                    hint:
+                        "SET client_encoding TO 'UTF8' (or connect with client_encoding=UTF8)."
+                            .into(),
+                });
+            }
+        }
         if !self.utf8 && inputs.view.is_restricted() {
             for p in &mut planned {
                 if !matches!(p.plan, StatementPlan::Allow) {
@@ -359,6 +376,9 @@ impl Guard {
                 self.staged.clear();
                 let note = self.blocked_note(&planned, &sql, false);
                 self.audit_block(&reason, note);
+                if self.server_may_reject(&planned, &sql) {
+                    return self.probe_then_refuse(&sql, &reason, out);
+                }
                 wire::encode_query(out, &block_sql(&reason));
                 self.expect.push_back(Expect::Query {
                     plans: vec![StatementPlan::Allow],
@@ -380,6 +400,58 @@ impl Guard {
                 });
             }
         }
+    }
+
+    /// A lone statement refused because it names something the catalog
+    /// lacks, or that pgveil cannot parse, may simply be wrong: then
+    /// PostgreSQL's own error (42P01, 42703, 42883, 42601 …) is what the
+    /// client must see, since ORMs and migration tools branch on it. Only
+    /// when nothing else of the client's is waiting for a Sync.
+    fn server_may_reject(&self, planned: &[PlannedStatement], sql: &str) -> bool {
+        let [p] = planned else { return false };
+        let synced = match self.expect.back() {
+            None | Some(Expect::Sync) | Some(Expect::Query { .. }) => true,
+            Some(_) => false,
+        };
+        // Text pgveil could not parse may hold several statements, which
+        // a Parse rejects for that alone.
+        let lone = !sql.trim().trim_end_matches(';').contains(';');
+        synced
+            && (p
+                .analysis
+                .effects
+                .hazards
+                .iter()
+                .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName)
+                || ((p.analysis.fallback.is_some() || misread(p)) && lone))
+    }
+
+    /// Has the server parse the statement as one of pgveil's own (Parse
+    /// resolves every name and type but runs nothing, so its error cannot
+    /// carry a stored value), then raise the refusal in the same pipeline:
+    /// after a failed Parse the server skips to the Sync, so the client
+    /// sees the server's error or pgveil's, then one ReadyForQuery.
+    fn probe_then_refuse(&mut self, sql: &str, reason: &BlockReason, out: &mut BytesMut) {
+        wire::encode_close(out, b'S', PROBE_STATEMENT);
+        wire::encode_parse(out, PROBE_STATEMENT, sql);
+        wire::encode_close(out, b'S', PROBE_STATEMENT);
+        wire::encode_close(out, b'S', BLOCK_STATEMENT);
+        wire::encode_parse(out, BLOCK_STATEMENT, &block_sql(reason));
+        wire::encode_bind_no_params(out, b"", BLOCK_STATEMENT);
+        wire::encode_execute(out, b"");
+        wire::encode_sync(out);
+        for parse in [false, true, false, false, true] {
+            self.expect.push_back(if parse {
+                Expect::ParseComplete {
+                    swallow: true,
+                    pending: None,
+                }
+            } else {
+                Expect::CloseComplete { swallow: true }
+            });
+        }
+        self.expect.push_back(Expect::OwnBindComplete);
+        self.expect.push_back(Expect::Sync);
     }
 
     pub(super) fn client_parse(&mut self, msg: &[u8], out: &mut BytesMut) {
@@ -640,4 +712,17 @@ fn forget(map: &mut HashMap<String, StatementPlan>, name: Option<&String>) {
         }
         None => map.clear(),
     }
+}
+
+/// Text PostgreSQL's own parser rejects as a syntax error: the server's
+/// Parse gives the client its own 42601. Not for text nested beyond the
+/// depth bound, which keeps pgveil's clear refusal.
+fn misread(p: &PlannedStatement) -> bool {
+    let hazards = &p.analysis.effects.hazards;
+    hazards.iter().any(|h| {
+        h.rule == crate::analyze::lineage::HazardRule::Misunderstood
+            && h.detail.starts_with("PostgreSQL's parser rejects it")
+    }) && !hazards
+        .iter()
+        .any(|h| h.detail.contains("nested too deeply"))
 }

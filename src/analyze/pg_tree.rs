@@ -1,0 +1,767 @@
+//! PostgreSQL's own parse tree (libpg_query), for everything where reading a
+//! statement differently from the server would be a hole: where a string of
+//! statements splits, what an unparsable statement references, and the
+//! check that sqlparser's tree mentions what the server's tree mentions.
+//!
+//! The lexing settings that change where tokens end
+//! (`standard_conforming_strings`) are passed to the parser exactly as the
+//! server has them. `backslash_quote` is not tracked: it only decides
+//! whether the server *rejects* `\'` inside a string; where the server
+//! accepts the text, it reads it as with `backslash_quote = on`, which is
+//! what the parser here assumes. So it can turn a statement into an error,
+//! never into a different statement.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::ser::{self, Serialize};
+
+/// The server settings that change how statement text is lexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LexSettings {
+    /// `standard_conforming_strings`: off, a backslash escapes inside
+    /// every `'…'` string, as inside `E'…'`.
+    pub standard_conforming_strings: bool,
+}
+
+impl Default for LexSettings {
+    fn default() -> Self {
+        LexSettings {
+            standard_conforming_strings: true,
+        }
+    }
+}
+
+impl LexSettings {
+    fn parser_options(self) -> pg_query::ParserOptions {
+        if self.standard_conforming_strings {
+            pg_query::ParserOptions::DEFAULT
+        } else {
+            pg_query::ParserOptions::DISABLE_STANDARD_CONFORMING_STRINGS
+        }
+    }
+}
+
+/// What PostgreSQL's tree of one statement mentions, names folded as the
+/// server folds them (quoted names as written).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    /// `[catalog.][schema.]relation` of every RangeVar (FROM items, DML
+    /// and DDL targets, CTE references).
+    pub relations: BTreeSet<Vec<String>>,
+    /// Every ColumnRef's fields, `*` for a star.
+    pub columns: BTreeSet<Vec<String>>,
+    /// Every FuncCall's name.
+    pub functions: BTreeSet<Vec<String>>,
+    /// Every TypeName's name (`pg_catalog.int4` for SQL-standard spellings).
+    pub types: BTreeSet<Vec<String>>,
+    /// The text of every String node: string constants, and names in
+    /// lists (USING, column aliases, options).
+    pub strings: Vec<String>,
+    /// Node kinds of the tree (`SelectStmt`, `IntoClause`, …).
+    pub kinds: BTreeSet<&'static str>,
+}
+
+/// One statement as PostgreSQL splits and reads it.
+#[derive(Debug, Clone)]
+pub struct PgStatement {
+    /// Byte range of the statement in the string given to [`parse`].
+    pub range: std::ops::Range<usize>,
+    /// The statement's top node kind (`SelectStmt`, `CopyStmt`, …).
+    pub kind: &'static str,
+    pub references: References,
+}
+
+/// Why PostgreSQL's tree is not available.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgParseError {
+    /// PostgreSQL's parser rejects the text (the server will too).
+    Syntax(String),
+    /// Nested deeper than libpg_query builds trees (its C stack budget of
+    /// 2 MB and protobuf depth of 10,000); the number is pgveil's bound.
+    TooDeep(usize),
+}
+
+impl fmt::Display for PgParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PgParseError::Syntax(m) => write!(f, "PostgreSQL's parser rejects it: {m}"),
+            PgParseError::TooDeep(d) => write!(
+                f,
+                "nested too deeply for PostgreSQL's parse tree to be compared with pgveil's (depth about {d})"
+            ),
+        }
+    }
+}
+
+/// Parses `sql` with PostgreSQL's grammar under `settings` and returns each
+/// statement with its references. `nesting` is the caller's depth bound of
+/// the text (see [`super::depth::nesting_bound`]), for the error message.
+pub fn parse(
+    sql: &str,
+    settings: LexSettings,
+    nesting: usize,
+) -> Result<Vec<PgStatement>, PgParseError> {
+    let sql_owned = sql.to_owned();
+    let result = on_parser_thread(move || parse_here(&sql_owned, settings)).unwrap_or_else(|| {
+        Err(PgParseError::Syntax(
+            "PostgreSQL's parser is unavailable".into(),
+        ))
+    });
+    match result {
+        // libpg_query's own bounds (its C stack budget, protobuf depth).
+        Err(PgParseError::Syntax(m))
+            if m.contains("nested too deeply") || m.contains("stack depth limit") =>
+        {
+            Err(PgParseError::TooDeep(nesting))
+        }
+        other => other,
+    }
+}
+
+/// Stack of the thread libpg_query runs on. libpg_query bounds its own C
+/// recursion by the stack of the thread it runs on (at most 2 MB, measured
+/// from the thread's own stack, so never on a stack segment grown by
+/// `stacker`); decoding, walking and dropping the tree in Rust recurse as
+/// deep again with bigger frames, so they get many times that.
+const PARSER_STACK: usize = 256 * 1024 * 1024;
+
+type ParserJob = Box<dyn FnOnce() + Send>;
+
+/// Runs `work` on the one thread that runs libpg_query; `None` if that
+/// thread is gone (then nothing is admitted that needed it).
+fn on_parser_thread<R: Send + 'static>(work: impl FnOnce() -> R + Send + 'static) -> Option<R> {
+    use std::sync::{mpsc, Mutex, OnceLock};
+    static JOBS: OnceLock<Option<Mutex<mpsc::Sender<ParserJob>>>> = OnceLock::new();
+    let jobs = JOBS.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<ParserJob>();
+        std::thread::Builder::new()
+            .name("pgveil-pg-parser".into())
+            .stack_size(PARSER_STACK)
+            .spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })
+            .ok()
+            .map(|_| Mutex::new(tx))
+    });
+    let (reply_tx, reply_rx) = mpsc::sync_channel(1);
+    let job: ParserJob = Box::new(move || {
+        // A panic in one parse is that statement's failure, not the
+        // thread's.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok();
+        let _ = reply_tx.send(result);
+    });
+    jobs.as_ref()?.lock().ok()?.send(job).ok()?;
+    reply_rx.recv().ok().flatten()
+}
+
+fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgParseError> {
+    let parsed = pg_query::parse(sql, settings.parser_options())
+        .map_err(|e| PgParseError::Syntax(error_text(e)))?;
+    let mut statements = Vec::with_capacity(parsed.protobuf.stmts.len());
+    for raw in &parsed.protobuf.stmts {
+        let start = usize::try_from(raw.stmt_location)
+            .unwrap_or(0)
+            .min(sql.len());
+        // A length of 0 means "to the end of the string".
+        let end = match usize::try_from(raw.stmt_len) {
+            Ok(0) | Err(_) => sql.len(),
+            Ok(len) => start.saturating_add(len).min(sql.len()),
+        };
+        let mut collector = Collector::default();
+        let kind = match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+            Some(node) => {
+                // Errors here are the collector's own (it has none).
+                let _ = node.serialize(&mut collector);
+                collector.top.unwrap_or("unknown")
+            }
+            None => "empty",
+        };
+        statements.push(PgStatement {
+            range: start..end,
+            kind,
+            references: collector.references,
+        });
+    }
+    Ok(statements)
+}
+
+fn error_text(e: pg_query::Error) -> String {
+    match e {
+        pg_query::Error::Parse(m) | pg_query::Error::Scan(m) | pg_query::Error::Split(m) => m,
+        other => other.to_string(),
+    }
+}
+
+/// Text sqlparser lexes (it knows only `standard_conforming_strings = on`)
+/// into the statements the server reads from `sql` under `settings`. With
+/// the setting off and a backslash in the text, PostgreSQL's own parser
+/// reads it under the setting and its deparser spells it back, writing
+/// `E'…'` wherever a string holds a backslash: text that reads alike under
+/// either setting. `None`: the parser rejects the text.
+pub fn text_for_sqlparser(sql: &str, settings: LexSettings) -> Option<std::borrow::Cow<'_, str>> {
+    if settings.standard_conforming_strings || !sql.contains('\\') {
+        return Some(std::borrow::Cow::Borrowed(sql));
+    }
+    let sql_owned = sql.to_owned();
+    let text = on_parser_thread(move || {
+        pg_query::parse(&sql_owned, settings.parser_options())
+            .ok()?
+            .deparse(Default::default())
+            .ok()
+    })??;
+    Some(std::borrow::Cow::Owned(text))
+}
+
+/// Walks a tree through its `serde::Serialize` implementation: every
+/// struct of every field is visited, so no node kind can be missed when
+/// libpg_query adds one.
+#[derive(Default)]
+struct Collector {
+    references: References,
+    /// The first struct seen: the statement's node kind.
+    top: Option<&'static str>,
+}
+
+#[derive(Debug)]
+struct Never;
+
+impl fmt::Display for Never {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("tree walk failed")
+    }
+}
+
+impl std::error::Error for Never {}
+
+impl ser::Error for Never {
+    fn custom<T: fmt::Display>(_msg: T) -> Self {
+        Never
+    }
+}
+
+/// Which fields of a struct of interest are captured.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Capture {
+    None,
+    RangeVar,
+    ColumnRef,
+    FuncCall,
+    TypeName,
+    StringNode,
+}
+
+struct StructWalk<'a> {
+    collector: &'a mut Collector,
+    capture: Capture,
+    parts: [String; 3],
+    names: Vec<String>,
+}
+
+impl<'a> ser::Serializer for &'a mut Collector {
+    type Ok = ();
+    type Error = Never;
+    type SerializeSeq = Self;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Self;
+    type SerializeTupleVariant = Self;
+    type SerializeMap = Self;
+    type SerializeStruct = StructWalk<'a>;
+    type SerializeStructVariant = Self;
+
+    fn serialize_bool(self, _: bool) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_i8(self, _: i8) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_i16(self, _: i16) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_i32(self, _: i32) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_i64(self, _: i64) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_u8(self, _: u8) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_u16(self, _: u16) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_u32(self, _: u32) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_u64(self, _: u64) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_f32(self, _: f32) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_f64(self, _: f64) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_char(self, _: char) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_str(self, _: &str) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_some<T: ?Sized + Serialize>(self, value: &T) -> Result<(), Never> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Never> {
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Never> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: ?Sized + Serialize>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Never> {
+        // `Node::AStar(AStar)` and the like: a star in a ColumnRef.
+        if variant == "AStar" {
+            self.references.kinds.insert("A_Star");
+        }
+        value.serialize(self)
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self, Never> {
+        Ok(self)
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self, Never> {
+        Ok(self)
+    }
+    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self, Never> {
+        Ok(self)
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self, Never> {
+        Ok(self)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self, Never> {
+        Ok(self)
+    }
+    fn serialize_struct(self, name: &'static str, _: usize) -> Result<StructWalk<'a>, Never> {
+        if self.top.is_none() {
+            self.top = Some(name);
+        }
+        self.references.kinds.insert(name);
+        let capture = match name {
+            "RangeVar" => Capture::RangeVar,
+            "ColumnRef" => Capture::ColumnRef,
+            "FuncCall" => Capture::FuncCall,
+            "TypeName" => Capture::TypeName,
+            "String" => Capture::StringNode,
+            _ => Capture::None,
+        };
+        Ok(StructWalk {
+            collector: self,
+            capture,
+            parts: Default::default(),
+            names: Vec::new(),
+        })
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self, Never> {
+        Ok(self)
+    }
+}
+
+impl ser::SerializeSeq for &mut Collector {
+    type Ok = ();
+    type Error = Never;
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Never> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTuple for &mut Collector {
+    type Ok = ();
+    type Error = Never;
+    fn serialize_element<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Never> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleStruct for &mut Collector {
+    type Ok = ();
+    type Error = Never;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Never> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeTupleVariant for &mut Collector {
+    type Ok = ();
+    type Error = Never;
+    fn serialize_field<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Never> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for &mut Collector {
+    type Ok = ();
+    type Error = Never;
+    fn serialize_key<T: ?Sized + Serialize>(&mut self, key: &T) -> Result<(), Never> {
+        key.serialize(&mut **self)
+    }
+    fn serialize_value<T: ?Sized + Serialize>(&mut self, value: &T) -> Result<(), Never> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeStructVariant for &mut Collector {
+    type Ok = ();
+    type Error = Never;
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<(), Never> {
+        value.serialize(&mut **self)
+    }
+    fn end(self) -> Result<(), Never> {
+        Ok(())
+    }
+}
+
+/// Reads a plain string field.
+struct StrValue(Option<String>);
+
+impl StrValue {
+    fn of<T: ?Sized + Serialize>(value: &T) -> Option<String> {
+        let mut v = StrValue(None);
+        let _ = value.serialize(ser_str::Reader(&mut v.0));
+        v.0
+    }
+}
+
+mod ser_str {
+    //! A serializer that reads one `&str` and ignores anything else.
+    use super::Never;
+    use serde::ser::{self, Impossible, Serialize};
+
+    pub(super) struct Reader<'a>(pub(super) &'a mut Option<String>);
+
+    macro_rules! ignore {
+        ($($f:ident: $t:ty),*) => {
+            $(fn $f(self, _: $t) -> Result<(), Never> { Ok(()) })*
+        };
+    }
+
+    impl ser::Serializer for Reader<'_> {
+        type Ok = ();
+        type Error = Never;
+        type SerializeSeq = Impossible<(), Never>;
+        type SerializeTuple = Impossible<(), Never>;
+        type SerializeTupleStruct = Impossible<(), Never>;
+        type SerializeTupleVariant = Impossible<(), Never>;
+        type SerializeMap = Impossible<(), Never>;
+        type SerializeStruct = Impossible<(), Never>;
+        type SerializeStructVariant = Impossible<(), Never>;
+        ignore!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+            serialize_i64: i64, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+            serialize_u64: u64, serialize_f32: f32, serialize_f64: f64, serialize_char: char,
+            serialize_bytes: &[u8], serialize_unit_struct: &'static str);
+        fn serialize_str(self, v: &str) -> Result<(), Never> {
+            *self.0 = Some(v.to_owned());
+            Ok(())
+        }
+        fn serialize_none(self) -> Result<(), Never> {
+            Ok(())
+        }
+        fn serialize_some<T: ?Sized + Serialize>(self, _: &T) -> Result<(), Never> {
+            Err(Never)
+        }
+        fn serialize_unit(self) -> Result<(), Never> {
+            Ok(())
+        }
+        fn serialize_unit_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+        ) -> Result<(), Never> {
+            Ok(())
+        }
+        fn serialize_newtype_struct<T: ?Sized + Serialize>(
+            self,
+            _: &'static str,
+            _: &T,
+        ) -> Result<(), Never> {
+            Err(Never)
+        }
+        fn serialize_newtype_variant<T: ?Sized + Serialize>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<(), Never> {
+            Err(Never)
+        }
+        fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, Never> {
+            Err(Never)
+        }
+        fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, Never> {
+            Err(Never)
+        }
+        fn serialize_tuple_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleStruct, Never> {
+            Err(Never)
+        }
+        fn serialize_tuple_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeTupleVariant, Never> {
+            Err(Never)
+        }
+        fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, Never> {
+            Err(Never)
+        }
+        fn serialize_struct(
+            self,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStruct, Never> {
+            Err(Never)
+        }
+        fn serialize_struct_variant(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: usize,
+        ) -> Result<Self::SerializeStructVariant, Never> {
+            Err(Never)
+        }
+    }
+}
+
+impl ser::SerializeStruct for StructWalk<'_> {
+    type Ok = ();
+    type Error = Never;
+
+    fn serialize_field<T: ?Sized + Serialize>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Never> {
+        match (self.capture, key) {
+            (Capture::RangeVar, "catalogname") => {
+                self.parts[0] = StrValue::of(value).unwrap_or_default()
+            }
+            (Capture::RangeVar, "schemaname") => {
+                self.parts[1] = StrValue::of(value).unwrap_or_default()
+            }
+            (Capture::RangeVar, "relname") => {
+                self.parts[2] = StrValue::of(value).unwrap_or_default()
+            }
+            (Capture::StringNode, "sval") => {
+                self.parts[0] = StrValue::of(value).unwrap_or_default()
+            }
+            (Capture::ColumnRef, "fields")
+            | (Capture::FuncCall, "funcname")
+            | (Capture::TypeName, "names") => {
+                // The name parts are String (or A_Star) nodes: walk them on
+                // their own so their text lands here, not in `strings`.
+                let mut inner = Collector::default();
+                let _ = value.serialize(&mut inner);
+                self.names = inner.references.strings;
+                if inner.references.kinds.contains("A_Star") {
+                    self.names.push("*".to_owned());
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        value.serialize(&mut *self.collector)
+    }
+
+    fn end(self) -> Result<(), Never> {
+        let refs = &mut self.collector.references;
+        match self.capture {
+            Capture::RangeVar => {
+                let name: Vec<String> = self.parts.into_iter().filter(|p| !p.is_empty()).collect();
+                refs.relations.insert(name);
+            }
+            Capture::ColumnRef => {
+                refs.columns.insert(self.names);
+            }
+            Capture::FuncCall => {
+                refs.functions.insert(self.names);
+            }
+            Capture::TypeName => {
+                refs.types.insert(self.names);
+            }
+            Capture::StringNode => {
+                let [value, ..] = self.parts;
+                refs.strings.push(value);
+            }
+            Capture::None => {}
+        }
+        Ok(())
+    }
+}
+
+/// The statements of `sql` as the server splits them, each with its own
+/// text. `None` when PostgreSQL's parser rejects the string.
+pub fn split(sql: &str, settings: LexSettings, nesting: usize) -> Option<Vec<&str>> {
+    let statements = parse(sql, settings, nesting).ok()?;
+    statements
+        .iter()
+        .map(|s| sql.get(s.range.clone()))
+        .collect::<Option<Vec<&str>>>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refs(sql: &str) -> References {
+        let mut statements = parse(sql, LexSettings::default(), 10).unwrap();
+        statements.remove(0).references
+    }
+
+    fn v(parts: &[&str]) -> Vec<String> {
+        parts.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn references_come_from_every_node() {
+        let r = refs(
+            "INSERT INTO audit.log (note) SELECT upper(c.full_name)::varchar(10) \
+             FROM public.customers c JOIN \"Év\" USING (id) WHERE c.id_number = 'x' \
+             AND cast(t.* AS text) IS NOT NULL",
+        );
+        assert!(r.relations.contains(&v(&["audit", "log"])));
+        assert!(r.relations.contains(&v(&["public", "customers"])));
+        assert!(r.relations.contains(&v(&["Év"])));
+        assert!(r.columns.contains(&v(&["c", "full_name"])));
+        assert!(r.columns.contains(&v(&["c", "id_number"])));
+        assert!(r.columns.contains(&v(&["t", "*"])));
+        assert!(r.functions.contains(&v(&["upper"])));
+        assert!(r.types.contains(&v(&["pg_catalog", "varchar"])));
+        assert!(r.types.contains(&v(&["text"])));
+        assert!(r.strings.contains(&"x".to_string()));
+        assert!(r.kinds.contains("InsertStmt"));
+    }
+
+    #[test]
+    fn unicode_escapes_are_read_as_the_server_reads_them() {
+        let r = refs("SELECT U&\"\\0069d_number\" FROM customers");
+        assert!(r.columns.contains(&v(&["id_number"])), "{r:?}");
+    }
+
+    #[test]
+    fn splits_where_the_server_splits() {
+        let sql = "SELECT 1 --\r; SELECT id_number FROM customers; SELECT ';' /* ; */";
+        let pieces = split(sql, LexSettings::default(), 10).unwrap();
+        assert_eq!(pieces.len(), 3, "{pieces:?}");
+        assert_eq!(pieces[1].trim(), "SELECT id_number FROM customers");
+        // Rejected strings are not split at all.
+        assert!(split("SELECT 1; SELEKT 2", LexSettings::default(), 10).is_none());
+    }
+
+    #[test]
+    fn strings_end_where_the_setting_ends_them() {
+        let on = LexSettings::default();
+        let off = LexSettings {
+            standard_conforming_strings: false,
+        };
+        // On: two constants. Off: one constant, a column, a comment.
+        let hidden = "SELECT '\\', ' , id_number FROM customers --'";
+        let on_refs = &parse(hidden, on, 10).unwrap()[0].references;
+        assert!(on_refs.columns.is_empty(), "{on_refs:?}");
+        let off_refs = &parse(hidden, off, 10).unwrap()[0].references;
+        assert!(
+            off_refs.columns.contains(&v(&["id_number"])),
+            "{off_refs:?}"
+        );
+        // The text handed to sqlparser spells the strings so that they end
+        // where the server ends them under either setting.
+        let text = text_for_sqlparser(hidden, off).unwrap();
+        assert_eq!(&parse(&text, on, 10).unwrap()[0].references, off_refs);
+        assert_eq!(&parse(&text, off, 10).unwrap()[0].references, off_refs);
+        // Several strings, continuation lines, and strings without one.
+        let many = "SELECT 'a', 'b\\'', 'c'\n'd\\'' , 'e' FROM t";
+        let text = text_for_sqlparser(many, off).unwrap();
+        assert_eq!(
+            parse(&text, on, 10).unwrap()[0].references,
+            parse(many, off, 10).unwrap()[0].references
+        );
+        assert_eq!(text_for_sqlparser("SELECT N'\\'", off), None);
+        assert_eq!(text_for_sqlparser(hidden, on).unwrap(), hidden);
+    }
+
+    #[test]
+    fn deep_statements_parse_on_a_sized_stack() {
+        // The caller's stack does not matter: libpg_query runs on its own.
+        for (terms, ok) in [(2_000, true), (100_000, false)] {
+            let sql = format!("SELECT 0{}", "+1".repeat(terms));
+            let handle = std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn(move || parse(&sql, LexSettings::default(), terms).map(|s| s.len()))
+                .unwrap();
+            let result = handle.join().unwrap();
+            assert_eq!(result.is_ok(), ok, "{terms}: {result:?}");
+            if !ok {
+                assert_eq!(result, Err(PgParseError::TooDeep(terms)));
+            }
+        }
+    }
+}
