@@ -276,7 +276,7 @@ impl Analyzer {
     }
 
     /// Like `analyse`, and whether the result came from the cache.
-    fn analyse_traced(
+    pub fn analyse_traced(
         &self,
         sql: &str,
         ctx: &SessionContext,

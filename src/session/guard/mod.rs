@@ -134,13 +134,18 @@ enum CopyIn {
     Active,
 }
 
-/// An analysis looked up for a statement of the batch being prepared,
-/// valid only with the same context and catalog.
+/// The analyses `needs_fresh_catalog` looked up for a statement of the
+/// batch being prepared. Reused by `plan` only for the same text, context
+/// and catalog object (held here, so its address cannot be reused): the
+/// analysis is a function of exactly those, so reuse equals a fresh look-up.
 struct LookedUp {
     sql: String,
     ctx: SessionContext,
     catalog: Arc<Catalog>,
     analyses: Arc<Vec<Arc<crate::analyze::Analysis>>>,
+    /// Whether the cache answered, and the seconds the look-up took.
+    cached: bool,
+    seconds: f64,
 }
 
 /// A server response the session is waiting for, in order.
@@ -339,9 +344,12 @@ impl Guard {
 
     /// True when a Query or Parse in `buf` names something the catalog lacks
     /// (a table created since it was read): worth one catalog reload.
+    ///
+    /// The analyses it looks up are kept for `plan` of the same messages
+    /// (one cache look-up, and one tokenisation of the text, per statement
+    /// instead of two) until `end_of_batch`.
     pub fn needs_fresh_catalog(&mut self, buf: &[u8]) -> bool {
         self.looked_up.clear();
-        let mut stale = false;
         for msg in crate::net::codec::frames(buf) {
             let sql = match msg[0] {
                 b'Q' => wire::query_text(msg),
@@ -350,32 +358,42 @@ impl Guard {
             };
             let Some(sql) = sql else { continue };
             let sql = lossy(sql);
-            // The cached analysis alone tells (no plan derivation).
+            let started = std::time::Instant::now();
             let ctx = self.analysis_ctx().into_owned();
-            let analyses = self
-                .inputs
-                .analyzer
-                .analyse(&sql, &ctx, &self.inputs.catalog);
-            stale |= analyses.iter().any(|a| {
+            let (analyses, cached) =
+                self.inputs
+                    .analyzer
+                    .analyse_traced(&sql, &ctx, &self.inputs.catalog);
+            let seconds = started.elapsed().as_secs_f64();
+            // The cached analysis alone tells (no plan derivation).
+            let stale = analyses.iter().any(|a| {
                 a.effects
                     .hazards
                     .iter()
                     .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName)
             });
-            if stale {
-                self.looked_up.clear();
-                return true;
-            }
-            // Kept for `plan` of the same message: one cache look-up (and one
-            // tokenisation of the text) per statement, not two.
+            // Kept even when stale: a reload installs another catalog, which
+            // no entry matches; without one (at most one a second) it is
+            // still the analysis `plan` would look up.
             self.looked_up.push(LookedUp {
                 sql,
                 ctx,
                 catalog: Arc::clone(&self.inputs.catalog),
                 analyses,
+                cached,
+                seconds,
             });
+            if stale {
+                return true;
+            }
         }
         false
+    }
+
+    /// The client's batch is planned: the analyses looked up for it are
+    /// dropped (with the catalog they hold).
+    pub fn end_of_batch(&mut self) {
+        self.looked_up.clear();
     }
 
     /// DDL of the open transaction is not visible to pgveil's catalog
