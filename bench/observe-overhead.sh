@@ -14,6 +14,7 @@
 #
 #   bench/observe-overhead.sh                 # 15 s per run, 3 rounds
 #   DURATION=30 ROUNDS=5 bench/observe-overhead.sh
+#   PGVEIL=/path/to/pgveil bench/observe-overhead.sh   # a given build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,9 +40,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building pgveil (release)..." >&2
-cargo build --release --quiet
-BIN=target/release/pgveil
+if [ -n "${PGVEIL:-}" ]; then
+  BIN=$PGVEIL
+else
+  echo "building pgveil (release)..." >&2
+  cargo build --release --quiet
+  BIN=target/release/pgveil
+fi
 
 PG_PORT=$(free_port)
 as_pg "$PG_BIN/initdb" -D "$WORK/data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null

@@ -564,6 +564,16 @@ fn analyse_piece(
                 }
                 Err(e) => return misunderstood(e.to_string()),
             };
+            if let Some(analysis) = table_as_with_data(&text, &pg, search_path, catalog) {
+                return analysis;
+            }
+            if let Some(table) = &pg.identity_alter {
+                let mut walker = Walker::new(catalog, search_path);
+                walker.identity_alter(table);
+                let mut analysis = Analysis::new(StatementKind::Ddl);
+                analysis.effects = walker.effects;
+                return analysis;
+            }
             let kind = match fallback::set_schema(piece) {
                 // SET SCHEMA 'x' is search_path under another name.
                 Some(schema) => StatementKind::SetSearchPath {
@@ -579,6 +589,56 @@ fn analyse_piece(
             analysis
         }
     })
+}
+
+/// `CREATE MATERIALIZED VIEW / TABLE … AS query WITH [NO] DATA` (pg_dump
+/// writes `WITH NO DATA`), which sqlparser does not read: the statement
+/// without that last clause, analysed as one that stores its rows (the
+/// later REFRESH is judged on its own), when PostgreSQL's tree references
+/// what sqlparser's does. `None`: judged as an unparsed statement.
+fn table_as_with_data(
+    text: &str,
+    pg: &pg_tree::PgStatement,
+    search_path: &[String],
+    catalog: &Catalog,
+) -> Option<Analysis> {
+    if pg.kind != "CreateTableAsStmt" {
+        return None;
+    }
+    let body = text.trim_end().trim_end_matches(';').trim_end();
+    let lower = body.to_ascii_lowercase();
+    let last: Vec<&str> = lower.split_ascii_whitespace().rev().take(3).collect();
+    let clause_words = match last.as_slice() {
+        ["data", "no", "with"] => 3,
+        ["data", "with", ..] => 2,
+        _ => return None,
+    };
+    let mut without = body;
+    for _ in 0..clause_words {
+        without = without.trim_end();
+        let cut = without.rfind(|c: char| c.is_ascii_whitespace())?;
+        without = &without[..cut];
+    }
+    let statements = parse_postgres(without).ok()?;
+    let [statement] = statements.as_slice() else {
+        return None;
+    };
+    let stores = match statement {
+        Statement::CreateView(view) => view.materialized,
+        Statement::CreateTable(create) => create.query.is_some(),
+        _ => false,
+    };
+    if !stores {
+        return None;
+    }
+    let mut analysis = analyse_statement(statement, search_path, catalog);
+    if let Some(what) = pg_agree::disagreement(statement, &pg.references) {
+        analysis.effects.hazard(
+            HazardRule::Misunderstood,
+            format!("PostgreSQL's parser reads a {what} that pgveil's does not"),
+        );
+    }
+    Some(analysis)
 }
 
 /// A statement deeper than pgveil analyses: blocked for restricted roles;
@@ -863,7 +923,7 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::CreateIndex(index) => {
-            walker.ddl_on_table(&index.table_name, &index.predicate);
+            walker.create_index(index);
             attached_functions(walker, &index.columns, "an index expression");
             (K::Ddl, Vec::new())
         }

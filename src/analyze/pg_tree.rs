@@ -70,6 +70,9 @@ pub struct PgStatement {
     /// The statement's top node kind (`SelectStmt`, `CopyStmt`, …).
     pub kind: &'static str,
     pub references: References,
+    /// The table of an `ALTER TABLE` whose every command adds, changes or
+    /// drops a column's identity (see [`identity_alter`]).
+    pub identity_alter: Option<Vec<String>>,
 }
 
 /// Why PostgreSQL's tree is not available.
@@ -171,7 +174,9 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             Ok(len) => start.saturating_add(len).min(sql.len()),
         };
         let mut collector = Collector::default();
-        let kind = match raw.stmt.as_ref().and_then(|n| n.node.as_ref()) {
+        let node = raw.stmt.as_ref().and_then(|n| n.node.as_ref());
+        let identity = node.and_then(identity_alter);
+        let kind = match node {
             Some(node) => {
                 // Errors here are the collector's own (it has none).
                 let _ = node.serialize(&mut collector);
@@ -179,13 +184,82 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             }
             None => "empty",
         };
+        let identity_alter = identity.filter(|_| only_constant_options(&collector.references));
         statements.push(PgStatement {
             range: start..end,
             kind,
             references: collector.references,
+            identity_alter,
         });
     }
     Ok(statements)
+}
+
+/// `ALTER TABLE t ALTER COLUMN c ADD GENERATED … AS IDENTITY (…)`, `SET
+/// GENERATED …`, `RESTART`, `DROP IDENTITY` (pg_dump writes the first, with
+/// `SEQUENCE NAME`, which sqlparser does not read): the table's name when
+/// every command is one of those. They attach, change or drop a sequence
+/// that fills future inserts; no stored value is read or moved.
+fn identity_alter(node: &pg_query::NodeEnum) -> Option<Vec<String>> {
+    use pg_query::protobuf::{AlterTableType, ObjectType};
+    let pg_query::NodeEnum::AlterTableStmt(alter) = node else {
+        return None;
+    };
+    if alter.objtype != ObjectType::ObjectTable as i32 || alter.cmds.is_empty() {
+        return None;
+    }
+    let identity = [
+        AlterTableType::AtAddIdentity as i32,
+        AlterTableType::AtSetIdentity as i32,
+        AlterTableType::AtDropIdentity as i32,
+    ];
+    let all_identity = alter.cmds.iter().all(|cmd| {
+        matches!(&cmd.node, Some(pg_query::NodeEnum::AlterTableCmd(c)) if identity.contains(&c.subtype))
+    });
+    if !all_identity {
+        return None;
+    }
+    let relation = alter.relation.as_ref()?;
+    let name: Vec<String> = [
+        &relation.catalogname,
+        &relation.schemaname,
+        &relation.relname,
+    ]
+    .into_iter()
+    .filter(|p| !p.is_empty())
+    .cloned()
+    .collect();
+    Some(name)
+}
+
+/// Sequence options are constants and integer types: nothing that names a
+/// column, calls a function or converts through a user-defined type.
+fn only_constant_options(refs: &References) -> bool {
+    const NODES: &[&str] = &[
+        "AlterTableStmt",
+        "AlterTableCmd",
+        "RangeVar",
+        "Constraint",
+        "DefElem",
+        "List",
+        "String",
+        "Integer",
+        "Float",
+        "Boolean",
+        "TypeName",
+        "Node",
+    ];
+    let integer_type = |t: &Vec<String>| {
+        matches!(
+            t.iter().map(String::as_str).collect::<Vec<_>>().as_slice(),
+            ["pg_catalog", "int2" | "int4" | "int8"]
+                | ["smallint" | "integer" | "bigint" | "int2" | "int4" | "int8"]
+        )
+    };
+    refs.columns.is_empty()
+        && refs.functions.is_empty()
+        && refs.types.iter().all(integer_type)
+        && refs.kinds.iter().all(|k| NODES.contains(k))
 }
 
 fn error_text(e: pg_query::Error) -> String {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::catalog::Catalog;
 use super::fallback::FallbackScan;
-use super::lineage::{Flow, Guard, HazardRule, UseKind, Walker};
+use super::lineage::{Clause, Flow, Guard, HazardRule, UseKind, Walker};
 
 use super::policy_view::{ColumnAction, ColumnDecision, FilterRight, PolicyView, QualifiedColumn};
 use super::Analysis;
@@ -221,6 +221,25 @@ pub(crate) fn derive(
                 }
                 _ => "filtering, joining, grouping or ordering by it is not allowed",
             };
+            if use_.clause == Clause::Ddl {
+                // A constraint, index or type change over stored rows
+                // succeeds, fails or grows depending on the stored values.
+                return block(
+                    format!(
+                        "protected column {} is used in a DDL expression the server evaluates \
+                         over stored rows (a CHECK, key, foreign key, NOT NULL, index key or \
+                         predicate, type change or row security policy), which is filtering by \
+                         it: {what}",
+                        display(&use_.column)
+                    ),
+                    decision.rule,
+                    Some(&use_.column),
+                    "declare the constraint in CREATE TABLE before rows are loaded, run this DDL \
+                     as a role whose rule allows filtering by the column (filter: equality for \
+                     plain keys, NOT NULL and IS NULL or = tests; filter: allow for the rest), \
+                     or drop the column from it",
+                );
+            }
             return block(
                 format!(
                     "protected column {} is used in {}: {what}",

@@ -1,11 +1,13 @@
 //! Utility statements that read columns: COPY's source, ALTER … RENAME
-//! (which moves values out from under their rules) and DDL expressions.
+//! (which moves values out from under their rules), and DDL that makes the
+//! server read stored rows (constraints, indexes, type changes), judged as
+//! filters because its success or size depends on the stored values.
 
-use sqlparser::ast::{self, AlterTableOperation, Ident, ObjectName, Visit};
+use sqlparser::ast::{self, AlterTableOperation, Expr, Ident, ObjectName, Visit};
 
 use super::{
     ident_name, merge_into, object_name_parts, Clause, Flow, Frame, HazardRule, NameCollector,
-    OutputColumn, Sink, Sources, Walker,
+    Operand, OutputColumn, Sink, Sources, Walker,
 };
 
 impl Walker<'_> {
@@ -65,29 +67,185 @@ impl Walker<'_> {
         }
     }
 
-    /// ALTER TABLE. A PRIMARY KEY or UNIQUE constraint over plain columns
-    /// compares their values with each other (adding it fails on a
-    /// duplicate): an equality use, as an equi-join is. Every other
-    /// operation is judged by `ddl_on_table`.
+    /// ALTER TABLE. Every operation that makes the server read the rows
+    /// already stored is a filter use of the columns it reads, judged as
+    /// WHERE is: adding a CHECK, a key, a foreign key or NOT NULL fails iff
+    /// some stored row violates it (a one-bit oracle over the values), and
+    /// a type change converts every stored value (failing on some). Other
+    /// operations are judged by `ddl_on_table`.
     pub(crate) fn alter_table(&mut self, table: &ObjectName, operations: &[AlterTableOperation]) {
         for operation in operations {
-            let Some(columns) = plain_key_columns(operation) else {
-                self.ddl_on_table(table, operation);
-                continue;
-            };
-            self.frames.push(Frame::default());
-            if let Some(item) = self.relation_item(&object_name_parts(table), None) {
-                self.push_item(item);
+            match operation {
+                AlterTableOperation::AddConstraint { constraint, .. } => {
+                    self.add_constraint(table, constraint, operation)
+                }
+                AlterTableOperation::AlterColumn { column_name, op } => {
+                    self.alter_column(table, column_name, op, operation)
+                }
+                _ => self.ddl_on_table(table, operation),
             }
-            self.with_clause(Clause::Ddl, |w| {
-                for column in &columns {
-                    if let Some(sources) = w.resolve_column(std::slice::from_ref(column)) {
-                        w.use_sources(&sources, true);
-                    }
+        }
+    }
+
+    /// Runs `f` with `table`'s columns in scope, in a DDL clause.
+    fn on_table(&mut self, table: &ObjectName, f: impl FnOnce(&mut Self)) {
+        self.frames.push(Frame::default());
+        if let Some(item) = self.relation_item(&object_name_parts(table), None) {
+            self.push_item(item);
+        }
+        self.with_clause(Clause::Ddl, f);
+        self.frames.pop();
+    }
+
+    /// `ADD CONSTRAINT` on a table that may hold rows.
+    fn add_constraint(
+        &mut self,
+        table: &ObjectName,
+        constraint: &ast::TableConstraint,
+        operation: &AlterTableOperation,
+    ) {
+        match constraint {
+            // Uniqueness compares the stored values with each other: an
+            // equality use, as GROUP BY is.
+            ast::TableConstraint::PrimaryKey(ast::PrimaryKeyConstraint { columns, .. })
+            | ast::TableConstraint::Unique(ast::UniqueConstraint { columns, .. }) => {
+                match plain_columns(columns) {
+                    Some(columns) => self.on_table(table, |w| {
+                        for column in &columns {
+                            if let Some(sources) = w.resolve_column(std::slice::from_ref(column)) {
+                                w.use_sources(&sources, true);
+                            }
+                        }
+                    }),
+                    None => self.ddl_on_table(table, operation),
+                }
+            }
+            ast::TableConstraint::Check(check) => {
+                self.on_table(table, |w| w.predicate(&check.expr))
+            }
+            ast::TableConstraint::ForeignKey(fk) => self.foreign_key(table, fk),
+            _ => self.ddl_on_table(table, operation),
+        }
+    }
+
+    /// A foreign key is validated by an equi-join of its columns with the
+    /// referenced ones: a join use of both sides. With the referenced
+    /// columns left to the server (the primary key), the partner is unknown
+    /// and the use is general.
+    fn foreign_key(&mut self, table: &ObjectName, fk: &ast::ForeignKeyConstraint) {
+        let referenced: Vec<Sources> = {
+            let mut sources = Vec::new();
+            self.on_table(&fk.foreign_table, |w| {
+                for column in &fk.referred_columns {
+                    let name = ident_name(column);
+                    sources.push(
+                        w.resolve_column(std::slice::from_ref(&name))
+                            .unwrap_or_default(),
+                    );
                 }
             });
-            self.frames.pop();
+            sources
+        };
+        let local: Vec<Sources> = {
+            let mut sources = Vec::new();
+            self.on_table(table, |w| {
+                for column in &fk.columns {
+                    let name = ident_name(column);
+                    sources.push(
+                        w.resolve_column(std::slice::from_ref(&name))
+                            .unwrap_or_default(),
+                    );
+                }
+            });
+            sources
+        };
+        self.with_clause(Clause::Ddl, |w| {
+            for (i, l) in local.iter().enumerate() {
+                match referenced.get(i) {
+                    Some(r) if !r.is_empty() && !l.is_empty() => {
+                        let lo = Operand::Columns(l.keys().cloned().collect());
+                        let ro = Operand::Columns(r.keys().cloned().collect());
+                        w.compare(l, &ro);
+                        w.compare(r, &lo);
+                    }
+                    _ => w.use_sources(l, false),
+                }
+            }
+        });
+    }
+
+    /// `ALTER COLUMN`: SET NOT NULL tests every stored value for NULL (an
+    /// equality use, as `IS NULL` is); a type change converts every stored
+    /// value, through USING or the cast, and fails on some (a general use).
+    fn alter_column(
+        &mut self,
+        table: &ObjectName,
+        column: &Ident,
+        op: &ast::AlterColumnOperation,
+        operation: &AlterTableOperation,
+    ) {
+        let name = ident_name(column);
+        match op {
+            ast::AlterColumnOperation::SetNotNull => self.on_table(table, |w| {
+                if let Some(sources) = w.resolve_column(std::slice::from_ref(&name)) {
+                    w.use_sources(&sources, true);
+                }
+            }),
+            ast::AlterColumnOperation::SetDataType { using, .. } => {
+                self.on_table(table, |w| {
+                    let sources = match using {
+                        Some(expr) => w.expr(expr),
+                        None => w
+                            .resolve_column(std::slice::from_ref(&name))
+                            .unwrap_or_default(),
+                    };
+                    w.use_sources(&sources, false);
+                });
+                self.ddl_on_table(table, operation);
+            }
+            _ => self.ddl_on_table(table, operation),
         }
+    }
+
+    /// CREATE INDEX on a table that may hold rows. Its predicate is a
+    /// filter (the index's size and the planner's estimates tell how many
+    /// rows match), judged as WHERE is; a key expression is computed for
+    /// every stored row and may fail on some (a general use); a plain key
+    /// column of a UNIQUE index fails on duplicates (an equality use). A
+    /// plain key column of a non-unique index is only sorted: built-in
+    /// comparisons raise no error and the caller picks no value to test
+    /// (operator classes and access methods are superuser-made), so it is
+    /// no use.
+    pub(crate) fn create_index(&mut self, index: &ast::CreateIndex) {
+        self.on_table(&index.table_name, |w| {
+            for key in &index.columns {
+                match &key.column.expr {
+                    Expr::Identifier(ident) => {
+                        let name = ident_name(ident);
+                        if let Some(sources) = w.resolve_column(std::slice::from_ref(&name)) {
+                            if index.unique {
+                                w.use_sources(&sources, true);
+                            }
+                        }
+                    }
+                    other => {
+                        let sources = w.expr(other);
+                        w.use_sources(&sources, false);
+                    }
+                }
+            }
+            if let Some(predicate) = &index.predicate {
+                w.predicate(predicate);
+            }
+        });
+    }
+
+    /// An identity column's ADD/SET/DROP reads and moves no stored value:
+    /// only the table is looked up (a missing one is a hazard, as anywhere).
+    pub(crate) fn identity_alter(&mut self, table: &[String]) {
+        self.frames.push(Frame::default());
+        let _ = self.relation_item(table, None);
+        self.frames.pop();
     }
 
     /// DDL on `table` whose expressions (CHECK, USING, policies) read its
@@ -155,21 +313,13 @@ impl Walker<'_> {
     }
 }
 
-/// The columns of `ADD PRIMARY KEY (a, b)` / `ADD UNIQUE (a)` when every key
+/// The key columns of `PRIMARY KEY (a, b)` / `UNIQUE (a)` when every key
 /// part is a plain column name.
-fn plain_key_columns(operation: &AlterTableOperation) -> Option<Vec<String>> {
-    let AlterTableOperation::AddConstraint { constraint, .. } = operation else {
-        return None;
-    };
-    let columns = match constraint {
-        ast::TableConstraint::PrimaryKey(key) => &key.columns,
-        ast::TableConstraint::Unique(key) => &key.columns,
-        _ => return None,
-    };
+fn plain_columns(columns: &[ast::IndexColumn]) -> Option<Vec<String>> {
     columns
         .iter()
         .map(|c| match &c.column.expr {
-            ast::Expr::Identifier(ident) if c.operator_class.is_none() => Some(ident_name(ident)),
+            Expr::Identifier(ident) if c.operator_class.is_none() => Some(ident_name(ident)),
             _ => None,
         })
         .collect()
