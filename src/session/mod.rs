@@ -857,9 +857,9 @@ async fn probe_temp_relations(
     const SQL: &str = "SELECT c.oid, c.relname, c.relkind, a.attname, a.attnum, a.atttypid, t.typname, \
         CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END \
         FROM pg_catalog.pg_class c \
-        JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-        WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind IN ('r','p','v','m') \
+        LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+        LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+        WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind IN ('r','p','v','m','S') \
         ORDER BY c.oid, a.attnum";
     let (rows, mut failed) = internal_query(server, sbuf, early, SQL).await?;
     let mut relations: Vec<Relation> = Vec::new();
@@ -874,34 +874,46 @@ async fn probe_temp_relations(
                 .flatten()
                 .map(|b| String::from_utf8_lossy(b).into_owned())
         };
-        let (Some(oid), Some(name), Some(kind), Some(col), Some(attnum), Some(typ), Some(typname)) = (
+        let (Some(oid), Some(name), Some(kind)) = (
             text(0).and_then(|s| s.parse::<u32>().ok()),
             text(1),
             text(2),
-            text(3),
-            text(4).and_then(|s| s.parse::<i16>().ok()),
-            text(5).and_then(|s| s.parse::<u32>().ok()),
-            text(6),
         ) else {
             failed = true;
             continue;
         };
-        let column = CatalogColumn {
-            name: col,
-            attnum,
-            type_oid: typ,
-            type_name: typname,
+        // A table of zero columns (`CREATE TEMP TABLE t ()`) has one row
+        // with no column.
+        let column = match (
+            text(3),
+            text(4).and_then(|s| s.parse::<i16>().ok()),
+            text(5).and_then(|s| s.parse::<u32>().ok()),
+            text(6),
+        ) {
+            (Some(name), Some(attnum), Some(type_oid), Some(type_name)) => Some(CatalogColumn {
+                name,
+                attnum,
+                type_oid,
+                type_name,
+            }),
+            (None, None, None, None) => None,
+            _ => {
+                failed = true;
+                continue;
+            }
         };
         match relations.last_mut() {
-            Some(r) if r.oid == oid => r.columns.push(column),
+            Some(r) if r.oid == oid => r.columns.extend(column),
             _ => {
                 let kind = match kind.as_str() {
                     "v" => RelationKind::View,
                     "m" => RelationKind::MaterializedView,
                     "p" => RelationKind::PartitionedTable,
+                    "S" => RelationKind::Sequence,
                     _ => RelationKind::Table,
                 };
-                relations.push(Relation::temporary(oid, name, kind, vec![column], text(7)));
+                let columns = column.into_iter().collect();
+                relations.push(Relation::temporary(oid, name, kind, columns, text(7)));
             }
         }
     }
