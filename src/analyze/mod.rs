@@ -242,7 +242,17 @@ impl Analyzer {
     ) -> (Vec<PlannedStatement>, bool) {
         let _ = policy_version;
         let (analyses, cached) = self.analyse_traced(sql, ctx, catalog);
-        let planned = analyses
+        (Self::plan_analysed(&analyses, catalog, policy), cached)
+    }
+
+    /// Plans analyses the caller already holds (from `analyse`, with the
+    /// same context and catalog): saves a second cache look-up.
+    pub fn plan_analysed(
+        analyses: &[Arc<Analysis>],
+        catalog: &Catalog,
+        policy: &dyn PolicyView,
+    ) -> Vec<PlannedStatement> {
+        analyses
             .iter()
             .map(|analysis| {
                 let plan = plan_for(analysis, catalog, policy);
@@ -252,8 +262,7 @@ impl Analyzer {
                     analysis: Arc::clone(analysis),
                 }
             })
-            .collect();
-        (planned, cached)
+            .collect()
     }
 
     /// The (cached) analyses of every statement in `sql`.
@@ -267,7 +276,7 @@ impl Analyzer {
     }
 
     /// Like `analyse`, and whether the result came from the cache.
-    fn analyse_traced(
+    pub fn analyse_traced(
         &self,
         sql: &str,
         ctx: &SessionContext,
