@@ -44,6 +44,9 @@ pub enum RelationKind {
     ForeignTable,
     /// Sequences are read like one-row tables (`SELECT last_value FROM s`).
     Sequence,
+    /// A composite type (`CREATE TYPE t AS (a int, …)`): holds no rows; its
+    /// attributes are the columns of `json_populate_record(null::t, …)`.
+    CompositeType,
 }
 
 /// One column of a relation, in attnum order; dropped columns are omitted.
@@ -869,7 +872,7 @@ impl CatalogRead {
             ),
         };
         let user_ns = "n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%'";
-        let kinds = "c.relkind IN ('r','p','v','m','f','S')";
+        let kinds = "c.relkind IN ('r','p','v','m','f','S','c')";
         let (with, rel_filter, fn_filter, live) = match &self.snapshot {
             None => (
                 String::new(),
@@ -1046,6 +1049,7 @@ impl ReadRows {
                         "m" => RelationKind::MaterializedView,
                         "f" => RelationKind::ForeignTable,
                         "S" => RelationKind::Sequence,
+                        "c" => RelationKind::CompositeType,
                         _ => {
                             return Err(CatalogError::UnexpectedValue {
                                 what: "relkind",

@@ -7,7 +7,7 @@
 //! writes are batched per read (one write per burst of messages).
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::debug;
 
@@ -33,8 +33,21 @@ use std::sync::Arc;
 
 /// Backend messages may be as large as PostgreSQL allows (1 GiB).
 const MAX_BACKEND_MESSAGE: usize = 1 << 30;
-/// Read buffer size hint for each direction.
+/// Read buffer size hint for each direction at the start of a statement.
 const READ_CHUNK: usize = 16 * 1024;
+/// What the hint grows to while a direction has more queued than one read
+/// takes (a bulk result): fewer reads, writes and wake-ups per byte.
+const MAX_READ_CHUNK: usize = 128 * 1024;
+
+/// The next read's size hint: doubled while reads come back more than half
+/// full (the socket had a backlog), up to `MAX_READ_CHUNK`.
+fn next_chunk(chunk: usize, read: usize) -> usize {
+    if read > chunk / 2 {
+        (chunk * 2).min(MAX_READ_CHUNK)
+    } else {
+        chunk
+    }
+}
 
 /// Lifecycle of the process, broadcast to every session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,8 +268,8 @@ async fn relay_messages(
     let overhead_out = metrics
         .statement_overhead
         .with_label_values(&["server_to_client"]);
-    let mut sbuf = BytesMut::with_capacity(READ_CHUNK);
-    cbuf.reserve(READ_CHUNK);
+    let mut sbuf = BytesMut::new();
+    let (mut cchunk, mut schunk) = (READ_CHUNK, READ_CHUNK);
     let mut state = Conversation::new();
     let mut upstream_sent_fatal = false;
     let limit = settings.max_message_size;
@@ -305,6 +318,7 @@ async fn relay_messages(
                                         g.client_message(msg, &mut out);
                                     }
                                 }
+                                g.end_of_batch();
                             });
                             if let Err(err) = guarded {
                                 close_both(&mut client, &mut server, err).await;
@@ -338,34 +352,41 @@ async fn relay_messages(
                 }
             }
         }
-        // Without spare room BytesMut would hand read_buf 64 bytes at a
-        // time; keep a full chunk available (reusing the allocation once the
-        // forwarded frames are dropped).
-        if cbuf.capacity() - cbuf.len() < READ_CHUNK / 2 {
-            cbuf.reserve(READ_CHUNK);
-        }
-        if sbuf.capacity() - sbuf.len() < READ_CHUNK / 2 {
-            sbuf.reserve(READ_CHUNK);
+        // Between statements (in a transaction or not) a session holds no
+        // read buffers: most of many thousand pooled connections sit idle,
+        // and read_chunk gives a buffer its room again once its socket has
+        // something to read.
+        if state.awaiting_ready == 0 && !state.unsynced {
+            if cbuf.is_empty() && cbuf.capacity() > 0 {
+                cbuf = BytesMut::new();
+            }
+            if sbuf.is_empty() && sbuf.capacity() > 0 {
+                sbuf = BytesMut::new();
+            }
+            (cchunk, schunk) = (READ_CHUNK, READ_CHUNK);
         }
         let idle_deadline = match (settings.idle_timeout, state.is_idle()) {
             (Some(t), true) => Some(tokio::time::Instant::now() + t),
             _ => None,
         };
         tokio::select! {
-            read = client.read_buf(&mut cbuf) => {
+            read = client.read_chunk(&mut cbuf, cchunk) => {
                 match read {
                     Ok(0) | Err(_) => {
                         // Client vanished without Terminate: end the backend too.
                         let _ = server.shutdown().await;
                         return SessionEnd::ClientClosed;
                     }
-                    Ok(_) => pending_client = true,
+                    Ok(n) => {
+                        pending_client = true;
+                        cchunk = next_chunk(cchunk, n);
+                    }
                 }
             }
-            read = server.read_buf(&mut sbuf) => {
+            read = server.read_chunk(&mut sbuf, schunk) => {
                 match read {
                     Ok(0) | Err(_) => return upstream_gone(&mut client, upstream_sent_fatal).await,
-                    Ok(_) => {}
+                    Ok(n) => schunk = next_chunk(schunk, n),
                 }
                 let started = std::time::Instant::now();
                 match frame_server(&mut sbuf, &mut state, &mut upstream_sent_fatal, &mut framed) {
@@ -865,13 +886,12 @@ async fn probe_session(
 
 /// The relations of the session's temporary schema, with their columns and
 /// view definitions, read over the session's own connection.
-const TEMP_RELATIONS: &str =
-    "SELECT c.oid, c.relname, c.relkind, a.attname, a.attnum, a.atttypid, t.typname, \
+const TEMP_RELATIONS: &str = "SELECT c.oid, c.relname, c.relkind, a.attname, a.attnum, a.atttypid, t.typname, \
     CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END \
     FROM pg_catalog.pg_class c \
-    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-    JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-    WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind IN ('r','p','v','m') \
+    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+    LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+    WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind IN ('r','p','v','m','S') \
     ORDER BY c.oid, a.attnum";
 
 /// `sql` run with search_path set to pg_catalog alone, then set back:
@@ -923,33 +943,42 @@ fn temp_relations(rows: &[BytesMut]) -> Vec<crate::analyze::catalog::Relation> {
                 .flatten()
                 .map(|b| String::from_utf8_lossy(b).into_owned())
         };
-        let (Some(oid), Some(name), Some(kind), Some(col), Some(attnum), Some(typ), Some(typname)) = (
+        let (Some(oid), Some(name), Some(kind)) = (
             text(0).and_then(|s| s.parse::<u32>().ok()),
             text(1),
             text(2),
+        ) else {
+            return Vec::new();
+        };
+        // A table of zero columns (`CREATE TEMP TABLE t ()`) has one row
+        // with no column.
+        let column = match (
             text(3),
             text(4).and_then(|s| s.parse::<i16>().ok()),
             text(5).and_then(|s| s.parse::<u32>().ok()),
             text(6),
-        ) else {
-            return Vec::new();
-        };
-        let column = CatalogColumn {
-            name: col,
-            attnum,
-            type_oid: typ,
-            type_name: typname,
+        ) {
+            (Some(name), Some(attnum), Some(type_oid), Some(type_name)) => Some(CatalogColumn {
+                name,
+                attnum,
+                type_oid,
+                type_name,
+            }),
+            (None, None, None, None) => None,
+            _ => return Vec::new(),
         };
         match relations.last_mut() {
-            Some(r) if r.oid == oid => r.columns.push(column),
+            Some(r) if r.oid == oid => r.columns.extend(column),
             _ => {
                 let kind = match kind.as_str() {
                     "v" => RelationKind::View,
                     "m" => RelationKind::MaterializedView,
                     "p" => RelationKind::PartitionedTable,
+                    "S" => RelationKind::Sequence,
                     _ => RelationKind::Table,
                 };
-                relations.push(Relation::temporary(oid, name, kind, vec![column], text(7)));
+                let columns = column.into_iter().collect();
+                relations.push(Relation::temporary(oid, name, kind, columns, text(7)));
             }
         }
     }
