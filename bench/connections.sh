@@ -44,6 +44,8 @@ unix_socket_dir =
 auth_type = trust
 auth_file = $WORK/userlist.txt
 pool_mode = transaction
+# pgveil's catalog connection sets its timeouts in the startup options.
+ignore_startup_parameters = options
 max_client_conn = $((COUNT + 100))
 default_pool_size = 20
 logfile = $WORK/pgbouncer.log
@@ -55,17 +57,19 @@ as_pg "$PGBOUNCER" "$WORK/pgbouncer.ini" >/dev/null 2>&1 &
 PIDS+=($!)
 wait_ready "$BOUNCER_PORT"
 BOUNCER_PID=$(cat "$WORK/pgbouncer.pid")
+# runuser does not pass the kill on: stop PgBouncer itself on exit.
+PIDS+=($BOUNCER_PID)
 
 # `app` is named by no rule of the packs: every column they protect is masked
 # for it, so each session carries a full guard.
 PGVEIL_KEY_PII=bench-key-0123456789abcdef PGVEIL_KEY_PAN_TOKEN=bench-key-0123456789abcdef \
-target/release/pgveil serve --listen "127.0.0.1:$VEIL_PORT" --upstream "127.0.0.1:$BOUNCER_PORT" \
+"${PGVEIL:-target/release/pgveil}" serve --listen "127.0.0.1:$VEIL_PORT" --upstream "127.0.0.1:$BOUNCER_PORT" \
   --metrics-listen "" --policies policies --catalog-user postgres \
   --max-connections $((COUNT + 100)) 2>"$WORK/pgveil.log" &
 VEIL_PID=$!
 PIDS+=($VEIL_PID)
 wait_ready "$VEIL_PORT"
-"$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$VEIL_PORT" -U app postgres -c "SELECT 1" >/dev/null
+"$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$VEIL_PORT" -U app postgres -c "SELECT 1" >/dev/null || { tail -n 5 "$WORK/pgveil.log" "$WORK/pgbouncer.log" >&2; exit 1; }
 
 veil_before=$(rss_kib "$VEIL_PID"); bouncer_before=$(rss_kib "$BOUNCER_PID")
 echo "opening $COUNT sessions through pgveil..." >&2

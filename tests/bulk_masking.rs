@@ -2,7 +2,8 @@
 //! of rows of `big`, six of eight columns masked, read with the simple
 //! protocol (text), the extended protocol (binary) and `COPY … TO STDOUT`.
 //! The client must receive exactly what a view computing the same masks in
-//! SQL returns on a direct connection: every row, every byte.
+//! SQL returns on a direct connection: every row, every byte. And the cold
+//! path before the rows: a new statement is analysed once per message.
 
 mod common;
 
@@ -65,7 +66,7 @@ columns:
 
 struct Fixture {
     proxy: Proxy,
-    _policies: tempfile::TempDir,
+    policies: tempfile::TempDir,
 }
 
 fn fixture() -> &'static Fixture {
@@ -89,10 +90,7 @@ fn fixture() -> &'static Fixture {
             &["--policies", &dir, "--catalog-user", "postgres"],
             &[("PGVEIL_CATALOG_PASSWORD", SUPERUSER_PASSWORD)],
         );
-        Fixture {
-            proxy,
-            _policies: policies,
-        }
+        Fixture { proxy, policies }
     })
 }
 
@@ -216,4 +214,47 @@ async fn names_with_separators_keep_them() {
     assert_eq!(text, vec![vec![Some("L* **".to_string())]]);
     let binary = binary_rows(&client, sql).await;
     assert_eq!(binary, vec![vec![Some(b"L* **".to_vec())]]);
+}
+
+/// `pgveil_analysis_duration_seconds_count` by `cache` label (hit, miss).
+fn analyses_counted(proxy: &Proxy) -> (u64, u64) {
+    let text = proxy.metrics();
+    let count = |label: &str| {
+        let series = format!("pgveil_analysis_duration_seconds_count{{cache=\"{label}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    (count("hit"), count("miss"))
+}
+
+/// A statement seen for the first time is analysed once for its message
+/// (the look-up that checks the catalog is the one planning uses) and
+/// counted as a cache miss; the same shape again is a cache hit.
+#[tokio::test]
+async fn a_new_statement_is_analysed_once_and_counted_as_a_miss() {
+    // A proxy of its own: its metrics count this test's statements alone.
+    let dir = fixture().policies.path().to_str().unwrap().to_string();
+    let proxy = Proxy::start_with_env(
+        &["--policies", &dir, "--catalog-user", "postgres"],
+        &[("PGVEIL_CATALOG_PASSWORD", SUPERUSER_PASSWORD)],
+    );
+    let client = connect(&proxy.conn_str(READER, PASSWORD, "bulk"))
+        .await
+        .unwrap();
+    assert_eq!(analyses_counted(&proxy), (0, 0));
+    let first = text_rows(&client, "SELECT id, phone FROM big WHERE id = 5").await;
+    assert_eq!(
+        first,
+        vec![vec![Some("5".into()), Some("180****9595".into())]]
+    );
+    assert_eq!(analyses_counted(&proxy), (0, 1), "one miss, no hit");
+    // Another literal, same shape: served by the cache.
+    text_rows(&client, "SELECT id, phone FROM big WHERE id = 6").await;
+    assert_eq!(analyses_counted(&proxy), (1, 1));
+    // Extended protocol: the Parse is the new statement; Bind re-plans nothing.
+    let sql = "SELECT email FROM big WHERE id = $1";
+    let rows = client.query(sql, &[&8i64]).await.unwrap();
+    assert_eq!(rows[0].get::<_, &str>(0), "u****@example.com");
+    assert_eq!(analyses_counted(&proxy), (1, 2));
 }

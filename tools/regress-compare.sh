@@ -11,6 +11,13 @@
 #   PROFILE=release ...                          # default: debug build
 #   PGVEIL=path/to/pgveil ...                    # a given binary instead of building
 #
+# PostgreSQL 15's own regression SQL ships in the source distribution of
+# pglast 5.x on PyPI (libpg_query/test/sql/postgres_regress/*.sql):
+#   pip download --no-deps --no-binary :all: 'pglast>=5,<6'
+#
+# After the table, the refusals (statements that succeed directly) are
+# counted by the rule they name.
+#
 # Each script runs in a fresh database cloned from a template that holds the
 # classic regression tables (onek, tenk1, int4_tbl, ...) filled with
 # synthetic rows: the comparison is direct vs pgveil, not against expected
@@ -166,6 +173,9 @@ for f in "$DIR"/*.sql; do
   cut -d' ' -f1 "$WORK/d.err" | sort -u >"$WORK/d.lines"
   # pgveil's refusals of statements that succeed directly
   refused=$({ grep ' ERROR:  pgveil' "$WORK/v.err" || true; } | cut -d' ' -f1 | sort -u | comm -23 - "$WORK/d.lines" | wc -l)
+  { grep ' ERROR:  pgveil' "$WORK/v.err" || true; } | sort -t' ' -k1,1 -u | while read -r line rest; do
+    grep -qx "$line" "$WORK/d.lines" || printf '%s\n' "$rest" | grep -oE '\[rule: [^]]+\]' || echo '[rule: ?]'
+  done >>"$WORK/rules"
   # other errors at lines where the direct run had none
   { grep -v ' ERROR:  pgveil' "$WORK/v.err" || true; } | cut -d' ' -f1 | sort -u >"$WORK/v.lines"
   follow=$(comm -23 "$WORK/v.lines" "$WORK/d.lines" | wc -l)
@@ -176,3 +186,6 @@ for f in "$DIR"/*.sql; do
   done
 done
 printf '%-28s %9s %9s %9d %9d\n' TOTAL "" "" "$total_refused" "$total_follow"
+echo
+echo "refusals by rule:"
+if [ -s "$WORK/rules" ]; then sort "$WORK/rules" | uniq -c | sort -rn; fi

@@ -244,7 +244,17 @@ impl Analyzer {
     ) -> (Vec<PlannedStatement>, bool) {
         let _ = policy_version;
         let (analyses, cached) = self.analyse_traced(sql, ctx, catalog);
-        let planned = analyses
+        (Self::plan_analysed(&analyses, catalog, policy), cached)
+    }
+
+    /// Plans analyses the caller already holds (from `analyse`, with the
+    /// same context and catalog): saves a second cache look-up.
+    pub fn plan_analysed(
+        analyses: &[Arc<Analysis>],
+        catalog: &Catalog,
+        policy: &dyn PolicyView,
+    ) -> Vec<PlannedStatement> {
+        analyses
             .iter()
             .map(|analysis| {
                 let plan = plan_for(analysis, catalog, policy);
@@ -254,8 +264,7 @@ impl Analyzer {
                     analysis: Arc::clone(analysis),
                 }
             })
-            .collect();
-        (planned, cached)
+            .collect()
     }
 
     /// The (cached) analyses of every statement in `sql`.
@@ -269,7 +278,7 @@ impl Analyzer {
     }
 
     /// Like `analyse`, and whether the result came from the cache.
-    fn analyse_traced(
+    pub fn analyse_traced(
         &self,
         sql: &str,
         ctx: &SessionContext,
@@ -359,10 +368,56 @@ fn tokens_postgres(sql: &str) -> Result<Vec<Token>, sqlparser::parser::ParserErr
             i += 6;
             continue;
         }
+        if let Some(end) = frame_exclusion_end(&tokens, i, &out) {
+            i = end;
+            continue;
+        }
         out.push(tokens[i].clone());
         i += 1;
     }
     Ok(out)
+}
+
+/// A window frame's `EXCLUDE CURRENT ROW | GROUP | TIES | NO OTHERS`
+/// (which sqlparser does not read) starting at `tokens[i]`, right after a
+/// frame bound and right before the window's `)`: the index past it.
+/// Dropping it changes no lineage: the function reads the same argument
+/// over a subset of the same frame.
+fn frame_exclusion_end(tokens: &[Token], i: usize, before: &[Token]) -> Option<usize> {
+    let word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let significant = |t: &&Token| !matches!(t, Token::Whitespace(_));
+    if !word(tokens.get(i)?, "exclude") {
+        return None;
+    }
+    let previous = before.iter().rev().find(significant)?;
+    if !["following", "preceding", "row"]
+        .iter()
+        .any(|w| word(previous, w))
+    {
+        return None;
+    }
+    let mut next = tokens[i + 1..]
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| significant(t));
+    let (_, first) = next.next()?;
+    let words: &[&str] = if word(first, "current") {
+        &["row"]
+    } else if word(first, "no") {
+        &["others"]
+    } else if word(first, "group") || word(first, "ties") {
+        &[]
+    } else {
+        return None;
+    };
+    for w in words {
+        let (_, t) = next.next()?;
+        if !word(t, w) {
+            return None;
+        }
+    }
+    let (offset, close) = next.next()?;
+    (*close == Token::RParen).then_some(i + 1 + offset)
 }
 
 /// Why a statement has no sqlparser tree.

@@ -96,6 +96,18 @@ impl Visitor for Mentions {
         for item in &select.projection {
             self.select_item(item);
         }
+        // `SELECT … INTO t` creates the relation it names.
+        if let Some(into) = &select.into {
+            for target in &into.targets {
+                let name: Vec<String> = match target {
+                    Expr::Identifier(ident) => vec![ident_name(ident)],
+                    Expr::CompoundIdentifier(idents) => idents.iter().map(ident_name).collect(),
+                    _ => continue,
+                };
+                self.idents.extend(name.iter().cloned());
+                self.relations.insert(name);
+            }
+        }
         ControlFlow::Continue(())
     }
 
@@ -106,16 +118,7 @@ impl Visitor for Mentions {
                 self.relations.insert(folded(of));
             }
         }
-        if let ast::SetExpr::Table(table) = query.body.as_ref() {
-            // `TABLE t`: no ObjectName, so not a relation to the visitor.
-            let parts: Vec<String> = [&table.schema_name, &table.table_name]
-                .into_iter()
-                .flatten()
-                .map(ident_name)
-                .collect();
-            self.idents.extend(parts.iter().cloned());
-            self.relations.insert(parts);
-        }
+        self.table_statements(query.body.as_ref());
         ControlFlow::Continue(())
     }
 
@@ -236,6 +239,29 @@ impl Visitor for Mentions {
 }
 
 impl Mentions {
+    /// `TABLE t`, alone or as a branch of UNION/INTERSECT/EXCEPT: no
+    /// ObjectName, so not a relation to the visitor; PostgreSQL reads it
+    /// as `SELECT * FROM t`.
+    fn table_statements(&mut self, body: &ast::SetExpr) {
+        match body {
+            ast::SetExpr::Table(table) => {
+                let parts: Vec<String> = [&table.schema_name, &table.table_name]
+                    .into_iter()
+                    .flatten()
+                    .map(ident_name)
+                    .collect();
+                self.idents.extend(parts.iter().cloned());
+                self.relations.insert(parts);
+                self.columns.insert(vec!["*".to_owned()]);
+            }
+            ast::SetExpr::SetOperation { left, right, .. } => {
+                self.table_statements(left);
+                self.table_statements(right);
+            }
+            _ => {}
+        }
+    }
+
     fn syntax(&mut self, names: &[&str]) {
         for name in names {
             self.functions.insert(vec![(*name).to_owned()]);
@@ -297,7 +323,17 @@ pub fn disagreement(statement: &Statement, pg: &References) -> Option<String> {
             return Some(format!("relation {}", relation.join(".")));
         }
     }
+    // In a range partition bound PostgreSQL's grammar reads MINVALUE and
+    // MAXVALUE as column references and turns them into the bounds; a real
+    // column reference there is an error ("cannot use column reference in
+    // partition bound expression").
+    let partition_bound = pg.kinds.contains("PartitionBoundSpec");
     for column in &pg.columns {
+        if partition_bound
+            && matches!(column.as_slice(), [name] if name == "minvalue" || name == "maxvalue")
+        {
+            continue;
+        }
         let known = if data {
             sp.columns.contains(column)
         } else {
@@ -362,6 +398,9 @@ mod tests {
             "WITH x AS (SELECT 1 AS a) SELECT a FROM x",
             "CREATE TABLE n (a int, b text CHECK (length(b) < 10))",
             "CREATE INDEX ON t (lower(a))",
+            "CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (MINVALUE, 1) TO (MAXVALUE, MAXVALUE)",
+            "SELECT 1, 2 UNION ALL TABLE int8_tbl",
+            "SELECT * INTO TABLE ramp FROM ONLY road WHERE name ~ '.*Ramp'",
             "SELECT substring(a from 2 for 3), position('x' in a), overlay(a placing 'x' from 2) FROM t",
             "SELECT coalesce(a, b), nullif(a, b), greatest(a, b), current_user, current_date FROM t",
             "SELECT a FROM t WHERE a LIKE 'x%' AND b IS DISTINCT FROM c",

@@ -69,6 +69,9 @@ pub struct PgStatement {
     pub range: std::ops::Range<usize>,
     /// The statement's top node kind (`SelectStmt`, `CopyStmt`, …).
     pub kind: &'static str,
+    /// A `MOVE` (a FetchStmt with `ismove`): it repositions a cursor and
+    /// returns only a row count, never a row.
+    pub moves_cursor: bool,
     pub references: References,
     /// Type names the statement creates or gives (see [`NewTypeName`]).
     pub new_type_names: Vec<NewTypeName>,
@@ -209,10 +212,15 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             }
             None => "empty",
         };
+        let moves_cursor = matches!(
+            node,
+            Some(pg_query::NodeEnum::FetchStmt(f)) if f.ismove
+        );
         let identity_alter = identity.filter(|_| only_constant_options(&collector.references));
         statements.push(PgStatement {
             range: start..end,
             kind,
+            moves_cursor,
             references: collector.references,
             new_type_names,
             identity_alter,
@@ -1089,6 +1097,26 @@ mod tests {
             None
         );
         assert!(given("SELECT 1").is_empty());
+    }
+
+    #[test]
+    fn text_without_statements_parses_to_none() {
+        for sql in ["", " \n\x0b", "-- c", ";"] {
+            let parsed = parse(sql, LexSettings::default(), 10);
+            assert!(
+                parsed.is_ok_and(|p| p.iter().all(|s| s.kind == "empty")),
+                "{sql:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn move_is_told_from_fetch() {
+        let moves = |sql: &str| parse(sql, LexSettings::default(), 10).unwrap()[0].moves_cursor;
+        assert!(moves("MOVE ABSOLUTE 3 FROM c"));
+        assert!(moves("move forward 5 \"__asyncpg_portal_1__\""));
+        assert!(!moves("FETCH ABSOLUTE 3 FROM c"));
+        assert!(!moves("SELECT 1"));
     }
 
     #[test]

@@ -82,6 +82,24 @@ impl Walker<'_> {
                 AlterTableOperation::AlterColumn { column_name, op } => {
                     self.alter_column(table, column_name, op, operation)
                 }
+                // The attached table's rows are checked against the bound
+                // (fails iff some row is outside: a range oracle over its
+                // partition key); which columns form the key is not in the
+                // catalog, so every column counts.
+                AlterTableOperation::AttachPartitionOf { partition, .. } => {
+                    self.on_table(partition, |w| {
+                        let columns: Vec<Sources> = w
+                            .frames
+                            .last()
+                            .and_then(|f| f.items.first())
+                            .map(|item| item.columns.iter().map(|c| c.sources.clone()).collect())
+                            .unwrap_or_default();
+                        for sources in &columns {
+                            w.use_sources(sources, false);
+                        }
+                    });
+                    self.ddl_on_table(table, operation);
+                }
                 _ => self.ddl_on_table(table, operation),
             }
         }

@@ -136,6 +136,20 @@ enum CopyIn {
     Active,
 }
 
+/// The analyses `needs_fresh_catalog` looked up for a statement of the
+/// batch being prepared. Reused by `plan` only for the same text, context
+/// and catalog object (held here, so its address cannot be reused): the
+/// analysis is a function of exactly those, so reuse equals a fresh look-up.
+struct LookedUp {
+    sql: String,
+    ctx: SessionContext,
+    catalog: Arc<Catalog>,
+    analyses: Arc<Vec<Arc<crate::analyze::Analysis>>>,
+    /// Whether the cache answered, and the seconds the look-up took.
+    cached: bool,
+    seconds: f64,
+}
+
 /// A server response the session is waiting for, in order.
 enum Expect {
     ParseComplete {
@@ -201,6 +215,8 @@ pub struct Guard {
     named_notes: HashMap<(bool, String), Option<Arc<StatementNote>>>,
     /// Names declared by the message being planned, not yet confirmed.
     staged: Vec<(usize, Registration)>,
+    /// Analyses `needs_fresh_catalog` looked up for this batch, in order.
+    looked_up: Vec<LookedUp>,
     expect: VecDeque<Expect>,
     rows: Option<Arc<RowMasker>>,
     copy: Option<CopyMasker>,
@@ -223,6 +239,10 @@ pub struct Guard {
     /// DDL ran (or a savepoint was rolled back) since the session last read
     /// the transaction's changes: statements planned now are refused.
     overlay_stale: bool,
+    /// A savepoint was set, released or rolled back since the
+    /// transaction's changes were last read: rows it undid are not marked
+    /// as changed, so the next read starts again from the shared catalog.
+    overlay_rebase: bool,
     /// A statement that may have changed the catalog completed (any tag
     /// but a catalog-neutral DDL's) since the transaction's changes were
     /// last read: the next read cannot be skipped.
@@ -236,8 +256,6 @@ pub struct Guard {
     /// search_path was changed since the server was last asked for it:
     /// statements planned now are refused.
     search_path_pending: bool,
-    relation_index: HashMap<u32, usize>,
-    relation_index_generation: Option<u64>,
     utf8: bool,
     pub effects: Effects,
     result: observe::ResultTally,
@@ -261,6 +279,7 @@ impl Guard {
             cursors: HashMap::new(),
             named_notes: HashMap::new(),
             staged: Vec::new(),
+            looked_up: Vec::new(),
             expect: VecDeque::new(),
             rows: None,
             copy: None,
@@ -271,13 +290,12 @@ impl Guard {
             to_server: BytesMut::new(),
             ddl_in_transaction: false,
             overlay_stale: false,
+            overlay_rebase: false,
             unread_change: false,
             tx_change: false,
             temp_schema: false,
             search_path_unsure: false,
             search_path_pending: false,
-            relation_index: HashMap::new(),
-            relation_index_generation: None,
             utf8: true,
             effects: Effects::default(),
             result: observe::ResultTally::default(),
@@ -329,27 +347,56 @@ impl Guard {
 
     /// True when a Query or Parse in `buf` names something the catalog lacks
     /// (a table created since it was read): worth one catalog reload.
-    pub fn needs_fresh_catalog(&self, buf: &[u8]) -> bool {
-        crate::net::codec::frames(buf).any(|msg| {
+    ///
+    /// The analyses it looks up are kept for `plan` of the same messages
+    /// (one cache look-up, and one tokenisation of the text, per statement
+    /// instead of two) until `end_of_batch`.
+    pub fn needs_fresh_catalog(&mut self, buf: &[u8]) -> bool {
+        self.looked_up.clear();
+        for msg in crate::net::codec::frames(buf) {
             let sql = match msg[0] {
                 b'Q' => wire::query_text(msg),
                 b'P' => wire::parse_msg(msg).map(|p| p.query),
                 _ => None,
             };
-            // The cached analysis alone tells (no plan derivation).
-            sql.is_some_and(|sql| {
+            let Some(sql) = sql else { continue };
+            let sql = lossy(sql);
+            let started = std::time::Instant::now();
+            let ctx = self.analysis_ctx().into_owned();
+            let (analyses, cached) =
                 self.inputs
                     .analyzer
-                    .analyse(&lossy(sql), &self.analysis_ctx(), &self.inputs.catalog)
+                    .analyse_traced(&sql, &ctx, &self.inputs.catalog);
+            let seconds = started.elapsed().as_secs_f64();
+            // The cached analysis alone tells (no plan derivation).
+            let stale = analyses.iter().any(|a| {
+                a.effects
+                    .hazards
                     .iter()
-                    .any(|a| {
-                        a.effects
-                            .hazards
-                            .iter()
-                            .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName)
-                    })
-            })
-        })
+                    .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName)
+            });
+            // Kept even when stale: a reload installs another catalog, which
+            // no entry matches; without one (at most one a second) it is
+            // still the analysis `plan` would look up.
+            self.looked_up.push(LookedUp {
+                sql,
+                ctx,
+                catalog: Arc::clone(&self.inputs.catalog),
+                analyses,
+                cached,
+                seconds,
+            });
+            if stale {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The client's batch is planned: the analyses looked up for it are
+    /// dropped (with the catalog they hold).
+    pub fn end_of_batch(&mut self) {
+        self.looked_up.clear();
     }
 
     /// DDL of the open transaction is not visible to pgveil's catalog
@@ -368,7 +415,14 @@ impl Guard {
     /// installed it with `update_inputs`).
     pub fn overlay_read(&mut self) {
         self.overlay_stale = false;
+        self.overlay_rebase = false;
         self.unread_change = false;
+    }
+
+    /// The next read of the transaction's changes may build on the last
+    /// one (only rows written since; see `CatalogRead::after_command`).
+    pub fn overlay_builds_on_last(&self) -> bool {
+        !self.overlay_rebase
     }
 
     /// True when the guard owes the client nothing: safe to swap inputs.
@@ -626,6 +680,7 @@ impl Guard {
                     // view of its transaction is dropped.
                     self.ddl_in_transaction = false;
                     self.overlay_stale = false;
+                    self.overlay_rebase = false;
                     if self.tx_change {
                         self.effects.catalog_stale = true;
                         self.effects.own_ddl = true;

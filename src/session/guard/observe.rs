@@ -203,9 +203,7 @@ impl Guard {
 
     /// Seconds spent planning one statement, and whether the analysis
     /// cache answered.
-    pub(super) fn analysed(&mut self, started: std::time::Instant, cached: bool) {
-        self.observed
-            .analyses
-            .push((started.elapsed().as_secs_f64(), cached));
+    pub(super) fn analysed(&mut self, seconds: f64, cached: bool) {
+        self.observed.analyses.push((seconds, cached));
     }
 }

@@ -12,7 +12,7 @@ use super::super::wire;
 use super::refusal::{block_sql, BLOCK_STATEMENT, PROBE_STATEMENT};
 use super::{lossy, Binding, Expect, Guard, Portal, Prepared, Registration};
 use crate::analyze::plan::{BlockReason, StatementPlan};
-use crate::analyze::{PlannedStatement, SessionContext, StatementKind};
+use crate::analyze::{Analyzer, PlannedStatement, SessionContext, StatementKind};
 use std::sync::Arc;
 
 impl Guard {
@@ -79,15 +79,35 @@ impl Guard {
         let started = std::time::Instant::now();
         let inputs = &self.inputs;
         let ctx = self.analysis_ctx();
-        let (mut planned, cached) = inputs.analyzer.plan_traced(
-            sql,
-            &ctx,
-            &inputs.catalog,
-            inputs.view.as_ref(),
-            inputs.policy.version(),
-        );
+        // The analyses `needs_fresh_catalog` looked up for this batch, when
+        // looked up for this text in this context against this catalog.
+        let looked_up = self.looked_up.iter().position(|l| {
+            l.sql == sql && l.ctx == *ctx && Arc::ptr_eq(&l.catalog, &inputs.catalog)
+        });
+        let (mut planned, cached, earlier) = match looked_up {
+            Some(i) => {
+                let l = &self.looked_up[i];
+                let planned =
+                    Analyzer::plan_analysed(&l.analyses, &inputs.catalog, inputs.view.as_ref());
+                (planned, l.cached, l.seconds)
+            }
+            None => {
+                let (planned, cached) = inputs.analyzer.plan_traced(
+                    sql,
+                    &ctx,
+                    &inputs.catalog,
+                    inputs.view.as_ref(),
+                    inputs.policy.version(),
+                );
+                (planned, cached, 0.0)
+            }
+        };
         drop(ctx);
-        self.analysed(started, cached);
+        if let Some(i) = looked_up {
+            // Each entry serves one message (the same text may come again).
+            self.looked_up.remove(i);
+        }
+        self.analysed(earlier + started.elapsed().as_secs_f64(), cached);
         let inputs = &self.inputs;
         // In a client encoding other than UTF-8 a byte below 0x80 can be
         // the second half of a character (GBK, SJIS, BIG5 …): the server,
@@ -266,6 +286,7 @@ impl Guard {
                 // ROLLBACK TO SAVEPOINT can undo part of the transaction's DDL.
                 if self.ddl_in_transaction {
                     self.overlay_stale = true;
+                    self.overlay_rebase = true;
                 }
                 p.plan.clone()
             }
