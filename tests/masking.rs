@@ -1051,3 +1051,83 @@ async fn a_portal_rebound_in_one_pipeline_masks_each_result_with_its_own_plan() 
     assert_raw_no_secret("binary portal re-bound", &got);
     assert_eq!(raw_rows(&got), expected, "{got:?}");
 }
+
+/// MOVE repositions a cursor and returns only a row count (sqlparser cannot
+/// parse it): psycopg2's `scroll()` sends `MOVE ABSOLUTE n FROM c` for named
+/// cursors and asyncpg's `Cursor.forward()` sends `MOVE FORWARD n "portal"`
+/// for a protocol-level portal. Both pass for masked roles, and the rows
+/// fetched after them stay masked.
+#[tokio::test]
+async fn moving_a_cursor_or_portal_passes_and_what_follows_stays_masked() {
+    use common::probe::{simple_text, Raw};
+    let c = as_role("dev").await;
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("DECLARE mv SCROLL CURSOR FOR SELECT mobile FROM customers ORDER BY id")
+        .await
+        .unwrap();
+    for (sql, moved) in [
+        ("MOVE FORWARD 2 FROM mv", "[rows 2]"),
+        ("MOVE ABSOLUTE 0 FROM mv", "[rows 0]"),
+        ("move 1 in mv", "[rows 1]"),
+    ] {
+        let msgs = c
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {}", common::probe::error_text(&e)));
+        assert_eq!(simple_text(&msgs), moved, "{sql}");
+    }
+    let (_, text) = visible(&c, "FETCH NEXT FROM mv").await;
+    assert_eq!(text, "138****0000");
+    let (_, text) = visible(&c, "FETCH ABSOLUTE 1 FROM mv").await;
+    assert_eq!(text, "139****4321");
+    c.batch_execute("COMMIT").await.unwrap();
+
+    // A portal bound through the protocol, moved in SQL, then executed.
+    let mut raw = Raw::connect(setup(), common::DAVE_TRUST);
+    raw.query("BEGIN");
+    let mut buf = Raw::parse("mvs", "SELECT mobile FROM customers ORDER BY id");
+    buf.extend(Raw::bind("mvp", "mvs", 0));
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    raw.read_until_ready();
+    let got = raw.query("MOVE FORWARD 1 \"mvp\"");
+    assert!(
+        got.iter()
+            .any(|(t, body)| *t == b'C' && body.starts_with(b"MOVE 1")),
+        "{got:?}"
+    );
+    let mut buf = Raw::execute("mvp", 0);
+    buf.extend(Raw::sync());
+    raw.send(&buf);
+    let got = raw.read_until_ready();
+    common::probe::assert_raw_no_secret("portal after MOVE", &got);
+    assert_eq!(
+        Raw::first_value(&got).as_deref(),
+        Some("138****0000"),
+        "{got:?}"
+    );
+}
+
+/// An empty or whitespace-only query (psycopg2's `execute("")`) gets the
+/// server's EmptyQueryResponse, in both protocols. pg_query's scanner used
+/// to build a slice from a null pointer for text without tokens: undefined
+/// behaviour, and an abort of the whole pgveil process in a debug build.
+#[tokio::test]
+async fn empty_queries_get_the_servers_answer() {
+    let c = as_role("dev").await;
+    for sql in ["", "  ", "\n\t\r"] {
+        let msgs = c
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql:?}: {}", common::probe::error_text(&e)));
+        assert!(
+            !msgs.iter().any(|m| matches!(m, SimpleQueryMessage::Row(_))),
+            "{sql:?}"
+        );
+        c.execute(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql:?}: {}", common::probe::error_text(&e)));
+    }
+    let (_, text) = visible(&c, "SELECT mobile FROM customers WHERE id = 1").await;
+    assert_eq!(text, "139****4321");
+}

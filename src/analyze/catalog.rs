@@ -4,7 +4,7 @@
 //! writes. Immutable once built; a refresh builds a new one with a higher
 //! generation, so cached analyses keyed on the generation never go stale.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -208,35 +208,139 @@ struct CatalogData {
     snapshot: Option<String>,
 }
 
+/// Relations and functions with their lookup indexes. A refresh builds a
+/// new set from the old one's entries (shared, not copied) plus what the
+/// read returned.
+#[derive(Debug, Default)]
+struct ObjectSet {
+    /// Sorted by oid.
+    relations: Vec<Arc<Relation>>,
+    /// Sorted by (schema, name, oid).
+    functions: Vec<Arc<CatalogFunction>>,
+    relation_index: HashMap<(String, String), usize>,
+    relation_oids: HashMap<u32, usize>,
+    function_index: HashMap<String, Vec<usize>>,
+}
+
+impl ObjectSet {
+    fn new(
+        mut relations: Vec<Arc<Relation>>,
+        mut functions: Vec<Arc<CatalogFunction>>,
+    ) -> ObjectSet {
+        relations.sort_by_key(|r| r.oid);
+        functions.sort_by(|a, b| (&a.schema, &a.name, a.oid).cmp(&(&b.schema, &b.name, b.oid)));
+        let mut relation_index = HashMap::with_capacity(relations.len());
+        let mut relation_oids = HashMap::with_capacity(relations.len());
+        for (i, r) in relations.iter().enumerate() {
+            relation_index.insert((r.schema.clone(), r.name.clone()), i);
+            relation_oids.insert(r.oid, i);
+        }
+        let mut function_index: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, f) in functions.iter().enumerate() {
+            function_index.entry(f.name.clone()).or_default().push(i);
+        }
+        ObjectSet {
+            relations,
+            functions,
+            relation_index,
+            relation_oids,
+            function_index,
+        }
+    }
+
+    fn relation(&self, schema: &str, name: &str) -> Option<&Relation> {
+        // Borrowed lookups would need a key type of their own; the tuple of
+        // two short strings costs less than the statement it resolves.
+        self.relation_index
+            .get(&(schema.to_owned(), name.to_owned()))
+            .and_then(|&i| self.relations.get(i))
+            .map(|r| &**r)
+    }
+
+    fn relation_by_oid(&self, oid: u32) -> Option<&Relation> {
+        self.relation_oids
+            .get(&oid)
+            .and_then(|&i| self.relations.get(i))
+            .map(|r| &**r)
+    }
+
+    fn functions_named<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a CatalogFunction> {
+        self.function_index
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.functions.get(i))
+            .map(|f| &**f)
+    }
+}
+
 /// The catalog of one database.
+///
+/// Objects that ship with PostgreSQL (schemas `pg_catalog` and
+/// `information_schema`: some 3,000 functions and 200 relations) are held
+/// apart and shared by every generation read from the same server: a
+/// refresh after DDL rebuilds only the user objects' indexes.
 #[derive(Debug)]
 pub struct Catalog {
-    data: CatalogData,
-    relation_index: HashMap<(String, String), usize>,
-    function_index: HashMap<String, Vec<usize>>,
+    database: String,
+    generation: u64,
+    schemas: Vec<String>,
+    system: Arc<ObjectSet>,
+    user: ObjectSet,
+    operators: Vec<CatalogOperator>,
+    snapshot: Option<String>,
+    /// Read inside a transaction: the last command id of it whose catalog
+    /// rows this catalog includes (see `CatalogRead::after_command`).
+    transaction_command: Option<u32>,
 }
 
 /// Generation numbers are process-wide so two loads never share one.
 static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 
+fn next_generation() -> u64 {
+    NEXT_GENERATION.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A user relation carried into a new generation: shared when nothing
+/// about it can have changed, copied with an empty lineage cache when it is
+/// a view (its text resolves against the new catalog) or its parents moved.
+fn carried(r: &Arc<Relation>, parents: Option<Vec<(String, String)>>) -> Arc<Relation> {
+    let parents = parents.unwrap_or_default();
+    if !r.has_definition() && r.parents == parents {
+        return Arc::clone(r);
+    }
+    Arc::new(Relation {
+        view_lineage: OnceLock::new(),
+        parents,
+        ..(**r).clone()
+    })
+}
+
 impl Catalog {
     /// This catalog plus one session's temporary relations (schema
     /// `pg_temp`), which pgveil's own catalog connection cannot see.
     pub fn with_session_relations(&self, extra: &[Relation]) -> Catalog {
-        let mut relations = self.data.relations.clone();
-        relations.extend(extra.iter().cloned());
-        let mut schemas = self.data.schemas.clone();
+        let mut relations: Vec<Arc<Relation>> = self
+            .user
+            .relations
+            .iter()
+            .map(|r| carried(r, Some(r.parents.clone())))
+            .collect();
+        relations.extend(extra.iter().cloned().map(Arc::new));
+        let mut schemas = self.schemas.clone();
         if !schemas.iter().any(|s| s == "pg_temp") {
             schemas.push("pg_temp".into());
         }
-        let mut catalog = Catalog::new(
-            self.data.database.clone(),
+        Catalog {
+            database: self.database.clone(),
+            generation: next_generation(),
             schemas,
-            relations,
-            self.data.functions.clone(),
-        );
-        catalog.data.operators = self.data.operators.clone();
-        catalog
+            system: Arc::clone(&self.system),
+            user: ObjectSet::new(relations, self.user.functions.clone()),
+            operators: self.operators.clone(),
+            snapshot: self.snapshot.clone(),
+            transaction_command: self.transaction_command,
+        }
     }
 
     /// Builds a catalog and its lookup indexes; assigns a fresh generation.
@@ -257,22 +361,26 @@ impl Catalog {
         })
     }
 
-    fn from_data(mut data: CatalogData) -> Catalog {
-        data.generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
-        let relation_index = data
+    fn from_data(data: CatalogData) -> Catalog {
+        let (system_relations, user_relations): (Vec<_>, Vec<_>) = data
             .relations
-            .iter()
-            .enumerate()
-            .map(|(i, r)| ((r.schema.clone(), r.name.clone()), i))
-            .collect();
-        let mut function_index: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, f) in data.functions.iter().enumerate() {
-            function_index.entry(f.name.clone()).or_default().push(i);
-        }
+            .into_iter()
+            .map(Arc::new)
+            .partition(|r| r.is_system());
+        let (system_functions, user_functions): (Vec<_>, Vec<_>) = data
+            .functions
+            .into_iter()
+            .map(Arc::new)
+            .partition(|f| f.is_builtin());
         Catalog {
-            data,
-            relation_index,
-            function_index,
+            database: data.database,
+            generation: next_generation(),
+            schemas: data.schemas,
+            system: Arc::new(ObjectSet::new(system_relations, system_functions)),
+            user: ObjectSet::new(user_relations, user_functions),
+            operators: data.operators,
+            snapshot: data.snapshot,
+            transaction_command: None,
         }
     }
 
@@ -292,28 +400,50 @@ impl Catalog {
 
     /// The JSON `catalog dump` writes.
     pub fn to_json(&self) -> Result<String, CatalogError> {
-        Ok(serde_json::to_string_pretty(&self.data)?)
+        let mut relations: Vec<Relation> = self.relations().cloned().collect();
+        relations.sort_by_key(|r| r.oid);
+        let data = CatalogData {
+            database: self.database.clone(),
+            generation: self.generation,
+            schemas: self.schemas.clone(),
+            relations,
+            functions: self.functions().cloned().collect(),
+            operators: self.operators.clone(),
+            snapshot: self.snapshot.clone(),
+        };
+        Ok(serde_json::to_string_pretty(&data)?)
     }
 
     pub fn database(&self) -> &str {
-        &self.data.database
+        &self.database
     }
 
     /// Changes whenever the catalog is rebuilt; part of every cache key.
     pub fn generation(&self) -> u64 {
-        self.data.generation
+        self.generation
     }
 
     pub fn schemas(&self) -> &[String] {
-        &self.data.schemas
+        &self.schemas
     }
 
-    pub fn relations(&self) -> &[Relation] {
-        &self.data.relations
+    /// Every relation: the built-in ones, then the user's, each by oid.
+    pub fn relations(&self) -> impl Iterator<Item = &Relation> + '_ {
+        self.system
+            .relations
+            .iter()
+            .chain(self.user.relations.iter())
+            .map(|r| &**r)
     }
 
-    pub fn functions(&self) -> &[CatalogFunction] {
-        &self.data.functions
+    /// Every function: the built-in ones, then the user's, each by
+    /// (schema, name, oid).
+    pub fn functions(&self) -> impl Iterator<Item = &CatalogFunction> + '_ {
+        self.system
+            .functions
+            .iter()
+            .chain(self.user.functions.iter())
+            .map(|f| &**f)
     }
 
     /// User-defined operators named `name`, in any schema.
@@ -321,13 +451,22 @@ impl Catalog {
         &'a self,
         name: &'a str,
     ) -> impl Iterator<Item = &'a CatalogOperator> + 'a {
-        self.data.operators.iter().filter(move |o| o.name == name)
+        self.operators.iter().filter(move |o| o.name == name)
     }
 
     pub fn relation(&self, schema: &str, name: &str) -> Option<&Relation> {
-        self.relation_index
-            .get(&(schema.to_owned(), name.to_owned()))
-            .and_then(|&i| self.data.relations.get(i))
+        if SYSTEM_SCHEMAS.contains(&schema) {
+            self.system.relation(schema, name)
+        } else {
+            self.user.relation(schema, name)
+        }
+    }
+
+    /// The relation with this pg_class oid (a RowDescription's table oid).
+    pub fn relation_by_oid(&self, oid: u32) -> Option<&Relation> {
+        self.system
+            .relation_by_oid(oid)
+            .or_else(|| self.user.relation_by_oid(oid))
     }
 
     /// Resolves an unqualified relation name the way PostgreSQL does:
@@ -346,11 +485,9 @@ impl Catalog {
         &'a self,
         name: &str,
     ) -> impl Iterator<Item = &'a CatalogFunction> + 'a {
-        self.function_index
-            .get(name)
-            .into_iter()
-            .flatten()
-            .filter_map(|&i| self.data.functions.get(i))
+        self.system
+            .functions_named(name)
+            .chain(self.user.functions_named(name))
     }
 
     /// Resolves a function call: the explicit schema, else the function it
@@ -392,7 +529,14 @@ impl Catalog {
     /// The snapshot (`txid_current_snapshot()` text) this catalog reflects,
     /// when it was read from a database in one statement.
     pub fn snapshot(&self) -> Option<&str> {
-        self.data.snapshot.as_deref()
+        self.snapshot.as_deref()
+    }
+
+    /// Read inside a transaction over its own connection: the last command
+    /// of it whose schema changes this catalog includes, for the next read
+    /// (`CatalogRead::after_command`).
+    pub fn transaction_command(&self) -> Option<u32> {
+        self.transaction_command
     }
 
     /// The query that reads what changed since this catalog was read, or
@@ -466,60 +610,91 @@ impl Catalog {
             }
         };
         let incremental = read.snapshot.is_some();
-        let changed: std::collections::HashSet<u32> =
-            read_rows.relations.iter().map(|r| r.oid).collect();
-        let changed_functions: std::collections::HashSet<u32> =
-            read_rows.functions.iter().map(|f| f.oid).collect();
-        let mut relations: Vec<Relation> = Vec::new();
+        let mut parents: HashMap<u32, Vec<(String, String)>> = read_rows
+            .parents
+            .into_iter()
+            .map(|(oid, mut p)| {
+                p.sort_by_key(|(seq, _)| *seq);
+                (oid, p.into_iter().map(|(_, name)| name).collect())
+            })
+            .collect();
+        let (system_relations, user_relations): (Vec<Relation>, Vec<Relation>) = read_rows
+            .relations
+            .into_iter()
+            .partition(Relation::is_system);
+        let (system_functions, user_functions): (Vec<CatalogFunction>, Vec<CatalogFunction>) =
+            read_rows
+                .functions
+                .into_iter()
+                .partition(CatalogFunction::is_builtin);
+        let fresh = |r: Relation, parents: &mut HashMap<u32, Vec<(String, String)>>| {
+            let p = parents.remove(&r.oid).unwrap_or_default();
+            Arc::new(Relation { parents: p, ..r })
+        };
+        // Built-in objects change only with the server (or a superuser
+        // adding to pg_catalog): then the set is rebuilt, else shared.
+        let system = if incremental && system_relations.is_empty() && system_functions.is_empty() {
+            Arc::clone(&self.system)
+        } else {
+            let replaced: HashSet<u32> = system_relations.iter().map(|r| r.oid).collect();
+            let replaced_functions: HashSet<u32> = system_functions.iter().map(|f| f.oid).collect();
+            let mut relations: Vec<Arc<Relation>> = Vec::new();
+            let mut functions: Vec<Arc<CatalogFunction>> = Vec::new();
+            if incremental {
+                relations.extend(
+                    self.system
+                        .relations
+                        .iter()
+                        .filter(|r| !replaced.contains(&r.oid))
+                        .cloned(),
+                );
+                functions.extend(
+                    self.system
+                        .functions
+                        .iter()
+                        .filter(|f| !replaced_functions.contains(&f.oid))
+                        .cloned(),
+                );
+            }
+            relations.extend(system_relations.into_iter().map(|r| fresh(r, &mut parents)));
+            functions.extend(system_functions.into_iter().map(Arc::new));
+            Arc::new(ObjectSet::new(relations, functions))
+        };
+        let changed: HashSet<u32> = user_relations.iter().map(|r| r.oid).collect();
+        let changed_functions: HashSet<u32> = user_functions.iter().map(|f| f.oid).collect();
+        let mut relations: Vec<Arc<Relation>> = Vec::new();
+        let mut functions: Vec<Arc<CatalogFunction>> = Vec::new();
         if incremental {
-            for r in &self.data.relations {
-                let alive = r.is_system() || read_rows.live_relations.contains(&r.oid);
-                if alive && !changed.contains(&r.oid) {
-                    relations.push(Relation {
-                        view_lineage: OnceLock::new(),
-                        ..r.clone()
-                    });
+            for r in &self.user.relations {
+                if read_rows.live_relations.contains(&r.oid) && !changed.contains(&r.oid) {
+                    relations.push(carried(r, parents.remove(&r.oid)));
                 }
             }
-        }
-        relations.extend(read_rows.relations);
-        let mut parents = read_rows.parents;
-        for r in &mut relations {
-            r.parents = parents
-                .remove(&r.oid)
-                .map(|mut p| {
-                    p.sort_by_key(|(seq, _)| *seq);
-                    p.into_iter().map(|(_, name)| name).collect()
-                })
-                .unwrap_or_default();
-        }
-        relations.sort_by_key(|r| r.oid);
-        let mut functions: Vec<CatalogFunction> = Vec::new();
-        if incremental {
             functions.extend(
-                self.data
+                self.user
                     .functions
                     .iter()
                     .filter(|f| {
-                        (f.is_builtin() || read_rows.live_functions.contains(&f.oid))
+                        read_rows.live_functions.contains(&f.oid)
                             && !changed_functions.contains(&f.oid)
                     })
                     .cloned(),
             );
         }
-        functions.extend(read_rows.functions);
-        functions.sort_by(|a, b| (&a.schema, &a.name, a.oid).cmp(&(&b.schema, &b.name, b.oid)));
+        relations.extend(user_relations.into_iter().map(|r| fresh(r, &mut parents)));
+        functions.extend(user_functions.into_iter().map(Arc::new));
         let mut schemas = read_rows.schemas;
         schemas.sort();
-        Ok(Catalog::from_data(CatalogData {
+        Ok(Catalog {
             database,
-            generation: 0,
+            generation: next_generation(),
             schemas,
-            relations,
-            functions,
+            system,
+            user: ObjectSet::new(relations, functions),
             operators: read_rows.operators,
             snapshot: Some(snapshot),
-        }))
+            transaction_command: read.after_command.max(read_rows.own_command),
+        })
     }
 }
 
@@ -591,11 +766,18 @@ pub fn command_changes_catalog(tag: &[u8]) -> bool {
 pub struct CatalogRead {
     /// (xmax, in-progress xids) of S, as 32-bit xids; None reads everything.
     snapshot: Option<(u64, Vec<u64>)>,
+    /// Read inside the transaction that wrote the changes, after an earlier
+    /// read of it that saw its rows up to this command id: rows the
+    /// transaction wrote at or before it are not read again.
+    after_command: Option<u32>,
 }
 
 impl CatalogRead {
     pub fn full() -> CatalogRead {
-        CatalogRead { snapshot: None }
+        CatalogRead {
+            snapshot: None,
+            after_command: None,
+        }
     }
 
     /// Changes since the snapshot text `xmin:xmax:xip,…`; None when the text
@@ -615,7 +797,19 @@ impl CatalogRead {
             .collect::<Option<Vec<u64>>>()?;
         Some(CatalogRead {
             snapshot: Some((xmax & 0xffff_ffff, xip)),
+            after_command: None,
         })
+    }
+
+    /// The same read, leaving out the rows the reading transaction wrote up
+    /// to `command` (`Catalog::transaction_command` of the catalog the rows
+    /// are applied to). Rows of its subtransactions and of other
+    /// transactions are read as before.
+    pub fn after_command(self, command: Option<u32>) -> CatalogRead {
+        CatalogRead {
+            after_command: command,
+            ..self
+        }
     }
 
     /// The one statement (one snapshot) that reads it; rows of text columns
@@ -630,6 +824,7 @@ impl CatalogRead {
     pub fn parameterised_sql() -> String {
         CatalogRead {
             snapshot: Some((0, Vec::new())),
+            after_command: None,
         }
         .sql_text(true)
     }
@@ -666,6 +861,16 @@ impl CatalogRead {
                 p
             }
         };
+        // Changed since S and, inside the transaction that wrote it, not
+        // seen by the previous read (see `after_command`).
+        let changed = |alias: &str| match self.after_command {
+            None => changed(alias),
+            Some(command) => format!(
+                "({} AND ({alias}.xmin IS DISTINCT FROM (SELECT xid FROM own_tx) \
+                 OR {alias}.cmin::text::bigint > {command}))",
+                changed(alias)
+            ),
+        };
         let user_ns = "n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%'";
         let kinds = "c.relkind IN ('r','p','v','m','f','S','c')";
         let (with, rel_filter, fn_filter, live) = match &self.snapshot {
@@ -676,16 +881,23 @@ impl CatalogRead {
                 String::new(),
             ),
             Some(_) => {
+                // Each changed row also carries its xmin and cmin: the
+                // largest cmin of the reading transaction's own rows is
+                // what the next read inside it starts after (row `C`).
                 let with = format!(
-                    "WITH RECURSIVE changed_ns AS (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE {ns}), \
-                     changed_proc AS (SELECT p.oid FROM pg_catalog.pg_proc p WHERE {proc} \
+                    "WITH RECURSIVE own_tx AS (SELECT (pg_catalog.txid_current_if_assigned() % 4294967296)::text::xid AS xid), \
+                     changed_ns AS (SELECT n.oid, n.xmin AS x, n.cmin::text::bigint AS m \
+                        FROM pg_catalog.pg_namespace n WHERE {ns}), \
+                     changed_proc AS (SELECT p.oid, p.xmin AS x, p.cmin::text::bigint AS m \
+                        FROM pg_catalog.pg_proc p WHERE {proc} \
                         OR p.pronamespace IN (SELECT oid FROM changed_ns)), \
-                     seeds AS (SELECT c.oid FROM pg_catalog.pg_class c WHERE {class} \
+                     seeds AS (SELECT c.oid, c.xmin AS x, c.cmin::text::bigint AS m \
+                        FROM pg_catalog.pg_class c WHERE {class} \
                         OR c.relnamespace IN (SELECT oid FROM changed_ns) \
-                       UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a WHERE {attr} \
-                       UNION SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE {rule} \
-                       UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE {inh} \
-                       UNION SELECT a.attrelid FROM pg_catalog.pg_attribute a \
+                       UNION ALL SELECT a.attrelid, a.xmin, a.cmin::text::bigint FROM pg_catalog.pg_attribute a WHERE {attr} \
+                       UNION ALL SELECT r.ev_class, r.xmin, r.cmin::text::bigint FROM pg_catalog.pg_rewrite r WHERE {rule} \
+                       UNION ALL SELECT i.inhrelid, i.xmin, i.cmin::text::bigint FROM pg_catalog.pg_inherits i WHERE {inh} \
+                       UNION ALL SELECT a.attrelid, t.xmin, t.cmin::text::bigint FROM pg_catalog.pg_attribute a \
                          JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE {typ}), \
                      affected(classid, oid) AS ( \
                          SELECT 'pg_catalog.pg_class'::regclass::oid, oid FROM seeds \
@@ -708,7 +920,11 @@ impl CatalogRead {
                       WHERE {kinds} AND {user_ns} AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                      UNION ALL SELECT 'P', p.oid::text, NULL, NULL, NULL, NULL, NULL, NULL \
                        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                     UNION ALL SELECT 'C', max(s.m)::text, NULL, NULL, NULL, NULL, NULL, NULL \
+                       FROM (SELECT x, m FROM seeds UNION ALL SELECT x, m FROM changed_proc \
+                             UNION ALL SELECT x, m FROM changed_ns) s \
+                      WHERE s.x = (SELECT xid FROM own_tx)"
                 );
                 (
                     with,
@@ -782,8 +998,10 @@ struct ReadRows {
     parents: HashMap<u32, Vec<ParentRow>>,
     functions: Vec<CatalogFunction>,
     operators: Vec<CatalogOperator>,
-    live_relations: std::collections::HashSet<u32>,
-    live_functions: std::collections::HashSet<u32>,
+    live_relations: HashSet<u32>,
+    live_functions: HashSet<u32>,
+    /// Largest command id of the reading transaction's own rows read.
+    own_command: Option<u32>,
 }
 
 impl ReadRows {
@@ -893,6 +1111,11 @@ impl ReadRows {
                 "P" => {
                     out.live_functions.insert(number(row, 1, "function oid")?);
                 }
+                "C" => {
+                    if row.get(1).is_some_and(Option::is_some) {
+                        out.own_command = Some(number(row, 1, "command id")?);
+                    }
+                }
                 other => {
                     return Err(CatalogError::UnexpectedValue {
                         what: "row kind",
@@ -914,19 +1137,24 @@ impl ReadRows {
 ///
 /// The cache itself does no I/O: the session asks `get`, and when it returns
 /// `None` reads the changes since `last` (or a whole catalog) over its
-/// catalog connection and calls `insert`.
+/// catalog connection and calls `insert` with the `epoch` it saw before the
+/// read began.
 #[derive(Debug)]
 pub struct CatalogCache {
     ttl: Duration,
     entries: DashMap<String, CachedCatalog>,
+    /// Invalidations per database so far. A catalog read that began before
+    /// the latest one may lack the change it announced, so it is not
+    /// current however recently it was inserted.
+    epochs: DashMap<String, u64>,
 }
 
 #[derive(Debug, Clone)]
 struct CachedCatalog {
     catalog: Arc<Catalog>,
     loaded_at: Instant,
-    /// DDL went through since it was read.
-    stale: bool,
+    /// The database's epoch when the read began.
+    epoch: u64,
 }
 
 impl CatalogCache {
@@ -934,14 +1162,23 @@ impl CatalogCache {
         CatalogCache {
             ttl,
             entries: DashMap::new(),
+            epochs: DashMap::new(),
         }
     }
 
+    /// Invalidations of `database` so far: take it before reading a
+    /// catalog, give it to `insert` after.
+    pub fn epoch(&self, database: &str) -> u64 {
+        self.epochs.get(database).map_or(0, |e| *e)
+    }
+
     /// The cached catalog of `database`, unless it is missing, expired or
-    /// invalidated.
+    /// was read before the latest invalidation.
     pub fn get(&self, database: &str) -> Option<Arc<Catalog>> {
+        let epoch = self.epoch(database);
         let entry = self.entries.get(database)?;
-        (!entry.stale && entry.loaded_at.elapsed() < self.ttl).then(|| Arc::clone(&entry.catalog))
+        (entry.epoch == epoch && entry.loaded_at.elapsed() < self.ttl)
+            .then(|| Arc::clone(&entry.catalog))
     }
 
     /// The last catalog read for `database`, current or not: the base an
@@ -950,14 +1187,15 @@ impl CatalogCache {
         self.entries.get(database).map(|e| Arc::clone(&e.catalog))
     }
 
-    pub fn insert(&self, catalog: Catalog) -> Arc<Catalog> {
+    /// Stores a catalog whose read began at `epoch` (see `epoch`).
+    pub fn insert(&self, catalog: Catalog, epoch: u64) -> Arc<Catalog> {
         let catalog = Arc::new(catalog);
         self.entries.insert(
             catalog.database().to_owned(),
             CachedCatalog {
                 catalog: Arc::clone(&catalog),
                 loaded_at: Instant::now(),
-                stale: false,
+                epoch,
             },
         );
         catalog
@@ -966,15 +1204,17 @@ impl CatalogCache {
     /// Forgets every database's catalog (SIGHUP): the next read is whole.
     pub fn clear(&self) {
         self.entries.clear();
+        // A read in flight now must not count as current when it lands.
+        for mut e in self.epochs.iter_mut() {
+            *e += 1;
+        }
     }
 
     /// Marks `database`'s catalog out of date; the session calls it after
     /// DDL passed. The next `get` misses, and the refresh reads only what
     /// changed since it.
     pub fn invalidate(&self, database: &str) {
-        if let Some(mut e) = self.entries.get_mut(database) {
-            e.stale = true;
-        }
+        *self.epochs.entry(database.to_owned()).or_insert(0) += 1;
     }
 
     /// The cached catalog, or one brought up to date over `client`
@@ -987,11 +1227,12 @@ impl CatalogCache {
         if let Some(catalog) = self.get(database) {
             return Ok(catalog);
         }
+        let epoch = self.epoch(database);
         let catalog = match self.last(database) {
             Some(last) => last.refreshed(client).await?,
             None => Catalog::load(client).await?,
         };
-        Ok(self.insert(catalog))
+        Ok(self.insert(catalog, epoch))
     }
 }
 
@@ -1051,12 +1292,56 @@ mod tests {
     #[test]
     fn cache_invalidates_per_database() {
         let cache = CatalogCache::new(Duration::from_secs(60));
-        cache.insert(sample());
+        cache.insert(sample(), cache.epoch("bank"));
         assert!(cache.get("bank").is_some());
         cache.invalidate("bank");
         assert!(cache.get("bank").is_none());
         let expired = CatalogCache::new(Duration::ZERO);
-        expired.insert(sample());
+        expired.insert(sample(), 0);
         assert!(expired.get("bank").is_none());
+    }
+
+    #[test]
+    fn a_read_begun_before_an_invalidation_is_not_current() {
+        let cache = CatalogCache::new(Duration::from_secs(60));
+        let begun = cache.epoch("bank");
+        // DDL commits while the read is running: the read may miss it.
+        cache.invalidate("bank");
+        cache.insert(sample(), begun);
+        assert!(cache.get("bank").is_none());
+        assert!(cache.last("bank").is_some());
+        let again = cache.epoch("bank");
+        cache.insert(sample(), again);
+        assert!(cache.get("bank").is_some());
+        // SIGHUP: a read in flight does not count either.
+        let begun = cache.epoch("bank");
+        cache.clear();
+        cache.insert(sample(), begun);
+        assert!(cache.get("bank").is_none());
+    }
+
+    #[test]
+    fn builtins_are_shared_between_generations() {
+        let mut data: CatalogData = match serde_json::from_str(&match sample().to_json() {
+            Ok(j) => j,
+            Err(e) => panic!("{e}"),
+        }) {
+            Ok(d) => d,
+            Err(e) => panic!("{e}"),
+        };
+        data.functions.push(CatalogFunction {
+            oid: 870,
+            schema: "pg_catalog".into(),
+            name: "lower".into(),
+            language: "internal".into(),
+            volatility: "i".into(),
+            kind: "f".into(),
+            result: FunctionResult::Scalar,
+        });
+        let first = Catalog::from_data(data);
+        let second = first.with_session_relations(&[]);
+        assert!(Arc::ptr_eq(&first.system, &second.system));
+        assert!(second.functions_named("lower").any(|f| f.oid == 870));
+        assert!(second.relation_by_oid(1).is_some_and(|r| r.name == "t"));
     }
 }

@@ -131,6 +131,11 @@ pub fn from_tree(
             .words
             .extend(name.iter().filter(|p| *p != "*").cloned());
     }
+    // MOVE returns a row count and no row (sqlparser has no MOVE; psycopg2's
+    // scroll() and asyncpg's Cursor.forward() send it).
+    if pg.moves_cursor {
+        return result;
+    }
     if !ADMITTED_KINDS.contains(&pg.kind) {
         result.dynamic = Some(format!("statement kind {}", pg.kind));
         return result;

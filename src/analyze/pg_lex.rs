@@ -20,6 +20,13 @@ pub fn cache_key(sql: &str) -> Option<String> {
     if sql.contains('\\') {
         return None;
     }
+    // Text of whitespace only has no token, and for no token pg_query 18.1's
+    // scan_tokens builds a slice from a null pointer: undefined behaviour, and
+    // an abort of the whole process where the check is compiled in (a debug
+    // build, on psycopg2's empty query). The key of no tokens is "".
+    if sql.bytes().all(|b| PG_WHITESPACE.contains(&b)) {
+        return Some(String::new());
+    }
     let tokens = pg_query::scan_tokens(sql).ok()?;
     let mut key = String::with_capacity(sql.len());
     for t in &tokens {
@@ -46,6 +53,9 @@ pub fn cache_key(sql: &str) -> Option<String> {
     }
     Some(key)
 }
+
+/// What PostgreSQL's scanner skips between tokens (`space` in scan.l).
+const PG_WHITESPACE: &[u8] = b" \t\n\r\x0c\x0b";
 
 /// PostgreSQL folds unquoted names to lower case for A–Z only: `Év` stays
 /// `Év` (it is not `év`).
@@ -106,6 +116,14 @@ mod tests {
             cache_key("SELECT * FROM Tab"),
             cache_key("select * from tab")
         );
+    }
+
+    #[test]
+    fn text_without_tokens_has_the_empty_key() {
+        for sql in ["", " ", "\n\t \r\x0c\x0b"] {
+            assert_eq!(cache_key(sql).as_deref(), Some(""), "{sql:?}");
+        }
+        assert_eq!(cache_key("-- only a comment").as_deref(), Some(""));
     }
 
     #[test]

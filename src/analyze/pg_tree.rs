@@ -69,6 +69,9 @@ pub struct PgStatement {
     pub range: std::ops::Range<usize>,
     /// The statement's top node kind (`SelectStmt`, `CopyStmt`, …).
     pub kind: &'static str,
+    /// A `MOVE` (a FetchStmt with `ismove`): it repositions a cursor and
+    /// returns only a row count, never a row.
+    pub moves_cursor: bool,
     pub references: References,
     /// The table of an `ALTER TABLE` whose every command adds, changes or
     /// drops a column's identity (see [`identity_alter`]).
@@ -184,10 +187,15 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             }
             None => "empty",
         };
+        let moves_cursor = matches!(
+            node,
+            Some(pg_query::NodeEnum::FetchStmt(f)) if f.ismove
+        );
         let identity_alter = identity.filter(|_| only_constant_options(&collector.references));
         statements.push(PgStatement {
             range: start..end,
             kind,
+            moves_cursor,
             references: collector.references,
             identity_alter,
         });
@@ -773,6 +781,26 @@ mod tests {
         assert!(r.types.contains(&v(&["text"])));
         assert!(r.strings.contains(&"x".to_string()));
         assert!(r.kinds.contains("InsertStmt"));
+    }
+
+    #[test]
+    fn text_without_statements_parses_to_none() {
+        for sql in ["", " \n\x0b", "-- c", ";"] {
+            let parsed = parse(sql, LexSettings::default(), 10);
+            assert!(
+                parsed.is_ok_and(|p| p.iter().all(|s| s.kind == "empty")),
+                "{sql:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn move_is_told_from_fetch() {
+        let moves = |sql: &str| parse(sql, LexSettings::default(), 10).unwrap()[0].moves_cursor;
+        assert!(moves("MOVE ABSOLUTE 3 FROM c"));
+        assert!(moves("move forward 5 \"__asyncpg_portal_1__\""));
+        assert!(!moves("FETCH ABSOLUTE 3 FROM c"));
+        assert!(!moves("SELECT 1"));
     }
 
     #[test]

@@ -282,6 +282,7 @@ async fn relay_messages(
         database,
         base_generation: None,
         temp_relations: Vec::new(),
+        overlay: None,
         audited: meter.audit().is_some(),
     };
 
@@ -504,6 +505,11 @@ struct Masking {
     base_generation: Option<u64>,
     /// This session's temporary relations, read over its own connection.
     temp_relations: Vec<crate::analyze::catalog::Relation>,
+    /// The open transaction's catalog as last read over this session's
+    /// connection (without temporary relations), and the generation of the
+    /// shared catalog it builds on: the next read adds only what the
+    /// transaction changed since.
+    overlay: Option<(Arc<crate::analyze::Catalog>, u64)>,
     /// An audit trail is written: roles that see protected columns in
     /// clear are guarded too, so their reads are recorded.
     audited: bool,
@@ -551,6 +557,7 @@ impl Masking {
             }
             return Ok(());
         }
+        self.overlay = None;
         let mut catalog_stale = self.guard.as_ref().is_some_and(|g| g.effects.catalog_stale);
         if catalog_stale {
             rt.invalidate_catalog(&self.database, false);
@@ -613,9 +620,27 @@ impl Masking {
         let Some(read) = base.changes_query() else {
             return Ok(());
         };
-        let (rows, failed) = internal_query(server, sbuf, early, &read.sql())
+        // Rows changed since the shared catalog's snapshot, less those of
+        // this transaction the last read here already applied.
+        let builds_on_last = self
+            .guard
+            .as_ref()
+            .is_some_and(|g| g.overlay_builds_on_last());
+        let (start, read) = match &self.overlay {
+            Some((last, generation)) if builds_on_last && *generation == base.generation() => {
+                let after = last.transaction_command();
+                (Arc::clone(last), read.after_command(after))
+            }
+            _ => (Arc::clone(&base), read),
+        };
+        // The changes and the temporary relations in one round trip.
+        let sql = with_qualified_names(&format!("{}; {TEMP_RELATIONS}", read.sql()));
+        let (results, failed) = internal_queries(server, sbuf, early, &sql)
             .await
             .map_err(|m| ProxyError::fatal("08006", m))?;
+        let [_, rows, temp, _] = results.as_slice() else {
+            return Ok(());
+        };
         if failed {
             return Ok(());
         }
@@ -630,18 +655,18 @@ impl Masking {
                 })
             })
             .collect();
-        let overlay = match base.apply(&read, rows.iter().map(|r| r.as_slice())) {
+        let overlay = match start.apply(&read, rows.iter().map(|r| r.as_slice())) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the transaction's catalog changes failed");
                 return Ok(());
             }
         };
-        self.temp_relations = probe_temp_relations(server, sbuf, early)
-            .await
-            .map_err(|m| ProxyError::fatal("08006", m))?;
+        self.temp_relations = temp_relations(temp);
         let base_generation = self.base_generation;
-        self.install_catalog(std::sync::Arc::new(overlay));
+        let overlay = Arc::new(overlay);
+        self.overlay = Some((Arc::clone(&overlay), base.generation()));
+        self.install_catalog(overlay);
         // The shared catalog this builds on is still the one to follow.
         self.base_generation = base_generation;
         if let Some(g) = &mut self.guard {
@@ -765,13 +790,25 @@ async fn internal_query(
     early: &mut BytesMut,
     sql: &str,
 ) -> Result<(Vec<BytesMut>, bool), String> {
+    let (results, failed) = internal_queries(server, sbuf, early, sql).await?;
+    Ok((results.into_iter().flatten().collect(), failed))
+}
+
+/// `internal_query` of a string of statements: the DataRows of each
+/// statement that completed, in order.
+async fn internal_queries(
+    server: &mut Stream,
+    sbuf: &mut BytesMut,
+    early: &mut BytesMut,
+    sql: &str,
+) -> Result<(Vec<Vec<BytesMut>>, bool), String> {
     let mut q = BytesMut::new();
     wire::encode_query(&mut q, sql);
     server
         .write_all(&q)
         .await
         .map_err(|e| format!("the database connection failed: {e}"))?;
-    let (mut rows, mut failed) = (Vec::new(), false);
+    let (mut results, mut rows, mut failed) = (Vec::new(), Vec::new(), false);
     loop {
         let msg = match crate::net::read_typed(server, sbuf, MAX_BACKEND_MESSAGE).await {
             Ok(Some(m)) => m,
@@ -779,9 +816,10 @@ async fn internal_query(
         };
         match msg[0] {
             b'D' => rows.push(msg),
-            b'Z' => return Ok((rows, failed)),
+            b'Z' => return Ok((results, failed)),
             b'E' => failed = true,
-            b'T' | b'C' => {}
+            b'C' => results.push(std::mem::take(&mut rows)),
+            b'T' => {}
             _ => early.extend_from_slice(&msg),
         }
     }
@@ -846,27 +884,58 @@ async fn probe_session(
     }
 }
 
-/// Reads the relations of the session's temporary schema, with their
-/// columns and view definitions, over the session's own connection.
+/// The relations of the session's temporary schema, with their columns and
+/// view definitions, read over the session's own connection.
+const TEMP_RELATIONS: &str = "SELECT c.oid, c.relname, c.relkind, a.attname, a.attnum, a.atttypid, t.typname, \
+    CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END \
+    FROM pg_catalog.pg_class c \
+    LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+    LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+    WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind IN ('r','p','v','m','S') \
+    ORDER BY c.oid, a.attnum";
+
+/// `sql` run with search_path set to pg_catalog alone, then set back:
+/// pg_get_viewdef leaves out the schema of every relation the search_path
+/// shows, and pgveil resolves a view's text against the view's own schema
+/// first, where a relation of the same name may stand (a view in `app`
+/// over `public.customers` next to a table `app.customers`). Set locally,
+/// the value also reverts by itself at the end of the transaction (or of
+/// this query string outside one). The first and last statements return
+/// no rows; search_path is not reported to the client.
+fn with_qualified_names(sql: &str) -> String {
+    format!(
+        "SELECT FROM pg_catalog.set_config('pgveil.search_path', pg_catalog.current_setting('search_path'), true) s, \
+           LATERAL pg_catalog.set_config('search_path', 'pg_catalog', s IS NOT NULL) t WHERE t IS NULL; \
+         {sql}; \
+         SELECT FROM pg_catalog.set_config('search_path', pg_catalog.current_setting('pgveil.search_path'), true) s \
+          WHERE s IS NULL"
+    )
+}
+
+/// Reads the session's temporary relations (see `TEMP_RELATIONS`).
 async fn probe_temp_relations(
     server: &mut Stream,
     sbuf: &mut BytesMut,
     early: &mut BytesMut,
 ) -> Result<Vec<crate::analyze::catalog::Relation>, String> {
+    let (results, failed) =
+        internal_queries(server, sbuf, early, &with_qualified_names(TEMP_RELATIONS)).await?;
+    match results.as_slice() {
+        [_, rows, _] if !failed => Ok(temp_relations(rows)),
+        // Unknown temporary relations stay unknown: statements naming them
+        // are refused, which fails closed.
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// The relations in the DataRows of `TEMP_RELATIONS`; none when a row is
+/// not one (statements naming them are then refused, which fails closed).
+fn temp_relations(rows: &[BytesMut]) -> Vec<crate::analyze::catalog::Relation> {
     use crate::analyze::catalog::{CatalogColumn, Relation, RelationKind};
-    const SQL: &str = "SELECT c.oid, c.relname, c.relkind, a.attname, a.attnum, a.atttypid, t.typname, \
-        CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END \
-        FROM pg_catalog.pg_class c \
-        LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
-        LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-        WHERE c.relnamespace = pg_catalog.pg_my_temp_schema() AND c.relkind IN ('r','p','v','m','S') \
-        ORDER BY c.oid, a.attnum";
-    let (rows, mut failed) = internal_query(server, sbuf, early, SQL).await?;
     let mut relations: Vec<Relation> = Vec::new();
-    for msg in &rows {
+    for msg in rows {
         let Some(v) = wire::data_row(msg) else {
-            failed = true;
-            continue;
+            return Vec::new();
         };
         let text = |i: usize| -> Option<String> {
             v.get(i)
@@ -879,8 +948,7 @@ async fn probe_temp_relations(
             text(1),
             text(2),
         ) else {
-            failed = true;
-            continue;
+            return Vec::new();
         };
         // A table of zero columns (`CREATE TEMP TABLE t ()`) has one row
         // with no column.
@@ -897,10 +965,7 @@ async fn probe_temp_relations(
                 type_name,
             }),
             (None, None, None, None) => None,
-            _ => {
-                failed = true;
-                continue;
-            }
+            _ => return Vec::new(),
         };
         match relations.last_mut() {
             Some(r) if r.oid == oid => r.columns.extend(column),
@@ -917,12 +982,7 @@ async fn probe_temp_relations(
             }
         }
     }
-    if failed {
-        // Unknown temporary relations stay unknown: statements naming them
-        // are refused, which fails closed.
-        return Ok(Vec::new());
-    }
-    Ok(relations)
+    relations
 }
 
 /// `"$user", public` -> [user, public].

@@ -105,9 +105,13 @@ impl MaskingRuntime {
             .application_name("pgveil catalog")
             // Never queue behind a session's DDL: fail and retry instead.
             // The refresh query is prepared once; a generic plan keeps its
-            // Bind from planning it again on every refresh.
+            // Bind from planning it again on every refresh. With only
+            // pg_catalog on the search_path, pg_get_viewdef names every
+            // other relation with its schema: a view's text then means the
+            // same whatever pgveil resolves it against.
             .options(
-                "-c lock_timeout=5s -c statement_timeout=60s -c plan_cache_mode=force_generic_plan",
+                "-c lock_timeout=5s -c statement_timeout=60s -c plan_cache_mode=force_generic_plan \
+                 -c search_path=pg_catalog",
             )
             .connect_timeout(Duration::from_secs(10));
         if let Some(pw) = &self.catalog_password {
@@ -143,7 +147,10 @@ impl MaskingRuntime {
     /// The catalog of `database`, read once per TTL or DDL however many
     /// sessions ask at the same time: only what changed since the last
     /// read (a few ms), the whole catalog on first use, after SIGHUP, or
-    /// when the incremental read fails.
+    /// when the incremental read fails. Sessions that ask while a read is
+    /// running wait for it and then for one more read at most: a read
+    /// that began before a session's DDL was announced (`invalidate_catalog`)
+    /// does not count as current.
     pub async fn catalog(&self, database: &str) -> Result<Arc<Catalog>, RuntimeError> {
         if let Some(c) = self.catalogs.get(database) {
             return Ok(c);
@@ -154,9 +161,12 @@ impl MaskingRuntime {
             .or_default()
             .clone();
         let mut connection = lock.lock().await;
+        // The read that held the lock began after our caller's request (it
+        // began after whatever invalidation made the caller ask): share it.
         if let Some(c) = self.catalogs.get(database) {
             return Ok(c);
         }
+        let epoch = self.catalogs.epoch(database);
         let started = Instant::now();
         let last = self.catalogs.last(database);
         if let (Some(last), Some(conn)) = (&last, connection.as_mut()) {
@@ -179,7 +189,7 @@ impl MaskingRuntime {
                             us = started.elapsed().as_micros() as u64,
                             "catalog refreshed"
                         );
-                        return Ok(self.catalogs.insert(catalog));
+                        return Ok(self.catalogs.insert(catalog, epoch));
                     }
                     Err(e) => {
                         tracing::warn!(database, error = %e, "incremental catalog refresh failed; reading it whole");
@@ -201,11 +211,11 @@ impl MaskingRuntime {
         });
         tracing::info!(
             database,
-            relations = catalog.relations().len(),
+            relations = catalog.relations().count(),
             ms = started.elapsed().as_millis() as u64,
             "catalog loaded"
         );
-        Ok(self.catalogs.insert(catalog))
+        Ok(self.catalogs.insert(catalog, epoch))
     }
 
     /// Drops the cached catalog so the next statement reads a fresh one.

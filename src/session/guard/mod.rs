@@ -237,6 +237,10 @@ pub struct Guard {
     /// DDL ran (or a savepoint was rolled back) since the session last read
     /// the transaction's changes: statements planned now are refused.
     overlay_stale: bool,
+    /// A savepoint was set, released or rolled back since the
+    /// transaction's changes were last read: rows it undid are not marked
+    /// as changed, so the next read starts again from the shared catalog.
+    overlay_rebase: bool,
     /// A statement that may have changed the catalog completed (any tag
     /// but a catalog-neutral DDL's) since the transaction's changes were
     /// last read: the next read cannot be skipped.
@@ -250,8 +254,6 @@ pub struct Guard {
     /// search_path was changed since the server was last asked for it:
     /// statements planned now are refused.
     search_path_pending: bool,
-    relation_index: HashMap<u32, usize>,
-    relation_index_generation: Option<u64>,
     utf8: bool,
     pub effects: Effects,
     result: observe::ResultTally,
@@ -286,13 +288,12 @@ impl Guard {
             to_server: BytesMut::new(),
             ddl_in_transaction: false,
             overlay_stale: false,
+            overlay_rebase: false,
             unread_change: false,
             tx_change: false,
             temp_schema: false,
             search_path_unsure: false,
             search_path_pending: false,
-            relation_index: HashMap::new(),
-            relation_index_generation: None,
             utf8: true,
             effects: Effects::default(),
             result: observe::ResultTally::default(),
@@ -412,7 +413,14 @@ impl Guard {
     /// installed it with `update_inputs`).
     pub fn overlay_read(&mut self) {
         self.overlay_stale = false;
+        self.overlay_rebase = false;
         self.unread_change = false;
+    }
+
+    /// The next read of the transaction's changes may build on the last
+    /// one (only rows written since; see `CatalogRead::after_command`).
+    pub fn overlay_builds_on_last(&self) -> bool {
+        !self.overlay_rebase
     }
 
     /// True when the guard owes the client nothing: safe to swap inputs.
@@ -670,6 +678,7 @@ impl Guard {
                     // view of its transaction is dropped.
                     self.ddl_in_transaction = false;
                     self.overlay_stale = false;
+                    self.overlay_rebase = false;
                     if self.tx_change {
                         self.effects.catalog_stale = true;
                         self.effects.own_ddl = true;

@@ -70,29 +70,12 @@ impl Guard {
         }
     }
 
-    pub(super) fn ensure_relation_index(&mut self) {
-        let generation = self.inputs.catalog.generation();
-        if self.relation_index_generation == Some(generation) {
-            return;
-        }
-        self.relation_index = self
-            .inputs
-            .catalog
-            .relations()
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.oid, i))
-            .collect();
-        self.relation_index_generation = Some(generation);
-    }
-
     /// The protected column behind a RowDescription field, if any.
     pub(super) fn field_source(&mut self, field: &Field) -> Option<QualifiedColumn> {
         if field.table_oid == 0 || field.attnum <= 0 {
             return None;
         }
-        self.ensure_relation_index();
-        let rel = &self.inputs.catalog.relations()[*self.relation_index.get(&field.table_oid)?];
+        let rel = self.inputs.catalog.relation_by_oid(field.table_oid)?;
         let col = rel.columns.iter().find(|c| c.attnum == field.attnum)?;
         Some(QualifiedColumn {
             schema: rel.schema.clone(),

@@ -282,6 +282,7 @@ impl Guard {
                 // ROLLBACK TO SAVEPOINT can undo part of the transaction's DDL.
                 if self.ddl_in_transaction {
                     self.overlay_stale = true;
+                    self.overlay_rebase = true;
                 }
                 p.plan.clone()
             }
