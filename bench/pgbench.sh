@@ -102,6 +102,8 @@ PIDS+=($!)
 for port in $VEIL_PORT $BOUNCER_PORT $GUARD_PORT ${PGVEIL_BEFORE:+$BEFORE_PORT}; do
   for _ in $(seq 100); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
 done
+# runuser does not pass the kill on: stop PgBouncer itself on exit.
+[ -f "$WORK/pgbouncer.pid" ] && PIDS+=("$(cat "$WORK/pgbouncer.pid")")
 
 "$PG_BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres >/dev/null 2>&1
 
