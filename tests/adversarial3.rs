@@ -99,55 +99,6 @@ async fn as_role(role: &str) -> Session {
     Session::connect(setup(), role).await
 }
 
-impl Session {
-    /// Runs `sql` through the simple and the extended protocol: both must
-    /// be refused by pgveil, and nothing visible may carry a raw value.
-    async fn refused(&self, sql: &str) {
-        let (ok, text) = self.attack(sql).await;
-        // pgveil's own refusal, not the server's (pg_read_file would be
-        // refused by PostgreSQL too).
-        if ok || !text.contains("42501") || !text.contains("pgveil") {
-            self.leaks
-                .lock()
-                .unwrap()
-                .push(format!("NOT REFUSED (simple): `{sql}` -> {text}"));
-        }
-        let extended = self.c.query(sql, &[]).await;
-        let text = match &extended {
-            Ok(rows) => {
-                let mut values = Vec::new();
-                for row in rows {
-                    for i in 0..row.len() {
-                        values.push(
-                            row.try_get::<_, Option<String>>(i)
-                                .ok()
-                                .flatten()
-                                .unwrap_or_default(),
-                        );
-                    }
-                }
-                values.join("|")
-            }
-            Err(e) => error_text(e),
-        };
-        self.check(&format!("{sql} (extended)"), &text);
-        let refused = extended
-            .as_ref()
-            .err()
-            .and_then(|e| e.code())
-            .is_some_and(|c| c.code() == "42501")
-            && text.contains("pgveil");
-        if !refused {
-            self.leaks
-                .lock()
-                .unwrap()
-                .push(format!("NOT REFUSED (extended): `{sql}` -> {text}"));
-        }
-        // A refused statement inside a transaction would poison it.
-        let _ = self.c.simple_query("ROLLBACK").await;
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Class 1: built-in functions are trusted by category, not by a blocklist.
 

@@ -86,6 +86,53 @@ impl Session {
         (ok, text)
     }
 
+    /// Runs `sql` through the simple and the extended protocol: both must
+    /// be refused by pgveil itself (42501 naming pgveil, not the server's
+    /// own refusal), and nothing visible may carry a raw value. Each
+    /// attempt is rolled back so the next one starts clean.
+    pub async fn refused(&self, sql: &str) {
+        let (ok, text) = self.attack(sql).await;
+        if ok || !text.contains("42501") || !text.contains("pgveil") {
+            self.leaks
+                .lock()
+                .unwrap()
+                .push(format!("NOT REFUSED (simple): `{sql}` -> {text}"));
+        }
+        let _ = self.c.simple_query("ROLLBACK").await;
+        let extended = self.c.query(sql, &[]).await;
+        let text = match &extended {
+            Ok(rows) => {
+                let mut values = Vec::new();
+                for row in rows {
+                    for i in 0..row.len() {
+                        values.push(
+                            row.try_get::<_, Option<String>>(i)
+                                .ok()
+                                .flatten()
+                                .unwrap_or_default(),
+                        );
+                    }
+                }
+                values.join("|")
+            }
+            Err(e) => error_text(e),
+        };
+        self.check(&format!("{sql} (extended)"), &text);
+        let refused = extended
+            .as_ref()
+            .err()
+            .and_then(|e| e.code())
+            .is_some_and(|c| c.code() == "42501")
+            && text.contains("pgveil");
+        if !refused {
+            self.leaks
+                .lock()
+                .unwrap()
+                .push(format!("NOT REFUSED (extended): `{sql}` -> {text}"));
+        }
+        let _ = self.c.simple_query("ROLLBACK").await;
+    }
+
     pub fn check(&self, what: &str, text: &str) {
         if let Some(leak) = find_secret(what, text) {
             self.leaks.lock().unwrap().push(leak);
