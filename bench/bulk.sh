@@ -18,6 +18,9 @@
 #   ROWS=200000 REPEATS=5 bench/bulk.sh
 #   PGVEIL_BEFORE=/path/to/older/pgveil bench/bulk.sh   # adds its rows
 #   PGVEIL=/path/to/pgveil bench/bulk.sh                 # another build
+#   PERF_DIR=/tmp/prof bench/bulk.sh   # also `perf record -g` pgveil during
+#                                      # each masked read (one file a mode)
+#   NO_BUILD=1 TARGETS="direct pgveil-masked" MODES=copy bench/bulk.sh
 cd "$(dirname "$0")/.."
 source bench/common.sh
 
@@ -25,8 +28,10 @@ ROWS=${ROWS:-1000000}
 REPEATS=${REPEATS:-3}
 MODES=${MODES:-"copy text binary"}
 
-echo "building pgveil and the bench client (release)..." >&2
-cargo build --release --quiet --bin pgveil --example bulk_read
+if [ -z "${NO_BUILD:-}" ]; then
+  echo "building pgveil and the bench client (release)..." >&2
+  cargo build --release --quiet --bin pgveil --example bulk_read
+fi
 CLIENT=target/release/examples/bulk_read
 
 PG_PORT=$(free_port)
@@ -87,16 +92,19 @@ start_pgveil() { # binary port
   "$1" serve --listen "127.0.0.1:$2" --upstream "127.0.0.1:$PG_PORT" --metrics-listen "" \
     --policies "$WORK/policies" --catalog-user postgres 2>>"$WORK/pgveil-$2.log" &
   PIDS+=($!)
+  VEIL_PIDS[$2]=$!
   wait_ready "$2"
 }
+declare -A VEIL_PIDS
 VEIL_PORT=$(free_port)
 start_pgveil "${PGVEIL:-target/release/pgveil}" "$VEIL_PORT"
-TARGETS="direct view pgveil-clear pgveil-masked"
+ALL_TARGETS="direct view pgveil-clear pgveil-masked"
 if [ -n "${PGVEIL_BEFORE:-}" ]; then
   BEFORE_PORT=$(free_port)
   start_pgveil "$PGVEIL_BEFORE" "$BEFORE_PORT"
-  TARGETS="$TARGETS before-clear before-masked"
+  ALL_TARGETS="$ALL_TARGETS before-clear before-masked"
 fi
+TARGETS=${TARGETS:-$ALL_TARGETS}
 
 conn() { echo "host=127.0.0.1 port=$1 user=$2 dbname=postgres"; }
 target_conn() {
@@ -130,7 +138,16 @@ printf '%-8s %-14s %9s %8s %10s\n' mode target seconds ratio rows
 for mode in $MODES; do
   direct=""
   for target in $TARGETS; do
+    perf_pid=""
+    if [ -n "${PERF_DIR:-}" ] && [ "${target#*-}" = masked ]; then
+      mkdir -p "$PERF_DIR"
+      port=$VEIL_PORT; [ "$target" = before-masked ] && port=$BEFORE_PORT
+      perf record -q -g -p "${VEIL_PIDS[$port]}" -o "$PERF_DIR/$mode-$target.data" 2>/dev/null &
+      perf_pid=$!
+      sleep 0.5
+    fi
     read -r secs rows _ < <("$CLIENT" "$(target_conn "$target")" "$mode" "$(target_sql "$target")" "$REPEATS")
+    if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     [ -z "$direct" ] && direct=$secs
     printf '%-8s %-14s %9s %8s %10s\n' "$mode" "$target" "$secs" "$(ratio "$secs" "$direct")" "$rows"
   done

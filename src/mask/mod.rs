@@ -529,6 +529,39 @@ impl Mask {
             | Kind::CnIdCard { .. }
             | Kind::CnMobile
             | Kind::CnName
+            | Kind::Email)
+                if v.is_ascii() =>
+            {
+                // The common case (ID, card and phone numbers, e-mail
+                // addresses, Latin names) on bytes: no UTF-8 decoding.
+                let body = if type_oid == oid::BPCHAR {
+                    // Only spaces: char(n)'s padding.
+                    &v[..v.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1)]
+                } else {
+                    v
+                };
+                match kind {
+                    Kind::Keep { first, last, fill } => {
+                        fast::ascii::keep(body, *first, *last, *fill, out)
+                    }
+                    Kind::BankCard { first, last } => {
+                        fast::ascii::bank_card(body, *first, *last, out)
+                    }
+                    Kind::CnIdCard { first, last } => {
+                        fast::ascii::cn_id_card(body, *first, *last, out)
+                    }
+                    Kind::CnMobile => fast::ascii::cn_mobile(body, out),
+                    Kind::CnName => fast::ascii::cn_name(body, out),
+                    _ => fast::ascii::email(body, out),
+                }
+                out.put_slice(&v[body.len()..]);
+                Some(())
+            }
+            kind @ (Kind::Keep { .. }
+            | Kind::BankCard { .. }
+            | Kind::CnIdCard { .. }
+            | Kind::CnMobile
+            | Kind::CnName
             | Kind::Email) => std::str::from_utf8(v).ok().map(|s| {
                 let (body, pad) = if type_oid == oid::BPCHAR {
                     let t = s.trim_end_matches(' ');

@@ -209,17 +209,40 @@ pub fn mask_row(
     Ok(out)
 }
 
-/// Bytes of a masked value that `escape` would rewrite.
+/// Bytes of a masked value that `escape` would rewrite: backslash, the
+/// delimiter, and \b \t \n \v \f \r (8 to 13).
 fn needs_escape(value: &[u8], delimiter: u8) -> bool {
     value
         .iter()
-        .any(|&b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t' | 8 | 11 | 12) || b == delimiter)
+        .any(|&b| matches!(b, b'\\' | 8..=13) || b == delimiter)
+}
+
+/// The end of the field starting at `from`: the next unescaped delimiter,
+/// or the end of the row; and whether the field has a backslash escape.
+fn field_end(body: &[u8], from: usize, delimiter: u8) -> (usize, bool) {
+    let mut i = from;
+    let mut escaped = false;
+    loop {
+        match body
+            .get(i..)
+            .and_then(|rest| memchr::memchr2(delimiter, b'\\', rest))
+        {
+            Some(p) if body[i + p] == b'\\' => {
+                // The escaped byte may be the delimiter: skip it.
+                escaped = true;
+                i += p + 2;
+            }
+            Some(p) => return (i + p, escaped),
+            None => return (body.len(), escaped),
+        }
+    }
 }
 
 /// Appends the CopyData message of one text-format row (its trailing
 /// newline included) with the given columns masked: `mask_row` in one pass
 /// into `out`, unmasked fields copied as they are, values without escapes
-/// masked in place. On error nothing is appended.
+/// masked in place, the fields after the last masked one copied without
+/// being looked at. On error nothing is appended.
 pub fn mask_row_into(
     row: &[u8],
     fmt: &CopyText,
@@ -231,23 +254,24 @@ pub fn mask_row_into(
     out.put_u8(b'd');
     out.put_i32(0);
     let body = row.strip_suffix(b"\n").unwrap_or(row);
+    let last_masked = columns.iter().map(|c| c.0).max();
     let mut unescaped;
     let mut field_at = 0;
-    let mut i = 0;
     let mut index = 0;
     loop {
-        // The end of this field: the next unescaped delimiter, or the end.
-        while i < body.len() && body[i] != fmt.delimiter {
-            i += if body[i] == b'\\' { 2 } else { 1 };
+        if !last_masked.is_some_and(|last| index <= last) {
+            // The rest of the row, from the delimiter before this field.
+            out.put_slice(&body[field_at - usize::from(index > 0)..]);
+            break;
         }
-        let end = i.min(body.len());
+        let (end, escaped) = field_end(body, field_at, fmt.delimiter);
         let field = &body[field_at..end];
         if index > 0 {
             out.put_u8(fmt.delimiter);
         }
         match columns.iter().find(|(idx, ..)| *idx == index) {
             Some((_, mask, type_oid)) if field != fmt.null.as_slice() => {
-                let value = if field.contains(&b'\\') {
+                let value = if escaped {
                     unescaped = unescape(field);
                     unescaped.as_slice()
                 } else {
@@ -275,8 +299,7 @@ pub fn mask_row_into(
         if end >= body.len() {
             break;
         }
-        i = end + 1;
-        field_at = i;
+        field_at = end + 1;
         index += 1;
     }
     if body.len() != row.len() {
