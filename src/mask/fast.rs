@@ -14,6 +14,7 @@ fn put_char(out: &mut BytesMut, c: char) {
     out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
 }
 
+#[inline]
 fn put_fill_char(out: &mut BytesMut, fill: char, n: usize) {
     if fill.is_ascii() {
         out.put_bytes(fill as u8, n);
@@ -122,7 +123,12 @@ pub(super) fn cn_mobile(s: &str, out: &mut BytesMut) {
 pub(super) fn cn_name(s: &str, out: &mut BytesMut) {
     let mut letters = 0;
     let mut separated = false;
-    for c in s.chars() {
+    // Byte ends of the first two characters.
+    let mut ends = [0usize; 2];
+    for (k, (i, c)) in s.char_indices().enumerate() {
+        if k < 2 {
+            ends[k] = i + c.len_utf8();
+        }
         if is_name_separator(c) {
             separated = true;
         } else {
@@ -130,19 +136,16 @@ pub(super) fn cn_name(s: &str, out: &mut BytesMut) {
         }
     }
     let mut keep = 1;
-    if letters >= 3 {
-        let mut it = s.char_indices();
-        if let (Some(_), Some((i, c))) = (it.next(), it.next()) {
-            if is_compound_surname(&s[..i + c.len_utf8()]) {
-                keep = 2;
-            }
-        }
+    if letters >= 3 && is_compound_surname(&s[..ends[1]]) {
+        keep = 2;
     }
     if letters <= 1 {
         keep = 0;
     }
     if !separated {
-        out.extend_from_slice(&s.as_bytes()[..char_offset(s, keep)]);
+        // Every character is a letter: the kept ones are the first `keep`.
+        let cut = if keep == 0 { 0 } else { ends[keep - 1] };
+        out.extend_from_slice(&s.as_bytes()[..cut]);
         out.put_bytes(FILL, letters - keep);
         return;
     }
@@ -283,7 +286,8 @@ pub(super) mod ascii {
     }
 
     pub(in crate::mask) fn email(s: &[u8], out: &mut BytesMut) {
-        let Some(at) = memchr::memrchr(b'@', s) else {
+        // Addresses are short: a plain loop beats a vector search's setup.
+        let Some(at) = s.iter().rposition(|&b| b == b'@') else {
             return out.put_bytes(FILL, s.len());
         };
         if at <= 1 {

@@ -443,6 +443,7 @@ impl Mask {
     }
 
     /// Whether `apply` handles values of this type OID (in both formats).
+    #[inline]
     pub fn accepts_oid(&self, type_oid: u32) -> bool {
         match &self.inner.kind {
             Kind::Null => true,

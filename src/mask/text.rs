@@ -244,15 +244,22 @@ const COMPOUND_SURNAMES: &[&str] = &[
 ];
 
 /// Whether `two` (the first two characters of a name) is a compound
-/// surname. Sorted once: a name is looked up for every masked row.
+/// surname. Looked up for every masked name, so by an integer key in a
+/// list sorted once.
 pub(super) fn is_compound_surname(two: &str) -> bool {
-    static SORTED: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
-        let mut v = COMPOUND_SURNAMES.to_vec();
-        v.sort_unstable();
-        v
+    static KEYS: std::sync::LazyLock<Vec<u64>> = std::sync::LazyLock::new(|| {
+        let mut keys: Vec<u64> = COMPOUND_SURNAMES.iter().filter_map(|s| key(s)).collect();
+        keys.sort_unstable();
+        keys
     });
     // Every entry is two CJK characters of three UTF-8 bytes each.
-    two.len() == 6 && SORTED.binary_search(&two).is_ok()
+    fn key(two: &str) -> Option<u64> {
+        let b: &[u8; 6] = two.as_bytes().try_into().ok()?;
+        Some(u64::from_be_bytes([
+            0, 0, b[0], b[1], b[2], b[3], b[4], b[5],
+        ]))
+    }
+    key(two).is_some_and(|k| KEYS.binary_search(&k).is_ok())
 }
 
 pub(super) fn is_name_separator(c: char) -> bool {
@@ -403,6 +410,7 @@ mod tests {
     #[test]
     fn every_compound_surname_is_found() {
         for two in COMPOUND_SURNAMES {
+            assert_eq!(two.len(), 6, "{two}");
             assert!(is_compound_surname(two), "{two}");
         }
         for other in ["王伟", "欧", "欧阳明", "ab", ""] {
