@@ -278,7 +278,7 @@ pub fn mask_row_into(
     let mut field_at = 0;
     let mut index = 0;
     loop {
-        if !last_masked.is_some_and(|last| index <= last) {
+        if last_masked.is_none_or(|last| index > last) {
             // The rest of the row, from the delimiter before this field.
             out.put_slice(&body[field_at - usize::from(index > 0)..]);
             break;
