@@ -11,8 +11,10 @@
 #   copy    COPY (SELECT * FROM …) TO STDOUT, text format
 #   text    SELECT * FROM …, simple protocol, text rows
 #   binary  SELECT * FROM …, extended protocol, binary rows
-# Ratios are to direct in the same mode. Timings on a shared machine are
-# noisy: compare the ratios of one run.
+# Ratios are to direct in the same mode (the first of TARGETS). Timings on
+# a shared machine are noisy: compare the ratios of one run. The last
+# column is the CPU time (user + system) pgveil spent per read, which load
+# from other processes disturbs far less than wall time.
 #
 #   bench/bulk.sh
 #   ROWS=200000 REPEATS=5 bench/bulk.sh
@@ -134,7 +136,17 @@ echo "masked rows equal the view's (first 2000); sample: $(echo "$a" | head -1)"
 echo "clear sample: $c"
 echo
 
-printf '%-8s %-14s %9s %8s %10s\n' mode target seconds ratio rows
+# CPU seconds (user + system) a pgveil process has used: less noisy than
+# wall time on a shared machine.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+target_pid() {
+  case $1 in
+    pgveil-*) echo "${VEIL_PIDS[$VEIL_PORT]}" ;;
+    before-*) echo "${VEIL_PIDS[$BEFORE_PORT]}" ;;
+  esac
+}
+
+printf '%-8s %-14s %9s %8s %10s %14s\n' mode target seconds ratio rows "pgveil cpu/read"
 for mode in $MODES; do
   direct=""
   for target in $TARGETS; do
@@ -146,9 +158,13 @@ for mode in $MODES; do
       perf_pid=$!
       sleep 0.5
     fi
+    pid=$(target_pid "$target")
+    [ -n "$pid" ] && cpu0=$(cpu_secs "$pid")
     read -r secs rows _ < <("$CLIENT" "$(target_conn "$target")" "$mode" "$(target_sql "$target")" "$REPEATS")
+    cpu=-
+    [ -n "$pid" ] && cpu=$(python3 -c "print(f'{($(cpu_secs "$pid") - $cpu0) / $REPEATS:.3f} s')")
     if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     [ -z "$direct" ] && direct=$secs
-    printf '%-8s %-14s %9s %8s %10s\n' "$mode" "$target" "$secs" "$(ratio "$secs" "$direct")" "$rows"
+    printf '%-8s %-14s %9s %8s %10s %14s\n' "$mode" "$target" "$secs" "$(ratio "$secs" "$direct")" "$rows" "$cpu"
   done
 done
