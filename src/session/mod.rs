@@ -387,7 +387,11 @@ async fn relay_messages(
                         }
                         continue;
                     }
-                    cancel_key.release();
+                    if cbuf.is_empty() {
+                        // Nothing of the client's waits here any more (part
+                        // of a message does: a cancel still waits for it).
+                        cancel_key.release();
+                    }
                     if terminated {
                         let _ = server.write_all(&[b'X', 0, 0, 0, 4]).await;
                         let _ = server.shutdown().await;
