@@ -824,9 +824,8 @@ async fn ddl_then_statements_that_read_it_in_one_query_string() {
     );
     // A column the policy protects is masked from the statement after the
     // one that creates it; rows come back in order with every tag.
-    let rows = s
-        .c
-        .simple_query(&format!(
+    let rows =
+        s.c.simple_query(&format!(
             "CREATE TABLE mig_gen (id int, secret text, note text); \
              INSERT INTO mig_gen VALUES (1, '{MOBILE}', 'n1'); \
              SELECT secret, note FROM mig_gen; \
@@ -854,7 +853,10 @@ async fn ddl_then_statements_that_read_it_in_one_query_string() {
              SELECT * FROM qs_no_such_table; INSERT INTO qs_gone VALUES (2)",
         )
         .await;
-    assert!(!ran && text.contains("42P01") && !text.contains("pgveil"), "{text}");
+    assert!(
+        !ran && text.contains("42P01") && !text.contains("pgveil"),
+        "{text}"
+    );
     let (ran, text) = s.visible("SELECT * FROM qs_gone").await;
     assert!(!ran && text.contains("42P01"), "{text}");
     // pgveil's refusal of a later statement rolls back the earlier ones too.
@@ -864,7 +866,10 @@ async fn ddl_then_statements_that_read_it_in_one_query_string() {
              SELECT id FROM customers ORDER BY mobile",
         )
         .await;
-    assert!(!ran && text.contains("42501") && text.contains("pgveil"), "{text}");
+    assert!(
+        !ran && text.contains("42501") && text.contains("pgveil"),
+        "{text}"
+    );
     let (ran, _) = s.visible("SELECT * FROM qs_gone").await;
     assert!(!ran);
     // Explicit BEGIN inside the string leaves the transaction open, as
@@ -888,7 +893,11 @@ async fn ddl_then_statements_that_read_it_in_one_query_string() {
     let text = ok(&s, "SELECT a FROM qs_kept; DROP TABLE qs_kept").await;
     assert!(text.contains('3'), "{text}");
     // SET search_path, then a statement resolved under the new path.
-    ok(&s, "CREATE SCHEMA IF NOT EXISTS qs_app; CREATE TABLE IF NOT EXISTS qs_app.items (x int)").await;
+    ok(
+        &s,
+        "CREATE SCHEMA IF NOT EXISTS qs_app; CREATE TABLE IF NOT EXISTS qs_app.items (x int)",
+    )
+    .await;
     let text = ok(
         &s,
         "SET search_path TO qs_app, public; INSERT INTO items VALUES (5); SELECT x FROM items",

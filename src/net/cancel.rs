@@ -207,7 +207,10 @@ mod tests {
         let reg = CancelRegistry::default();
         let key = reg.register(5, vec![3; 4]);
         let target = reg.lookup(5, &key.secret).unwrap();
-        assert!(!target.until_forwarded().await, "nothing held: sent at once");
+        assert!(
+            !target.until_forwarded().await,
+            "nothing held: sent at once"
+        );
         key.hold();
         let waiting = tokio::spawn(async move { target.until_forwarded().await });
         tokio::time::sleep(Duration::from_millis(50)).await;

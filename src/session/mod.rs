@@ -960,7 +960,8 @@ async fn probe_search_path_pipelined(
     early: &mut BytesMut,
 ) -> Result<Result<Vec<String>, BytesMut>, String> {
     let statements = ["SHOW search_path".to_string()];
-    let (results, error) = internal_statements(server, sbuf, early, &statements, Via::Pipeline).await?;
+    let (results, error) =
+        internal_statements(server, sbuf, early, &statements, Via::Pipeline).await?;
     if let Some(e) = error {
         return Ok(Err(e));
     }

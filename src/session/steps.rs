@@ -163,17 +163,17 @@ async fn relay_answers(
         if g.is_quiet() {
             return Ok(error);
         }
-        let frames = match frame_server(link.sbuf, link.state, link.upstream_sent_fatal, &mut framed)
-        {
-            Ok(f) => f,
-            Err(e) => {
-                let err = ProxyError::fatal(
-                    "08P01",
-                    format!("invalid message from the database: {e}"),
-                );
-                return Err(close(link, err, SessionEnd::ProtocolViolation).await);
-            }
-        };
+        let frames =
+            match frame_server(link.sbuf, link.state, link.upstream_sent_fatal, &mut framed) {
+                Ok(f) => f,
+                Err(e) => {
+                    let err = ProxyError::fatal(
+                        "08P01",
+                        format!("invalid message from the database: {e}"),
+                    );
+                    return Err(close(link, err, SessionEnd::ProtocolViolation).await);
+                }
+            };
         if frames.is_empty() {
             match link.server.read_chunk(link.sbuf, READ_CHUNK).await {
                 Ok(0) | Err(_) => {

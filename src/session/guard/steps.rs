@@ -27,7 +27,9 @@ use crate::analyze::{PlannedStatement, StatementKind};
 fn changes_later_reads(kind: &StatementKind) -> bool {
     matches!(
         kind,
-        StatementKind::Ddl | StatementKind::Unparsed { ddl: true } | StatementKind::SetSearchPath { .. }
+        StatementKind::Ddl
+            | StatementKind::Unparsed { ddl: true }
+            | StatementKind::SetSearchPath { .. }
     )
 }
 
@@ -92,7 +94,12 @@ impl Guard {
                 BlockUse::Ends | BlockUse::NeedsBlock | BlockUse::Unsplittable => return None,
             }
         }
-        Some(pieces.into_iter().map(|(text, _)| text.to_owned()).collect())
+        Some(
+            pieces
+                .into_iter()
+                .map(|(text, _)| text.to_owned())
+                .collect(),
+        )
     }
 
     /// The statements of the Query just handled, when the relay must run
