@@ -19,6 +19,12 @@ use tokio::sync::watch;
 /// statement it analyses.
 const MAX_HOLD: Duration = Duration::from_secs(30);
 
+/// How long a held request still waits once the statement was written:
+/// the backend ignores a cancel that reaches it while it is still reading
+/// the statement (it cancels only what runs), and a long statement takes a
+/// moment to read.
+const AFTER_HOLD: Duration = Duration::from_millis(50);
+
 /// The upstream backend a client key stands for.
 #[derive(Debug, Clone)]
 pub struct CancelTarget {
@@ -39,6 +45,7 @@ impl CancelTarget {
             return false;
         }
         let _ = tokio::time::timeout(MAX_HOLD, held.wait_for(|h| !*h)).await;
+        tokio::time::sleep(AFTER_HOLD).await;
         true
     }
 }

@@ -56,7 +56,7 @@ pub(super) async fn run(
         g.end_steps(abort, &mut out);
     }
     send_server(link, &out).await?;
-    relay_answers(masking, rt, link).await.map(|_| ())
+    relay_answers(masking, rt, link, false).await.map(|_| ())
 }
 
 async fn run_steps(
@@ -94,7 +94,7 @@ async fn run_steps(
         publish(link.meter, &mut g.observed).await;
         send_server(link, &out).await?;
         link.cancel.release();
-        let error = relay_answers(masking, rt, link).await?;
+        let error = relay_answers(masking, rt, link, true).await?;
         let Some(g) = masking.guard.as_mut() else {
             return Ok(());
         };
@@ -147,12 +147,14 @@ async fn prepare_step(
     Ok(None)
 }
 
-/// Relays the server's answers through the guard until it expects no more;
-/// true when one was an error.
+/// Relays the server's answers through the guard until it expects no more
+/// (or, for a step, withholds them: the guard then drops everything up to
+/// the ReadyForQuery); true when one was an error.
 async fn relay_answers(
     masking: &mut Masking,
     rt: &MaskingRuntime,
     link: &mut Link<'_>,
+    step: bool,
 ) -> Result<bool, SessionEnd> {
     let mut error = false;
     let mut framed = FrameCount::default();
@@ -160,7 +162,7 @@ async fn relay_answers(
         let Some(g) = masking.guard.as_mut() else {
             return Ok(error);
         };
-        if g.is_quiet() {
+        if g.is_quiet() || (step && g.is_withholding()) {
             return Ok(error);
         }
         let frames =
