@@ -28,8 +28,10 @@ ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((2 * COUNT + 100)) ] ||
   echo "warning: open-file limit $(ulimit -n) is below what $COUNT sessions need" >&2
 
-echo "building pgveil and the bench client (release)..." >&2
-cargo build --release --quiet --bin pgveil --example idle_conns
+if [ -z "${NO_BUILD:-}" ]; then # NO_BUILD=1: use the binaries already built
+  echo "building pgveil and the bench client (release)..." >&2
+  cargo build --release --quiet --bin pgveil --example idle_conns
+fi
 
 PG_PORT=$(free_port); BOUNCER_PORT=$(free_port); VEIL_PORT=$(free_port)
 start_postgres "$PG_PORT" "max_connections = 60"
