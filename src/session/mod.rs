@@ -901,14 +901,19 @@ const TEMP_RELATIONS: &str = "SELECT c.oid, c.relname, c.relkind, a.attname, a.a
 /// over `public.customers` next to a table `app.customers`). Set locally,
 /// the value also reverts by itself at the end of the transaction (or of
 /// this query string outside one). The first and last statements return
-/// no rows; search_path is not reported to the client.
+/// no rows; search_path is not reported to the client. JIT is off
+/// meanwhile, the same way: compiling a catalog read costs far more than
+/// running it.
 fn with_qualified_names(sql: &str) -> String {
     format!(
         "SELECT FROM pg_catalog.set_config('pgveil.search_path', pg_catalog.current_setting('search_path'), true) s, \
-           LATERAL pg_catalog.set_config('search_path', 'pg_catalog', s IS NOT NULL) t WHERE t IS NULL; \
+           LATERAL pg_catalog.set_config('pgveil.jit', pg_catalog.current_setting('jit'), s IS NOT NULL) j, \
+           LATERAL pg_catalog.set_config('search_path', 'pg_catalog', j IS NOT NULL) t, \
+           LATERAL pg_catalog.set_config('jit', 'off', t IS NOT NULL) u WHERE u IS NULL; \
          {sql}; \
-         SELECT FROM pg_catalog.set_config('search_path', pg_catalog.current_setting('pgveil.search_path'), true) s \
-          WHERE s IS NULL"
+         SELECT FROM pg_catalog.set_config('search_path', pg_catalog.current_setting('pgveil.search_path'), true) s, \
+           LATERAL pg_catalog.set_config('jit', pg_catalog.current_setting('pgveil.jit'), s IS NOT NULL) j \
+          WHERE j IS NULL"
     )
 }
 
