@@ -244,9 +244,11 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
         if rebase {
             read
         } else {
-            read.after_command(last.transaction_command())
+            read.after(last)
         }
     };
+    // Another session, committing while the transaction is open.
+    let other = connect(&direct("txread")).await.unwrap();
     async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
         client
             .simple_query(sql)
@@ -262,6 +264,8 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
             .collect()
     }
     client.batch_execute("BEGIN").await.unwrap();
+    // (DDL, read from the shared catalog again); DDL starting with
+    // `other:` is run and committed by the other session.
     let steps: &[(&str, bool)] = &[
         (
             "CREATE TABLE t1 (id int PRIMARY KEY, a text, b text)",
@@ -271,6 +275,19 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
         ("ALTER TABLE t1 ADD COLUMN c int", false),
         ("ALTER TABLE t1 RENAME COLUMN a TO a2", false),
         ("ALTER TABLE base_t RENAME COLUMN a TO a_old", false),
+        ("other: CREATE TABLE foreign_t (id int, f text)", false),
+        (
+            "other: CREATE VIEW foreign_v AS SELECT f FROM foreign_t",
+            false,
+        ),
+        ("CREATE TABLE t0 (z int)", false),
+        // (Not foreign_t: reading foreign_v's text took a lock on it until
+        // this transaction ends.)
+        ("other: CREATE TABLE foreign_t2 (id int)", false),
+        (
+            "other: ALTER TABLE foreign_t2 RENAME COLUMN id TO id2",
+            false,
+        ),
         (
             "CREATE FUNCTION f1(int) RETURNS int LANGUAGE sql AS 'SELECT $1'",
             false,
@@ -278,7 +295,13 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
         ("SAVEPOINT s", true),
         ("CREATE TABLE t2 (x int)", false),
         ("ALTER TABLE t1 DROP COLUMN c", false),
+        ("CREATE TABLE t2b (x int)", false),
         ("ROLLBACK TO SAVEPOINT s", true),
+        ("SAVEPOINT s2", true),
+        ("CREATE TABLE t5 (x int)", false),
+        ("RELEASE SAVEPOINT s2", true),
+        ("ALTER TABLE t5 ADD COLUMN y int", false),
+        ("other: DROP TABLE foreign_t2", false),
         ("DROP VIEW v1", false),
         (
             "CREATE OR REPLACE VIEW base_v AS SELECT a_old || 'x' AS a FROM base_t",
@@ -289,7 +312,10 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
     ];
     let mut last = Catalog::load(&client).await.unwrap();
     for (step, rebase) in steps {
-        client.batch_execute(step).await.unwrap();
+        match step.strip_prefix("other: ") {
+            Some(ddl) => other.batch_execute(ddl).await.unwrap(),
+            None => client.batch_execute(step).await.unwrap(),
+        }
         let read = read_in_tx(&last, *rebase);
         let start = if *rebase { &shared } else { &last };
         let read_rows = rows(&client, &read.sql()).await;
@@ -304,6 +330,10 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
             let whole = rows(&client, &shared.changes_query().unwrap().sql()).await;
             assert!(relation_rows(&whole) >= 2, "{whole:?}");
             assert_eq!(relation_rows(&read_rows), 0, "{read_rows:?}");
+        }
+        if *step == "CREATE TABLE t0 (z int)" {
+            // Nor relations other sessions committed before the last read.
+            assert_eq!(relation_rows(&read_rows), 1, "{read_rows:?}");
         }
         let full = Catalog::load(&client).await.unwrap();
         let (a, b) = (summary(&next), summary(&full));

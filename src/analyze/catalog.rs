@@ -798,8 +798,30 @@ pub struct CatalogRead {
     /// read of it that saw its rows up to this command id: rows the
     /// transaction wrote at or before it are not read again.
     after_command: Option<u32>,
+    /// Read inside the transaction, building on an earlier read of it made
+    /// under this snapshot: rows other transactions committed before it
+    /// are not read again either.
+    chained_since: Option<(u64, Vec<u64>)>,
     /// Which objects' changes an incremental read looks for.
     scope: ReadScope,
+}
+
+/// (xmax, in-progress xids) of the snapshot text `xmin:xmax:xip,…`, as
+/// 32-bit xids; None when the text is not one.
+fn parse_snapshot(snapshot: &str) -> Option<(u64, Vec<u64>)> {
+    let mut parts = snapshot.trim().split(':');
+    let _xmin: u64 = parts.next()?.parse().ok()?;
+    let xmax: u64 = parts.next()?.parse().ok()?;
+    let xip = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let xip = xip
+        .split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse::<u64>().ok().map(|x| x & 0xffff_ffff))
+        .collect::<Option<Vec<u64>>>()?;
+    Some((xmax & 0xffff_ffff, xip))
 }
 
 /// The first oid PostgreSQL gives an object created after initdb (also
@@ -828,6 +850,7 @@ impl CatalogRead {
         CatalogRead {
             snapshot: None,
             after_command: None,
+            chained_since: None,
             scope: ReadScope::All,
         }
     }
@@ -835,21 +858,10 @@ impl CatalogRead {
     /// Changes since the snapshot text `xmin:xmax:xip,…`; None when the text
     /// is not one.
     pub fn since(snapshot: &str) -> Option<CatalogRead> {
-        let mut parts = snapshot.trim().split(':');
-        let _xmin: u64 = parts.next()?.parse().ok()?;
-        let xmax: u64 = parts.next()?.parse().ok()?;
-        let xip = parts.next()?;
-        if parts.next().is_some() {
-            return None;
-        }
-        let xip = xip
-            .split(',')
-            .filter(|x| !x.is_empty())
-            .map(|x| x.parse::<u64>().ok().map(|x| x & 0xffff_ffff))
-            .collect::<Option<Vec<u64>>>()?;
         Some(CatalogRead {
-            snapshot: Some((xmax & 0xffff_ffff, xip)),
+            snapshot: Some(parse_snapshot(snapshot)?),
             after_command: None,
+            chained_since: None,
             scope: ReadScope::User,
         })
     }
@@ -875,6 +887,19 @@ impl CatalogRead {
         }
     }
 
+    /// The same read inside a transaction, building on `last`, the catalog
+    /// the transaction's previous read gave: rows the transaction wrote up
+    /// to `last`'s command, and rows other transactions committed before
+    /// `last`'s snapshot, are not read again (`last` has them). Rows of
+    /// the transaction's subtransactions are read again.
+    pub fn after(self, last: &Catalog) -> CatalogRead {
+        CatalogRead {
+            after_command: last.transaction_command(),
+            chained_since: last.snapshot().and_then(parse_snapshot),
+            ..self
+        }
+    }
+
     /// The one statement (one snapshot) that reads it; rows of text columns
     /// `kind, a, b, c, d, e, f`.
     pub fn sql(&self) -> String {
@@ -889,6 +914,7 @@ impl CatalogRead {
         CatalogRead {
             snapshot: Some((0, Vec::new())),
             after_command: None,
+            chained_since: None,
             scope,
         }
         .sql_text(true)
@@ -903,37 +929,60 @@ impl CatalogRead {
     }
 
     fn sql_text(&self, placeholders: bool) -> String {
-        // SQL predicate over a table alias: its row changed since S.
+        // SQL predicate over a table alias: its row changed since the
+        // snapshot (xmax, xip).
+        let since = |alias: &str, xmax: &u64, xip: &[u64]| {
+            // age() counts back from one reference xid, so comparing
+            // ages compares xids modulo wraparound, at C speed.
+            let mut p = format!("(pg_catalog.age({alias}.xmin) <= pg_catalog.age('{xmax}'::xid)");
+            if !xip.is_empty() {
+                let list: Vec<String> = xip.iter().map(u64::to_string).collect();
+                p.push_str(&format!(
+                    " OR {alias}.xmin = ANY ('{{{}}}'::xid[])",
+                    list.join(",")
+                ));
+            }
+            p.push(')');
+            p
+        };
+        // Changed since S.
         let changed = |alias: &str| match &self.snapshot {
             None => "true".to_string(),
             Some(_) if placeholders => format!(
                 "(pg_catalog.age({alias}.xmin) <= pg_catalog.age($1::text::xid) \
                  OR {alias}.xmin = ANY ($2::text::xid[]))"
             ),
-            Some((xmax, xip)) => {
-                // age() counts back from one reference xid, so comparing
-                // ages compares xids modulo wraparound, at C speed.
-                let mut p =
-                    format!("(pg_catalog.age({alias}.xmin) <= pg_catalog.age('{xmax}'::xid)");
-                if !xip.is_empty() {
-                    let list: Vec<String> = xip.iter().map(u64::to_string).collect();
-                    p.push_str(&format!(
-                        " OR {alias}.xmin = ANY ('{{{}}}'::xid[])",
-                        list.join(",")
-                    ));
-                }
-                p.push(')');
-                p
-            }
+            Some((xmax, xip)) => since(alias, xmax, xip),
         };
         // Changed since S and, inside the transaction that wrote it, not
-        // seen by the previous read (see `after_command`).
-        let changed = |alias: &str| match self.after_command {
-            None => changed(alias),
-            Some(command) => format!(
+        // seen by the previous read (see `after_command` and `after`).
+        let changed = |alias: &str| match (&self.chained_since, self.after_command) {
+            (None, None) => changed(alias),
+            (None, Some(command)) => format!(
                 "({} AND ({alias}.xmin IS DISTINCT FROM (SELECT xid FROM own_tx) \
                  OR {alias}.cmin::text::bigint > {command}))",
                 changed(alias)
+            ),
+            // The transaction's own rows by command id; other rows by the
+            // previous read's snapshot, which leaves out the transaction's
+            // own xids: a row written under an xid the snapshot counts as
+            // done is a subtransaction's of this transaction (still in
+            // progress) or another transaction's committed before it.
+            // The 32-bit xmin is widened against the current snapshot for
+            // txid_status. CASE keeps that call to rows changed since S.
+            (Some((last_xmax, last_xip)), command) => format!(
+                "(CASE WHEN {shared} THEN \
+                   CASE WHEN {alias}.xmin = (SELECT xid FROM own_tx) \
+                          THEN {alias}.cmin::text::bigint > {command} \
+                        WHEN {last} THEN true \
+                        ELSE pg_catalog.txid_status((SELECT cur FROM own_tx) \
+                               - ((SELECT cur FROM own_tx) % 4294967296 \
+                                  - {alias}.xmin::text::bigint + 4294967296) % 4294967296) \
+                             IS NOT DISTINCT FROM 'in progress' END \
+                 ELSE false END)",
+                shared = changed(alias),
+                last = since(alias, last_xmax, last_xip),
+                command = command.map_or(-1, i64::from),
             ),
         };
         // Objects created after initdb have oids from FirstNormalObjectId
@@ -965,7 +1014,8 @@ impl CatalogRead {
                 // pg_namespace is read whole: the database owner may
                 // rename `public`, whose oid is below the user range.
                 let with = format!(
-                    "WITH RECURSIVE own_tx AS (SELECT (pg_catalog.txid_current_if_assigned() % 4294967296)::text::xid AS xid), \
+                    "WITH RECURSIVE own_tx AS (SELECT (pg_catalog.txid_current_if_assigned() % 4294967296)::text::xid AS xid, \
+                        pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) AS cur), \
                      changed_ns AS (SELECT n.oid, n.xmin AS x, n.cmin::text::bigint AS m \
                         FROM pg_catalog.pg_namespace n WHERE {ns}), \
                      changed_type AS (SELECT t.oid, t.xmin AS x, t.cmin::text::bigint AS m \

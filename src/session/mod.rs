@@ -577,9 +577,18 @@ impl Masking {
         // them), between statements.
         let own_ddl = self.guard.as_ref().is_some_and(|g| g.effects.own_ddl);
         if own_ddl && state.is_between_statements() {
-            self.temp_relations = probe_temp_relations(server, sbuf, early)
-                .await
-                .map_err(|m| ProxyError::fatal("08006", m))?;
+            // With none known and none possibly made, there is nothing to
+            // read (see `Effects::temp_mentioned`).
+            let maybe_temp = !self.temp_relations.is_empty()
+                || self
+                    .guard
+                    .as_ref()
+                    .is_some_and(|g| g.effects.temp_mentioned);
+            if maybe_temp {
+                self.temp_relations = probe_temp_relations(server, sbuf, early)
+                    .await
+                    .map_err(|m| ProxyError::fatal("08006", m))?;
+            }
             let shared = rt
                 .catalog(&self.database)
                 .await
@@ -587,6 +596,9 @@ impl Masking {
             self.install_catalog(shared);
             if let Some(g) = &mut self.guard {
                 g.effects.own_ddl = false;
+                if maybe_temp {
+                    g.effects.temp_mentioned = false;
+                }
             }
         }
         // A statement naming a relation the catalog lacks (created since it
@@ -628,8 +640,7 @@ impl Masking {
             .is_some_and(|g| g.overlay_builds_on_last());
         let (start, read) = match &self.overlay {
             Some((last, generation)) if builds_on_last && *generation == base.generation() => {
-                let after = last.transaction_command();
-                (Arc::clone(last), read.after_command(after))
+                (Arc::clone(last), read.after(last))
             }
             _ => (Arc::clone(&base), read),
         };
