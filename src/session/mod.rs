@@ -234,7 +234,7 @@ pub async fn relay(
     let end = relay_messages(io, settings, metrics, phase, runtime, &mut meter).await;
     if let Some(log) = audit {
         let mut r = meter.record(Event::SessionEnd);
-        r.end_reason = Some(end.label().to_string());
+        r.end_reason = Some(end.label());
         r.statements = Some(meter.statements);
         log.send(r).await;
     }

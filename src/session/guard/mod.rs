@@ -259,6 +259,7 @@ pub struct Guard {
     utf8: bool,
     pub effects: Effects,
     result: observe::ResultTally,
+    notes: observe::NoteCache,
     /// Drained by the relay after each batch of messages.
     pub observed: Observations,
 }
@@ -299,6 +300,7 @@ impl Guard {
             utf8: true,
             effects: Effects::default(),
             result: observe::ResultTally::default(),
+            notes: observe::NoteCache::default(),
             observed: Observations::default(),
         }
     }
@@ -306,11 +308,13 @@ impl Guard {
     /// Statement notes carry fingerprints for the audit trail.
     pub fn record_fingerprints(&mut self, on: bool) {
         self.observed.fingerprints = on;
+        self.notes.clear();
     }
 
     /// New policy or catalog for statements that start from now on.
     pub fn update_inputs(&mut self, inputs: PlanInputs) {
         self.inputs = inputs;
+        self.notes.clear();
     }
 
     pub fn inputs(&self) -> &PlanInputs {
