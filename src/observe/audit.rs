@@ -806,7 +806,8 @@ mod tests {
         let (mut time, mut line) = (String::new(), Vec::new());
         for (i, e) in entries.iter().enumerate() {
             line.clear();
-            e.encode(i as u64 + 1, GENESIS, &mut time, &mut line).unwrap();
+            e.encode(i as u64 + 1, GENESIS, &mut time, &mut line)
+                .unwrap();
             let record = e.to_record(i as u64 + 1, GENESIS);
             assert_eq!(
                 String::from_utf8(line.clone()).unwrap(),

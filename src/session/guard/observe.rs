@@ -51,7 +51,14 @@ impl ResultTally {
 /// one policy view and fingerprint setting: cleared when either changes.
 #[derive(Default)]
 pub(super) struct NoteCache {
-    by_analysis: HashMap<(usize, bool), (Arc<Analysis>, Option<Arc<StatementNote>>)>,
+    /// By the analysis' address and the protocol.
+    by_analysis: HashMap<(usize, bool), CachedNote>,
+}
+
+struct CachedNote {
+    /// Keeps the address of the key taken.
+    _analysis: Arc<Analysis>,
+    note: Option<Arc<StatementNote>>,
 }
 
 /// Bound on cached notes; a session that exceeds it starts over.
@@ -83,8 +90,8 @@ impl Guard {
         }
         let key = (Arc::as_ptr(&p.analysis) as usize, extended);
         if lone {
-            if let Some((_, note)) = self.notes.by_analysis.get(&key) {
-                return note.clone();
+            if let Some(cached) = self.notes.by_analysis.get(&key) {
+                return cached.note.clone();
             }
         }
         let note = StatementNote::new(
@@ -97,9 +104,11 @@ impl Guard {
             if self.notes.by_analysis.len() >= NOTE_CACHE_ENTRIES {
                 self.notes.clear();
             }
-            self.notes
-                .by_analysis
-                .insert(key, (Arc::clone(&p.analysis), note.clone()));
+            let cached = CachedNote {
+                _analysis: Arc::clone(&p.analysis),
+                note: note.clone(),
+            };
+            self.notes.by_analysis.insert(key, cached);
         }
         note
     }
