@@ -235,7 +235,7 @@ pub async fn relay(
     let end = relay_messages(io, settings, metrics, phase, runtime, &mut meter).await;
     if let Some(log) = audit {
         let mut r = meter.record(Event::SessionEnd);
-        r.end_reason = Some(end.label().to_string());
+        r.end_reason = Some(end.label());
         r.statements = Some(meter.statements);
         log.send(r).await;
     }
@@ -270,6 +270,9 @@ async fn relay_messages(
         .statement_overhead
         .with_label_values(&["server_to_client"]);
     let mut sbuf = BytesMut::new();
+    // What a guard writes for the client, kept across reads of one result:
+    // a fresh buffer per read of a bulk result costs page faults.
+    let mut guarded_out = BytesMut::new();
     let (mut cchunk, mut schunk) = (READ_CHUNK, READ_CHUNK);
     let mut state = Conversation::new();
     let mut upstream_sent_fatal = false;
@@ -416,6 +419,9 @@ async fn relay_messages(
             if sbuf.is_empty() && sbuf.capacity() > 0 {
                 sbuf = BytesMut::new();
             }
+            if guarded_out.capacity() > 0 {
+                guarded_out = BytesMut::new();
+            }
             (cchunk, schunk) = (READ_CHUNK, READ_CHUNK);
         }
         let idle_deadline = match (settings.idle_timeout, state.is_idle()) {
@@ -452,9 +458,12 @@ async fn relay_messages(
                                 rt.invalidate_catalog(&masking.database, false);
                             }
                         }
+                        let reuse_out = masking.guard.is_some();
                         let out = match masking.guard.as_mut() {
                             Some(g) => {
-                                let mut out = BytesMut::with_capacity(frames.len() + 64);
+                                let mut out = std::mem::take(&mut guarded_out);
+                                out.clear();
+                                out.reserve(frames.len() + 64);
                                 let guarded = contained(|| {
                                     for msg in codec::frames(&frames) {
                                         g.server_message(msg, &mut out);
@@ -498,6 +507,9 @@ async fn relay_messages(
                                 let _ = server.shutdown().await;
                                 return SessionEnd::ClientClosed;
                             }
+                        }
+                        if reuse_out {
+                            guarded_out = out;
                         }
                     }
                     Err(e) => {

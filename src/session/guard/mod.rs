@@ -273,6 +273,7 @@ pub struct Guard {
     stepwise: Option<Vec<String>>,
     pub effects: Effects,
     result: observe::ResultTally,
+    notes: observe::NoteCache,
     /// Drained by the relay after each batch of messages.
     pub observed: Observations,
 }
@@ -315,6 +316,7 @@ impl Guard {
             stepwise: None,
             effects: Effects::default(),
             result: observe::ResultTally::default(),
+            notes: observe::NoteCache::default(),
             observed: Observations::default(),
         }
     }
@@ -322,11 +324,13 @@ impl Guard {
     /// Statement notes carry fingerprints for the audit trail.
     pub fn record_fingerprints(&mut self, on: bool) {
         self.observed.fingerprints = on;
+        self.notes.clear();
     }
 
     /// New policy or catalog for statements that start from now on.
     pub fn update_inputs(&mut self, inputs: PlanInputs) {
         self.inputs = inputs;
+        self.notes.clear();
     }
 
     pub fn inputs(&self) -> &PlanInputs {
