@@ -710,6 +710,25 @@ impl Masking {
         let observed = self.audited && set.protected_columns().next().is_some();
         match &mut self.guard {
             Some(g) => {
+                // An observed (audited) session that becomes masked: what it
+                // created while unrestricted was never checked.
+                if restricted && !g.inputs().view.is_restricted() {
+                    if !state.is_between_statements() {
+                        self.policy_version = None;
+                        return Err(ProxyError::fatal(
+                            "42501",
+                            "the masking policy changed for this role while a statement was in flight",
+                        )
+                        .with_hint("Reconnect; the new policy applies to the new session."));
+                    }
+                    let names = probe_shadowing_temp_types(server, sbuf, early)
+                        .await
+                        .map_err(|m| ProxyError::fatal("08006", m))?;
+                    if !names.is_empty() {
+                        self.policy_version = None;
+                        return Err(shadowed_types(&names));
+                    }
+                }
                 let shared = rt
                     .catalog(&self.database)
                     .await
@@ -728,9 +747,13 @@ impl Masking {
                     .catalog(&self.database)
                     .await
                     .map_err(policy_unavailable)?;
-                let (search_path, settings) = probe_session(server, sbuf, &self.user, early)
+                let (search_path, settings) = probe_session(server, sbuf, early)
                     .await
                     .map_err(|m| ProxyError::fatal("08006", m))?;
+                if restricted && !settings.shadowing_temp_types.is_empty() {
+                    self.policy_version = None;
+                    return Err(shadowed_types(&settings.shadowing_temp_types));
+                }
                 self.base_generation = Some(catalog.generation());
                 tracing::debug!(?search_path, "masking session");
                 self.guard = Some(Guard::new(
@@ -827,18 +850,33 @@ async fn internal_queries(
 
 /// Asks the server for the session's search_path (it is not reported in
 /// ParameterStatus), before the client's first statement is analysed.
+/// `"$user"` stands for the current role, which SET ROLE and SET SESSION
+/// AUTHORIZATION change: it is read in the same round trip.
 async fn probe_search_path(
     server: &mut Stream,
     sbuf: &mut BytesMut,
     user: &str,
     early: &mut BytesMut,
 ) -> Result<Vec<String>, String> {
-    let (rows, _) = internal_query(server, sbuf, early, "SHOW search_path").await?;
-    let value = rows.last().and_then(|msg| {
-        wire::data_row(msg).and_then(|v| v.first().copied().flatten().map(|b| b.to_vec()))
-    });
-    let value = String::from_utf8_lossy(&value.unwrap_or_default()).into_owned();
-    Ok(split_search_path(&value, user))
+    let (rows, _) = internal_query(
+        server,
+        sbuf,
+        early,
+        "SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_user",
+    )
+    .await?;
+    let field = |i: usize| {
+        rows.last().and_then(|msg| {
+            wire::data_row(msg).and_then(|v| {
+                v.get(i)
+                    .copied()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+            })
+        })
+    };
+    let current = field(1).unwrap_or_else(|| user.to_owned());
+    Ok(split_search_path(&field(0).unwrap_or_default(), &current))
 }
 
 /// The settings a guard needs when it starts: what the session was given
@@ -846,6 +884,62 @@ async fn probe_search_path(
 struct SessionSettings {
     client_encoding: String,
     standard_conforming_strings: String,
+    /// Temporary types with a built-in type's name (see `TEMP_TYPE_NAMES`).
+    shadowing_temp_types: Vec<String>,
+}
+
+/// The names of the session's temporary types, space-separated. The server
+/// finds a type in pg_temp before pg_catalog's, so a temporary `varchar`
+/// domain would run its CHECK on every value cast to varchar. A masked
+/// session refuses to create one; a session that became masked (policy
+/// reload) may hold one from before, and cannot be guarded.
+const TEMP_TYPE_NAMES: &str = "pg_catalog.array_to_string(ARRAY(SELECT t.typname \
+     FROM pg_catalog.pg_type t WHERE t.typnamespace = pg_catalog.pg_my_temp_schema()), ' ')";
+
+/// The built-in type names among `TEMP_TYPE_NAMES`' answer. A name with a
+/// space in it may count as one it merely contains, which fails closed.
+fn shadowing(names: &str) -> Vec<String> {
+    names
+        .split(' ')
+        .filter(|n| crate::analyze::builtins::is_builtin_type(n))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Asks the server for the session's temporary types with built-in names.
+async fn probe_shadowing_temp_types(
+    server: &mut Stream,
+    sbuf: &mut BytesMut,
+    early: &mut BytesMut,
+) -> Result<Vec<String>, String> {
+    let (rows, failed) =
+        internal_query(server, sbuf, early, &format!("SELECT {TEMP_TYPE_NAMES}")).await?;
+    let names = rows.last().and_then(|msg| {
+        wire::data_row(msg).and_then(|v| {
+            v.first()
+                .copied()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        })
+    });
+    match names {
+        Some(names) if !failed => Ok(shadowing(&names)),
+        _ => Err("pgveil could not read the session's temporary types".into()),
+    }
+}
+
+/// The FATAL error of a session that became masked while it held temporary
+/// types named like built-in ones.
+fn shadowed_types(names: &[String]) -> ProxyError {
+    ProxyError::fatal(
+        "42501",
+        format!(
+            "this session became subject to a masking policy while it holds temporary types \
+             named like built-in types ({}), which pgveil cannot guard",
+            names.join(", ")
+        ),
+    )
+    .with_hint("Reconnect; a new session has no temporary types.")
 }
 
 /// Asks the server for the session's search_path and lexing settings in
@@ -853,16 +947,18 @@ struct SessionSettings {
 async fn probe_session(
     server: &mut Stream,
     sbuf: &mut BytesMut,
-    user: &str,
     early: &mut BytesMut,
 ) -> Result<(Vec<String>, SessionSettings), String> {
     let (rows, failed) = internal_query(
         server,
         sbuf,
         early,
-        "SELECT pg_catalog.current_setting('search_path'), \
+        &format!(
+            "SELECT pg_catalog.current_setting('search_path'), \
          pg_catalog.current_setting('client_encoding'), \
-         pg_catalog.current_setting('standard_conforming_strings')",
+         pg_catalog.current_setting('standard_conforming_strings'), \
+         pg_catalog.current_user, {TEMP_TYPE_NAMES}"
+        ),
     )
     .await?;
     let values: Option<Vec<String>> = rows.last().and_then(|msg| {
@@ -873,11 +969,12 @@ async fn probe_session(
             .collect()
     });
     match values.as_deref() {
-        Some([path, encoding, standard]) if !failed => Ok((
-            split_search_path(path, user),
+        Some([path, encoding, standard, current, temp_types]) if !failed => Ok((
+            split_search_path(path, current),
             SessionSettings {
                 client_encoding: encoding.clone(),
                 standard_conforming_strings: standard.clone(),
+                shadowing_temp_types: shadowing(temp_types),
             },
         )),
         _ => Err("pgveil could not read the session's settings (search_path, client_encoding, standard_conforming_strings)".into()),

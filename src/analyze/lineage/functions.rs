@@ -383,8 +383,11 @@ impl Walker<'_> {
                 _ => None,
             };
             match literal {
-                Some(setting) if setting.trim() != "search_path" => {}
-                _ => self.hazard(HazardRule::SearchPath, "set_config may change search_path"),
+                Some(setting) if !crate::analyze::resolves_search_path(&setting) => {}
+                _ => self.hazard(
+                    HazardRule::SearchPath,
+                    "set_config may change search_path or the role \"$user\" in it stands for",
+                ),
             }
         }
     }
