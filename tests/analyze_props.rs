@@ -244,7 +244,11 @@ fn unused_subquery_column_is_read_and_allowed() {
     ] {
         let plans = analyzer.plan(sql, &ctx(), &catalog, &CallCenter, 1);
         assert_eq!(plans.len(), 1, "{sql}");
-        assert!(matches!(plans[0].plan, StatementPlan::Allow), "{sql}: {:?}", plans[0].plan);
+        assert!(
+            matches!(plans[0].plan, StatementPlan::Allow),
+            "{sql}: {:?}",
+            plans[0].plan
+        );
         assert!(saw_protected(&plans[0].analysis), "{sql}");
     }
     for sql in [

@@ -862,7 +862,7 @@ async fn probe_search_path(
         server,
         sbuf,
         early,
-        "SELECT pg_catalog.current_setting('search_path'), pg_catalog.current_user",
+        "SELECT pg_catalog.current_setting('search_path'), current_user",
     )
     .await?;
     let field = |i: usize| {
@@ -957,7 +957,7 @@ async fn probe_session(
             "SELECT pg_catalog.current_setting('search_path'), \
          pg_catalog.current_setting('client_encoding'), \
          pg_catalog.current_setting('standard_conforming_strings'), \
-         pg_catalog.current_user, {TEMP_TYPE_NAMES}"
+         current_user, {TEMP_TYPE_NAMES}"
         ),
     )
     .await?;

@@ -367,12 +367,21 @@ impl Walker<'_> {
             }
         }
         if name == "set_config" {
-            // Whether it changes search_path depends on the literal.
-            self.literal_sensitive = true;
             let first = match raw_args {
                 FunctionArguments::List(list) => list.args.first(),
                 _ => None,
             };
+            self.set_config_setting(first);
+        }
+    }
+
+    /// set_config(setting, …) wherever it is called (select list, FROM):
+    /// a change of search_path or of the role `"$user"` stands for is one
+    /// the session would not see, so it is refused.
+    pub(crate) fn set_config_setting(&mut self, first: Option<&FunctionArg>) {
+        {
+            // Whether it changes search_path depends on the literal.
+            self.literal_sensitive = true;
             let literal = match first {
                 Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => {
                     match &v.value {

@@ -534,6 +534,9 @@ impl<'c> Walker<'c> {
         for function in collector.functions {
             let category = self.check_function(&function, None);
             let name = function.last().map(String::as_str).unwrap_or_default();
+            if name == "set_config" {
+                self.set_config_setting(None);
+            }
             self.guard_arguments(name, category, std::slice::from_ref(&mentioned));
         }
         if collector.has_query {
