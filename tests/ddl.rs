@@ -458,14 +458,14 @@ async fn migration_in_a_transaction() {
             .unwrap();
     let secret: String = rows[0].get(0);
     assert_ne!(secret, MOBILE);
-    // DDL and a read of what it changed in one query string: the read is
-    // planned before the DDL runs, so it is refused (and nothing runs).
-    refused(
+    // DDL and a read of what it changed in one query string: run one
+    // statement at a time, the read planned after the DDL ran.
+    let text = ok(
         &s,
-        "ALTER TABLE mig_accounts ADD COLUMN e3 int; SELECT secret FROM mig_accounts",
-        "uncommitted-ddl",
+        "ALTER TABLE mig_accounts ADD COLUMN e3 int; SELECT secret, e3 FROM mig_accounts",
     )
     .await;
+    assert!(text.contains("****") && text.contains("[rows 0]"), "{text}");
     ok(&s, "ROLLBACK").await;
     // After ROLLBACK the table is gone for pgveil too.
     let (ran, text) = s.visible("SELECT * FROM mig_accounts").await;
@@ -567,14 +567,20 @@ async fn search_path_changes_are_followed() {
     ok(&s, "COMMIT").await;
     let text = ok(&s, "SELECT mobile FROM customers WHERE id = 1").await;
     assert!(text.contains("****"), "{text}");
-    // In the same query string the next statement would be planned with
-    // the old path: refused.
-    refused(
+    // In the same query string the next statement is planned with the new
+    // path, read from the server once the SET ran (one statement at a time).
+    let text = ok(
         &s,
-        "SET search_path = sp_s, public; SELECT mobile FROM customers",
-        "search-path-change",
+        "SET search_path = sp_s, public; SELECT mobile FROM customers WHERE id = 1",
     )
     .await;
+    assert!(text.contains("not-protected"), "{text}");
+    let text = ok(
+        &s,
+        "SET search_path = public, sp_s; SELECT mobile FROM customers WHERE id = 1",
+    )
+    .await;
+    assert!(text.contains("****"), "{text}");
     ok(&s, "RESET search_path").await;
     let text = ok(&s, "SELECT mobile FROM customers WHERE id = 1").await;
     assert!(text.contains("****"), "{text}");
@@ -712,9 +718,7 @@ async fn missing_objects_get_the_servers_error() {
 #[tokio::test]
 async fn ddl_shapes_of_migration_tools_and_pg_dump() {
     let s = dev().await;
-    // Several in one query string. (A statement that names a table created
-    // earlier in the same string is still refused as `unknown-name`: it is
-    // planned before that table exists.)
+    // Several in one query string.
     ok(
         &s,
         "CREATE TABLE sh_a (id int NOT NULL, v text); CREATE TABLE sh_b (w text); \
@@ -794,5 +798,121 @@ async fn view_text_stays_bound_to_the_table_it_reads() {
         "{text}"
     );
     ok(&s, "ROLLBACK").await;
+    s.finish();
+}
+
+/// A query string whose later statements read what its earlier DDL
+/// created (drivers' tests and migration scripts send them whole): run
+/// one statement at a time in one transaction, each planned after the
+/// ones before it ran, with the semantics of the string as one Query:
+/// results in order, an error ends it and rolls all of it back, explicit
+/// BEGIN/COMMIT inside it keep their meaning.
+#[tokio::test]
+async fn ddl_then_statements_that_read_it_in_one_query_string() {
+    let s = dev().await;
+    // tokio-postgres' own tests: a temporary table, filled and read.
+    let text = ok(
+        &s,
+        "CREATE TEMPORARY TABLE qs_foo (id SERIAL, name TEXT); \
+         INSERT INTO qs_foo (name) VALUES ('steven'), ('joe'); \
+         SELECT * FROM qs_foo ORDER BY id",
+    )
+    .await;
+    assert!(
+        text.contains("steven") && text.contains("joe") && text.contains("[rows 2]"),
+        "{text}"
+    );
+    // A column the policy protects is masked from the statement after the
+    // one that creates it; rows come back in order with every tag.
+    let rows =
+        s.c.simple_query(&format!(
+            "CREATE TABLE mig_gen (id int, secret text, note text); \
+             INSERT INTO mig_gen VALUES (1, '{MOBILE}', 'n1'); \
+             SELECT secret, note FROM mig_gen; \
+             SELECT note FROM mig_gen; \
+             DROP TABLE mig_gen"
+        ))
+        .await
+        .unwrap();
+    let text = common::probe::simple_text(&rows);
+    s.check("stepwise", &text);
+    let tags: Vec<u64> = rows
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tags, [0, 1, 1, 1, 0], "{text}");
+    assert!(text.contains("****") && text.contains("n1"), "{text}");
+    // An error ends the string and rolls back everything before it (it is
+    // one transaction), with the server's own error for a missing table.
+    let (ran, text) = s
+        .visible(
+            "CREATE TABLE qs_gone (a int); INSERT INTO qs_gone VALUES (1); \
+             SELECT * FROM qs_no_such_table; INSERT INTO qs_gone VALUES (2)",
+        )
+        .await;
+    assert!(
+        !ran && text.contains("42P01") && !text.contains("pgveil"),
+        "{text}"
+    );
+    let (ran, text) = s.visible("SELECT * FROM qs_gone").await;
+    assert!(!ran && text.contains("42P01"), "{text}");
+    // pgveil's refusal of a later statement rolls back the earlier ones too.
+    let (ran, text) = s
+        .visible(
+            "CREATE TABLE qs_gone (a int); \
+             SELECT id FROM customers ORDER BY mobile",
+        )
+        .await;
+    assert!(
+        !ran && text.contains("42501") && text.contains("pgveil"),
+        "{text}"
+    );
+    let (ran, _) = s.visible("SELECT * FROM qs_gone").await;
+    assert!(!ran);
+    // Explicit BEGIN inside the string leaves the transaction open, as
+    // PostgreSQL does; its DDL is seen by later statements and strings.
+    ok(
+        &s,
+        "BEGIN; CREATE TABLE qs_tx (a int); INSERT INTO qs_tx VALUES (7)",
+    )
+    .await;
+    let text = ok(&s, "SELECT a FROM qs_tx").await;
+    assert!(text.contains('7'), "{text}");
+    ok(&s, "ROLLBACK").await;
+    let (ran, _) = s.visible("SELECT * FROM qs_tx").await;
+    assert!(!ran);
+    // COMMIT inside the string commits what came before it.
+    ok(
+        &s,
+        "BEGIN; CREATE TABLE qs_kept (a int); COMMIT; INSERT INTO qs_kept VALUES (3)",
+    )
+    .await;
+    let text = ok(&s, "SELECT a FROM qs_kept; DROP TABLE qs_kept").await;
+    assert!(text.contains('3'), "{text}");
+    // SET search_path, then a statement resolved under the new path.
+    ok(
+        &s,
+        "CREATE SCHEMA IF NOT EXISTS qs_app; CREATE TABLE IF NOT EXISTS qs_app.items (x int)",
+    )
+    .await;
+    let text = ok(
+        &s,
+        "SET search_path TO qs_app, public; INSERT INTO items VALUES (5); SELECT x FROM items",
+    )
+    .await;
+    assert!(text.contains('5'), "{text}");
+    ok(&s, "RESET search_path; DROP SCHEMA qs_app CASCADE").await;
+    // A statement that runs differently outside a transaction block
+    // (VACUUM) keeps the string whole: refused as before.
+    let (ran, text) = s
+        .visible("CREATE TABLE qs_v (a int); INSERT INTO qs_v VALUES (1); VACUUM qs_v")
+        .await;
+    assert!(!ran && text.contains("uncommitted-ddl"), "{text}");
+    // Through asyncpg-style extended protocol the session goes on as usual.
+    let rows = s.c.query("SELECT 1::int AS one", &[]).await.unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), 1);
     s.finish();
 }

@@ -1131,3 +1131,38 @@ async fn empty_queries_get_the_servers_answer() {
     let (_, text) = visible(&c, "SELECT mobile FROM customers WHERE id = 1").await;
     assert_eq!(text, "139****4321");
 }
+
+/// A cancel request that arrives while pgveil is still analysing the
+/// statement it is meant for (here: a long IN list, analysed for a while)
+/// is held until the statement reached the server, then sent: the server
+/// cancels the statement, as it would have direct. Sent at once, it would
+/// reach a backend with nothing to cancel and be lost (tokio-postgres'
+/// `cancel_query` test then waits out the whole pg_sleep).
+#[tokio::test]
+async fn a_cancel_sent_while_pgveil_analyses_the_statement_cancels_it() {
+    let c = as_role("dev").await;
+    let list: Vec<String> = (0..20_000).map(|i| i.to_string()).collect();
+    let sql = format!(
+        "SELECT pg_sleep(60) FROM customers WHERE id IN ({}) LIMIT 1",
+        list.join(",")
+    );
+    let token = c.cancel_token();
+    let started = std::time::Instant::now();
+    let cancel = async {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        token.cancel_query(tokio_postgres::NoTls).await
+    };
+    let (res, cancelled) = tokio::join!(c.batch_execute(&sql), cancel);
+    cancelled.unwrap();
+    eprintln!("cancelled after {:?}", started.elapsed());
+    let err = res.expect_err("the statement ran to its end");
+    assert_eq!(code(&err), "57014", "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "cancelled only after {:?}",
+        started.elapsed()
+    );
+    // The session goes on.
+    let (ok, text) = visible(&c, "SELECT 1").await;
+    assert!(ok, "{text}");
+}

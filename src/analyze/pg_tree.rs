@@ -78,6 +78,75 @@ pub struct PgStatement {
     /// The table of an `ALTER TABLE` whose every command adds, changes or
     /// drops a column's identity (see [`identity_alter`]).
     pub identity_alter: Option<Vec<String>>,
+    /// How it relates to a transaction block (see [`BlockUse`]).
+    pub block_use: BlockUse,
+}
+
+/// How a statement relates to a transaction block: what decides whether it
+/// runs alike as part of one simple Query of several statements (an
+/// implicit transaction block) and as one Execute of an extended-protocol
+/// pipeline (one transaction up to the Sync, but not a block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockUse {
+    /// Runs alike either way.
+    Any,
+    /// `BEGIN` / `START TRANSACTION`: opens a block either way.
+    Begins,
+    /// `COMMIT` / `ROLLBACK` (`END`, `ABORT`): ends a block; outside one,
+    /// only an implicit block ends it without a warning.
+    Ends,
+    /// Needs a block (`SAVEPOINT`, `RELEASE`, `ROLLBACK TO`, `DECLARE`,
+    /// `LOCK`, `SET LOCAL`, `SET TRANSACTION`): an implicit block is one, a
+    /// pipeline outside `BEGIN` is not.
+    NeedsBlock,
+    /// Runs differently or not at all in a pipeline: refuses every
+    /// transaction block (VACUUM, CREATE DATABASE, `… CONCURRENTLY` …),
+    /// reads from the client (`COPY FROM STDIN`), ends a transaction in a
+    /// special way (`PREPARE TRANSACTION`), or has `$n` parameters (an
+    /// error of another kind through Parse and Bind).
+    Unsplittable,
+}
+
+/// The [`BlockUse`] of one statement's tree; `kinds` are its node kinds.
+fn block_use(node: &pg_query::NodeEnum, kinds: &BTreeSet<&'static str>) -> BlockUse {
+    use pg_query::protobuf::{TransactionStmtKind as T, VariableSetKind};
+    use pg_query::NodeEnum as N;
+    if kinds.contains("ParamRef") {
+        return BlockUse::Unsplittable;
+    }
+    match node {
+        N::TransactionStmt(t) => match t.kind() {
+            T::TransStmtBegin | T::TransStmtStart => BlockUse::Begins,
+            T::TransStmtCommit | T::TransStmtRollback => BlockUse::Ends,
+            T::TransStmtSavepoint | T::TransStmtRelease | T::TransStmtRollbackTo => {
+                BlockUse::NeedsBlock
+            }
+            _ => BlockUse::Unsplittable,
+        },
+        N::DeclareCursorStmt(_) | N::LockStmt(_) => BlockUse::NeedsBlock,
+        N::VariableSetStmt(v) if v.is_local || v.kind() == VariableSetKind::VarSetMulti => {
+            BlockUse::NeedsBlock
+        }
+        N::CopyStmt(c) if c.is_from && c.filename.is_empty() => BlockUse::Unsplittable,
+        N::VacuumStmt(v) if v.is_vacuumcmd => BlockUse::Unsplittable,
+        N::IndexStmt(i) if i.concurrent => BlockUse::Unsplittable,
+        N::DropStmt(d) if d.concurrent => BlockUse::Unsplittable,
+        // DETACH PARTITION … CONCURRENTLY; ATTACH/DETACH alike, to keep it short.
+        N::AlterTableStmt(_) if kinds.contains("PartitionCmd") => BlockUse::Unsplittable,
+        N::ReindexStmt(_)
+        | N::ClusterStmt(_)
+        | N::CreatedbStmt(_)
+        | N::DropdbStmt(_)
+        | N::AlterDatabaseStmt(_)
+        | N::CreateTableSpaceStmt(_)
+        | N::DropTableSpaceStmt(_)
+        | N::AlterSystemStmt(_)
+        | N::CreateSubscriptionStmt(_)
+        | N::AlterSubscriptionStmt(_)
+        | N::DropSubscriptionStmt(_)
+        | N::DiscardStmt(_) => BlockUse::Unsplittable,
+        _ => BlockUse::Any,
+    }
 }
 
 /// A name the statement gives to something that owns a `pg_type` row: a
@@ -217,7 +286,12 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             Some(pg_query::NodeEnum::FetchStmt(f)) if f.ismove
         );
         let identity_alter = identity.filter(|_| only_constant_options(&collector.references));
+        let block_use = match node {
+            Some(node) => block_use(node, &collector.references.kinds),
+            None => BlockUse::Any,
+        };
         statements.push(PgStatement {
+            block_use,
             range: start..end,
             kind,
             moves_cursor,
@@ -977,6 +1051,21 @@ impl ser::SerializeStruct for StructWalk<'_> {
         }
         Ok(())
     }
+}
+
+/// The statements of `sql` as the server splits them, each with its own
+/// text and [`BlockUse`]. `None` when PostgreSQL's parser rejects the string
+/// (the server then runs none of it).
+pub fn split_with_block_use(
+    sql: &str,
+    settings: LexSettings,
+    nesting: usize,
+) -> Option<Vec<(&str, BlockUse)>> {
+    let statements = parse(sql, settings, nesting).ok()?;
+    statements
+        .iter()
+        .map(|s| sql.get(s.range.clone()).map(|text| (text, s.block_use)))
+        .collect()
 }
 
 /// The statements of `sql` as the server splits them, each with its own

@@ -2,11 +2,28 @@
 //! `pg_backend_pid()`, NOTIFY and `pg_stat_activity` show) with a secret of
 //! pgveil's own, so a CancelRequest reaches the right backend only through
 //! pgveil and the upstream's secret never leaves it.
+//!
+//! A cancel that arrives while the session is still analysing a statement
+//! (or reading the catalog for it) is held until the statement has been
+//! forwarded: sent at once it would reach a backend that has nothing to
+//! cancel yet, and be lost.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::DashMap;
 use rand::RngCore;
+use tokio::sync::watch;
+
+/// The longest a cancel request waits for its session to forward the
+/// statement it analyses.
+const MAX_HOLD: Duration = Duration::from_secs(30);
+
+/// How long a held request still waits once the statement was written:
+/// the backend ignores a cancel that reaches it while it is still reading
+/// the statement (it cancels only what runs), and a long statement takes a
+/// moment to read.
+const AFTER_HOLD: Duration = Duration::from_millis(50);
 
 /// The upstream backend a client key stands for.
 #[derive(Debug, Clone)]
@@ -14,6 +31,23 @@ pub struct CancelTarget {
     secret: Vec<u8>,
     pub upstream_pid: i32,
     pub upstream_secret: Vec<u8>,
+    /// True while the session holds a statement the server has not seen.
+    held: watch::Receiver<bool>,
+}
+
+impl CancelTarget {
+    /// Waits until the session has forwarded the statement it was
+    /// analysing, if any (at most `MAX_HOLD`; not at all once the session
+    /// has ended). True when the request was held.
+    pub async fn until_forwarded(&self) -> bool {
+        let mut held = self.held.clone();
+        if !*held.borrow_and_update() {
+            return false;
+        }
+        let _ = tokio::time::timeout(MAX_HOLD, held.wait_for(|h| !*h)).await;
+        tokio::time::sleep(AFTER_HOLD).await;
+        true
+    }
 }
 
 /// Every live session's cancel key, shared by all connections of a process.
@@ -30,6 +64,21 @@ pub struct CancelKey {
     registry: CancelRegistry,
     pub pid: i32,
     pub secret: Vec<u8>,
+    held: watch::Sender<bool>,
+}
+
+impl CancelKey {
+    /// The session has a statement of the client's that it has not
+    /// forwarded yet: cancel requests wait (see `CancelTarget::until_forwarded`).
+    pub fn hold(&self) {
+        self.held.send_if_modified(|h| !std::mem::replace(h, true));
+    }
+
+    /// The statement reached the server (or there is none): held cancel
+    /// requests go now.
+    pub fn release(&self) {
+        self.held.send_if_modified(|h| std::mem::replace(h, false));
+    }
 }
 
 impl Drop for CancelKey {
@@ -50,6 +99,7 @@ impl CancelRegistry {
     pub fn register(&self, upstream_pid: i32, upstream_secret: Vec<u8>) -> CancelKey {
         let mut rng = rand::thread_rng();
         let mut secret = vec![0u8; upstream_secret.len().max(4)];
+        let (held, held_rx) = watch::channel(false);
         let mut targets = self.keys.entry(upstream_pid).or_default();
         loop {
             rng.fill_bytes(&mut secret);
@@ -63,11 +113,13 @@ impl CancelRegistry {
             secret: secret.clone(),
             upstream_pid,
             upstream_secret,
+            held: held_rx,
         });
         CancelKey {
             registry: self.clone(),
             pid: upstream_pid,
             secret,
+            held,
         }
     }
 
@@ -155,5 +207,28 @@ mod tests {
         );
         drop(b);
         assert!(reg.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cancel_waits_while_the_session_holds_a_statement() {
+        let reg = CancelRegistry::default();
+        let key = reg.register(5, vec![3; 4]);
+        let target = reg.lookup(5, &key.secret).unwrap();
+        assert!(
+            !target.until_forwarded().await,
+            "nothing held: sent at once"
+        );
+        key.hold();
+        let waiting = tokio::spawn(async move { target.until_forwarded().await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "sent while the statement was held");
+        key.release();
+        assert!(waiting.await.unwrap());
+        // A session that ends releases its held requests too.
+        key.hold();
+        let target = reg.lookup(5, &key.secret).unwrap();
+        let waiting = tokio::spawn(async move { target.until_forwarded().await });
+        drop(key);
+        assert!(waiting.await.unwrap());
     }
 }

@@ -847,6 +847,10 @@ async fn forward_cancel(proxy: &Proxy, pid: i32, secret: &[u8]) {
         debug!(pid, "cancel request with an unknown key ignored");
         return;
     };
+    // Held while the session analyses the statement it is meant for.
+    if target.until_forwarded().await {
+        debug!(pid, "cancel request held until the statement was forwarded");
+    }
     match connect_upstream(proxy).await {
         Ok(mut upstream) => {
             let packet = codec::encode_cancel_request(target.upstream_pid, &target.upstream_secret);

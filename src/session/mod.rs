@@ -16,6 +16,7 @@ pub mod datarow;
 pub mod guard;
 pub mod replication;
 pub mod runtime;
+mod steps;
 pub mod wire;
 
 use crate::analyze::policy_view::PolicyView;
@@ -255,7 +256,7 @@ async fn relay_messages(
     let SessionIo {
         mut client,
         mut server,
-        cancel_key: _cancel_key,
+        cancel_key,
         client_buf: mut cbuf,
         user,
         database,
@@ -291,6 +292,10 @@ async fn relay_messages(
     loop {
         if pending_client {
             pending_client = false;
+            if runtime.is_some() {
+                // A cancel for what these bytes hold waits until it is sent.
+                cancel_key.hold();
+            }
             if let Some(rt) = runtime {
                 let mut early = BytesMut::new();
                 if let Err(err) = masking
@@ -307,15 +312,25 @@ async fn relay_messages(
                 }
             }
             let started = std::time::Instant::now();
+            let before = state;
             match frame_client(&mut cbuf, limit, &mut state) {
-                Ok((frames, terminated)) => {
+                Ok((mut frames, mut terminated)) => {
+                    // A Query to run one statement at a time, and where the
+                    // messages after it start.
+                    let mut stepwise = None;
                     let out = match masking.guard.as_mut() {
                         Some(g) => {
                             let mut out = BytesMut::with_capacity(frames.len() + 64);
                             let guarded = contained(|| {
+                                let mut consumed = 0;
                                 for msg in codec::frames(&frames) {
+                                    consumed += msg.len();
                                     if msg[0] != b'X' {
                                         g.client_message(msg, &mut out);
+                                    }
+                                    if let Some(pieces) = g.take_stepwise() {
+                                        stepwise = Some((pieces, consumed));
+                                        break;
                                     }
                                 }
                                 g.end_of_batch();
@@ -326,8 +341,24 @@ async fn relay_messages(
                             }
                             out
                         }
-                        None => frames,
+                        None => std::mem::take(&mut frames),
                     };
+                    if let Some((_, consumed)) = &stepwise {
+                        // The messages after that Query go back to the
+                        // buffer: they are prepared and planned once it has
+                        // run, as if they had arrived then.
+                        let mut rest = BytesMut::from(&frames[*consumed..]);
+                        if std::mem::take(&mut terminated) {
+                            rest.extend_from_slice(&[b'X', 0, 0, 0, 4]);
+                        }
+                        rest.extend_from_slice(&cbuf);
+                        cbuf = rest;
+                        state = before;
+                        for msg in codec::frames(&frames[..*consumed]) {
+                            state.client_sent(msg[0]);
+                        }
+                        pending_client = true;
+                    }
                     overhead_in.observe(started.elapsed().as_secs_f64());
                     if let Some(g) = masking.guard.as_mut() {
                         // Blocked statements: recorded before anything moves on.
@@ -338,6 +369,28 @@ async fn relay_messages(
                         if server.write_all(&out).await.is_err() {
                             return upstream_gone(&mut client, upstream_sent_fatal).await;
                         }
+                    }
+                    if let (Some((pieces, _)), Some(rt)) = (stepwise, runtime) {
+                        let mut link = steps::Link {
+                            client: &mut client,
+                            server: &mut server,
+                            sbuf: &mut sbuf,
+                            state: &mut state,
+                            upstream_sent_fatal: &mut upstream_sent_fatal,
+                            meter,
+                            cancel: &cancel_key,
+                            to_server: &to_server,
+                            to_client: &to_client,
+                        };
+                        if let Err(end) = steps::run(pieces, &mut masking, rt, &mut link).await {
+                            return end;
+                        }
+                        continue;
+                    }
+                    if cbuf.is_empty() {
+                        // Nothing of the client's waits here any more (part
+                        // of a message does: a cancel still waits for it).
+                        cancel_key.release();
                     }
                     if terminated {
                         let _ = server.write_all(&[b'X', 0, 0, 0, 4]).await;
@@ -552,7 +605,7 @@ impl Masking {
         {
             let due = self.guard.as_ref().is_some_and(|g| g.overlay_due());
             if due && state.is_between_statements() && state.tx_status == b'T' {
-                self.read_transaction_catalog(rt, server, sbuf, early)
+                self.read_transaction_catalog(rt, server, sbuf, early, Via::Query)
                     .await?;
             }
             return Ok(());
@@ -607,18 +660,23 @@ impl Masking {
     /// DDL included): the changes since the shared catalog's snapshot, read
     /// over the session's connection, plus its temporary relations. When
     /// that cannot be done the guard keeps refusing statements.
+    ///
+    /// Read `Via::Pipeline` (between the steps of a stepwise Query), a
+    /// failed read aborts the pipeline's transaction: the server's error is
+    /// returned, for the client.
     async fn read_transaction_catalog(
         &mut self,
         rt: &MaskingRuntime,
         server: &mut Stream,
         sbuf: &mut BytesMut,
         early: &mut BytesMut,
-    ) -> Result<(), ProxyError> {
+        via: Via,
+    ) -> Result<Option<BytesMut>, ProxyError> {
         let Some(base) = rt.catalogs.last(&self.database) else {
-            return Ok(());
+            return Ok(None);
         };
         let Some(read) = base.changes_query() else {
-            return Ok(());
+            return Ok(None);
         };
         // Rows changed since the shared catalog's snapshot, less those of
         // this transaction the last read here already applied.
@@ -634,16 +692,16 @@ impl Masking {
             _ => (Arc::clone(&base), read),
         };
         // The changes and the temporary relations in one round trip.
-        let sql = with_qualified_names(&format!("{}; {TEMP_RELATIONS}", read.sql()));
-        let (results, failed) = internal_queries(server, sbuf, early, &sql)
+        let statements = qualified_names(&[read.sql(), TEMP_RELATIONS.to_string()]);
+        let (results, error) = internal_statements(server, sbuf, early, &statements, via)
             .await
             .map_err(|m| ProxyError::fatal("08006", m))?;
-        let [_, rows, temp, _] = results.as_slice() else {
-            return Ok(());
-        };
-        if failed {
-            return Ok(());
+        if error.is_some() {
+            return Ok(error.filter(|_| via == Via::Pipeline));
         }
+        let [_, rows, temp, _] = results.as_slice() else {
+            return Ok(None);
+        };
         let rows: Vec<Vec<Option<String>>> = rows
             .iter()
             .filter_map(|msg| {
@@ -659,7 +717,7 @@ impl Masking {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the transaction's catalog changes failed");
-                return Ok(());
+                return Ok(None);
             }
         };
         self.temp_relations = temp_relations(temp);
@@ -672,7 +730,7 @@ impl Masking {
         if let Some(g) = &mut self.guard {
             g.overlay_read();
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Gives the guard the shared catalog plus this session's temporary
@@ -848,6 +906,95 @@ async fn internal_queries(
     }
 }
 
+/// How pgveil's own queries reach the server between the client's
+/// statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// One simple Query (outside a transaction block, its own transaction).
+    Query,
+    /// Inside the open pipeline of a stepwise Query (see `steps`): each
+    /// statement parsed, bound and executed unnamed, then a Flush; no Sync,
+    /// so they run in the pipeline's transaction and it stays open.
+    Pipeline,
+}
+
+/// `internal_queries` of separate statements, sent `via`: the DataRows of
+/// each statement that completed, and the server's ErrorResponse if one
+/// failed (in a pipeline, that aborts its transaction).
+async fn internal_statements(
+    server: &mut Stream,
+    sbuf: &mut BytesMut,
+    early: &mut BytesMut,
+    statements: &[String],
+    via: Via,
+) -> Result<(Vec<Vec<BytesMut>>, Option<BytesMut>), String> {
+    let mut q = BytesMut::new();
+    match via {
+        Via::Query => wire::encode_query(&mut q, &statements.join("; ")),
+        Via::Pipeline => {
+            for sql in statements {
+                wire::encode_parse(&mut q, b"", sql);
+                wire::encode_bind_no_params(&mut q, b"", b"");
+                wire::encode_execute(&mut q, b"");
+            }
+            wire::encode_flush(&mut q);
+        }
+    }
+    server
+        .write_all(&q)
+        .await
+        .map_err(|e| format!("the database connection failed: {e}"))?;
+    let (mut results, mut rows, mut error) = (Vec::new(), Vec::new(), None);
+    loop {
+        let msg = match crate::net::read_typed(server, sbuf, MAX_BACKEND_MESSAGE).await {
+            Ok(Some(m)) => m,
+            _ => return Err("the database closed the connection".into()),
+        };
+        match msg[0] {
+            b'D' => rows.push(msg),
+            b'Z' => return Ok((results, error)),
+            b'E' => {
+                error.get_or_insert(msg);
+                // After an error the server skips the rest of a pipeline
+                // up to a Sync: nothing more comes.
+                if via == Via::Pipeline {
+                    return Ok((results, error));
+                }
+            }
+            b'C' | b'I' => {
+                results.push(std::mem::take(&mut rows));
+                if via == Via::Pipeline && results.len() == statements.len() {
+                    return Ok((results, error));
+                }
+            }
+            b'T' | b'1' | b'2' | b'n' => {}
+            _ => early.extend_from_slice(&msg),
+        }
+    }
+}
+
+/// Asks the server for the session's search_path inside a stepwise Query's
+/// pipeline. `Err(Some(error))`: the server failed it (the pipeline's
+/// transaction is aborted).
+async fn probe_search_path_pipelined(
+    server: &mut Stream,
+    sbuf: &mut BytesMut,
+    user: &str,
+    early: &mut BytesMut,
+) -> Result<Result<Vec<String>, BytesMut>, String> {
+    let statements = ["SHOW search_path".to_string()];
+    let (results, error) =
+        internal_statements(server, sbuf, early, &statements, Via::Pipeline).await?;
+    if let Some(e) = error {
+        return Ok(Err(e));
+    }
+    let value = results.last().and_then(|rows| rows.last()).and_then(|msg| {
+        wire::data_row(msg).and_then(|v| v.first().copied().flatten().map(|b| b.to_vec()))
+    });
+    let value = String::from_utf8_lossy(&value.unwrap_or_default()).into_owned();
+    Ok(Ok(split_search_path(&value, user)))
+}
+
 /// Asks the server for the session's search_path (it is not reported in
 /// ParameterStatus), before the client's first statement is analysed.
 /// `"$user"` stands for the current role, which SET ROLE and SET SESSION
@@ -1000,13 +1147,24 @@ const TEMP_RELATIONS: &str = "SELECT c.oid, c.relname, c.relkind, a.attname, a.a
 /// this query string outside one). The first and last statements return
 /// no rows; search_path is not reported to the client.
 fn with_qualified_names(sql: &str) -> String {
-    format!(
+    qualified_names(&[sql.to_string()]).join("; ")
+}
+
+/// `with_qualified_names` as separate statements.
+fn qualified_names(statements: &[String]) -> Vec<String> {
+    let mut all = Vec::with_capacity(statements.len() + 2);
+    all.push(
         "SELECT FROM pg_catalog.set_config('pgveil.search_path', pg_catalog.current_setting('search_path'), true) s, \
-           LATERAL pg_catalog.set_config('search_path', 'pg_catalog', s IS NOT NULL) t WHERE t IS NULL; \
-         {sql}; \
-         SELECT FROM pg_catalog.set_config('search_path', pg_catalog.current_setting('pgveil.search_path'), true) s \
+           LATERAL pg_catalog.set_config('search_path', 'pg_catalog', s IS NOT NULL) t WHERE t IS NULL"
+            .to_string(),
+    );
+    all.extend(statements.iter().cloned());
+    all.push(
+        "SELECT FROM pg_catalog.set_config('search_path', pg_catalog.current_setting('pgveil.search_path'), true) s \
           WHERE s IS NULL"
-    )
+            .to_string(),
+    );
+    all
 }
 
 /// Reads the session's temporary relations (see `TEMP_RELATIONS`).

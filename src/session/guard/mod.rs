@@ -27,6 +27,7 @@ mod observe;
 mod refusal;
 mod rows;
 mod statements;
+mod steps;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -257,6 +258,11 @@ pub struct Guard {
     /// statements planned now are refused.
     search_path_pending: bool,
     utf8: bool,
+    /// Status byte of the last ReadyForQuery.
+    tx_status: u8,
+    /// A Query whose statements the relay must run one at a time (see
+    /// `steps`), taken by it right after the Query was handled.
+    stepwise: Option<Vec<String>>,
     pub effects: Effects,
     result: observe::ResultTally,
     /// Drained by the relay after each batch of messages.
@@ -297,6 +303,8 @@ impl Guard {
             search_path_unsure: false,
             search_path_pending: false,
             utf8: true,
+            tx_status: b'I',
+            stepwise: None,
             effects: Effects::default(),
             result: observe::ResultTally::default(),
             observed: Observations::default(),
@@ -368,12 +376,22 @@ impl Guard {
                     .analyzer
                     .analyse_traced(&sql, &ctx, &self.inputs.catalog);
             let seconds = started.elapsed().as_secs_f64();
-            // The cached analysis alone tells (no plan derivation).
+            // The cached analysis alone tells (no plan derivation). Names
+            // after DDL in the same string may be what that DDL creates: a
+            // string run one statement at a time reads those itself.
+            let mut after_ddl = false;
             let stale = analyses.iter().any(|a| {
-                a.effects
-                    .hazards
-                    .iter()
-                    .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName)
+                let unknown = !after_ddl
+                    && a.effects
+                        .hazards
+                        .iter()
+                        .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName);
+                after_ddl |= matches!(
+                    a.kind,
+                    crate::analyze::StatementKind::Ddl
+                        | crate::analyze::StatementKind::Unparsed { ddl: true }
+                );
+                unknown
             });
             // Kept even when stale: a reload installs another catalog, which
             // no entry matches; without one (at most one a second) it is
@@ -669,6 +687,7 @@ impl Guard {
                 self.copy = None;
                 self.withholding = false;
                 self.result = observe::ResultTally::default();
+                self.tx_status = msg.get(5).copied().unwrap_or(b'I');
                 // DDL that changed nothing the catalog holds (CREATE INDEX,
                 // COMMENT, GRANT …) needs no read of the catalog.
                 if self.ddl_in_transaction && !self.unread_change {

@@ -348,6 +348,11 @@ impl Guard {
         let sql = lossy(wire::query_text(msg).unwrap_or_default());
         let mut planned = self.plan(&sql);
         self.allow_empty_search_path(&mut planned, &sql);
+        if let Some(pieces) = self.stepwise_pieces(&planned, &sql) {
+            // Run by the relay, one statement at a time (see `steps`).
+            self.stepwise = Some(pieces);
+            return;
+        }
         if let Some((plan, fmt)) = self.lone_copy(&planned, &sql) {
             out.extend_from_slice(msg);
             let note = self.note_of(&planned[0], &sql, false);
