@@ -982,17 +982,35 @@ async fn probe_search_path_pipelined(
     user: &str,
     early: &mut BytesMut,
 ) -> Result<Result<Vec<String>, BytesMut>, String> {
-    let statements = ["SHOW search_path".to_string()];
+    let statements = [SEARCH_PATH_AND_ROLE.to_string()];
     let (results, error) =
         internal_statements(server, sbuf, early, &statements, Via::Pipeline).await?;
     if let Some(e) = error {
         return Ok(Err(e));
     }
-    let value = results.last().and_then(|rows| rows.last()).and_then(|msg| {
-        wire::data_row(msg).and_then(|v| v.first().copied().flatten().map(|b| b.to_vec()))
-    });
-    let value = String::from_utf8_lossy(&value.unwrap_or_default()).into_owned();
-    Ok(Ok(split_search_path(&value, user)))
+    let rows = results.last().map(Vec::as_slice).unwrap_or_default();
+    Ok(Ok(search_path_of(rows, user)))
+}
+
+/// The session's search_path and the role `"$user"` in it stands for, which
+/// SET ROLE and SET SESSION AUTHORIZATION change.
+const SEARCH_PATH_AND_ROLE: &str = "SELECT pg_catalog.current_setting('search_path'), current_user";
+
+/// The search_path of `SEARCH_PATH_AND_ROLE`'s row, `"$user"` expanded
+/// (with the login role if the row lacks the current one).
+fn search_path_of(rows: &[BytesMut], user: &str) -> Vec<String> {
+    let field = |i: usize| {
+        rows.last().and_then(|msg| {
+            wire::data_row(msg).and_then(|v| {
+                v.get(i)
+                    .copied()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+            })
+        })
+    };
+    let current = field(1).unwrap_or_else(|| user.to_owned());
+    split_search_path(&field(0).unwrap_or_default(), &current)
 }
 
 /// Asks the server for the session's search_path (it is not reported in
@@ -1005,25 +1023,8 @@ async fn probe_search_path(
     user: &str,
     early: &mut BytesMut,
 ) -> Result<Vec<String>, String> {
-    let (rows, _) = internal_query(
-        server,
-        sbuf,
-        early,
-        "SELECT pg_catalog.current_setting('search_path'), current_user",
-    )
-    .await?;
-    let field = |i: usize| {
-        rows.last().and_then(|msg| {
-            wire::data_row(msg).and_then(|v| {
-                v.get(i)
-                    .copied()
-                    .flatten()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-            })
-        })
-    };
-    let current = field(1).unwrap_or_else(|| user.to_owned());
-    Ok(split_search_path(&field(0).unwrap_or_default(), &current))
+    let (rows, _) = internal_query(server, sbuf, early, SEARCH_PATH_AND_ROLE).await?;
+    Ok(search_path_of(&rows, user))
 }
 
 /// The settings a guard needs when it starts: what the session was given
