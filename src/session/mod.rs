@@ -295,16 +295,25 @@ async fn relay_messages(
     loop {
         if pending_client {
             pending_client = false;
-            if runtime.is_some() {
-                // A cancel for what these bytes hold waits until it is sent.
+            // A cancel for what these bytes hold waits until it is sent;
+            // COPY data holds no statement (a Ctrl-C of `\copy` goes at once).
+            let copying = masking.guard.as_ref().is_some_and(|g| g.copying_in());
+            if runtime.is_some() && !copying {
                 cancel_key.hold();
             }
             if let Some(rt) = runtime {
                 let mut early = BytesMut::new();
-                if let Err(err) = masking
+                let prepared = masking
                     .prepare(rt, &cbuf, &state, &mut server, &mut sbuf, &mut early)
-                    .await
-                {
+                    .await;
+                let early = match masking.guard_early(&early) {
+                    Ok(early) => early,
+                    Err(err) => {
+                        close_both(&mut client, &mut server, err).await;
+                        return SessionEnd::InternalError;
+                    }
+                };
+                if let Err(err) = prepared {
                     let _ = client.write_all(&early).await;
                     close_both(&mut client, &mut server, err).await;
                     return SessionEnd::PolicyUnavailable;
@@ -390,9 +399,11 @@ async fn relay_messages(
                         }
                         continue;
                     }
-                    if cbuf.is_empty() {
+                    let copying = masking.guard.as_ref().is_some_and(|g| g.copying_in());
+                    if cbuf.is_empty() || copying {
                         // Nothing of the client's waits here any more (part
-                        // of a message does: a cancel still waits for it).
+                        // of a message does: a cancel still waits for it,
+                        // unless it is COPY data).
                         cancel_key.release();
                     }
                     if terminated {
@@ -581,6 +592,25 @@ struct Masking {
 }
 
 impl Masking {
+    /// Messages the server sent while pgveil ran its own queries:
+    /// notices, notifications and parameter changes belong to the client
+    /// and pass the guard like any other (scrubbed, redacted, followed);
+    /// anything else answered pgveil's own queries and is dropped.
+    fn guard_early(&mut self, early: &[u8]) -> Result<BytesMut, ProxyError> {
+        let mut out = BytesMut::new();
+        let Some(g) = self.guard.as_mut() else {
+            return Ok(out);
+        };
+        contained(|| {
+            for msg in codec::frames(early) {
+                if matches!(msg[0], b'N' | b'A' | b'S') {
+                    g.server_message(msg, &mut out);
+                }
+            }
+        })?;
+        Ok(out)
+    }
+
     /// Brings the guard up to date before a batch of client messages: starts
     /// it when the role is restricted, follows policy reloads and DDL, and
     /// refreshes the catalog when a statement names something it lacks.

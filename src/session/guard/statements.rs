@@ -288,6 +288,12 @@ impl Guard {
                     self.overlay_stale = true;
                     self.overlay_rebase = true;
                 }
+                // COMMIT, ROLLBACK and ROLLBACK TO can undo a SET LOCAL or a
+                // SET of the transaction: read search_path again before the
+                // next statement is planned.
+                if self.search_path_unsure {
+                    self.search_path_pending = true;
+                }
                 p.plan.clone()
             }
             StatementKind::Setting | StatementKind::Show => p.plan.clone(),
