@@ -258,3 +258,27 @@ async fn a_new_statement_is_analysed_once_and_counted_as_a_miss() {
     assert_eq!(rows[0].get::<_, &str>(0), "u****@example.com");
     assert_eq!(analyses_counted(&proxy), (1, 2));
 }
+
+/// Messages larger than one read (128 KiB) arrive whole through a masked
+/// session, with masked rows before and after them in the same session.
+#[tokio::test]
+async fn messages_larger_than_a_read_arrive_whole() {
+    let client = through_pgveil().await;
+    let before = text_rows(&client, "SELECT phone FROM big WHERE id = 1").await;
+    let big = text_rows(
+        &client,
+        "SELECT repeat('x', 3000000) UNION ALL SELECT repeat('y', 200000) UNION ALL SELECT 'z'",
+    )
+    .await;
+    let lens: Vec<usize> = big
+        .iter()
+        .map(|r| r[0].as_deref().unwrap_or_default().len())
+        .collect();
+    assert_eq!(lens, vec![3_000_000, 200_000, 1]);
+    assert!(big[0][0].as_deref().unwrap().bytes().all(|b| b == b'x'));
+    let copied = copy_bytes(&client, "SELECT repeat('w', 1000000)").await;
+    assert_eq!(copied.len(), 1_000_001);
+    let after = text_rows(&client, "SELECT phone FROM big WHERE id = 1").await;
+    assert_eq!(before, after);
+    assert!(after[0][0].as_deref().unwrap().contains("****"));
+}

@@ -4,7 +4,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -26,7 +26,10 @@ impl Stream {
     /// bytes at a time). An empty buffer of a plain socket gets its room
     /// only once the socket is readable: a session that sits idle with
     /// released buffers holds no read memory while it waits, which is what
-    /// keeps thousands of idle sessions small. Cancel-safe like `read_buf`.
+    /// keeps thousands of idle sessions small. Reads at most `chunk` bytes:
+    /// a reserve may leave more room than asked for, and reads that filled
+    /// all of it let a busy session's buffer grow with the socket's backlog
+    /// (tens of MB during a bulk read). Cancel-safe like `read_buf`.
     pub async fn read_chunk(&mut self, buf: &mut BytesMut, chunk: usize) -> io::Result<usize> {
         if buf.capacity() - buf.len() < chunk / 2 {
             if let (Stream::Plain(s), true) = (&*self, buf.is_empty()) {
@@ -34,7 +37,7 @@ impl Stream {
             }
             buf.reserve(chunk);
         }
-        self.read_buf(buf).await
+        self.read_buf(&mut (&mut *buf).limit(chunk)).await
     }
 }
 

@@ -1429,7 +1429,14 @@ fn frame_server(
                 end += len;
             }
             Some(len) => {
-                sbuf.reserve(len - (sbuf.len() - end));
+                // Room for a message larger than a read, at once. Smaller
+                // ones are left to read_chunk: reserving here, before the
+                // finished messages are split off, would grow the buffer
+                // by all of them at the end of nearly every full read.
+                let missing = len - (sbuf.len() - end);
+                if missing > MAX_READ_CHUNK {
+                    sbuf.reserve(missing);
+                }
                 break;
             }
             None => break,
