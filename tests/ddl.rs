@@ -884,6 +884,18 @@ async fn ddl_then_statements_that_read_it_in_one_query_string() {
     ok(&s, "ROLLBACK").await;
     let (ran, _) = s.visible("SELECT * FROM qs_tx").await;
     assert!(!ran);
+    // psycopg2's form: a savepoint and a write in one string, in a
+    // transaction that created the table.
+    ok(&s, "BEGIN; CREATE TABLE qs_sp (id int, v text)").await;
+    ok(&s, "SAVEPOINT x; INSERT INTO qs_sp VALUES (1, 'a')").await;
+    ok(
+        &s,
+        "ROLLBACK TO SAVEPOINT x; INSERT INTO qs_sp VALUES (2, 'b')",
+    )
+    .await;
+    let text = ok(&s, "SELECT id, v FROM qs_sp").await;
+    assert!(text.contains('b') && !text.contains('a'), "{text}");
+    ok(&s, "ROLLBACK").await;
     // COMMIT inside the string commits what came before it.
     ok(
         &s,

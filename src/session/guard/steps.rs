@@ -64,8 +64,11 @@ impl Guard {
         {
             return None;
         }
+        // After DDL in the transaction, a savepoint statement makes the
+        // guard read the transaction's catalog again too.
         let change_then_read = planned.iter().enumerate().any(|(i, p)| {
-            changes_later_reads(&p.kind)
+            (changes_later_reads(&p.kind)
+                || (self.ddl_in_transaction && p.kind == StatementKind::Transaction))
                 && planned[i + 1..]
                     .iter()
                     .any(|later| !reads_nothing_changed(&later.kind))
