@@ -405,6 +405,18 @@ async fn schema_statements_without_data_flow() {
         !created && text.contains("42501") && !text.contains("pgveil"),
         "{text}"
     );
+    // A new database is empty (asyncpg's tests create one); a copy of this
+    // one (TEMPLATE) would carry its rows elsewhere and stays refused.
+    cluster()
+        .psql_super_db("bank", "ALTER ROLE dev CREATEDB")
+        .unwrap();
+    ok(&s, "CREATE DATABASE sk_db").await;
+    ok(&s, "DROP DATABASE sk_db").await;
+    let (created, text) = s.visible("CREATE DATABASE sk_copy TEMPLATE bank").await;
+    assert!(!created && text.contains("pgveil"), "{text}");
+    cluster()
+        .psql_super_db("bank", "ALTER ROLE dev NOCREATEDB")
+        .unwrap();
     s.finish();
 }
 

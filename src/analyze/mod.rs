@@ -1119,6 +1119,15 @@ fn walk_statement(
             attached_functions(walker, statement, "a schema object");
             (K::Ddl, Vec::new())
         }
+        // A new, empty database (from template1 or template0): no data
+        // moves. A copy of another database (TEMPLATE, which sqlparser
+        // does not read) goes to PostgreSQL's tree and is refused there.
+        Statement::CreateDatabase {
+            location: None,
+            managed_location: None,
+            clone: None,
+            ..
+        } => (K::Ddl, Vec::new()),
         Statement::RefreshMaterializedView(refresh) => {
             walker.refresh_materialized_view(&refresh.name);
             (K::Ddl, Vec::new())
