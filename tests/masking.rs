@@ -1166,3 +1166,28 @@ async fn a_cancel_sent_while_pgveil_analyses_the_statement_cancels_it() {
     let (ok, text) = visible(&c, "SELECT 1").await;
     assert!(ok, "{text}");
 }
+
+/// `COPY … FROM STDIN WHERE …` (asyncpg's `copy_records_to_table(where=)`)
+/// writes the rows the client sends that pass the condition: a write, as
+/// without WHERE. sqlparser does not read it; PostgreSQL's tree does.
+#[tokio::test]
+async fn copy_from_stdin_with_a_where_clause_is_a_write() {
+    use futures::SinkExt;
+    let c = as_role("dev").await;
+    c.batch_execute("CREATE TEMP TABLE copy_where (a text, b int)")
+        .await
+        .unwrap();
+    for sql in [
+        "COPY copy_where FROM STDIN WHERE b > 1",
+        "COPY copy_where (a, b) FROM STDIN (FORMAT text) WHERE a <> 'skip'",
+    ] {
+        let sink = c.copy_in(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"skip\t1\nkeep\t2\n"))
+            .await
+            .unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 1, "{sql}");
+    }
+    let (ok, text) = visible(&c, "SELECT a, b FROM copy_where").await;
+    assert!(ok && text == "keep|2|keep|2", "{text}");
+}

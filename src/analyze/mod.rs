@@ -629,6 +629,7 @@ fn analyse_piece(
                 Some(schema) => StatementKind::SetSearchPath {
                     schemas: Some(vec![schema]),
                 },
+                None if pg.copy_from_stdin => StatementKind::CopyFrom,
                 None => StatementKind::Unparsed {
                     ddl: fallback::is_ddl_keyword(piece),
                 },

@@ -80,6 +80,8 @@ pub struct PgStatement {
     pub identity_alter: Option<Vec<String>>,
     /// How it relates to a transaction block (see [`BlockUse`]).
     pub block_use: BlockUse,
+    /// A `COPY … FROM STDIN`: a write of the rows the client sends.
+    pub copy_from_stdin: bool,
 }
 
 /// How a statement relates to a transaction block: what decides whether it
@@ -290,8 +292,13 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             Some(node) => block_use(node, &collector.references.kinds),
             None => BlockUse::Any,
         };
+        let copy_from_stdin = matches!(
+            node,
+            Some(pg_query::NodeEnum::CopyStmt(c)) if c.is_from && !c.is_program && c.filename.is_empty()
+        );
         statements.push(PgStatement {
             block_use,
+            copy_from_stdin,
             range: start..end,
             kind,
             moves_cursor,
