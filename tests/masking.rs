@@ -1181,7 +1181,10 @@ async fn copy_from_stdin_with_a_where_clause_is_a_write() {
         "COPY copy_where FROM STDIN WHERE b > 1",
         "COPY copy_where (a, b) FROM STDIN (FORMAT text) WHERE a <> 'skip'",
     ] {
-        let sink = c.copy_in(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let sink = c
+            .copy_in(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         futures::pin_mut!(sink);
         sink.send(bytes::Bytes::from_static(b"skip\t1\nkeep\t2\n"))
             .await
@@ -1190,4 +1193,40 @@ async fn copy_from_stdin_with_a_where_clause_is_a_write() {
     }
     let (ok, text) = visible(&c, "SELECT a, b FROM copy_where").await;
     assert!(ok && text == "keep|2|keep|2", "{text}");
+}
+
+/// A `DO` block that only raises constant messages (drivers' tests use
+/// them for notices and errors) runs for a masked role, and its SQLSTATE
+/// reaches the client; any other DO block stays refused.
+#[tokio::test]
+async fn do_blocks_that_only_raise_constants_run() {
+    let c = as_role("dev").await;
+    c.batch_execute("DO $$ BEGIN RAISE NOTICE 'hello'; END $$ LANGUAGE plpgsql")
+        .await
+        .unwrap();
+    let err = c
+        .batch_execute(
+            "DO $$ BEGIN RAISE EXCEPTION 'duplicate statement' USING ERRCODE = '42P05'; END; $$",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "42P05", "{err}");
+    // In a query string with other statements, and through Parse/Bind.
+    let (ok, text) = visible(
+        &c,
+        "SELECT 1; DO $$ BEGIN RAISE NOTICE 'x'; END $$; SELECT 2",
+    )
+    .await;
+    assert!(ok && text == "1|2", "{text}");
+    c.execute("DO $$ BEGIN RAISE WARNING 'w'; END $$", &[])
+        .await
+        .unwrap();
+    for sql in [
+        "DO $$ BEGIN RAISE NOTICE '%', (SELECT mobile FROM customers LIMIT 1); END $$",
+        "DO $$ BEGIN RAISE NOTICE 'x' USING DETAIL = (SELECT mobile FROM customers LIMIT 1); END $$",
+        "DO $$ BEGIN PERFORM mobile FROM customers; END $$",
+    ] {
+        let err = c.batch_execute(sql).await.unwrap_err();
+        assert_eq!(code(&err), "42501", "{sql}: {err}");
+    }
 }

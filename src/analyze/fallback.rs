@@ -136,6 +136,10 @@ pub fn from_tree(
     if pg.moves_cursor {
         return result;
     }
+    // A DO block that only raises constant messages runs nothing else.
+    if pg.raise_only {
+        return result;
+    }
     // COPY … FROM STDIN writes what the client sends (sqlparser does not
     // read its WHERE clause, which PostgreSQL limits to the incoming row:
     // no subqueries); its functions are judged below.

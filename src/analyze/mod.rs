@@ -630,6 +630,7 @@ fn analyse_piece(
                     schemas: Some(vec![schema]),
                 },
                 None if pg.copy_from_stdin => StatementKind::CopyFrom,
+                None if pg.raise_only => StatementKind::Other,
                 None => StatementKind::Unparsed {
                     ddl: fallback::is_ddl_keyword(piece),
                 },
