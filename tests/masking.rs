@@ -1211,6 +1211,20 @@ async fn do_blocks_that_only_raise_constants_run() {
         .await
         .unwrap_err();
     assert_eq!(code(&err), "42P05", "{err}");
+    // Its text is the client's own: it arrives as raised, with its CONTEXT.
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.message(), "duplicate statement");
+    assert!(
+        db.where_()
+            .unwrap_or_default()
+            .contains("inline_code_block"),
+        "{db:?}"
+    );
+    let err = c
+        .query("DO $$ BEGIN RAISE EXCEPTION 'abc 123 \"q\"'; END $$", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().message(), "abc 123 \"q\"");
     // In a query string with other statements, and through Parse/Bind.
     let (ok, text) = visible(
         &c,
@@ -1229,4 +1243,13 @@ async fn do_blocks_that_only_raise_constants_run() {
         let err = c.batch_execute(sql).await.unwrap_err();
         assert_eq!(code(&err), "42501", "{sql}: {err}");
     }
+    // Other errors stay scrubbed.
+    let err = c
+        .batch_execute("SELECT 1; DO $$ BEGIN RAISE NOTICE 'x'; END $$; SELECT 'abc'::int")
+        .await
+        .unwrap_err();
+    assert!(
+        !err.as_db_error().unwrap().message().contains("abc"),
+        "{err:?}"
+    );
 }

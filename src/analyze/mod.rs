@@ -142,6 +142,9 @@ pub enum StatementKind {
     Notify,
     Listen,
     Discard,
+    /// A `DO` block that only raises constant messages: what it raises is
+    /// the client's own text.
+    Raise,
     Other,
     /// sqlparser could not parse it; judged by the token scan. `ddl`: its
     /// first keyword changes the schema (invalidate the catalog after it).
@@ -630,7 +633,7 @@ fn analyse_piece(
                     schemas: Some(vec![schema]),
                 },
                 None if pg.copy_from_stdin => StatementKind::CopyFrom,
-                None if pg.raise_only => StatementKind::Other,
+                None if pg.raise_only => StatementKind::Raise,
                 None => StatementKind::Unparsed {
                     ddl: fallback::is_ddl_keyword(piece),
                 },

@@ -362,6 +362,7 @@ impl Guard {
                 copy: Some(fmt),
                 registrations: Vec::new(),
                 notes: vec![note],
+                verbatim: Vec::new(),
             });
             return;
         }
@@ -395,17 +396,23 @@ impl Guard {
                     copy: None,
                     registrations: Vec::new(),
                     notes: Vec::new(),
+                    verbatim: Vec::new(),
                 });
             }
             None => {
                 out.extend_from_slice(msg);
                 let registrations = std::mem::take(&mut self.staged);
+                let verbatim = planned
+                    .iter()
+                    .map(|p| p.kind == StatementKind::Raise)
+                    .collect();
                 self.expect.push_back(Expect::Query {
                     plans,
                     at: 0,
                     copy: None,
                     registrations,
                     notes,
+                    verbatim,
                 });
             }
         }
@@ -520,6 +527,7 @@ impl Guard {
             sets_search_path: planned
                 .iter()
                 .any(|p| matches!(p.kind, StatementKind::SetSearchPath { .. })),
+            verbatim: matches!(planned.as_slice(), [one] if one.kind == StatementKind::Raise),
             sql,
             plan,
             copy: copy.map(|c| c.1),
@@ -606,6 +614,7 @@ impl Guard {
                 _ => s.plan.clone(),
             };
             let binding = Binding {
+                verbatim: s.verbatim && !plan.is_block(),
                 registration: s.registration.clone(),
                 plan,
                 copy: s.copy.clone(),
@@ -632,6 +641,7 @@ impl Guard {
                     plan,
                     copy: None,
                     note: None,
+                    verbatim: false,
                 };
                 (binding, None, false, false, false)
             }
@@ -663,6 +673,7 @@ impl Guard {
                         plan: StatementPlan::Allow,
                         copy: None,
                         note: None,
+                        verbatim: false,
                     }),
                     ddl: false,
                     sets_search_path: false,
