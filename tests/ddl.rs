@@ -691,6 +691,10 @@ async fn missing_objects_get_the_servers_error() {
             "42703",
         ),
         ("SELEC mobile FROM customers", "42601"),
+        // psycopg2's copy_to of a missing table; a COPY's Parse resolves
+        // nothing, so pgveil probes its table and columns.
+        ("COPY no_such_table TO STDOUT", "42P01"),
+        ("COPY customers (id, no_such_column) TO STDOUT", "42703"),
     ] {
         let (ran, text) = s.attack(sql).await;
         assert!(

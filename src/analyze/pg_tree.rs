@@ -1166,6 +1166,43 @@ impl ser::SerializeStruct for StructWalk<'_> {
     }
 }
 
+/// For a lone `COPY table [(columns)] …`: `SELECT columns FROM table`,
+/// which the server's Parse resolves as the COPY would (a utility
+/// statement's Parse resolves nothing), so a missing table or column gets
+/// the server's own error. `None` for anything else.
+pub fn name_probe(sql: &str, settings: LexSettings) -> Option<String> {
+    let sql_owned = sql.to_owned();
+    on_parser_thread(move || {
+        let parsed = pg_query::parse(&sql_owned, settings.parser_options()).ok()?;
+        let [raw] = parsed.protobuf.stmts.as_slice() else {
+            return None;
+        };
+        let Some(pg_query::NodeEnum::CopyStmt(copy)) = raw.stmt.as_ref()?.node.as_ref() else {
+            return None;
+        };
+        let rel = copy.relation.as_ref()?;
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let mut table: Vec<String> = [&rel.catalogname, &rel.schemaname, &rel.relname]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| quote(p))
+            .collect();
+        if table.is_empty() {
+            return None;
+        }
+        let mut columns = Vec::new();
+        for a in &copy.attlist {
+            match a.node.as_ref() {
+                Some(pg_query::NodeEnum::String(s)) => columns.push(quote(&s.sval)),
+                _ => return None,
+            }
+        }
+        let table = std::mem::take(&mut table).join(".");
+        Some(format!("SELECT {} FROM {table}", columns.join(", ")))
+    })
+    .flatten()
+}
+
 /// The statements of `sql` as the server splits them, each with its own
 /// text and [`BlockUse`]. `None` when PostgreSQL's parser rejects the string
 /// (the server then runs none of it).

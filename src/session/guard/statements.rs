@@ -448,8 +448,11 @@ impl Guard {
     /// after a failed Parse the server skips to the Sync, so the client
     /// sees the server's error or pgveil's, then one ReadyForQuery.
     fn probe_then_refuse(&mut self, sql: &str, reason: &BlockReason, out: &mut BytesMut) {
+        // A COPY's Parse resolves nothing: its table and columns are
+        // probed as a SELECT of them.
+        let copy_probe = crate::analyze::pg_tree::name_probe(sql, self.ctx.lexing);
         wire::encode_close(out, b'S', PROBE_STATEMENT);
-        wire::encode_parse(out, PROBE_STATEMENT, sql);
+        wire::encode_parse(out, PROBE_STATEMENT, copy_probe.as_deref().unwrap_or(sql));
         wire::encode_close(out, b'S', PROBE_STATEMENT);
         wire::encode_close(out, b'S', BLOCK_STATEMENT);
         wire::encode_parse(out, BLOCK_STATEMENT, &block_sql(reason));
