@@ -1458,3 +1458,44 @@ mod raise_only_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod block_use_tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_classed_by_how_they_run_in_a_pipeline() {
+        let uses = |sql: &str| -> Vec<BlockUse> {
+            split_with_block_use(sql, LexSettings::default(), 10)
+                .unwrap()
+                .into_iter()
+                .map(|(_, u)| u)
+                .collect()
+        };
+        use BlockUse::*;
+        assert_eq!(
+            uses("BEGIN; CREATE TABLE t (a int); INSERT INTO t VALUES (1); COMMIT"),
+            [Begins, Any, Any, Ends]
+        );
+        assert_eq!(
+            uses("SAVEPOINT x; ROLLBACK TO x; RELEASE x; DECLARE c CURSOR FOR SELECT 1; LOCK t; SET LOCAL a.b = 1"),
+            [NeedsBlock; 6]
+        );
+        for sql in [
+            "VACUUM t",
+            "CREATE DATABASE d",
+            "CREATE INDEX CONCURRENTLY i ON t (a)",
+            "DROP INDEX CONCURRENTLY i",
+            "COPY t FROM STDIN",
+            "SELECT $1",
+            "PREPARE TRANSACTION 'x'",
+            "ALTER SYSTEM SET work_mem = '1MB'",
+        ] {
+            assert_eq!(uses(sql), [Unsplittable], "{sql}");
+        }
+        assert_eq!(
+            uses("ANALYZE t; COPY t TO STDOUT; SET search_path = a; SELECT '$1'"),
+            [Any; 4]
+        );
+    }
+}
