@@ -411,6 +411,16 @@ async fn schema_statements_without_data_flow() {
         .psql_super_db("bank", "ALTER ROLE dev CREATEDB")
         .unwrap();
     ok(&s, "CREATE DATABASE sk_db").await;
+    // A masked session on it makes pgveil read its catalog; once that
+    // session ended, pgveil's own connection to it does not keep DROP
+    // DATABASE from running (asyncpg's tests drop what they created).
+    {
+        let proxy = setup();
+        let conn_str = proxy.conn_str("dev", common::bank::PASSWORD, "sk_db");
+        let c = connect(&conn_str).await.unwrap();
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     ok(&s, "DROP DATABASE sk_db").await;
     let (created, text) = s.visible("CREATE DATABASE sk_copy TEMPLATE bank").await;
     assert!(!created && text.contains("pgveil"), "{text}");
