@@ -11,13 +11,18 @@
 #   copy    COPY (SELECT * FROM …) TO STDOUT, text format
 #   text    SELECT * FROM …, simple protocol, text rows
 #   binary  SELECT * FROM …, extended protocol, binary rows
-# Ratios are to direct in the same mode. Timings on a shared machine are
-# noisy: compare the ratios of one run.
+# Ratios are to direct in the same mode (the first of TARGETS). Timings on
+# a shared machine are noisy: compare the ratios of one run. The last
+# column is the CPU time (user + system) pgveil spent per read, which load
+# from other processes disturbs far less than wall time.
 #
 #   bench/bulk.sh
 #   ROWS=200000 REPEATS=5 bench/bulk.sh
 #   PGVEIL_BEFORE=/path/to/older/pgveil bench/bulk.sh   # adds its rows
 #   PGVEIL=/path/to/pgveil bench/bulk.sh                 # another build
+#   PERF_DIR=/tmp/prof bench/bulk.sh   # also `perf record -g` pgveil during
+#                                      # each masked read (one file a mode)
+#   NO_BUILD=1 TARGETS="direct pgveil-masked" MODES=copy bench/bulk.sh
 cd "$(dirname "$0")/.."
 source bench/common.sh
 
@@ -25,8 +30,10 @@ ROWS=${ROWS:-1000000}
 REPEATS=${REPEATS:-3}
 MODES=${MODES:-"copy text binary"}
 
-echo "building pgveil and the bench client (release)..." >&2
-cargo build --release --quiet --bin pgveil --example bulk_read
+if [ -z "${NO_BUILD:-}" ]; then
+  echo "building pgveil and the bench client (release)..." >&2
+  cargo build --release --quiet --bin pgveil --example bulk_read
+fi
 CLIENT=target/release/examples/bulk_read
 
 PG_PORT=$(free_port)
@@ -87,16 +94,19 @@ start_pgveil() { # binary port
   "$1" serve --listen "127.0.0.1:$2" --upstream "127.0.0.1:$PG_PORT" --metrics-listen "" \
     --policies "$WORK/policies" --catalog-user postgres 2>>"$WORK/pgveil-$2.log" &
   PIDS+=($!)
+  VEIL_PIDS[$2]=$!
   wait_ready "$2"
 }
+declare -A VEIL_PIDS
 VEIL_PORT=$(free_port)
 start_pgveil "${PGVEIL:-target/release/pgveil}" "$VEIL_PORT"
-TARGETS="direct view pgveil-clear pgveil-masked"
+ALL_TARGETS="direct view pgveil-clear pgveil-masked"
 if [ -n "${PGVEIL_BEFORE:-}" ]; then
   BEFORE_PORT=$(free_port)
   start_pgveil "$PGVEIL_BEFORE" "$BEFORE_PORT"
-  TARGETS="$TARGETS before-clear before-masked"
+  ALL_TARGETS="$ALL_TARGETS before-clear before-masked"
 fi
+TARGETS=${TARGETS:-$ALL_TARGETS}
 
 conn() { echo "host=127.0.0.1 port=$1 user=$2 dbname=postgres"; }
 target_conn() {
@@ -126,12 +136,35 @@ echo "masked rows equal the view's (first 2000); sample: $(echo "$a" | head -1)"
 echo "clear sample: $c"
 echo
 
-printf '%-8s %-14s %9s %8s %10s\n' mode target seconds ratio rows
+# CPU seconds (user + system) a pgveil process has used: less noisy than
+# wall time on a shared machine.
+cpu_secs() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
+target_pid() {
+  case $1 in
+    pgveil-*) echo "${VEIL_PIDS[$VEIL_PORT]}" ;;
+    before-*) echo "${VEIL_PIDS[$BEFORE_PORT]}" ;;
+  esac
+}
+
+printf '%-8s %-14s %9s %8s %10s %14s\n' mode target seconds ratio rows "pgveil cpu/read"
 for mode in $MODES; do
   direct=""
   for target in $TARGETS; do
+    perf_pid=""
+    if [ -n "${PERF_DIR:-}" ] && [ "${target#*-}" = masked ]; then
+      mkdir -p "$PERF_DIR"
+      port=$VEIL_PORT; [ "$target" = before-masked ] && port=$BEFORE_PORT
+      perf record -q -g -p "${VEIL_PIDS[$port]}" -o "$PERF_DIR/$mode-$target.data" 2>/dev/null &
+      perf_pid=$!
+      sleep 0.5
+    fi
+    pid=$(target_pid "$target")
+    [ -n "$pid" ] && cpu0=$(cpu_secs "$pid")
     read -r secs rows _ < <("$CLIENT" "$(target_conn "$target")" "$mode" "$(target_sql "$target")" "$REPEATS")
+    cpu=-
+    [ -n "$pid" ] && cpu=$(python3 -c "print(f'{($(cpu_secs "$pid") - $cpu0) / $REPEATS:.3f} s')")
+    if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
     [ -z "$direct" ] && direct=$secs
-    printf '%-8s %-14s %9s %8s %10s\n' "$mode" "$target" "$secs" "$(ratio "$secs" "$direct")" "$rows"
+    printf '%-8s %-14s %9s %8s %10s %14s\n' "$mode" "$target" "$secs" "$(ratio "$secs" "$direct")" "$rows" "$cpu"
   done
 done

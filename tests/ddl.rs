@@ -97,68 +97,130 @@ fn summary(c: &Catalog) -> (Vec<String>, Vec<String>, Vec<String>) {
 }
 
 /// Refreshing only what changed since the last read gives the same catalog
-/// as reading it whole, for every kind of change a migration makes.
+/// as reading it whole, for every kind of change a migration makes: read
+/// after DDL (the user's objects, `ReadScope::User`) and read once per TTL
+/// (every object, `ReadScope::All`), each as a simple query and prepared.
 #[tokio::test]
 async fn incremental_refresh_matches_a_full_read() {
+    use pgveil::analyze::catalog::{CatalogRead, ReadScope};
     cluster().psql_super("CREATE DATABASE refresh").unwrap();
     let client = connect(&direct("refresh")).await.unwrap();
-    let steps: &[&str] = &[
-        "CREATE TABLE t1 (id int PRIMARY KEY, a text, b text)",
-        "CREATE VIEW v1 AS SELECT id, a FROM t1",
-        "CREATE VIEW v2 AS SELECT a FROM v1",
-        "ALTER TABLE t1 ADD COLUMN c int",
-        "ALTER TABLE t1 RENAME COLUMN a TO a2",
-        "ALTER TABLE t1 ALTER COLUMN b TYPE varchar(20)",
-        "ALTER TABLE t1 DROP COLUMN c",
-        "ALTER TABLE t1 RENAME TO t1_old",
-        "CREATE TABLE t1 (id int, secret text)",
-        "CREATE SCHEMA s2",
-        "CREATE TABLE s2.p (id int, k text) PARTITION BY LIST (k)",
-        "CREATE TABLE s2.p_a PARTITION OF s2.p FOR VALUES IN ('a')",
-        "ALTER SCHEMA s2 RENAME TO s3",
-        "CREATE FUNCTION f1(int) RETURNS int LANGUAGE sql AS 'SELECT $1'",
-        "CREATE OR REPLACE FUNCTION f1(int) RETURNS int LANGUAGE sql VOLATILE AS 'SELECT $1 + 1'",
-        "CREATE TYPE mood AS ENUM ('a', 'b')",
-        "CREATE TABLE t2 (m mood)",
-        "ALTER TYPE mood RENAME TO mood2",
-        "CREATE SEQUENCE sq",
-        "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t1",
-        "DROP VIEW v2",
-        "CREATE OR REPLACE VIEW v1 AS SELECT id, a2 AS a, b FROM t1_old",
-        "DROP FUNCTION f1(int)",
-        "DROP SCHEMA s3 CASCADE",
-        "BEGIN; CREATE TABLE t3 (x int); ALTER TABLE t3 ADD COLUMN y text; COMMIT",
-        "BEGIN; CREATE TABLE t4 (x int); ROLLBACK",
-        "DROP TABLE t1_old CASCADE",
+    // (DDL, changes only a built-in object: only a read of every object
+    // sees it).
+    let steps: &[(&str, bool)] = &[
+        ("CREATE TABLE t1 (id int PRIMARY KEY, a text, b text)", false),
+        ("CREATE VIEW v1 AS SELECT id, a FROM t1", false),
+        ("CREATE VIEW v2 AS SELECT a FROM v1", false),
+        ("ALTER TABLE t1 ADD COLUMN c int", false),
+        ("ALTER TABLE t1 RENAME COLUMN a TO a2", false),
+        ("ALTER TABLE t1 ALTER COLUMN b TYPE varchar(20)", false),
+        ("ALTER TABLE t1 ALTER COLUMN b TYPE varchar(30)", false),
+        ("ALTER TABLE t1 DROP COLUMN c", false),
+        ("ALTER TABLE t1 RENAME TO t1_old", false),
+        ("CREATE TABLE t1 (id int, secret text)", false),
+        ("CREATE SCHEMA s2", false),
+        ("CREATE TABLE s2.p (id int, k text) PARTITION BY LIST (k)", false),
+        ("CREATE TABLE s2.p_a PARTITION OF s2.p FOR VALUES IN ('a')", false),
+        ("ALTER SCHEMA s2 RENAME TO s3", false),
+        ("ALTER TABLE s3.p DETACH PARTITION s3.p_a", false),
+        ("CREATE FUNCTION f1(int) RETURNS int LANGUAGE sql AS 'SELECT $1'", false),
+        ("CREATE OR REPLACE FUNCTION f1(int) RETURNS int LANGUAGE sql VOLATILE AS 'SELECT $1 + 1'", false),
+        ("CREATE VIEW vf AS SELECT f1(id) AS x FROM t1", false),
+        ("ALTER FUNCTION f1(int) RENAME TO f1_renamed", false),
+        ("CREATE TYPE mood AS ENUM ('a', 'b')", false),
+        ("CREATE TABLE t2 (m mood)", false),
+        ("ALTER TYPE mood RENAME TO mood2", false),
+        ("CREATE SEQUENCE sq", false),
+        ("CREATE MATERIALIZED VIEW mv AS SELECT id FROM t1", false),
+        ("DROP VIEW v2", false),
+        ("CREATE OR REPLACE VIEW v1 AS SELECT id, a2 AS a, b FROM t1_old", false),
+        ("ALTER VIEW v1 RENAME TO v1_renamed", false),
+        ("ALTER TABLE t2 SET SCHEMA s3", false),
+        // A view in an earlier schema of the path shadows a table, then
+        // goes: the table must show through again.
+        ("CREATE SCHEMA early; CREATE VIEW early.t1 AS SELECT 1 AS id", false),
+        ("DROP VIEW early.t1", false),
+        ("CREATE TABLE par (id int, a text)", false),
+        ("CREATE TABLE chi (b text) INHERITS (par)", false),
+        ("ALTER TABLE par RENAME TO par2", false),
+        ("ALTER TABLE chi NO INHERIT par2", false),
+        // `public` was made by initdb (oid below the user range) and may
+        // be renamed by the database owner.
+        ("ALTER SCHEMA public RENAME TO public_old", false),
+        ("ALTER SCHEMA public_old RENAME TO public", false),
+        ("DROP FUNCTION f1_renamed(int) CASCADE", false),
+        ("DROP SCHEMA s3 CASCADE", false),
+        ("BEGIN; CREATE TABLE t3 (x int); ALTER TABLE t3 ADD COLUMN y text; COMMIT", false),
+        ("BEGIN; CREATE TABLE t4 (x int); ROLLBACK", false),
+        ("DROP TABLE t1_old CASCADE", false),
+        // A superuser changing what ships with PostgreSQL.
+        ("ALTER VIEW information_schema.tables RENAME TO tables_renamed", true),
+        ("ALTER FUNCTION pg_catalog.lower(text) RENAME TO lower_renamed", true),
     ];
     let mut catalog = Catalog::load(&client).await.unwrap();
-    let prepared = client
-        .prepare(&pgveil::analyze::catalog::CatalogRead::parameterised_sql())
+    let user = client
+        .prepare(&CatalogRead::parameterised_sql(ReadScope::User))
         .await
         .unwrap();
-    for step in steps {
-        client.batch_execute(step).await.unwrap();
-        let incremental = catalog.refreshed(&client).await.unwrap();
-        let full = Catalog::load(&client).await.unwrap();
-        let (a, b) = (summary(&incremental), summary(&full));
-        assert_eq!(a.0, b.0, "schemas after `{step}`");
+    let all = client
+        .prepare(&CatalogRead::parameterised_sql(ReadScope::All))
+        .await
+        .unwrap();
+    let compare = |a: &Catalog, b: &Catalog, what: &str| {
+        let (a, b) = (summary(a), summary(b));
+        assert_eq!(a.0, b.0, "schemas {what}");
         let missing: Vec<_> = b.1.iter().filter(|r| !a.1.contains(r)).collect();
         let extra: Vec<_> = a.1.iter().filter(|r| !b.1.contains(r)).collect();
         assert!(
             missing.is_empty() && extra.is_empty(),
-            "relations after `{step}`: missing {missing:#?}, stale {extra:#?}"
+            "relations {what}: missing {missing:#?}, stale {extra:#?}"
         );
-        assert_eq!(a.2, b.2, "functions after `{step}`");
-        let with_prepared = catalog
-            .refreshed_prepared(&client, &prepared)
+        assert_eq!(a.2, b.2, "functions {what}");
+    };
+    for (step, built_in) in steps {
+        client.batch_execute(step).await.unwrap();
+        let full = Catalog::load(&client).await.unwrap();
+        let user_read = catalog.changes_query().unwrap();
+        assert_eq!(user_read.scope(), ReadScope::User);
+        let all_read = catalog.all_changes_query().unwrap();
+        assert_eq!(all_read.scope(), ReadScope::All);
+        let by_user = catalog.refreshed(&client).await.unwrap();
+        let by_all = catalog
+            .refreshed_by(&client, &all_read, None)
             .await
             .unwrap();
-        assert_eq!(
-            summary(&with_prepared),
-            a,
-            "prepared refresh after `{step}`"
+        compare(
+            &by_all,
+            &full,
+            &format!("after `{step}`, every object read"),
         );
-        catalog = incremental;
+        let prepared = catalog
+            .refreshed_by(&client, &all_read, Some(&all))
+            .await
+            .unwrap();
+        compare(
+            &prepared,
+            &full,
+            &format!("after `{step}`, every object read, prepared"),
+        );
+        if !built_in {
+            compare(&by_user, &full, &format!("after `{step}`"));
+            let prepared = catalog
+                .refreshed_by(&client, &user_read, Some(&user))
+                .await
+                .unwrap();
+            compare(&prepared, &full, &format!("after `{step}`, prepared"));
+        } else {
+            // Left to the read of every object, within the catalog TTL.
+            assert_ne!(summary(&by_user), summary(&full), "after `{step}`");
+        }
+        // A read of the user's objects keeps the snapshot a read of every
+        // object starts from; a read of every object moves it.
+        let since_all = by_all.all_read_age();
+        let before = catalog.all_read_age();
+        assert!(by_user.all_read_age() >= before);
+        assert!(since_all < before);
+        catalog = if *built_in { by_all } else { by_user };
     }
 }
 
@@ -182,9 +244,11 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
         if rebase {
             read
         } else {
-            read.after_command(last.transaction_command())
+            read.after(last)
         }
     };
+    // Another session, committing while the transaction is open.
+    let other = connect(&direct("txread")).await.unwrap();
     async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
         client
             .simple_query(sql)
@@ -200,6 +264,8 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
             .collect()
     }
     client.batch_execute("BEGIN").await.unwrap();
+    // (DDL, read from the shared catalog again); DDL starting with
+    // `other:` is run and committed by the other session.
     let steps: &[(&str, bool)] = &[
         (
             "CREATE TABLE t1 (id int PRIMARY KEY, a text, b text)",
@@ -209,6 +275,19 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
         ("ALTER TABLE t1 ADD COLUMN c int", false),
         ("ALTER TABLE t1 RENAME COLUMN a TO a2", false),
         ("ALTER TABLE base_t RENAME COLUMN a TO a_old", false),
+        ("other: CREATE TABLE foreign_t (id int, f text)", false),
+        (
+            "other: CREATE VIEW foreign_v AS SELECT f FROM foreign_t",
+            false,
+        ),
+        ("CREATE TABLE t0 (z int)", false),
+        // (Not foreign_t: reading foreign_v's text took a lock on it until
+        // this transaction ends.)
+        ("other: CREATE TABLE foreign_t2 (id int)", false),
+        (
+            "other: ALTER TABLE foreign_t2 RENAME COLUMN id TO id2",
+            false,
+        ),
         (
             "CREATE FUNCTION f1(int) RETURNS int LANGUAGE sql AS 'SELECT $1'",
             false,
@@ -216,7 +295,13 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
         ("SAVEPOINT s", true),
         ("CREATE TABLE t2 (x int)", false),
         ("ALTER TABLE t1 DROP COLUMN c", false),
+        ("CREATE TABLE t2b (x int)", false),
         ("ROLLBACK TO SAVEPOINT s", true),
+        ("SAVEPOINT s2", true),
+        ("CREATE TABLE t5 (x int)", false),
+        ("RELEASE SAVEPOINT s2", true),
+        ("ALTER TABLE t5 ADD COLUMN y int", false),
+        ("other: DROP TABLE foreign_t2", false),
         ("DROP VIEW v1", false),
         (
             "CREATE OR REPLACE VIEW base_v AS SELECT a_old || 'x' AS a FROM base_t",
@@ -227,7 +312,10 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
     ];
     let mut last = Catalog::load(&client).await.unwrap();
     for (step, rebase) in steps {
-        client.batch_execute(step).await.unwrap();
+        match step.strip_prefix("other: ") {
+            Some(ddl) => other.batch_execute(ddl).await.unwrap(),
+            None => client.batch_execute(step).await.unwrap(),
+        }
         let read = read_in_tx(&last, *rebase);
         let start = if *rebase { &shared } else { &last };
         let read_rows = rows(&client, &read.sql()).await;
@@ -242,6 +330,10 @@ async fn reads_inside_a_transaction_build_on_the_last_one() {
             let whole = rows(&client, &shared.changes_query().unwrap().sql()).await;
             assert!(relation_rows(&whole) >= 2, "{whole:?}");
             assert_eq!(relation_rows(&read_rows), 0, "{read_rows:?}");
+        }
+        if *step == "CREATE TABLE t0 (z int)" {
+            // Nor relations other sessions committed before the last read.
+            assert_eq!(relation_rows(&read_rows), 1, "{read_rows:?}");
         }
         let full = Catalog::load(&client).await.unwrap();
         let (a, b) = (summary(&next), summary(&full));

@@ -289,6 +289,10 @@ pub struct Catalog {
     user: ObjectSet,
     operators: Vec<CatalogOperator>,
     snapshot: Option<String>,
+    /// Snapshot of the last read that looked at every object, built-in ones
+    /// included (`ReadScope::All`), and when it was made.
+    system_snapshot: Option<String>,
+    system_read_at: Instant,
     /// Read inside a transaction: the last command id of it whose catalog
     /// rows this catalog includes (see `CatalogRead::after_command`).
     transaction_command: Option<u32>,
@@ -339,6 +343,8 @@ impl Catalog {
             user: ObjectSet::new(relations, self.user.functions.clone()),
             operators: self.operators.clone(),
             snapshot: self.snapshot.clone(),
+            system_snapshot: self.system_snapshot.clone(),
+            system_read_at: self.system_read_at,
             transaction_command: self.transaction_command,
         }
     }
@@ -379,6 +385,8 @@ impl Catalog {
             system: Arc::new(ObjectSet::new(system_relations, system_functions)),
             user: ObjectSet::new(user_relations, user_functions),
             operators: data.operators,
+            system_snapshot: data.snapshot.clone(),
+            system_read_at: Instant::now(),
             snapshot: data.snapshot,
             transaction_command: None,
         }
@@ -539,39 +547,52 @@ impl Catalog {
         self.transaction_command
     }
 
-    /// The query that reads what changed since this catalog was read, or
-    /// None when it cannot be refreshed incrementally (read from a file).
+    /// The query that reads what changed in the user's objects since this
+    /// catalog was read (`ReadScope::User`), or None when it cannot be
+    /// refreshed incrementally (read from a file).
     pub fn changes_query(&self) -> Option<CatalogRead> {
         CatalogRead::since(self.snapshot()?)
     }
 
-    /// This catalog brought up to date with `changes`. Relations and
-    /// functions the rows list are replaced or added, the others kept only
-    /// while they still exist; every view's lineage is recomputed (a
-    /// renamed table changes what a view's text resolves to).
+    /// The query that reads what changed in any object, built-in ones
+    /// included, since the last read that looked at them all
+    /// (`ReadScope::All`).
+    pub fn all_changes_query(&self) -> Option<CatalogRead> {
+        Some(CatalogRead::since(self.system_snapshot.as_deref()?)?.in_scope(ReadScope::All))
+    }
+
+    /// Time since a read looked at every object (see `all_changes_query`).
+    pub fn all_read_age(&self) -> Duration {
+        self.system_read_at.elapsed()
+    }
+
+    /// This catalog brought up to date with the changes of the user's
+    /// objects (see `refreshed_by`).
     pub async fn refreshed(
         &self,
         client: &tokio_postgres::Client,
     ) -> Result<Catalog, CatalogError> {
-        let Some(read) = self.changes_query() else {
-            return Catalog::load(client).await;
-        };
-        let rows = simple_rows(client, &read.sql()).await?;
-        self.apply(&read, rows.iter().map(|r| r.as_slice()))
+        match self.changes_query() {
+            Some(read) => self.refreshed_by(client, &read, None).await,
+            None => Catalog::load(client).await,
+        }
     }
 
-    /// `refreshed` with `statement`, `CatalogRead::parameterised_sql()`
-    /// prepared on `client`.
-    pub async fn refreshed_prepared(
+    /// This catalog brought up to date with the rows of `read`, run as
+    /// `statement` (`CatalogRead::parameterised_sql` of its scope, prepared
+    /// on `client`) when given. Relations and functions the rows list are
+    /// replaced or added, the others kept only while they still exist;
+    /// every view's lineage is recomputed (a renamed table changes what a
+    /// view's text resolves to).
+    pub async fn refreshed_by(
         &self,
         client: &tokio_postgres::Client,
-        statement: &tokio_postgres::Statement,
+        read: &CatalogRead,
+        statement: Option<&tokio_postgres::Statement>,
     ) -> Result<Catalog, CatalogError> {
-        let Some(read) = self.changes_query() else {
-            return Catalog::load(client).await;
-        };
-        let Some([xmax, xip]) = read.parameters() else {
-            return Catalog::load(client).await;
+        let (Some(statement), Some([xmax, xip])) = (statement, read.parameters()) else {
+            let rows = simple_rows(client, &read.sql()).await?;
+            return self.apply(read, rows.iter().map(|r| r.as_slice()));
         };
         let rows = client.query(statement, &[&xmax, &xip]).await?;
         let rows: Vec<Vec<Option<String>>> = rows
@@ -582,7 +603,7 @@ impl Catalog {
                     .collect::<Result<_, _>>()
             })
             .collect::<Result<_, _>>()?;
-        self.apply(&read, rows.iter().map(|r| r.as_slice()))
+        self.apply(read, rows.iter().map(|r| r.as_slice()))
     }
 
     /// Builds a catalog from the rows of a full `CatalogRead`.
@@ -685,6 +706,11 @@ impl Catalog {
         functions.extend(user_functions.into_iter().map(Arc::new));
         let mut schemas = read_rows.schemas;
         schemas.sort();
+        let (system_snapshot, system_read_at) = if incremental && read.scope == ReadScope::User {
+            (self.system_snapshot.clone(), self.system_read_at)
+        } else {
+            (Some(snapshot.clone()), Instant::now())
+        };
         Ok(Catalog {
             database,
             generation: next_generation(),
@@ -693,6 +719,8 @@ impl Catalog {
             user: ObjectSet::new(relations, functions),
             operators: read_rows.operators,
             snapshot: Some(snapshot),
+            system_snapshot,
+            system_read_at,
             transaction_command: read.after_command.max(read_rows.own_command),
         })
     }
@@ -770,6 +798,51 @@ pub struct CatalogRead {
     /// read of it that saw its rows up to this command id: rows the
     /// transaction wrote at or before it are not read again.
     after_command: Option<u32>,
+    /// Read inside the transaction, building on an earlier read of it made
+    /// under this snapshot: rows other transactions committed before it
+    /// are not read again either.
+    chained_since: Option<(u64, Vec<u64>)>,
+    /// Which objects' changes an incremental read looks for.
+    scope: ReadScope,
+}
+
+/// (xmax, in-progress xids) of the snapshot text `xmin:xmax:xip,…`, as
+/// 32-bit xids; None when the text is not one.
+fn parse_snapshot(snapshot: &str) -> Option<(u64, Vec<u64>)> {
+    let mut parts = snapshot.trim().split(':');
+    let _xmin: u64 = parts.next()?.parse().ok()?;
+    let xmax: u64 = parts.next()?.parse().ok()?;
+    let xip = parts.next()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    let xip = xip
+        .split(',')
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse::<u64>().ok().map(|x| x & 0xffff_ffff))
+        .collect::<Option<Vec<u64>>>()?;
+    Some((xmax & 0xffff_ffff, xip))
+}
+
+/// The first oid PostgreSQL gives an object created after initdb (also
+/// after the oid counter wraps around): `FirstNormalObjectId`.
+pub const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
+
+/// Which changed rows an incremental `CatalogRead` looks for.
+///
+/// Objects with oids below `FIRST_NORMAL_OBJECT_ID` were made by initdb and
+/// belong to the bootstrap superuser, except the schema `public` (which the
+/// database owner may rename): only a superuser can change the others. The
+/// read after DDL looks at the user's objects (`User`, index range scans);
+/// a periodic read looks at everything (`All`), so even a superuser's change
+/// of a built-in object is noticed within the catalog TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadScope {
+    /// Namespaces, and rows of objects with oids from
+    /// `FIRST_NORMAL_OBJECT_ID` up.
+    User,
+    /// Every row.
+    All,
 }
 
 impl CatalogRead {
@@ -777,28 +850,30 @@ impl CatalogRead {
         CatalogRead {
             snapshot: None,
             after_command: None,
+            chained_since: None,
+            scope: ReadScope::All,
         }
     }
 
     /// Changes since the snapshot text `xmin:xmax:xip,…`; None when the text
     /// is not one.
     pub fn since(snapshot: &str) -> Option<CatalogRead> {
-        let mut parts = snapshot.trim().split(':');
-        let _xmin: u64 = parts.next()?.parse().ok()?;
-        let xmax: u64 = parts.next()?.parse().ok()?;
-        let xip = parts.next()?;
-        if parts.next().is_some() {
-            return None;
-        }
-        let xip = xip
-            .split(',')
-            .filter(|x| !x.is_empty())
-            .map(|x| x.parse::<u64>().ok().map(|x| x & 0xffff_ffff))
-            .collect::<Option<Vec<u64>>>()?;
         Some(CatalogRead {
-            snapshot: Some((xmax & 0xffff_ffff, xip)),
+            snapshot: Some(parse_snapshot(snapshot)?),
             after_command: None,
+            chained_since: None,
+            scope: ReadScope::User,
         })
+    }
+
+    /// The same read over `scope`.
+    pub fn in_scope(self, scope: ReadScope) -> CatalogRead {
+        CatalogRead { scope, ..self }
+    }
+
+    /// Which objects' changes it looks for.
+    pub fn scope(&self) -> ReadScope {
+        self.scope
     }
 
     /// The same read, leaving out the rows the reading transaction wrote up
@@ -812,19 +887,35 @@ impl CatalogRead {
         }
     }
 
+    /// The same read inside a transaction, building on `last`, the catalog
+    /// the transaction's previous read gave: rows the transaction wrote up
+    /// to `last`'s command, and rows other transactions committed before
+    /// `last`'s snapshot, are not read again (`last` has them). Rows of
+    /// the transaction's subtransactions are read again.
+    pub fn after(self, last: &Catalog) -> CatalogRead {
+        CatalogRead {
+            after_command: last.transaction_command(),
+            chained_since: last.snapshot().and_then(parse_snapshot),
+            ..self
+        }
+    }
+
     /// The one statement (one snapshot) that reads it; rows of text columns
     /// `kind, a, b, c, d, e, f`.
     pub fn sql(&self) -> String {
         self.sql_text(false)
     }
 
-    /// The same statement with the snapshot as parameters `$1` (xmax) and
-    /// `$2` (in-progress xids), both text: prepared once per connection,
-    /// it is planned once, not on every refresh.
-    pub fn parameterised_sql() -> String {
+    /// The statement of an incremental read over `scope` with the snapshot
+    /// as parameters `$1` (xmax) and `$2` (in-progress xids), both text:
+    /// prepared once per connection, it is planned once, not on every
+    /// refresh.
+    pub fn parameterised_sql(scope: ReadScope) -> String {
         CatalogRead {
             snapshot: Some((0, Vec::new())),
             after_command: None,
+            chained_since: None,
+            scope,
         }
         .sql_text(true)
     }
@@ -838,38 +929,74 @@ impl CatalogRead {
     }
 
     fn sql_text(&self, placeholders: bool) -> String {
-        // SQL predicate over a table alias: its row changed since S.
+        // SQL predicate over a table alias: its row changed since the
+        // snapshot (xmax, xip).
+        let since = |alias: &str, xmax: &u64, xip: &[u64]| {
+            // age() counts back from one reference xid, so comparing
+            // ages compares xids modulo wraparound, at C speed.
+            let mut p = format!("(pg_catalog.age({alias}.xmin) <= pg_catalog.age('{xmax}'::xid)");
+            if !xip.is_empty() {
+                let list: Vec<String> = xip.iter().map(u64::to_string).collect();
+                p.push_str(&format!(
+                    " OR {alias}.xmin = ANY ('{{{}}}'::xid[])",
+                    list.join(",")
+                ));
+            }
+            p.push(')');
+            p
+        };
+        // Changed since S.
         let changed = |alias: &str| match &self.snapshot {
             None => "true".to_string(),
             Some(_) if placeholders => format!(
                 "(pg_catalog.age({alias}.xmin) <= pg_catalog.age($1::text::xid) \
                  OR {alias}.xmin = ANY ($2::text::xid[]))"
             ),
-            Some((xmax, xip)) => {
-                // age() counts back from one reference xid, so comparing
-                // ages compares xids modulo wraparound, at C speed.
-                let mut p =
-                    format!("(pg_catalog.age({alias}.xmin) <= pg_catalog.age('{xmax}'::xid)");
-                if !xip.is_empty() {
-                    let list: Vec<String> = xip.iter().map(u64::to_string).collect();
-                    p.push_str(&format!(
-                        " OR {alias}.xmin = ANY ('{{{}}}'::xid[])",
-                        list.join(",")
-                    ));
-                }
-                p.push(')');
-                p
-            }
+            Some((xmax, xip)) => since(alias, xmax, xip),
         };
         // Changed since S and, inside the transaction that wrote it, not
-        // seen by the previous read (see `after_command`).
-        let changed = |alias: &str| match self.after_command {
-            None => changed(alias),
-            Some(command) => format!(
+        // seen by the previous read (see `after_command` and `after`).
+        let changed = |alias: &str| match (&self.chained_since, self.after_command) {
+            (None, None) => changed(alias),
+            (None, Some(command)) => format!(
                 "({} AND ({alias}.xmin IS DISTINCT FROM (SELECT xid FROM own_tx) \
                  OR {alias}.cmin::text::bigint > {command}))",
                 changed(alias)
             ),
+            // The transaction's own rows by command id; other rows by the
+            // previous read's snapshot, which leaves out the transaction's
+            // own xids: a row written under an xid the snapshot counts as
+            // done is a subtransaction's of this transaction (still in
+            // progress) or another transaction's committed before it.
+            // The 32-bit xmin is widened against the current snapshot for
+            // txid_status. CASE keeps that call to rows changed since S.
+            (Some((last_xmax, last_xip)), command) => format!(
+                "(CASE WHEN {shared} THEN \
+                   CASE WHEN {alias}.xmin = (SELECT xid FROM own_tx) \
+                          THEN {alias}.cmin::text::bigint > {command} \
+                        WHEN {last} THEN true \
+                        ELSE pg_catalog.txid_status((SELECT cur FROM own_tx) \
+                               - ((SELECT cur FROM own_tx) % 4294967296 \
+                                  - {alias}.xmin::text::bigint + 4294967296) % 4294967296) \
+                             IS NOT DISTINCT FROM 'in progress' END \
+                 ELSE false END)",
+                shared = changed(alias),
+                last = since(alias, last_xmax, last_xip),
+                command = command.map_or(-1, i64::from),
+            ),
+        };
+        // Objects created after initdb have oids from FirstNormalObjectId
+        // up (also after oid wraparound); only a superuser can change one
+        // below it (`ReadScope`). An index range scan then visits the
+        // user's rows of pg_class, pg_attribute … and not the thousands
+        // that ship with PostgreSQL.
+        let user_only = self.scope == ReadScope::User;
+        let range = |column: &str| {
+            if user_only {
+                format!("{column} >= {FIRST_NORMAL_OBJECT_ID} AND ")
+            } else {
+                String::new()
+            }
         };
         let user_ns = "n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%'";
         let kinds = "c.relkind IN ('r','p','v','m','f','S','c')";
@@ -884,21 +1011,28 @@ impl CatalogRead {
                 // Each changed row also carries its xmin and cmin: the
                 // largest cmin of the reading transaction's own rows is
                 // what the next read inside it starts after (row `C`).
+                // pg_namespace is read whole: the database owner may
+                // rename `public`, whose oid is below the user range.
                 let with = format!(
-                    "WITH RECURSIVE own_tx AS (SELECT (pg_catalog.txid_current_if_assigned() % 4294967296)::text::xid AS xid), \
+                    "WITH RECURSIVE own_tx AS (SELECT (pg_catalog.txid_current_if_assigned() % 4294967296)::text::xid AS xid, \
+                        pg_catalog.txid_snapshot_xmax(pg_catalog.txid_current_snapshot()) AS cur), \
                      changed_ns AS (SELECT n.oid, n.xmin AS x, n.cmin::text::bigint AS m \
                         FROM pg_catalog.pg_namespace n WHERE {ns}), \
+                     changed_type AS (SELECT t.oid, t.xmin AS x, t.cmin::text::bigint AS m \
+                        FROM pg_catalog.pg_type t WHERE {type_range}{typ}), \
                      changed_proc AS (SELECT p.oid, p.xmin AS x, p.cmin::text::bigint AS m \
-                        FROM pg_catalog.pg_proc p WHERE {proc} \
-                        OR p.pronamespace IN (SELECT oid FROM changed_ns)), \
+                        FROM pg_catalog.pg_proc p WHERE {proc_range}({proc} \
+                        OR p.pronamespace IN (SELECT oid FROM changed_ns))), \
                      seeds AS (SELECT c.oid, c.xmin AS x, c.cmin::text::bigint AS m \
-                        FROM pg_catalog.pg_class c WHERE {class} \
-                        OR c.relnamespace IN (SELECT oid FROM changed_ns) \
-                       UNION ALL SELECT a.attrelid, a.xmin, a.cmin::text::bigint FROM pg_catalog.pg_attribute a WHERE {attr} \
-                       UNION ALL SELECT r.ev_class, r.xmin, r.cmin::text::bigint FROM pg_catalog.pg_rewrite r WHERE {rule} \
+                        FROM pg_catalog.pg_class c WHERE {class_range}({class} \
+                        OR c.relnamespace IN (SELECT oid FROM changed_ns)) \
+                       UNION ALL SELECT a.attrelid, a.xmin, a.cmin::text::bigint FROM pg_catalog.pg_attribute a \
+                         WHERE {attr_range}{attr} \
+                       UNION ALL SELECT r.ev_class, r.xmin, r.cmin::text::bigint FROM pg_catalog.pg_rewrite r \
+                         WHERE {rule_range}{rule} \
                        UNION ALL SELECT i.inhrelid, i.xmin, i.cmin::text::bigint FROM pg_catalog.pg_inherits i WHERE {inh} \
-                       UNION ALL SELECT a.attrelid, t.xmin, t.cmin::text::bigint FROM pg_catalog.pg_attribute a \
-                         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE {typ}), \
+                       UNION ALL SELECT a.attrelid, t.x, t.m FROM pg_catalog.pg_attribute a \
+                         JOIN changed_type t ON t.oid = a.atttypid WHERE {attr_range}true), \
                      affected(classid, oid) AS ( \
                          SELECT 'pg_catalog.pg_class'::regclass::oid, oid FROM seeds \
                        UNION SELECT 'pg_catalog.pg_proc'::regclass::oid, oid FROM changed_proc \
@@ -913,18 +1047,25 @@ impl CatalogRead {
                     rule = changed("r"),
                     inh = changed("i"),
                     typ = changed("t"),
+                    type_range = range("t.oid"),
+                    proc_range = range("p.oid"),
+                    class_range = range("c.oid"),
+                    attr_range = range("a.attrelid"),
+                    rule_range = range("r.oid"),
                 );
                 let live = format!(
                     " UNION ALL SELECT 'L', c.oid::text, NULL, NULL, NULL, NULL, NULL, NULL \
                        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-                      WHERE {kinds} AND {user_ns} AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                      WHERE {class_range}{kinds} AND {user_ns} AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                      UNION ALL SELECT 'P', p.oid::text, NULL, NULL, NULL, NULL, NULL, NULL \
                        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-                      WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                      WHERE {proc_range}n.nspname NOT IN ('pg_catalog', 'information_schema') \
                      UNION ALL SELECT 'C', max(s.m)::text, NULL, NULL, NULL, NULL, NULL, NULL \
                        FROM (SELECT x, m FROM seeds UNION ALL SELECT x, m FROM changed_proc \
                              UNION ALL SELECT x, m FROM changed_ns) s \
-                      WHERE s.x = (SELECT xid FROM own_tx)"
+                      WHERE s.x = (SELECT xid FROM own_tx)",
+                    class_range = range("c.oid"),
+                    proc_range = range("p.oid"),
                 );
                 (
                     with,
@@ -934,6 +1075,11 @@ impl CatalogRead {
                     live,
                 )
             }
+        };
+        let operator_range = if self.snapshot.is_some() {
+            range("o.oid")
+        } else {
+            String::new()
         };
         format!(
             "{with}SELECT 'S', current_database()::text, txid_current_snapshot()::text, NULL, NULL, NULL, NULL, NULL \
@@ -980,7 +1126,7 @@ impl CatalogRead {
                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                LEFT JOIN pg_catalog.pg_type lt ON lt.oid = o.oprleft \
                JOIN pg_catalog.pg_type rt ON rt.oid = o.oprright \
-              WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')"
+              WHERE {operator_range}n.nspname NOT IN ('pg_catalog', 'information_schema')"
         )
     }
 }
@@ -1166,6 +1312,11 @@ impl CatalogCache {
         }
     }
 
+    /// How long a catalog stays current without a change announced.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
     /// Invalidations of `database` so far: take it before reading a
     /// catalog, give it to `insert` after.
     pub fn epoch(&self, database: &str) -> u64 {
@@ -1229,7 +1380,17 @@ impl CatalogCache {
         }
         let epoch = self.epoch(database);
         let catalog = match self.last(database) {
-            Some(last) => last.refreshed(client).await?,
+            Some(last) => {
+                let read = if last.all_read_age() >= self.ttl {
+                    last.all_changes_query()
+                } else {
+                    last.changes_query()
+                };
+                match read {
+                    Some(read) => last.refreshed_by(client, &read, None).await?,
+                    None => Catalog::load(client).await?,
+                }
+            }
             None => Catalog::load(client).await?,
         };
         Ok(self.insert(catalog, epoch))

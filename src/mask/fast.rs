@@ -14,6 +14,7 @@ fn put_char(out: &mut BytesMut, c: char) {
     out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
 }
 
+#[inline]
 fn put_fill_char(out: &mut BytesMut, fill: char, n: usize) {
     if fill.is_ascii() {
         out.put_bytes(fill as u8, n);
@@ -122,7 +123,12 @@ pub(super) fn cn_mobile(s: &str, out: &mut BytesMut) {
 pub(super) fn cn_name(s: &str, out: &mut BytesMut) {
     let mut letters = 0;
     let mut separated = false;
-    for c in s.chars() {
+    // Byte ends of the first two characters.
+    let mut ends = [0usize; 2];
+    for (k, (i, c)) in s.char_indices().enumerate() {
+        if k < 2 {
+            ends[k] = i + c.len_utf8();
+        }
         if is_name_separator(c) {
             separated = true;
         } else {
@@ -130,19 +136,16 @@ pub(super) fn cn_name(s: &str, out: &mut BytesMut) {
         }
     }
     let mut keep = 1;
-    if letters >= 3 {
-        let mut it = s.char_indices();
-        if let (Some(_), Some((i, c))) = (it.next(), it.next()) {
-            if is_compound_surname(&s[..i + c.len_utf8()]) {
-                keep = 2;
-            }
-        }
+    if letters >= 3 && is_compound_surname(&s[..ends[1]]) {
+        keep = 2;
     }
     if letters <= 1 {
         keep = 0;
     }
     if !separated {
-        out.extend_from_slice(&s.as_bytes()[..char_offset(s, keep)]);
+        // Every character is a letter: the kept ones are the first `keep`.
+        let cut = if keep == 0 { 0 } else { ends[keep - 1] };
+        out.extend_from_slice(&s.as_bytes()[..cut]);
         out.put_bytes(FILL, letters - keep);
         return;
     }
@@ -162,7 +165,8 @@ pub(super) fn cn_name(s: &str, out: &mut BytesMut) {
 }
 
 pub(super) fn email(s: &str, out: &mut BytesMut) {
-    let Some(at) = s.rfind('@') else {
+    // '@' is one byte in UTF-8 and no other character contains that byte.
+    let Some(at) = memchr::memrchr(b'@', s.as_bytes()) else {
         out.put_bytes(FILL, s.chars().count());
         return;
     };
@@ -175,4 +179,123 @@ pub(super) fn email(s: &str, out: &mut BytesMut) {
         out.put_bytes(FILL, n - 1);
     }
     out.extend_from_slice(domain.as_bytes());
+}
+
+/// The same masks for values that are all ASCII (checked by the caller),
+/// on bytes: one character is one byte, and the only separators are the
+/// ASCII ones of `is_separator` and `is_name_separator`.
+pub(super) mod ascii {
+    use bytes::{BufMut, BytesMut};
+
+    use super::{put_fill_char, FILL};
+
+    fn is_separator(b: u8) -> bool {
+        b == b' ' || b == b'-'
+    }
+
+    fn is_name_separator(b: u8) -> bool {
+        matches!(b, b' ' | b'.' | b'-' | b'\'')
+    }
+
+    fn keep_ends(s: &[u8], first: usize, last: usize, fill: char, out: &mut BytesMut) {
+        let n = s.len();
+        if n <= first + last {
+            return put_fill_char(out, fill, n);
+        }
+        out.put_slice(&s[..first]);
+        put_fill_char(out, fill, n - first - last);
+        out.put_slice(&s[n - last..]);
+    }
+
+    pub(in crate::mask) fn keep(
+        s: &[u8],
+        first: usize,
+        last: usize,
+        fill: char,
+        out: &mut BytesMut,
+    ) {
+        keep_ends(s, first, last, fill, out);
+    }
+
+    fn positions(s: &[u8]) -> usize {
+        s.len() - s.iter().filter(|&&b| is_separator(b)).count()
+    }
+
+    fn keep_positions(s: &[u8], n: usize, first: usize, last: usize, out: &mut BytesMut) {
+        if n == s.len() {
+            return keep_ends(s, first, last, '*', out);
+        }
+        let all = n <= first + last;
+        let mut i = 0;
+        for &b in s {
+            if is_separator(b) {
+                out.put_u8(b);
+                continue;
+            }
+            let kept = !all && (i < first || i >= n - last);
+            out.put_u8(if kept { b } else { FILL });
+            i += 1;
+        }
+    }
+
+    pub(in crate::mask) fn bank_card(s: &[u8], first: usize, last: usize, out: &mut BytesMut) {
+        let n = positions(s);
+        let first = if n < 16 { first.min(6) } else { first };
+        keep_positions(s, n, first, last, out);
+    }
+
+    pub(in crate::mask) fn cn_id_card(s: &[u8], first: usize, last: usize, out: &mut BytesMut) {
+        let n = positions(s);
+        let last = if n == 15 { last.min(3) } else { last };
+        keep_positions(s, n, first, last, out);
+    }
+
+    pub(in crate::mask) fn cn_mobile(s: &[u8], out: &mut BytesMut) {
+        let n = positions(s);
+        let prefix_len = if s.starts_with(b"+86") {
+            3
+        } else if s.starts_with(b"0086") && n == 15 {
+            4
+        } else if s.starts_with(b"86") && n == 13 {
+            2
+        } else {
+            0
+        };
+        out.put_slice(&s[..prefix_len]);
+        keep_positions(&s[prefix_len..], n - prefix_len, 3, 4, out);
+    }
+
+    /// Latin-script names: compound surnames are Chinese, so one initial.
+    pub(in crate::mask) fn cn_name(s: &[u8], out: &mut BytesMut) {
+        let letters = s.iter().filter(|&&b| !is_name_separator(b)).count();
+        let keep = usize::from(letters > 1);
+        if letters == s.len() {
+            out.put_slice(&s[..keep]);
+            out.put_bytes(FILL, letters - keep);
+            return;
+        }
+        let mut i = 0;
+        for &b in s {
+            if is_name_separator(b) {
+                out.put_u8(b);
+                continue;
+            }
+            out.put_u8(if i < keep { b } else { FILL });
+            i += 1;
+        }
+    }
+
+    pub(in crate::mask) fn email(s: &[u8], out: &mut BytesMut) {
+        // Addresses are short: a plain loop beats a vector search's setup.
+        let Some(at) = s.iter().rposition(|&b| b == b'@') else {
+            return out.put_bytes(FILL, s.len());
+        };
+        if at <= 1 {
+            out.put_bytes(FILL, at);
+        } else {
+            out.put_u8(s[0]);
+            out.put_bytes(FILL, at - 1);
+        }
+        out.put_slice(&s[at..]);
+    }
 }

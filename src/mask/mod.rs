@@ -443,6 +443,7 @@ impl Mask {
     }
 
     /// Whether `apply` handles values of this type OID (in both formats).
+    #[inline]
     pub fn accepts_oid(&self, type_oid: u32) -> bool {
         match &self.inner.kind {
             Kind::Null => true,
@@ -524,6 +525,39 @@ impl Mask {
             Kind::Constant(c) => c.encoded(type_oid, format).map(|b| out.put_slice(b)),
             Kind::DateTrunc(unit) => temporal::trunc_into(*unit, v, type_oid, format, out),
             Kind::Bucket(b) => b.apply_into(v, type_oid, format, out),
+            kind @ (Kind::Keep { .. }
+            | Kind::BankCard { .. }
+            | Kind::CnIdCard { .. }
+            | Kind::CnMobile
+            | Kind::CnName
+            | Kind::Email)
+                if v.is_ascii() =>
+            {
+                // The common case (ID, card and phone numbers, e-mail
+                // addresses, Latin names) on bytes: no UTF-8 decoding.
+                let body = if type_oid == oid::BPCHAR {
+                    // Only spaces: char(n)'s padding.
+                    &v[..v.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1)]
+                } else {
+                    v
+                };
+                match kind {
+                    Kind::Keep { first, last, fill } => {
+                        fast::ascii::keep(body, *first, *last, *fill, out)
+                    }
+                    Kind::BankCard { first, last } => {
+                        fast::ascii::bank_card(body, *first, *last, out)
+                    }
+                    Kind::CnIdCard { first, last } => {
+                        fast::ascii::cn_id_card(body, *first, *last, out)
+                    }
+                    Kind::CnMobile => fast::ascii::cn_mobile(body, out),
+                    Kind::CnName => fast::ascii::cn_name(body, out),
+                    _ => fast::ascii::email(body, out),
+                }
+                out.put_slice(&v[body.len()..]);
+                Some(())
+            }
             kind @ (Kind::Keep { .. }
             | Kind::BankCard { .. }
             | Kind::CnIdCard { .. }

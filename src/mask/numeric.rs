@@ -398,7 +398,8 @@ fn numeric_text_bucket(v: &[u8], w: i64, out: &mut BytesMut) -> Option<()> {
     if int.is_empty()
         || (frac.is_empty() && int.len() < body.len())
         || int.len() + frac.len() > 13
-        || !int.iter().chain(frac).all(u8::is_ascii_digit)
+        || !int.iter().all(u8::is_ascii_digit)
+        || !frac.iter().all(u8::is_ascii_digit)
     {
         return None;
     }

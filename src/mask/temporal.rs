@@ -221,6 +221,9 @@ pub(super) fn trunc_into(
     };
     match format {
         WireFormat::Text => {
+            if trunc_plain_date(unit, v, type_oid, out) {
+                return Some(());
+            }
             let s = std::str::from_utf8(v).ok()?;
             if s == "infinity" || s == "-infinity" {
                 out.put_slice(v);
@@ -252,6 +255,39 @@ pub(super) fn trunc_into(
         }
     }
     Some(())
+}
+
+/// `trunc_into` of a text date `YYYY-MM-DD` with a year from 1 to 9999
+/// (the usual one), done on its bytes: the year's digits are written back
+/// as they are, which is what `write_text` makes of them. `false`, with
+/// nothing written, for anything else.
+fn trunc_plain_date(unit: Unit, v: &[u8], type_oid: u32, out: &mut BytesMut) -> bool {
+    let &[y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = v else {
+        return false;
+    };
+    if type_oid != oid::DATE
+        || ![y0, y1, y2, y3, m0, m1, d0, d1]
+            .iter()
+            .all(u8::is_ascii_digit)
+    {
+        return false;
+    }
+    let num = |a: u8, b: u8| u32::from(a - b'0') * 10 + u32::from(b - b'0');
+    let year = i64::from(num(y0, y1) * 100 + num(y2, y3));
+    let (month, day) = (num(m0, m1), num(d0, d1));
+    if year == 0 || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return false;
+    }
+    out.put_slice(&v[..5]);
+    match unit {
+        Unit::Year => out.put_slice(b"01-01"),
+        Unit::Month => {
+            out.put_slice(&v[5..8]);
+            out.put_slice(b"01");
+        }
+        Unit::Day => out.put_slice(&v[5..]),
+    }
+    true
 }
 
 /// `date_shift(key, max_days)`.

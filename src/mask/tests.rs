@@ -1054,6 +1054,15 @@ fn hot_path_handles_the_edge_values_like_the_reference() {
         "  ",
         "\u{3000}12",
         "x\u{FF0D}y",
+        "A",
+        "Li",
+        "J.R-o'Neil",
+        "ab\t  ",
+        "a@b@c",
+        "@",
+        " @x",
+        "0086138123456789",
+        "86138123456",
     ];
     for m in text_masks() {
         for t in texts {
@@ -1167,6 +1176,17 @@ fn hot_path_handles_the_edge_values_like_the_reference() {
             "1985-10-21 13:45:12+05:30:15 BC",
             "1985-10-21 ",
             "",
+            "0000-01-01",
+            "0001-01-01",
+            "9999-12-31",
+            "1900-02-29",
+            "2024-02-29",
+            "2023-02-29",
+            "2024-00-10",
+            "1985-10-00",
+            "1985-10-32",
+            "1985/10/21",
+            "1985-1a-21",
         ] {
             for o in [oid::DATE, oid::TIMESTAMP, oid::TIMESTAMPTZ, oid::TEXT] {
                 assert_fast_equals_reference(&m, d.as_bytes(), o, WireFormat::Text);
@@ -1235,6 +1255,17 @@ proptest! {
         assert_fast_equals_reference(&m, &n.to_be_bytes(), oid::INT8, WireFormat::Binary);
         assert_fast_equals_reference(&m, &(n as i32).to_be_bytes(), oid::INT4, WireFormat::Binary);
         assert_fast_equals_reference(&m, (n as i32).to_string().as_bytes(), oid::INT4, WireFormat::Text);
+    }
+
+    #[test]
+    fn hot_path_date_shapes_equal_reference(
+        d in "[0-9]{4}-[0-9]{2}-[0-9]{2}( BC| 01:02:03\\+08)?",
+        unit in 0usize..3,
+    ) {
+        let m = mask("date_trunc", &[("unit", s(["year", "month", "day"][unit]))]);
+        for o in [oid::DATE, oid::TIMESTAMPTZ] {
+            assert_fast_equals_reference(&m, d.as_bytes(), o, WireFormat::Text);
+        }
     }
 
     #[test]

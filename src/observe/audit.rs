@@ -1,9 +1,12 @@
 //! The audit trail: one JSON line per session start and end and per
 //! statement that touched a protected column or was blocked.
 //!
-//! Sessions hand records to a bounded queue; one writer thread numbers them,
-//! chains them (each record carries the SHA-256 of the line before it, across
-//! rotated files and restarts) and appends them to the file. When the queue
+//! Sessions hand entries to a bounded queue: the session's identity and the
+//! statement's note shared, not copied, so a statement costs its session no
+//! more than a few pointer copies. One writer thread encodes them as lines
+//! (the same JSON a [`Record`] reads back), numbers them, chains them (each
+//! record carries the SHA-256 of the line before it, across rotated files
+//! and restarts) and appends them to the file. When the queue
 //! is full, `block` makes sessions wait for the writer, `drop` counts and
 //! logs the lost record. Records never carry SQL literals or row values:
 //! statements appear as fingerprints.
@@ -19,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::meter::{ColumnTouch, Outcome};
+use super::meter::{ColumnTouch, Outcome, StatementNote};
 use super::Metrics;
 
 /// `prev` of the very first record of a chain.
@@ -153,12 +156,168 @@ impl Record {
     }
 }
 
+/// A record as a session hands it over: who and what are shared with the
+/// session, and the writer stamps `seq` and `prev` and encodes the line.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub time: SystemTime,
+    pub event: Event,
+    pub who: Arc<SessionIdentity>,
+    /// The statement's fingerprint, protocol and protected columns.
+    pub note: Option<Arc<StatementNote>>,
+    pub rows: Option<u64>,
+    pub outcome: Option<Outcome>,
+    pub rule: Option<String>,
+    pub end_reason: Option<&'static str>,
+    pub statements: Option<u64>,
+    pub dropped: Option<u64>,
+}
+
+impl Entry {
+    pub fn new(event: Event, who: &Arc<SessionIdentity>) -> Entry {
+        Entry {
+            time: SystemTime::now(),
+            event,
+            who: Arc::clone(who),
+            note: None,
+            rows: None,
+            outcome: None,
+            rule: None,
+            end_reason: None,
+            statements: None,
+            dropped: None,
+        }
+    }
+
+    /// The record this entry becomes at `seq` after `prev`: what a reader
+    /// of the line gets back.
+    pub fn to_record(&self, seq: u64, prev: &str) -> Record {
+        let fp = self.note.as_ref().and_then(|n| n.fingerprint.as_ref());
+        Record {
+            seq,
+            time: super::clock::rfc3339(self.time),
+            event: self.event,
+            session: self.who.session.clone(),
+            client: self.who.client.clone(),
+            role: self.who.role.clone(),
+            policy_roles: self.who.policy_roles.clone(),
+            database: self.who.database.clone(),
+            application: self.who.application.clone(),
+            fingerprint: fp.map(|f| f.text.clone()),
+            fingerprint_sha256: fp.map(|f| f.hash.clone()),
+            protocol: self.note.as_ref().map(|n| protocol(n).to_string()),
+            columns: self
+                .note
+                .as_ref()
+                .map(|n| n.columns.clone())
+                .unwrap_or_default(),
+            rows: self.rows,
+            outcome: self.outcome,
+            rule: self.rule.clone(),
+            end_reason: self.end_reason.map(str::to_string),
+            statements: self.statements,
+            dropped: self.dropped,
+            prev: prev.to_string(),
+        }
+    }
+
+    /// Appends the line of this entry at `seq` after `prev` (no newline):
+    /// byte for byte what `serde_json` makes of [`Entry::to_record`], without
+    /// building the record.
+    fn encode(
+        &self,
+        seq: u64,
+        prev: &str,
+        time: &mut String,
+        out: &mut Vec<u8>,
+    ) -> serde_json::Result<()> {
+        time.clear();
+        super::clock::write_rfc3339(self.time, time);
+        let fp = self.note.as_ref().and_then(|n| n.fingerprint.as_ref());
+        let line = Line {
+            seq,
+            time,
+            event: self.event,
+            session: &self.who.session,
+            client: &self.who.client,
+            role: &self.who.role,
+            policy_roles: &self.who.policy_roles,
+            database: &self.who.database,
+            application: &self.who.application,
+            fingerprint: fp.map(|f| f.text.as_str()),
+            fingerprint_sha256: fp.map(|f| f.hash.as_str()),
+            protocol: self.note.as_ref().map(|n| protocol(n)),
+            columns: self.note.as_ref().map_or(&[], |n| &n.columns),
+            rows: self.rows,
+            outcome: self.outcome,
+            rule: self.rule.as_deref(),
+            end_reason: self.end_reason,
+            statements: self.statements,
+            dropped: self.dropped,
+            prev,
+        };
+        serde_json::to_writer(out, &line)
+    }
+}
+
+fn protocol(note: &StatementNote) -> &'static str {
+    if note.extended {
+        "extended"
+    } else {
+        "simple"
+    }
+}
+
+/// [`Record`]'s fields, in its order and with its rules, borrowed.
+#[derive(Serialize)]
+struct Line<'a> {
+    seq: u64,
+    time: &'a str,
+    event: Event,
+    session: &'a str,
+    client: &'a str,
+    role: &'a str,
+    policy_roles: &'a [String],
+    database: &'a str,
+    application: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fingerprint_sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[ColumnTouch]>::is_empty")]
+    columns: &'a [ColumnTouch],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    outcome: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statements: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dropped: Option<u64>,
+    prev: &'a str,
+}
+
 /// Hex SHA-256 of one line.
 pub fn line_hash(line: &[u8]) -> String {
-    Sha256::digest(line)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut hex = String::with_capacity(64);
+    write_line_hash(line, &mut hex);
+    hex
+}
+
+/// [`line_hash`] into a string the caller keeps.
+fn write_line_hash(line: &[u8], hex: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    hex.clear();
+    for b in Sha256::digest(line) {
+        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
 }
 
 /// A process-unique session id: a random prefix per process and a counter.
@@ -172,7 +331,7 @@ pub fn next_session_id() -> String {
 /// The sending side, cloned into every session.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Record>,
+    tx: mpsc::Sender<Entry>,
     on_full: OnFull,
     metrics: Arc<Metrics>,
     last_drop_warning: Arc<AtomicU64>,
@@ -181,8 +340,8 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Queues a record. With `block` this waits while the queue is full.
-    pub async fn send(&self, record: Record) {
+    /// Queues an entry. With `block` this waits while the queue is full.
+    pub async fn send(&self, record: Entry) {
         match self.on_full {
             OnFull::Block => {
                 if self.tx.send(record).await.is_err() {
@@ -249,7 +408,7 @@ pub fn start(
     for outcome in ["written", "dropped"] {
         metrics.audit_records.with_label_values(&[outcome]);
     }
-    let (tx, mut rx) = mpsc::channel::<Record>(settings.queue.max(1));
+    let (tx, mut rx) = mpsc::channel::<Entry>(settings.queue.max(1));
     let writer_metrics = metrics.clone();
     let unrecorded_drops = Arc::new(AtomicU64::new(0));
     let drops = unrecorded_drops.clone();
@@ -266,7 +425,7 @@ pub fn start(
                         // Drops happen only while the queue is full, so the
                         // gap is noted before the records that follow it.
                         sink.note_drops(&drops, &m);
-                        sink.append(record, &m);
+                        sink.append(&record, &m);
                         written.inc();
                         next = rx.try_recv().ok();
                     }
@@ -317,6 +476,9 @@ struct Sink {
     seq: u64,
     /// Hash of the last line written.
     prev: String,
+    /// Reused for every line: the writer allocates nothing per record.
+    line: Vec<u8>,
+    time: String,
 }
 
 impl Sink {
@@ -355,20 +517,23 @@ impl Sink {
             rotatable,
             seq,
             prev,
+            line: Vec::with_capacity(1024),
+            time: String::with_capacity(32),
         })
     }
 
-    fn append(&mut self, mut record: Record, m: &Metrics) {
-        record.seq = self.seq + 1;
-        record.prev = std::mem::take(&mut self.prev);
-        let line = match serde_json::to_vec(&record) {
-            Ok(l) => l,
-            // A Record always serialises; keep the chain intact regardless.
-            Err(_) => {
-                self.prev = record.prev;
-                return;
-            }
-        };
+    fn append(&mut self, entry: &Entry, m: &Metrics) {
+        let seq = self.seq + 1;
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        // An entry always encodes; keep the chain intact regardless.
+        if entry
+            .encode(seq, &self.prev, &mut self.time, &mut line)
+            .is_err()
+        {
+            self.line = line;
+            return;
+        }
         let mut failures = 0u32;
         loop {
             let result = self
@@ -387,9 +552,10 @@ impl Sink {
                 }
             }
         }
-        self.seq = record.seq;
-        self.prev = line_hash(&line);
+        self.seq = seq;
+        write_line_hash(&line, &mut self.prev);
         self.size += line.len() as u64 + 1;
+        self.line = line;
         if self.rotatable && self.size >= self.max_size {
             self.rotate(m);
         }
@@ -402,17 +568,17 @@ impl Sink {
         if n == 0 {
             return;
         }
-        let process = SessionIdentity {
+        let process = Arc::new(SessionIdentity {
             session: String::new(),
             client: String::new(),
             role: String::new(),
             policy_roles: Vec::new(),
             database: String::new(),
             application: String::new(),
-        };
-        let mut r = Record::new(Event::RecordsDropped, &process);
-        r.dropped = Some(n);
-        self.append(r, m);
+        });
+        let mut e = Entry::new(Event::RecordsDropped, &process);
+        e.dropped = Some(n);
+        self.append(&e, m);
     }
 
     fn flush(&mut self, m: &Metrics) {
@@ -566,7 +732,8 @@ mod tests {
     async fn write_records(settings: &AuditSettings, n: usize) {
         let (log, writer) = start(settings, Metrics::new()).unwrap();
         for _ in 0..n {
-            log.send(Record::new(Event::SessionStart, &who())).await;
+            log.send(Entry::new(Event::SessionStart, &Arc::new(who())))
+                .await;
         }
         drop(log);
         tokio::task::spawn_blocking(move || writer.join())
@@ -581,6 +748,81 @@ mod tests {
             .collect();
         f.sort();
         f
+    }
+
+    /// The writer's encoder and the reader's type agree byte for byte, so
+    /// `verify` and `report` read every line the writer writes.
+    #[test]
+    fn encoded_lines_are_records_serialised() {
+        use crate::observe::fingerprint::fingerprint;
+        use crate::observe::meter::Decision;
+        let who = Arc::new(SessionIdentity {
+            session: "s\"1".into(),
+            client: "[::1]:5000".into(),
+            role: "Ålice \\ \u{7}".into(),
+            policy_roles: vec!["analyst".into(), "teller".into()],
+            database: "bank".into(),
+            application: "psql\n".into(),
+        });
+        let note = Arc::new(StatementNote {
+            fingerprint: Some(fingerprint("SELECT \"名\" FROM t WHERE a = 'x'")),
+            columns: vec![
+                ColumnTouch {
+                    column: "public.customers.id_number".into(),
+                    class: Some("C3".into()),
+                    decision: Decision::Masked,
+                    mask: Some("cn_id_card".into()),
+                    outputs: 2,
+                    filter: true,
+                },
+                ColumnTouch {
+                    column: "public.cards.cvv".into(),
+                    class: None,
+                    decision: Decision::Denied,
+                    mask: None,
+                    outputs: 0,
+                    filter: false,
+                },
+            ],
+            extended: true,
+        });
+        let mut entries = vec![Entry::new(Event::SessionStart, &who)];
+        let mut statement = Entry::new(Event::Statement, &who);
+        statement.note = Some(note.clone());
+        statement.rows = Some(7);
+        statement.outcome = Some(Outcome::Masked);
+        entries.push(statement.clone());
+        statement.outcome = Some(Outcome::Blocked);
+        statement.rule = Some("deny-column".into());
+        statement.rows = Some(0);
+        entries.push(statement);
+        let mut end = Entry::new(Event::SessionEnd, &who);
+        end.end_reason = Some("client_terminated");
+        end.statements = Some(3);
+        entries.push(end);
+        let mut gap = Entry::new(Event::RecordsDropped, &who);
+        gap.dropped = Some(12);
+        entries.push(gap);
+        let (mut time, mut line) = (String::new(), Vec::new());
+        for (i, e) in entries.iter().enumerate() {
+            line.clear();
+            e.encode(i as u64 + 1, GENESIS, &mut time, &mut line)
+                .unwrap();
+            let record = e.to_record(i as u64 + 1, GENESIS);
+            assert_eq!(
+                String::from_utf8(line.clone()).unwrap(),
+                serde_json::to_string(&record).unwrap()
+            );
+            assert_eq!(serde_json::from_slice::<Record>(&line).unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn line_hash_is_hex_sha256() {
+        assert_eq!(
+            line_hash(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[tokio::test]
@@ -625,7 +867,8 @@ mod tests {
             unrecorded_drops: Arc::new(AtomicU64::new(0)),
         };
         for _ in 0..3 {
-            log.send(Record::new(Event::SessionStart, &who())).await;
+            log.send(Entry::new(Event::SessionStart, &Arc::new(who())))
+                .await;
         }
         let text = String::from_utf8(metrics.render()).unwrap();
         assert!(

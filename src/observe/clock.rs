@@ -30,17 +30,27 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 /// `2026-12-01T17:03:04.123456Z`.
 pub fn rfc3339(t: SystemTime) -> String {
+    let mut s = String::with_capacity(27);
+    write_rfc3339(t, &mut s);
+    s
+}
+
+/// [`rfc3339`] appended to a string the caller keeps.
+pub fn write_rfc3339(t: SystemTime, out: &mut String) {
+    use std::fmt::Write;
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs() as i64;
     let (y, m, d) = civil_from_days(secs.div_euclid(86400));
     let rem = secs.rem_euclid(86400);
-    format!(
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z",
         rem / 3600,
         rem % 3600 / 60,
         rem % 60,
         since.subsec_micros()
-    )
+    );
 }
 
 /// Seconds since the epoch (with fraction) of an RFC 3339 timestamp or a

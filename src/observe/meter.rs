@@ -8,7 +8,7 @@ use std::sync::Arc;
 use prometheus::IntCounter;
 use serde::{Deserialize, Serialize};
 
-use super::audit::{AuditLog, Event, Record, SessionIdentity};
+use super::audit::{AuditLog, Entry, Event, SessionIdentity};
 use super::fingerprint::Fingerprint;
 use super::{Metrics, RoleLabel};
 use crate::analyze::policy_view::{ColumnAction, PolicyView, QualifiedColumn};
@@ -324,7 +324,7 @@ impl SessionMeter {
 
     /// Counts one finished statement and returns its audit record, if the
     /// audit trail wants one (a protected column touched, or a block).
-    pub fn statement(&mut self, ev: StatementEvent) -> Option<Record> {
+    pub fn statement(&mut self, ev: StatementEvent) -> Option<Entry> {
         self.statements += 1;
         let m = &self.metrics;
         let i = Self::index(ev.outcome);
@@ -360,12 +360,7 @@ impl SessionMeter {
             return None;
         }
         let mut r = self.record(Event::Statement);
-        if let Some(f) = &note.fingerprint {
-            r.fingerprint = Some(f.text.clone());
-            r.fingerprint_sha256 = Some(f.hash.clone());
-        }
-        r.protocol = Some(if note.extended { "extended" } else { "simple" }.into());
-        r.columns = note.columns.clone();
+        r.note = ev.note;
         r.rows = Some(ev.rows);
         r.outcome = Some(ev.outcome);
         r.rule = ev.rule;
@@ -418,9 +413,9 @@ impl SessionMeter {
         &self.columns[i]
     }
 
-    /// A record of this session, stamped now.
-    pub fn record(&self, event: Event) -> Record {
-        Record::new(event, &self.identity)
+    /// An audit entry of this session, stamped now.
+    pub fn record(&self, event: Event) -> Entry {
+        Entry::new(event, &self.identity)
     }
 
     pub fn audit(&self) -> Option<&AuditLog> {
@@ -429,7 +424,7 @@ impl SessionMeter {
 
     /// Publishes what a guard observed and returns the audit records it
     /// produced, in order.
-    pub fn drain(&mut self, seen: &mut Observations) -> Vec<Record> {
+    pub fn drain(&mut self, seen: &mut Observations) -> Vec<Entry> {
         let m = self.metrics.clone();
         for (seconds, hit) in seen.analyses.drain(..) {
             m.analysis_duration

@@ -209,17 +209,58 @@ pub fn mask_row(
     Ok(out)
 }
 
-/// Bytes of a masked value that `escape` would rewrite.
+/// Bytes of a masked value that `escape` would rewrite: backslash, the
+/// delimiter, and \b \t \n \v \f \r (8 to 13). Without branches per byte,
+/// so that it compiles to vector compares.
 fn needs_escape(value: &[u8], delimiter: u8) -> bool {
-    value
-        .iter()
-        .any(|&b| matches!(b, b'\\' | b'\n' | b'\r' | b'\t' | 8 | 11 | 12) || b == delimiter)
+    value.iter().fold(false, |found, &b| {
+        found | (b.wrapping_sub(8) < 6) | (b == b'\\') | (b == delimiter)
+    })
+}
+
+/// The field boundaries of one row: unescaped delimiters, found with one
+/// vector scan of the row for delimiters and backslashes.
+struct FieldEnds<'a> {
+    hits: memchr::Memchr2<'a>,
+    len: usize,
+    /// Hits before this offset are escaped bytes.
+    skip_to: usize,
+}
+
+impl<'a> FieldEnds<'a> {
+    fn new(body: &'a [u8], delimiter: u8) -> Self {
+        FieldEnds {
+            hits: memchr::memchr2_iter(delimiter, b'\\', body),
+            len: body.len(),
+            skip_to: 0,
+        }
+    }
+
+    /// The end of the current field (its delimiter, or the end of the
+    /// row) and whether the field has a backslash escape.
+    fn next_end(&mut self, body: &[u8]) -> (usize, bool) {
+        let mut escaped = false;
+        for p in self.hits.by_ref() {
+            if p < self.skip_to {
+                continue;
+            }
+            if body[p] == b'\\' {
+                // The byte after it may be the delimiter: skip it.
+                escaped = true;
+                self.skip_to = p + 2;
+                continue;
+            }
+            return (p, escaped);
+        }
+        (self.len, escaped)
+    }
 }
 
 /// Appends the CopyData message of one text-format row (its trailing
 /// newline included) with the given columns masked: `mask_row` in one pass
 /// into `out`, unmasked fields copied as they are, values without escapes
-/// masked in place. On error nothing is appended.
+/// masked in place, the fields after the last masked one copied without
+/// being looked at. On error nothing is appended.
 pub fn mask_row_into(
     row: &[u8],
     fmt: &CopyText,
@@ -231,23 +272,25 @@ pub fn mask_row_into(
     out.put_u8(b'd');
     out.put_i32(0);
     let body = row.strip_suffix(b"\n").unwrap_or(row);
+    let last_masked = columns.iter().map(|c| c.0).max();
+    let mut ends = FieldEnds::new(body, fmt.delimiter);
     let mut unescaped;
     let mut field_at = 0;
-    let mut i = 0;
     let mut index = 0;
     loop {
-        // The end of this field: the next unescaped delimiter, or the end.
-        while i < body.len() && body[i] != fmt.delimiter {
-            i += if body[i] == b'\\' { 2 } else { 1 };
+        if last_masked.is_none_or(|last| index > last) {
+            // The rest of the row, from the delimiter before this field.
+            out.put_slice(&body[field_at - usize::from(index > 0)..]);
+            break;
         }
-        let end = i.min(body.len());
+        let (end, escaped) = ends.next_end(body);
         let field = &body[field_at..end];
         if index > 0 {
             out.put_u8(fmt.delimiter);
         }
         match columns.iter().find(|(idx, ..)| *idx == index) {
             Some((_, mask, type_oid)) if field != fmt.null.as_slice() => {
-                let value = if field.contains(&b'\\') {
+                let value = if escaped {
                     unescaped = unescape(field);
                     unescaped.as_slice()
                 } else {
@@ -275,8 +318,7 @@ pub fn mask_row_into(
         if end >= body.len() {
             break;
         }
-        i = end + 1;
-        field_at = i;
+        field_at = end + 1;
         index += 1;
     }
     if body.len() != row.len() {

@@ -242,7 +242,7 @@ pub async fn relay(
     }
     if let Some(log) = audit {
         let mut r = meter.record(Event::SessionEnd);
-        r.end_reason = Some(end.label().to_string());
+        r.end_reason = Some(end.label());
         r.statements = Some(meter.statements);
         log.send(r).await;
     }
@@ -277,6 +277,9 @@ async fn relay_messages(
         .statement_overhead
         .with_label_values(&["server_to_client"]);
     let mut sbuf = BytesMut::new();
+    // What a guard writes for the client, kept across reads of one result:
+    // a fresh buffer per read of a bulk result costs page faults.
+    let mut guarded_out = BytesMut::new();
     let (mut cchunk, mut schunk) = (READ_CHUNK, READ_CHUNK);
     let mut state = Conversation::new();
     let mut upstream_sent_fatal = false;
@@ -423,6 +426,9 @@ async fn relay_messages(
             if sbuf.is_empty() && sbuf.capacity() > 0 {
                 sbuf = BytesMut::new();
             }
+            if guarded_out.capacity() > 0 {
+                guarded_out = BytesMut::new();
+            }
             (cchunk, schunk) = (READ_CHUNK, READ_CHUNK);
         }
         let idle_deadline = match (settings.idle_timeout, state.is_idle()) {
@@ -459,9 +465,12 @@ async fn relay_messages(
                                 rt.invalidate_catalog(&masking.database, false);
                             }
                         }
+                        let reuse_out = masking.guard.is_some();
                         let out = match masking.guard.as_mut() {
                             Some(g) => {
-                                let mut out = BytesMut::with_capacity(frames.len() + 64);
+                                let mut out = std::mem::take(&mut guarded_out);
+                                out.clear();
+                                out.reserve(frames.len() + 64);
                                 let guarded = contained(|| {
                                     for msg in codec::frames(&frames) {
                                         g.server_message(msg, &mut out);
@@ -505,6 +514,9 @@ async fn relay_messages(
                                 let _ = server.shutdown().await;
                                 return SessionEnd::ClientClosed;
                             }
+                        }
+                        if reuse_out {
+                            guarded_out = out;
                         }
                     }
                     Err(e) => {
@@ -637,9 +649,18 @@ impl Masking {
         // them), between statements.
         let own_ddl = self.guard.as_ref().is_some_and(|g| g.effects.own_ddl);
         if own_ddl && state.is_between_statements() {
-            self.temp_relations = probe_temp_relations(server, sbuf, early)
-                .await
-                .map_err(|m| ProxyError::fatal("08006", m))?;
+            // With none known and none possibly made, there is nothing to
+            // read (see `Effects::temp_mentioned`).
+            let maybe_temp = !self.temp_relations.is_empty()
+                || self
+                    .guard
+                    .as_ref()
+                    .is_some_and(|g| g.effects.temp_mentioned);
+            if maybe_temp {
+                self.temp_relations = probe_temp_relations(server, sbuf, early)
+                    .await
+                    .map_err(|m| ProxyError::fatal("08006", m))?;
+            }
             let shared = rt
                 .catalog(&self.database)
                 .await
@@ -647,6 +668,9 @@ impl Masking {
             self.install_catalog(shared);
             if let Some(g) = &mut self.guard {
                 g.effects.own_ddl = false;
+                if maybe_temp {
+                    g.effects.temp_mentioned = false;
+                }
             }
         }
         // A statement naming a relation the catalog lacks (created since it
@@ -693,8 +717,7 @@ impl Masking {
             .is_some_and(|g| g.overlay_builds_on_last());
         let (start, read) = match &self.overlay {
             Some((last, generation)) if builds_on_last && *generation == base.generation() => {
-                let after = last.transaction_command();
-                (Arc::clone(last), read.after_command(after))
+                (Arc::clone(last), read.after(last))
             }
             _ => (Arc::clone(&base), read),
         };
@@ -1055,7 +1078,9 @@ const TEMP_RELATIONS: &str = "SELECT c.oid, c.relname, c.relkind, a.attname, a.a
 /// over `public.customers` next to a table `app.customers`). Set locally,
 /// the value also reverts by itself at the end of the transaction (or of
 /// this query string outside one). The first and last statements return
-/// no rows; search_path is not reported to the client.
+/// no rows; search_path is not reported to the client. JIT is off
+/// meanwhile, the same way: compiling a catalog read costs far more than
+/// running it.
 fn with_qualified_names(sql: &str) -> String {
     qualified_names(&[sql.to_string()]).join("; ")
 }
@@ -1065,13 +1090,16 @@ fn qualified_names(statements: &[String]) -> Vec<String> {
     let mut all = Vec::with_capacity(statements.len() + 2);
     all.push(
         "SELECT FROM pg_catalog.set_config('pgveil.search_path', pg_catalog.current_setting('search_path'), true) s, \
-           LATERAL pg_catalog.set_config('search_path', 'pg_catalog', s IS NOT NULL) t WHERE t IS NULL"
+           LATERAL pg_catalog.set_config('pgveil.jit', pg_catalog.current_setting('jit'), s IS NOT NULL) j, \
+           LATERAL pg_catalog.set_config('search_path', 'pg_catalog', j IS NOT NULL) t, \
+           LATERAL pg_catalog.set_config('jit', 'off', t IS NOT NULL) u WHERE u IS NULL"
             .to_string(),
     );
     all.extend(statements.iter().cloned());
     all.push(
-        "SELECT FROM pg_catalog.set_config('search_path', pg_catalog.current_setting('pgveil.search_path'), true) s \
-          WHERE s IS NULL"
+        "SELECT FROM pg_catalog.set_config('search_path', pg_catalog.current_setting('pgveil.search_path'), true) s, \
+           LATERAL pg_catalog.set_config('jit', pg_catalog.current_setting('pgveil.jit'), s IS NOT NULL) j \
+          WHERE j IS NULL"
             .to_string(),
     );
     all

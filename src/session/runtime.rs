@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use tokio::sync::Mutex;
 
+use crate::analyze::catalog::{CatalogRead, ReadScope};
 use crate::analyze::{Analyzer, Catalog, CatalogCache};
 use crate::config::{Settings, UpstreamTls};
 use crate::policy::{PolicyStore, RoleMembership, RoleMembershipCache, RolePolicy};
@@ -47,11 +48,32 @@ pub struct MaskingRuntime {
     sessions: DashMap<String, usize>,
 }
 
-/// pgveil's own connection to one database, with the refresh query
-/// prepared on it.
+/// pgveil's own connection to one database, with the refresh queries
+/// prepared on it (one per `ReadScope`).
 pub struct CatalogConnection {
     client: tokio_postgres::Client,
-    refresh: Option<tokio_postgres::Statement>,
+    refresh_user: Option<tokio_postgres::Statement>,
+    refresh_all: Option<tokio_postgres::Statement>,
+}
+
+impl CatalogConnection {
+    /// The prepared statement of an incremental read over `scope`,
+    /// prepared on first use; None when preparing failed (the read then
+    /// goes as a simple query).
+    async fn refresh_statement(&mut self, scope: ReadScope) -> Option<tokio_postgres::Statement> {
+        let slot = match scope {
+            ReadScope::User => &mut self.refresh_user,
+            ReadScope::All => &mut self.refresh_all,
+        };
+        if slot.is_none() {
+            *slot = self
+                .client
+                .prepare(&CatalogRead::parameterised_sql(scope))
+                .await
+                .ok();
+        }
+        slot.clone()
+    }
 }
 
 /// How pgveil reaches the upstream for its own catalog queries.
@@ -140,13 +162,15 @@ impl MaskingRuntime {
             .application_name("pgveil catalog")
             // Never queue behind a session's DDL: fail and retry instead.
             // The refresh query is prepared once; a generic plan keeps its
-            // Bind from planning it again on every refresh. With only
+            // Bind from planning it again on every refresh. Its estimates
+            // are rough, and JIT compiling it would cost 100 times more
+            // than running it (hundreds of ms per refresh). With only
             // pg_catalog on the search_path, pg_get_viewdef names every
             // other relation with its schema: a view's text then means the
             // same whatever pgveil resolves it against.
             .options(
                 "-c lock_timeout=5s -c statement_timeout=60s -c plan_cache_mode=force_generic_plan \
-                 -c search_path=pg_catalog",
+                 -c jit=off -c search_path=pg_catalog",
             )
             .connect_timeout(Duration::from_secs(10));
         if let Some(pw) = &self.catalog_password {
@@ -204,23 +228,26 @@ impl MaskingRuntime {
         let epoch = self.catalogs.epoch(database);
         let started = Instant::now();
         let last = self.catalogs.last(database);
-        if let (Some(last), Some(conn)) = (&last, connection.as_mut()) {
+        // After DDL only the user's objects are looked at; once per TTL
+        // every object is, built-in ones included (see `ReadScope`).
+        let read = last.as_ref().and_then(|last| {
+            if last.all_read_age() >= self.catalogs.ttl() {
+                last.all_changes_query()
+            } else {
+                last.changes_query()
+            }
+        });
+        if let (Some(last), Some(read), Some(conn)) = (&last, read, connection.as_mut()) {
             if !conn.client.is_closed() {
-                if conn.refresh.is_none() {
-                    conn.refresh = conn
-                        .client
-                        .prepare(&crate::analyze::catalog::CatalogRead::parameterised_sql())
-                        .await
-                        .ok();
-                }
-                let refreshed = match &conn.refresh {
-                    Some(statement) => last.refreshed_prepared(&conn.client, statement).await,
-                    None => last.refreshed(&conn.client).await,
-                };
+                let statement = conn.refresh_statement(read.scope()).await;
+                let refreshed = last
+                    .refreshed_by(&conn.client, &read, statement.as_ref())
+                    .await;
                 match refreshed {
                     Ok(catalog) => {
                         tracing::debug!(
                             database,
+                            scope = ?read.scope(),
                             us = started.elapsed().as_micros() as u64,
                             "catalog refreshed"
                         );
@@ -242,7 +269,8 @@ impl MaskingRuntime {
             })?;
         *connection = Some(CatalogConnection {
             client,
-            refresh: None,
+            refresh_user: None,
+            refresh_all: None,
         });
         tracing::info!(
             database,

@@ -207,6 +207,14 @@ pub struct Effects {
     /// This session's own DDL committed: its temporary relations may have
     /// changed too.
     pub own_ddl: bool,
+    /// A statement whose text says `temp` (`CREATE TEMP TABLE`,
+    /// `pg_temp.x`, a DO block …) went to the server since the session
+    /// last read its temporary relations. Without it, and with no
+    /// temporary relation known, that read can be skipped after DDL: a
+    /// temporary relation pgveil missed is unknown, and a statement naming
+    /// it is refused or resolves to a permanent relation's rules, never to
+    /// fewer masks.
+    pub temp_mentioned: bool,
 }
 
 pub struct Guard {
@@ -271,6 +279,7 @@ pub struct Guard {
     stepwise: Option<Vec<String>>,
     pub effects: Effects,
     result: observe::ResultTally,
+    notes: observe::NoteCache,
     /// Drained by the relay after each batch of messages.
     pub observed: Observations,
 }
@@ -313,6 +322,7 @@ impl Guard {
             stepwise: None,
             effects: Effects::default(),
             result: observe::ResultTally::default(),
+            notes: observe::NoteCache::default(),
             observed: Observations::default(),
         }
     }
@@ -320,11 +330,13 @@ impl Guard {
     /// Statement notes carry fingerprints for the audit trail.
     pub fn record_fingerprints(&mut self, on: bool) {
         self.observed.fingerprints = on;
+        self.notes.clear();
     }
 
     /// New policy or catalog for statements that start from now on.
     pub fn update_inputs(&mut self, inputs: PlanInputs) {
         self.inputs = inputs;
+        self.notes.clear();
     }
 
     pub fn inputs(&self) -> &PlanInputs {
@@ -505,6 +517,9 @@ impl Guard {
                 _ => {}
             },
             CopyIn::Idle => {}
+        }
+        if matches!(msg[0], b'Q' | b'P') && mentions_temp(msg) {
+            self.effects.temp_mentioned = true;
         }
         match msg[0] {
             b'Q' => self.client_query(msg, out),
@@ -893,4 +908,9 @@ fn parameter_status<'a>(msg: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let rest = &body[end + 1..];
     let vend = rest.iter().position(|&b| b == 0)?;
     Some(&rest[..vend])
+}
+
+/// True when `msg` holds `temp` in any letter case.
+fn mentions_temp(msg: &[u8]) -> bool {
+    msg.windows(4).any(|w| w.eq_ignore_ascii_case(b"temp"))
 }

@@ -4,10 +4,11 @@
 //! the statement is handed over once, when it completes. Must not change
 //! what is forwarded.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::analyze::plan::{BlockReason, StatementPlan};
-use crate::analyze::{PlannedStatement, StatementKind};
+use crate::analyze::{Analysis, PlannedStatement, StatementKind};
 use crate::observe::fingerprint::fingerprint;
 use crate::observe::meter::{Outcome, StatementEvent, StatementNote};
 
@@ -42,28 +43,74 @@ impl ResultTally {
     }
 }
 
+/// Notes of lone statements by their analysis, so a statement run again
+/// with other values (the simple protocol's everyday case) costs no
+/// fingerprint and no column walk. An analysis is shared only by texts
+/// PostgreSQL lexes alike, literal values aside, so they share the note.
+/// Holding the analysis keeps its address from being reused. Valid for
+/// one policy view and fingerprint setting: cleared when either changes.
+#[derive(Default)]
+pub(super) struct NoteCache {
+    /// By the analysis' address and the protocol.
+    by_analysis: HashMap<(usize, bool), CachedNote>,
+}
+
+struct CachedNote {
+    /// Keeps the address of the key taken.
+    _analysis: Arc<Analysis>,
+    note: Option<Arc<StatementNote>>,
+}
+
+/// Bound on cached notes; a session that exceeds it starts over.
+const NOTE_CACHE_ENTRIES: usize = 256;
+
+impl NoteCache {
+    pub(super) fn clear(&mut self) {
+        self.by_analysis.clear();
+    }
+}
+
 impl Guard {
     /// The note of one planned statement: what it touches, from its own
     /// analysis, or from the DECLARE / PREPARE behind a FETCH / EXECUTE.
-    /// `None` when it touches no protected column.
+    /// `None` when it touches no protected column. `lone`: `sql` is this
+    /// statement alone (its fingerprint is the statement's, so the note
+    /// may be cached).
     pub(super) fn note_of(
-        &self,
+        &mut self,
         p: &PlannedStatement,
         sql: &str,
         extended: bool,
+        lone: bool,
     ) -> Option<Arc<StatementNote>> {
         match &p.kind {
             StatementKind::Fetch { cursor } => return self.named_note(true, cursor),
             StatementKind::Execute { name } => return self.named_note(false, name),
             _ => {}
         }
+        let key = (Arc::as_ptr(&p.analysis) as usize, extended);
+        if lone {
+            if let Some(cached) = self.notes.by_analysis.get(&key) {
+                return cached.note.clone();
+            }
+        }
         let note = StatementNote::new(
             || self.observed.fingerprints.then(|| fingerprint(sql)),
             [p.analysis.as_ref()],
             self.inputs.view.as_ref(),
             extended,
-        )?;
-        Some(note)
+        );
+        if lone {
+            if self.notes.by_analysis.len() >= NOTE_CACHE_ENTRIES {
+                self.notes.clear();
+            }
+            let cached = CachedNote {
+                _analysis: Arc::clone(&p.analysis),
+                note: note.clone(),
+            };
+            self.notes.by_analysis.insert(key, cached);
+        }
+        note
     }
 
     /// The note of a statement that was refused: always one, so the audit
@@ -93,12 +140,12 @@ impl Guard {
     /// The note of a Parse: its statement's (several only when the server
     /// will reject the Parse anyway).
     pub(super) fn parse_note(
-        &self,
+        &mut self,
         planned: &[PlannedStatement],
         sql: &str,
     ) -> Option<Arc<StatementNote>> {
         match planned {
-            [one] => self.note_of(one, sql, true),
+            [one] => self.note_of(one, sql, true, true),
             _ => None,
         }
     }

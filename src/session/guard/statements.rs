@@ -355,7 +355,7 @@ impl Guard {
         }
         if let Some((plan, fmt)) = self.lone_copy(&planned, &sql) {
             out.extend_from_slice(msg);
-            let note = self.note_of(&planned[0], &sql, false);
+            let note = self.note_of(&planned[0], &sql, false, true);
             self.expect.push_back(Expect::Query {
                 plans: vec![plan],
                 at: 0,
@@ -370,9 +370,10 @@ impl Guard {
         let mut notes = Vec::with_capacity(planned.len());
         let mut blocked = None;
         self.staged.clear();
+        let lone = planned.len() == 1;
         for (i, p) in planned.iter().enumerate() {
             let plan = self.settle(p, i);
-            let note = self.note_of(p, &sql, false);
+            let note = self.note_of(p, &sql, false, lone);
             self.note_registration(i, &note);
             if let StatementPlan::Block(b) = &plan {
                 blocked.get_or_insert_with(|| b.clone());
