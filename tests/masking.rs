@@ -1148,8 +1148,10 @@ async fn a_cancel_sent_while_pgveil_analyses_the_statement_cancels_it() {
     );
     let token = c.cancel_token();
     let started = std::time::Instant::now();
+    // Long enough for pgveil to have read the statement (its analysis,
+    // about 1.5 s in a debug build, has barely begun).
     let cancel = async {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         token.cancel_query(tokio_postgres::NoTls).await
     };
     let (res, cancelled) = tokio::join!(c.batch_execute(&sql), cancel);

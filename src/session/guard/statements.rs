@@ -581,6 +581,8 @@ impl Guard {
                     .map(|c| c.0.clone())
                     .unwrap_or(StatementPlan::Allow),
                 [one] => self.settle(one, 0),
+                // An empty statement (the server answers EmptyQueryResponse).
+                [] => StatementPlan::Allow,
                 _ => StatementPlan::Block(BlockReason {
                     reason: "statement could not be planned again after a policy change".into(),
                     rule: "replan".into(),
