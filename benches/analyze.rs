@@ -1,4 +1,4 @@
-//! Analyzer benchmarks: cache hit, uncached point query, 10-way join.
+//! Analyzer benchmarks: cache hit, parse, uncached point query, 10-way join.
 //! Run: `cargo bench --bench analyze`.
 
 use std::collections::HashMap;
@@ -102,6 +102,22 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(analyzer.analyse(JOIN10, &ctx, &catalog)))
     });
     let _ = analyses;
+    // Parsing alone, by each of the two parsers the analysis runs.
+    let dialect = sqlparser::dialect::PostgreSqlDialect {};
+    for (name, sql) in [("point_query", point.as_str()), ("10_way_join", JOIN10)] {
+        c.bench_function(&format!("parse_sqlparser_{name}"), |b| {
+            b.iter(|| black_box(sqlparser::parser::Parser::parse_sql(&dialect, sql)))
+        });
+        c.bench_function(&format!("parse_postgres_{name}"), |b| {
+            b.iter(|| {
+                black_box(pgveil::analyze::pg_tree::parse(
+                    sql,
+                    Default::default(),
+                    1_000,
+                ))
+            })
+        });
+    }
     c.bench_function("uncached_point_query", |b| {
         b.iter(|| black_box(analyse_uncached(&point, &ctx.search_path, &catalog)))
     });

@@ -54,7 +54,17 @@ fn setup() -> &'static Proxy {
                  CREATE VIEW attack.column_stats AS
                    SELECT tablename, attname, most_common_vals::text AS v FROM pg_stats;
                  GRANT SELECT ON attack.column_stats TO PUBLIC;
-                 CREATE ROLE prober LOGIN PASSWORD 'role-pw';",
+                 CREATE ROLE prober LOGIN PASSWORD 'role-pw';
+                 CREATE ROLE shifty LOGIN PASSWORD 'role-pw' IN ROLE team_east;
+                 CREATE SCHEMA shifty AUTHORIZATION shifty;
+                 CREATE TABLE shifty.customers (id int, id_number text, mobile text);
+                 INSERT INTO shifty.customers VALUES (1, 'decoy-id', 'decoy-mobile');
+                 ALTER TABLE shifty.customers OWNER TO shifty;
+                 CREATE SCHEMA decoy; GRANT USAGE ON SCHEMA decoy TO PUBLIC;
+                 CREATE TABLE decoy.customers (id int, id_number text, mobile text);
+                 INSERT INTO decoy.customers VALUES (1, 'decoy-id', 'decoy-mobile');
+                 GRANT SELECT ON decoy.customers TO PUBLIC;
+                 CREATE ROLE turncoat LOGIN PASSWORD 'role-pw';",
             )
             .unwrap();
         bank::start_proxy(bank::POLICIES)
@@ -472,5 +482,246 @@ async fn deep_shapes_of_every_kind_never_abort_the_proxy() {
     let fresh = Session::connect(setup(), "dev").await;
     let (ok, text) = fresh.visible("SELECT 1 + 1").await;
     assert!(ok && text.contains('2'), "new session refused: {text}");
+    s.finish();
+}
+
+// ---------------------------------------------------------------------------
+// What `"$user"` in search_path stands for: the current role, which SET ROLE,
+// SET SESSION AUTHORIZATION, RESET and DISCARD ALL change. A login role that
+// owns a schema of its own name, holding a `customers` of its own, switches
+// to a role without one: the server now reads public.customers, and so must
+// pgveil.
+
+/// The extended-protocol values of `sql`, or its error, all as one text.
+async fn extended_text(s: &Session, sql: &str) -> String {
+    match s.c.query(sql, &[]).await {
+        Ok(rows) => rows
+            .iter()
+            .flat_map(|r| (0..r.len()).map(move |i| r.try_get::<_, Option<String>>(i)))
+            .map(|v| v.ok().flatten().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("|"),
+        Err(e) => error_text(&e),
+    }
+}
+
+#[tokio::test]
+async fn search_path_follows_the_role_user_stands_for() {
+    let s = as_role("shifty").await;
+    let read = "SELECT id_number FROM customers WHERE id = 1";
+    let own = |text: &str| text.contains("decoy-id");
+    let text = works(&s, read).await;
+    assert!(
+        own(&text),
+        "the login role's own schema comes first: {text}"
+    );
+    let mut failures = Vec::new();
+    for (switch, back) in [
+        ("SET ROLE team_east", "RESET ROLE"),
+        ("SET role = team_east", "SET ROLE NONE"),
+        ("SET SESSION ROLE team_east", "RESET role"),
+        ("SET ROLE team_east", "DISCARD ALL"),
+    ] {
+        works(&s, switch).await;
+        let text = works(&s, read).await;
+        if own(&text) || text.trim().is_empty() {
+            failures.push(format!("after `{switch}`: {text}"));
+        }
+        let text = extended_text(&s, read).await;
+        s.check(&format!("{read} after {switch} (extended)"), &text);
+        if own(&text) {
+            failures.push(format!("after `{switch}` (extended): {text}"));
+        }
+        works(&s, back).await;
+        let text = works(&s, read).await;
+        if !own(&text) {
+            failures.push(format!("after `{back}`: {text}"));
+        }
+    }
+    // SET LOCAL ROLE lasts until the transaction ends, either way.
+    for end in ["COMMIT", "ROLLBACK"] {
+        works(&s, "BEGIN").await;
+        works(&s, "SET LOCAL ROLE team_east").await;
+        let text = works(&s, read).await;
+        if own(&text) {
+            failures.push(format!("inside SET LOCAL ROLE: {text}"));
+        }
+        works(&s, end).await;
+        let text = works(&s, read).await;
+        if !own(&text) {
+            failures.push(format!("after {end}: {text}"));
+        }
+    }
+    // Spellings only PostgreSQL's parser reads (refused today; read again
+    // like the others if they pass): never the clear value.
+    for sql in ["SET role TO 'team_east'", "SET role TO DEFAULT"] {
+        let _ = s.attack(sql).await;
+        let _ = s.attack(read).await;
+        works(&s, "RESET ROLE").await;
+    }
+    // In the same string as the read: refused or masked, never clear.
+    let _ = s
+        .attack("SET ROLE team_east; SELECT id_number FROM customers WHERE id = 1")
+        .await;
+    works(&s, "RESET ROLE").await;
+    // set_config changes the role inside any statement: refused.
+    for sql in [
+        "SELECT set_config('role', 'team_east', false)",
+        "SELECT id_number FROM customers, set_config('role', 'team_east', false) WHERE id = 1",
+        "SELECT set_config('ROLE', 'team_east', true), 1",
+        "SELECT set_config(name, 'team_east', false) FROM pg_settings WHERE name = 'role'",
+    ] {
+        s.refused(sql).await;
+    }
+    let text = works(&s, read).await;
+    assert!(
+        own(&text),
+        "the role never changed: {text}\n{}",
+        s.leaks.lock().unwrap().join("\n")
+    );
+    // DISCARD ALL also puts back the server's default search_path.
+    let a = as_role("agent").await;
+    works(&a, "SET search_path = decoy, public").await;
+    let text = works(&a, read).await;
+    assert!(own(&text), "{text}");
+    works(&a, "DISCARD ALL").await;
+    let text = works(&a, read).await;
+    if own(&text) || text.trim().is_empty() {
+        failures.push(format!("after DISCARD ALL: {text}"));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    s.finish();
+    a.finish();
+}
+
+// ---------------------------------------------------------------------------
+// A session that was unrestricted could create what a masked one may not: a
+// temporary type named like a built-in one, which the server finds before
+// pg_catalog's (a varchar domain whose CHECK then runs on every value cast to
+// varchar). When a policy reload makes that session masked, it is closed.
+
+#[tokio::test]
+async fn a_session_that_becomes_masked_with_a_shadowing_temporary_type_is_closed() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("turncoat.yaml");
+    let policy = |who: &str| {
+        format!(
+            "version: 1\ncolumns:\n  public.customers.id_number:\n    mask: cn_id_card\n    \
+             rules:\n      - roles: [{who}]\n        action: allow\n"
+        )
+    };
+    std::fs::write(&file, policy("turncoat")).unwrap();
+    let p = bank::start_proxy(&dir.path().to_string_lossy());
+    let shadowing = Session::connect(&p, "turncoat").await;
+    let ordinary = Session::connect(&p, "turncoat").await;
+    let read = "SELECT id_number FROM customers WHERE id = 1";
+    let (ok, text) = shadowing.visible(read).await;
+    assert!(
+        ok && text.contains(ID_NUMBER),
+        "unrestricted at first: {text}"
+    );
+    shadowing
+        .exec("CREATE DOMAIN pg_temp.varchar AS text CHECK (VALUE NOT LIKE '1101%')")
+        .await;
+    ordinary
+        .exec("CREATE TYPE pg_temp.mood AS ENUM ('calm'); CREATE TEMP TABLE notes (a int)")
+        .await;
+    std::fs::write(&file, policy("compliance")).unwrap();
+    let mut masked = false;
+    for _ in 0..100 {
+        let fresh = Session::connect(&p, "turncoat").await;
+        let (ok, text) = fresh.visible(read).await;
+        if ok && !text.contains(ID_NUMBER) {
+            masked = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(masked, "the reload never took effect");
+    let (ok, text) = shadowing
+        .visible("SELECT count(*) FROM customers WHERE id_number::varchar IS NULL")
+        .await;
+    assert!(
+        !ok && text.contains("42501") && text.contains("temporary types"),
+        "the session with a temporary varchar went on: {text}"
+    );
+    let (ok, text) = ordinary.attack(read).await;
+    assert!(
+        ok && !text.contains(ID_NUMBER),
+        "ordinary temp types: {text}"
+    );
+    ordinary.finish();
+}
+
+// ---------------------------------------------------------------------------
+// A name in a schema that does not exist reveals nothing protected: the
+// server's own error (3F000 and the like), on both protocols alike.
+
+#[tokio::test]
+async fn an_operator_of_a_missing_schema_gets_the_servers_error_on_both_protocols() {
+    let s = as_role("agent").await;
+    let mut failures = Vec::new();
+    for sql in [
+        "SELECT count(*) FROM customers WHERE id_number OPERATOR(nowhere.=) 'x'",
+        "SELECT id FROM customers WHERE id OPERATOR(nowhere.=) 1",
+        "SELECT 1 OPERATOR(nowhere.+) 1",
+        "SELECT nowhere.f(id_number) FROM customers",
+        "SELECT id_number::nowhere.t FROM customers",
+    ] {
+        let (ok, simple) = s.attack(sql).await;
+        let _ = s.c.simple_query("ROLLBACK").await;
+        let extended = extended_text(&s, sql).await;
+        s.check(&format!("{sql} (extended)"), &extended);
+        // error_text puts the SQLSTATE after the driver's message.
+        let code = |t: &str| {
+            ["3F000", "42704", "42883", "42501"]
+                .into_iter()
+                .find(|c| t.contains(&format!(" {c} ")))
+        };
+        if ok
+            || code(&simple).is_none()
+            || code(&simple) != code(&extended)
+            || code(&simple) == Some("42501")
+        {
+            failures.push(format!("{sql}\n  simple: {simple}\n  extended: {extended}"));
+        }
+        let _ = s.c.simple_query("ROLLBACK").await;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    s.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Under `filter: equality`, IS NOT NULL compares with nothing the caller
+// supplied and matches rows of every value: an index scan returns them in
+// the protected column's order, so the row order would rank the values.
+// Every spelling of it is refused; IS NULL (rows of one "value") is not.
+
+#[tokio::test]
+async fn is_not_null_is_not_an_equality_filter_however_spelled() {
+    let s = as_role("agent").await;
+    s.exec("SET enable_seqscan = off").await;
+    for sql in [
+        "SELECT id FROM customers WHERE id_number IS NOT NULL",
+        "SELECT id FROM customers WHERE NOT (id_number IS NULL)",
+        "SELECT id FROM customers WHERE NOT (id_number IS NULL OR id < 0)",
+        "SELECT id FROM customers WHERE NOT NOT NOT (id_number IS NULL)",
+        "SELECT id FROM customers WHERE (id_number IS NULL) = false",
+        "SELECT id FROM customers WHERE (id_number IS NULL) IS FALSE",
+        "SELECT id FROM customers WHERE id_number NOTNULL",
+        "SELECT c.id FROM customers c JOIN cards k ON k.customer_id = c.id AND c.id_number IS NOT NULL",
+        "SELECT id FROM customers WHERE id IN (SELECT id FROM customers WHERE id_number IS NOT NULL)",
+        "SELECT count(*) FILTER (WHERE id_number IS NOT NULL) FROM customers",
+    ] {
+        s.refused(sql).await;
+    }
+    for sql in [
+        "SELECT id FROM customers WHERE id_number IS NULL",
+        "SELECT id FROM customers WHERE NOT (id_number IS NOT NULL)",
+        "SELECT id FROM customers WHERE id_number = '440301199001011234'",
+    ] {
+        works(&s, sql).await;
+    }
     s.finish();
 }

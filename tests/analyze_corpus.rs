@@ -412,6 +412,35 @@ fn session_kinds_are_reported() {
             schemas: Some(vec!["reporting".into(), "public".into()])
         }]
     );
+    // What "$user" in search_path stands for changes: read it again.
+    for sql in [
+        "SET ROLE team_east",
+        "SET LOCAL ROLE team_east",
+        "SET role = team_east",
+        "SET role TO DEFAULT",
+        "RESET ROLE",
+        "SET SESSION AUTHORIZATION agent",
+        "SET session_authorization = agent",
+        "RESET SESSION AUTHORIZATION",
+        "RESET ALL",
+        "RESET search_path",
+        "DISCARD ALL",
+    ] {
+        assert_eq!(
+            kinds(sql),
+            vec![StatementKind::SetSearchPath { schemas: None }],
+            "{sql}"
+        );
+    }
+    assert_eq!(kinds("SET work_mem = '8MB'"), vec![StatementKind::Setting]);
+    assert_eq!(kinds("DISCARD PLANS"), vec![StatementKind::Discard]);
+    for sql in [
+        "SELECT set_config('role', 'team_east', false)",
+        "SELECT set_config('session_authorization', 'agent', false)",
+    ] {
+        let plans = analyzer.plan(sql, &ctx(), &catalog, &policy, 1);
+        assert!(plans[0].plan.is_block(), "{sql}");
+    }
     assert_eq!(kinds("CREATE TABLE x (a int)"), vec![StatementKind::Ddl]);
     assert_eq!(
         kinds("COPY branches TO STDOUT"),

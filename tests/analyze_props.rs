@@ -214,7 +214,10 @@ fn mutated_statement() -> BoxedStrategy<String> {
         .boxed()
 }
 
-/// Whether an analysis saw a protected column anywhere.
+/// Whether the walker read a protected column anywhere: in an output, a
+/// use, a write, or a subquery column nobody selects (`SELECT x FROM (SELECT
+/// id_number, 1 AS x …) s`: read, then dropped, so nothing of it is sent). A
+/// name PostgreSQL reads and the walker never resolved is the hole.
 fn saw_protected(analysis: &pgveil::analyze::Analysis) -> bool {
     let protected = |c: &QualifiedColumn| c.column == "id_number" || c.column == "phone";
     analysis
@@ -223,6 +226,41 @@ fn saw_protected(analysis: &pgveil::analyze::Analysis) -> bool {
         .any(|o| o.sources.keys().any(protected))
         || analysis.effects.uses.iter().any(|u| protected(&u.column))
         || analysis.effects.sinks.iter().any(|s| protected(&s.source))
+        || analysis.effects.reads.iter().any(protected)
+}
+
+/// The oracle's false alarm of the last long run: a protected column only in
+/// a subquery column nobody selects is read (the oracle is satisfied) and
+/// leaks nothing (the statement is allowed, not a false block). Used in any
+/// way that reveals it (whole row, ordering, grouping), it is refused.
+#[test]
+fn unused_subquery_column_is_read_and_allowed() {
+    let catalog = fixture();
+    let analyzer = Analyzer::new(100);
+    for sql in [
+        "SELECT x FROM (SELECT id_number, 1 AS x FROM customers) s",
+        "WITH w AS (SELECT c.phone, 1 AS x FROM customers c) SELECT x FROM w",
+        "SELECT x FROM (SELECT upper(c.id_number) AS u, c.id AS x FROM customers c) s",
+    ] {
+        let plans = analyzer.plan(sql, &ctx(), &catalog, &CallCenter, 1);
+        assert_eq!(plans.len(), 1, "{sql}");
+        assert!(
+            matches!(plans[0].plan, StatementPlan::Allow),
+            "{sql}: {:?}",
+            plans[0].plan
+        );
+        assert!(saw_protected(&plans[0].analysis), "{sql}");
+    }
+    for sql in [
+        "SELECT s FROM (SELECT id_number, 1 AS x FROM customers) s",
+        "SELECT x FROM (SELECT id_number, 1 AS x FROM customers) s ORDER BY s",
+        "SELECT x FROM (SELECT id_number, 1 AS x FROM customers) s GROUP BY s",
+        "SELECT x FROM (SELECT CASE WHEN id_number LIKE '51%' THEN 1/0 END AS y, 1 AS x FROM customers) s",
+        "SELECT x FROM (SELECT id_number::regclass AS y, 1 AS x FROM customers) s",
+    ] {
+        let plans = analyzer.plan(sql, &ctx(), &catalog, &CallCenter, 1);
+        assert!(plans.iter().all(|p| p.plan.is_block()), "{sql}");
+    }
 }
 
 proptest! {

@@ -678,6 +678,42 @@ async fn search_path_changes_are_followed() {
     )
     .await;
     assert!(text.contains("****"), "{text}");
+    // A path the end of its transaction undoes, in the same string: the
+    // statement after COMMIT, ROLLBACK or ROLLBACK TO reads public's
+    // customers again. A computed output of its mobile is refused (the
+    // RowDescription check alone would not catch it); the column itself
+    // is masked.
+    let computed = "SELECT mobile || '' AS m FROM customers WHERE id = 1";
+    for undo in [
+        "BEGIN; SET LOCAL search_path = sp_s; COMMIT; ",
+        "BEGIN; SET search_path = sp_s; ROLLBACK; ",
+        "BEGIN; SAVEPOINT p; SET search_path = sp_s; ROLLBACK TO p; COMMIT; ",
+    ] {
+        let (ran, text) = s.visible(&format!("{undo}{computed}")).await;
+        assert!(
+            !ran && text.contains("42501") && !text.contains(MOBILE),
+            "{undo}: {text}"
+        );
+        ok(&s, "ROLLBACK").await;
+        let text = ok(
+            &s,
+            &format!("{undo}SELECT mobile FROM customers WHERE id = 1"),
+        )
+        .await;
+        assert!(
+            text.contains("****") && !text.contains(MOBILE),
+            "{undo}: {text}"
+        );
+    }
+    // The same across query strings: SET in an open transaction, then
+    // ROLLBACK and a read in one string.
+    ok(&s, "BEGIN").await;
+    ok(&s, "SET search_path = sp_s").await;
+    let (ran, text) = s.visible(&format!("ROLLBACK; {computed}")).await;
+    assert!(
+        !ran && text.contains("42501") && !text.contains(MOBILE),
+        "{text}"
+    );
     ok(&s, "RESET search_path").await;
     let text = ok(&s, "SELECT mobile FROM customers WHERE id = 1").await;
     assert!(text.contains("****"), "{text}");

@@ -147,6 +147,10 @@ pub fn from_tree(
     let mut walker = super::lineage::Walker::new(catalog, search_path);
     for function in &refs.functions {
         let _ = walker.check_function(function, None);
+        // Its setting is an argument the references do not carry.
+        if function.last().is_some_and(|n| n == "set_config") {
+            walker.set_config_setting(None);
+        }
     }
     if let Some(hazard) = walker.effects.hazards.iter().next() {
         result.dynamic = Some(hazard.detail.clone());

@@ -18,7 +18,8 @@
 //!
 //! - `Ddl`: invalidate the catalog of the database after it succeeds.
 //! - `SetSearchPath { schemas }`: update the session's search_path (`None`:
-//!   back to the server default). Blocked for restricted roles.
+//!   the server's value must be read again: RESET, DISCARD ALL, or a change
+//!   of the role `"$user"` stands for: SET ROLE, SET SESSION AUTHORIZATION).
 //! - `DeclareCursor { name }`: `plan` is the plan of the cursor's rows; keep
 //!   it for `Fetch { cursor }`, whose own `plan` is only a fail-closed
 //!   placeholder (Block for restricted roles) the session replaces with the
@@ -40,7 +41,8 @@
 //! window lag…, scalar subquery, CTE, view, set operation) is masked with
 //! its decision; an output computed from a protected column, or carrying
 //! two columns with different masks, is blocked. Outside the select list,
-//! `=`, `<>`, `IN`, `= ANY`, `IS [NOT] DISTINCT FROM`, `IS NULL`, equi-joins,
+//! `=`, `<>`, `IN`, `= ANY`, `IS [NOT] DISTINCT FROM`, `IS NULL` as a row filter
+//! (not IS NOT NULL, which matches rows of every value), equi-joins,
 //! USING/NATURAL, GROUP BY, DISTINCT (ON), PARTITION BY and
 //! INTERSECT/EXCEPT/UNION count as equality uses of a bare column; anything
 //! else (ranges, LIKE, functions of it, ORDER BY, min/max/greatest) is a
@@ -629,6 +631,11 @@ fn analyse_piece(
                 Some(schema) => StatementKind::SetSearchPath {
                     schemas: Some(vec![schema]),
                 },
+                // Another SET or RESET (`SET role TO DEFAULT`): it may change
+                // what "$user" stands for; the session reads search_path again.
+                None if pg.kind == "VariableSetStmt" => {
+                    StatementKind::SetSearchPath { schemas: None }
+                }
                 None => StatementKind::Unparsed {
                     ddl: fallback::is_ddl_keyword(piece),
                 },
@@ -904,8 +911,13 @@ fn walk_statement(
         }
         Statement::Set(set) => walk_set(walker, set),
         Statement::Reset(reset) => {
-            let text = reset.to_string().to_lowercase();
-            if text.contains("search_path") || text.contains(" all") {
+            let rereads = match &reset.reset {
+                ast::Reset::ALL | ast::Reset::SessionAuthorization => true,
+                ast::Reset::ConfigurationParameter(name) => {
+                    resolves_search_path(&names(name).to_lowercase())
+                }
+            };
+            if rereads {
                 (K::SetSearchPath { schemas: None }, Vec::new())
             } else {
                 (K::Setting, Vec::new())
@@ -923,6 +935,10 @@ fn walk_statement(
         }
         Statement::NOTIFY { .. } => (K::Notify, Vec::new()),
         Statement::LISTEN { .. } | Statement::UNLISTEN { .. } => (K::Listen, Vec::new()),
+        // DISCARD ALL includes RESET ALL and SET SESSION AUTHORIZATION DEFAULT.
+        Statement::Discard {
+            object_type: ast::DiscardObject::ALL,
+        } => (K::SetSearchPath { schemas: None }, Vec::new()),
         Statement::Discard { .. } => (K::Discard, Vec::new()),
         Statement::CreateTable(create) => {
             if create.temporary {
@@ -1341,6 +1357,10 @@ fn walk_set(walker: &mut Walker<'_>, set: &ast::Set) -> (StatementKind, Vec<Outp
             .iter()
             .map(|v| (names(v), values.as_slice()))
             .collect(),
+        // The role "$user" in search_path stands for changes.
+        ast::Set::SetRole { .. } | ast::Set::SetSessionAuthorization(_) => {
+            return (StatementKind::SetSearchPath { schemas: None }, Vec::new());
+        }
         _ => Vec::new(),
     };
     for (variable, values) in assignments {
@@ -1366,8 +1386,8 @@ fn walk_set(walker: &mut Walker<'_>, set: &ast::Set) -> (StatementKind, Vec<Outp
                 (!schemas.iter().any(|s| s.eq_ignore_ascii_case("default"))).then_some(schemas);
             return (StatementKind::SetSearchPath { schemas }, Vec::new());
         }
-        if variable == "role" || variable == "session_authorization" {
-            continue;
+        if resolves_search_path(&variable) {
+            return (StatementKind::SetSearchPath { schemas: None }, Vec::new());
         }
         for value in values {
             // Values are literals or names; an expression here is unusual.
@@ -1377,6 +1397,16 @@ fn walk_set(walker: &mut Walker<'_>, set: &ast::Set) -> (StatementKind, Vec<Outp
         }
     }
     (StatementKind::Setting, Vec::new())
+}
+
+/// Settings that change how the server resolves unqualified names besides
+/// search_path itself: the role `"$user"` stands for. After a change the
+/// session reads search_path and current_user again.
+pub(crate) fn resolves_search_path(setting: &str) -> bool {
+    matches!(
+        setting.trim(),
+        "search_path" | "role" | "session_authorization"
+    )
 }
 
 fn first_words(text: &str) -> String {

@@ -107,6 +107,9 @@ pub enum BlockUse {
     Unsplittable,
 }
 
+/// `CURSOR_OPT_BINARY` of PostgreSQL's parsenodes.h.
+const CURSOR_OPT_BINARY: i32 = 0x0001;
+
 /// The [`BlockUse`] of one statement's tree; `kinds` are its node kinds.
 fn block_use(node: &pg_query::NodeEnum, kinds: &BTreeSet<&'static str>) -> BlockUse {
     use pg_query::protobuf::{TransactionStmtKind as T, VariableSetKind};
@@ -123,12 +126,19 @@ fn block_use(node: &pg_query::NodeEnum, kinds: &BTreeSet<&'static str>) -> Block
             }
             _ => BlockUse::Unsplittable,
         },
-        N::DeclareCursorStmt(_) | N::LockStmt(_) => BlockUse::NeedsBlock,
+        // A BINARY cursor's FETCH answers in binary only to a simple Query.
+        N::DeclareCursorStmt(d) if d.options & CURSOR_OPT_BINARY != 0 => BlockUse::Unsplittable,
+        // SET CONSTRAINTS warns outside a block.
+        N::DeclareCursorStmt(_) | N::LockStmt(_) | N::ConstraintsSetStmt(_) => BlockUse::NeedsBlock,
         N::VariableSetStmt(v) if v.is_local || v.kind() == VariableSetKind::VarSetMulti => {
             BlockUse::NeedsBlock
         }
         N::CopyStmt(c) if c.is_from && c.filename.is_empty() => BlockUse::Unsplittable,
-        N::VacuumStmt(v) if v.is_vacuumcmd => BlockUse::Unsplittable,
+        // VACUUM refuses every block. ANALYZE of several tables (or all)
+        // and CALL of a procedure that commits run their own transactions
+        // where no block is open: a pipeline outside BEGIN is none in
+        // PostgreSQL 15, so their work would outlive a later error.
+        N::VacuumStmt(_) | N::CallStmt(_) => BlockUse::Unsplittable,
         N::IndexStmt(i) if i.concurrent => BlockUse::Unsplittable,
         N::DropStmt(d) if d.concurrent => BlockUse::Unsplittable,
         // DETACH PARTITION … CONCURRENTLY; ATTACH/DETACH alike, to keep it short.

@@ -31,21 +31,50 @@ pub struct CancelTarget {
     secret: Vec<u8>,
     pub upstream_pid: i32,
     pub upstream_secret: Vec<u8>,
-    /// True while the session holds a statement the server has not seen.
-    held: watch::Receiver<bool>,
+    held: watch::Receiver<Hold>,
+}
+
+/// Whether a session holds a statement the server has not seen, and how
+/// often it released one: a waiter that looks late still sees a release
+/// that another hold followed at once.
+#[derive(Debug, Clone, Copy, Default)]
+struct Hold {
+    held: bool,
+    releases: u64,
 }
 
 impl CancelTarget {
     /// Waits until the session has forwarded the statement it was
-    /// analysing, if any (at most `MAX_HOLD`; not at all once the session
-    /// has ended). True when the request was held.
+    /// analysing, if any (at most `MAX_HOLD` in all; not at all once the
+    /// session has ended). When the session holds again right after (the
+    /// next step of a query string, or a catalog read of pgveil's own that
+    /// the cancel must not abort), waits for that too. True when the
+    /// request was held.
     pub async fn until_forwarded(&self) -> bool {
-        let mut held = self.held.clone();
-        if !*held.borrow_and_update() {
+        let mut rx = self.held.clone();
+        let first = *rx.borrow_and_update();
+        if !first.held {
             return false;
         }
-        let _ = tokio::time::timeout(MAX_HOLD, held.wait_for(|h| !*h)).await;
-        tokio::time::sleep(AFTER_HOLD).await;
+        let deadline = tokio::time::Instant::now() + MAX_HOLD;
+        let mut seen = first.releases;
+        loop {
+            let released = matches!(
+                tokio::time::timeout_at(deadline, rx.wait_for(|h| !h.held || h.releases != seen))
+                    .await,
+                Ok(Ok(_))
+            );
+            // Timed out, or the session ended.
+            if !released {
+                break;
+            }
+            tokio::time::sleep(AFTER_HOLD).await;
+            let now = *rx.borrow_and_update();
+            if !now.held || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            seen = now.releases;
+        }
         true
     }
 }
@@ -64,20 +93,25 @@ pub struct CancelKey {
     registry: CancelRegistry,
     pub pid: i32,
     pub secret: Vec<u8>,
-    held: watch::Sender<bool>,
+    held: watch::Sender<Hold>,
 }
 
 impl CancelKey {
     /// The session has a statement of the client's that it has not
     /// forwarded yet: cancel requests wait (see `CancelTarget::until_forwarded`).
     pub fn hold(&self) {
-        self.held.send_if_modified(|h| !std::mem::replace(h, true));
+        self.held
+            .send_if_modified(|h| !std::mem::replace(&mut h.held, true));
     }
 
     /// The statement reached the server (or there is none): held cancel
     /// requests go now.
     pub fn release(&self) {
-        self.held.send_if_modified(|h| std::mem::replace(h, false));
+        self.held.send_if_modified(|h| {
+            let was = std::mem::replace(&mut h.held, false);
+            h.releases += u64::from(was);
+            was
+        });
     }
 }
 
@@ -99,7 +133,7 @@ impl CancelRegistry {
     pub fn register(&self, upstream_pid: i32, upstream_secret: Vec<u8>) -> CancelKey {
         let mut rng = rand::thread_rng();
         let mut secret = vec![0u8; upstream_secret.len().max(4)];
-        let (held, held_rx) = watch::channel(false);
+        let (held, held_rx) = watch::channel(Hold::default());
         let mut targets = self.keys.entry(upstream_pid).or_default();
         loop {
             rng.fill_bytes(&mut secret);
@@ -222,6 +256,18 @@ mod tests {
         let waiting = tokio::spawn(async move { target.until_forwarded().await });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished(), "sent while the statement was held");
+        key.release();
+        assert!(waiting.await.unwrap());
+        // A release that another hold follows at once still counts, and
+        // the request then waits for the second hold too.
+        let target = reg.lookup(5, &key.secret).unwrap();
+        key.hold();
+        let waiting = tokio::spawn(async move { target.until_forwarded().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        key.release();
+        key.hold();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished(), "sent while the session held again");
         key.release();
         assert!(waiting.await.unwrap());
         // A session that ends releases its held requests too.

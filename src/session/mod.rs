@@ -295,16 +295,25 @@ async fn relay_messages(
     loop {
         if pending_client {
             pending_client = false;
-            if runtime.is_some() {
-                // A cancel for what these bytes hold waits until it is sent.
+            // A cancel for what these bytes hold waits until it is sent;
+            // COPY data holds no statement (a Ctrl-C of `\copy` goes at once).
+            let copying = masking.guard.as_ref().is_some_and(|g| g.copying_in());
+            if runtime.is_some() && !copying {
                 cancel_key.hold();
             }
             if let Some(rt) = runtime {
                 let mut early = BytesMut::new();
-                if let Err(err) = masking
+                let prepared = masking
                     .prepare(rt, &cbuf, &state, &mut server, &mut sbuf, &mut early)
-                    .await
-                {
+                    .await;
+                let early = match masking.guard_early(&early) {
+                    Ok(early) => early,
+                    Err(err) => {
+                        close_both(&mut client, &mut server, err).await;
+                        return SessionEnd::InternalError;
+                    }
+                };
+                if let Err(err) = prepared {
                     let _ = client.write_all(&early).await;
                     close_both(&mut client, &mut server, err).await;
                     return SessionEnd::PolicyUnavailable;
@@ -390,9 +399,11 @@ async fn relay_messages(
                         }
                         continue;
                     }
-                    if cbuf.is_empty() {
+                    let copying = masking.guard.as_ref().is_some_and(|g| g.copying_in());
+                    if cbuf.is_empty() || copying {
                         // Nothing of the client's waits here any more (part
-                        // of a message does: a cancel still waits for it).
+                        // of a message does: a cancel still waits for it,
+                        // unless it is COPY data).
                         cancel_key.release();
                     }
                     if terminated {
@@ -581,6 +592,25 @@ struct Masking {
 }
 
 impl Masking {
+    /// Messages the server sent while pgveil ran its own queries:
+    /// notices, notifications and parameter changes belong to the client
+    /// and pass the guard like any other (scrubbed, redacted, followed);
+    /// anything else answered pgveil's own queries and is dropped.
+    fn guard_early(&mut self, early: &[u8]) -> Result<BytesMut, ProxyError> {
+        let mut out = BytesMut::new();
+        let Some(g) = self.guard.as_mut() else {
+            return Ok(out);
+        };
+        contained(|| {
+            for msg in codec::frames(early) {
+                if matches!(msg[0], b'N' | b'A' | b'S') {
+                    g.server_message(msg, &mut out);
+                }
+            }
+        })?;
+        Ok(out)
+    }
+
     /// Brings the guard up to date before a batch of client messages: starts
     /// it when the role is restricted, follows policy reloads and DDL, and
     /// refreshes the catalog when a statement names something it lacks.
@@ -791,6 +821,25 @@ impl Masking {
         let observed = self.audited && set.protected_columns().next().is_some();
         match &mut self.guard {
             Some(g) => {
+                // An observed (audited) session that becomes masked: what it
+                // created while unrestricted was never checked.
+                if restricted && !g.inputs().view.is_restricted() {
+                    if !state.is_between_statements() {
+                        self.policy_version = None;
+                        return Err(ProxyError::fatal(
+                            "42501",
+                            "the masking policy changed for this role while a statement was in flight",
+                        )
+                        .with_hint("Reconnect; the new policy applies to the new session."));
+                    }
+                    let names = probe_shadowing_temp_types(server, sbuf, early)
+                        .await
+                        .map_err(|m| ProxyError::fatal("08006", m))?;
+                    if !names.is_empty() {
+                        self.policy_version = None;
+                        return Err(shadowed_types(&names));
+                    }
+                }
                 let shared = rt
                     .catalog(&self.database)
                     .await
@@ -809,9 +858,13 @@ impl Masking {
                     .catalog(&self.database)
                     .await
                     .map_err(policy_unavailable)?;
-                let (search_path, settings) = probe_session(server, sbuf, &self.user, early)
+                let (search_path, settings) = probe_session(server, sbuf, early)
                     .await
                     .map_err(|m| ProxyError::fatal("08006", m))?;
+                if restricted && !settings.shadowing_temp_types.is_empty() {
+                    self.policy_version = None;
+                    return Err(shadowed_types(&settings.shadowing_temp_types));
+                }
                 self.base_generation = Some(catalog.generation());
                 tracing::debug!(?search_path, "masking session");
                 self.guard = Some(Guard::new(
@@ -982,33 +1035,49 @@ async fn probe_search_path_pipelined(
     user: &str,
     early: &mut BytesMut,
 ) -> Result<Result<Vec<String>, BytesMut>, String> {
-    let statements = ["SHOW search_path".to_string()];
+    let statements = [SEARCH_PATH_AND_ROLE.to_string()];
     let (results, error) =
         internal_statements(server, sbuf, early, &statements, Via::Pipeline).await?;
     if let Some(e) = error {
         return Ok(Err(e));
     }
-    let value = results.last().and_then(|rows| rows.last()).and_then(|msg| {
-        wire::data_row(msg).and_then(|v| v.first().copied().flatten().map(|b| b.to_vec()))
-    });
-    let value = String::from_utf8_lossy(&value.unwrap_or_default()).into_owned();
-    Ok(Ok(split_search_path(&value, user)))
+    let rows = results.last().map(Vec::as_slice).unwrap_or_default();
+    Ok(Ok(search_path_of(rows, user)))
+}
+
+/// The session's search_path and the role `"$user"` in it stands for, which
+/// SET ROLE and SET SESSION AUTHORIZATION change.
+const SEARCH_PATH_AND_ROLE: &str = "SELECT pg_catalog.current_setting('search_path'), current_user";
+
+/// The search_path of `SEARCH_PATH_AND_ROLE`'s row, `"$user"` expanded
+/// (with the login role if the row lacks the current one).
+fn search_path_of(rows: &[BytesMut], user: &str) -> Vec<String> {
+    let field = |i: usize| {
+        rows.last().and_then(|msg| {
+            wire::data_row(msg).and_then(|v| {
+                v.get(i)
+                    .copied()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+            })
+        })
+    };
+    let current = field(1).unwrap_or_else(|| user.to_owned());
+    split_search_path(&field(0).unwrap_or_default(), &current)
 }
 
 /// Asks the server for the session's search_path (it is not reported in
 /// ParameterStatus), before the client's first statement is analysed.
+/// `"$user"` stands for the current role, which SET ROLE and SET SESSION
+/// AUTHORIZATION change: it is read in the same round trip.
 async fn probe_search_path(
     server: &mut Stream,
     sbuf: &mut BytesMut,
     user: &str,
     early: &mut BytesMut,
 ) -> Result<Vec<String>, String> {
-    let (rows, _) = internal_query(server, sbuf, early, "SHOW search_path").await?;
-    let value = rows.last().and_then(|msg| {
-        wire::data_row(msg).and_then(|v| v.first().copied().flatten().map(|b| b.to_vec()))
-    });
-    let value = String::from_utf8_lossy(&value.unwrap_or_default()).into_owned();
-    Ok(split_search_path(&value, user))
+    let (rows, _) = internal_query(server, sbuf, early, SEARCH_PATH_AND_ROLE).await?;
+    Ok(search_path_of(&rows, user))
 }
 
 /// The settings a guard needs when it starts: what the session was given
@@ -1016,6 +1085,62 @@ async fn probe_search_path(
 struct SessionSettings {
     client_encoding: String,
     standard_conforming_strings: String,
+    /// Temporary types with a built-in type's name (see `TEMP_TYPE_NAMES`).
+    shadowing_temp_types: Vec<String>,
+}
+
+/// The names of the session's temporary types, space-separated. The server
+/// finds a type in pg_temp before pg_catalog's, so a temporary `varchar`
+/// domain would run its CHECK on every value cast to varchar. A masked
+/// session refuses to create one; a session that became masked (policy
+/// reload) may hold one from before, and cannot be guarded.
+const TEMP_TYPE_NAMES: &str = "pg_catalog.array_to_string(ARRAY(SELECT t.typname \
+     FROM pg_catalog.pg_type t WHERE t.typnamespace = pg_catalog.pg_my_temp_schema()), ' ')";
+
+/// The built-in type names among `TEMP_TYPE_NAMES`' answer. A name with a
+/// space in it may count as one it merely contains, which fails closed.
+fn shadowing(names: &str) -> Vec<String> {
+    names
+        .split(' ')
+        .filter(|n| crate::analyze::builtins::is_builtin_type(n))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Asks the server for the session's temporary types with built-in names.
+async fn probe_shadowing_temp_types(
+    server: &mut Stream,
+    sbuf: &mut BytesMut,
+    early: &mut BytesMut,
+) -> Result<Vec<String>, String> {
+    let (rows, failed) =
+        internal_query(server, sbuf, early, &format!("SELECT {TEMP_TYPE_NAMES}")).await?;
+    let names = rows.last().and_then(|msg| {
+        wire::data_row(msg).and_then(|v| {
+            v.first()
+                .copied()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+        })
+    });
+    match names {
+        Some(names) if !failed => Ok(shadowing(&names)),
+        _ => Err("pgveil could not read the session's temporary types".into()),
+    }
+}
+
+/// The FATAL error of a session that became masked while it held temporary
+/// types named like built-in ones.
+fn shadowed_types(names: &[String]) -> ProxyError {
+    ProxyError::fatal(
+        "42501",
+        format!(
+            "this session became subject to a masking policy while it holds temporary types \
+             named like built-in types ({}), which pgveil cannot guard",
+            names.join(", ")
+        ),
+    )
+    .with_hint("Reconnect; a new session has no temporary types.")
 }
 
 /// Asks the server for the session's search_path and lexing settings in
@@ -1023,16 +1148,18 @@ struct SessionSettings {
 async fn probe_session(
     server: &mut Stream,
     sbuf: &mut BytesMut,
-    user: &str,
     early: &mut BytesMut,
 ) -> Result<(Vec<String>, SessionSettings), String> {
     let (rows, failed) = internal_query(
         server,
         sbuf,
         early,
-        "SELECT pg_catalog.current_setting('search_path'), \
+        &format!(
+            "SELECT pg_catalog.current_setting('search_path'), \
          pg_catalog.current_setting('client_encoding'), \
-         pg_catalog.current_setting('standard_conforming_strings')",
+         pg_catalog.current_setting('standard_conforming_strings'), \
+         current_user, {TEMP_TYPE_NAMES}"
+        ),
     )
     .await?;
     let values: Option<Vec<String>> = rows.last().and_then(|msg| {
@@ -1043,11 +1170,12 @@ async fn probe_session(
             .collect()
     });
     match values.as_deref() {
-        Some([path, encoding, standard]) if !failed => Ok((
-            split_search_path(path, user),
+        Some([path, encoding, standard, current, temp_types]) if !failed => Ok((
+            split_search_path(path, current),
             SessionSettings {
                 client_encoding: encoding.clone(),
                 standard_conforming_strings: standard.clone(),
+                shadowing_temp_types: shadowing(temp_types),
             },
         )),
         _ => Err("pgveil could not read the session's settings (search_path, client_encoding, standard_conforming_strings)".into()),

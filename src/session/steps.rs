@@ -73,6 +73,10 @@ async fn run_steps(
         } else {
             None
         };
+        let early = match masking.guard_early(&early) {
+            Ok(early) => early,
+            Err(err) => return Err(close(link, err, SessionEnd::InternalError).await),
+        };
         send_client(link, &early).await?;
         let Some(g) = masking.guard.as_mut() else {
             return Ok(());

@@ -16,17 +16,24 @@ use super::{
 impl Walker<'_> {
     /// Records a boolean condition's column uses.
     pub(crate) fn predicate(&mut self, expr: &Expr) {
+        self.condition(expr, false)
+    }
+
+    /// `predicate` under `negated` NOTs (an odd number): PostgreSQL pushes a
+    /// NOT down through AND/OR onto the tests, so `NOT (c IS NULL)` is
+    /// `c IS NOT NULL`.
+    fn condition(&mut self, expr: &Expr, negated: bool) {
         use ast::BinaryOperator as Op;
         self.operators_of(expr);
         match expr {
-            Expr::Nested(inner) => self.predicate(inner),
+            Expr::Nested(inner) => self.condition(inner, negated),
             Expr::UnaryOp {
                 op: ast::UnaryOperator::Not,
                 expr,
-            } => self.predicate(expr),
+            } => self.condition(expr, !negated),
             Expr::BinaryOp { left, op, right } if matches!(op, Op::And | Op::Or) => {
-                self.predicate(left);
-                self.predicate(right);
+                self.condition(left, negated);
+                self.condition(right, negated);
             }
             Expr::BinaryOp { left, op, right }
                 if matches!(op, Op::Eq | Op::NotEq | Op::Spaceship) =>
@@ -97,9 +104,15 @@ impl Walker<'_> {
                 self.compare(&l, &ro);
                 self.compare(&r, &lo);
             }
+            // IS NULL matches rows of one "value". IS NOT NULL compares with
+            // nothing the caller supplied and matches rows of every value,
+            // which an index returns in the column's order: under `filter:
+            // equality` the row order would rank the protected values. DDL
+            // (CHECK … IS NOT NULL) returns no rows, only whether one fails.
             Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
+                let is_null = matches!(expr, Expr::IsNull(_)) != negated;
                 let s = self.expr(inner);
-                self.use_sources(&s, true);
+                self.use_sources(&s, is_null || self.clause == Clause::Ddl);
             }
             Expr::Exists { subquery, .. } => {
                 let _ = self.query(subquery);
@@ -174,14 +187,19 @@ impl Walker<'_> {
                 self.predicate(expr);
                 Sources::new()
             }
+            // A nullness result used as a value (`(c IS NULL) = false`) can
+            // be turned into IS NOT NULL: a general use (see `condition`).
+            Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
+                let s = self.expr(inner);
+                self.use_sources(&s, self.clause == Clause::Ddl);
+                Sources::new()
+            }
             Expr::IsFalse(_)
             | Expr::IsNotFalse(_)
             | Expr::IsTrue(_)
             | Expr::IsNotTrue(_)
             | Expr::IsUnknown(_)
             | Expr::IsNotUnknown(_)
-            | Expr::IsNull(_)
-            | Expr::IsNotNull(_)
             | Expr::IsDistinctFrom(..)
             | Expr::IsNotDistinctFrom(..)
             | Expr::In { .. }

@@ -367,12 +367,21 @@ impl Walker<'_> {
             }
         }
         if name == "set_config" {
-            // Whether it changes search_path depends on the literal.
-            self.literal_sensitive = true;
             let first = match raw_args {
                 FunctionArguments::List(list) => list.args.first(),
                 _ => None,
             };
+            self.set_config_setting(first);
+        }
+    }
+
+    /// set_config(setting, …) wherever it is called (select list, FROM):
+    /// a change of search_path or of the role `"$user"` stands for is one
+    /// the session would not see, so it is refused.
+    pub(crate) fn set_config_setting(&mut self, first: Option<&FunctionArg>) {
+        {
+            // Whether it changes search_path depends on the literal.
+            self.literal_sensitive = true;
             let literal = match first {
                 Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))) => {
                     match &v.value {
@@ -383,8 +392,11 @@ impl Walker<'_> {
                 _ => None,
             };
             match literal {
-                Some(setting) if setting.trim() != "search_path" => {}
-                _ => self.hazard(HazardRule::SearchPath, "set_config may change search_path"),
+                Some(setting) if !crate::analyze::resolves_search_path(&setting) => {}
+                _ => self.hazard(
+                    HazardRule::SearchPath,
+                    "set_config may change search_path or the role \"$user\" in it stands for",
+                ),
             }
         }
     }

@@ -287,6 +287,10 @@ pub struct Effects {
     /// compared with (`= ANY($1)`): counted as one candidate each here;
     /// their elements are counted when the values are bound.
     pub array_parameters: BTreeMap<QualifiedColumn, BTreeSet<usize>>,
+    /// Every column a name in the statement resolved to, whether or not its
+    /// value goes anywhere (a subquery column nobody selects): lets the fuzz
+    /// oracle tell a name the walker skipped from one it read and dropped.
+    pub reads: BTreeSet<QualifiedColumn>,
 }
 
 impl Effects {
@@ -300,6 +304,7 @@ impl Effects {
         self.sinks.extend(other.sinks.iter().cloned());
         self.hazards.extend(other.hazards.iter().cloned());
         self.guarded.extend(other.guarded.iter().cloned());
+        self.reads.extend(other.reads.iter().cloned());
         for (column, n) in &other.candidates {
             *self.candidates.entry(column.clone()).or_default() += n;
         }
@@ -529,6 +534,9 @@ impl<'c> Walker<'c> {
         for function in collector.functions {
             let category = self.check_function(&function, None);
             let name = function.last().map(String::as_str).unwrap_or_default();
+            if name == "set_config" {
+                self.set_config_setting(None);
+            }
             self.guard_arguments(name, category, std::slice::from_ref(&mentioned));
         }
         if collector.has_query {

@@ -98,6 +98,11 @@ impl Walker<'_> {
 
     pub(super) fn identifier(&mut self, parts: &[String]) -> Sources {
         if let Some(sources) = self.resolve_column(parts) {
+            for column in sources.keys() {
+                if !self.effects.reads.contains(column) {
+                    self.effects.reads.insert(column.clone());
+                }
+            }
             return sources;
         }
         // System columns of a table (ctid, xmin …) hold no row data; only

@@ -321,6 +321,12 @@ impl Guard {
         }
     }
 
+    /// The server is reading COPY data: what the client sends now is data,
+    /// not statements to analyse.
+    pub fn copying_in(&self) -> bool {
+        matches!(self.copy_in, CopyIn::Active)
+    }
+
     /// Statement notes carry fingerprints for the audit trail.
     pub fn record_fingerprints(&mut self, on: bool) {
         self.observed.fingerprints = on;

@@ -288,6 +288,12 @@ impl Guard {
                     self.overlay_stale = true;
                     self.overlay_rebase = true;
                 }
+                // COMMIT, ROLLBACK and ROLLBACK TO can undo a SET LOCAL or a
+                // SET of the transaction: read search_path again before the
+                // next statement is planned.
+                if self.search_path_unsure {
+                    self.search_path_pending = true;
+                }
                 p.plan.clone()
             }
             StatementKind::Setting | StatementKind::Show => p.plan.clone(),
@@ -412,11 +418,13 @@ impl Guard {
         }
     }
 
-    /// A lone statement refused because it names something the catalog
-    /// lacks, or that pgveil cannot parse, may simply be wrong: then
-    /// PostgreSQL's own error (42P01, 42703, 42883, 42601 …) is what the
-    /// client must see, since ORMs and migration tools branch on it. Only
-    /// when nothing else of the client's is waiting for a Sync.
+    /// A lone statement pgveil refuses may be one the server rejects when it
+    /// parses it (a schema, type or operator that does not exist, a syntax
+    /// error): then PostgreSQL's own error (3F000, 42P01, 42883, 42601 …) is
+    /// what the client sees, as on the extended protocol, where the client's
+    /// Parse reaches the server before pgveil refuses at Bind. ORMs and
+    /// migration tools branch on it. Only when nothing else of the client's
+    /// is waiting for a Sync.
     fn server_may_reject(&self, planned: &[PlannedStatement], sql: &str) -> bool {
         let [p] = planned else { return false };
         let synced = match self.expect.back() {
@@ -426,14 +434,7 @@ impl Guard {
         // Text pgveil could not parse may hold several statements, which
         // a Parse rejects for that alone.
         let lone = !sql.trim().trim_end_matches(';').contains(';');
-        synced
-            && (p
-                .analysis
-                .effects
-                .hazards
-                .iter()
-                .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName)
-                || ((p.analysis.fallback.is_some() || misread(p)) && lone))
+        synced && lone && !too_deep(p)
     }
 
     /// Has the server parse the statement as one of pgveil's own (Parse
@@ -743,15 +744,12 @@ fn forget(map: &mut HashMap<String, StatementPlan>, name: Option<&String>) {
     }
 }
 
-/// Text PostgreSQL's own parser rejects as a syntax error: the server's
-/// Parse gives the client its own 42601. Not for text nested beyond the
-/// depth bound, which keeps pgveil's clear refusal.
-fn misread(p: &PlannedStatement) -> bool {
-    let hazards = &p.analysis.effects.hazards;
-    hazards.iter().any(|h| {
-        h.rule == crate::analyze::lineage::HazardRule::Misunderstood
-            && h.detail.starts_with("PostgreSQL's parser rejects it")
-    }) && !hazards
+/// A statement nested beyond the depth bound keeps pgveil's clear refusal
+/// (the server's Parse of it may run out of stack instead).
+fn too_deep(p: &PlannedStatement) -> bool {
+    p.analysis
+        .effects
+        .hazards
         .iter()
         .any(|h| h.detail.contains("nested too deeply"))
 }

@@ -61,11 +61,18 @@ impl Guard {
             || !self.expect.is_empty()
             || !matches!(self.copy_in, CopyIn::Idle)
             || self.tx_status == b'E'
+            // Bytes that were not UTF-8 (the server rejects the whole
+            // string) must not run as replacement characters.
+            || sql.contains(char::REPLACEMENT_CHARACTER)
         {
             return None;
         }
+        // Ending a transaction, or rolling back to a savepoint, can undo
+        // its DDL or its search_path.
+        let undo_matters = self.ddl_in_transaction || self.search_path_unsure;
         let change_then_read = planned.iter().enumerate().any(|(i, p)| {
-            changes_later_reads(&p.kind)
+            (changes_later_reads(&p.kind)
+                || (undo_matters && matches!(p.kind, StatementKind::Transaction)))
                 && planned[i + 1..]
                     .iter()
                     .any(|later| !reads_nothing_changed(&later.kind))
