@@ -998,6 +998,19 @@ impl CatalogRead {
                 String::new()
             }
         };
+        // Relations with a column of a changed type (a renamed enum or
+        // domain changes the column's type name). A column of a type made
+        // after initdb depends on it in pg_depend, whose index finds them;
+        // built-in types are pinned (no pg_depend rows), so a read of every
+        // object scans the columns instead.
+        let typed_columns = if user_only {
+            "SELECT d.objid, t.x, t.m FROM changed_type t \
+               JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_type'::regclass \
+                AND d.refobjid = t.oid AND d.classid = 'pg_catalog.pg_class'::regclass AND d.objsubid > 0"
+        } else {
+            "SELECT a.attrelid, t.x, t.m FROM pg_catalog.pg_attribute a \
+               JOIN changed_type t ON t.oid = a.atttypid"
+        };
         let user_ns = "n.nspname NOT LIKE 'pg\\_temp\\_%' AND n.nspname NOT LIKE 'pg\\_toast%'";
         let kinds = "c.relkind IN ('r','p','v','m','f','S','c')";
         let (with, rel_filter, fn_filter, live) = match &self.snapshot {
@@ -1031,8 +1044,7 @@ impl CatalogRead {
                        UNION ALL SELECT r.ev_class, r.xmin, r.cmin::text::bigint FROM pg_catalog.pg_rewrite r \
                          WHERE {rule_range}{rule} \
                        UNION ALL SELECT i.inhrelid, i.xmin, i.cmin::text::bigint FROM pg_catalog.pg_inherits i WHERE {inh} \
-                       UNION ALL SELECT a.attrelid, t.x, t.m FROM pg_catalog.pg_attribute a \
-                         JOIN changed_type t ON t.oid = a.atttypid WHERE {attr_range}true), \
+                       UNION ALL {typed_columns}), \
                      affected(classid, oid) AS ( \
                          SELECT 'pg_catalog.pg_class'::regclass::oid, oid FROM seeds \
                        UNION SELECT 'pg_catalog.pg_proc'::regclass::oid, oid FROM changed_proc \
@@ -1048,6 +1060,7 @@ impl CatalogRead {
                     inh = changed("i"),
                     typ = changed("t"),
                     type_range = range("t.oid"),
+                    typed_columns = typed_columns,
                     proc_range = range("p.oid"),
                     class_range = range("c.oid"),
                     attr_range = range("a.attrelid"),
