@@ -502,6 +502,28 @@ async fn schema_statements_without_data_flow() {
         !created && text.contains("42501") && !text.contains("pgveil"),
         "{text}"
     );
+    // A new database is empty (asyncpg's tests create one); a copy of this
+    // one (TEMPLATE) would carry its rows elsewhere and stays refused.
+    cluster()
+        .psql_super_db("bank", "ALTER ROLE dev CREATEDB")
+        .unwrap();
+    ok(&s, "CREATE DATABASE sk_db").await;
+    // A masked session on it makes pgveil read its catalog; once that
+    // session ended, pgveil's own connection to it does not keep DROP
+    // DATABASE from running (asyncpg's tests drop what they created).
+    {
+        let proxy = setup();
+        let conn_str = proxy.conn_str("dev", common::bank::PASSWORD, "sk_db");
+        let c = connect(&conn_str).await.unwrap();
+        c.simple_query("SELECT 1").await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    ok(&s, "DROP DATABASE sk_db").await;
+    let (created, text) = s.visible("CREATE DATABASE sk_copy TEMPLATE bank").await;
+    assert!(!created && text.contains("pgveil"), "{text}");
+    cluster()
+        .psql_super_db("bank", "ALTER ROLE dev NOCREATEDB")
+        .unwrap();
     s.finish();
 }
 
@@ -812,6 +834,10 @@ async fn missing_objects_get_the_servers_error() {
             "42703",
         ),
         ("SELEC mobile FROM customers", "42601"),
+        // psycopg2's copy_to of a missing table; a COPY's Parse resolves
+        // nothing, so pgveil probes its table and columns.
+        ("COPY no_such_table TO STDOUT", "42P01"),
+        ("COPY customers (id, no_such_column) TO STDOUT", "42703"),
     ] {
         let (ran, text) = s.attack(sql).await;
         assert!(
@@ -1017,6 +1043,18 @@ async fn ddl_then_statements_that_read_it_in_one_query_string() {
     ok(&s, "ROLLBACK").await;
     let (ran, _) = s.visible("SELECT * FROM qs_tx").await;
     assert!(!ran);
+    // psycopg2's form: a savepoint and a write in one string, in a
+    // transaction that created the table.
+    ok(&s, "BEGIN; CREATE TABLE qs_sp (id int, v text)").await;
+    ok(&s, "SAVEPOINT x; INSERT INTO qs_sp VALUES (1, 'a')").await;
+    ok(
+        &s,
+        "ROLLBACK TO SAVEPOINT x; INSERT INTO qs_sp VALUES (2, 'b')",
+    )
+    .await;
+    let text = ok(&s, "SELECT id, v FROM qs_sp").await;
+    assert!(text.contains('b') && !text.contains('a'), "{text}");
+    ok(&s, "ROLLBACK").await;
     // COMMIT inside the string commits what came before it.
     ok(
         &s,

@@ -1148,8 +1148,10 @@ async fn a_cancel_sent_while_pgveil_analyses_the_statement_cancels_it() {
     );
     let token = c.cancel_token();
     let started = std::time::Instant::now();
+    // Long enough for pgveil to have read the statement (its analysis,
+    // about 1.5 s in a debug build, has barely begun).
     let cancel = async {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         token.cancel_query(tokio_postgres::NoTls).await
     };
     let (res, cancelled) = tokio::join!(c.batch_execute(&sql), cancel);
@@ -1165,4 +1167,91 @@ async fn a_cancel_sent_while_pgveil_analyses_the_statement_cancels_it() {
     // The session goes on.
     let (ok, text) = visible(&c, "SELECT 1").await;
     assert!(ok, "{text}");
+}
+
+/// `COPY … FROM STDIN WHERE …` (asyncpg's `copy_records_to_table(where=)`)
+/// writes the rows the client sends that pass the condition: a write, as
+/// without WHERE. sqlparser does not read it; PostgreSQL's tree does.
+#[tokio::test]
+async fn copy_from_stdin_with_a_where_clause_is_a_write() {
+    use futures::SinkExt;
+    let c = as_role("dev").await;
+    c.batch_execute("CREATE TEMP TABLE copy_where (a text, b int)")
+        .await
+        .unwrap();
+    for sql in [
+        "COPY copy_where FROM STDIN WHERE b > 1",
+        "COPY copy_where (a, b) FROM STDIN (FORMAT text) WHERE a <> 'skip'",
+    ] {
+        let sink = c
+            .copy_in(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        futures::pin_mut!(sink);
+        sink.send(bytes::Bytes::from_static(b"skip\t1\nkeep\t2\n"))
+            .await
+            .unwrap();
+        assert_eq!(sink.finish().await.unwrap(), 1, "{sql}");
+    }
+    let (ok, text) = visible(&c, "SELECT a, b FROM copy_where").await;
+    assert!(ok && text == "keep|2|keep|2", "{text}");
+}
+
+/// A `DO` block that only raises constant messages (drivers' tests use
+/// them for notices and errors) runs for a masked role, and its SQLSTATE
+/// reaches the client; any other DO block stays refused.
+#[tokio::test]
+async fn do_blocks_that_only_raise_constants_run() {
+    let c = as_role("dev").await;
+    c.batch_execute("DO $$ BEGIN RAISE NOTICE 'hello'; END $$ LANGUAGE plpgsql")
+        .await
+        .unwrap();
+    let err = c
+        .batch_execute(
+            "DO $$ BEGIN RAISE EXCEPTION 'duplicate statement' USING ERRCODE = '42P05'; END; $$",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(&err), "42P05", "{err}");
+    // Its text is the client's own: it arrives as raised, with its CONTEXT.
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.message(), "duplicate statement");
+    assert!(
+        db.where_()
+            .unwrap_or_default()
+            .contains("inline_code_block"),
+        "{db:?}"
+    );
+    let err = c
+        .query("DO $$ BEGIN RAISE EXCEPTION 'abc 123 \"q\"'; END $$", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().message(), "abc 123 \"q\"");
+    // In a query string with other statements, and through Parse/Bind.
+    let (ok, text) = visible(
+        &c,
+        "SELECT 1; DO $$ BEGIN RAISE NOTICE 'x'; END $$; SELECT 2",
+    )
+    .await;
+    assert!(ok && text == "1|2", "{text}");
+    c.execute("DO $$ BEGIN RAISE WARNING 'w'; END $$", &[])
+        .await
+        .unwrap();
+    for sql in [
+        "DO $$ BEGIN RAISE NOTICE '%', (SELECT mobile FROM customers LIMIT 1); END $$",
+        "DO $$ BEGIN RAISE NOTICE 'x' USING DETAIL = (SELECT mobile FROM customers LIMIT 1); END $$",
+        "DO $$ BEGIN PERFORM mobile FROM customers; END $$",
+    ] {
+        let err = c.batch_execute(sql).await.unwrap_err();
+        assert_eq!(code(&err), "42501", "{sql}: {err}");
+    }
+    // Other errors stay scrubbed.
+    let err = c
+        .batch_execute("SELECT 1; DO $$ BEGIN RAISE NOTICE 'x'; END $$; SELECT 'abc'::int")
+        .await
+        .unwrap_err();
+    assert!(
+        !err.as_db_error().unwrap().message().contains("abc"),
+        "{err:?}"
+    );
 }

@@ -144,6 +144,9 @@ pub enum StatementKind {
     Notify,
     Listen,
     Discard,
+    /// A `DO` block that only raises constant messages: what it raises is
+    /// the client's own text.
+    Raise,
     Other,
     /// sqlparser could not parse it; judged by the token scan. `ddl`: its
     /// first keyword changes the schema (invalidate the catalog after it).
@@ -631,6 +634,8 @@ fn analyse_piece(
                 Some(schema) => StatementKind::SetSearchPath {
                     schemas: Some(vec![schema]),
                 },
+                None if pg.copy_from_stdin => StatementKind::CopyFrom,
+                None if pg.raise_only => StatementKind::Raise,
                 // Another SET or RESET (`SET role TO DEFAULT`): it may change
                 // what "$user" stands for; the session reads search_path again.
                 None if pg.kind == "VariableSetStmt" => {
@@ -1135,6 +1140,15 @@ fn walk_statement(
             attached_functions(walker, statement, "a schema object");
             (K::Ddl, Vec::new())
         }
+        // A new, empty database (from template1 or template0): no data
+        // moves. A copy of another database (TEMPLATE, which sqlparser
+        // does not read) goes to PostgreSQL's tree and is refused there.
+        Statement::CreateDatabase {
+            location: None,
+            managed_location: None,
+            clone: None,
+            ..
+        } => (K::Ddl, Vec::new()),
         Statement::RefreshMaterializedView(refresh) => {
             walker.refresh_materialized_view(&refresh.name);
             (K::Ddl, Vec::new())

@@ -80,6 +80,112 @@ pub struct PgStatement {
     pub identity_alter: Option<Vec<String>>,
     /// How it relates to a transaction block (see [`BlockUse`]).
     pub block_use: BlockUse,
+    /// A `COPY … FROM STDIN`: a write of the rows the client sends.
+    pub copy_from_stdin: bool,
+    /// A `DO` block of PL/pgSQL that only raises constant messages (see
+    /// [`raise_only`]).
+    pub raise_only: bool,
+}
+
+/// True for a `DO` block whose PL/pgSQL body (read by PostgreSQL's own
+/// PL/pgSQL parser) is one block of `RAISE level 'text' [USING option =
+/// 'text', …]` statements and nothing else: no variables, parameters,
+/// expressions, queries or exception handlers. Such a block reads nothing
+/// and can say only what its text says (drivers' tests raise notices and
+/// errors so).
+fn raise_only(node: &pg_query::NodeEnum) -> bool {
+    use pg_query::NodeEnum as N;
+    let N::DoStmt(d) = node else { return false };
+    let (mut body, mut language) = (None, None);
+    for arg in &d.args {
+        let Some(N::DefElem(e)) = arg.node.as_ref() else {
+            return false;
+        };
+        let value = match e.arg.as_ref().and_then(|a| a.node.as_ref()) {
+            Some(N::String(s)) => s.sval.as_str(),
+            _ => return false,
+        };
+        match e.defname.as_str() {
+            "as" => body = Some(value),
+            "language" => language = Some(value),
+            _ => return false,
+        }
+    }
+    let Some(body) = body else { return false };
+    if !language.is_none_or(|l| l.eq_ignore_ascii_case("plpgsql")) || body.contains("$pgveil_do") {
+        return false;
+    }
+    let function = format!(
+        "CREATE FUNCTION pgveil_do() RETURNS void LANGUAGE plpgsql AS $pgveil_do${body}$pgveil_do$"
+    );
+    match pg_query::parse_plpgsql(&function) {
+        Ok(tree) => raises_only(&tree),
+        Err(_) => false,
+    }
+}
+
+/// The check of [`raise_only`] on libpg_query's PL/pgSQL tree (JSON).
+fn raises_only(tree: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    let only_keys = |v: &Value, keys: &[&str]| {
+        v.as_object()
+            .is_some_and(|o| o.keys().all(|k| keys.contains(&k.as_str())))
+    };
+    let [function] = tree.as_array().map(Vec::as_slice).unwrap_or_default() else {
+        return false;
+    };
+    let Some(function) = function.get("PLpgSQL_function") else {
+        return false;
+    };
+    // Only the implicit `found`: no declared variables.
+    let datums = function.get("datums").and_then(Value::as_array);
+    let only_found = datums.is_some_and(|d| {
+        d.len() == 1 && d[0].pointer("/PLpgSQL_var/refname") == Some(&Value::from("found"))
+    });
+    let Some(block) = function.pointer("/action/PLpgSQL_stmt_block") else {
+        return false;
+    };
+    if !only_found
+        || !only_keys(block, &["body", "lineno"])
+        || !only_keys(function, &["action", "datums"])
+    {
+        return false;
+    }
+    let constant = |expr: &Value| {
+        let Some(query) = expr.pointer("/PLpgSQL_expr/query").and_then(Value::as_str) else {
+            return false;
+        };
+        // One standard string literal: quotes only at the ends, doubled inside.
+        query.len() >= 2
+            && query.starts_with('\'')
+            && query.ends_with('\'')
+            && !query[1..query.len() - 1].replace("''", "").contains('\'')
+    };
+    let body = block.get("body").and_then(Value::as_array);
+    body.is_some_and(|statements| {
+        statements.iter().all(|statement| {
+            if let Some(ret) = statement.get("PLpgSQL_stmt_return") {
+                // The RETURN the parser adds at the end.
+                return only_keys(ret, &[]) && only_keys(statement, &["PLpgSQL_stmt_return"]);
+            }
+            let Some(raise) = statement.get("PLpgSQL_stmt_raise") else {
+                return false;
+            };
+            let options = raise
+                .get("options")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            only_keys(statement, &["PLpgSQL_stmt_raise"])
+                && only_keys(raise, &["elog_level", "lineno", "message", "options"])
+                && raise.get("message").is_some()
+                && options.iter().all(|o| {
+                    o.get("PLpgSQL_raise_option")
+                        .and_then(|o| o.get("expr"))
+                        .is_some_and(constant)
+                })
+        })
+    })
 }
 
 /// How a statement relates to a transaction block: what decides whether it
@@ -300,8 +406,15 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             Some(node) => block_use(node, &collector.references.kinds),
             None => BlockUse::Any,
         };
+        let copy_from_stdin = matches!(
+            node,
+            Some(pg_query::NodeEnum::CopyStmt(c)) if c.is_from && !c.is_program && c.filename.is_empty()
+        );
+        let raise_only = node.is_some_and(raise_only);
         statements.push(PgStatement {
             block_use,
+            copy_from_stdin,
+            raise_only,
             range: start..end,
             kind,
             moves_cursor,
@@ -1063,6 +1176,43 @@ impl ser::SerializeStruct for StructWalk<'_> {
     }
 }
 
+/// For a lone `COPY table [(columns)] …`: `SELECT columns FROM table`,
+/// which the server's Parse resolves as the COPY would (a utility
+/// statement's Parse resolves nothing), so a missing table or column gets
+/// the server's own error. `None` for anything else.
+pub fn name_probe(sql: &str, settings: LexSettings) -> Option<String> {
+    let sql_owned = sql.to_owned();
+    on_parser_thread(move || {
+        let parsed = pg_query::parse(&sql_owned, settings.parser_options()).ok()?;
+        let [raw] = parsed.protobuf.stmts.as_slice() else {
+            return None;
+        };
+        let Some(pg_query::NodeEnum::CopyStmt(copy)) = raw.stmt.as_ref()?.node.as_ref() else {
+            return None;
+        };
+        let rel = copy.relation.as_ref()?;
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let mut table: Vec<String> = [&rel.catalogname, &rel.schemaname, &rel.relname]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .map(|p| quote(p))
+            .collect();
+        if table.is_empty() {
+            return None;
+        }
+        let mut columns = Vec::new();
+        for a in &copy.attlist {
+            match a.node.as_ref() {
+                Some(pg_query::NodeEnum::String(s)) => columns.push(quote(&s.sval)),
+                _ => return None,
+            }
+        }
+        let table = std::mem::take(&mut table).join(".");
+        Some(format!("SELECT {} FROM {table}", columns.join(", ")))
+    })
+    .flatten()
+}
+
 /// The statements of `sql` as the server splits them, each with its own
 /// text and [`BlockUse`]. `None` when PostgreSQL's parser rejects the string
 /// (the server then runs none of it).
@@ -1280,5 +1430,82 @@ mod tests {
                 assert_eq!(result, Err(PgParseError::TooDeep(terms)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod raise_only_tests {
+    use super::*;
+
+    fn raise_only_do(sql: &str) -> bool {
+        parse(sql, LexSettings::default(), 10).unwrap()[0].raise_only
+    }
+
+    #[test]
+    fn only_constant_raises_are_raise_only() {
+        assert!(raise_only_do(
+            "DO $$ BEGIN RAISE NOTICE 'catch me!'; END; $$ LANGUAGE plpgsql"
+        ));
+        assert!(raise_only_do(
+            "DO language plpgsql $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '42P05', HINT = 'it''s'; END $$"
+        ));
+        assert!(raise_only_do(
+            "do $$ begin raise warning 'a'; raise notice 'b'; end $$"
+        ));
+        for sql in [
+            "DO $$ DECLARE i int := 1; BEGIN RAISE NOTICE '%', i; END $$",
+            "DO $$ BEGIN RAISE NOTICE '%', (SELECT mobile FROM customers LIMIT 1); END $$",
+            "DO $$ BEGIN RAISE NOTICE 'x' USING DETAIL = (SELECT mobile FROM customers LIMIT 1); END $$",
+            "DO $$ BEGIN RAISE NOTICE 'x' USING DETAIL = 'a' || current_user; END $$",
+            "DO $$ BEGIN PERFORM 1; END $$",
+            "DO $$ BEGIN RAISE NOTICE 'a'; EXCEPTION WHEN others THEN NULL; END $$",
+            "DO $$ BEGIN EXECUTE 'SELECT 1'; END $$",
+            "DO $$ BEGIN RAISE NOTICE 'a'; END $$ LANGUAGE sql",
+            "DO $$ BEGIN RAISE NOTICE 'a $pgveil_do$'; END $$",
+            "DO $$ BEGIN RAISE NOTICE 'a'; RETURN; END $$",
+        ] {
+            assert!(!raise_only_do(sql), "{sql}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod block_use_tests {
+    use super::*;
+
+    #[test]
+    fn statements_are_classed_by_how_they_run_in_a_pipeline() {
+        let uses = |sql: &str| -> Vec<BlockUse> {
+            split_with_block_use(sql, LexSettings::default(), 10)
+                .unwrap()
+                .into_iter()
+                .map(|(_, u)| u)
+                .collect()
+        };
+        use BlockUse::*;
+        assert_eq!(
+            uses("BEGIN; CREATE TABLE t (a int); INSERT INTO t VALUES (1); COMMIT"),
+            [Begins, Any, Any, Ends]
+        );
+        assert_eq!(
+            uses("SAVEPOINT x; ROLLBACK TO x; RELEASE x; DECLARE c CURSOR FOR SELECT 1; LOCK t; SET LOCAL a.b = 1"),
+            [NeedsBlock; 6]
+        );
+        for sql in [
+            "VACUUM t",
+            "CREATE DATABASE d",
+            "CREATE INDEX CONCURRENTLY i ON t (a)",
+            "DROP INDEX CONCURRENTLY i",
+            "COPY t FROM STDIN",
+            "SELECT $1",
+            "PREPARE TRANSACTION 'x'",
+            "ALTER SYSTEM SET work_mem = '1MB'",
+        ] {
+            assert_eq!(uses(sql), [Unsplittable], "{sql}");
+        }
+        assert_eq!(
+            uses("COPY t TO STDOUT; SET search_path = a; SELECT '$1'"),
+            [Any; 3]
+        );
     }
 }

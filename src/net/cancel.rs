@@ -23,7 +23,7 @@ const MAX_HOLD: Duration = Duration::from_secs(30);
 /// the backend ignores a cancel that reaches it while it is still reading
 /// the statement (it cancels only what runs), and a long statement takes a
 /// moment to read.
-const AFTER_HOLD: Duration = Duration::from_millis(50);
+const AFTER_HOLD: Duration = Duration::from_millis(100);
 
 /// The upstream backend a client key stands for.
 #[derive(Debug, Clone)]

@@ -232,7 +232,14 @@ pub async fn relay(
     if let Some(log) = audit {
         log.send(meter.record(Event::SessionStart)).await;
     }
+    let database = io.database.clone();
+    if let Some(rt) = runtime {
+        rt.session_started(&database);
+    }
     let end = relay_messages(io, settings, metrics, phase, runtime, &mut meter).await;
+    if let Some(rt) = runtime {
+        rt.session_ended(&database);
+    }
     if let Some(log) = audit {
         let mut r = meter.record(Event::SessionEnd);
         r.end_reason = Some(end.label());

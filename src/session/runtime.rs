@@ -44,6 +44,8 @@ pub struct MaskingRuntime {
     load_locks: DashMap<String, Arc<Mutex<Option<CatalogConnection>>>>,
     membership_lock: Mutex<()>,
     last_forced_reload: DashMap<String, Instant>,
+    /// Open sessions per database (see `session_ended`).
+    sessions: DashMap<String, usize>,
 }
 
 /// pgveil's own connection to one database, with the refresh queries
@@ -109,7 +111,40 @@ impl MaskingRuntime {
             load_locks: DashMap::new(),
             membership_lock: Mutex::new(()),
             last_forced_reload: DashMap::new(),
+            sessions: DashMap::new(),
         })
+    }
+
+    /// A session on `database` started.
+    pub fn session_started(&self, database: &str) {
+        *self.sessions.entry(database.to_string()).or_default() += 1;
+    }
+
+    /// A session on `database` ended. With none left, pgveil closes its
+    /// catalog connection to it (reopened on the next read): a connection
+    /// of pgveil's own would make `DROP DATABASE` of it fail ("being
+    /// accessed by other users") where it succeeds direct.
+    pub fn session_ended(&self, database: &str) {
+        let last = match self.sessions.entry(database.to_string()) {
+            dashmap::Entry::Occupied(mut e) => {
+                *e.get_mut() = e.get().saturating_sub(1);
+                let last = *e.get() == 0;
+                if last {
+                    e.remove();
+                }
+                last
+            }
+            dashmap::Entry::Vacant(_) => false,
+        };
+        let lock = last
+            .then(|| self.load_locks.get(database).map(|l| Arc::clone(&l)))
+            .flatten();
+        // A read in progress keeps it; the next session's end tries again.
+        if let Some(lock) = lock {
+            if let Ok(mut connection) = lock.try_lock() {
+                *connection = None;
+            }
+        }
     }
 
     /// Directory the policies come from.

@@ -80,6 +80,8 @@ struct Prepared {
     sets_search_path: bool,
     sql: String,
     plan: StatementPlan,
+    /// A constant-raising DO block (see `Guard::verbatim`).
+    verbatim: bool,
     copy: Option<CopyText>,
     /// A `COPY … FROM` (see [`CopyIn`]).
     copy_in: bool,
@@ -102,6 +104,8 @@ struct Binding {
     plan: StatementPlan,
     copy: Option<CopyText>,
     note: Option<Arc<StatementNote>>,
+    /// Its errors and notices are the client's own text (see `verbatim`).
+    verbatim: bool,
 }
 
 struct Portal {
@@ -190,6 +194,8 @@ enum Expect {
         registrations: Vec<(usize, Registration)>,
         /// What statement N touches, for metrics and audit.
         notes: Vec<Option<Arc<StatementNote>>>,
+        /// Statement N only raises constant messages (see `verbatim`).
+        verbatim: Vec<bool>,
     },
 }
 
@@ -632,6 +638,7 @@ impl Guard {
                     copy: None,
                     registrations: Vec::new(),
                     notes: Vec::new(),
+                    verbatim: Vec::new(),
                 });
             }
             _ => out.extend_from_slice(msg),
@@ -684,6 +691,7 @@ impl Guard {
             self.tx_change = true;
         }
         match ty {
+            b'N' if self.verbatim() => return out.extend_from_slice(msg),
             b'N' => return self.scrub(msg, out),
             b'A' => return self.notification(msg, out),
             b'S' => {
@@ -733,6 +741,8 @@ impl Guard {
                 return out.extend_from_slice(msg);
             }
             b'E' => {
+                // Decided before the expectations move on.
+                let verbatim = self.verbatim();
                 self.rows = None;
                 if !self.withholding {
                     self.statement_failed();
@@ -754,6 +764,9 @@ impl Guard {
                 }
                 if let Some(own) = refusal::own_refusal(msg) {
                     return out.extend_from_slice(&own);
+                }
+                if verbatim {
+                    return out.extend_from_slice(msg);
                 }
                 return self.scrub(msg, out);
             }
@@ -872,6 +885,22 @@ impl Guard {
                 out.extend_from_slice(msg);
             }
             _ => out.extend_from_slice(msg),
+        }
+    }
+}
+
+impl Guard {
+    /// The statement the server is running only raises constant messages
+    /// (a DO block of `RAISE … 'text'`, see `pg_tree::raise_only`): its
+    /// errors and notices carry the client's own text and a fixed CONTEXT,
+    /// so they reach the client as the server sent them.
+    fn verbatim(&self) -> bool {
+        match self.expect.front() {
+            Some(Expect::Query { at, verbatim, .. }) => verbatim.get(*at).copied().unwrap_or(false),
+            Some(Expect::Execute {
+                binding: Some(b), ..
+            }) => b.verbatim,
+            _ => false,
         }
     }
 }

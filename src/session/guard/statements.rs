@@ -368,6 +368,7 @@ impl Guard {
                 copy: Some(fmt),
                 registrations: Vec::new(),
                 notes: vec![note],
+                verbatim: Vec::new(),
             });
             return;
         }
@@ -402,17 +403,23 @@ impl Guard {
                     copy: None,
                     registrations: Vec::new(),
                     notes: Vec::new(),
+                    verbatim: Vec::new(),
                 });
             }
             None => {
                 out.extend_from_slice(msg);
                 let registrations = std::mem::take(&mut self.staged);
+                let verbatim = planned
+                    .iter()
+                    .map(|p| p.kind == StatementKind::Raise)
+                    .collect();
                 self.expect.push_back(Expect::Query {
                     plans,
                     at: 0,
                     copy: None,
                     registrations,
                     notes,
+                    verbatim,
                 });
             }
         }
@@ -443,8 +450,11 @@ impl Guard {
     /// after a failed Parse the server skips to the Sync, so the client
     /// sees the server's error or pgveil's, then one ReadyForQuery.
     fn probe_then_refuse(&mut self, sql: &str, reason: &BlockReason, out: &mut BytesMut) {
+        // A COPY's Parse resolves nothing: its table and columns are
+        // probed as a SELECT of them.
+        let copy_probe = crate::analyze::pg_tree::name_probe(sql, self.ctx.lexing);
         wire::encode_close(out, b'S', PROBE_STATEMENT);
-        wire::encode_parse(out, PROBE_STATEMENT, sql);
+        wire::encode_parse(out, PROBE_STATEMENT, copy_probe.as_deref().unwrap_or(sql));
         wire::encode_close(out, b'S', PROBE_STATEMENT);
         wire::encode_close(out, b'S', BLOCK_STATEMENT);
         wire::encode_parse(out, BLOCK_STATEMENT, &block_sql(reason));
@@ -522,6 +532,7 @@ impl Guard {
             sets_search_path: planned
                 .iter()
                 .any(|p| matches!(p.kind, StatementKind::SetSearchPath { .. })),
+            verbatim: matches!(planned.as_slice(), [one] if one.kind == StatementKind::Raise),
             sql,
             plan,
             copy: copy.map(|c| c.1),
@@ -571,6 +582,8 @@ impl Guard {
                     .map(|c| c.0.clone())
                     .unwrap_or(StatementPlan::Allow),
                 [one] => self.settle(one, 0),
+                // An empty statement (the server answers EmptyQueryResponse).
+                [] => StatementPlan::Allow,
                 _ => StatementPlan::Block(BlockReason {
                     reason: "statement could not be planned again after a policy change".into(),
                     rule: "replan".into(),
@@ -608,6 +621,7 @@ impl Guard {
                 _ => s.plan.clone(),
             };
             let binding = Binding {
+                verbatim: s.verbatim && !plan.is_block(),
                 registration: s.registration.clone(),
                 plan,
                 copy: s.copy.clone(),
@@ -634,6 +648,7 @@ impl Guard {
                     plan,
                     copy: None,
                     note: None,
+                    verbatim: false,
                 };
                 (binding, None, false, false, false)
             }
@@ -665,6 +680,7 @@ impl Guard {
                         plan: StatementPlan::Allow,
                         copy: None,
                         note: None,
+                        verbatim: false,
                     }),
                     ddl: false,
                     sets_search_path: false,
