@@ -490,7 +490,7 @@ async fn deep_shapes_of_every_kind_never_abort_the_proxy() {
 // SET SESSION AUTHORIZATION, RESET and DISCARD ALL change. A login role that
 // owns a schema of its own name, holding a `customers` of its own, switches
 // to a role without one: the server now reads public.customers, and so must
-// pgveil.
+// pgveil (which then refuses the computed read).
 
 /// The extended-protocol values of `sql`, or its error, all as one text.
 async fn extended_text(s: &Session, sql: &str) -> String {
@@ -508,7 +508,9 @@ async fn extended_text(s: &Session, sql: &str) -> String {
 #[tokio::test]
 async fn search_path_follows_the_role_user_stands_for() {
     let s = as_role("shifty").await;
-    let read = "SELECT id_number FROM customers WHERE id = 1";
+    // Computed, so the result carries no table column pgveil's check of
+    // RowDescription would mask by itself: only the analysis guards it.
+    let read = "SELECT id_number || '' AS v FROM customers WHERE id = 1";
     let own = |text: &str| text.contains("decoy-id");
     let text = works(&s, read).await;
     assert!(
@@ -523,7 +525,7 @@ async fn search_path_follows_the_role_user_stands_for() {
         ("SET ROLE team_east", "DISCARD ALL"),
     ] {
         works(&s, switch).await;
-        let text = works(&s, read).await;
+        let text = s.attack(read).await.1;
         if own(&text) || text.trim().is_empty() {
             failures.push(format!("after `{switch}`: {text}"));
         }
@@ -542,7 +544,7 @@ async fn search_path_follows_the_role_user_stands_for() {
     for end in ["COMMIT", "ROLLBACK"] {
         works(&s, "BEGIN").await;
         works(&s, "SET LOCAL ROLE team_east").await;
-        let text = works(&s, read).await;
+        let text = s.attack(read).await.1;
         if own(&text) {
             failures.push(format!("inside SET LOCAL ROLE: {text}"));
         }
@@ -585,7 +587,7 @@ async fn search_path_follows_the_role_user_stands_for() {
     let text = works(&a, read).await;
     assert!(own(&text), "{text}");
     works(&a, "DISCARD ALL").await;
-    let text = works(&a, read).await;
+    let text = a.attack(read).await.1;
     if own(&text) || text.trim().is_empty() {
         failures.push(format!("after DISCARD ALL: {text}"));
     }
