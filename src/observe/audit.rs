@@ -129,33 +129,6 @@ pub struct Record {
     pub prev: String,
 }
 
-impl Record {
-    pub fn new(event: Event, who: &SessionIdentity) -> Record {
-        Record {
-            seq: 0,
-            time: super::clock::rfc3339(SystemTime::now()),
-            event,
-            session: who.session.clone(),
-            client: who.client.clone(),
-            role: who.role.clone(),
-            policy_roles: who.policy_roles.clone(),
-            database: who.database.clone(),
-            application: who.application.clone(),
-            fingerprint: None,
-            fingerprint_sha256: None,
-            protocol: None,
-            columns: Vec::new(),
-            rows: None,
-            outcome: None,
-            rule: None,
-            end_reason: None,
-            statements: None,
-            dropped: None,
-            prev: String::new(),
-        }
-    }
-}
-
 /// A record as a session hands it over: who and what are shared with the
 /// session, and the writer stamps `seq` and `prev` and encodes the line.
 #[derive(Debug, Clone)]

@@ -165,22 +165,22 @@ fn check(lines: &[Line<'_>]) -> Result<Verified, Broken> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::observe::audit::{Event, SessionIdentity};
+    use crate::observe::audit::{Entry, Event, SessionIdentity};
 
     /// A chain of `n` records as the writer would write it.
     fn chain(n: u64, start_seq: u64, start_prev: &str) -> Vec<String> {
-        let who = SessionIdentity {
+        let who = std::sync::Arc::new(SessionIdentity {
             session: "s-1".into(),
             client: "127.0.0.1:5000".into(),
             role: "alice".into(),
             policy_roles: vec!["analyst".into()],
             database: "bank".into(),
             application: "psql".into(),
-        };
+        });
         let mut prev = start_prev.to_string();
         (0..n)
             .map(|i| {
-                let mut r = Record::new(Event::Statement, &who);
+                let mut r = Entry::new(Event::Statement, &who).to_record(0, "");
                 r.seq = start_seq + i;
                 r.rows = Some(i);
                 r.prev = prev.clone();

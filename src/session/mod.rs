@@ -943,27 +943,9 @@ async fn internal_queries(
     early: &mut BytesMut,
     sql: &str,
 ) -> Result<(Vec<Vec<BytesMut>>, bool), String> {
-    let mut q = BytesMut::new();
-    wire::encode_query(&mut q, sql);
-    server
-        .write_all(&q)
-        .await
-        .map_err(|e| format!("the database connection failed: {e}"))?;
-    let (mut results, mut rows, mut failed) = (Vec::new(), Vec::new(), false);
-    loop {
-        let msg = match crate::net::read_typed(server, sbuf, MAX_BACKEND_MESSAGE).await {
-            Ok(Some(m)) => m,
-            _ => return Err("the database closed the connection".into()),
-        };
-        match msg[0] {
-            b'D' => rows.push(msg),
-            b'Z' => return Ok((results, failed)),
-            b'E' => failed = true,
-            b'C' => results.push(std::mem::take(&mut rows)),
-            b'T' => {}
-            _ => early.extend_from_slice(&msg),
-        }
-    }
+    let (results, error) =
+        internal_statements(server, sbuf, early, &[sql.to_string()], Via::Query).await?;
+    Ok((results, error.is_some()))
 }
 
 /// How pgveil's own queries reach the server between the client's
