@@ -20,7 +20,7 @@ pub const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
 /// Why a catalog could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("reading the catalog from the upstream failed: {0}")]
+    #[error("reading the catalog from the upstream failed: {}", upstream_text(.0))]
     Query(#[from] tokio_postgres::Error),
     #[error("catalog JSON is invalid: {0}")]
     Json(#[from] serde_json::Error),
@@ -31,6 +31,39 @@ pub enum CatalogError {
     },
     #[error("catalog row has an unexpected {what}: {value}")]
     UnexpectedValue { what: &'static str, value: String },
+}
+
+impl CatalogError {
+    /// The read met an object another session dropped while it ran: the
+    /// read's snapshot still lists it, but functions such as
+    /// `pg_get_viewdef` look it up as of now ("could not open relation
+    /// with OID …", "cache lookup failed …"). Reading again succeeds.
+    pub fn is_concurrent_change(&self) -> bool {
+        let CatalogError::Query(e) = self else {
+            return false;
+        };
+        e.as_db_error().is_some_and(|db| {
+            let code = db.code().code();
+            (code == "XX000"
+                && (db.message().starts_with("could not open relation")
+                    || db.message().starts_with("cache lookup failed")))
+                || code == "42P01"
+                || code == "42704"
+                || code == "42883"
+        })
+    }
+}
+
+/// The server's own message and SQLSTATE of a failed catalog read
+/// (`tokio_postgres::Error` alone says only "db error").
+fn upstream_text(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 /// What kind of relation a name stands for.

@@ -14,6 +14,10 @@ use crate::analyze::{Analyzer, Catalog, CatalogCache};
 use crate::config::{Settings, UpstreamTls};
 use crate::policy::{PolicyStore, RoleMembership, RoleMembershipCache, RolePolicy};
 
+/// Times a whole catalog read is tried again after it met an object
+/// another session dropped while it ran.
+const CONCURRENT_CHANGE_RETRIES: u64 = 5;
+
 /// Why pgveil could not get what a masking session needs.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -261,12 +265,24 @@ impl MaskingRuntime {
         }
         *connection = None;
         let client = self.connect(database).await?;
-        let catalog = Catalog::load(&client)
-            .await
-            .map_err(|e| RuntimeError::Catalog {
-                database: database.to_string(),
-                message: e.to_string(),
-            })?;
+        let mut attempt = 0u64;
+        let catalog = loop {
+            match Catalog::load(&client).await {
+                Ok(catalog) => break catalog,
+                // Another session dropped an object while the read ran.
+                Err(e) if e.is_concurrent_change() && attempt < CONCURRENT_CHANGE_RETRIES => {
+                    attempt += 1;
+                    tracing::debug!(database, error = %e, attempt, "catalog read met a concurrent drop; reading again");
+                    tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
+                }
+                Err(e) => {
+                    return Err(RuntimeError::Catalog {
+                        database: database.to_string(),
+                        message: e.to_string(),
+                    })
+                }
+            }
+        };
         *connection = Some(CatalogConnection {
             client,
             refresh_user: None,
