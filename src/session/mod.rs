@@ -605,13 +605,16 @@ impl Masking {
     /// anything else answered pgveil's own queries and is dropped.
     fn guard_early(&mut self, early: &[u8]) -> Result<BytesMut, ProxyError> {
         let mut out = BytesMut::new();
-        let Some(g) = self.guard.as_mut() else {
-            return Ok(out);
-        };
+        let mut guard = self.guard.as_mut();
         contained(|| {
             for msg in codec::frames(early) {
-                if matches!(msg[0], b'N' | b'A' | b'S') {
-                    g.server_message(msg, &mut out);
+                if !matches!(msg[0], b'N' | b'A' | b'S') {
+                    continue;
+                }
+                match guard.as_mut() {
+                    Some(g) => g.server_message(msg, &mut out),
+                    // A session relayed as is gets them as is.
+                    None => out.extend_from_slice(msg),
                 }
             }
         })?;
