@@ -904,7 +904,7 @@ fn walk_statement(
                         })
                 });
             if analyzes {
-                walker.use_computed_outputs(&outputs);
+                walker.use_computed_outputs(outputs.iter().map(|o| &o.sources));
             }
             (
                 K::Explain,

@@ -177,6 +177,11 @@ impl Walker<'_> {
                 subquery, alias, ..
             } => {
                 let columns = self.query(subquery);
+                // PostgreSQL computes a subquery's columns that nobody reads
+                // when they are volatile (`… + random()`), DISTINCT or set
+                // operations need them, or the planner keeps them: the
+                // computed ones count as uses, like a materialized CTE's.
+                self.use_computed_outputs(columns.iter().map(|c| &c.sources));
                 let columns = match alias {
                     Some(alias) => rename_columns(columns, &alias.columns),
                     None => columns,
@@ -218,6 +223,12 @@ impl Walker<'_> {
                 for (i, e) in array_exprs.iter().enumerate() {
                     // unnest hands out the array's elements unchanged.
                     let sources = self.expr(e);
+                    // How many rows it makes is the array's length, which
+                    // `count(*)` reveals (`unnest(string_to_array(c, NULL))`);
+                    // only an ARRAY[…] constructor's length is the caller's.
+                    if !matches!(e, ast::Expr::Array(_)) {
+                        self.with_clause(Clause::RowCount, |w| w.use_sources(&sources, false));
+                    }
                     columns.push(OutputColumn {
                         name: if array_exprs.len() == 1 {
                             "unnest".into()

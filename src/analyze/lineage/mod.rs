@@ -126,8 +126,9 @@ pub enum Clause {
     /// Arguments of a set-returning function: they decide how many rows
     /// exist, which `count(*)` or EXPLAIN ANALYZE then reveal.
     RowCount,
-    /// Columns the server computes without returning them (EXPLAIN
-    /// ANALYZE, a materialized CTE): whether that fails depends on values.
+    /// Values the server computes without returning them (EXPLAIN
+    /// ANALYZE, a materialized CTE, a subquery's unread columns, what
+    /// `count()` counts): whether that fails depends on values.
     Evaluated,
 }
 
@@ -137,8 +138,9 @@ impl Clause {
             Clause::SelectList => "select list",
             Clause::RowCount => "arguments of a set-returning function",
             Clause::Evaluated => {
-                "a column the server computes without returning it (EXPLAIN ANALYZE, a \
-                 materialized CTE), where an error would tell something about the value"
+                "a value the server computes without returning it (EXPLAIN ANALYZE, a \
+                 materialized CTE, a subquery's unread column, what count() counts), where an \
+                 error would tell something about the value"
             }
             Clause::Where => "WHERE",
             Clause::JoinOn => "JOIN",
@@ -415,13 +417,16 @@ impl<'c> Walker<'c> {
         self.effects.hazard(rule, detail);
     }
 
-    /// Outputs the server computes but does not return (EXPLAIN ANALYZE, a
-    /// materialized CTE's unread columns): whether computing them fails
-    /// depends on the values, so each computed one is a general use.
-    pub(crate) fn use_computed_outputs(&mut self, outputs: &[OutputColumn]) {
-        for output in outputs {
-            let computed: Sources = output
-                .sources
+    /// Values the server computes but may not return (EXPLAIN ANALYZE, a
+    /// materialized CTE's or a subquery's unread columns, count()'s
+    /// argument): whether computing them fails depends on the values, so
+    /// each computed one is a general use.
+    pub(crate) fn use_computed_outputs<'s>(
+        &mut self,
+        outputs: impl IntoIterator<Item = &'s Sources>,
+    ) {
+        for sources in outputs {
+            let computed: Sources = sources
                 .iter()
                 .filter(|(_, flow)| **flow != Flow::Copy)
                 .map(|(c, f)| (c.clone(), *f))

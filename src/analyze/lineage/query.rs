@@ -33,7 +33,7 @@ impl Walker<'_> {
                     cte.materialized,
                     Some(ast::CteAsMaterialized::NotMaterialized)
                 ) {
-                    self.use_computed_outputs(&columns);
+                    self.use_computed_outputs(columns.iter().map(|c| &c.sources));
                 }
                 let columns = rename_columns(columns, &cte.alias.columns);
                 self.ctes.push((name, Arc::new(columns)));

@@ -62,7 +62,10 @@ fn scrub_fields(fields: Vec<(u8, Vec<u8>)>) -> Vec<(u8, Vec<u8>)> {
         .filter_map(|(t, v)| match t {
             b'M' if in_server_code => Some((t, HIDDEN_MESSAGE.to_vec())),
             b'H' if in_server_code => None,
-            b'M' => Some((t, redact_values(&v).unwrap_or_else(|| UNKNOWN_MESSAGE.to_vec()))),
+            b'M' => Some((
+                t,
+                redact_values(&v).unwrap_or_else(|| UNKNOWN_MESSAGE.to_vec()),
+            )),
             b'H' => redact_values(&v).map(|v| (t, v)),
             _ if NAME_FIELDS.contains(&t) => (!in_server_code).then_some((t, v)),
             _ if KEPT_FIELDS.contains(&t) => Some((t, v)),
@@ -111,7 +114,10 @@ mod tests {
             r("invalid normalization form: 张三丰"),
             "invalid normalization form: ***"
         );
-        assert_eq!(r("张三丰 is not a valid encoding name"), "*** is not a valid encoding name");
+        assert_eq!(
+            r("张三丰 is not a valid encoding name"),
+            "*** is not a valid encoding name"
+        );
         assert_eq!(r("division by zero"), "division by zero");
         let unknown = scrub_fields(f(&[(b'M', "张三丰"), (b'H', "6222")]));
         assert_eq!(unknown, vec![(b'M', UNKNOWN_MESSAGE.to_vec())]);

@@ -209,9 +209,7 @@ pub(super) fn fixed_text(message: &[u8]) -> Option<Vec<u8>> {
             match piece {
                 Piece::Text(text) => out.extend_from_slice(text),
                 Piece::Value => match spans.next() {
-                    Some(span) if catalogue.phrases.contains(span) => {
-                        out.extend_from_slice(span)
-                    }
+                    Some(span) if catalogue.phrases.contains(span) => out.extend_from_slice(span),
                     _ => out.extend_from_slice(STAR),
                 },
             }
@@ -247,7 +245,10 @@ mod tests {
                 .as_deref(),
             Some("duplicate key value violates unique constraint \"***\"")
         );
-        assert_eq!(shown("division by zero").as_deref(), Some("division by zero"));
+        assert_eq!(
+            shown("division by zero").as_deref(),
+            Some("division by zero")
+        );
         // A value with quotes of its own cannot end the conversion early.
         assert_eq!(
             shown("invalid input syntax for type integer: \"张\"三\"丰\"\"").as_deref(),
