@@ -493,10 +493,34 @@ impl<'c> Walker<'c> {
     fn compare_both(&mut self, left: &Expr, right: &Expr) {
         let l = self.expr(left);
         let r = self.expr(right);
+        if self.same_row_value(left, right, &l, &r) {
+            return;
+        }
         let lo = self.operand(left, &l);
         let ro = self.operand(right, &r);
         self.compare(&l, &ro);
         self.compare(&r, &lo);
+    }
+
+    /// `t.c = t.c`: one row's value compared with itself, which PostgreSQL
+    /// plans as `t.c IS NOT NULL` (an index returns every row, in the
+    /// column's order), not as a join: a general use of both sides.
+    pub(super) fn same_row_value(
+        &mut self,
+        left: &Expr,
+        right: &Expr,
+        l: &Sources,
+        r: &Sources,
+    ) -> bool {
+        let same = match (self.column_reference(left), self.column_reference(right)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            self.use_sources(l, false);
+            self.use_sources(r, false);
+        }
+        same
     }
 
     /// Records every column of `sources` as reaching guarded code.
