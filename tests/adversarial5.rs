@@ -11,7 +11,7 @@ mod common;
 
 use std::sync::OnceLock;
 
-use common::bank::{self, *};
+use common::bank;
 use common::probe::*;
 use common::{cluster, Proxy};
 

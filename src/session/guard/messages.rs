@@ -48,7 +48,7 @@ fn catalogue() -> &'static Catalogue {
             // `%s` alone says nothing: such a message is not shown.
             .filter(|t| t.fixed > 0)
             .collect();
-        templates.sort_by(|a, b| b.fixed.cmp(&a.fixed));
+        templates.sort_by_key(|t| std::cmp::Reverse(t.fixed));
         let phrases = templates
             .iter()
             .filter_map(|t| match t.pieces.as_slice() {
