@@ -176,12 +176,14 @@ impl Walker<'_> {
             TableFactor::Derived {
                 subquery, alias, ..
             } => {
-                let columns = self.query(subquery);
-                // PostgreSQL computes a subquery's columns that nobody reads
-                // when they are volatile (`… + random()`), DISTINCT or set
-                // operations need them, or the planner keeps them: the
-                // computed ones count as uses, like a materialized CTE's.
-                self.use_computed_outputs(columns.iter().map(|c| &c.sources));
+                let (columns, volatile) = self.query_volatility(|w| w.query(subquery));
+                // PostgreSQL drops a subquery's columns that nobody reads,
+                // unless they are volatile (`… + random()`): then it computes
+                // them, and whether that fails tells something of the values
+                // (DISTINCT, grouping and set operations are uses already).
+                if volatile {
+                    self.use_computed_outputs(columns.iter().map(|c| &c.sources));
+                }
                 let columns = match alias {
                     Some(alias) => rename_columns(columns, &alias.columns),
                     None => columns,
@@ -725,7 +727,11 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
         };
         let mut walker = Walker::new(catalog, &search_path);
         walker.view_depth = depth;
-        let outputs = walker.query(query);
+        // A view is a subquery: its volatile columns are computed unread.
+        let (outputs, volatile) = walker.query_volatility(|w| w.query(query));
+        if volatile {
+            walker.use_computed_outputs(outputs.iter().map(|o| &o.sources));
+        }
         let columns = relation
             .columns
             .iter()

@@ -173,6 +173,9 @@ impl Walker<'_> {
             .resolve_function(self.search_path, schema, name)
         {
             Some(function) if function.is_builtin() => {
+                if builtins::is_volatile(&function.schema, name) {
+                    self.volatile_calls += 1;
+                }
                 let qualified = format!("{}.{name}()", function.schema);
                 let category = builtins::category(&function.schema, name, arg_count);
                 match category {
@@ -200,6 +203,8 @@ impl Walker<'_> {
                 category
             }
             Some(function) => {
+                // Its volatility is the user's to declare: assume volatile.
+                self.volatile_calls += 1;
                 self.effects
                     .user_functions
                     .insert((function.schema.clone(), function.name.clone()));

@@ -127,8 +127,9 @@ pub enum Clause {
     /// exist, which `count(*)` or EXPLAIN ANALYZE then reveal.
     RowCount,
     /// Values the server computes without returning them (EXPLAIN
-    /// ANALYZE, a materialized CTE, a subquery's unread columns, what
-    /// `count()` counts): whether that fails depends on values.
+    /// ANALYZE, a materialized CTE, the unread columns of a subquery or
+    /// view that calls a volatile function, what `count()` counts):
+    /// whether that fails depends on values.
     Evaluated,
 }
 
@@ -139,8 +140,8 @@ impl Clause {
             Clause::RowCount => "arguments of a set-returning function",
             Clause::Evaluated => {
                 "a value the server computes without returning it (EXPLAIN ANALYZE, a \
-                 materialized CTE, a subquery's unread column, what count() counts), where an \
-                 error would tell something about the value"
+                 materialized CTE, a volatile query's unread column, what count() counts), where \
+                 an error would tell something about the value"
             }
             Clause::Where => "WHERE",
             Clause::JoinOn => "JOIN",
@@ -395,6 +396,9 @@ pub(crate) struct Walker<'c> {
     clause: Clause,
     pub(crate) literal_sensitive: bool,
     view_depth: usize,
+    /// Calls of volatile or user-defined functions walked so far: a query
+    /// with one keeps the columns nobody reads, and computes them.
+    volatile_calls: usize,
 }
 
 const MAX_VIEW_DEPTH: usize = 32;
@@ -410,6 +414,7 @@ impl<'c> Walker<'c> {
             clause: Clause::SelectList,
             literal_sensitive: false,
             view_depth: 0,
+            volatile_calls: 0,
         }
     }
 
@@ -418,9 +423,18 @@ impl<'c> Walker<'c> {
     }
 
     /// Values the server computes but may not return (EXPLAIN ANALYZE, a
-    /// materialized CTE's or a subquery's unread columns, count()'s
-    /// argument): whether computing them fails depends on the values, so
-    /// each computed one is a general use.
+    /// materialized CTE's unread columns, count()'s argument): whether
+    /// computing them fails depends on the values, so each computed one is
+    /// a general use.
+    /// The query `walk` walks (a subquery, a view, an inlined CTE) and
+    /// whether it calls a volatile or user-defined function: PostgreSQL
+    /// then keeps the columns nobody reads, and computes them.
+    pub(crate) fn query_volatility<T>(&mut self, walk: impl FnOnce(&mut Self) -> T) -> (T, bool) {
+        let before = self.volatile_calls;
+        let result = walk(self);
+        (result, self.volatile_calls > before)
+    }
+
     pub(crate) fn use_computed_outputs<'s>(
         &mut self,
         outputs: impl IntoIterator<Item = &'s Sources>,
