@@ -181,3 +181,40 @@ async fn a_column_compared_with_itself_is_not_an_equi_join() {
     }
     s.finish();
 }
+
+// ---------------------------------------------------------------------------
+// False block: FETCH without FROM/IN (`FETCH c`, `FETCH NEXT c`, `FETCH 5
+// c`), valid PostgreSQL that sqlparser does not read, was refused as an
+// unanalysable statement. Its rows are the cursor's, masked as declared.
+
+#[tokio::test]
+async fn fetch_without_from_reads_the_cursor_masked() {
+    let s = as_role("dev").await;
+    s.exec("BEGIN; DECLARE c SCROLL CURSOR FOR SELECT mobile FROM customers ORDER BY id")
+        .await;
+    for sql in [
+        "FETCH c",
+        "FETCH NEXT c",
+        "FETCH 1 c",
+        "FETCH ABSOLUTE 1 c",
+        "FETCH ALL c",
+    ] {
+        s.exec("MOVE ABSOLUTE 0 c").await;
+        let text = works(&s, sql).await;
+        if !text.contains("139****4321") && !text.contains("138****0000") {
+            s.leaks
+                .lock()
+                .unwrap()
+                .push(format!("NOT MASKED AS DECLARED: `{sql}` -> {text}"));
+        }
+    }
+    s.exec("ROLLBACK").await;
+    // A cursor over a computed value stays refused, however FETCH is spelled.
+    s.exec("BEGIN").await;
+    let (ok, _) = s
+        .attack("DECLARE d CURSOR FOR SELECT upper(mobile) FROM customers")
+        .await;
+    assert!(!ok, "DECLARE of a computed protected value must be refused");
+    s.exec("ROLLBACK").await;
+    s.finish();
+}

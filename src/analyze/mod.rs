@@ -629,6 +629,13 @@ fn analyse_piece(
                 analysis.effects = walker.effects;
                 return analysis;
             }
+            if let Some(cursor) = &pg.fetches_cursor {
+                // Its rows are the cursor's: the session substitutes the
+                // plan stored at DECLARE, as for a FETCH sqlparser reads.
+                return Analysis::new(StatementKind::Fetch {
+                    cursor: cursor.clone(),
+                });
+            }
             let kind = match fallback::set_schema(piece) {
                 // SET SCHEMA 'x' is search_path under another name.
                 Some(schema) => StatementKind::SetSearchPath {

@@ -72,6 +72,10 @@ pub struct PgStatement {
     /// A `MOVE` (a FetchStmt with `ismove`): it repositions a cursor and
     /// returns only a row count, never a row.
     pub moves_cursor: bool,
+    /// The cursor a `FETCH` (not `MOVE`) reads, as PostgreSQL names it:
+    /// `FETCH c`, `FETCH NEXT c` and `FETCH 5 c`, which sqlparser does not
+    /// read without FROM or IN.
+    pub fetches_cursor: Option<String>,
     pub references: References,
     /// Type names the statement creates or gives (see [`NewTypeName`]).
     pub new_type_names: Vec<NewTypeName>,
@@ -401,6 +405,10 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             node,
             Some(pg_query::NodeEnum::FetchStmt(f)) if f.ismove
         );
+        let fetches_cursor = match node {
+            Some(pg_query::NodeEnum::FetchStmt(f)) if !f.ismove => Some(f.portalname.clone()),
+            _ => None,
+        };
         let identity_alter = identity.filter(|_| only_constant_options(&collector.references));
         let block_use = match node {
             Some(node) => block_use(node, &collector.references.kinds),
@@ -418,6 +426,7 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             range: start..end,
             kind,
             moves_cursor,
+            fetches_cursor,
             references: collector.references,
             new_type_names,
             identity_alter,
