@@ -61,9 +61,12 @@ pub struct FallbackScan {
 
 /// Statement kinds admitted without sqlparser's tree, judged by what
 /// PostgreSQL's tree references: reads, writes and schema changes that move
-/// no data by themselves. Anything else (DO, EXECUTE, COPY, cursors,
-/// prepared statements, function, trigger and rule definitions, SELECT
-/// INTO, NOTIFY, settings …) needs the full analysis.
+/// no data by themselves, and SET/RESET (`SET role TO 'x'`, which sqlparser
+/// does not read; PostgreSQL's grammar admits only constants there, and the
+/// session reads search_path again after it, see `StatementKind`).
+/// Anything else (DO, EXECUTE, COPY, cursors, prepared statements,
+/// function, trigger and rule definitions, SELECT INTO, NOTIFY …) needs the
+/// full analysis.
 const ADMITTED_KINDS: &[&str] = &[
     "SelectStmt",
     "InsertStmt",
@@ -72,6 +75,7 @@ const ADMITTED_KINDS: &[&str] = &[
     "MergeStmt",
     "ExplainStmt",
     "VariableShowStmt",
+    "VariableSetStmt",
     "TransactionStmt",
     "CreateStmt",
     "IndexStmt",
