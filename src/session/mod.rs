@@ -392,6 +392,7 @@ async fn relay_messages(
                     if let (Some((pieces, _)), Some(rt)) = (stepwise, runtime) {
                         let mut link = steps::Link {
                             client: &mut client,
+                            cbuf: &mut cbuf,
                             server: &mut server,
                             sbuf: &mut sbuf,
                             state: &mut state,

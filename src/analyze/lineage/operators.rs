@@ -12,11 +12,16 @@
 //! which is PostgreSQL's first cut too; every remaining candidate's
 //! function is judged like a call of it.
 
+use std::cell::Cell;
+
 use sqlparser::ast::{self, BinaryOperator as B, Expr, UnaryOperator as U};
 
 use super::{ident_name, object_name_parts, HazardRule, Walker};
 use crate::analyze::builtins::{self, BuiltinCategory};
 use crate::analyze::catalog::{FunctionResult, RelationKind, FIRST_NORMAL_OBJECT_ID};
+
+/// How many expression nodes typing one operand may look at.
+const TYPING_FUEL: u32 = 256;
 
 /// What pgveil knows of an operand's type.
 #[derive(Debug, Clone, PartialEq)]
@@ -360,8 +365,19 @@ impl Walker<'_> {
     }
 
     fn operand_type(&self, expr: &Expr) -> OperandType {
+        self.typed(expr, &Cell::new(TYPING_FUEL))
+    }
+
+    /// `operand_type` within `fuel` nodes: typing looks into operands, and
+    /// every operator of a deep expression is typed, so without a bound a
+    /// chain of n operators costs n² (past it: not known).
+    fn typed(&self, expr: &Expr, fuel: &Cell<u32>) -> OperandType {
+        if fuel.get() == 0 {
+            return OperandType::Opaque;
+        }
+        fuel.set(fuel.get() - 1);
         match expr {
-            Expr::Nested(inner) => self.operand_type(inner),
+            Expr::Nested(inner) => self.typed(inner, fuel),
             Expr::Value(v) => match &v.value {
                 ast::Value::SingleQuotedString(_)
                 | ast::Value::EscapedStringLiteral(_)
@@ -411,15 +427,15 @@ impl Walker<'_> {
             | Expr::AllOp { .. } => OperandType::Known("bool".into()),
             Expr::BinaryOp { left, op, right } => match binary_operator(op) {
                 Some((schema, name)) => {
-                    let left = self.operand_type(left);
-                    let right = self.operand_type(right);
+                    let left = self.typed(left, fuel);
+                    let right = self.typed(right, fuel);
                     self.operator_result_type(schema.as_deref(), &name, Some(&left), &right)
                 }
                 None => OperandType::Opaque,
             },
             Expr::UnaryOp { op, expr } => match unary_operator(op) {
                 Some(name) => {
-                    let operand = self.operand_type(expr);
+                    let operand = self.typed(expr, fuel);
                     self.operator_result_type(None, name, None, &operand)
                 }
                 None => OperandType::Opaque,
@@ -436,7 +452,7 @@ impl Walker<'_> {
                     .map(|c| &c.result)
                     .chain(else_result.as_deref())
                     .all(|e| {
-                        let t = self.operand_type(e);
+                        let t = self.typed(e, fuel);
                         t.is_builtin() || t == OperandType::Unknown
                     });
                 if typed {
@@ -445,7 +461,7 @@ impl Walker<'_> {
                     OperandType::Opaque
                 }
             }
-            Expr::Function(function) => self.function_type(function),
+            Expr::Function(function) => self.function_type(function, fuel),
             _ => OperandType::Opaque,
         }
     }
@@ -455,7 +471,7 @@ impl Walker<'_> {
     /// result types are then pg_catalog's), or a polymorphic one whose
     /// arguments are all of built-in types; COALESCE, GREATEST, LEAST and
     /// NULLIF (syntax, not functions) when their arguments are.
-    fn function_type(&self, function: &ast::Function) -> OperandType {
+    fn function_type(&self, function: &ast::Function, fuel: &Cell<u32>) -> OperandType {
         let parts = object_name_parts(&function.name);
         let args: Option<Vec<&Expr>> = match &function.args {
             ast::FunctionArguments::None => Some(Vec::new()),
@@ -472,7 +488,7 @@ impl Walker<'_> {
         let args_typed = || {
             args.as_ref().is_some_and(|args| {
                 args.iter().all(|a| {
-                    let t = self.operand_type(a);
+                    let t = self.typed(a, fuel);
                     t.is_builtin() || t == OperandType::Unknown
                 })
             })
