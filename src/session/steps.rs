@@ -107,6 +107,7 @@ async fn run_steps(
         publish(link.meter, &mut g.observed).await;
         send_server(link, &out).await?;
         link.cancel.release();
+        link.cancel.set_busy(true);
         let error = relay_answers(masking, rt, link, true).await?;
         let Some(g) = masking.guard.as_mut() else {
             return Ok(());
