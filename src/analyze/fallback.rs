@@ -63,7 +63,10 @@ pub struct FallbackScan {
 /// PostgreSQL's tree references: reads, writes and schema changes that move
 /// no data by themselves. Anything else (DO, EXECUTE, COPY, cursors,
 /// prepared statements, function, trigger and rule definitions, SELECT
-/// INTO, NOTIFY, settings …) needs the full analysis.
+/// INTO, NOTIFY, settings …) needs the full analysis, except a SET or RESET
+/// of a named setting other than search_path (`SET role TO 'x'`, which
+/// sqlparser does not read): PostgreSQL's grammar admits only constants
+/// there, and the session reads search_path again after it.
 const ADMITTED_KINDS: &[&str] = &[
     "SelectStmt",
     "InsertStmt",
@@ -143,7 +146,8 @@ pub fn from_tree(
     // COPY … FROM STDIN writes what the client sends (sqlparser does not
     // read its WHERE clause, which PostgreSQL limits to the incoming row:
     // no subqueries); its functions are judged below.
-    if !ADMITTED_KINDS.contains(&pg.kind) && !pg.copy_from_stdin {
+    let setting = pg.setting.as_deref().is_some_and(|s| s != "search_path");
+    if !ADMITTED_KINDS.contains(&pg.kind) && !pg.copy_from_stdin && !setting {
         result.dynamic = Some(format!("statement kind {}", pg.kind));
         return result;
     }

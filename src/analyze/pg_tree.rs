@@ -89,6 +89,9 @@ pub struct PgStatement {
     /// A `DO` block of PL/pgSQL that only raises constant messages (see
     /// [`raise_only`]).
     pub raise_only: bool,
+    /// The setting a `SET`/`RESET` names (`role`, `search_path` …; None for
+    /// any other statement and for `RESET ALL`).
+    pub setting: Option<String>,
 }
 
 /// True for a `DO` block whose PL/pgSQL body (read by PostgreSQL's own
@@ -419,7 +422,14 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             Some(pg_query::NodeEnum::CopyStmt(c)) if c.is_from && !c.is_program && c.filename.is_empty()
         );
         let raise_only = node.is_some_and(raise_only);
+        let setting = match node {
+            Some(pg_query::NodeEnum::VariableSetStmt(v)) if !v.name.is_empty() => {
+                Some(v.name.to_ascii_lowercase())
+            }
+            _ => None,
+        };
         statements.push(PgStatement {
+            setting,
             block_use,
             copy_from_stdin,
             raise_only,

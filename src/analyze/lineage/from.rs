@@ -2,6 +2,7 @@
 //! functions, named relations (CTEs, tables, partitions, views) and the
 //! lineage of a view's definition.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use sqlparser::ast::{self, FunctionArg, ObjectName, Statement, TableFactor, TableWithJoins};
@@ -86,6 +87,7 @@ impl Walker<'_> {
                         columns: merged[..names.len().min(merged.len())].to_vec(),
                         opaque: false,
                         opaque_sources: Sources::new(),
+                        builtin_typed: BTreeSet::new(),
                     });
                     merged
                 }
@@ -197,6 +199,7 @@ impl Walker<'_> {
                     columns: columns.clone(),
                     opaque: false,
                     opaque_sources: Sources::new(),
+                    builtin_typed: BTreeSet::new(),
                 });
                 columns
             }
@@ -277,6 +280,7 @@ impl Walker<'_> {
                     columns: columns.clone(),
                     opaque: false,
                     opaque_sources: Sources::new(),
+                    builtin_typed: BTreeSet::new(),
                 });
                 columns
             }
@@ -293,6 +297,7 @@ impl Walker<'_> {
                         columns: columns.clone(),
                         opaque: false,
                         opaque_sources: Sources::new(),
+                        builtin_typed: BTreeSet::new(),
                     });
                     return columns;
                 }
@@ -384,6 +389,7 @@ impl Walker<'_> {
                 columns: Vec::new(),
                 opaque: true,
                 opaque_sources: sources,
+                builtin_typed: BTreeSet::new(),
             });
             return Vec::new();
         };
@@ -402,14 +408,40 @@ impl Walker<'_> {
         } else {
             rename_columns(columns, alias_columns)
         };
+        // A built-in function's scalar result is of a built-in type, and so
+        // is the ordinality (bigint).
+        let scalar_builtin = !typed_list
+            && self.function_result(&parts, args) == FunctionResult::Scalar
+            && self.resolves_to_builtin(&parts);
+        let builtin_typed = columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| scalar_builtin || (with_ordinality && i + 1 == columns.len()))
+            .map(|(_, c)| c.name.clone())
+            .collect();
         self.push_item(ScopeItem {
             alias: alias_name,
             relation: None,
             columns: columns.clone(),
             opaque: false,
             opaque_sources: Sources::new(),
+            builtin_typed,
         });
         columns
+    }
+
+    /// Whether a call of `parts` runs a function that ships with
+    /// PostgreSQL: no user-defined function of that name is on the path
+    /// (`Catalog::resolve_function` prefers those).
+    pub(super) fn resolves_to_builtin(&self, parts: &[String]) -> bool {
+        let (schema, name) = match parts {
+            [name] => (None, name.as_str()),
+            [schema, name] => (Some(schema.as_str()), name.as_str()),
+            _ => return false,
+        };
+        self.catalog
+            .resolve_function(self.search_path, schema, name)
+            .is_some_and(|f| f.is_builtin())
     }
 
     /// The FROM shape of the function a call resolves to; `Unknown` when
@@ -528,6 +560,7 @@ impl Walker<'_> {
             columns: columns.clone(),
             opaque: columns.is_empty(),
             opaque_sources: sources,
+            builtin_typed: BTreeSet::new(),
         });
         columns
     }
@@ -552,6 +585,7 @@ impl Walker<'_> {
                     columns,
                     opaque: false,
                     opaque_sources: Sources::new(),
+                    builtin_typed: BTreeSet::new(),
                 });
             }
         }
@@ -574,6 +608,7 @@ impl Walker<'_> {
                 columns: Vec::new(),
                 opaque: true,
                 opaque_sources: Sources::new(),
+                builtin_typed: BTreeSet::new(),
             });
         };
         self.effects
@@ -606,6 +641,7 @@ impl Walker<'_> {
             columns,
             opaque: false,
             opaque_sources: Sources::new(),
+            builtin_typed: BTreeSet::new(),
         })
     }
 

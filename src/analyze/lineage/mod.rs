@@ -366,6 +366,10 @@ struct ScopeItem {
     opaque: bool,
     /// What any column of an opaque item derives from.
     opaque_sources: Sources,
+    /// Columns known to be of some built-in type (a built-in function's
+    /// scalar result, WITH ORDINALITY), which no operator over an
+    /// extension's type accepts (see `operators`).
+    builtin_typed: BTreeSet<String>,
 }
 
 impl ScopeItem {
