@@ -636,6 +636,10 @@ fn analyse_piece(
                 },
                 None if pg.copy_from_stdin => StatementKind::CopyFrom,
                 None if pg.raise_only => StatementKind::Raise,
+                // The session governs its rows by the cursor's stored plan.
+                None if pg.fetch_cursor.is_some() => StatementKind::Fetch {
+                    cursor: pg.fetch_cursor.clone().unwrap_or_default(),
+                },
                 // Another SET or RESET (`SET role TO DEFAULT`): it may change
                 // what "$user" stands for; the session reads search_path again.
                 None if pg.kind == "VariableSetStmt" => {
@@ -647,11 +651,89 @@ fn analyse_piece(
             };
             let mut analysis = Analysis::new(kind);
             builtin_type_shadow(&pg, search_path, &mut analysis.effects);
+            unparsed_effects(&pg, search_path, catalog, &mut analysis.effects);
             analysis.fallback = Some(fallback::from_tree(&pg, search_path, catalog));
             analysis.literal_sensitive = true;
             analysis
         }
     })
+}
+
+/// What an unparsed statement does besides the names it mentions, from
+/// PostgreSQL's tree, judged as its parsed form would be: the function a
+/// trigger attaches (built in or allowed), functions (re)defined (not under
+/// an allowed name), a temporary relation that would shadow another, and
+/// the rule of the kinds that run code pgveil cannot follow.
+fn unparsed_effects(
+    pg: &pg_tree::PgStatement,
+    search_path: &[String],
+    catalog: &Catalog,
+    effects: &mut lineage::Effects,
+) {
+    let mut walker = Walker::new(catalog, search_path);
+    for function in &pg.references.functions {
+        let _ = walker.check_function(function, None);
+        // Its setting is an argument the references do not carry.
+        if function.last().is_some_and(|n| n == "set_config") {
+            walker.set_config_setting(None);
+        }
+    }
+    if let Some(function) = &pg.trigger_function {
+        let _ = walker.check_function(function, None);
+    }
+    for (schema, name) in &pg.defined_functions {
+        match schema {
+            Some(schema) => {
+                walker
+                    .effects
+                    .defined_functions
+                    .insert((schema.clone(), name.clone()));
+            }
+            None => walker.effects.defined_functions.extend(
+                search_path
+                    .iter()
+                    .map(|schema| (schema.clone(), name.clone())),
+            ),
+        }
+    }
+    for new in &pg.new_type_names {
+        let Some(name) = new.name.as_deref() else {
+            continue;
+        };
+        let array_of = |element: &str| {
+            pg.new_type_names
+                .iter()
+                .any(|n| n.name.as_deref() == Some(element))
+        };
+        let is_array = name.strip_prefix('_').is_some_and(array_of);
+        if !new.temporary || new.schema.is_some() || is_array {
+            continue;
+        }
+        let shadowed = catalog
+            .resolve_relation(search_path, name)
+            .filter(|r| r.schema != "pg_temp");
+        if let Some(shadowed) = shadowed {
+            walker.effects.hazard(
+                HazardRule::Unanalysable,
+                format!(
+                    "temporary {name} would shadow {}.{}",
+                    shadowed.schema, shadowed.name
+                ),
+            );
+        }
+    }
+    match pg.kind {
+        "DoStmt" if !pg.raise_only => walker.effects.hazard(
+            HazardRule::DynamicSql,
+            "DO runs procedural code pgveil cannot see into",
+        ),
+        "RuleStmt" => walker.effects.hazard(
+            HazardRule::ServerCode,
+            "a rule runs its actions inside other statements, where pgveil cannot follow them",
+        ),
+        _ => {}
+    }
+    effects.absorb(&walker.effects);
 }
 
 /// `CREATE MATERIALIZED VIEW / TABLE … AS query WITH [NO] DATA` (pg_dump
@@ -1133,7 +1215,10 @@ fn walk_statement(
         | Statement::AlterType(_)
         | Statement::Comment { .. }
         | Statement::Grant(_)
-        | Statement::Revoke(_) => {
+        | Statement::Revoke(_)
+        | Statement::GrantRole(_)
+        | Statement::RevokeRole(_)
+        | Statement::DropProcedure { .. } => {
             // Schema changes that move no data; any function they name
             // (an operator class's support functions, say) must still be
             // one a role may run.

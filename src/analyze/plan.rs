@@ -178,10 +178,14 @@ pub(crate) fn derive(
     if !policy.is_restricted() {
         return StatementPlan::Allow;
     }
-    // A hazard found in PostgreSQL's tree counts for unparsed statements too.
+    // A hazard found in PostgreSQL's tree counts for unparsed statements
+    // too; the functions they attach or define are judged below.
     if let Some(scan) = &analysis.fallback {
         if analysis.effects.hazards.is_empty() {
-            return judge_fallback(scan, catalog, policy);
+            let verdict = judge_fallback(scan, catalog, policy);
+            if !matches!(verdict, StatementPlan::Allow) {
+                return verdict;
+            }
         }
     }
     let effects = &analysis.effects;
@@ -514,6 +518,11 @@ fn judge_fallback(
             "rewrite the statement in a form pgveil parses, or run it as a role without masks",
         )
     };
+    if let Some(kind) = scan.unadmitted_kind {
+        return unanalysable(format!(
+            "is a {kind}, which pgveil admits only when its own parser reads it"
+        ));
+    }
     if let Some(word) = &scan.dynamic {
         return unanalysable(format!("runs dynamic SQL or server-side code ({word})"));
     }
@@ -529,8 +538,9 @@ fn judge_fallback(
                 ));
             }
         }
-        // Views count as protected when what they read is.
-        let columns = if named && relation.has_definition() && !relation.is_system() {
+        // Views count as protected when what they read is, partitions and
+        // inheritance children when their ancestors' columns are.
+        let columns = if named && !relation.is_system() {
             let mut walker = Walker::new(catalog, &path);
             walker.relation_columns(relation)
         } else {
@@ -551,7 +561,7 @@ fn judge_fallback(
             for source in column.sources.keys() {
                 if policy.column(source).is_some_and(|d| !is_harmless(&d)) {
                     return unanalysable(format!(
-                        "names view {}.{} over protected column {}",
+                        "names {}.{}, which carries protected column {}",
                         relation.schema,
                         relation.name,
                         display(source)
@@ -564,10 +574,16 @@ fn judge_fallback(
         for function in catalog.functions_named(word) {
             if !function.is_builtin() && !policy.function_allowed(&function.schema, &function.name)
             {
-                return unanalysable(format!(
-                    "names user-defined function {}.{}",
-                    function.schema, function.name
-                ));
+                return block(
+                    format!(
+                        "a statement pgveil could not parse names user-defined function {}.{}, \
+                         which the policy does not allow",
+                        function.schema, function.name
+                    ),
+                    "user-defined-function",
+                    None,
+                    "ask the DBA to list the function in the policy",
+                );
             }
         }
     }

@@ -294,7 +294,7 @@ pub struct Effects {
 }
 
 impl Effects {
-    fn absorb(&mut self, other: &Effects) {
+    pub(crate) fn absorb(&mut self, other: &Effects) {
         self.uses.extend(other.uses.iter().cloned());
         self.relations.extend(other.relations.iter().cloned());
         self.user_functions
