@@ -306,6 +306,13 @@ async fn views_tables_and_publications_over_unprotected_data() {
         "carries protected column public.customers.",
     )
     .await;
+    // Statistics views hold stored values of every column.
+    refused(
+        &s,
+        "CREATE TABLE rs_stats (a) AS SELECT most_common_vals::text FROM pg_stats",
+        "[rule: sensitive-system-catalog]",
+    )
+    .await;
     refused(
         &s,
         "CREATE PUBLICATION rs_pub2 FOR TABLE customers",

@@ -681,6 +681,22 @@ fn unparsed_effects(
     if let Some(function) = &pg.trigger_function {
         let _ = walker.check_function(function, None);
     }
+    // Statistics and activity views quote stored values and other
+    // sessions' statements; the walker judges their columns, the name is
+    // all there is here.
+    for relation in &pg.references.relations {
+        let Some(name) = relation.last() else {
+            continue;
+        };
+        if lineage::SENSITIVE_SYSTEM_RELATIONS.contains(&name.as_str())
+            || name == "pg_stat_activity"
+        {
+            walker.effects.hazard(
+                HazardRule::SensitiveCatalog,
+                format!("{name} exposes raw column values or statement texts"),
+            );
+        }
+    }
     for (schema, name) in &pg.defined_functions {
         match schema {
             Some(schema) => {
