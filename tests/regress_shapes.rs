@@ -341,3 +341,68 @@ async fn fetch_forms_sqlparser_does_not_read() {
     ok(&s, "COMMIT").await;
     s.finish();
 }
+
+#[tokio::test]
+async fn alter_domain_checks_only_unprotected_values() {
+    let s = dev().await;
+    // domain.sql: checks over a domain no protected column uses.
+    ok(&s, "CREATE DOMAIN rs_code AS char(3)").await;
+    ok(&s, "CREATE DOMAIN rs_pos AS int").await;
+    ok(&s, "ALTER DOMAIN rs_pos ADD CONSTRAINT rs_pos_c CHECK (VALUE > 0)").await;
+    ok(&s, "ALTER DOMAIN rs_pos SET NOT NULL").await;
+    // A protected column of the domain's type: the check would be a
+    // one-bit oracle over its stored values.
+    cluster()
+        .psql_super_db("bank", "ALTER TABLE cards ALTER COLUMN cvv TYPE rs_code")
+        .unwrap();
+    // Any DDL through pgveil reads the catalog again.
+    ok(&s, "CREATE TABLE rs_after_domain ()").await;
+    refused(
+        &s,
+        "ALTER DOMAIN rs_code ADD CONSTRAINT rs_code_c CHECK (VALUE <> '987')",
+        "protected column public.cards.cvv has user-defined type",
+    )
+    .await;
+    refused(&s, "ALTER DOMAIN rs_code SET NOT NULL", "public.cards.cvv").await;
+    // NOT VALID checks only later writes; dropping checks nothing.
+    ok(
+        &s,
+        "ALTER DOMAIN rs_code ADD CONSTRAINT rs_code_c CHECK (VALUE <> '987') NOT VALID",
+    )
+    .await;
+    refused(
+        &s,
+        "ALTER DOMAIN rs_code VALIDATE CONSTRAINT rs_code_c",
+        "public.cards.cvv",
+    )
+    .await;
+    ok(&s, "ALTER DOMAIN rs_code DROP CONSTRAINT rs_code_c").await;
+    cluster()
+        .psql_super_db("bank", "ALTER TABLE cards ALTER COLUMN cvv TYPE char(3)")
+        .unwrap();
+    s.finish();
+}
+
+#[tokio::test]
+async fn qualified_array_subscripts() {
+    let s = dev().await;
+    // arrays.sql / opr_sanity.sql: `t.col[1]` is column t.col subscripted.
+    ok(&s, "CREATE TABLE rs_arr (a int[], b text[])").await;
+    ok(&s, "INSERT INTO rs_arr VALUES ('{1,2}', '{x,y}')").await;
+    let rows = ok(&s, "SELECT rs_arr.a[2], rs_arr.b[1] FROM rs_arr").await;
+    assert!(rows.contains('2') && rows.contains('x'), "{rows}");
+    ok(
+        &s,
+        "SELECT DISTINCT p1.proargtypes[0]::regtype FROM pg_proc AS p1 WHERE p1.pronargs = 1 LIMIT 1",
+    )
+    .await;
+    // An element of an array built from a protected column is computed
+    // from it.
+    refused(
+        &s,
+        "SELECT t.m[1] FROM (SELECT ARRAY[mobile] AS m FROM customers) AS t",
+        "computed from protected column public.customers.mobile",
+    )
+    .await;
+    s.finish();
+}

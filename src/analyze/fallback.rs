@@ -60,6 +60,9 @@ pub struct FallbackScan {
     /// PostgreSQL's kind of a statement that is admitted only after
     /// sqlparser's full analysis (not in `ADMITTED_KINDS`).
     pub unadmitted_kind: Option<&'static str>,
+    /// An ALTER DOMAIN that checks the stored values of the domain's
+    /// columns (see `PgStatement::checks_domain_values`).
+    pub checks_domain_values: bool,
 }
 
 /// Statement kinds admitted without sqlparser's tree, judged by what
@@ -122,6 +125,7 @@ const ADMITTED_KINDS: &[&str] = &[
     "AlterPublicationStmt",
     "DropdbStmt",
     "DropUserMappingStmt",
+    "AlterDomainStmt",
 ];
 
 /// Node kinds that make any statement need the full analysis: a prepared
@@ -139,7 +143,10 @@ pub fn from_tree(
     catalog: &super::Catalog,
 ) -> FallbackScan {
     let refs = &pg.references;
-    let mut result = FallbackScan::default();
+    let mut result = FallbackScan {
+        checks_domain_values: pg.checks_domain_values,
+        ..FallbackScan::default()
+    };
     let names = refs
         .relations
         .iter()

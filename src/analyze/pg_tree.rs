@@ -94,6 +94,10 @@ pub struct PgStatement {
     /// The function a `CREATE TRIGGER` makes the server run inside other
     /// statements' writes, as written.
     pub trigger_function: Option<Vec<String>>,
+    /// An `ALTER DOMAIN` that makes the server check every stored value of
+    /// the domain (ADD CONSTRAINT, SET NOT NULL, VALIDATE CONSTRAINT): it
+    /// fails iff one violates the check.
+    pub checks_domain_values: bool,
 }
 
 /// True for a `DO` block whose PL/pgSQL body (read by PostgreSQL's own
@@ -429,7 +433,21 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             Some(pg_query::NodeEnum::CreateTrigStmt(t)) => Some(names_of(&t.funcname)),
             _ => None,
         };
+        let checks_domain_values = match node {
+            Some(pg_query::NodeEnum::AlterDomainStmt(d)) => match d.subtype.as_str() {
+                // DEFAULT, DROP NOT NULL, DROP CONSTRAINT.
+                "T" | "N" | "X" => false,
+                // ADD CONSTRAINT … NOT VALID checks only later writes.
+                "C" => !matches!(
+                    d.def.as_ref().and_then(|n| n.node.as_ref()),
+                    Some(pg_query::NodeEnum::Constraint(c)) if c.skip_validation
+                ),
+                _ => true,
+            },
+            _ => false,
+        };
         statements.push(PgStatement {
+            checks_domain_values,
             fetch_cursor,
             defined_functions,
             trigger_function,

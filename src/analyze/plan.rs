@@ -503,6 +503,9 @@ pub(crate) fn derive(
     }
 }
 
+/// PostgreSQL's first OID of objects not created by initdb.
+const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
+
 /// A statement sqlparser could not parse is admitted only when none of its
 /// words (string literals included) names something protected.
 fn judge_fallback(
@@ -525,6 +528,35 @@ fn judge_fallback(
     }
     if let Some(word) = &scan.dynamic {
         return unanalysable(format!("runs dynamic SQL or server-side code ({word})"));
+    }
+    // The values a domain check reads are those of columns of the domain's
+    // type or of types built over it: user-defined types all. A column of
+    // a built-in type (OID below FirstNormalObjectId) is never checked.
+    if scan.checks_domain_values {
+        for relation in catalog.relations() {
+            for column in &relation.columns {
+                let qualified = QualifiedColumn {
+                    schema: relation.schema.clone(),
+                    table: relation.name.clone(),
+                    column: column.name.clone(),
+                };
+                let protected = policy.column(&qualified).is_some_and(|d| !is_harmless(&d));
+                if protected && column.type_oid >= FIRST_NORMAL_OBJECT_ID {
+                    return block(
+                        format!(
+                            "ALTER DOMAIN checks every stored value of the domain, and protected \
+                             column {} has user-defined type {}, which may be or contain it",
+                            display(&qualified),
+                            column.type_name
+                        ),
+                        HazardRule::Unanalysable.as_str(),
+                        Some(&qualified),
+                        "add the constraint as NOT VALID, or run it as a role whose rule allows \
+                         filtering by the column",
+                    );
+                }
+            }
+        }
     }
     let path: Vec<String> = vec!["public".into()];
     for relation in catalog.relations() {

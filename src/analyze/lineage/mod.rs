@@ -331,6 +331,24 @@ pub struct RelationLineage {
     pub effects: Effects,
 }
 
+/// The column a `root.a.b[…]…` field access starts with, as PostgreSQL's
+/// grammar reads it: the root identifier and every field name before the
+/// first subscript form one ColumnRef. `None` when the root is not a bare
+/// identifier or no field name follows it.
+pub(crate) fn dotted_column(root: &Expr, chain: &[ast::AccessExpr]) -> Option<Vec<String>> {
+    let Expr::Identifier(root) = root else {
+        return None;
+    };
+    let mut parts = vec![ident_name(root)];
+    for access in chain {
+        match access {
+            ast::AccessExpr::Dot(Expr::Identifier(field)) => parts.push(ident_name(field)),
+            _ => break,
+        }
+    }
+    (parts.len() > 1).then_some(parts)
+}
+
 /// Folds an identifier the way PostgreSQL does: unquoted names lower-case,
 /// A–Z only (in UTF-8 databases `Év` stays `Év`; it is not `év`).
 pub(crate) fn ident_name(ident: &Ident) -> String {
