@@ -290,8 +290,16 @@ async fn views_tables_and_publications_over_unprotected_data() {
     assert!(rows.contains('5'), "{rows}");
     // publication.sql: a publication of a table without protected columns.
     ok(&s, "CREATE TABLE rs_pub_t (a int)").await;
-    ok(&s, "CREATE PUBLICATION rs_pub FOR TABLE rs_pub_t WHERE (a > 1)").await;
-    ok(&s, "ALTER PUBLICATION rs_pub SET TABLE rs_pub_t WHERE (a > 2)").await;
+    ok(
+        &s,
+        "CREATE PUBLICATION rs_pub FOR TABLE rs_pub_t WHERE (a > 1)",
+    )
+    .await;
+    ok(
+        &s,
+        "ALTER PUBLICATION rs_pub SET TABLE rs_pub_t WHERE (a > 2)",
+    )
+    .await;
     // The same shapes over a protected column stay refused, through a view
     // too.
     refused(
@@ -348,7 +356,11 @@ async fn alter_domain_checks_only_unprotected_values() {
     // domain.sql: checks over a domain no protected column uses.
     ok(&s, "CREATE DOMAIN rs_code AS char(3)").await;
     ok(&s, "CREATE DOMAIN rs_pos AS int").await;
-    ok(&s, "ALTER DOMAIN rs_pos ADD CONSTRAINT rs_pos_c CHECK (VALUE > 0)").await;
+    ok(
+        &s,
+        "ALTER DOMAIN rs_pos ADD CONSTRAINT rs_pos_c CHECK (VALUE > 0)",
+    )
+    .await;
     ok(&s, "ALTER DOMAIN rs_pos SET NOT NULL").await;
     // A protected column of the domain's type: the check would be a
     // one-bit oracle over its stored values.
@@ -402,6 +414,70 @@ async fn qualified_array_subscripts() {
         &s,
         "SELECT t.m[1] FROM (SELECT ARRAY[mobile] AS m FROM customers) AS t",
         "computed from protected column public.customers.mobile",
+    )
+    .await;
+    s.finish();
+}
+
+#[tokio::test]
+async fn temporary_tables_shadowing_unprotected_ones() {
+    let s = dev().await;
+    // float8.sql / temp.sql: a temporary table over a permanent one of the
+    // same name; it holds only what later (judged) writes put in it.
+    ok(&s, "CREATE TABLE rs_shadowed (a int)").await;
+    ok(&s, "CREATE TEMP TABLE rs_shadowed (f1 text)").await;
+    ok(&s, "INSERT INTO rs_shadowed VALUES ('temp')").await;
+    let rows = ok(&s, "SELECT f1 FROM rs_shadowed").await;
+    assert!(rows.contains("temp"), "{rows}");
+    // Over a table with protected columns, or with rows of its own, the
+    // shadow stays refused.
+    refused(
+        &s,
+        "CREATE TEMP TABLE customers (id int, mobile text)",
+        "would shadow public.customers, which carries protected column",
+    )
+    .await;
+    refused(
+        &s,
+        "CREATE TEMP TABLE cards AS SELECT 1 AS id",
+        "temporary cards would shadow public.cards",
+    )
+    .await;
+    s.finish();
+}
+
+#[tokio::test]
+async fn row_security_policies_with_subqueries() {
+    let s = dev().await;
+    // rowsecurity.sql: conditions that read other tables.
+    ok(
+        &s,
+        "CREATE TABLE rs_doc (did int, dlevel int, dtitle text); \
+         CREATE TABLE rs_uaccount (pguser name, seclv int)",
+    )
+    .await;
+    ok(
+        &s,
+        "CREATE POLICY rs_p1 ON rs_doc USING \
+         (dlevel <= (SELECT seclv FROM rs_uaccount WHERE pguser = current_user))",
+    )
+    .await;
+    ok(
+        &s,
+        "ALTER POLICY rs_p1 ON rs_doc USING (did IN (SELECT x.did FROM rs_doc x WHERE x.dtitle LIKE '%2f%'))",
+    )
+    .await;
+    // Every reader's rows would depend on the protected values.
+    refused(
+        &s,
+        "CREATE POLICY rs_p2 ON rs_doc USING (dtitle IN (SELECT mobile FROM customers))",
+        "public.customers.mobile is used in a DDL expression",
+    )
+    .await;
+    refused(
+        &s,
+        "CREATE POLICY rs_p3 ON rs_doc USING ((SELECT c FROM customers c WHERE c.id = did) IS NULL)",
+        "is used in a DDL expression",
     )
     .await;
     s.finish();

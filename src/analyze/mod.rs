@@ -725,18 +725,8 @@ fn unparsed_effects(
         if !new.temporary || new.schema.is_some() || is_array {
             continue;
         }
-        let shadowed = catalog
-            .resolve_relation(search_path, name)
-            .filter(|r| r.schema != "pg_temp");
-        if let Some(shadowed) = shadowed {
-            walker.effects.hazard(
-                HazardRule::Unanalysable,
-                format!(
-                    "temporary {name} would shadow {}.{}",
-                    shadowed.schema, shadowed.name
-                ),
-            );
-        }
+        let empty = pg.kind == "CreateStmt";
+        temp_shadow_check(&mut walker, name, catalog, search_path, empty);
     }
     match pg.kind {
         "DoStmt" if !pg.raise_only => walker.effects.hazard(
@@ -1045,7 +1035,9 @@ fn walk_statement(
         Statement::Discard { .. } => (K::Discard, Vec::new()),
         Statement::CreateTable(create) => {
             if create.temporary {
-                temp_shadow_check(walker, &create.name, catalog, search_path);
+                let bare = names(&create.name);
+                let bare = bare.rsplit('.').next().unwrap_or_default();
+                temp_shadow_check(walker, bare, catalog, search_path, create.query.is_none());
             }
             if let Some(query) = &create.query {
                 let outputs = walker.query(query);
@@ -1073,7 +1065,9 @@ fn walk_statement(
         }
         Statement::CreateView(view) => {
             if view.temporary {
-                temp_shadow_check(walker, &view.name, catalog, search_path);
+                let bare = names(&view.name);
+                let bare = bare.rsplit('.').next().unwrap_or_default();
+                temp_shadow_check(walker, bare, catalog, search_path, false);
             }
             // The view is analysed again whenever it is read; here only its
             // filters count (a view is a stored oracle otherwise). A
@@ -1100,11 +1094,22 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::CreatePolicy(policy) => {
-            walker.ddl_on_table(&policy.table_name, policy);
+            walker.policy_conditions(
+                &policy.table_name,
+                &[policy.using.as_ref(), policy.with_check.as_ref()],
+            );
             (K::Ddl, Vec::new())
         }
         Statement::AlterPolicy(policy) => {
-            walker.ddl_on_table(&policy.table_name, policy);
+            match &policy.operation {
+                ast::AlterPolicyOperation::Apply {
+                    using, with_check, ..
+                } => walker
+                    .policy_conditions(&policy.table_name, &[using.as_ref(), with_check.as_ref()]),
+                ast::AlterPolicyOperation::Rename { .. } => {
+                    walker.ddl_on_table(&policy.table_name, policy)
+                }
+            }
             (K::Ddl, Vec::new())
         }
         Statement::CreateIndex(index) => {
@@ -1385,19 +1390,29 @@ fn define_function(walker: &mut Walker<'_>, name: &ast::ObjectName, search_path:
 }
 
 /// Temporary relations are searched before the search_path, so a temporary
-/// `customers` would silently replace the one pgveil's catalog resolves.
+/// `customers` would silently replace the one pgveil's catalog resolves
+/// until the session reads its temporary relations again. A new table
+/// without rows (`empty`) can hold only what later writes put in it, judged
+/// as writes to the relation it shadows: harmless unless that one carries
+/// protected columns (plan). Rows or a definition of its own are refused.
 fn temp_shadow_check(
     walker: &mut Walker<'_>,
-    name: &ast::ObjectName,
+    bare: &str,
     catalog: &Catalog,
     search_path: &[String],
+    empty: bool,
 ) {
-    let full = names(name);
-    let bare = full.rsplit('.').next().unwrap_or_default();
     let shadowed = catalog
         .resolve_relation(search_path, bare)
         .filter(|r| r.schema != "pg_temp");
     if let Some(shadowed) = shadowed {
+        if empty {
+            walker
+                .effects
+                .shadows
+                .insert((shadowed.schema.clone(), shadowed.name.clone()));
+            return;
+        }
         walker.effects.hazard(
             HazardRule::Unanalysable,
             format!(

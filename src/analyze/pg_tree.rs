@@ -491,13 +491,12 @@ fn functions_defined(node: &pg_query::NodeEnum) -> Vec<(Option<String>, String)>
         .iter()
         .any(|o| *o as i32 == object)
     };
-    let object_name = |object: Option<&pg_query::protobuf::Node>| match object
-        .and_then(|o| o.node.as_ref())
-    {
-        Some(N::ObjectWithArgs(o)) => qualified(&o.objname),
-        Some(N::List(list)) => qualified(&list.items),
-        _ => (None, None),
-    };
+    let object_name =
+        |object: Option<&pg_query::protobuf::Node>| match object.and_then(|o| o.node.as_ref()) {
+            Some(N::ObjectWithArgs(o)) => qualified(&o.objname),
+            Some(N::List(list)) => qualified(&list.items),
+            _ => (None, None),
+        };
     let mut out = Vec::new();
     match node {
         N::CreateFunctionStmt(f) => {

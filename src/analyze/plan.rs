@@ -267,6 +267,30 @@ pub(crate) fn derive(
             );
         }
     }
+    for (schema, name) in &effects.shadows {
+        let Some(relation) = catalog.relation(schema, name) else {
+            continue;
+        };
+        let path: Vec<String> = vec!["public".into()];
+        let mut walker = Walker::new(catalog, &path);
+        let columns = walker.relation_columns(relation);
+        let protected = columns
+            .iter()
+            .flat_map(|c| c.sources.keys())
+            .find(|source| policy.column(source).is_some_and(|d| !is_harmless(&d)));
+        if let Some(source) = protected {
+            return block(
+                format!(
+                    "temporary {name} would shadow {schema}.{name}, which carries protected \
+                     column {}",
+                    display(source)
+                ),
+                HazardRule::Unanalysable.as_str(),
+                Some(source),
+                "give the temporary table another name",
+            );
+        }
+    }
     for (schema, name) in &effects.defined_functions {
         if policy.function_allowed(schema, name) {
             return block(

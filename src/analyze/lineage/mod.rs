@@ -287,6 +287,9 @@ pub struct Effects {
     /// compared with (`= ANY($1)`): counted as one candidate each here;
     /// their elements are counted when the values are bound.
     pub array_parameters: BTreeMap<QualifiedColumn, BTreeSet<usize>>,
+    /// Relations a new temporary table without rows would shadow (schema,
+    /// name): harmless unless they carry protected columns (see plan).
+    pub shadows: BTreeSet<(String, String)>,
     /// Every column a name in the statement resolved to, whether or not its
     /// value goes anywhere (a subquery column nobody selects): lets the fuzz
     /// oracle tell a name the walker skipped from one it read and dropped.
@@ -304,6 +307,7 @@ impl Effects {
         self.sinks.extend(other.sinks.iter().cloned());
         self.hazards.extend(other.hazards.iter().cloned());
         self.guarded.extend(other.guarded.iter().cloned());
+        self.shadows.extend(other.shadows.iter().cloned());
         self.reads.extend(other.reads.iter().cloned());
         for (column, n) in &other.candidates {
             *self.candidates.entry(column.clone()).or_default() += n;
