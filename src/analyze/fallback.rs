@@ -72,7 +72,10 @@ pub struct FallbackScan {
 /// definitions: a function is judged where it is called or attached, a
 /// definition under an allowed name by `defined_functions`). Anything else
 /// (DO, EXECUTE, COPY, cursors, prepared statements, rules, NOTIFY,
-/// settings …) needs the full analysis.
+/// settings …) needs the full analysis, except a SET or RESET of a named
+/// setting other than search_path (`SET role TO 'x'`, which sqlparser does
+/// not read): PostgreSQL's grammar admits only constants there, and the
+/// session reads search_path again after it.
 const ADMITTED_KINDS: &[&str] = &[
     "SelectStmt",
     "InsertStmt",
@@ -170,7 +173,8 @@ pub fn from_tree(
     // COPY … FROM STDIN writes what the client sends (sqlparser does not
     // read its WHERE clause, which PostgreSQL limits to the incoming row:
     // no subqueries); its functions are judged below.
-    if !ADMITTED_KINDS.contains(&pg.kind) && !pg.copy_from_stdin {
+    let setting = pg.setting.as_deref().is_some_and(|s| s != "search_path");
+    if !ADMITTED_KINDS.contains(&pg.kind) && !pg.copy_from_stdin && !setting {
         result.unadmitted_kind = Some(pg.kind);
         return result;
     }

@@ -629,6 +629,13 @@ fn analyse_piece(
                 analysis.effects = walker.effects;
                 return analysis;
             }
+            if let Some(cursor) = &pg.fetches_cursor {
+                // Its rows are the cursor's: the session substitutes the
+                // plan stored at DECLARE, as for a FETCH sqlparser reads.
+                return Analysis::new(StatementKind::Fetch {
+                    cursor: cursor.clone(),
+                });
+            }
             let kind = match fallback::set_schema(piece) {
                 // SET SCHEMA 'x' is search_path under another name.
                 Some(schema) => StatementKind::SetSearchPath {
@@ -636,10 +643,6 @@ fn analyse_piece(
                 },
                 None if pg.copy_from_stdin => StatementKind::CopyFrom,
                 None if pg.raise_only => StatementKind::Raise,
-                // The session governs its rows by the cursor's stored plan.
-                None if pg.fetch_cursor.is_some() => StatementKind::Fetch {
-                    cursor: pg.fetch_cursor.clone().unwrap_or_default(),
-                },
                 // Another SET or RESET (`SET role TO DEFAULT`): it may change
                 // what "$user" stands for; the session reads search_path again.
                 None if pg.kind == "VariableSetStmt" => {
@@ -992,7 +995,7 @@ fn walk_statement(
                         })
                 });
             if analyzes {
-                walker.use_computed_outputs(&outputs);
+                walker.use_computed_outputs(outputs.iter().map(|o| &o.sources));
             }
             (
                 K::Explain,

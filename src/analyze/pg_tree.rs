@@ -72,6 +72,10 @@ pub struct PgStatement {
     /// A `MOVE` (a FetchStmt with `ismove`): it repositions a cursor and
     /// returns only a row count, never a row.
     pub moves_cursor: bool,
+    /// The cursor a `FETCH` (not `MOVE`) reads, as PostgreSQL names it:
+    /// `FETCH c`, `FETCH NEXT c` and `FETCH 5 c`, which sqlparser does not
+    /// read without FROM or IN.
+    pub fetches_cursor: Option<String>,
     pub references: References,
     /// Type names the statement creates or gives (see [`NewTypeName`]).
     pub new_type_names: Vec<NewTypeName>,
@@ -85,8 +89,6 @@ pub struct PgStatement {
     /// A `DO` block of PL/pgSQL that only raises constant messages (see
     /// [`raise_only`]).
     pub raise_only: bool,
-    /// The cursor a `FETCH` (not a `MOVE`) reads rows from.
-    pub fetch_cursor: Option<String>,
     /// Functions, procedures and aggregates the statement creates, renames
     /// something to or moves into a schema: (schema as written, `None`: the
     /// search_path decides; name).
@@ -98,6 +100,9 @@ pub struct PgStatement {
     /// the domain (ADD CONSTRAINT, SET NOT NULL, VALIDATE CONSTRAINT): it
     /// fails iff one violates the check.
     pub checks_domain_values: bool,
+    /// The setting a `SET`/`RESET` names (`role`, `search_path` …; None for
+    /// any other statement and for `RESET ALL`).
+    pub setting: Option<String>,
 }
 
 /// True for a `DO` block whose PL/pgSQL body (read by PostgreSQL's own
@@ -414,6 +419,10 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             node,
             Some(pg_query::NodeEnum::FetchStmt(f)) if f.ismove
         );
+        let fetches_cursor = match node {
+            Some(pg_query::NodeEnum::FetchStmt(f)) if !f.ismove => Some(f.portalname.clone()),
+            _ => None,
+        };
         let identity_alter = identity.filter(|_| only_constant_options(&collector.references));
         let block_use = match node {
             Some(node) => block_use(node, &collector.references.kinds),
@@ -424,10 +433,6 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             Some(pg_query::NodeEnum::CopyStmt(c)) if c.is_from && !c.is_program && c.filename.is_empty()
         );
         let raise_only = node.is_some_and(raise_only);
-        let fetch_cursor = match node {
-            Some(pg_query::NodeEnum::FetchStmt(f)) if !f.ismove => Some(f.portalname.clone()),
-            _ => None,
-        };
         let defined_functions = node.map(functions_defined).unwrap_or_default();
         let trigger_function = match node {
             Some(pg_query::NodeEnum::CreateTrigStmt(t)) => Some(names_of(&t.funcname)),
@@ -446,17 +451,24 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             },
             _ => false,
         };
+        let setting = match node {
+            Some(pg_query::NodeEnum::VariableSetStmt(v)) if !v.name.is_empty() => {
+                Some(v.name.to_ascii_lowercase())
+            }
+            _ => None,
+        };
         statements.push(PgStatement {
             checks_domain_values,
-            fetch_cursor,
             defined_functions,
             trigger_function,
+            setting,
             block_use,
             copy_from_stdin,
             raise_only,
             range: start..end,
             kind,
             moves_cursor,
+            fetches_cursor,
             references: collector.references,
             new_type_names,
             identity_alter,

@@ -313,6 +313,11 @@ pub(crate) fn derive(
                 "remove the column from the statement",
             );
         }
+        // A role that reads the column in clear could compute the value
+        // itself: that the server computes it unreturned tells it nothing.
+        if use_.clause == Clause::Evaluated && matches!(decision.action, ColumnAction::Allow) {
+            continue;
+        }
         let permitted = match decision.filter {
             FilterRight::Allow => true,
             FilterRight::Equality => match use_.kind {

@@ -55,6 +55,9 @@ impl Walker<'_> {
                     ast::InTarget::List(list) => {
                         for item in list {
                             let s = self.expr(item);
+                            if self.same_row_value(lhs, item, &l, &s) {
+                                continue;
+                            }
                             let io = self.operand(item, &s);
                             self.compare(&l, &io);
                             self.compare(&s, &lo);

@@ -2,6 +2,7 @@
 //! functions, named relations (CTEs, tables, partitions, views) and the
 //! lineage of a view's definition.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use sqlparser::ast::{self, FunctionArg, ObjectName, Statement, TableFactor, TableWithJoins};
@@ -86,6 +87,7 @@ impl Walker<'_> {
                         columns: merged[..names.len().min(merged.len())].to_vec(),
                         opaque: false,
                         opaque_sources: Sources::new(),
+                        builtin_typed: BTreeSet::new(),
                     });
                     merged
                 }
@@ -176,7 +178,14 @@ impl Walker<'_> {
             TableFactor::Derived {
                 subquery, alias, ..
             } => {
-                let columns = self.query(subquery);
+                let (columns, volatile) = self.query_volatility(|w| w.query(subquery));
+                // PostgreSQL drops a subquery's columns that nobody reads,
+                // unless they are volatile (`… + random()`): then it computes
+                // them, and whether that fails tells something of the values
+                // (DISTINCT, grouping and set operations are uses already).
+                if volatile {
+                    self.use_computed_outputs(columns.iter().map(|c| &c.sources));
+                }
                 let columns = match alias {
                     Some(alias) => rename_columns(columns, &alias.columns),
                     None => columns,
@@ -190,6 +199,7 @@ impl Walker<'_> {
                     columns: columns.clone(),
                     opaque: false,
                     opaque_sources: Sources::new(),
+                    builtin_typed: BTreeSet::new(),
                 });
                 columns
             }
@@ -218,6 +228,12 @@ impl Walker<'_> {
                 for (i, e) in array_exprs.iter().enumerate() {
                     // unnest hands out the array's elements unchanged.
                     let sources = self.expr(e);
+                    // How many rows it makes is the array's length, which
+                    // `count(*)` reveals (`unnest(string_to_array(c, NULL))`);
+                    // only an ARRAY[…] constructor's length is the caller's.
+                    if !matches!(e, ast::Expr::Array(_)) {
+                        self.with_clause(Clause::RowCount, |w| w.use_sources(&sources, false));
+                    }
                     columns.push(OutputColumn {
                         name: if array_exprs.len() == 1 {
                             "unnest".into()
@@ -264,6 +280,7 @@ impl Walker<'_> {
                     columns: columns.clone(),
                     opaque: false,
                     opaque_sources: Sources::new(),
+                    builtin_typed: BTreeSet::new(),
                 });
                 columns
             }
@@ -280,6 +297,7 @@ impl Walker<'_> {
                         columns: columns.clone(),
                         opaque: false,
                         opaque_sources: Sources::new(),
+                        builtin_typed: BTreeSet::new(),
                     });
                     return columns;
                 }
@@ -371,6 +389,7 @@ impl Walker<'_> {
                 columns: Vec::new(),
                 opaque: true,
                 opaque_sources: sources,
+                builtin_typed: BTreeSet::new(),
             });
             return Vec::new();
         };
@@ -389,14 +408,40 @@ impl Walker<'_> {
         } else {
             rename_columns(columns, alias_columns)
         };
+        // A built-in function's scalar result is of a built-in type, and so
+        // is the ordinality (bigint).
+        let scalar_builtin = !typed_list
+            && self.function_result(&parts, args) == FunctionResult::Scalar
+            && self.resolves_to_builtin(&parts);
+        let builtin_typed = columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| scalar_builtin || (with_ordinality && i + 1 == columns.len()))
+            .map(|(_, c)| c.name.clone())
+            .collect();
         self.push_item(ScopeItem {
             alias: alias_name,
             relation: None,
             columns: columns.clone(),
             opaque: false,
             opaque_sources: Sources::new(),
+            builtin_typed,
         });
         columns
+    }
+
+    /// Whether a call of `parts` runs a function that ships with
+    /// PostgreSQL: no user-defined function of that name is on the path
+    /// (`Catalog::resolve_function` prefers those).
+    pub(super) fn resolves_to_builtin(&self, parts: &[String]) -> bool {
+        let (schema, name) = match parts {
+            [name] => (None, name.as_str()),
+            [schema, name] => (Some(schema.as_str()), name.as_str()),
+            _ => return false,
+        };
+        self.catalog
+            .resolve_function(self.search_path, schema, name)
+            .is_some_and(|f| f.is_builtin())
     }
 
     /// The FROM shape of the function a call resolves to; `Unknown` when
@@ -515,6 +560,7 @@ impl Walker<'_> {
             columns: columns.clone(),
             opaque: columns.is_empty(),
             opaque_sources: sources,
+            builtin_typed: BTreeSet::new(),
         });
         columns
     }
@@ -539,6 +585,7 @@ impl Walker<'_> {
                     columns,
                     opaque: false,
                     opaque_sources: Sources::new(),
+                    builtin_typed: BTreeSet::new(),
                 });
             }
         }
@@ -561,6 +608,7 @@ impl Walker<'_> {
                 columns: Vec::new(),
                 opaque: true,
                 opaque_sources: Sources::new(),
+                builtin_typed: BTreeSet::new(),
             });
         };
         self.effects
@@ -593,6 +641,7 @@ impl Walker<'_> {
             columns,
             opaque: false,
             opaque_sources: Sources::new(),
+            builtin_typed: BTreeSet::new(),
         })
     }
 
@@ -714,7 +763,11 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
         };
         let mut walker = Walker::new(catalog, &search_path);
         walker.view_depth = depth;
-        let outputs = walker.query(query);
+        // A view is a subquery: its volatile columns are computed unread.
+        let (outputs, volatile) = walker.query_volatility(|w| w.query(query));
+        if volatile {
+            walker.use_computed_outputs(outputs.iter().map(|o| &o.sources));
+        }
         let columns = relation
             .columns
             .iter()
