@@ -89,6 +89,17 @@ pub struct PgStatement {
     /// A `DO` block of PL/pgSQL that only raises constant messages (see
     /// [`raise_only`]).
     pub raise_only: bool,
+    /// Functions, procedures and aggregates the statement creates, renames
+    /// something to or moves into a schema: (schema as written, `None`: the
+    /// search_path decides; name).
+    pub defined_functions: Vec<(Option<String>, String)>,
+    /// The function a `CREATE TRIGGER` makes the server run inside other
+    /// statements' writes, as written.
+    pub trigger_function: Option<Vec<String>>,
+    /// An `ALTER DOMAIN` that makes the server check every stored value of
+    /// the domain (ADD CONSTRAINT, SET NOT NULL, VALIDATE CONSTRAINT): it
+    /// fails iff one violates the check.
+    pub checks_domain_values: bool,
     /// The setting a `SET`/`RESET` names (`role`, `search_path` …; None for
     /// any other statement and for `RESET ALL`).
     pub setting: Option<String>,
@@ -422,6 +433,24 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             Some(pg_query::NodeEnum::CopyStmt(c)) if c.is_from && !c.is_program && c.filename.is_empty()
         );
         let raise_only = node.is_some_and(raise_only);
+        let defined_functions = node.map(functions_defined).unwrap_or_default();
+        let trigger_function = match node {
+            Some(pg_query::NodeEnum::CreateTrigStmt(t)) => Some(names_of(&t.funcname)),
+            _ => None,
+        };
+        let checks_domain_values = match node {
+            Some(pg_query::NodeEnum::AlterDomainStmt(d)) => match d.subtype.as_str() {
+                // DEFAULT, DROP NOT NULL, DROP CONSTRAINT.
+                "T" | "N" | "X" => false,
+                // ADD CONSTRAINT … NOT VALID checks only later writes.
+                "C" => !matches!(
+                    d.def.as_ref().and_then(|n| n.node.as_ref()),
+                    Some(pg_query::NodeEnum::Constraint(c)) if c.skip_validation
+                ),
+                _ => true,
+            },
+            _ => false,
+        };
         let setting = match node {
             Some(pg_query::NodeEnum::VariableSetStmt(v)) if !v.name.is_empty() => {
                 Some(v.name.to_ascii_lowercase())
@@ -429,6 +458,9 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             _ => None,
         };
         statements.push(PgStatement {
+            checks_domain_values,
+            defined_functions,
+            trigger_function,
             setting,
             block_use,
             copy_from_stdin,
@@ -443,6 +475,64 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
         });
     }
     Ok(statements)
+}
+
+/// The names of String nodes, as written.
+fn names_of(items: &[pg_query::protobuf::Node]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|i| match i.node.as_ref() {
+            Some(pg_query::NodeEnum::String(s)) => Some(s.sval.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every function, procedure or aggregate name `node` creates, renames an
+/// object to, or moves into a schema (see [`PgStatement::defined_functions`]).
+fn functions_defined(node: &pg_query::NodeEnum) -> Vec<(Option<String>, String)> {
+    use pg_query::protobuf::ObjectType as O;
+    use pg_query::NodeEnum as N;
+    let routine = |object: i32| {
+        [
+            O::ObjectFunction,
+            O::ObjectProcedure,
+            O::ObjectRoutine,
+            O::ObjectAggregate,
+        ]
+        .iter()
+        .any(|o| *o as i32 == object)
+    };
+    let object_name =
+        |object: Option<&pg_query::protobuf::Node>| match object.and_then(|o| o.node.as_ref()) {
+            Some(N::ObjectWithArgs(o)) => qualified(&o.objname),
+            Some(N::List(list)) => qualified(&list.items),
+            _ => (None, None),
+        };
+    let mut out = Vec::new();
+    match node {
+        N::CreateFunctionStmt(f) => {
+            if let (schema, Some(name)) = qualified(&f.funcname) {
+                out.push((schema, name));
+            }
+        }
+        N::DefineStmt(d) if d.kind == O::ObjectAggregate as i32 => {
+            if let (schema, Some(name)) = qualified(&d.defnames) {
+                out.push((schema, name));
+            }
+        }
+        N::RenameStmt(r) if routine(r.rename_type) => {
+            let (schema, _) = object_name(r.object.as_deref());
+            out.push((schema, r.newname.clone()));
+        }
+        N::AlterObjectSchemaStmt(m) if routine(m.object_type) => {
+            if let (_, Some(name)) = object_name(m.object.as_deref()) {
+                out.push((Some(m.newschema.clone()), name));
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 /// Every type name `node` creates, renames an object to, or moves into a

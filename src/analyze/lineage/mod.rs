@@ -290,6 +290,9 @@ pub struct Effects {
     /// compared with (`= ANY($1)`): counted as one candidate each here;
     /// their elements are counted when the values are bound.
     pub array_parameters: BTreeMap<QualifiedColumn, BTreeSet<usize>>,
+    /// Relations a new temporary table without rows would shadow (schema,
+    /// name): harmless unless they carry protected columns (see plan).
+    pub shadows: BTreeSet<(String, String)>,
     /// Every column a name in the statement resolved to, whether or not its
     /// value goes anywhere (a subquery column nobody selects): lets the fuzz
     /// oracle tell a name the walker skipped from one it read and dropped.
@@ -297,7 +300,7 @@ pub struct Effects {
 }
 
 impl Effects {
-    fn absorb(&mut self, other: &Effects) {
+    pub(crate) fn absorb(&mut self, other: &Effects) {
         self.uses.extend(other.uses.iter().cloned());
         self.relations.extend(other.relations.iter().cloned());
         self.user_functions
@@ -307,6 +310,7 @@ impl Effects {
         self.sinks.extend(other.sinks.iter().cloned());
         self.hazards.extend(other.hazards.iter().cloned());
         self.guarded.extend(other.guarded.iter().cloned());
+        self.shadows.extend(other.shadows.iter().cloned());
         self.reads.extend(other.reads.iter().cloned());
         for (column, n) in &other.candidates {
             *self.candidates.entry(column.clone()).or_default() += n;
@@ -332,6 +336,24 @@ impl Effects {
 pub struct RelationLineage {
     pub columns: Vec<OutputColumn>,
     pub effects: Effects,
+}
+
+/// The column a `root.a.b[…]…` field access starts with, as PostgreSQL's
+/// grammar reads it: the root identifier and every field name before the
+/// first subscript form one ColumnRef. `None` when the root is not a bare
+/// identifier or no field name follows it.
+pub(crate) fn dotted_column(root: &Expr, chain: &[ast::AccessExpr]) -> Option<Vec<String>> {
+    let Expr::Identifier(root) = root else {
+        return None;
+    };
+    let mut parts = vec![ident_name(root)];
+    for access in chain {
+        match access {
+            ast::AccessExpr::Dot(Expr::Identifier(field)) => parts.push(ident_name(field)),
+            _ => break,
+        }
+    }
+    (parts.len() > 1).then_some(parts)
 }
 
 /// Folds an identifier the way PostgreSQL does: unquoted names lower-case,
