@@ -482,3 +482,75 @@ async fn row_security_policies_with_subqueries() {
     .await;
     s.finish();
 }
+
+#[tokio::test]
+async fn views_sqlparser_cannot_read_are_judged_by_their_names() {
+    let s = dev().await;
+    // with.sql: SEARCH/CYCLE clauses, which sqlparser reads neither in the
+    // statement nor in pg_get_viewdef's text of the view.
+    ok(
+        &s,
+        "CREATE VIEW rs_search AS WITH RECURSIVE sg(f, t) AS \
+         (SELECT 1, 2 UNION ALL SELECT t, t + 1 FROM sg WHERE t < 5) \
+         SEARCH DEPTH FIRST BY f SET seq SELECT f, t FROM sg",
+    )
+    .await;
+    let rows = ok(&s, "SELECT t FROM rs_search ORDER BY t DESC LIMIT 1").await;
+    assert!(rows.contains('5'), "{rows}");
+    // One over a protected table (made by its owner): its columns may carry
+    // any value of what it names.
+    cluster()
+        .psql_super_db(
+            "bank",
+            "CREATE VIEW rs_search_customers AS WITH RECURSIVE sg(id, m) AS \
+             (SELECT id, mobile FROM customers UNION ALL SELECT id, m FROM sg WHERE false) \
+             SEARCH DEPTH FIRST BY id SET seq SELECT id, m FROM sg; \
+             GRANT SELECT ON rs_search_customers TO PUBLIC",
+        )
+        .unwrap();
+    ok(&s, "CREATE TABLE rs_after_view ()").await;
+    refused(
+        &s,
+        "SELECT m FROM rs_search_customers",
+        "protected column public.customers.",
+    )
+    .await;
+    s.finish();
+}
+
+#[tokio::test]
+async fn conversions_text_search_and_normal_forms() {
+    let s = dev().await;
+    // conversion.sql / alter_generic.sql: a conversion over PostgreSQL's own
+    // procedure.
+    ok(
+        &s,
+        "CREATE CONVERSION rs_conv FOR 'LATIN1' TO 'UTF8' FROM iso8859_1_to_utf8",
+    )
+    .await;
+    // tsdicts.sql: mappings of a configuration.
+    ok(
+        &s,
+        "CREATE TEXT SEARCH CONFIGURATION rs_ts (COPY = english)",
+    )
+    .await;
+    ok(
+        &s,
+        "ALTER TEXT SEARCH CONFIGURATION rs_ts ALTER MAPPING FOR word, asciiword WITH simple",
+    )
+    .await;
+    // unicode.sql: NFC is a keyword of normalize(), not a column.
+    let rows = ok(
+        &s,
+        "SELECT normalize(U&'\\0061\\0308\\24D1c', NFC) = U&'\\00E4\\24D1c' COLLATE \"C\" AS test_nfc",
+    )
+    .await;
+    assert!(rows.contains('t'), "{rows}");
+    refused(
+        &s,
+        "SELECT normalize(mobile, NFKD) FROM customers",
+        "computed from protected column public.customers.mobile",
+    )
+    .await;
+    s.finish();
+}

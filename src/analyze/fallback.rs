@@ -129,6 +129,8 @@ const ADMITTED_KINDS: &[&str] = &[
     "DropdbStmt",
     "DropUserMappingStmt",
     "AlterDomainStmt",
+    "CreateConversionStmt",
+    "AlterTsConfigurationStmt",
 ];
 
 /// Node kinds that make any statement need the full analysis: a prepared

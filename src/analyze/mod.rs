@@ -684,6 +684,28 @@ fn unparsed_effects(
     if let Some(function) = &pg.trigger_function {
         let _ = walker.check_function(function, None);
     }
+    // PostgreSQL's conversion procedures are internal functions meant for
+    // exactly this; any other must be one the role may run.
+    if let Some(function) = &pg.conversion_function {
+        let (schema, name) = match function.as_slice() {
+            [name] => (None, name.as_str()),
+            [.., schema, name] => (Some(schema.as_str()), name.as_str()),
+            [] => (None, ""),
+        };
+        match catalog.resolve_function(search_path, schema, name) {
+            Some(f) if f.is_builtin() => {}
+            Some(f) => {
+                walker
+                    .effects
+                    .user_functions
+                    .insert((f.schema.clone(), f.name.clone()));
+            }
+            None => walker.effects.hazard(
+                HazardRule::UnknownName,
+                format!("function {} is not in the catalog", function.join(".")),
+            ),
+        }
+    }
     // Statistics and activity views quote stored values and other
     // sessions' statements; the walker judges their columns, the name is
     // all there is here.

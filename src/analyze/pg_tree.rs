@@ -60,6 +60,9 @@ pub struct References {
     pub strings: Vec<String>,
     /// Node kinds of the tree (`SelectStmt`, `IntoClause`, …).
     pub kinds: BTreeSet<&'static str>,
+    /// Names of the WITH queries the statement defines (a RangeVar may
+    /// name one instead of a relation).
+    pub cte_names: BTreeSet<String>,
 }
 
 /// One statement as PostgreSQL splits and reads it.
@@ -96,6 +99,9 @@ pub struct PgStatement {
     /// The function a `CREATE TRIGGER` makes the server run inside other
     /// statements' writes, as written.
     pub trigger_function: Option<Vec<String>>,
+    /// The function a `CREATE CONVERSION` registers for converting text
+    /// between encodings, as written.
+    pub conversion_function: Option<Vec<String>>,
     /// An `ALTER DOMAIN` that makes the server check every stored value of
     /// the domain (ADD CONSTRAINT, SET NOT NULL, VALIDATE CONSTRAINT): it
     /// fails iff one violates the check.
@@ -438,6 +444,10 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             Some(pg_query::NodeEnum::CreateTrigStmt(t)) => Some(names_of(&t.funcname)),
             _ => None,
         };
+        let conversion_function = match node {
+            Some(pg_query::NodeEnum::CreateConversionStmt(c)) => Some(names_of(&c.func_name)),
+            _ => None,
+        };
         let checks_domain_values = match node {
             Some(pg_query::NodeEnum::AlterDomainStmt(d)) => match d.subtype.as_str() {
                 // DEFAULT, DROP NOT NULL, DROP CONSTRAINT.
@@ -461,6 +471,7 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             checks_domain_values,
             defined_functions,
             trigger_function,
+            conversion_function,
             setting,
             block_use,
             copy_from_stdin,
@@ -878,6 +889,7 @@ enum Capture {
     FuncCall,
     TypeName,
     StringNode,
+    Cte,
 }
 
 struct StructWalk<'a> {
@@ -1007,6 +1019,7 @@ impl<'a> ser::Serializer for &'a mut Collector {
             "FuncCall" => Capture::FuncCall,
             "TypeName" => Capture::TypeName,
             "String" => Capture::StringNode,
+            "CommonTableExpr" => Capture::Cte,
             _ => Capture::None,
         };
         Ok(StructWalk {
@@ -1238,7 +1251,7 @@ impl ser::SerializeStruct for StructWalk<'_> {
             (Capture::RangeVar, "relname") => {
                 self.parts[2] = StrValue::of(value).unwrap_or_default()
             }
-            (Capture::StringNode, "sval") => {
+            (Capture::StringNode, "sval") | (Capture::Cte, "ctename") => {
                 self.parts[0] = StrValue::of(value).unwrap_or_default()
             }
             (Capture::ColumnRef, "fields")
@@ -1278,6 +1291,10 @@ impl ser::SerializeStruct for StructWalk<'_> {
             Capture::StringNode => {
                 let [value, ..] = self.parts;
                 refs.strings.push(value);
+            }
+            Capture::Cte => {
+                let [name, ..] = self.parts;
+                refs.cte_names.insert(name);
             }
             Capture::None => {}
         }

@@ -747,19 +747,7 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
     crate::analyze::with_parsed(definition, |parsed| {
         let query = match parsed {
             Ok([Statement::Query(query)]) => query,
-            _ => {
-                effects.hazard(
-                    HazardRule::Unanalysable,
-                    format!(
-                        "definition of view {}.{} could not be parsed",
-                        relation.schema, relation.name
-                    ),
-                );
-                return RelationLineage {
-                    columns: Vec::new(),
-                    effects,
-                };
-            }
+            _ => return named_view_lineage(catalog, relation, definition, &search_path, depth),
         };
         let mut walker = Walker::new(catalog, &search_path);
         walker.view_depth = depth;
@@ -782,6 +770,81 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
             effects: walker.effects,
         }
     })
+}
+
+/// Lineage of a view whose definition sqlparser cannot read, from what
+/// PostgreSQL's tree of it names: every column may carry, computed, any
+/// column of any relation it names (views through their own lineage), and
+/// each of those counts as filtered by; its functions are judged as calls.
+/// A view that names nothing protected is thereby usable, one that does is
+/// not (outputs computed from protected columns are refused).
+fn named_view_lineage(
+    catalog: &Catalog,
+    relation: &Relation,
+    definition: &str,
+    search_path: &[String],
+    depth: usize,
+) -> RelationLineage {
+    let unreadable = || {
+        let mut effects = Effects::default();
+        effects.hazard(
+            HazardRule::Unanalysable,
+            format!(
+                "definition of view {}.{} could not be parsed",
+                relation.schema, relation.name
+            ),
+        );
+        RelationLineage {
+            columns: Vec::new(),
+            effects,
+        }
+    };
+    let pg = match crate::analyze::pg_tree::parse(
+        definition,
+        crate::analyze::pg_tree::LexSettings::default(),
+        0,
+    ) {
+        Ok(mut statements) if statements.len() == 1 => statements.remove(0),
+        _ => return unreadable(),
+    };
+    if pg.kind != "SelectStmt" {
+        return unreadable();
+    }
+    let refs = &pg.references;
+    let mut walker = Walker::new(catalog, search_path);
+    walker.view_depth = depth;
+    let mut carried = Sources::new();
+    for name in &refs.relations {
+        if let [only] = name.as_slice() {
+            if refs.cte_names.contains(only) {
+                continue;
+            }
+        }
+        let parts: Vec<String> = name.iter().rev().take(2).rev().cloned().collect();
+        if let Some(item) = walker.relation_item(&parts, None) {
+            for column in item.columns {
+                for source in column.sources.into_keys() {
+                    carried.insert(source, Flow::Derived);
+                }
+            }
+        }
+    }
+    for function in &refs.functions {
+        let _ = walker.check_function(function, None);
+    }
+    walker.with_clause(Clause::Where, |w| w.use_sources(&carried, false));
+    let columns = relation
+        .columns
+        .iter()
+        .map(|c| OutputColumn {
+            name: c.name.clone(),
+            sources: carried.clone(),
+        })
+        .collect();
+    RelationLineage {
+        columns,
+        effects: walker.effects,
+    }
 }
 
 /// The last column WITH ORDINALITY adds: a row number, no value of anyone.

@@ -258,7 +258,13 @@ impl Walker<'_> {
                 }
             }
             FunctionArguments::List(list) => {
-                for arg in &list.args {
+                for (i, arg) in list.args.iter().enumerate() {
+                    // normalize(x, NFC): PostgreSQL's grammar reads the
+                    // form as a keyword (a string constant), never a column.
+                    if i == 1 && parts.len() == 1 && name == "normalize" && is_normal_form(arg) {
+                        args.push(Sources::new());
+                        continue;
+                    }
                     args.push(self.function_arg(arg));
                 }
                 if matches!(
@@ -411,4 +417,17 @@ impl Walker<'_> {
             }
         }
     }
+}
+
+/// An unquoted `NFC`, `NFD`, `NFKC` or `NFKD`: the Unicode normal form
+/// keyword of `normalize(text, form)`.
+fn is_normal_form(arg: &ast::FunctionArg) -> bool {
+    let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(ident))) = arg
+    else {
+        return false;
+    };
+    ident.quote_style.is_none()
+        && ["nfc", "nfd", "nfkc", "nfkd"]
+            .iter()
+            .any(|form| ident.value.eq_ignore_ascii_case(form))
 }
