@@ -508,10 +508,26 @@ async fn views_sqlparser_cannot_read_are_judged_by_their_names() {
              GRANT SELECT ON rs_search_customers TO PUBLIC",
         )
         .unwrap();
+    // A WITH query named like a table does not hide the table itself.
+    cluster()
+        .psql_super_db(
+            "bank",
+            "CREATE VIEW rs_search_named AS SELECT c.mobile, s.f FROM customers c, LATERAL \
+             (WITH RECURSIVE customers(f) AS (SELECT 1 UNION ALL SELECT f + 1 FROM customers WHERE f < 2) \
+             SEARCH DEPTH FIRST BY f SET seq SELECT f FROM customers) s; \
+             GRANT SELECT ON rs_search_named TO PUBLIC",
+        )
+        .unwrap();
     ok(&s, "CREATE TABLE rs_after_view ()").await;
     refused(
         &s,
         "SELECT m FROM rs_search_customers",
+        "protected column public.customers.",
+    )
+    .await;
+    refused(
+        &s,
+        "SELECT f FROM rs_search_named",
         "protected column public.customers.",
     )
     .await;
