@@ -360,7 +360,7 @@ pub const ANALYSIS_THREAD_STACK: usize = PARSER_STACK + 16 * 1024 * 1024;
 /// an ordinary statement costs. `None`: not enough stack here, or `work`
 /// panicked; the caller asks the parser thread.
 fn on_this_thread<R>(work: impl FnOnce() -> R) -> Option<R> {
-    if !stacker::remaining_stack().is_some_and(|left| left >= PARSER_STACK) {
+    if stacker::remaining_stack().is_none_or(|left| left < PARSER_STACK) {
         return None;
     }
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok()
