@@ -1087,3 +1087,61 @@ async fn ddl_then_statements_that_read_it_in_one_query_string() {
     assert_eq!(rows[0].get::<_, i32>(0), 1);
     s.finish();
 }
+
+/// A client that goes away while a step of such a string runs ends its
+/// session at once, as between statements: pgveil closes the server's
+/// connection too, so a server that checks its clients
+/// (client_connection_check_interval) stops the statement, instead of
+/// pgveil keeping it until the steps are done.
+#[tokio::test]
+async fn a_client_gone_during_a_long_step_ends_the_session() {
+    let proxy = setup();
+    let (client, connection) = tokio_postgres::connect(
+        &proxy.conn_str("dev", bank::PASSWORD, "bank"),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    client
+        .batch_execute("SET client_connection_check_interval = 100")
+        .await
+        .unwrap();
+    let running = tokio::spawn(async move {
+        let _ = client
+            .simple_query(
+                "CREATE TEMP TABLE eof_probe (a int); INSERT INTO eof_probe VALUES (1); \
+                 SELECT pg_sleep(31) FROM eof_probe",
+            )
+            .await;
+    });
+    let sleeping = "SELECT count(*) FROM pg_stat_activity \
+                    WHERE query LIKE '%pg_sleep(31) FROM eof_probe%' AND pid <> pg_backend_pid()";
+    let count = || {
+        cluster()
+            .psql_super_db("bank", sleeping)
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let started = std::time::Instant::now();
+    while count() != "1" {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the step never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The client's socket closes without a Terminate.
+    connection.abort();
+    running.abort();
+    let gone = std::time::Instant::now();
+    while count() != "0" {
+        assert!(
+            gone.elapsed() < std::time::Duration::from_secs(10),
+            "the server still runs the step of a client that left {:?} ago",
+            gone.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -1,13 +1,14 @@
 //! Drivers' own test suites through pgveil, the fast subset of
 //! `tests/drivers/run.sh --fast`: psycopg2's and asyncpg's tests (from their
-//! PyPI source distributions, pinned) run against a throwaway PostgreSQL
+//! PyPI source distributions, pinned) and tests/drivers/node_pg.js (over
+//! node-postgres from npm, pinned) run against a throwaway PostgreSQL
 //! directly, through pgveil without a policy and through pgveil with a
 //! policy protecting a column the suites never touch. Every test must end
 //! through pgveil as it ends direct. `tests/drivers/run.sh` runs the whole
 //! set (tokio-postgres' own tests included).
 //!
-//! Needs python3 with venv and access to PyPI (the script keeps its
-//! virtualenv and sources under `target/drivers`); when it cannot install
+//! Needs python3 with venv, node with npm, and access to PyPI and npm (the
+//! script keeps its virtualenv, packages and sources under `target/drivers`); when it cannot install
 //! them (exit status 3) the test is skipped with a message, except under CI,
 //! where that fails.
 
@@ -45,7 +46,9 @@ fn fast_subset_ends_through_pgveil_as_direct() {
     );
     // The comparison is only worth something if the suites ran.
     assert!(
-        stdout.contains("psycopg2") && stdout.contains("asyncpg"),
+        stdout.contains("psycopg2")
+            && stdout.contains("asyncpg")
+            && stdout.contains("node-postgres"),
         "{stdout}"
     );
 }

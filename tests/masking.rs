@@ -1169,6 +1169,41 @@ async fn a_cancel_sent_while_pgveil_analyses_the_statement_cancels_it() {
     assert!(ok, "{text}");
 }
 
+/// A cancel request pgveil reads before the statement it is meant for (the
+/// client sent the statement first, but on another connection, which a
+/// loaded pgveil may serve first): while the session has nothing in
+/// flight the request waits a moment for it, then cancels it. Here the
+/// request is sent 150 ms ahead of the statement.
+#[tokio::test]
+async fn a_cancel_read_before_its_statement_still_cancels_it() {
+    use common::probe::{cstr, msg, Raw};
+    use std::io::Write;
+    let (mut raw, startup) = Raw::connect_db(setup(), common::DAVE_TRUST, "bank");
+    let (_, key) = startup
+        .iter()
+        .find(|(t, _)| *t == b'K')
+        .expect("BackendKeyData");
+    let mut request = 16i32.to_be_bytes().to_vec();
+    request.extend(80877102i32.to_be_bytes());
+    request.extend_from_slice(key);
+    let mut cancel = std::net::TcpStream::connect(("127.0.0.1", setup().port)).unwrap();
+    cancel.write_all(&request).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let started = std::time::Instant::now();
+    raw.send(&msg(b'Q', &cstr("SELECT pg_sleep(30)")));
+    let answer = raw.read_until_ready();
+    let text = String::from_utf8_lossy(&common::probe::raw_bytes(&answer)).into_owned();
+    assert!(text.contains("57014"), "not cancelled: {text}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "cancelled only after {:?}",
+        started.elapsed()
+    );
+    // The session goes on.
+    let got = raw.query("SELECT 1");
+    assert_eq!(Raw::first_value(&got).as_deref(), Some("1"), "{got:?}");
+}
+
 /// `COPY … FROM STDIN WHERE …` (asyncpg's `copy_records_to_table(where=)`)
 /// writes the rows the client sends that pass the condition: a write, as
 /// without WHERE. sqlparser does not read it; PostgreSQL's tree does.

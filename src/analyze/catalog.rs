@@ -222,6 +222,18 @@ pub struct CatalogOperator {
     pub right: String,
     pub function_schema: String,
     pub function_name: String,
+    /// Whether a value of a built-in type can be passed as the left
+    /// (right) operand: PostgreSQL coerces operands implicitly only, so an
+    /// operator over `hstore` never runs on an `int4` unless an implicit
+    /// cast leads there (see `CatalogRead::sql`). True when not read.
+    #[serde(default = "accepts_any")]
+    pub left_accepts_builtin: bool,
+    #[serde(default = "accepts_any")]
+    pub right_accepts_builtin: bool,
+}
+
+fn accepts_any() -> bool {
+    true
 }
 
 /// The serialised form, also what `catalog dump` writes.
@@ -1165,16 +1177,43 @@ impl CatalogRead {
                JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype \
               WHERE {fn_filter}{live} \
              UNION ALL SELECT 'O', n.nspname::text, o.oprname::text, coalesce(lt.typname::text, ''), \
-                    rt.typname::text, pn.nspname::text, p.proname::text, NULL \
+                    rt.typname::text, pn.nspname::text, p.proname::text, \
+                    CASE WHEN o.oprleft = 0 THEN '-' WHEN {left_reach} THEN 't' ELSE 'f' END \
+                    || CASE WHEN {right_reach} THEN 't' ELSE 'f' END \
                FROM pg_catalog.pg_operator o \
                JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
                JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
                LEFT JOIN pg_catalog.pg_type lt ON lt.oid = o.oprleft \
                JOIN pg_catalog.pg_type rt ON rt.oid = o.oprright \
-              WHERE {operator_range}n.nspname NOT IN ('pg_catalog', 'information_schema')"
+              WHERE {operator_range}n.nspname NOT IN ('pg_catalog', 'information_schema')",
+            left_reach = builtin_reaches("o.oprleft"),
+            right_reach = builtin_reaches("o.oprright"),
         )
     }
+}
+
+/// SQL that is true when a value of some built-in type (oid below
+/// `FIRST_NORMAL_OBJECT_ID`) may be coerced implicitly to the type
+/// `type_oid`, by PostgreSQL's `can_coerce_type`: the type or a domain
+/// under it is built-in, a pseudo-type (polymorphic) or composite (a ROW
+/// is `record`), or an implicit cast from a built-in type leads to it or,
+/// for an array, to its element type (a domain element counts as
+/// reachable). False only when none of these holds: then no operator over
+/// it is a candidate for a built-in-typed operand.
+fn builtin_reaches(type_oid: &str) -> String {
+    format!(
+        "EXISTS (WITH RECURSIVE chain(oid, depth) AS (SELECT {type_oid}, 0 \
+           UNION ALL SELECT t.typbasetype, c.depth + 1 FROM pg_catalog.pg_type t \
+             JOIN chain c ON t.oid = c.oid WHERE t.typtype = 'd' AND c.depth < 32) \
+         SELECT 1 FROM chain c JOIN pg_catalog.pg_type t ON t.oid = c.oid \
+           LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem \
+          WHERE c.depth >= 32 OR t.oid < {FIRST_NORMAL_OBJECT_ID} OR t.typtype IN ('p', 'c') \
+             OR e.oid < {FIRST_NORMAL_OBJECT_ID} OR e.typtype IN ('p', 'c', 'd') \
+             OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k \
+                         WHERE k.casttarget IN (t.oid, e.oid) AND k.castcontext = 'i' \
+                           AND k.castsource < {FIRST_NORMAL_OBJECT_ID}))"
+    )
 }
 
 /// (inhseqno, (parent schema, parent name)) of one pg_inherits row.
@@ -1292,14 +1331,23 @@ impl ReadRows {
                 "L" => {
                     out.live_relations.insert(number(row, 1, "relation oid")?);
                 }
-                "O" => out.operators.push(CatalogOperator {
-                    schema: field(row, 1, "operator schema")?.to_owned(),
-                    name: field(row, 2, "operator name")?.to_owned(),
-                    left: field(row, 3, "left operand type")?.to_owned(),
-                    right: field(row, 4, "right operand type")?.to_owned(),
-                    function_schema: field(row, 5, "operator function schema")?.to_owned(),
-                    function_name: field(row, 6, "operator function")?.to_owned(),
-                }),
+                "O" => {
+                    // Two characters, left then right: `f` no built-in type
+                    // reaches that operand; anything else (or a read that
+                    // did not say) counts as reachable.
+                    let reach = row.get(7).and_then(|v| v.as_deref()).unwrap_or("");
+                    let mut flags = reach.chars();
+                    out.operators.push(CatalogOperator {
+                        schema: field(row, 1, "operator schema")?.to_owned(),
+                        name: field(row, 2, "operator name")?.to_owned(),
+                        left: field(row, 3, "left operand type")?.to_owned(),
+                        right: field(row, 4, "right operand type")?.to_owned(),
+                        function_schema: field(row, 5, "operator function schema")?.to_owned(),
+                        function_name: field(row, 6, "operator function")?.to_owned(),
+                        left_accepts_builtin: flags.next() != Some('f'),
+                        right_accepts_builtin: flags.next() != Some('f'),
+                    })
+                }
                 "P" => {
                     out.live_functions.insert(number(row, 1, "function oid")?);
                 }

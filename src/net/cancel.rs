@@ -6,7 +6,9 @@
 //! A cancel that arrives while the session is still analysing a statement
 //! (or reading the catalog for it) is held until the statement has been
 //! forwarded: sent at once it would reach a backend that has nothing to
-//! cancel yet, and be lost.
+//! cancel yet, and be lost. So is one that arrives while the session has
+//! nothing in flight, for a moment: a client cancels a statement it sent,
+//! which pgveil may not have read yet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +27,11 @@ const MAX_HOLD: Duration = Duration::from_secs(30);
 /// moment to read.
 const AFTER_HOLD: Duration = Duration::from_millis(100);
 
+/// How long a request for a session with nothing in flight waits for the
+/// statement it is meant for to arrive. Short: a cancel that comes after
+/// its statement ended must not hit the client's next one.
+const IDLE_GRACE: Duration = Duration::from_millis(500);
+
 /// The upstream backend a client key stands for.
 #[derive(Debug, Clone)]
 pub struct CancelTarget {
@@ -41,6 +48,8 @@ pub struct CancelTarget {
 struct Hold {
     held: bool,
     releases: u64,
+    /// A statement was forwarded and its answer is not complete.
+    busy: bool,
 }
 
 impl CancelTarget {
@@ -52,9 +61,26 @@ impl CancelTarget {
     /// request was held.
     pub async fn until_forwarded(&self) -> bool {
         let mut rx = self.held.clone();
-        let first = *rx.borrow_and_update();
+        let mut first = *rx.borrow_and_update();
+        let mut waited = false;
+        if !first.held && !first.busy {
+            // Nothing in flight: the statement may still be on its way.
+            let arrived = matches!(
+                tokio::time::timeout(IDLE_GRACE, rx.wait_for(|h| h.held || h.busy)).await,
+                Ok(Ok(_))
+            );
+            if !arrived {
+                return false;
+            }
+            first = *rx.borrow_and_update();
+            waited = true;
+        }
         if !first.held {
-            return false;
+            if waited {
+                // Forwarded already: give the backend its moment to read it.
+                tokio::time::sleep(AFTER_HOLD).await;
+            }
+            return waited;
         }
         let deadline = tokio::time::Instant::now() + MAX_HOLD;
         let mut seen = first.releases;
@@ -102,6 +128,14 @@ impl CancelKey {
     pub fn hold(&self) {
         self.held
             .send_if_modified(|h| !std::mem::replace(&mut h.held, true));
+    }
+
+    /// Whether a forwarded statement's answer is still to come: a cancel
+    /// request for a session without one waits a moment for it (see
+    /// `IDLE_GRACE`).
+    pub fn set_busy(&self, busy: bool) {
+        self.held
+            .send_if_modified(|h| std::mem::replace(&mut h.busy, busy) != busy);
     }
 
     /// The statement reached the server (or there is none): held cancel
@@ -248,10 +282,12 @@ mod tests {
         let reg = CancelRegistry::default();
         let key = reg.register(5, vec![3; 4]);
         let target = reg.lookup(5, &key.secret).unwrap();
+        key.set_busy(true);
         assert!(
             !target.until_forwarded().await,
-            "nothing held: sent at once"
+            "a statement in flight: sent at once"
         );
+        key.set_busy(false);
         key.hold();
         let waiting = tokio::spawn(async move { target.until_forwarded().await });
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -270,6 +306,20 @@ mod tests {
         assert!(!waiting.is_finished(), "sent while the session held again");
         key.release();
         assert!(waiting.await.unwrap());
+        // Nothing in flight: the request waits a moment for its statement,
+        // and goes once that is forwarded; or when none comes.
+        let target = reg.lookup(5, &key.secret).unwrap();
+        let waiting = tokio::spawn(async move { target.until_forwarded().await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "sent before its statement arrived");
+        key.hold();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        key.release();
+        assert!(waiting.await.unwrap());
+        let target = reg.lookup(5, &key.secret).unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(!target.until_forwarded().await);
+        assert!(started.elapsed() >= IDLE_GRACE);
         // A session that ends releases its held requests too.
         key.hold();
         let target = reg.lookup(5, &key.secret).unwrap();

@@ -392,6 +392,7 @@ async fn relay_messages(
                     if let (Some((pieces, _)), Some(rt)) = (stepwise, runtime) {
                         let mut link = steps::Link {
                             client: &mut client,
+                            cbuf: &mut cbuf,
                             server: &mut server,
                             sbuf: &mut sbuf,
                             state: &mut state,
@@ -442,6 +443,9 @@ async fn relay_messages(
             }
             (cchunk, schunk) = (READ_CHUNK, READ_CHUNK);
         }
+        // A cancel request for a session with nothing in flight waits a
+        // moment for the statement it is meant for (net::cancel).
+        cancel_key.set_busy(state.awaiting_ready > 0 || state.unsynced);
         let idle_deadline = match (settings.idle_timeout, state.is_idle()) {
             (Some(t), true) => Some(tokio::time::Instant::now() + t),
             _ => None,

@@ -4,7 +4,8 @@
 //! what the earlier ones changed (search_path, the transaction's schema)
 //! inside the pipeline's transaction, so the next step is planned against
 //! it. Any error ends the steps; the Sync then ends the transaction as the
-//! end of a simple Query would (rolled back after an error).
+//! end of a simple Query would (rolled back after an error). A client that
+//! goes away meanwhile ends the session at once, as between statements.
 
 use bytes::BytesMut;
 use prometheus::IntCounter;
@@ -23,6 +24,10 @@ use crate::observe::meter::{FrameCount, SessionMeter};
 /// What of the relay a stepwise Query uses.
 pub(super) struct Link<'a> {
     pub client: &'a mut Stream,
+    /// What the client sends while the steps run (its next messages) is
+    /// read into this buffer, up to `CLIENT_READ_AHEAD`: reading is how a
+    /// client that went away is noticed.
+    pub cbuf: &'a mut BytesMut,
     pub server: &'a mut Stream,
     pub sbuf: &'a mut BytesMut,
     pub state: &'a mut Conversation,
@@ -32,6 +37,10 @@ pub(super) struct Link<'a> {
     pub to_server: &'a IntCounter,
     pub to_client: &'a IntCounter,
 }
+
+/// The most of the client's next messages read while a step runs; beyond
+/// it the client waits (and its going away is noticed once the step ends).
+const CLIENT_READ_AHEAD: usize = 1 << 20;
 
 /// Answers to the steps' own messages that a client of a simple Query
 /// does not expect.
@@ -98,6 +107,7 @@ async fn run_steps(
         publish(link.meter, &mut g.observed).await;
         send_server(link, &out).await?;
         link.cancel.release();
+        link.cancel.set_busy(true);
         let error = relay_answers(masking, rt, link, true).await?;
         let Some(g) = masking.guard.as_mut() else {
             return Ok(());
@@ -181,11 +191,25 @@ async fn relay_answers(
                 }
             };
         if frames.is_empty() {
-            match link.server.read_chunk(link.sbuf, READ_CHUNK).await {
-                Ok(0) | Err(_) => {
-                    return Err(upstream_gone(link.client, *link.upstream_sent_fatal).await)
-                }
-                Ok(_) => continue,
+            // A client that goes away during a long step ends the session
+            // as it does between statements: the server's connection is
+            // closed with it, not kept until the steps are done.
+            let read_ahead = link.cbuf.len() < CLIENT_READ_AHEAD;
+            tokio::select! {
+                read = link.server.read_chunk(link.sbuf, READ_CHUNK) => match read {
+                    Ok(0) | Err(_) => {
+                        return Err(upstream_gone(link.client, *link.upstream_sent_fatal).await)
+                    }
+                    Ok(_) => continue,
+                },
+                read = link.client.read_chunk(link.cbuf, READ_CHUNK), if read_ahead => match read {
+                    Ok(0) | Err(_) => {
+                        let _ = link.server.shutdown().await;
+                        return Err(SessionEnd::ClientClosed);
+                    }
+                    // Kept for after the steps, as if it had arrived then.
+                    Ok(_) => continue,
+                },
             }
         }
         if std::mem::take(&mut link.state.schema_committed) {

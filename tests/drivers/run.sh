@@ -9,7 +9,7 @@
 # cannot be installed.
 #
 #   tests/drivers/run.sh                 # every suite, every configuration
-#   tests/drivers/run.sh --fast          # a few minutes: subsets of psycopg2 and asyncpg
+#   tests/drivers/run.sh --fast          # a few minutes: subsets of psycopg2 and asyncpg, node-postgres
 #   tests/drivers/run.sh psycopg2        # one suite
 #
 # Suites and where their tests come from (the registries, pinned):
@@ -20,8 +20,12 @@
 #                     Cargo.lock), with the hard-coded port 5433 replaced by
 #                     the port under test; not in --fast (it compiles for
 #                     minutes)
-# node-postgres is not here: the `pg` package on npm ships without tests.
-# Needs python3 (venv), PostgreSQL server binaries (PG_BIN or
+#   node-postgres   - the `pg` package on npm ships without its tests:
+#                     tests/drivers/node_pg.js exercises it (simple and
+#                     extended protocol, prepared statements, binary results,
+#                     COPY, cursors, pipelining, cancel, LISTEN, pools) with
+#                     pg, pg-cursor and pg-copy-streams from npm, pinned
+# Needs python3 (venv), node and npm, PostgreSQL server binaries (PG_BIN or
 # /usr/lib/postgresql/*/bin) and cargo. PGVEIL=path/to/pgveil tests that
 # binary (default: a release build of this tree). Work files go to
 # $DRIVERS_WORK (default: a temporary directory, removed at exit); downloads
@@ -33,18 +37,19 @@ set -euo pipefail
 
 PSYCOPG2_VERSION=2.9.10
 ASYNCPG_VERSION=0.30.0
+NODE_PACKAGES=(pg@8.23.1 pg-cursor@2.22.0 pg-copy-streams@7.0.0)
 
 FAST=0
 SUITES=()
 for arg in "$@"; do
     case "$arg" in
         --fast) FAST=1 ;;
-        psycopg2 | asyncpg | tokio-postgres) SUITES+=("$arg") ;;
-        *) echo "unknown argument: $arg (suites: psycopg2 asyncpg tokio-postgres; --fast)" >&2; exit 2 ;;
+        psycopg2 | asyncpg | tokio-postgres | node-postgres) SUITES+=("$arg") ;;
+        *) echo "unknown argument: $arg (suites: psycopg2 asyncpg tokio-postgres node-postgres; --fast)" >&2; exit 2 ;;
     esac
 done
 if [ ${#SUITES[@]} -eq 0 ]; then
-    if [ "$FAST" = 1 ]; then SUITES=(psycopg2 asyncpg); else SUITES=(psycopg2 asyncpg tokio-postgres); fi
+    if [ "$FAST" = 1 ]; then SUITES=(psycopg2 asyncpg node-postgres); else SUITES=(psycopg2 asyncpg tokio-postgres node-postgres); fi
 fi
 # Seconds one suite may run in one configuration; a run cut short shows up as
 # tests "missing" through pgveil.
@@ -94,10 +99,20 @@ fetch_sdist() { # name version -> unpacked directory
     fi
     echo "$dir"
 }
+NODE_DIR=$CACHE/node
 for suite in "${SUITES[@]}"; do
     case "$suite" in
         psycopg2) fetch_sdist psycopg2 "$PSYCOPG2_VERSION" >/dev/null || cannot_install "psycopg2 sdist" ;;
         asyncpg) fetch_sdist asyncpg "$ASYNCPG_VERSION" >/dev/null || cannot_install "asyncpg sdist" ;;
+        node-postgres)
+            command -v node >/dev/null && command -v npm >/dev/null || cannot_install "node and npm not found"
+            if [ "$(cat "$NODE_DIR/.installed" 2>/dev/null)" != "${NODE_PACKAGES[*]}" ]; then
+                mkdir -p "$NODE_DIR" && echo '{"private": true}' >"$NODE_DIR/package.json"
+                (cd "$NODE_DIR" && npm install --no-audit --no-fund --silent "${NODE_PACKAGES[@]}") >/dev/null \
+                    || cannot_install "npm install ${NODE_PACKAGES[*]} failed"
+                echo "${NODE_PACKAGES[*]}" >"$NODE_DIR/.installed"
+            fi
+            ;;
     esac
 done
 
@@ -259,11 +274,25 @@ run_tokio-postgres() { # port label
         "$WORK/logs/tokio-postgres-$2.log" >"$WORK/results/tokio-postgres-$2.txt"
 }
 
+# DRIVERS_CONFIGS="direct masked" skips the run through pgveil with no
+# policy (while iterating on the analyser).
+export DRIVERS_CONFIGS=${DRIVERS_CONFIGS:-direct plain masked}
+run_node-postgres() { # port label
+    (cd "$NODE_DIR" && NODE_PATH="$NODE_DIR/node_modules" PGHOST=127.0.0.1 PGPORT="$1" \
+        timeout -k 10 "$SUITE_TIMEOUT" node "$HERE/node_pg.js" "$WORK/results/node-postgres-$2.txt") \
+        >"$WORK/logs/node-postgres-$2.log" 2>&1 || true
+}
+
 for suite in "${SUITES[@]}"; do
-    echo "running $suite: direct, through pgveil with no policy, with a policy" >&2
-    run_"$suite" "$PGPORT" direct
-    run_"$suite" "$PLAIN_PORT" plain
-    run_"$suite" "$MASKED_PORT" masked
+    echo "running $suite: $DRIVERS_CONFIGS" >&2
+    for config in $DRIVERS_CONFIGS; do
+        case "$config" in
+            direct) run_"$suite" "$PGPORT" direct ;;
+            plain) run_"$suite" "$PLAIN_PORT" plain ;;
+            masked) run_"$suite" "$MASKED_PORT" masked ;;
+            *) echo "unknown configuration in DRIVERS_CONFIGS: $config" >&2; exit 2 ;;
+        esac
+    done
 done
 status=0
 python3 "$HERE/compare.py" "$WORK/results" "$HERE/known-differences.txt" "${SUITES[@]}" || status=1

@@ -1,6 +1,8 @@
 //! Data-modifying statements: INSERT (ON CONFLICT too), UPDATE, DELETE and
 //! MERGE, the values they write (sinks) and their RETURNING outputs.
 
+use std::collections::BTreeSet;
+
 use sqlparser::ast::{self, Ident, ObjectName, SelectItem, Statement};
 
 use super::{
@@ -138,6 +140,7 @@ impl Walker<'_> {
                             columns: excluded_columns,
                             opaque: false,
                             opaque_sources: Sources::new(),
+                            builtin_typed: BTreeSet::new(),
                         });
                         self.assignments(&target, &update.assignments, "ON CONFLICT DO UPDATE");
                         if let Some(selection) = &update.selection {
@@ -198,6 +201,7 @@ impl Walker<'_> {
                 columns: star.clone(),
                 opaque: true,
                 opaque_sources: Sources::new(),
+                builtin_typed: BTreeSet::new(),
             });
         if let Some(from) = &update.from {
             let tables = match from {

@@ -2,6 +2,7 @@
 //! functions, named relations (CTEs, tables, partitions, views) and the
 //! lineage of a view's definition.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use sqlparser::ast::{self, FunctionArg, ObjectName, Statement, TableFactor, TableWithJoins};
@@ -86,6 +87,7 @@ impl Walker<'_> {
                         columns: merged[..names.len().min(merged.len())].to_vec(),
                         opaque: false,
                         opaque_sources: Sources::new(),
+                        builtin_typed: BTreeSet::new(),
                     });
                     merged
                 }
@@ -176,7 +178,14 @@ impl Walker<'_> {
             TableFactor::Derived {
                 subquery, alias, ..
             } => {
-                let columns = self.query(subquery);
+                let (columns, volatile) = self.query_volatility(|w| w.query(subquery));
+                // PostgreSQL drops a subquery's columns that nobody reads,
+                // unless they are volatile (`… + random()`): then it computes
+                // them, and whether that fails tells something of the values
+                // (DISTINCT, grouping and set operations are uses already).
+                if volatile {
+                    self.use_computed_outputs(columns.iter().map(|c| &c.sources));
+                }
                 let columns = match alias {
                     Some(alias) => rename_columns(columns, &alias.columns),
                     None => columns,
@@ -190,6 +199,7 @@ impl Walker<'_> {
                     columns: columns.clone(),
                     opaque: false,
                     opaque_sources: Sources::new(),
+                    builtin_typed: BTreeSet::new(),
                 });
                 columns
             }
@@ -218,6 +228,12 @@ impl Walker<'_> {
                 for (i, e) in array_exprs.iter().enumerate() {
                     // unnest hands out the array's elements unchanged.
                     let sources = self.expr(e);
+                    // How many rows it makes is the array's length, which
+                    // `count(*)` reveals (`unnest(string_to_array(c, NULL))`);
+                    // only an ARRAY[…] constructor's length is the caller's.
+                    if !matches!(e, ast::Expr::Array(_)) {
+                        self.with_clause(Clause::RowCount, |w| w.use_sources(&sources, false));
+                    }
                     columns.push(OutputColumn {
                         name: if array_exprs.len() == 1 {
                             "unnest".into()
@@ -264,6 +280,7 @@ impl Walker<'_> {
                     columns: columns.clone(),
                     opaque: false,
                     opaque_sources: Sources::new(),
+                    builtin_typed: BTreeSet::new(),
                 });
                 columns
             }
@@ -280,6 +297,7 @@ impl Walker<'_> {
                         columns: columns.clone(),
                         opaque: false,
                         opaque_sources: Sources::new(),
+                        builtin_typed: BTreeSet::new(),
                     });
                     return columns;
                 }
@@ -371,6 +389,7 @@ impl Walker<'_> {
                 columns: Vec::new(),
                 opaque: true,
                 opaque_sources: sources,
+                builtin_typed: BTreeSet::new(),
             });
             return Vec::new();
         };
@@ -389,14 +408,40 @@ impl Walker<'_> {
         } else {
             rename_columns(columns, alias_columns)
         };
+        // A built-in function's scalar result is of a built-in type, and so
+        // is the ordinality (bigint).
+        let scalar_builtin = !typed_list
+            && self.function_result(&parts, args) == FunctionResult::Scalar
+            && self.resolves_to_builtin(&parts);
+        let builtin_typed = columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| scalar_builtin || (with_ordinality && i + 1 == columns.len()))
+            .map(|(_, c)| c.name.clone())
+            .collect();
         self.push_item(ScopeItem {
             alias: alias_name,
             relation: None,
             columns: columns.clone(),
             opaque: false,
             opaque_sources: Sources::new(),
+            builtin_typed,
         });
         columns
+    }
+
+    /// Whether a call of `parts` runs a function that ships with
+    /// PostgreSQL: no user-defined function of that name is on the path
+    /// (`Catalog::resolve_function` prefers those).
+    pub(super) fn resolves_to_builtin(&self, parts: &[String]) -> bool {
+        let (schema, name) = match parts {
+            [name] => (None, name.as_str()),
+            [schema, name] => (Some(schema.as_str()), name.as_str()),
+            _ => return false,
+        };
+        self.catalog
+            .resolve_function(self.search_path, schema, name)
+            .is_some_and(|f| f.is_builtin())
     }
 
     /// The FROM shape of the function a call resolves to; `Unknown` when
@@ -515,6 +560,7 @@ impl Walker<'_> {
             columns: columns.clone(),
             opaque: columns.is_empty(),
             opaque_sources: sources,
+            builtin_typed: BTreeSet::new(),
         });
         columns
     }
@@ -539,6 +585,7 @@ impl Walker<'_> {
                     columns,
                     opaque: false,
                     opaque_sources: Sources::new(),
+                    builtin_typed: BTreeSet::new(),
                 });
             }
         }
@@ -561,6 +608,7 @@ impl Walker<'_> {
                 columns: Vec::new(),
                 opaque: true,
                 opaque_sources: Sources::new(),
+                builtin_typed: BTreeSet::new(),
             });
         };
         self.effects
@@ -593,6 +641,7 @@ impl Walker<'_> {
             columns,
             opaque: false,
             opaque_sources: Sources::new(),
+            builtin_typed: BTreeSet::new(),
         })
     }
 
@@ -698,23 +747,15 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
     crate::analyze::with_parsed(definition, |parsed| {
         let query = match parsed {
             Ok([Statement::Query(query)]) => query,
-            _ => {
-                effects.hazard(
-                    HazardRule::Unanalysable,
-                    format!(
-                        "definition of view {}.{} could not be parsed",
-                        relation.schema, relation.name
-                    ),
-                );
-                return RelationLineage {
-                    columns: Vec::new(),
-                    effects,
-                };
-            }
+            _ => return named_view_lineage(catalog, relation, definition, &search_path, depth),
         };
         let mut walker = Walker::new(catalog, &search_path);
         walker.view_depth = depth;
-        let outputs = walker.query(query);
+        // A view is a subquery: its volatile columns are computed unread.
+        let (outputs, volatile) = walker.query_volatility(|w| w.query(query));
+        if volatile {
+            walker.use_computed_outputs(outputs.iter().map(|o| &o.sources));
+        }
         let columns = relation
             .columns
             .iter()
@@ -729,6 +770,85 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
             effects: walker.effects,
         }
     })
+}
+
+/// Lineage of a view whose definition sqlparser cannot read, from what
+/// PostgreSQL's tree of it names: every column may carry, computed, any
+/// column of any relation it names (views through their own lineage), and
+/// each of those counts as filtered by; its functions are judged as calls.
+/// A view that names nothing protected is thereby usable, one that does is
+/// not (outputs computed from protected columns are refused).
+fn named_view_lineage(
+    catalog: &Catalog,
+    relation: &Relation,
+    definition: &str,
+    search_path: &[String],
+    depth: usize,
+) -> RelationLineage {
+    let unreadable = || {
+        let mut effects = Effects::default();
+        effects.hazard(
+            HazardRule::Unanalysable,
+            format!(
+                "definition of view {}.{} could not be parsed",
+                relation.schema, relation.name
+            ),
+        );
+        RelationLineage {
+            columns: Vec::new(),
+            effects,
+        }
+    };
+    let pg = match crate::analyze::pg_tree::parse(
+        definition,
+        crate::analyze::pg_tree::LexSettings::default(),
+        0,
+    ) {
+        Ok(mut statements) if statements.len() == 1 => statements.remove(0),
+        _ => return unreadable(),
+    };
+    if pg.kind != "SelectStmt" {
+        return unreadable();
+    }
+    let refs = &pg.references;
+    let mut walker = Walker::new(catalog, search_path);
+    walker.view_depth = depth;
+    let mut carried = Sources::new();
+    for name in &refs.relations {
+        // A WITH query's name, unless a relation has it too: the tree does
+        // not say which scope each reference is in, so both count.
+        if let [only] = name.as_slice() {
+            if refs.cte_names.contains(only)
+                && catalog.resolve_relation(search_path, only).is_none()
+            {
+                continue;
+            }
+        }
+        let parts: Vec<String> = name.iter().rev().take(2).rev().cloned().collect();
+        if let Some(item) = walker.relation_item(&parts, None) {
+            for column in item.columns {
+                for source in column.sources.into_keys() {
+                    carried.insert(source, Flow::Derived);
+                }
+            }
+        }
+    }
+    for function in &refs.functions {
+        let _ = walker.check_function(function, None);
+    }
+    walker.with_clause(Clause::Where, |w| w.use_sources(&carried, false));
+    let columns = relation
+        .columns
+        .iter()
+        .map(|c| OutputColumn {
+            name: c.name.clone(),
+            sources: carried.clone(),
+        })
+        .collect();
+    RelationLineage {
+        columns,
+        effects: walker.effects,
+    }
 }
 
 /// The last column WITH ORDINALITY adds: a row number, no value of anyone.

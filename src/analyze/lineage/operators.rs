@@ -3,16 +3,25 @@
 //! so a user-defined operator (`CREATE OPERATOR public.= (LEFTARG = varchar,
 //! RIGHTARG = varchar, FUNCTION = f)`) can take over `id_number = '…'` and
 //! run user code on the protected value. pgveil types operands only where
-//! it is certain (table columns, literals, casts to pg_catalog types): an
-//! exact match among pg_catalog's operators is PostgreSQL's own (always
-//! pure in 15); anything else may be any user operator of that name on the
-//! path, whose function is then judged like a call of it.
+//! it is certain (table columns, literals, casts to pg_catalog types) and
+//! knows where an operand is of *some* built-in type (a built-in function's
+//! result, an operator over built-in operands): an exact match among
+//! pg_catalog's operators is PostgreSQL's own (always pure in 15); a user
+//! operator is a candidate unless an operand of a built-in type cannot be
+//! implicitly coerced to its parameter (the catalog tells, per operator),
+//! which is PostgreSQL's first cut too; every remaining candidate's
+//! function is judged like a call of it.
+
+use std::cell::Cell;
 
 use sqlparser::ast::{self, BinaryOperator as B, Expr, UnaryOperator as U};
 
 use super::{ident_name, object_name_parts, HazardRule, Walker};
 use crate::analyze::builtins::{self, BuiltinCategory};
-use crate::analyze::catalog::RelationKind;
+use crate::analyze::catalog::{FunctionResult, RelationKind, FIRST_NORMAL_OBJECT_ID};
+
+/// How many expression nodes typing one operand may look at.
+const TYPING_FUEL: u32 = 256;
 
 /// What pgveil knows of an operand's type.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,8 +31,25 @@ enum OperandType {
     Unknown,
     /// A pg_catalog type, by `typname`.
     Known(String),
+    /// Some type that ships with PostgreSQL, which one not known (a
+    /// built-in function's result, an expression over built-in types):
+    /// enough to rule out operators no built-in type is coerced to.
+    Builtin,
     /// Not known (an expression, a view or CTE column, a user type).
     Opaque,
+}
+
+impl OperandType {
+    fn is_builtin(&self) -> bool {
+        matches!(self, OperandType::Known(_) | OperandType::Builtin)
+    }
+
+    /// Whether PostgreSQL could pass an operand of this type to an operator
+    /// parameter (`accepts_builtin`: some built-in type is implicitly
+    /// coerced to the parameter's type).
+    fn may_reach(&self, accepts_builtin: bool) -> bool {
+        accepts_builtin || !self.is_builtin()
+    }
 }
 
 impl Walker<'_> {
@@ -160,41 +186,15 @@ impl Walker<'_> {
             }
             return;
         }
-        let signature = match (left_type, right_type) {
-            (None, OperandType::Known(r)) => Some((String::new(), r)),
-            (Some(OperandType::Known(l)), OperandType::Known(r)) => Some((l, r)),
-            (Some(OperandType::Unknown), OperandType::Known(r)) => Some((r.clone(), r)),
-            (Some(OperandType::Known(l)), OperandType::Unknown) => Some((l.clone(), l)),
-            _ => None,
-        };
-        if let Some((l, r)) = &signature {
+        if self.exact_builtin(name, left_type.as_ref(), &right_type) {
             // An exact match in pg_catalog, which is searched first.
-            if self.pg_catalog_first() {
-                if let Some(category) = builtins::operator_exact(name, l, r) {
-                    self.builtin_operator_category(&shown, category);
-                    return;
-                }
+            if let Some(category) = self.exact_category(name, left_type.as_ref(), &right_type) {
+                self.builtin_operator_category(&shown, category);
+                return;
             }
         }
-        let path = self.operator_path();
-        let catalog_position = path.iter().position(|s| s == "pg_catalog");
-        let functions: Vec<(String, String)> = self
-            .catalog
-            .operators_named(name)
-            .filter(|o| o.left.is_empty() == prefix)
-            .filter(|o| schema.is_none() || o.schema == "pg_catalog")
-            .filter(|o| {
-                let Some(position) = path.iter().position(|s| *s == o.schema) else {
-                    return false;
-                };
-                // pg_catalog's operator of the same signature, earlier on
-                // the path, always wins over it.
-                let shadowed = catalog_position.is_some_and(|c| c < position)
-                    && builtins::operator_exact(name, &o.left, &o.right).is_some();
-                !shadowed
-            })
-            .map(|o| (o.function_schema.clone(), o.function_name.clone()))
-            .collect();
+        let functions =
+            self.user_operator_candidates(schema, name, left_type.as_ref(), &right_type);
         let user_defined = !functions.is_empty();
         for function in functions {
             self.user_operator_function(function);
@@ -206,6 +206,113 @@ impl Walker<'_> {
                 HazardRule::UnlistedFunction,
                 format!("{shown} is neither a PostgreSQL 15 built-in operator nor in the catalog"),
             ),
+        }
+    }
+
+    /// The pg_catalog signature PostgreSQL takes first for these operands,
+    /// when both are known (an untyped literal or parameter takes the
+    /// other's type).
+    fn exact_signature(
+        left: Option<&OperandType>,
+        right: &OperandType,
+    ) -> Option<(String, String)> {
+        match (left, right) {
+            (None, OperandType::Known(r)) => Some((String::new(), r.clone())),
+            (Some(OperandType::Known(l)), OperandType::Known(r)) => Some((l.clone(), r.clone())),
+            (Some(OperandType::Unknown), OperandType::Known(r)) => Some((r.clone(), r.clone())),
+            (Some(OperandType::Known(l)), OperandType::Unknown) => Some((l.clone(), l.clone())),
+            // Only untyped operands: PostgreSQL settles on the string
+            // category and its preferred type, text, at each position
+            // (func_select_candidate), so `'a' || 'b'` is text || text when
+            // pg_catalog has that operator.
+            (None | Some(OperandType::Unknown), OperandType::Unknown) => {
+                let left = if left.is_some() { "text" } else { "" };
+                Some((left.to_owned(), "text".to_owned()))
+            }
+            _ => None,
+        }
+    }
+
+    fn exact_category(
+        &self,
+        name: &str,
+        left: Option<&OperandType>,
+        right: &OperandType,
+    ) -> Option<BuiltinCategory> {
+        let (l, r) = Self::exact_signature(left, right)?;
+        builtins::operator_exact(name, &l, &r)
+    }
+
+    /// PostgreSQL takes pg_catalog's operator of exactly the operands'
+    /// types before looking at any other, when pg_catalog is searched first.
+    fn exact_builtin(&self, name: &str, left: Option<&OperandType>, right: &OperandType) -> bool {
+        self.pg_catalog_first() && self.exact_category(name, left, right).is_some()
+    }
+
+    /// The functions of the user-defined operators PostgreSQL may pick for
+    /// `left name right` (schema: `OPERATOR(pg_catalog.name)`): those of
+    /// that name on the path, minus those a pg_catalog operator of the
+    /// same signature earlier on the path hides, minus those an operand
+    /// of a built-in type cannot reach (PostgreSQL drops a candidate whose
+    /// parameter an argument cannot be implicitly coerced to before it
+    /// ranks the others).
+    fn user_operator_candidates(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+        left: Option<&OperandType>,
+        right: &OperandType,
+    ) -> Vec<(String, String)> {
+        let prefix = left.is_none();
+        let path = self.operator_path();
+        let catalog_position = path.iter().position(|s| s == "pg_catalog");
+        self.catalog
+            .operators_named(name)
+            .filter(|o| o.left.is_empty() == prefix)
+            .filter(|o| schema.is_none() || o.schema == "pg_catalog")
+            .filter(|o| {
+                left.is_none_or(|l| l.may_reach(o.left_accepts_builtin))
+                    && right.may_reach(o.right_accepts_builtin)
+            })
+            .filter(|o| {
+                let Some(position) = path.iter().position(|s| *s == o.schema) else {
+                    return false;
+                };
+                // pg_catalog's operator of the same signature, earlier on
+                // the path, always wins over it.
+                let shadowed = catalog_position.is_some_and(|c| c < position)
+                    && builtins::operator_exact(name, &o.left, &o.right).is_some();
+                !shadowed
+            })
+            .map(|o| (o.function_schema.clone(), o.function_name.clone()))
+            .collect()
+    }
+
+    /// The type of `left name right`: built-in when PostgreSQL can only
+    /// pick a pg_catalog operator (whose result, polymorphic ones over
+    /// built-in operands included, is a built-in type).
+    fn operator_result_type(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+        left: Option<&OperandType>,
+        right: &OperandType,
+    ) -> OperandType {
+        if schema.is_some_and(|s| s != "pg_catalog") {
+            return OperandType::Opaque;
+        }
+        let typed = |t: &OperandType| t.is_builtin() || *t == OperandType::Unknown;
+        if !left.is_none_or(typed) || !typed(right) {
+            return OperandType::Opaque;
+        }
+        if self.exact_builtin(name, left, right)
+            || self
+                .user_operator_candidates(schema, name, left, right)
+                .is_empty()
+        {
+            OperandType::Builtin
+        } else {
+            OperandType::Opaque
         }
     }
 
@@ -258,8 +365,19 @@ impl Walker<'_> {
     }
 
     fn operand_type(&self, expr: &Expr) -> OperandType {
+        self.typed(expr, &Cell::new(TYPING_FUEL))
+    }
+
+    /// `operand_type` within `fuel` nodes: typing looks into operands, and
+    /// every operator of a deep expression is typed, so without a bound a
+    /// chain of n operators costs n² (past it: not known).
+    fn typed(&self, expr: &Expr, fuel: &Cell<u32>) -> OperandType {
+        if fuel.get() == 0 {
+            return OperandType::Opaque;
+        }
+        fuel.set(fuel.get() - 1);
         match expr {
-            Expr::Nested(inner) => self.operand_type(inner),
+            Expr::Nested(inner) => self.typed(inner, fuel),
             Expr::Value(v) => match &v.value {
                 ast::Value::SingleQuotedString(_)
                 | ast::Value::EscapedStringLiteral(_)
@@ -285,20 +403,141 @@ impl Walker<'_> {
                 let parts: Vec<String> = idents.iter().map(ident_name).collect();
                 self.column_type(&parts)
             }
+            // Boolean by construction: PostgreSQL coerces AND/OR/NOT
+            // operands to boolean and requires = ANY, IN, BETWEEN and IS
+            // DISTINCT FROM to yield it.
+            Expr::BinaryOp {
+                op: B::And | B::Or, ..
+            }
+            | Expr::UnaryOp { op: U::Not, .. }
+            | Expr::IsNull(_)
+            | Expr::IsNotNull(_)
+            | Expr::IsTrue(_)
+            | Expr::IsNotTrue(_)
+            | Expr::IsFalse(_)
+            | Expr::IsNotFalse(_)
+            | Expr::IsUnknown(_)
+            | Expr::IsNotUnknown(_)
+            | Expr::IsDistinctFrom(..)
+            | Expr::IsNotDistinctFrom(..)
+            | Expr::Exists { .. }
+            | Expr::In { .. }
+            | Expr::Between { .. }
+            | Expr::AnyOp { .. }
+            | Expr::AllOp { .. } => OperandType::Known("bool".into()),
+            Expr::BinaryOp { left, op, right } => match binary_operator(op) {
+                Some((schema, name)) => {
+                    let left = self.typed(left, fuel);
+                    let right = self.typed(right, fuel);
+                    self.operator_result_type(schema.as_deref(), &name, Some(&left), &right)
+                }
+                None => OperandType::Opaque,
+            },
+            Expr::UnaryOp { op, expr } => match unary_operator(op) {
+                Some(name) => {
+                    let operand = self.typed(expr, fuel);
+                    self.operator_result_type(None, name, None, &operand)
+                }
+                None => OperandType::Opaque,
+            },
+            Expr::Case {
+                conditions,
+                else_result,
+                ..
+            } => {
+                // The branches' common type: built-in when every branch is
+                // (untyped literals alone resolve to text).
+                let typed = conditions
+                    .iter()
+                    .map(|c| &c.result)
+                    .chain(else_result.as_deref())
+                    .all(|e| {
+                        let t = self.typed(e, fuel);
+                        t.is_builtin() || t == OperandType::Unknown
+                    });
+                if typed {
+                    OperandType::Builtin
+                } else {
+                    OperandType::Opaque
+                }
+            }
+            Expr::Function(function) => self.function_type(function, fuel),
             _ => OperandType::Opaque,
+        }
+    }
+
+    /// The type of a function call: built-in when it runs a function that
+    /// ships with PostgreSQL whose overloads all return a scalar (their
+    /// result types are then pg_catalog's), or a polymorphic one whose
+    /// arguments are all of built-in types; COALESCE, GREATEST, LEAST and
+    /// NULLIF (syntax, not functions) when their arguments are.
+    fn function_type(&self, function: &ast::Function, fuel: &Cell<u32>) -> OperandType {
+        let parts = object_name_parts(&function.name);
+        let args: Option<Vec<&Expr>> = match &function.args {
+            ast::FunctionArguments::None => Some(Vec::new()),
+            ast::FunctionArguments::List(list) => list
+                .args
+                .iter()
+                .map(|a| match a {
+                    ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => Some(e),
+                    _ => None,
+                })
+                .collect(),
+            ast::FunctionArguments::Subquery(_) => None,
+        };
+        let args_typed = || {
+            args.as_ref().is_some_and(|args| {
+                args.iter().all(|a| {
+                    let t = self.typed(a, fuel);
+                    t.is_builtin() || t == OperandType::Unknown
+                })
+            })
+        };
+        if let [name] = parts.as_slice() {
+            if matches!(name.as_str(), "coalesce" | "greatest" | "least" | "nullif") {
+                return if args_typed() {
+                    OperandType::Builtin
+                } else {
+                    OperandType::Opaque
+                };
+            }
+        }
+        if !self.resolves_to_builtin(&parts) {
+            return OperandType::Opaque;
+        }
+        let Some(name) = parts.last() else {
+            return OperandType::Opaque;
+        };
+        let schema = match parts.as_slice() {
+            [schema, _] => schema.as_str(),
+            _ => "pg_catalog",
+        };
+        let mut scalar = true;
+        let mut any = false;
+        for overload in self
+            .catalog
+            .functions_named(name)
+            .filter(|f| f.schema == schema)
+        {
+            any = true;
+            match overload.result {
+                FunctionResult::Scalar => {}
+                FunctionResult::Polymorphic | FunctionResult::FirstArgumentType => {
+                    scalar = false;
+                }
+                _ => return OperandType::Opaque,
+            }
+        }
+        if any && (scalar || args_typed()) {
+            OperandType::Builtin
+        } else {
+            OperandType::Opaque
         }
     }
 
     /// The type of a column reference, when it is a column of a table (not
     /// a view, CTE or subquery, whose columns may have been cast).
     fn column_type(&self, parts: &[String]) -> OperandType {
-        let Some(sources) = self.resolve_column(parts) else {
-            return OperandType::Opaque;
-        };
-        let mut sources = sources.iter();
-        let (Some((column, super::Flow::Copy)), None) = (sources.next(), sources.next()) else {
-            return OperandType::Opaque;
-        };
         let (qualifier, name) = match parts.split_last() {
             Some((name, qualifier)) => (qualifier, name),
             None => return OperandType::Opaque,
@@ -324,6 +563,16 @@ impl Walker<'_> {
         let Some(item) = item.filter(|i| !i.opaque) else {
             return OperandType::Opaque;
         };
+        if item.builtin_typed.contains(name) && item.columns.iter().any(|c| &c.name == name) {
+            return OperandType::Builtin;
+        }
+        let Some(sources) = self.resolve_column(parts) else {
+            return OperandType::Opaque;
+        };
+        let mut sources = sources.iter();
+        let (Some((column, super::Flow::Copy)), None) = (sources.next(), sources.next()) else {
+            return OperandType::Opaque;
+        };
         if item.relation.as_ref() != Some(&(column.schema.clone(), column.table.clone())) {
             return OperandType::Opaque;
         }
@@ -338,7 +587,12 @@ impl Walker<'_> {
         }
         match relation.columns.iter().find(|c| c.name == column.column) {
             // A domain or extension type is not pg_catalog's.
-            Some(c) if builtins::is_builtin_type(&c.type_name) && c.type_name != "unknown" => {
+            // The oid tells pg_catalog's `int4` from a user's `public.int4`.
+            Some(c)
+                if builtins::is_builtin_type(&c.type_name)
+                    && c.type_name != "unknown"
+                    && (1..FIRST_NORMAL_OBJECT_ID).contains(&c.type_oid) =>
+            {
                 OperandType::Known(c.type_name.clone())
             }
             _ => OperandType::Opaque,
