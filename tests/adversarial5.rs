@@ -120,6 +120,11 @@ async fn unreturned_computations_are_uses() {
         "WITH s AS NOT MATERIALIZED (SELECT 1 / (ascii(mobile) - 49) + (random() * 0)::int AS x, id FROM customers) SELECT count(*) FROM s",
         "SELECT count(*) FROM volatile_view",
         "SELECT count(*) FROM (SELECT id, 1 / (ascii(mobile) - 49) AS x FROM customers UNION SELECT 1, 1) s",
+        // An EXISTS subquery's select list is computed unless PostgreSQL
+        // can simplify it away (not with OFFSET or UNION ALL).
+        "SELECT id FROM customers WHERE EXISTS (SELECT 1 / (ascii(mobile) - 49) FROM customers OFFSET 0)",
+        "SELECT id FROM customers c WHERE EXISTS (SELECT 1 / (ascii(c.mobile) - 49) OFFSET 0)",
+        "SELECT id FROM customers WHERE EXISTS (SELECT 1 / (ascii(mobile) - 49) FROM customers UNION ALL SELECT 1)",
         // unnest makes as many rows as the array has elements.
         "SELECT (SELECT count(*) FROM unnest(string_to_array(mobile, NULL))) FROM customers",
         "SELECT count(*) FROM customers c, unnest(regexp_split_to_array(c.mobile, '')) u WHERE c.id = 1",
@@ -140,6 +145,7 @@ async fn unreturned_computations_are_uses() {
         "SELECT count(*) FROM (SELECT id, mobile FROM customers) s",
         "SELECT s.id FROM (SELECT id, mobile, full_name FROM customers) s",
         "SELECT count(*) FROM customers, unnest(ARRAY[mobile]) u",
+        "SELECT id FROM customers c WHERE EXISTS (SELECT 1 FROM cards k WHERE k.customer_id = c.id OFFSET 0)",
         "SELECT row_number() OVER (ORDER BY id), rank() OVER (ORDER BY id) FROM customers",
     ] {
         works(&s, sql).await;
