@@ -570,3 +570,21 @@ async fn conversions_text_search_and_normal_forms() {
     .await;
     s.finish();
 }
+
+#[tokio::test]
+async fn operators_end_where_postgresql_ends_them() {
+    let s = dev().await;
+    // create_operator.sql: a comment ends an operator, and a trailing `-`
+    // of an operator made of SQL characters is a sign.
+    let rows = ok(&s, "SELECT 2<=/**/3, 3>=/**/2, 2<>/**/3").await;
+    assert!(!rows.contains('f'), "{rows}");
+    ok(&s, "SELECT false>=-1 BETWEEN 1 AND 1").await;
+    ok(&s, "SELECT id FROM customers WHERE id<>-1").await;
+    refused(
+        &s,
+        "SELECT id FROM customers WHERE mobile<>/**/'x'",
+        "public.customers.mobile is used in WHERE",
+    )
+    .await;
+    s.finish();
+}
