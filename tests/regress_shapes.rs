@@ -194,14 +194,46 @@ async fn window_frame_exclusion() {
 async fn roles_and_memberships_move_no_data() {
     let s = dev().await;
     // rowsecurity.sql / privileges.sql: forms sqlparser does not read
-    // (CREATE USER … NOLOGIN, ALTER GROUP … ADD USER) and role grants.
+    // (CREATE USER … NOLOGIN, ALTER GROUP … DROP USER) and role revokes.
     ok(&s, "CREATE USER rs_user1 NOLOGIN").await;
     ok(&s, "CREATE ROLE rs_group1 NOLOGIN").await;
-    ok(&s, "GRANT rs_group1 TO rs_user1").await;
     ok(&s, "REVOKE rs_group1 FROM rs_user1").await;
-    ok(&s, "ALTER GROUP rs_group1 ADD USER rs_user1").await;
+    ok(&s, "ALTER GROUP rs_group1 DROP USER rs_user1").await;
     ok(&s, "DROP USER rs_user1").await;
     ok(&s, "DROP ROLE rs_group1").await;
+    s.finish();
+}
+
+#[tokio::test]
+async fn masked_roles_may_not_change_the_memberships_rules_match_on() {
+    // `dev` (masked, with CREATEROLE here) could otherwise make itself, or
+    // a login it creates, a member of `compliance`, which the policy shows
+    // clear ID numbers to: rules match a login by its memberships.
+    let s = dev().await;
+    ok(&s, "CREATE ROLE rs_login2 NOLOGIN").await;
+    for sql in [
+        "GRANT compliance TO dev",
+        "GRANT compliance TO rs_login2",
+        "CREATE ROLE rs_login3 LOGIN IN ROLE compliance",
+        "CREATE USER rs_login3 IN GROUP compliance",
+        "CREATE ROLE rs_group3 ROLE dev",
+        "CREATE ROLE rs_group3 ADMIN dev",
+        "ALTER GROUP compliance ADD USER dev",
+        "ALTER ROLE rs_login2 RENAME TO rs_login4",
+        "ALTER USER rs_login2 RENAME TO rs_login4",
+    ] {
+        refused(&s, sql, "role-membership-change").await;
+    }
+    // Nothing changed on the server.
+    let rows = ok(
+        &s,
+        "SELECT 100 + count(*) FILTER (WHERE member) FROM (VALUES \
+         (pg_has_role('dev', 'compliance', 'MEMBER')), \
+         (pg_has_role('rs_login2', 'compliance', 'MEMBER'))) v(member)",
+    )
+    .await;
+    assert!(rows.contains("100"), "{rows}");
+    ok(&s, "DROP ROLE rs_login2").await;
     s.finish();
 }
 

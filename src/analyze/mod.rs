@@ -555,6 +555,7 @@ pub fn analyse_lexed(
                     for ((analysis, statement), pg) in analyses.iter_mut().zip(statements).zip(&pg)
                     {
                         builtin_type_shadow(pg, search_path, &mut analysis.effects);
+                        role_matching(pg, &mut analysis.effects);
                         if let Some(what) = pg_agree::disagreement(statement, &pg.references) {
                             analysis.effects.hazard(
                                 HazardRule::Misunderstood,
@@ -629,6 +630,7 @@ fn analyse_piece(
             match pg_tree::parse(piece, lexing, bound) {
                 Ok(pg) if pg.len() == 1 => {
                     builtin_type_shadow(&pg[0], search_path, &mut analysis.effects);
+                    role_matching(&pg[0], &mut analysis.effects);
                     if let Some(what) = pg_agree::disagreement(statement, &pg[0].references) {
                         analysis.effects.hazard(
                             HazardRule::Misunderstood,
@@ -694,6 +696,7 @@ fn analyse_piece(
             };
             let mut analysis = Analysis::new(kind);
             builtin_type_shadow(&pg, search_path, &mut analysis.effects);
+            role_matching(&pg, &mut analysis.effects);
             unparsed_effects(&pg, search_path, catalog, &mut analysis.effects);
             analysis.fallback = Some(fallback::from_tree(&pg, search_path, catalog));
             analysis.literal_sensitive = true;
@@ -1483,6 +1486,23 @@ fn temp_shadow_check(
             format!(
                 "temporary {bare} would shadow {}.{}",
                 shadowed.schema, shadowed.name
+            ),
+        );
+    }
+}
+
+/// A statement that would change role memberships or role names, which
+/// decide the policy rules a login matches (see
+/// [`pg_tree::role_matching_change`]): a masked role with CREATEROLE, or
+/// ADMIN OPTION on a role a rule shows clear text to, could otherwise make
+/// itself or a new login match that rule.
+fn role_matching(pg: &pg_tree::PgStatement, effects: &mut lineage::Effects) {
+    if let Some(what) = pg.role_matching_change {
+        effects.hazard(
+            HazardRule::RoleMatching,
+            format!(
+                "this statement {what}, which can change the policy rules a login matches \
+                 (and so what it sees in clear)"
             ),
         );
     }

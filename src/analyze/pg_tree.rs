@@ -82,6 +82,9 @@ pub struct PgStatement {
     pub references: References,
     /// Type names the statement creates or gives (see [`NewTypeName`]).
     pub new_type_names: Vec<NewTypeName>,
+    /// How the statement changes which roles a login belongs to, or a
+    /// role's name (see [`role_matching_change`]).
+    pub role_matching_change: Option<&'static str>,
     /// The table of an `ALTER TABLE` whose every command adds, changes or
     /// drops a column's identity (see [`identity_alter`]).
     pub identity_alter: Option<Vec<String>>,
@@ -496,6 +499,7 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             _ => None,
         };
         statements.push(PgStatement {
+            role_matching_change: node.and_then(role_matching_change),
             checks_domain_values,
             defined_functions,
             trigger_function,
@@ -514,6 +518,40 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
         });
     }
     Ok(statements)
+}
+
+/// Policy rules match a login by its role and every role it is a member
+/// of, by name. A statement that adds a membership (`GRANT role TO …`,
+/// `CREATE ROLE … IN ROLE / ROLE / ADMIN / USER`, `ALTER GROUP … ADD USER`)
+/// or renames a role can make a rule that shows clear text match a login
+/// it did not match: what it does, `None` for anything else. Removing a
+/// membership or a role, or creating a role that belongs to nothing, is not
+/// such a change.
+pub fn role_matching_change(node: &pg_query::NodeEnum) -> Option<&'static str> {
+    use pg_query::NodeEnum as N;
+    let adds_members = |options: &[pg_query::protobuf::Node]| {
+        options.iter().any(|o| {
+            matches!(
+                o.node.as_ref(),
+                Some(N::DefElem(d))
+                    if matches!(d.defname.as_str(), "addroleto" | "rolemembers" | "adminmembers")
+            )
+        })
+    };
+    match node {
+        N::GrantRoleStmt(g) if g.is_grant => Some("grants a role membership"),
+        N::CreateRoleStmt(c) if adds_members(&c.options) => {
+            Some("creates a role with role memberships")
+        }
+        // ALTER GROUP … ADD USER (action +1; DROP USER is -1).
+        N::AlterRoleStmt(a) if a.action > 0 && adds_members(&a.options) => {
+            Some("adds members to a role")
+        }
+        N::RenameStmt(r) if r.rename_type == pg_query::protobuf::ObjectType::ObjectRole as i32 => {
+            Some("renames a role")
+        }
+        _ => None,
+    }
 }
 
 /// The names of String nodes, as written.

@@ -243,6 +243,10 @@ pub(crate) fn derive(
                 "give the table, view or type a name no PostgreSQL type has, or create it in a \
                  schema searched after pg_catalog"
             }
+            HazardRule::RoleMatching => {
+                "policy rules match a login by its role memberships and role names, so a role \
+                 with masks may not change them: ask a role without masks (the DBA) to run it"
+            }
             _ => "rewrite the statement, or ask the DBA for a policy exception",
         };
         return block(

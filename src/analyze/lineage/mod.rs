@@ -216,6 +216,9 @@ pub enum HazardRule {
     /// A type name that would be found before pg_catalog's type of that
     /// name (in pg_temp, or a schema listed before pg_catalog).
     BuiltinTypeShadow,
+    /// A change of role memberships or role names, which decide the policy
+    /// rules a login matches.
+    RoleMatching,
 }
 
 /// The rule name of statements pgveil reads differently from PostgreSQL
@@ -235,6 +238,7 @@ impl HazardRule {
             HazardRule::SensitiveCatalog => "sensitive-system-catalog",
             HazardRule::UnlistedFunction => "unlisted-builtin-function",
             HazardRule::BuiltinTypeShadow => "builtin-type-shadow",
+            HazardRule::RoleMatching => "role-membership-change",
         }
     }
 }
