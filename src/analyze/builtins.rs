@@ -144,6 +144,25 @@ pub fn category(schema: &str, name: &str, arg_count: Option<usize>) -> Option<Bu
     matching.or_else(|| overloads.iter().map(|o| o.category).max())
 }
 
+const VOLATILE_TEXT: &str = include_str!("builtin_volatile_pg15.txt");
+
+/// True when some overload of the built-in `schema.name` is volatile
+/// (`random()`, `nextval()`, `clock_timestamp()` …): PostgreSQL computes a
+/// volatile expression even where nobody reads its result.
+pub fn is_volatile(schema: &str, name: &str) -> bool {
+    static VOLATILE: OnceLock<std::collections::HashSet<(&'static str, &'static str)>> =
+        OnceLock::new();
+    VOLATILE
+        .get_or_init(|| {
+            VOLATILE_TEXT
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .filter_map(|l| l.split_once('\t'))
+                .collect()
+        })
+        .contains(&(schema, name))
+}
+
 const TYPES_TEXT: &str = include_str!("builtin_types_pg15.txt");
 
 /// True when pg_catalog of PostgreSQL 15 has a type of this name.

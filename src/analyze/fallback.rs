@@ -57,16 +57,25 @@ pub struct FallbackScan {
     pub words: BTreeSet<String>,
     /// The first word that makes the statement dynamic, if any.
     pub dynamic: Option<String>,
+    /// PostgreSQL's kind of a statement that is admitted only after
+    /// sqlparser's full analysis (not in `ADMITTED_KINDS`).
+    pub unadmitted_kind: Option<&'static str>,
+    /// An ALTER DOMAIN that checks the stored values of the domain's
+    /// columns (see `PgStatement::checks_domain_values`).
+    pub checks_domain_values: bool,
 }
 
 /// Statement kinds admitted without sqlparser's tree, judged by what
 /// PostgreSQL's tree references: reads, writes and schema changes that move
-/// no data by themselves. Anything else (DO, EXECUTE, COPY, cursors,
-/// prepared statements, function, trigger and rule definitions, SELECT
-/// INTO, NOTIFY, settings …) needs the full analysis, except a SET or RESET
-/// of a named setting other than search_path (`SET role TO 'x'`, which
-/// sqlparser does not read): PostgreSQL's grammar admits only constants
-/// there, and the session reads search_path again after it.
+/// no protected data when none of their names is protected (views and
+/// tables made from a query, publications, roles, function and trigger
+/// definitions: a function is judged where it is called or attached, a
+/// definition under an allowed name by `defined_functions`). Anything else
+/// (DO, EXECUTE, COPY, cursors, prepared statements, rules, NOTIFY,
+/// settings …) needs the full analysis, except a SET or RESET of a named
+/// setting other than search_path (`SET role TO 'x'`, which sqlparser does
+/// not read): PostgreSQL's grammar admits only constants there, and the
+/// session reads search_path again after it.
 const ADMITTED_KINDS: &[&str] = &[
     "SelectStmt",
     "InsertStmt",
@@ -106,11 +115,28 @@ const ADMITTED_KINDS: &[&str] = &[
     "AlterOwnerStmt",
     "CreateStatsStmt",
     "AlterStatsStmt",
+    "ViewStmt",
+    "CreateTableAsStmt",
+    "CreateFunctionStmt",
+    "DefineStmt",
+    "CreateTrigStmt",
+    "CreateRoleStmt",
+    "AlterRoleStmt",
+    "DropRoleStmt",
+    "ConstraintsSetStmt",
+    "CreatePublicationStmt",
+    "AlterPublicationStmt",
+    "DropdbStmt",
+    "DropUserMappingStmt",
+    "AlterDomainStmt",
+    "CreateConversionStmt",
+    "AlterTsConfigurationStmt",
 ];
 
-/// Node kinds that make any statement need the full analysis: a query's
-/// rows stored (`SELECT … INTO`) or code run for each row.
-const REFUSED_NODES: &[&str] = &["IntoClause", "CreateTableAsStmt", "CallStmt", "DoStmt"];
+/// Node kinds that make any statement need the full analysis: a prepared
+/// statement's rows stored (`CREATE TABLE … AS EXECUTE`: its query is not
+/// in the text) or code run for each row.
+const REFUSED_NODES: &[&str] = &["ExecuteStmt", "CallStmt", "DoStmt"];
 
 /// What PostgreSQL's tree of a statement sqlparser could not parse names:
 /// its relations, columns, functions and types (exact references, as the
@@ -122,7 +148,10 @@ pub fn from_tree(
     catalog: &super::Catalog,
 ) -> FallbackScan {
     let refs = &pg.references;
-    let mut result = FallbackScan::default();
+    let mut result = FallbackScan {
+        checks_domain_values: pg.checks_domain_values,
+        ..FallbackScan::default()
+    };
     let names = refs
         .relations
         .iter()
@@ -148,7 +177,7 @@ pub fn from_tree(
     // no subqueries); its functions are judged below.
     let setting = pg.setting.as_deref().is_some_and(|s| s != "search_path");
     if !ADMITTED_KINDS.contains(&pg.kind) && !pg.copy_from_stdin && !setting {
-        result.dynamic = Some(format!("statement kind {}", pg.kind));
+        result.unadmitted_kind = Some(pg.kind);
         return result;
     }
     if let Some(node) = REFUSED_NODES.iter().find(|n| refs.kinds.contains(**n)) {

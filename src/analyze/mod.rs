@@ -629,6 +629,13 @@ fn analyse_piece(
                 analysis.effects = walker.effects;
                 return analysis;
             }
+            if let Some(cursor) = &pg.fetches_cursor {
+                // Its rows are the cursor's: the session substitutes the
+                // plan stored at DECLARE, as for a FETCH sqlparser reads.
+                return Analysis::new(StatementKind::Fetch {
+                    cursor: cursor.clone(),
+                });
+            }
             let kind = match fallback::set_schema(piece) {
                 // SET SCHEMA 'x' is search_path under another name.
                 Some(schema) => StatementKind::SetSearchPath {
@@ -647,11 +654,117 @@ fn analyse_piece(
             };
             let mut analysis = Analysis::new(kind);
             builtin_type_shadow(&pg, search_path, &mut analysis.effects);
+            unparsed_effects(&pg, search_path, catalog, &mut analysis.effects);
             analysis.fallback = Some(fallback::from_tree(&pg, search_path, catalog));
             analysis.literal_sensitive = true;
             analysis
         }
     })
+}
+
+/// What an unparsed statement does besides the names it mentions, from
+/// PostgreSQL's tree, judged as its parsed form would be: the function a
+/// trigger attaches (built in or allowed), functions (re)defined (not under
+/// an allowed name), a temporary relation that would shadow another, and
+/// the rule of the kinds that run code pgveil cannot follow.
+fn unparsed_effects(
+    pg: &pg_tree::PgStatement,
+    search_path: &[String],
+    catalog: &Catalog,
+    effects: &mut lineage::Effects,
+) {
+    let mut walker = Walker::new(catalog, search_path);
+    for function in &pg.references.functions {
+        let _ = walker.check_function(function, None);
+        // Its setting is an argument the references do not carry.
+        if function.last().is_some_and(|n| n == "set_config") {
+            walker.set_config_setting(None);
+        }
+    }
+    if let Some(function) = &pg.trigger_function {
+        let _ = walker.check_function(function, None);
+    }
+    // PostgreSQL's conversion procedures are internal functions meant for
+    // exactly this; any other must be one the role may run.
+    if let Some(function) = &pg.conversion_function {
+        let (schema, name) = match function.as_slice() {
+            [name] => (None, name.as_str()),
+            [.., schema, name] => (Some(schema.as_str()), name.as_str()),
+            [] => (None, ""),
+        };
+        match catalog.resolve_function(search_path, schema, name) {
+            Some(f) if f.is_builtin() => {}
+            Some(f) => {
+                walker
+                    .effects
+                    .user_functions
+                    .insert((f.schema.clone(), f.name.clone()));
+            }
+            None => walker.effects.hazard(
+                HazardRule::UnknownName,
+                format!("function {} is not in the catalog", function.join(".")),
+            ),
+        }
+    }
+    // Statistics and activity views quote stored values and other
+    // sessions' statements; the walker judges their columns, the name is
+    // all there is here.
+    for relation in &pg.references.relations {
+        let Some(name) = relation.last() else {
+            continue;
+        };
+        if lineage::SENSITIVE_SYSTEM_RELATIONS.contains(&name.as_str())
+            || name == "pg_stat_activity"
+        {
+            walker.effects.hazard(
+                HazardRule::SensitiveCatalog,
+                format!("{name} exposes raw column values or statement texts"),
+            );
+        }
+    }
+    for (schema, name) in &pg.defined_functions {
+        match schema {
+            Some(schema) => {
+                walker
+                    .effects
+                    .defined_functions
+                    .insert((schema.clone(), name.clone()));
+            }
+            None => walker.effects.defined_functions.extend(
+                search_path
+                    .iter()
+                    .map(|schema| (schema.clone(), name.clone())),
+            ),
+        }
+    }
+    for new in &pg.new_type_names {
+        let Some(name) = new.name.as_deref() else {
+            continue;
+        };
+        let array_of = |element: &str| {
+            pg.new_type_names
+                .iter()
+                .any(|n| n.name.as_deref() == Some(element))
+        };
+        let is_array = name.strip_prefix('_').is_some_and(array_of);
+        if !new.temporary || new.schema.is_some() || is_array {
+            continue;
+        }
+        let empty = pg.kind == "CreateStmt";
+        temp_shadow_check(&mut walker, name, catalog, search_path, empty);
+    }
+    match pg.kind {
+        "DoStmt" if !pg.raise_only => walker.effects.hazard(
+            HazardRule::DynamicSql,
+            "DO runs procedural code pgveil cannot see into",
+        ),
+        "RuleStmt" => walker.effects.hazard(
+            HazardRule::ServerCode,
+            "a rule runs its actions inside other statements, where pgveil cannot follow them",
+        ),
+        _ => {}
+    }
+    effects.absorb(&walker.effects);
 }
 
 /// `CREATE MATERIALIZED VIEW / TABLE … AS query WITH [NO] DATA` (pg_dump
@@ -904,7 +1017,7 @@ fn walk_statement(
                         })
                 });
             if analyzes {
-                walker.use_computed_outputs(&outputs);
+                walker.use_computed_outputs(outputs.iter().map(|o| &o.sources));
             }
             (
                 K::Explain,
@@ -947,7 +1060,9 @@ fn walk_statement(
         Statement::Discard { .. } => (K::Discard, Vec::new()),
         Statement::CreateTable(create) => {
             if create.temporary {
-                temp_shadow_check(walker, &create.name, catalog, search_path);
+                let bare = names(&create.name);
+                let bare = bare.rsplit('.').next().unwrap_or_default();
+                temp_shadow_check(walker, bare, catalog, search_path, create.query.is_none());
             }
             if let Some(query) = &create.query {
                 let outputs = walker.query(query);
@@ -975,7 +1090,9 @@ fn walk_statement(
         }
         Statement::CreateView(view) => {
             if view.temporary {
-                temp_shadow_check(walker, &view.name, catalog, search_path);
+                let bare = names(&view.name);
+                let bare = bare.rsplit('.').next().unwrap_or_default();
+                temp_shadow_check(walker, bare, catalog, search_path, false);
             }
             // The view is analysed again whenever it is read; here only its
             // filters count (a view is a stored oracle otherwise). A
@@ -1002,11 +1119,22 @@ fn walk_statement(
             (K::Ddl, Vec::new())
         }
         Statement::CreatePolicy(policy) => {
-            walker.ddl_on_table(&policy.table_name, policy);
+            walker.policy_conditions(
+                &policy.table_name,
+                &[policy.using.as_ref(), policy.with_check.as_ref()],
+            );
             (K::Ddl, Vec::new())
         }
         Statement::AlterPolicy(policy) => {
-            walker.ddl_on_table(&policy.table_name, policy);
+            match &policy.operation {
+                ast::AlterPolicyOperation::Apply {
+                    using, with_check, ..
+                } => walker
+                    .policy_conditions(&policy.table_name, &[using.as_ref(), with_check.as_ref()]),
+                ast::AlterPolicyOperation::Rename { .. } => {
+                    walker.ddl_on_table(&policy.table_name, policy)
+                }
+            }
             (K::Ddl, Vec::new())
         }
         Statement::CreateIndex(index) => {
@@ -1133,7 +1261,10 @@ fn walk_statement(
         | Statement::AlterType(_)
         | Statement::Comment { .. }
         | Statement::Grant(_)
-        | Statement::Revoke(_) => {
+        | Statement::Revoke(_)
+        | Statement::GrantRole(_)
+        | Statement::RevokeRole(_)
+        | Statement::DropProcedure { .. } => {
             // Schema changes that move no data; any function they name
             // (an operator class's support functions, say) must still be
             // one a role may run.
@@ -1284,19 +1415,29 @@ fn define_function(walker: &mut Walker<'_>, name: &ast::ObjectName, search_path:
 }
 
 /// Temporary relations are searched before the search_path, so a temporary
-/// `customers` would silently replace the one pgveil's catalog resolves.
+/// `customers` would silently replace the one pgveil's catalog resolves
+/// until the session reads its temporary relations again. A new table
+/// without rows (`empty`) can hold only what later writes put in it, judged
+/// as writes to the relation it shadows: harmless unless that one carries
+/// protected columns (plan). Rows or a definition of its own are refused.
 fn temp_shadow_check(
     walker: &mut Walker<'_>,
-    name: &ast::ObjectName,
+    bare: &str,
     catalog: &Catalog,
     search_path: &[String],
+    empty: bool,
 ) {
-    let full = names(name);
-    let bare = full.rsplit('.').next().unwrap_or_default();
     let shadowed = catalog
         .resolve_relation(search_path, bare)
         .filter(|r| r.schema != "pg_temp");
     if let Some(shadowed) = shadowed {
+        if empty {
+            walker
+                .effects
+                .shadows
+                .insert((shadowed.schema.clone(), shadowed.name.clone()));
+            return;
+        }
         walker.effects.hazard(
             HazardRule::Unanalysable,
             format!(

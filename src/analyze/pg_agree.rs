@@ -184,6 +184,13 @@ impl Visitor for Mentions {
             Expr::CompoundIdentifier(idents) => {
                 self.columns.insert(idents.iter().map(ident_name).collect());
             }
+            // `t.f[1]`: PostgreSQL's ColumnRef is `t.f`, the subscript its
+            // indirection.
+            Expr::CompoundFieldAccess { root, access_chain } => {
+                if let Some(parts) = super::lineage::dotted_column(root, access_chain) {
+                    self.columns.insert(parts);
+                }
+            }
             Expr::Wildcard(_) => {
                 self.columns.insert(vec!["*".to_owned()]);
             }

@@ -60,6 +60,9 @@ pub struct References {
     pub strings: Vec<String>,
     /// Node kinds of the tree (`SelectStmt`, `IntoClause`, …).
     pub kinds: BTreeSet<&'static str>,
+    /// Names of the WITH queries the statement defines (a RangeVar may
+    /// name one instead of a relation).
+    pub cte_names: BTreeSet<String>,
 }
 
 /// One statement as PostgreSQL splits and reads it.
@@ -72,6 +75,10 @@ pub struct PgStatement {
     /// A `MOVE` (a FetchStmt with `ismove`): it repositions a cursor and
     /// returns only a row count, never a row.
     pub moves_cursor: bool,
+    /// The cursor a `FETCH` (not `MOVE`) reads, as PostgreSQL names it:
+    /// `FETCH c`, `FETCH NEXT c` and `FETCH 5 c`, which sqlparser does not
+    /// read without FROM or IN.
+    pub fetches_cursor: Option<String>,
     pub references: References,
     /// Type names the statement creates or gives (see [`NewTypeName`]).
     pub new_type_names: Vec<NewTypeName>,
@@ -85,6 +92,20 @@ pub struct PgStatement {
     /// A `DO` block of PL/pgSQL that only raises constant messages (see
     /// [`raise_only`]).
     pub raise_only: bool,
+    /// Functions, procedures and aggregates the statement creates, renames
+    /// something to or moves into a schema: (schema as written, `None`: the
+    /// search_path decides; name).
+    pub defined_functions: Vec<(Option<String>, String)>,
+    /// The function a `CREATE TRIGGER` makes the server run inside other
+    /// statements' writes, as written.
+    pub trigger_function: Option<Vec<String>>,
+    /// The function a `CREATE CONVERSION` registers for converting text
+    /// between encodings, as written.
+    pub conversion_function: Option<Vec<String>>,
+    /// An `ALTER DOMAIN` that makes the server check every stored value of
+    /// the domain (ADD CONSTRAINT, SET NOT NULL, VALIDATE CONSTRAINT): it
+    /// fails iff one violates the check.
+    pub checks_domain_values: bool,
     /// The setting a `SET`/`RESET` names (`role`, `search_path` …; None for
     /// any other statement and for `RESET ALL`).
     pub setting: Option<String>,
@@ -404,6 +425,10 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             node,
             Some(pg_query::NodeEnum::FetchStmt(f)) if f.ismove
         );
+        let fetches_cursor = match node {
+            Some(pg_query::NodeEnum::FetchStmt(f)) if !f.ismove => Some(f.portalname.clone()),
+            _ => None,
+        };
         let identity_alter = identity.filter(|_| only_constant_options(&collector.references));
         let block_use = match node {
             Some(node) => block_use(node, &collector.references.kinds),
@@ -414,6 +439,28 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             Some(pg_query::NodeEnum::CopyStmt(c)) if c.is_from && !c.is_program && c.filename.is_empty()
         );
         let raise_only = node.is_some_and(raise_only);
+        let defined_functions = node.map(functions_defined).unwrap_or_default();
+        let trigger_function = match node {
+            Some(pg_query::NodeEnum::CreateTrigStmt(t)) => Some(names_of(&t.funcname)),
+            _ => None,
+        };
+        let conversion_function = match node {
+            Some(pg_query::NodeEnum::CreateConversionStmt(c)) => Some(names_of(&c.func_name)),
+            _ => None,
+        };
+        let checks_domain_values = match node {
+            Some(pg_query::NodeEnum::AlterDomainStmt(d)) => match d.subtype.as_str() {
+                // DEFAULT, DROP NOT NULL, DROP CONSTRAINT.
+                "T" | "N" | "X" => false,
+                // ADD CONSTRAINT … NOT VALID checks only later writes.
+                "C" => !matches!(
+                    d.def.as_ref().and_then(|n| n.node.as_ref()),
+                    Some(pg_query::NodeEnum::Constraint(c)) if c.skip_validation
+                ),
+                _ => true,
+            },
+            _ => false,
+        };
         let setting = match node {
             Some(pg_query::NodeEnum::VariableSetStmt(v)) if !v.name.is_empty() => {
                 Some(v.name.to_ascii_lowercase())
@@ -421,6 +468,10 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             _ => None,
         };
         statements.push(PgStatement {
+            checks_domain_values,
+            defined_functions,
+            trigger_function,
+            conversion_function,
             setting,
             block_use,
             copy_from_stdin,
@@ -428,12 +479,71 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             range: start..end,
             kind,
             moves_cursor,
+            fetches_cursor,
             references: collector.references,
             new_type_names,
             identity_alter,
         });
     }
     Ok(statements)
+}
+
+/// The names of String nodes, as written.
+fn names_of(items: &[pg_query::protobuf::Node]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|i| match i.node.as_ref() {
+            Some(pg_query::NodeEnum::String(s)) => Some(s.sval.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every function, procedure or aggregate name `node` creates, renames an
+/// object to, or moves into a schema (see [`PgStatement::defined_functions`]).
+fn functions_defined(node: &pg_query::NodeEnum) -> Vec<(Option<String>, String)> {
+    use pg_query::protobuf::ObjectType as O;
+    use pg_query::NodeEnum as N;
+    let routine = |object: i32| {
+        [
+            O::ObjectFunction,
+            O::ObjectProcedure,
+            O::ObjectRoutine,
+            O::ObjectAggregate,
+        ]
+        .iter()
+        .any(|o| *o as i32 == object)
+    };
+    let object_name =
+        |object: Option<&pg_query::protobuf::Node>| match object.and_then(|o| o.node.as_ref()) {
+            Some(N::ObjectWithArgs(o)) => qualified(&o.objname),
+            Some(N::List(list)) => qualified(&list.items),
+            _ => (None, None),
+        };
+    let mut out = Vec::new();
+    match node {
+        N::CreateFunctionStmt(f) => {
+            if let (schema, Some(name)) = qualified(&f.funcname) {
+                out.push((schema, name));
+            }
+        }
+        N::DefineStmt(d) if d.kind == O::ObjectAggregate as i32 => {
+            if let (schema, Some(name)) = qualified(&d.defnames) {
+                out.push((schema, name));
+            }
+        }
+        N::RenameStmt(r) if routine(r.rename_type) => {
+            let (schema, _) = object_name(r.object.as_deref());
+            out.push((schema, r.newname.clone()));
+        }
+        N::AlterObjectSchemaStmt(m) if routine(m.object_type) => {
+            if let (_, Some(name)) = object_name(m.object.as_deref()) {
+                out.push((Some(m.newschema.clone()), name));
+            }
+        }
+        _ => {}
+    }
+    out
 }
 
 /// Every type name `node` creates, renames an object to, or moves into a
@@ -779,6 +889,7 @@ enum Capture {
     FuncCall,
     TypeName,
     StringNode,
+    Cte,
 }
 
 struct StructWalk<'a> {
@@ -908,6 +1019,7 @@ impl<'a> ser::Serializer for &'a mut Collector {
             "FuncCall" => Capture::FuncCall,
             "TypeName" => Capture::TypeName,
             "String" => Capture::StringNode,
+            "CommonTableExpr" => Capture::Cte,
             _ => Capture::None,
         };
         Ok(StructWalk {
@@ -1139,7 +1251,7 @@ impl ser::SerializeStruct for StructWalk<'_> {
             (Capture::RangeVar, "relname") => {
                 self.parts[2] = StrValue::of(value).unwrap_or_default()
             }
-            (Capture::StringNode, "sval") => {
+            (Capture::StringNode, "sval") | (Capture::Cte, "ctename") => {
                 self.parts[0] = StrValue::of(value).unwrap_or_default()
             }
             (Capture::ColumnRef, "fields")
@@ -1179,6 +1291,10 @@ impl ser::SerializeStruct for StructWalk<'_> {
             Capture::StringNode => {
                 let [value, ..] = self.parts;
                 refs.strings.push(value);
+            }
+            Capture::Cte => {
+                let [name, ..] = self.parts;
+                refs.cte_names.insert(name);
             }
             Capture::None => {}
         }

@@ -178,10 +178,14 @@ pub(crate) fn derive(
     if !policy.is_restricted() {
         return StatementPlan::Allow;
     }
-    // A hazard found in PostgreSQL's tree counts for unparsed statements too.
+    // A hazard found in PostgreSQL's tree counts for unparsed statements
+    // too; the functions they attach or define are judged below.
     if let Some(scan) = &analysis.fallback {
         if analysis.effects.hazards.is_empty() {
-            return judge_fallback(scan, catalog, policy);
+            let verdict = judge_fallback(scan, catalog, policy);
+            if !matches!(verdict, StatementPlan::Allow) {
+                return verdict;
+            }
         }
     }
     let effects = &analysis.effects;
@@ -263,6 +267,30 @@ pub(crate) fn derive(
             );
         }
     }
+    for (schema, name) in &effects.shadows {
+        let Some(relation) = catalog.relation(schema, name) else {
+            continue;
+        };
+        let path: Vec<String> = vec!["public".into()];
+        let mut walker = Walker::new(catalog, &path);
+        let columns = walker.relation_columns(relation);
+        let protected = columns
+            .iter()
+            .flat_map(|c| c.sources.keys())
+            .find(|source| policy.column(source).is_some_and(|d| !is_harmless(&d)));
+        if let Some(source) = protected {
+            return block(
+                format!(
+                    "temporary {name} would shadow {schema}.{name}, which carries protected \
+                     column {}",
+                    display(source)
+                ),
+                HazardRule::Unanalysable.as_str(),
+                Some(source),
+                "give the temporary table another name",
+            );
+        }
+    }
     for (schema, name) in &effects.defined_functions {
         if policy.function_allowed(schema, name) {
             return block(
@@ -284,6 +312,11 @@ pub(crate) fn derive(
                 Some(&use_.column),
                 "remove the column from the statement",
             );
+        }
+        // A role that reads the column in clear could compute the value
+        // itself: that the server computes it unreturned tells it nothing.
+        if use_.clause == Clause::Evaluated && matches!(decision.action, ColumnAction::Allow) {
+            continue;
         }
         let permitted = match decision.filter {
             FilterRight::Allow => true,
@@ -499,6 +532,9 @@ pub(crate) fn derive(
     }
 }
 
+/// PostgreSQL's first OID of objects not created by initdb.
+const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
+
 /// A statement sqlparser could not parse is admitted only when none of its
 /// words (string literals included) names something protected.
 fn judge_fallback(
@@ -514,8 +550,42 @@ fn judge_fallback(
             "rewrite the statement in a form pgveil parses, or run it as a role without masks",
         )
     };
+    if let Some(kind) = scan.unadmitted_kind {
+        return unanalysable(format!(
+            "is a {kind}, which pgveil admits only when its own parser reads it"
+        ));
+    }
     if let Some(word) = &scan.dynamic {
         return unanalysable(format!("runs dynamic SQL or server-side code ({word})"));
+    }
+    // The values a domain check reads are those of columns of the domain's
+    // type or of types built over it: user-defined types all. A column of
+    // a built-in type (OID below FirstNormalObjectId) is never checked.
+    if scan.checks_domain_values {
+        for relation in catalog.relations() {
+            for column in &relation.columns {
+                let qualified = QualifiedColumn {
+                    schema: relation.schema.clone(),
+                    table: relation.name.clone(),
+                    column: column.name.clone(),
+                };
+                let protected = policy.column(&qualified).is_some_and(|d| !is_harmless(&d));
+                if protected && column.type_oid >= FIRST_NORMAL_OBJECT_ID {
+                    return block(
+                        format!(
+                            "ALTER DOMAIN checks every stored value of the domain, and protected \
+                             column {} has user-defined type {}, which may be or contain it",
+                            display(&qualified),
+                            column.type_name
+                        ),
+                        HazardRule::Unanalysable.as_str(),
+                        Some(&qualified),
+                        "add the constraint as NOT VALID, or run it as a role whose rule allows \
+                         filtering by the column",
+                    );
+                }
+            }
+        }
     }
     let path: Vec<String> = vec!["public".into()];
     for relation in catalog.relations() {
@@ -529,8 +599,9 @@ fn judge_fallback(
                 ));
             }
         }
-        // Views count as protected when what they read is.
-        let columns = if named && relation.has_definition() && !relation.is_system() {
+        // Views count as protected when what they read is, partitions and
+        // inheritance children when their ancestors' columns are.
+        let columns = if named && !relation.is_system() {
             let mut walker = Walker::new(catalog, &path);
             walker.relation_columns(relation)
         } else {
@@ -551,7 +622,7 @@ fn judge_fallback(
             for source in column.sources.keys() {
                 if policy.column(source).is_some_and(|d| !is_harmless(&d)) {
                     return unanalysable(format!(
-                        "names view {}.{} over protected column {}",
+                        "names {}.{}, which carries protected column {}",
                         relation.schema,
                         relation.name,
                         display(source)
@@ -564,10 +635,16 @@ fn judge_fallback(
         for function in catalog.functions_named(word) {
             if !function.is_builtin() && !policy.function_allowed(&function.schema, &function.name)
             {
-                return unanalysable(format!(
-                    "names user-defined function {}.{}",
-                    function.schema, function.name
-                ));
+                return block(
+                    format!(
+                        "a statement pgveil could not parse names user-defined function {}.{}, \
+                         which the policy does not allow",
+                        function.schema, function.name
+                    ),
+                    "user-defined-function",
+                    None,
+                    "ask the DBA to list the function in the policy",
+                );
             }
         }
     }

@@ -55,6 +55,9 @@ impl Walker<'_> {
                     ast::InTarget::List(list) => {
                         for item in list {
                             let s = self.expr(item);
+                            if self.same_row_value(lhs, item, &l, &s) {
+                                continue;
+                            }
                             let io = self.operand(item, &s);
                             self.compare(&l, &io);
                             self.compare(&s, &lo);
@@ -382,8 +385,15 @@ impl Walker<'_> {
                         }
                     }
                 }
-                let mut s = self.expr(root);
-                for access in access_chain {
+                // `t.f[1]`: column `t.f`, then its indirection (as
+                // PostgreSQL's ColumnRef reads it).
+                let dotted = super::dotted_column(root, access_chain);
+                let resolved = dotted.as_ref().and_then(|parts| self.resolve_column(parts));
+                let (mut s, rest) = match (resolved, &dotted) {
+                    (Some(sources), Some(parts)) => (sources, &access_chain[parts.len() - 1..]),
+                    _ => (self.expr(root), access_chain.as_slice()),
+                };
+                for access in rest {
                     match access {
                         ast::AccessExpr::Dot(e) => {
                             // `(row).field`: a field name, not a column.

@@ -178,7 +178,14 @@ impl Walker<'_> {
             TableFactor::Derived {
                 subquery, alias, ..
             } => {
-                let columns = self.query(subquery);
+                let (columns, volatile) = self.query_volatility(|w| w.query(subquery));
+                // PostgreSQL drops a subquery's columns that nobody reads,
+                // unless they are volatile (`… + random()`): then it computes
+                // them, and whether that fails tells something of the values
+                // (DISTINCT, grouping and set operations are uses already).
+                if volatile {
+                    self.use_computed_outputs(columns.iter().map(|c| &c.sources));
+                }
                 let columns = match alias {
                     Some(alias) => rename_columns(columns, &alias.columns),
                     None => columns,
@@ -221,6 +228,12 @@ impl Walker<'_> {
                 for (i, e) in array_exprs.iter().enumerate() {
                     // unnest hands out the array's elements unchanged.
                     let sources = self.expr(e);
+                    // How many rows it makes is the array's length, which
+                    // `count(*)` reveals (`unnest(string_to_array(c, NULL))`);
+                    // only an ARRAY[…] constructor's length is the caller's.
+                    if !matches!(e, ast::Expr::Array(_)) {
+                        self.with_clause(Clause::RowCount, |w| w.use_sources(&sources, false));
+                    }
                     columns.push(OutputColumn {
                         name: if array_exprs.len() == 1 {
                             "unnest".into()
@@ -765,23 +778,15 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
     crate::analyze::with_parsed(definition, |parsed| {
         let query = match parsed {
             Ok([Statement::Query(query)]) => query,
-            _ => {
-                effects.hazard(
-                    HazardRule::Unanalysable,
-                    format!(
-                        "definition of view {}.{} could not be parsed",
-                        relation.schema, relation.name
-                    ),
-                );
-                return RelationLineage {
-                    columns: Vec::new(),
-                    effects,
-                };
-            }
+            _ => return named_view_lineage(catalog, relation, definition, &search_path, depth),
         };
         let mut walker = Walker::new(catalog, &search_path);
         walker.view_depth = depth;
-        let outputs = walker.query(query);
+        // A view is a subquery: its volatile columns are computed unread.
+        let (outputs, volatile) = walker.query_volatility(|w| w.query(query));
+        if volatile {
+            walker.use_computed_outputs(outputs.iter().map(|o| &o.sources));
+        }
         let columns = relation
             .columns
             .iter()
@@ -796,6 +801,81 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
             effects: walker.effects,
         }
     })
+}
+
+/// Lineage of a view whose definition sqlparser cannot read, from what
+/// PostgreSQL's tree of it names: every column may carry, computed, any
+/// column of any relation it names (views through their own lineage), and
+/// each of those counts as filtered by; its functions are judged as calls.
+/// A view that names nothing protected is thereby usable, one that does is
+/// not (outputs computed from protected columns are refused).
+fn named_view_lineage(
+    catalog: &Catalog,
+    relation: &Relation,
+    definition: &str,
+    search_path: &[String],
+    depth: usize,
+) -> RelationLineage {
+    let unreadable = || {
+        let mut effects = Effects::default();
+        effects.hazard(
+            HazardRule::Unanalysable,
+            format!(
+                "definition of view {}.{} could not be parsed",
+                relation.schema, relation.name
+            ),
+        );
+        RelationLineage {
+            columns: Vec::new(),
+            effects,
+        }
+    };
+    let pg = match crate::analyze::pg_tree::parse(
+        definition,
+        crate::analyze::pg_tree::LexSettings::default(),
+        0,
+    ) {
+        Ok(mut statements) if statements.len() == 1 => statements.remove(0),
+        _ => return unreadable(),
+    };
+    if pg.kind != "SelectStmt" {
+        return unreadable();
+    }
+    let refs = &pg.references;
+    let mut walker = Walker::new(catalog, search_path);
+    walker.view_depth = depth;
+    let mut carried = Sources::new();
+    for name in &refs.relations {
+        if let [only] = name.as_slice() {
+            if refs.cte_names.contains(only) {
+                continue;
+            }
+        }
+        let parts: Vec<String> = name.iter().rev().take(2).rev().cloned().collect();
+        if let Some(item) = walker.relation_item(&parts, None) {
+            for column in item.columns {
+                for source in column.sources.into_keys() {
+                    carried.insert(source, Flow::Derived);
+                }
+            }
+        }
+    }
+    for function in &refs.functions {
+        let _ = walker.check_function(function, None);
+    }
+    walker.with_clause(Clause::Where, |w| w.use_sources(&carried, false));
+    let columns = relation
+        .columns
+        .iter()
+        .map(|c| OutputColumn {
+            name: c.name.clone(),
+            sources: carried.clone(),
+        })
+        .collect();
+    RelationLineage {
+        columns,
+        effects: walker.effects,
+    }
 }
 
 /// The last column WITH ORDINALITY adds: a row number, no value of anyone.

@@ -41,8 +41,11 @@ const VALUE_PRESERVING_FUNCTIONS: &[&str] = &[
 ];
 /// Value-preserving functions that pick a value by comparing them.
 const ORDERING_FUNCTIONS: &[&str] = &["greatest", "least", "min", "max"];
-/// Functions whose result reveals nothing of their arguments' values.
-const VALUE_FREE_FUNCTIONS: &[&str] = &["count", "row_number", "rank", "dense_rank", "ntile"];
+/// Functions whose result reveals nothing of their arguments' values. Not
+/// `ntile(n)` (its buckets count to `n`) nor `rank(x)` / `dense_rank(x)`
+/// WITHIN GROUP (where `x` would rank): their arguments are derived into
+/// the result like any function's.
+const VALUE_FREE_FUNCTIONS: &[&str] = &["count", "row_number"];
 /// SQL syntax that sqlparser represents as a function call but that is not a
 /// pg_proc entry.
 const SYNTAX_FUNCTIONS: &[&str] = &[
@@ -170,6 +173,9 @@ impl Walker<'_> {
             .resolve_function(self.search_path, schema, name)
         {
             Some(function) if function.is_builtin() => {
+                if builtins::is_volatile(&function.schema, name) {
+                    self.volatile_calls += 1;
+                }
                 let qualified = format!("{}.{name}()", function.schema);
                 let category = builtins::category(&function.schema, name, arg_count);
                 match category {
@@ -197,6 +203,8 @@ impl Walker<'_> {
                 category
             }
             Some(function) => {
+                // Its volatility is the user's to declare: assume volatile.
+                self.volatile_calls += 1;
                 self.effects
                     .user_functions
                     .insert((function.schema.clone(), function.name.clone()));
@@ -250,7 +258,13 @@ impl Walker<'_> {
                 }
             }
             FunctionArguments::List(list) => {
-                for arg in &list.args {
+                for (i, arg) in list.args.iter().enumerate() {
+                    // normalize(x, NFC): PostgreSQL's grammar reads the
+                    // form as a keyword (a string constant), never a column.
+                    if i == 1 && parts.len() == 1 && name == "normalize" && is_normal_form(arg) {
+                        args.push(Sources::new());
+                        continue;
+                    }
                     args.push(self.function_arg(arg));
                 }
                 if matches!(
@@ -320,6 +334,9 @@ impl Walker<'_> {
         }
         let mut sources = Sources::new();
         if VALUE_FREE_FUNCTIONS.contains(&name) {
+            // The server still computes `count(1 / (ascii(c) - 49))`'s
+            // argument, and whether that fails tells something of `c`.
+            self.use_computed_outputs(args.iter());
             return sources;
         }
         if name == "nullif" {
@@ -400,4 +417,17 @@ impl Walker<'_> {
             }
         }
     }
+}
+
+/// An unquoted `NFC`, `NFD`, `NFKC` or `NFKD`: the Unicode normal form
+/// keyword of `normalize(text, form)`.
+fn is_normal_form(arg: &ast::FunctionArg) -> bool {
+    let ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(ast::Expr::Identifier(ident))) = arg
+    else {
+        return false;
+    };
+    ident.quote_style.is_none()
+        && ["nfc", "nfd", "nfkc", "nfkd"]
+            .iter()
+            .any(|form| ident.value.eq_ignore_ascii_case(form))
 }

@@ -126,8 +126,10 @@ pub enum Clause {
     /// Arguments of a set-returning function: they decide how many rows
     /// exist, which `count(*)` or EXPLAIN ANALYZE then reveal.
     RowCount,
-    /// Columns the server computes without returning them (EXPLAIN
-    /// ANALYZE, a materialized CTE): whether that fails depends on values.
+    /// Values the server computes without returning them (EXPLAIN
+    /// ANALYZE, a materialized CTE, the unread columns of a subquery or
+    /// view that calls a volatile function, what `count()` counts):
+    /// whether that fails depends on values.
     Evaluated,
 }
 
@@ -137,8 +139,9 @@ impl Clause {
             Clause::SelectList => "select list",
             Clause::RowCount => "arguments of a set-returning function",
             Clause::Evaluated => {
-                "a column the server computes without returning it (EXPLAIN ANALYZE, a \
-                 materialized CTE), where an error would tell something about the value"
+                "a value the server computes without returning it (EXPLAIN ANALYZE, a \
+                 materialized CTE, a volatile query's unread column, what count() counts), where \
+                 an error would tell something about the value"
             }
             Clause::Where => "WHERE",
             Clause::JoinOn => "JOIN",
@@ -287,6 +290,9 @@ pub struct Effects {
     /// compared with (`= ANY($1)`): counted as one candidate each here;
     /// their elements are counted when the values are bound.
     pub array_parameters: BTreeMap<QualifiedColumn, BTreeSet<usize>>,
+    /// Relations a new temporary table without rows would shadow (schema,
+    /// name): harmless unless they carry protected columns (see plan).
+    pub shadows: BTreeSet<(String, String)>,
     /// Every column a name in the statement resolved to, whether or not its
     /// value goes anywhere (a subquery column nobody selects): lets the fuzz
     /// oracle tell a name the walker skipped from one it read and dropped.
@@ -294,7 +300,7 @@ pub struct Effects {
 }
 
 impl Effects {
-    fn absorb(&mut self, other: &Effects) {
+    pub(crate) fn absorb(&mut self, other: &Effects) {
         self.uses.extend(other.uses.iter().cloned());
         self.relations.extend(other.relations.iter().cloned());
         self.user_functions
@@ -304,6 +310,7 @@ impl Effects {
         self.sinks.extend(other.sinks.iter().cloned());
         self.hazards.extend(other.hazards.iter().cloned());
         self.guarded.extend(other.guarded.iter().cloned());
+        self.shadows.extend(other.shadows.iter().cloned());
         self.reads.extend(other.reads.iter().cloned());
         for (column, n) in &other.candidates {
             *self.candidates.entry(column.clone()).or_default() += n;
@@ -329,6 +336,24 @@ impl Effects {
 pub struct RelationLineage {
     pub columns: Vec<OutputColumn>,
     pub effects: Effects,
+}
+
+/// The column a `root.a.b[…]…` field access starts with, as PostgreSQL's
+/// grammar reads it: the root identifier and every field name before the
+/// first subscript form one ColumnRef. `None` when the root is not a bare
+/// identifier or no field name follows it.
+pub(crate) fn dotted_column(root: &Expr, chain: &[ast::AccessExpr]) -> Option<Vec<String>> {
+    let Expr::Identifier(root) = root else {
+        return None;
+    };
+    let mut parts = vec![ident_name(root)];
+    for access in chain {
+        match access {
+            ast::AccessExpr::Dot(Expr::Identifier(field)) => parts.push(ident_name(field)),
+            _ => break,
+        }
+    }
+    (parts.len() > 1).then_some(parts)
 }
 
 /// Folds an identifier the way PostgreSQL does: unquoted names lower-case,
@@ -398,6 +423,9 @@ pub(crate) struct Walker<'c> {
     clause: Clause,
     pub(crate) literal_sensitive: bool,
     view_depth: usize,
+    /// Calls of volatile or user-defined functions walked so far: a query
+    /// with one keeps the columns nobody reads, and computes them.
+    volatile_calls: usize,
 }
 
 const MAX_VIEW_DEPTH: usize = 32;
@@ -413,6 +441,7 @@ impl<'c> Walker<'c> {
             clause: Clause::SelectList,
             literal_sensitive: false,
             view_depth: 0,
+            volatile_calls: 0,
         }
     }
 
@@ -420,13 +449,25 @@ impl<'c> Walker<'c> {
         self.effects.hazard(rule, detail);
     }
 
-    /// Outputs the server computes but does not return (EXPLAIN ANALYZE, a
-    /// materialized CTE's unread columns): whether computing them fails
-    /// depends on the values, so each computed one is a general use.
-    pub(crate) fn use_computed_outputs(&mut self, outputs: &[OutputColumn]) {
-        for output in outputs {
-            let computed: Sources = output
-                .sources
+    /// Values the server computes but may not return (EXPLAIN ANALYZE, a
+    /// materialized CTE's unread columns, count()'s argument): whether
+    /// computing them fails depends on the values, so each computed one is
+    /// a general use.
+    /// The query `walk` walks (a subquery, a view, an inlined CTE) and
+    /// whether it calls a volatile or user-defined function: PostgreSQL
+    /// then keeps the columns nobody reads, and computes them.
+    pub(crate) fn query_volatility<T>(&mut self, walk: impl FnOnce(&mut Self) -> T) -> (T, bool) {
+        let before = self.volatile_calls;
+        let result = walk(self);
+        (result, self.volatile_calls > before)
+    }
+
+    pub(crate) fn use_computed_outputs<'s>(
+        &mut self,
+        outputs: impl IntoIterator<Item = &'s Sources>,
+    ) {
+        for sources in outputs {
+            let computed: Sources = sources
                 .iter()
                 .filter(|(_, flow)| **flow != Flow::Copy)
                 .map(|(c, f)| (c.clone(), *f))
@@ -493,10 +534,34 @@ impl<'c> Walker<'c> {
     fn compare_both(&mut self, left: &Expr, right: &Expr) {
         let l = self.expr(left);
         let r = self.expr(right);
+        if self.same_row_value(left, right, &l, &r) {
+            return;
+        }
         let lo = self.operand(left, &l);
         let ro = self.operand(right, &r);
         self.compare(&l, &ro);
         self.compare(&r, &lo);
+    }
+
+    /// `t.c = t.c`: one row's value compared with itself, which PostgreSQL
+    /// plans as `t.c IS NOT NULL` (an index returns every row, in the
+    /// column's order), not as a join: a general use of both sides.
+    pub(super) fn same_row_value(
+        &mut self,
+        left: &Expr,
+        right: &Expr,
+        l: &Sources,
+        r: &Sources,
+    ) -> bool {
+        let same = match (self.column_reference(left), self.column_reference(right)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        };
+        if same {
+            self.use_sources(l, false);
+            self.use_sources(r, false);
+        }
+        same
     }
 
     /// Records every column of `sources` as reaching guarded code.

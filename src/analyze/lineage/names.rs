@@ -1,7 +1,9 @@
 //! Name lookup: which column, FROM item or whole row a (qualified) name
 //! refers to in the current scope.
 
-use super::{as_derived, merge_into, HazardRule, ScopeItem, Sources, Walker};
+use sqlparser::ast::Expr;
+
+use super::{as_derived, ident_name, merge_into, HazardRule, ScopeItem, Sources, Walker};
 
 /// Bare identifiers that are SQL value keywords, not columns.
 pub(super) const VALUE_KEYWORDS: &[&str] = &[
@@ -38,6 +40,44 @@ impl Walker<'_> {
                 if matches {
                     return Some(item.clone());
                 }
+            }
+        }
+        None
+    }
+
+    /// The FROM item (frame and item index) and column a plain column
+    /// reference names, seen through parentheses and casts; None for
+    /// anything else or a name that is ambiguous or not found.
+    pub(super) fn column_reference(&self, expr: &Expr) -> Option<(usize, usize, String)> {
+        let parts: Vec<String> = match expr {
+            Expr::Nested(inner) => return self.column_reference(inner),
+            Expr::Cast { expr, .. } => return self.column_reference(expr),
+            Expr::Identifier(ident) => vec![ident_name(ident)],
+            Expr::CompoundIdentifier(idents) => idents.iter().map(ident_name).collect(),
+            _ => return None,
+        };
+        let (column, qualifier) = parts.split_last()?;
+        for (f, frame) in self.frames.iter().enumerate().rev() {
+            let mut found = frame.items.iter().enumerate().filter(|(_, item)| {
+                let named = match qualifier {
+                    [] => true,
+                    [alias] => &item.alias == alias,
+                    [schema, table] => item
+                        .relation
+                        .as_ref()
+                        .is_some_and(|(s, t)| s == schema && t == table && &item.alias == table),
+                    [_, schema, table] => item
+                        .relation
+                        .as_ref()
+                        .is_some_and(|(s, t)| s == schema && t == table),
+                    _ => false,
+                };
+                named && item.columns.iter().any(|c| &c.name == column)
+            });
+            match (found.next(), found.next()) {
+                (Some((i, _)), None) => return Some((f, i, column.clone())),
+                (Some(_), Some(_)) => return None,
+                (None, _) => {}
             }
         }
         None

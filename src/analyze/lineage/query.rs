@@ -21,19 +21,24 @@ impl Walker<'_> {
         if let Some(with) = &query.with {
             for cte in cte_order(with) {
                 let name = ident_name(&cte.alias.name);
-                let columns = if with.recursive {
-                    self.recursive_cte(&name, &cte.query, &cte.alias.columns)
-                } else {
-                    self.query(&cte.query)
-                };
+                let (columns, volatile) = self.query_volatility(|w| {
+                    if with.recursive {
+                        w.recursive_cte(&name, &cte.query, &cte.alias.columns)
+                    } else {
+                        w.query(&cte.query)
+                    }
+                });
                 // A CTE PostgreSQL materializes (MATERIALIZED, or read
-                // twice, or recursive) computes all its columns, read or
-                // not: the computed ones count as uses.
-                if !matches!(
-                    cte.materialized,
-                    Some(ast::CteAsMaterialized::NotMaterialized)
-                ) {
-                    self.use_computed_outputs(&columns);
+                // twice, or recursive, or volatile even when NOT
+                // MATERIALIZED) computes all its columns, read or not: the
+                // computed ones count as uses.
+                if volatile
+                    || !matches!(
+                        cte.materialized,
+                        Some(ast::CteAsMaterialized::NotMaterialized)
+                    )
+                {
+                    self.use_computed_outputs(columns.iter().map(|c| &c.sources));
                 }
                 let columns = rename_columns(columns, &cte.alias.columns);
                 self.ctes.push((name, Arc::new(columns)));

@@ -297,6 +297,34 @@ impl Walker<'_> {
         self.frames.pop();
     }
 
+    /// A row security policy's USING / WITH CHECK conditions, which the
+    /// server evaluates over the table's rows inside every later read or
+    /// write, for every role: each column they read, in subqueries too, is
+    /// a general use over stored rows (their subqueries' own filters are
+    /// judged as in any query besides).
+    pub(crate) fn policy_conditions(&mut self, table: &ObjectName, conditions: &[Option<&Expr>]) {
+        let parts = object_name_parts(table);
+        self.frames.push(Frame::default());
+        if let Some(item) = self.relation_item(&parts, None) {
+            self.push_item(item);
+        }
+        let before = self.effects.reads.clone();
+        self.with_clause(Clause::Ddl, |w| {
+            for condition in conditions.iter().flatten() {
+                let sources = w.expr(condition);
+                w.use_sources(&sources, false);
+            }
+            let read: Sources = w
+                .effects
+                .reads
+                .difference(&before)
+                .map(|c| (c.clone(), Flow::Derived))
+                .collect();
+            w.use_sources(&read, false);
+        });
+        self.frames.pop();
+    }
+
     /// Rows stored by the statement (a materialized view): every value of
     /// the outputs is written somewhere readable.
     pub(crate) fn store_outputs(&mut self, outputs: &[OutputColumn], via: &'static str) {

@@ -5,11 +5,13 @@
 use bytes::BytesMut;
 
 use super::super::wire;
+use super::messages;
 use super::refusal;
 use super::Guard;
 
 /// Fields a restricted role receives: severity (S, V), SQLSTATE (C),
-/// message and hint (M, H; values redacted, see `redact_values`) and the
+/// message and hint (M, H; only PostgreSQL's fixed words, see
+/// `redact_values`) and the
 /// server's source location (F, L, R). Everything else (DETAIL, CONTEXT,
 /// the internal query and positions, fields a newer server adds) is
 /// dropped: any of them can quote row values.
@@ -60,7 +62,11 @@ fn scrub_fields(fields: Vec<(u8, Vec<u8>)>) -> Vec<(u8, Vec<u8>)> {
         .filter_map(|(t, v)| match t {
             b'M' if in_server_code => Some((t, HIDDEN_MESSAGE.to_vec())),
             b'H' if in_server_code => None,
-            b'M' | b'H' => Some((t, redact_values(&v))),
+            b'M' => Some((
+                t,
+                redact_values(&v).unwrap_or_else(|| UNKNOWN_MESSAGE.to_vec()),
+            )),
+            b'H' => redact_values(&v).map(|v| (t, v)),
             _ if NAME_FIELDS.contains(&t) => (!in_server_code).then_some((t, v)),
             _ if KEPT_FIELDS.contains(&t) => Some((t, v)),
             _ => None,
@@ -68,44 +74,17 @@ fn scrub_fields(fields: Vec<(u8, Vec<u8>)>) -> Vec<(u8, Vec<u8>)> {
         .collect()
 }
 
-/// Redacts what PostgreSQL's message style puts values in: quoted text
-/// and numbers (`invalid input syntax for type integer: "4111…"`,
-/// `requested character too large for encoding: 19491231`). Everything
-/// from the first double quote to the last is one redaction, so a value
-/// that itself contains quotes cannot split it.
-fn redact_values(message: &[u8]) -> Vec<u8> {
-    let (head, quoted, tail) = match (
-        message.iter().position(|&b| b == b'"'),
-        message.iter().rposition(|&b| b == b'"'),
-    ) {
-        (Some(first), Some(last)) if last > first => {
-            (&message[..first], true, &message[last + 1..])
-        }
-        (Some(first), _) => (&message[..first], true, &[][..]),
-        _ => (message, false, &[][..]),
-    };
-    let mut out = Vec::with_capacity(message.len());
-    redact_digits(head, &mut out);
-    if quoted {
-        out.extend_from_slice(b"\"***\"");
-    }
-    redact_digits(tail, &mut out);
-    out
-}
+/// What replaces a message that is an instance of none of PostgreSQL's
+/// message texts: pgveil cannot tell its fixed words from values in it.
+const UNKNOWN_MESSAGE: &[u8] = b"pgveil: the server's message is hidden because it is none of \
+PostgreSQL 15's message texts, so pgveil cannot tell its words from values in it; the SQLSTATE is \
+the server's";
 
-fn redact_digits(text: &[u8], out: &mut Vec<u8>) {
-    let mut in_number = false;
-    for &b in text {
-        if b.is_ascii_digit() {
-            if !in_number {
-                out.extend_from_slice(b"***");
-            }
-            in_number = true;
-        } else {
-            in_number = false;
-            out.push(b);
-        }
-    }
+/// A message or hint as a restricted role may read it: the fixed words of
+/// the PostgreSQL message it is an instance of, every value the server put
+/// into it (quoted, numeric, hex bytes, bare text) replaced by `***`.
+fn redact_values(message: &[u8]) -> Option<Vec<u8>> {
+    messages::fixed_text(message)
 }
 
 #[cfg(test)]
@@ -120,23 +99,28 @@ mod tests {
     }
 
     #[test]
-    fn quoted_text_and_numbers_are_redacted() {
-        let r = |m: &str| String::from_utf8(redact_values(m.as_bytes())).unwrap();
+    fn quoted_text_numbers_and_bare_values_are_redacted() {
+        let r = |m: &str| String::from_utf8(redact_values(m.as_bytes()).unwrap()).unwrap();
         assert_eq!(
             r("invalid input syntax for type integer: \"11010519\""),
-            "invalid input syntax for type integer: \"***\""
+            "invalid input syntax for type ***: \"***\""
         );
         assert_eq!(
             r("requested character too large for encoding: 19491231"),
             "requested character too large for encoding: ***"
         );
-        // A value with quotes of its own cannot split the redaction.
+        // PostgreSQL quotes some values and not others.
         assert_eq!(
-            r("invalid input syntax for type integer: \"张\"三\"丰\"\""),
-            "invalid input syntax for type integer: \"***\""
+            r("invalid normalization form: 张三丰"),
+            "invalid normalization form: ***"
         );
-        assert_eq!(r("unterminated \"6222"), "unterminated \"***\"");
-        assert_eq!(r("no values here"), "no values here");
+        assert_eq!(
+            r("张三丰 is not a valid encoding name"),
+            "*** is not a valid encoding name"
+        );
+        assert_eq!(r("division by zero"), "division by zero");
+        let unknown = scrub_fields(f(&[(b'M', "张三丰"), (b'H', "6222")]));
+        assert_eq!(unknown, vec![(b'M', UNKNOWN_MESSAGE.to_vec())]);
     }
 
     #[test]

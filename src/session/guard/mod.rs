@@ -16,12 +16,15 @@
 //! - `refusal`: the `DO` block that raises pgveil's errors, audit of blocks;
 //! - `rows`: RowDescription/DataRow/COPY OUT masking, withholding results;
 //! - `errors`: scrubbing server errors and notices;
+//! - `messages`: the fixed texts of PostgreSQL's messages, which is all of
+//!   a message's text a restricted role reads;
 //! - `fastpath`: which fast-path FunctionCalls a masked role may make;
 //! - `notify`: redacting NOTIFY payloads;
 //! - `observe`: what each finished statement read, for metrics and audit.
 
 mod errors;
 pub mod fastpath;
+mod messages;
 mod notify;
 mod observe;
 mod refusal;
