@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use criterion::{black_box, criterion_group, Criterion};
 use pgveil::analyze::policy_view::{
     ColumnAction, ColumnDecision, FilterRight, PolicyView, QualifiedColumn,
 };
@@ -127,4 +127,19 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// Runs the benchmarks on a thread with the stack of pgveil's workers,
+/// where statements are analysed (PostgreSQL's parser runs there too).
+fn main() {
+    let worker = std::thread::Builder::new()
+        .name("bench-worker".into())
+        .stack_size(pgveil::analyze::pg_tree::ANALYSIS_THREAD_STACK)
+        .spawn(|| {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        })
+        .expect("cannot start the benchmark thread");
+    if worker.join().is_err() {
+        std::process::exit(1);
+    }
+}

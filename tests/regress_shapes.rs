@@ -508,10 +508,26 @@ async fn views_sqlparser_cannot_read_are_judged_by_their_names() {
              GRANT SELECT ON rs_search_customers TO PUBLIC",
         )
         .unwrap();
+    // A WITH query named like a table does not hide the table itself.
+    cluster()
+        .psql_super_db(
+            "bank",
+            "CREATE VIEW rs_search_named AS SELECT c.mobile, s.f FROM customers c, LATERAL \
+             (WITH RECURSIVE customers(f) AS (SELECT 1 UNION ALL SELECT f + 1 FROM customers WHERE f < 2) \
+             SEARCH DEPTH FIRST BY f SET seq SELECT f FROM customers) s; \
+             GRANT SELECT ON rs_search_named TO PUBLIC",
+        )
+        .unwrap();
     ok(&s, "CREATE TABLE rs_after_view ()").await;
     refused(
         &s,
         "SELECT m FROM rs_search_customers",
+        "protected column public.customers.",
+    )
+    .await;
+    refused(
+        &s,
+        "SELECT f FROM rs_search_named",
         "protected column public.customers.",
     )
     .await;
@@ -550,6 +566,24 @@ async fn conversions_text_search_and_normal_forms() {
         &s,
         "SELECT normalize(mobile, NFKD) FROM customers",
         "computed from protected column public.customers.mobile",
+    )
+    .await;
+    s.finish();
+}
+
+#[tokio::test]
+async fn operators_end_where_postgresql_ends_them() {
+    let s = dev().await;
+    // create_operator.sql: a comment ends an operator, and a trailing `-`
+    // of an operator made of SQL characters is a sign.
+    let rows = ok(&s, "SELECT 2<=/**/3, 3>=/**/2, 2<>/**/3").await;
+    assert!(!rows.contains('f'), "{rows}");
+    ok(&s, "SELECT false>=-1 BETWEEN 1 AND 1").await;
+    ok(&s, "SELECT id FROM customers WHERE id<>-1").await;
+    refused(
+        &s,
+        "SELECT id FROM customers WHERE mobile<>/**/'x'",
+        "public.customers.mobile is used in WHERE",
     )
     .await;
     s.finish();

@@ -377,10 +377,50 @@ fn tokens_postgres(sql: &str) -> Result<Vec<Token>, sqlparser::parser::ParserErr
             i = end;
             continue;
         }
+        if let Token::CustomBinaryOperator(op) = &tokens[i] {
+            if let Some(split) = operator_as_postgres_scans_it(op) {
+                out.extend(split);
+                i += 1;
+                continue;
+            }
+        }
         out.push(tokens[i].clone());
         i += 1;
     }
     Ok(out)
+}
+
+/// A run of operator characters as PostgreSQL's scanner ends it (scan.l):
+/// before a `/*` or `--` inside it (a comment starts there), and without
+/// trailing `+`/`-` when it has none of `~!@#^&|`?%` (so `<>-1` is `<>`
+/// and `-1`). `None` when sqlparser's token already is that operator, or
+/// when what follows does not tokenise on its own or holds a `--` comment
+/// (left as it is, and refused as not understood).
+fn operator_as_postgres_scans_it(op: &str) -> Option<Vec<Token>> {
+    let mut end = [op.find("/*"), op.find("--")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(op.len());
+    let bytes = op.as_bytes();
+    if end > 1 && matches!(bytes[end - 1], b'+' | b'-') {
+        let non_sql = bytes[..end - 1].iter().any(|c| b"~!@#^&|`?%".contains(c));
+        if !non_sql {
+            while end > 1 && matches!(bytes[end - 1], b'+' | b'-') {
+                end -= 1;
+            }
+        }
+    }
+    // A `--` comment runs to the end of the line, past sqlparser's token.
+    if end == op.len() || end == 0 || op[end..].contains("--") {
+        return None;
+    }
+    let dialect = PostgreSqlDialect {};
+    let mut tokens = Tokenizer::new(&dialect, &op[..end]).tokenize().ok()?;
+    let rest = Tokenizer::new(&dialect, &op[end..]).tokenize().ok()?;
+    tokens.push(Token::Whitespace(sqlparser::tokenizer::Whitespace::Space));
+    tokens.extend(rest);
+    Some(tokens)
 }
 
 /// A window frame's `EXCLUDE CURRENT ROW | GROUP | TIES | NO OTHERS`

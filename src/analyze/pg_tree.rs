@@ -338,11 +338,20 @@ pub fn parse(
     settings: LexSettings,
     nesting: usize,
 ) -> Result<Vec<PgStatement>, PgParseError> {
-    let sql_owned = sql.to_owned();
-    let result = on_parser_thread(move || parse_here(&sql_owned, settings)).unwrap_or_else(|| {
-        Err(PgParseError::Syntax(
-            "PostgreSQL's parser is unavailable".into(),
-        ))
+    let result = match on_this_thread(|| parse_here(sql, settings)) {
+        // On a stack segment grown by `stacker`, libpg_query cannot size
+        // its budget (it measures the thread's own stack) and may have
+        // given itself less than on the parser thread: that one decides.
+        Some(Err(PgParseError::Syntax(m))) if m.contains("stack depth limit") => None,
+        other => other,
+    };
+    let result = result.unwrap_or_else(|| {
+        let sql_owned = sql.to_owned();
+        on_parser_thread(move || parse_here(&sql_owned, settings)).unwrap_or_else(|| {
+            Err(PgParseError::Syntax(
+                "PostgreSQL's parser is unavailable".into(),
+            ))
+        })
     });
     match result {
         // libpg_query's own bounds (its C stack budget, protobuf depth).
@@ -361,6 +370,25 @@ pub fn parse(
 /// `stacker`); decoding, walking and dropping the tree in Rust recurse as
 /// deep again with bigger frames, so they get many times that.
 const PARSER_STACK: usize = 256 * 1024 * 1024;
+
+/// Stack size for threads that analyse statements (pgveil's tokio
+/// workers): the parser thread's, and room for the caller's frames above
+/// it. Reserved, not committed: a thread's resident stack is what its
+/// deepest statement touched.
+pub const ANALYSIS_THREAD_STACK: usize = PARSER_STACK + 16 * 1024 * 1024;
+
+/// Runs `work` on the calling thread when at least the parser thread's
+/// stack is left on it (pgveil's workers have [`ANALYSIS_THREAD_STACK`]),
+/// which makes it exactly as safe there: handing a statement to the parser
+/// thread and back costs two thread wake-ups, several times what parsing
+/// an ordinary statement costs. `None`: not enough stack here, or `work`
+/// panicked; the caller asks the parser thread.
+fn on_this_thread<R>(work: impl FnOnce() -> R) -> Option<R> {
+    if stacker::remaining_stack().is_none_or(|left| left < PARSER_STACK) {
+        return None;
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok()
+}
 
 type ParserJob = Box<dyn FnOnce() + Send>;
 

@@ -222,6 +222,14 @@ pub(crate) fn derive(
                 "qualify names with their schema instead of changing search_path"
             }
             HazardRule::DynamicSql => "run the query itself so pgveil can analyse it",
+            HazardRule::ServerCode => {
+                "pgveil does not follow a rule's actions: use a view, or a trigger over a built-in \
+                 function or one listed under functions.allow, or run it as a role without masks"
+            }
+            HazardRule::ServerFile => {
+                "server-side files, large objects and WAL are not read through pgveil by roles \
+                 with masks; run it as a role without masks"
+            }
             HazardRule::Misunderstood => {
                 "pgveil reads this statement differently from PostgreSQL (escapes in names or \
                  strings, standard_conforming_strings off, unusual syntax): spell it plainly; \
@@ -263,7 +271,7 @@ pub(crate) fn derive(
                 format!("user-defined function {schema}.{name} is not allowed by the policy"),
                 "user-defined-function",
                 None,
-                "ask the DBA to list the function in the policy",
+                "pgveil cannot see what it reads or returns: ask the DBA to list it under functions.allow in the policy",
             );
         }
     }
@@ -643,7 +651,7 @@ fn judge_fallback(
                     ),
                     "user-defined-function",
                     None,
-                    "ask the DBA to list the function in the policy",
+                    "pgveil cannot see what it reads or returns: ask the DBA to list it under functions.allow in the policy",
                 );
             }
         }

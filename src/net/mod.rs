@@ -93,6 +93,10 @@ pub fn serve_main(args: ServeArgs) -> ExitCode {
     init_logging(settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Statements are analysed on the workers, PostgreSQL's parser
+        // included, with the stack that parser needs for the deepest text
+        // pgveil accepts (reserved, not committed).
+        .thread_stack_size(crate::analyze::pg_tree::ANALYSIS_THREAD_STACK)
         .build()
     {
         Ok(rt) => rt,

@@ -118,7 +118,11 @@ impl Walker<'_> {
                 self.use_sources(&s, is_null || self.clause == Clause::Ddl);
             }
             Expr::Exists { subquery, .. } => {
-                let _ = self.query(subquery);
+                // PostgreSQL drops an EXISTS subquery's select list only
+                // when it can simplify it; with OFFSET, UNION ALL … it
+                // computes it, and whether that fails tells something.
+                let outputs = self.query(subquery);
+                self.use_computed_outputs(outputs.iter().map(|o| &o.sources));
             }
             other => match general_operands(other) {
                 // Ranges, LIKE, IS TRUE …: every operand is a general use.

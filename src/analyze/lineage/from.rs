@@ -846,8 +846,12 @@ fn named_view_lineage(
     walker.view_depth = depth;
     let mut carried = Sources::new();
     for name in &refs.relations {
+        // A WITH query's name, unless a relation has it too: the tree does
+        // not say which scope each reference is in, so both count.
         if let [only] = name.as_slice() {
-            if refs.cte_names.contains(only) {
+            if refs.cte_names.contains(only)
+                && catalog.resolve_relation(search_path, only).is_none()
+            {
                 continue;
             }
         }
