@@ -22,7 +22,7 @@ fn setup() -> &'static Proxy {
         cluster()
             .psql_super_db(
                 "bank",
-                "CREATE EXTENSION hstore; CREATE EXTENSION citext;
+                "CREATE EXTENSION hstore; CREATE EXTENSION citext; CREATE EXTENSION ltree;
                  CREATE TABLE public.notes (id int, c citext, h hstore);
                  INSERT INTO public.notes VALUES (1, 'Abc', 'a=>1');
                  GRANT ALL ON public.notes TO PUBLIC;
@@ -67,7 +67,8 @@ async fn builtin_typed_operands_never_reach_an_extensions_operators() {
     let s = Session::connect(setup(), "dev").await;
     let mut failures = Vec::new();
     // PostgreSQL picks pg_catalog's operators here: no implicit cast leads
-    // from int4 or text to hstore or citext.
+    // from int4 or text to hstore or citext, nor from an integer to text
+    // (ltree's `ltree || text` and `text || ltree`).
     for (sql, want) in [
         ("SELECT 'a' || 1", "a1"),
         ("SELECT 'a' || 'b'", "ab"),
@@ -85,7 +86,11 @@ async fn builtin_typed_operands_never_reach_an_extensions_operators() {
             "2",
         ),
         ("SELECT 'x' || length('abc')", "x3"),
-        ("SELECT 'x' || (1 + 2) || '!'", "x3!"),
+        (
+            "SELECT 'x' || n FROM generate_series(7, 9) WITH ORDINALITY AS g(v, n) LIMIT 1",
+            "x1",
+        ),
+        ("SELECT 'x' || coalesce(NULL, 3)", "x3"),
         ("SELECT 'v' || coalesce(NULL, 2)", "v2"),
         (
             "SELECT 'n' || CASE WHEN id > 0 THEN id END FROM notes",
@@ -133,6 +138,7 @@ async fn operators_postgresql_may_pick_from_an_extension_or_a_cast_are_judged() 
         // statement first, and hstore's input rejects 'a'.)
         ("SELECT 'b=>2' || h FROM notes", "hs_concat"),
         ("SELECT h || h FROM notes", "hs_concat"),
+        ("SELECT 'a.b'::ltree || 'c'", "function public."),
         // A column of unknown type (a view's, a subquery's) may be either.
         (
             "SELECT x || 'b=>2' FROM (SELECT h AS x FROM notes) q",

@@ -163,6 +163,9 @@ pub struct CatalogFunction {
     /// The columns it yields in FROM (`SELECT * FROM f(…)`).
     #[serde(default)]
     pub result: FunctionResult,
+    /// `typname` of a `Scalar` result (empty when not read).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub result_type: String,
 }
 
 /// The shape of a function's result in FROM, by PostgreSQL's rules: OUT
@@ -193,7 +196,8 @@ impl FunctionResult {
     /// a JSON array of column names, or one of the unit variants' names.
     fn parse(text: &str) -> FunctionResult {
         match text {
-            "scalar" => FunctionResult::Scalar,
+            // `scalar:typname` since the result type is read too.
+            _ if text == "scalar" || text.starts_with("scalar:") => FunctionResult::Scalar,
             "first_argument_type" => FunctionResult::FirstArgumentType,
             "polymorphic" => FunctionResult::Polymorphic,
             _ => match serde_json::from_str::<Vec<String>>(text) {
@@ -222,18 +226,16 @@ pub struct CatalogOperator {
     pub right: String,
     pub function_schema: String,
     pub function_name: String,
-    /// Whether a value of a built-in type can be passed as the left
-    /// (right) operand: PostgreSQL coerces operands implicitly only, so an
-    /// operator over `hstore` never runs on an `int4` unless an implicit
-    /// cast leads there (see `CatalogRead::sql`). True when not read.
-    #[serde(default = "accepts_any")]
-    pub left_accepts_builtin: bool,
-    #[serde(default = "accepts_any")]
-    pub right_accepts_builtin: bool,
-}
-
-fn accepts_any() -> bool {
-    true
+    /// The built-in types (`typname`) a value of which PostgreSQL can pass
+    /// as the left (right) operand: it coerces operands implicitly only, so
+    /// an operator over `hstore` never runs on an `int4`, nor one over
+    /// `text` on an `int4`, unless an implicit cast leads there (see
+    /// `builtin_reach`). None: any built-in type may (a polymorphic,
+    /// composite, array or domain parameter, or not read).
+    #[serde(default)]
+    pub left_reach: Option<Vec<String>>,
+    #[serde(default)]
+    pub right_reach: Option<Vec<String>>,
 }
 
 /// The serialised form, also what `catalog dump` writes.
@@ -1166,7 +1168,7 @@ impl CatalogRead {
                       array_to_json(ARRAY(SELECT ra.attname::text FROM pg_catalog.pg_attribute ra \
                        WHERE ra.attrelid = rt.typrelid AND ra.attnum > 0 AND NOT ra.attisdropped \
                        ORDER BY ra.attnum))::text \
-                    WHEN rt.typtype IN ('b','e','r','m') OR rt.typname = 'void' THEN 'scalar' \
+                    WHEN rt.typtype IN ('b','e','r','m') OR rt.typname = 'void' THEN 'scalar:' || rt.typname::text \
                     WHEN rt.typname = 'anyelement' AND p.proargtypes[0] = p.prorettype \
                       THEN 'first_argument_type' \
                     WHEN rt.typtype = 'p' AND rt.typname LIKE 'any%' THEN 'polymorphic' \
@@ -1178,8 +1180,7 @@ impl CatalogRead {
               WHERE {fn_filter}{live} \
              UNION ALL SELECT 'O', n.nspname::text, o.oprname::text, coalesce(lt.typname::text, ''), \
                     rt.typname::text, pn.nspname::text, p.proname::text, \
-                    CASE WHEN o.oprleft = 0 THEN '-' WHEN {left_reach} THEN 't' ELSE 'f' END \
-                    || CASE WHEN {right_reach} THEN 't' ELSE 'f' END \
+                    CASE WHEN o.oprleft = 0 THEN '*' ELSE {left_reach} END || '|' || {right_reach} \
                FROM pg_catalog.pg_operator o \
                JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace \
                JOIN pg_catalog.pg_proc p ON p.oid = o.oprcode \
@@ -1187,32 +1188,30 @@ impl CatalogRead {
                LEFT JOIN pg_catalog.pg_type lt ON lt.oid = o.oprleft \
                JOIN pg_catalog.pg_type rt ON rt.oid = o.oprright \
               WHERE {operator_range}n.nspname NOT IN ('pg_catalog', 'information_schema')",
-            left_reach = builtin_reaches("o.oprleft"),
-            right_reach = builtin_reaches("o.oprright"),
+            left_reach = builtin_reach("o.oprleft"),
+            right_reach = builtin_reach("o.oprright"),
         )
     }
 }
 
-/// SQL that is true when a value of some built-in type (oid below
-/// `FIRST_NORMAL_OBJECT_ID`) may be coerced implicitly to the type
-/// `type_oid`, by PostgreSQL's `can_coerce_type`: the type or a domain
-/// under it is built-in, a pseudo-type (polymorphic) or composite (a ROW
-/// is `record`), or an implicit cast from a built-in type leads to it or,
-/// for an array, to its element type (a domain element counts as
-/// reachable). False only when none of these holds: then no operator over
-/// it is a candidate for a built-in-typed operand.
-fn builtin_reaches(type_oid: &str) -> String {
+/// SQL for the built-in types whose values PostgreSQL may pass to a
+/// parameter of type `type_oid` (`can_coerce_type` with implicit casts):
+/// `*` for any (a pseudo-type, composite, array or domain parameter: a ROW
+/// is `record`, polymorphic and array coercions follow the elements, a
+/// domain its base), else the comma-separated `typname`s of the built-in
+/// types (oid below `FIRST_NORMAL_OBJECT_ID`) that are it or have an
+/// implicit cast to it, with the built-in domains over those. Empty: no
+/// operator over it is a candidate for a built-in-typed operand.
+fn builtin_reach(type_oid: &str) -> String {
     format!(
-        "EXISTS (WITH RECURSIVE chain(oid, depth) AS (SELECT {type_oid}, 0 \
-           UNION ALL SELECT t.typbasetype, c.depth + 1 FROM pg_catalog.pg_type t \
-             JOIN chain c ON t.oid = c.oid WHERE t.typtype = 'd' AND c.depth < 32) \
-         SELECT 1 FROM chain c JOIN pg_catalog.pg_type t ON t.oid = c.oid \
-           LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem \
-          WHERE c.depth >= 32 OR t.oid < {FIRST_NORMAL_OBJECT_ID} OR t.typtype IN ('p', 'c') \
-             OR e.oid < {FIRST_NORMAL_OBJECT_ID} OR e.typtype IN ('p', 'c', 'd') \
-             OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast k \
-                         WHERE k.casttarget IN (t.oid, e.oid) AND k.castcontext = 'i' \
-                           AND k.castsource < {FIRST_NORMAL_OBJECT_ID}))"
+        "(SELECT CASE WHEN p.typtype IN ('p', 'c', 'd') OR p.typelem <> 0 THEN '*' \
+           ELSE coalesce((SELECT pg_catalog.string_agg(t.typname::text, ',' ORDER BY t.typname) \
+             FROM pg_catalog.pg_type t \
+            WHERE t.oid < {FIRST_NORMAL_OBJECT_ID} \
+              AND CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END IN ( \
+                    SELECT p.oid UNION ALL SELECT k.castsource FROM pg_catalog.pg_cast k \
+                     WHERE k.casttarget = p.oid AND k.castcontext = 'i')), '') END \
+           FROM pg_catalog.pg_type p WHERE p.oid = {type_oid})"
     )
 }
 
@@ -1327,16 +1326,27 @@ impl ReadRows {
                     volatility: field(row, 5, "volatility")?.to_owned(),
                     kind: field(row, 6, "prokind")?.to_owned(),
                     result: FunctionResult::parse(field(row, 7, "function result")?),
+                    result_type: field(row, 7, "function result")?
+                        .strip_prefix("scalar:")
+                        .unwrap_or("")
+                        .to_owned(),
                 }),
                 "L" => {
                     out.live_relations.insert(number(row, 1, "relation oid")?);
                 }
                 "O" => {
-                    // Two characters, left then right: `f` no built-in type
-                    // reaches that operand; anything else (or a read that
-                    // did not say) counts as reachable.
-                    let reach = row.get(7).and_then(|v| v.as_deref()).unwrap_or("");
-                    let mut flags = reach.chars();
+                    // `left|right`, each `*` (any built-in type may reach
+                    // that operand) or the list of those that do.
+                    let reach = row.get(7).and_then(|v| v.as_deref()).unwrap_or("*|*");
+                    let (left, right) = reach.split_once('|').unwrap_or(("*", "*"));
+                    let list = |side: &str| -> Option<Vec<String>> {
+                        (side != "*").then(|| {
+                            side.split(',')
+                                .filter(|t| !t.is_empty())
+                                .map(str::to_owned)
+                                .collect()
+                        })
+                    };
                     out.operators.push(CatalogOperator {
                         schema: field(row, 1, "operator schema")?.to_owned(),
                         name: field(row, 2, "operator name")?.to_owned(),
@@ -1344,8 +1354,8 @@ impl ReadRows {
                         right: field(row, 4, "right operand type")?.to_owned(),
                         function_schema: field(row, 5, "operator function schema")?.to_owned(),
                         function_name: field(row, 6, "operator function")?.to_owned(),
-                        left_accepts_builtin: flags.next() != Some('f'),
-                        right_accepts_builtin: flags.next() != Some('f'),
+                        left_reach: list(left),
+                        right_reach: list(right),
                     })
                 }
                 "P" => {
@@ -1522,6 +1532,7 @@ mod tests {
                 volatility: "v".into(),
                 kind: "f".into(),
                 result: FunctionResult::Scalar,
+                result_type: String::new(),
             }],
         )
     }
@@ -1592,6 +1603,7 @@ mod tests {
             volatility: "i".into(),
             kind: "f".into(),
             result: FunctionResult::Scalar,
+            result_type: String::new(),
         });
         let first = Catalog::from_data(data);
         let second = first.with_session_relations(&[]);

@@ -1,7 +1,7 @@
 //! Data-modifying statements: INSERT (ON CONFLICT too), UPDATE, DELETE and
 //! MERGE, the values they write (sinks) and their RETURNING outputs.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use sqlparser::ast::{self, Ident, ObjectName, SelectItem, Statement};
 
@@ -140,7 +140,7 @@ impl Walker<'_> {
                             columns: excluded_columns,
                             opaque: false,
                             opaque_sources: Sources::new(),
-                            builtin_typed: BTreeSet::new(),
+                            builtin_typed: BTreeMap::new(),
                         });
                         self.assignments(&target, &update.assignments, "ON CONFLICT DO UPDATE");
                         if let Some(selection) = &update.selection {
@@ -201,7 +201,7 @@ impl Walker<'_> {
                 columns: star.clone(),
                 opaque: true,
                 opaque_sources: Sources::new(),
-                builtin_typed: BTreeSet::new(),
+                builtin_typed: BTreeMap::new(),
             });
         if let Some(from) = &update.from {
             let tables = match from {

@@ -2,7 +2,7 @@
 //! functions, named relations (CTEs, tables, partitions, views) and the
 //! lineage of a view's definition.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sqlparser::ast::{self, FunctionArg, ObjectName, Statement, TableFactor, TableWithJoins};
@@ -87,7 +87,7 @@ impl Walker<'_> {
                         columns: merged[..names.len().min(merged.len())].to_vec(),
                         opaque: false,
                         opaque_sources: Sources::new(),
-                        builtin_typed: BTreeSet::new(),
+                        builtin_typed: BTreeMap::new(),
                     });
                     merged
                 }
@@ -199,7 +199,7 @@ impl Walker<'_> {
                     columns: columns.clone(),
                     opaque: false,
                     opaque_sources: Sources::new(),
-                    builtin_typed: BTreeSet::new(),
+                    builtin_typed: BTreeMap::new(),
                 });
                 columns
             }
@@ -280,7 +280,7 @@ impl Walker<'_> {
                     columns: columns.clone(),
                     opaque: false,
                     opaque_sources: Sources::new(),
-                    builtin_typed: BTreeSet::new(),
+                    builtin_typed: BTreeMap::new(),
                 });
                 columns
             }
@@ -297,7 +297,7 @@ impl Walker<'_> {
                         columns: columns.clone(),
                         opaque: false,
                         opaque_sources: Sources::new(),
-                        builtin_typed: BTreeSet::new(),
+                        builtin_typed: BTreeMap::new(),
                     });
                     return columns;
                 }
@@ -389,7 +389,7 @@ impl Walker<'_> {
                 columns: Vec::new(),
                 opaque: true,
                 opaque_sources: sources,
-                builtin_typed: BTreeSet::new(),
+                builtin_typed: BTreeMap::new(),
             });
             return Vec::new();
         };
@@ -408,17 +408,20 @@ impl Walker<'_> {
         } else {
             rename_columns(columns, alias_columns)
         };
-        // A built-in function's scalar result is of a built-in type, and so
-        // is the ordinality (bigint).
-        let scalar_builtin = !typed_list
-            && self.function_result(&parts, args) == FunctionResult::Scalar
-            && self.resolves_to_builtin(&parts);
-        let builtin_typed = columns
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| scalar_builtin || (with_ordinality && i + 1 == columns.len()))
-            .map(|(_, c)| c.name.clone())
-            .collect();
+        // A built-in function's scalar result is of a built-in type (one of
+        // its overloads'), and the ordinality is a bigint.
+        let scalar_types = (!typed_list
+            && self.function_result(&parts, args) == FunctionResult::Scalar)
+            .then(|| self.builtin_scalar_types(&parts))
+            .flatten();
+        let mut builtin_typed = BTreeMap::new();
+        for (i, column) in columns.iter().enumerate() {
+            if with_ordinality && i + 1 == columns.len() {
+                builtin_typed.insert(column.name.clone(), vec!["int8".to_owned()]);
+            } else if let Some(types) = &scalar_types {
+                builtin_typed.insert(column.name.clone(), types.clone());
+            }
+        }
         self.push_item(ScopeItem {
             alias: alias_name,
             relation: None,
@@ -428,6 +431,34 @@ impl Walker<'_> {
             builtin_typed,
         });
         columns
+    }
+
+    /// The result types of the scalar overloads of the built-in function a
+    /// call of `parts` runs (empty: some built-in type, not read), or None
+    /// when it is not a built-in one.
+    pub(super) fn builtin_scalar_types(&self, parts: &[String]) -> Option<Vec<String>> {
+        if !self.resolves_to_builtin(parts) {
+            return None;
+        }
+        let name = parts.last()?;
+        let schema = match parts {
+            [schema, _] => schema.as_str(),
+            _ => "pg_catalog",
+        };
+        let mut types = Vec::new();
+        for overload in self
+            .catalog
+            .functions_named(name)
+            .filter(|f| f.schema == schema && f.result == FunctionResult::Scalar)
+        {
+            if overload.result_type.is_empty() {
+                return Some(Vec::new());
+            }
+            if !types.contains(&overload.result_type) {
+                types.push(overload.result_type.clone());
+            }
+        }
+        Some(types)
     }
 
     /// Whether a call of `parts` runs a function that ships with
@@ -560,7 +591,7 @@ impl Walker<'_> {
             columns: columns.clone(),
             opaque: columns.is_empty(),
             opaque_sources: sources,
-            builtin_typed: BTreeSet::new(),
+            builtin_typed: BTreeMap::new(),
         });
         columns
     }
@@ -585,7 +616,7 @@ impl Walker<'_> {
                     columns,
                     opaque: false,
                     opaque_sources: Sources::new(),
-                    builtin_typed: BTreeSet::new(),
+                    builtin_typed: BTreeMap::new(),
                 });
             }
         }
@@ -608,7 +639,7 @@ impl Walker<'_> {
                 columns: Vec::new(),
                 opaque: true,
                 opaque_sources: Sources::new(),
-                builtin_typed: BTreeSet::new(),
+                builtin_typed: BTreeMap::new(),
             });
         };
         self.effects
@@ -641,7 +672,7 @@ impl Walker<'_> {
             columns,
             opaque: false,
             opaque_sources: Sources::new(),
-            builtin_typed: BTreeSet::new(),
+            builtin_typed: BTreeMap::new(),
         })
     }
 

@@ -392,10 +392,11 @@ struct ScopeItem {
     opaque: bool,
     /// What any column of an opaque item derives from.
     opaque_sources: Sources,
-    /// Columns known to be of some built-in type (a built-in function's
-    /// scalar result, WITH ORDINALITY), which no operator over an
-    /// extension's type accepts (see `operators`).
-    builtin_typed: BTreeSet<String>,
+    /// Columns known to be of a built-in type (a built-in function's
+    /// scalar result, WITH ORDINALITY), with the `typname`s it may be
+    /// (empty: any): operators over types those do not reach are not
+    /// candidates (see `operators`).
+    builtin_typed: BTreeMap<String, Vec<String>>,
 }
 
 impl ScopeItem {

@@ -4,13 +4,15 @@
 //! RIGHTARG = varchar, FUNCTION = f)`) can take over `id_number = '…'` and
 //! run user code on the protected value. pgveil types operands only where
 //! it is certain (table columns, literals, casts to pg_catalog types) and
-//! knows where an operand is of *some* built-in type (a built-in function's
-//! result, an operator over built-in operands): an exact match among
-//! pg_catalog's operators is PostgreSQL's own (always pure in 15); a user
-//! operator is a candidate unless an operand of a built-in type cannot be
-//! implicitly coerced to its parameter (the catalog tells, per operator),
-//! which is PostgreSQL's first cut too; every remaining candidate's
-//! function is judged like a call of it.
+//! knows where an operand is of a built-in type from a short list (a
+//! built-in function's result: its overloads' result types; CASE and
+//! COALESCE: their branches') or of *some* built-in type (an operator over
+//! built-in operands): an exact match among pg_catalog's operators is
+//! PostgreSQL's own (always pure in 15); a user operator is a candidate
+//! unless an operand of a built-in type cannot be implicitly coerced to its
+//! parameter (the catalog lists, per operator parameter, the built-in types
+//! that can), which is PostgreSQL's first cut too; every remaining
+//! candidate's function is judged like a call of it.
 
 use std::cell::Cell;
 
@@ -31,24 +33,33 @@ enum OperandType {
     Unknown,
     /// A pg_catalog type, by `typname`.
     Known(String),
-    /// Some type that ships with PostgreSQL, which one not known (a
-    /// built-in function's result, an expression over built-in types):
-    /// enough to rule out operators no built-in type is coerced to.
-    Builtin,
+    /// A type that ships with PostgreSQL, one of these `typname`s (empty:
+    /// which one not known): a built-in function's result, an expression
+    /// over built-in types. Enough to rule out operators those types are
+    /// not implicitly coerced to.
+    Builtin(Vec<String>),
     /// Not known (an expression, a view or CTE column, a user type).
     Opaque,
 }
 
 impl OperandType {
     fn is_builtin(&self) -> bool {
-        matches!(self, OperandType::Known(_) | OperandType::Builtin)
+        matches!(self, OperandType::Known(_) | OperandType::Builtin(_))
     }
 
     /// Whether PostgreSQL could pass an operand of this type to an operator
-    /// parameter (`accepts_builtin`: some built-in type is implicitly
-    /// coerced to the parameter's type).
-    fn may_reach(&self, accepts_builtin: bool) -> bool {
-        accepts_builtin || !self.is_builtin()
+    /// parameter that the built-in types `reach` are implicitly coerced to
+    /// (None: any may be).
+    fn may_reach(&self, reach: Option<&[String]>) -> bool {
+        let Some(reach) = reach else {
+            return true;
+        };
+        match self {
+            OperandType::Unknown | OperandType::Opaque => true,
+            OperandType::Known(t) => reach.contains(t),
+            OperandType::Builtin(types) if types.is_empty() => !reach.is_empty(),
+            OperandType::Builtin(types) => types.iter().any(|t| reach.contains(t)),
+        }
     }
 }
 
@@ -271,8 +282,8 @@ impl Walker<'_> {
             .filter(|o| o.left.is_empty() == prefix)
             .filter(|o| schema.is_none() || o.schema == "pg_catalog")
             .filter(|o| {
-                left.is_none_or(|l| l.may_reach(o.left_accepts_builtin))
-                    && right.may_reach(o.right_accepts_builtin)
+                left.is_none_or(|l| l.may_reach(o.left_reach.as_deref()))
+                    && right.may_reach(o.right_reach.as_deref())
             })
             .filter(|o| {
                 let Some(position) = path.iter().position(|s| *s == o.schema) else {
@@ -310,7 +321,7 @@ impl Walker<'_> {
                 .user_operator_candidates(schema, name, left, right)
                 .is_empty()
         {
-            OperandType::Builtin
+            OperandType::Builtin(Vec::new())
         } else {
             OperandType::Opaque
         }
@@ -445,24 +456,48 @@ impl Walker<'_> {
                 else_result,
                 ..
             } => {
-                // The branches' common type: built-in when every branch is
-                // (untyped literals alone resolve to text).
-                let typed = conditions
+                let branches: Vec<&Expr> = conditions
                     .iter()
                     .map(|c| &c.result)
                     .chain(else_result.as_deref())
-                    .all(|e| {
-                        let t = self.typed(e, fuel);
-                        t.is_builtin() || t == OperandType::Unknown
-                    });
-                if typed {
-                    OperandType::Builtin
-                } else {
-                    OperandType::Opaque
-                }
+                    .collect();
+                self.common_type(&branches, fuel)
             }
             Expr::Function(function) => self.function_type(function, fuel),
             _ => OperandType::Opaque,
+        }
+    }
+
+    /// The common type of CASE branches or COALESCE arguments: one of theirs
+    /// (PostgreSQL's select_common_type picks among them), text when all
+    /// are untyped literals; not known when one is not.
+    fn common_type(&self, exprs: &[&Expr], fuel: &Cell<u32>) -> OperandType {
+        let mut types: Vec<String> = Vec::new();
+        let mut any = false;
+        for e in exprs {
+            match self.typed(e, fuel) {
+                OperandType::Unknown => {}
+                OperandType::Known(t) => {
+                    if !types.contains(&t) {
+                        types.push(t);
+                    }
+                }
+                OperandType::Builtin(list) if list.is_empty() => any = true,
+                OperandType::Builtin(list) => {
+                    for t in list {
+                        if !types.contains(&t) {
+                            types.push(t);
+                        }
+                    }
+                }
+                OperandType::Opaque => return OperandType::Opaque,
+            }
+        }
+        match types.as_slice() {
+            _ if any => OperandType::Builtin(Vec::new()),
+            [] => OperandType::Known("text".into()),
+            [one] => OperandType::Known(one.clone()),
+            _ => OperandType::Builtin(types),
         }
     }
 
@@ -495,10 +530,9 @@ impl Walker<'_> {
         };
         if let [name] = parts.as_slice() {
             if matches!(name.as_str(), "coalesce" | "greatest" | "least" | "nullif") {
-                return if args_typed() {
-                    OperandType::Builtin
-                } else {
-                    OperandType::Opaque
+                return match &args {
+                    Some(args) => self.common_type(args, fuel),
+                    None => OperandType::Opaque,
                 };
             }
         }
@@ -528,8 +562,10 @@ impl Walker<'_> {
                 _ => return OperandType::Opaque,
             }
         }
-        if any && (scalar || args_typed()) {
-            OperandType::Builtin
+        if any && scalar {
+            OperandType::Builtin(self.builtin_scalar_types(&parts).unwrap_or_default())
+        } else if any && args_typed() {
+            OperandType::Builtin(Vec::new())
         } else {
             OperandType::Opaque
         }
@@ -563,8 +599,13 @@ impl Walker<'_> {
         let Some(item) = item.filter(|i| !i.opaque) else {
             return OperandType::Opaque;
         };
-        if item.builtin_typed.contains(name) && item.columns.iter().any(|c| &c.name == name) {
-            return OperandType::Builtin;
+        if let Some(types) = item.builtin_typed.get(name) {
+            if item.columns.iter().any(|c| &c.name == name) {
+                return match types.as_slice() {
+                    [one] => OperandType::Known(one.clone()),
+                    _ => OperandType::Builtin(types.clone()),
+                };
+            }
         }
         let Some(sources) = self.resolve_column(parts) else {
             return OperandType::Opaque;
