@@ -1188,7 +1188,10 @@ async fn a_cancel_read_before_its_statement_still_cancels_it() {
     request.extend_from_slice(key);
     let mut cancel = std::net::TcpStream::connect(("127.0.0.1", setup().port)).unwrap();
     cancel.write_all(&request).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(150));
+    // A head start for the request, well inside the 500 ms a request for a
+    // session with nothing in flight waits (a loaded test run took more
+    // than the remaining 350 ms of a 150 ms head start to read the query).
+    std::thread::sleep(std::time::Duration::from_millis(30));
     let started = std::time::Instant::now();
     raw.send(&msg(b'Q', &cstr("SELECT pg_sleep(30)")));
     let answer = raw.read_until_ready();
