@@ -166,6 +166,22 @@ fn is_harmless(decision: &ColumnDecision) -> bool {
     matches!(decision.action, ColumnAction::Allow) && decision.filter == FilterRight::Allow
 }
 
+/// A column of a catalog relation, qualified, and whether the policy
+/// protects it from this role in any way.
+fn protection(
+    policy: &dyn PolicyView,
+    relation: &super::catalog::Relation,
+    column: &str,
+) -> (QualifiedColumn, bool) {
+    let qualified = QualifiedColumn {
+        schema: relation.schema.clone(),
+        table: relation.name.clone(),
+        column: column.to_owned(),
+    };
+    let protected = policy.column(&qualified).is_some_and(|d| !is_harmless(&d));
+    (qualified, protected)
+}
+
 /// System columns holding statement texts (schema, relation, column).
 const QUERY_TEXT_COLUMNS: &[(&str, &str, &str)] = &[("pg_catalog", "pg_stat_activity", "query")];
 
@@ -576,12 +592,7 @@ fn judge_fallback(
     if scan.checks_domain_values {
         for relation in catalog.relations() {
             for column in &relation.columns {
-                let qualified = QualifiedColumn {
-                    schema: relation.schema.clone(),
-                    table: relation.name.clone(),
-                    column: column.name.clone(),
-                };
-                let protected = policy.column(&qualified).is_some_and(|d| !is_harmless(&d));
+                let (qualified, protected) = protection(policy, relation, &column.name);
                 if protected && column.type_oid >= FIRST_NORMAL_OBJECT_ID {
                     return block(
                         format!(
@@ -620,12 +631,7 @@ fn judge_fallback(
             Vec::new()
         };
         for column in &relation.columns {
-            let qualified = QualifiedColumn {
-                schema: relation.schema.clone(),
-                table: relation.name.clone(),
-                column: column.name.clone(),
-            };
-            let protected = policy.column(&qualified).is_some_and(|d| !is_harmless(&d));
+            let (qualified, protected) = protection(policy, relation, &column.name);
             if protected && (named || scan.words.contains(&column.name)) {
                 return unanalysable(format!("names protected column {}", display(&qualified)));
             }

@@ -407,6 +407,23 @@ impl ScopeItem {
         }
         as_derived(sources)
     }
+
+    /// Whether a reference qualified by `qualifier` (`alias`,
+    /// `schema.table` or `db.schema.table`) names this item; an
+    /// unqualified reference names none in particular.
+    fn is_named(&self, qualifier: &[String]) -> bool {
+        let relation_is = |schema: &String, table: &String| {
+            self.relation
+                .as_ref()
+                .is_some_and(|(s, t)| s == schema && t == table)
+        };
+        match qualifier {
+            [alias] => &self.alias == alias,
+            [schema, table] => relation_is(schema, table) && &self.alias == table,
+            [_, schema, table] => relation_is(schema, table),
+            _ => false,
+        }
+    }
 }
 
 /// The names one query level can see.

@@ -25,19 +25,7 @@ impl Walker<'_> {
     pub(super) fn find_item(&self, qualifier: &[String]) -> Option<ScopeItem> {
         for frame in self.frames.iter().rev() {
             for item in frame.items.iter().rev() {
-                let matches = match qualifier {
-                    [alias] => &item.alias == alias,
-                    [schema, table] => item
-                        .relation
-                        .as_ref()
-                        .is_some_and(|(s, t)| s == schema && t == table && &item.alias == table),
-                    [_, schema, table] => item
-                        .relation
-                        .as_ref()
-                        .is_some_and(|(s, t)| s == schema && t == table),
-                    _ => false,
-                };
-                if matches {
+                if item.is_named(qualifier) {
                     return Some(item.clone());
                 }
             }
@@ -59,19 +47,7 @@ impl Walker<'_> {
         let (column, qualifier) = parts.split_last()?;
         for (f, frame) in self.frames.iter().enumerate().rev() {
             let mut found = frame.items.iter().enumerate().filter(|(_, item)| {
-                let named = match qualifier {
-                    [] => true,
-                    [alias] => &item.alias == alias,
-                    [schema, table] => item
-                        .relation
-                        .as_ref()
-                        .is_some_and(|(s, t)| s == schema && t == table && &item.alias == table),
-                    [_, schema, table] => item
-                        .relation
-                        .as_ref()
-                        .is_some_and(|(s, t)| s == schema && t == table),
-                    _ => false,
-                };
+                let named = qualifier.is_empty() || item.is_named(qualifier);
                 named && item.columns.iter().any(|c| &c.name == column)
             });
             match (found.next(), found.next()) {
