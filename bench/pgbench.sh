@@ -4,7 +4,8 @@
 # Starts a throwaway PostgreSQL, pgveil (release build) and PgBouncer in
 # session mode (installed from Debian if missing), then runs
 # `pgbench -S -c 8 -j 2` against each in simple and prepared mode and prints
-# TPS with ratios to direct. `pgveil+pol` is pgveil with the policy packs
+# TPS with ratios to direct, and each proxy's CPU time per transaction.
+# `pgveil+pol` is pgveil with the policy packs
 # loaded, so every statement goes through analysis and planning. Timings on a shared machine are noisy: compare the
 # ratios of one run, not absolute figures across runs.
 #
@@ -107,27 +108,43 @@ done
 
 "$PG_BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres >/dev/null 2>&1
 
-tps() { # port mode
+tps() { # port mode -> "tps transactions"
   "$PG_BIN/pgbench" -S -M "$2" -c "$CLIENTS" -j "$JOBS" -T "$DURATION" -n \
-    -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 | tee -a "$WORK/pgbench.out" | awk '/^tps/ {print int($3)}'
+    -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 | tee -a "$WORK/pgbench.out" |
+    awk '/actually processed/ {n=$NF} /^tps/ {t=int($3)} END {print t, n}'
 }
+# CPU time of a process (user + system) in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+CLK_TCK=$(getconf CLK_TCK)
 failed() { # port mode: zero failed transactions is part of the result
   "$PG_BIN/pgbench" -S -M "$2" -c 2 -t 200 -n -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 |
     awk -F'[: ]+' '/number of failed transactions/ {print $5}'
 }
 
-printf '%-10s %-9s %10s %8s %8s\n' target mode tps ratio failed
+# cpu/tx: CPU time (user + system) of the proxy process per transaction,
+# steadier than tps on a shared machine (the proxies' own cost).
+printf '%-10s %-9s %10s %8s %8s %10s\n' target mode tps ratio failed cpu/tx
 for mode in simple prepared; do
-  direct=$(tps "$PG_PORT" "$mode")
+  read -r direct _ < <(tps "$PG_PORT" "$mode")
   for target in $TARGETS; do
+    pid=
     case $target in
-      direct) port=$PG_PORT; t=$direct ;;
-      pgveil) port=$VEIL_PORT; t=$(tps "$port" "$mode") ;;
-      pgbouncer) port=$BOUNCER_PORT; t=$(tps "$port" "$mode") ;;
-      pgveil+pol) port=$GUARD_PORT; t=$(tps "$port" "$mode") ;;
-      before+pol) port=$BEFORE_PORT; t=$(tps "$port" "$mode") ;;
+      direct) port=$PG_PORT ;;
+      pgveil) port=$VEIL_PORT; pid=${PIDS[0]} ;;
+      pgbouncer) port=$BOUNCER_PORT; pid=$(cat "$WORK/pgbouncer.pid" 2>/dev/null) ;;
+      pgveil+pol) port=$GUARD_PORT; pid=${PIDS[1]} ;;
+      before+pol) port=$BEFORE_PORT; pid=${PIDS[2]} ;;
     esac
+    cpu=-
+    if [ "$target" = direct ]; then
+      t=$direct
+    else
+      before=$(ticks "$pid")
+      read -r t n < <(tps "$port" "$mode")
+      after=$(ticks "$pid")
+      cpu=$(python3 -c "print(f'{($after - $before) * 1e6 / $CLK_TCK / max($n, 1):.1f}us')")
+    fi
     ratio=$(python3 -c "print(f'{$t/$direct:.2f}x')")
-    printf '%-10s %-9s %10s %8s %8s\n' "$target" "$mode" "$t" "$ratio" "$(failed "$port" "$mode")"
+    printf '%-10s %-9s %10s %8s %8s %10s\n' "$target" "$mode" "$t" "$ratio" "$(failed "$port" "$mode")" "$cpu"
   done
 done
