@@ -1277,8 +1277,10 @@ async fn ordinary_application_sql_is_not_blocked() {
         "INSERT INTO cards (customer_id, status) VALUES (2, 'new') RETURNING id, status",
         "UPDATE cards SET status = 'blocked' WHERE customer_id = 2",
         "DELETE FROM cards WHERE status = 'new'",
-        "INSERT INTO customers (full_name, id_number, mobile, branch) VALUES ('李四', '330106198001010099', '13700000001', 'Ningbo') RETURNING id",
-        "INSERT INTO customers (full_name, id_number, mobile, branch) VALUES ('李四', '330106198001010099', '13700000001', 'Ningbo') ON CONFLICT (id_number) DO NOTHING",
+        // (Not INSERT INTO customers: its id_number is unique, so writing
+        // one asks whether it is stored, which dev's rule does not allow;
+        // see tests/adversarial5.rs.)
+        "UPDATE customers SET full_name = '李四', annual_income = 1000 WHERE id = 2",
         "UPDATE customers SET mobile = '13700000002' WHERE id = 2",
         "UPDATE customers SET branch = 'Ningbo' WHERE id = 2",
         "SELECT id, branch FROM customers WHERE id = 2",

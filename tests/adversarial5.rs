@@ -226,18 +226,37 @@ async fn fetch_without_from_reads_the_cursor_masked() {
 }
 
 // ---------------------------------------------------------------------------
-// OPEN (not fixed): a write of a caller-supplied value into a protected
-// column under a unique index, primary key or exclusion constraint (or
-// referenced by a foreign key) is compared by the server with every stored
-// value: the unique violation, `ON CONFLICT DO NOTHING`'s row count and
-// `DO UPDATE … RETURNING` answer "which row holds this value" for roles
-// whose rule does not allow filtering by the column, or denies it. pgveil's
-// catalog does not know which columns are keys; the fix is to judge such a
-// write as `column = constant` (an equality use, one candidate per row).
+// A write of a value into a column the server compares with the values
+// stored in other rows (a unique index, primary key or exclusion
+// constraint on it, a foreign key from it) answers "is this value stored":
+// the unique violation, `ON CONFLICT DO NOTHING`'s row count, `DO UPDATE …
+// RETURNING`, the foreign-key violation. Deleting a referenced row asks
+// the same of the referencing column. pgveil reads the keys from the
+// catalog and judges such a write as `column = value`: allowed where the
+// role may compare the column with constants, refused where it may not.
 
 #[tokio::test]
-#[ignore = "open leak: writes into unique protected columns are equality lookups (see comment)"]
 async fn writes_into_unique_protected_columns_are_equality_lookups() {
+    // Keys made after pgveil has read the catalog: the owner makes them
+    // directly, then DDL through pgveil makes every session's catalog
+    // learn them (the keys are read whole on every catalog read).
+    let proxy = setup();
+    let owner = as_role("prober").await;
+    owner.exec("SELECT 1").await;
+    cluster()
+        .psql_super_db(
+            "bank",
+            "CREATE TABLE kyc_documents (doc text, id_number varchar(18) REFERENCES customers (id_number));
+             CREATE TABLE card_registry (card_no text PRIMARY KEY);
+             CREATE TABLE cards_archive () INHERITS (cards);
+             ALTER TABLE cards_archive ADD FOREIGN KEY (card_no) REFERENCES card_registry;
+             CREATE TABLE customers_archive () INHERITS (customers);
+             CREATE UNIQUE INDEX ON customers_archive (lower(mobile));
+             GRANT ALL ON kyc_documents, card_registry, cards_archive, customers_archive TO PUBLIC;",
+        )
+        .unwrap();
+    owner.exec("CREATE TABLE keys_read_again (a int)").await;
+    let _ = proxy;
     for role in ["dev", "trainee"] {
         let s = as_role(role).await;
         for sql in [
@@ -247,9 +266,61 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
             "INSERT INTO customers (full_name, id_number) VALUES ('x', '11010519491231002X') \
              ON CONFLICT (id_number) DO UPDATE SET branch = customers.branch RETURNING id",
             "UPDATE customers SET id_number = '11010519491231002X' WHERE id = 2",
+            // A foreign key looks the value up in customers.id_number.
+            "INSERT INTO kyc_documents VALUES ('passport', '11010519491231002X')",
+            // A unique expression index on an inheritance child, whose
+            // mobile column carries customers' rules.
+            "INSERT INTO customers_archive (full_name, id_number, mobile) \
+             VALUES ('x', '1', '13987654321')",
+            // Deleting a referenced row looks its key up in the protected
+            // referencing column.
+            "DELETE FROM card_registry WHERE card_no = '6222021234567890128'",
         ] {
             s.refused(sql).await;
         }
+        // Writes no key compares with stored protected values still work.
+        s.exec("BEGIN").await;
+        for sql in [
+            "INSERT INTO cards (customer_id, status) VALUES (1, 'new')",
+            "INSERT INTO card_registry VALUES ('6222021234567890128')",
+            "INSERT INTO customers_archive (full_name, id_number) VALUES ('x', '11010519491231002X')",
+            "UPDATE customers SET branch = 'Ningbo' WHERE id = 2",
+        ] {
+            works(&s, sql).await;
+        }
+        s.exec("ROLLBACK").await;
         s.finish();
     }
+    // A key dropped is forgotten at the next catalog read.
+    cluster()
+        .psql_super_db("bank", "DROP INDEX customers_archive_lower_idx")
+        .unwrap();
+    owner.exec("CREATE TABLE keys_read_once_more (a int)").await;
+    let s = as_role("dev").await;
+    s.exec("BEGIN").await;
+    works(
+        &s,
+        "INSERT INTO customers_archive (full_name, id_number, mobile) VALUES ('x', '1', '13987654321')",
+    )
+    .await;
+    s.exec("ROLLBACK").await;
+    s.finish();
+    // The call centre may look id_number up by value: one constant a row.
+    let s = as_role("agent").await;
+    s.exec("BEGIN").await;
+    for sql in [
+        "INSERT INTO customers (full_name, id_number) VALUES ('x', '110105200001010000')",
+        "INSERT INTO kyc_documents VALUES ('passport', '11010519491231002X')",
+        "UPDATE customers SET id_number = '110105200001010001' WHERE id = 2",
+    ] {
+        works(&s, sql).await;
+    }
+    s.exec("ROLLBACK").await;
+    // A computed value is a generated candidate, refused as in WHERE.
+    s.refused(
+        "INSERT INTO customers (full_name, id_number) \
+         SELECT 'x', '1101051949123100' || g FROM generate_series(10, 99) g",
+    )
+    .await;
+    s.finish();
 }

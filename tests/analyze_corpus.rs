@@ -505,3 +505,60 @@ fn literals_share_a_cache_entry_but_positional_order_by_does_not() {
     assert!(!ok[0].plan.is_block());
     assert!(leak[0].plan.is_block());
 }
+
+#[test]
+fn writes_are_judged_as_lookups_only_where_a_key_compares_them() {
+    let catalog = catalog();
+    let analyzer = Analyzer::default();
+    let plan = |role_short: &str, sql: &str| -> Vec<StatementPlan> {
+        analyzer
+            .plan(sql, &ctx(), &catalog, &role(role_name(role_short)), 1)
+            .into_iter()
+            .map(|p| p.plan)
+            .collect()
+    };
+    // The analyst may not filter by card_number: writes that leave it out,
+    // or give it its default, compare nothing the analyst may not compare.
+    for sql in [
+        "INSERT INTO cards (account_id, status) VALUES (1, 'new')",
+        "INSERT INTO cards (account_id, card_number) VALUES (1, DEFAULT)",
+        "UPDATE cards SET status = 'blocked' WHERE id = 1",
+        "DELETE FROM cards WHERE id = 1",
+        "UPDATE customers SET phone = $1 WHERE id = $2",
+    ] {
+        let plans = plan("an", sql);
+        assert!(
+            !plans.iter().any(StatementPlan::is_block),
+            "false block: {sql}: {}",
+            describe(&plans)
+        );
+    }
+    let plans = plan(
+        "an",
+        "INSERT INTO cards (account_id, card_number) VALUES (1, '4111111111111111')",
+    );
+    let text = describe(&plans);
+    assert!(
+        text.contains("looked up by this write") && text.contains("public.cards.card_number"),
+        "{text}"
+    );
+    // Each VALUES row is one candidate: the call centre's 100 per statement
+    // hold for writes as for WHERE … IN.
+    let rows = |n: usize| {
+        (0..n)
+            .map(|i| format!("('x', '{i:018}')"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql = format!(
+        "INSERT INTO customers (full_name, id_number) VALUES {}",
+        rows(100)
+    );
+    assert!(!plan("cc", &sql).iter().any(StatementPlan::is_block));
+    let sql = format!(
+        "INSERT INTO customers (full_name, id_number) VALUES {}",
+        rows(101)
+    );
+    let text = describe(&plan("cc", &sql));
+    assert!(text.contains("compared with 101 constants"), "{text}");
+}

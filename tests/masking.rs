@@ -289,7 +289,10 @@ async fn leak_attempts_are_masked_or_blocked() {
 
 #[tokio::test]
 async fn ordinary_application_statements_pass() {
-    let c = as_role("dev").await;
+    // The call centre's role: writing an id_number asks whether it is
+    // stored (a unique key), which its rule allows (filter: equality) and
+    // dev's does not (tests/adversarial5.rs).
+    let c = as_role("agent").await;
     c.batch_execute("BEGIN").await.unwrap();
     let id: i32 = c
         .query_one(
@@ -939,13 +942,11 @@ async fn regression_sql_shapes_run_for_masked_roles() {
     )
     .await;
     assert!(text.starts_with("customers|"), "{text}");
-    let text = ok(
-        "INSERT INTO customers (id, full_name, id_number) VALUES (1, 'x', 'y') \
-                   ON CONFLICT (id) DO UPDATE SET branch = excluded.branch \
-                   RETURNING tableoid::regclass, xmax <> 0, id_number",
-    )
+    let text = ok("INSERT INTO cards (id, status) VALUES (1, 'x') \
+                   ON CONFLICT (id) DO UPDATE SET status = excluded.status \
+                   RETURNING tableoid::regclass, xmax <> 0, card_no")
     .await;
-    assert!(text.starts_with("customers|t|"), "{text}");
+    assert!(text.starts_with("cards|t|"), "{text}");
     c.batch_execute("ROLLBACK").await.unwrap();
     // A window frame offset may be a subquery.
     let text = ok(

@@ -107,6 +107,10 @@ pub struct Relation {
     /// parent's column rules follow them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parents: Vec<(String, String)>,
+    /// Where the server compares a value written into one of its columns
+    /// with values stored in other rows.
+    #[serde(default, skip_serializing_if = "RelationKeys::is_empty")]
+    pub keys: RelationKeys,
     /// Lineage of a view's columns, computed once per catalog generation.
     #[serde(skip)]
     pub(crate) view_lineage: OnceLock<Arc<RelationLineage>>,
@@ -129,6 +133,7 @@ impl Relation {
             columns,
             definition,
             parents: Vec::new(),
+            keys: RelationKeys::default(),
             view_lineage: OnceLock::new(),
         }
     }
@@ -145,6 +150,48 @@ impl Relation {
             RelationKind::View | RelationKind::MaterializedView
         )
     }
+}
+
+/// The columns of a relation whose written values the server compares with
+/// the values stored in other rows: a unique index (primary keys and UNIQUE
+/// constraints too) or an exclusion constraint over the column, and foreign
+/// keys. Whether such a write conflicts tells the writer whether a value is
+/// stored, as `column = value` would.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationKeys {
+    /// Columns a unique index or exclusion constraint covers, as a key
+    /// column, inside a key expression or in its predicate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unique: Vec<String>,
+    /// Its foreign keys: a value written into `column` is looked up in the
+    /// referenced column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<KeyLink>,
+    /// Other relations' foreign keys into it: deleting a row, or changing
+    /// `column`, looks the old value up in the referencing column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub referenced_by: Vec<KeyLink>,
+}
+
+impl RelationKeys {
+    pub fn is_empty(&self) -> bool {
+        self.unique.is_empty() && self.references.is_empty() && self.referenced_by.is_empty()
+    }
+
+    /// True when a value written into `column` is compared with the values
+    /// of `column` in other rows.
+    pub fn is_unique(&self, column: &str) -> bool {
+        self.unique.iter().any(|c| c == column)
+    }
+}
+
+/// One column pair of a foreign key: this relation's `column` and the
+/// column of the other relation (schema, relation, column) it is matched
+/// with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct KeyLink {
+    pub column: String,
+    pub other: (String, String, String),
 }
 
 /// A function or procedure.
@@ -365,6 +412,63 @@ fn carried(r: &Arc<Relation>, parents: Option<Vec<(String, String)>>) -> Arc<Rel
         parents,
         ..(**r).clone()
     })
+}
+
+/// The relations with the keys of `raw` (relation oid -> attnums), named:
+/// a relation whose keys changed is copied, the others are shared.
+fn with_keys(relations: Vec<Arc<Relation>>, raw: &HashMap<u32, RawKeys>) -> Vec<Arc<Relation>> {
+    let by_oid: HashMap<u32, &Relation> = relations.iter().map(|r| (r.oid, &**r)).collect();
+    let column = |oid: u32, attnum: i16| -> Option<(&Relation, &str)> {
+        let relation = by_oid.get(&oid)?;
+        let column = relation.columns.iter().find(|c| c.attnum == attnum)?;
+        Some((relation, column.name.as_str()))
+    };
+    let mut keys: HashMap<u32, RelationKeys> = HashMap::new();
+    for (&oid, raw) in raw {
+        for &attnum in &raw.unique {
+            if let Some((_, name)) = column(oid, attnum) {
+                keys.entry(oid).or_default().unique.push(name.to_owned());
+            }
+        }
+        for (own, other, referenced) in &raw.references {
+            for (&a, &b) in own.iter().zip(referenced.iter()) {
+                let (Some((child, c)), Some((parent, p))) = (column(oid, a), column(*other, b))
+                else {
+                    continue;
+                };
+                keys.entry(oid).or_default().references.push(KeyLink {
+                    column: c.to_owned(),
+                    other: (parent.schema.clone(), parent.name.clone(), p.to_owned()),
+                });
+                keys.entry(*other).or_default().referenced_by.push(KeyLink {
+                    column: p.to_owned(),
+                    other: (child.schema.clone(), child.name.clone(), c.to_owned()),
+                });
+            }
+        }
+    }
+    for k in keys.values_mut() {
+        k.unique.sort();
+        k.unique.dedup();
+        k.references.sort();
+        k.references.dedup();
+        k.referenced_by.sort();
+        k.referenced_by.dedup();
+    }
+    relations
+        .into_iter()
+        .map(|r| {
+            let k = keys.remove(&r.oid).unwrap_or_default();
+            if r.keys == k {
+                r
+            } else {
+                Arc::new(Relation {
+                    keys: k,
+                    ..(*r).clone()
+                })
+            }
+        })
+        .collect()
 }
 
 impl Catalog {
@@ -751,6 +855,7 @@ impl Catalog {
         }
         relations.extend(user_relations.into_iter().map(|r| fresh(r, &mut parents)));
         functions.extend(user_functions.into_iter().map(Arc::new));
+        let relations = with_keys(relations, &read_rows.keys);
         let mut schemas = read_rows.schemas;
         schemas.sort();
         let (system_snapshot, system_read_at) = if incremental && read.scope == ReadScope::User {
@@ -1158,6 +1263,7 @@ impl CatalogRead {
                FROM pg_catalog.pg_inherits i \
                JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace \
+             {keys} \
              UNION ALL SELECT 'F', p.oid::text, n.nspname::text, p.proname::text, l.lanname::text, \
                     p.provolatile::text, p.prokind::text, \
                     CASE WHEN p.proargmodes && ARRAY['o','b','t']::\"char\"[] THEN \
@@ -1190,9 +1296,33 @@ impl CatalogRead {
               WHERE {operator_range}n.nspname NOT IN ('pg_catalog', 'information_schema')",
             left_reach = builtin_reach("o.oprleft"),
             right_reach = builtin_reach("o.oprright"),
+            keys = KEY_ROWS,
         )
     }
 }
+
+/// Rows `K` of every catalog read: the keys of every user relation (see
+/// `RelationKeys`), by attnum, read whole like pg_inherits (one row per
+/// index and foreign key, a few milliseconds for a thousand), so that an
+/// index or constraint dropped is forgotten as soon as one made is learnt.
+/// `u`: a unique index's or exclusion constraint's `indkey`; `e`: a column
+/// inside its key expressions or predicate (the index depends on it in
+/// pg_depend); `f`: a foreign key's columns, the referenced relation and
+/// its columns. 16384 is `FIRST_NORMAL_OBJECT_ID`.
+const KEY_ROWS: &str = "UNION ALL SELECT 'K', i.indrelid::text, 'u', i.indkey::text, NULL, NULL, NULL, NULL \
+       FROM pg_catalog.pg_index i \
+      WHERE i.indrelid >= 16384 AND (i.indisunique OR i.indisexclusion) \
+     UNION ALL SELECT 'K', i.indrelid::text, 'e', d.refobjsubid::text, NULL, NULL, NULL, NULL \
+       FROM pg_catalog.pg_index i \
+       JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass \
+        AND d.objid = i.indexrelid AND d.objsubid = 0 \
+        AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = i.indrelid \
+        AND d.refobjsubid > 0 \
+      WHERE i.indrelid >= 16384 AND (i.indisunique OR i.indisexclusion) \
+        AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL) \
+     UNION ALL SELECT 'K', k.conrelid::text, 'f', k.conkey::text, k.confrelid::text, k.confkey::text, NULL, NULL \
+       FROM pg_catalog.pg_constraint k \
+      WHERE k.contype = 'f' AND k.conrelid >= 16384";
 
 /// SQL for the built-in types whose values PostgreSQL may pass to a
 /// parameter of type `type_oid` (`can_coerce_type` with implicit casts):
@@ -1218,6 +1348,16 @@ fn builtin_reach(type_oid: &str) -> String {
 /// (inhseqno, (parent schema, parent name)) of one pg_inherits row.
 type ParentRow = (i32, (String, String));
 
+/// Keys of one relation as a read gives them, by attnum (see
+/// `RelationKeys`, which `with_keys` names them into).
+#[derive(Default)]
+struct RawKeys {
+    /// Columns a unique index or exclusion constraint covers.
+    unique: Vec<i16>,
+    /// Foreign keys: (own columns, referenced relation, its columns).
+    references: Vec<(Vec<i16>, u32, Vec<i16>)>,
+}
+
 /// The rows of one `CatalogRead`, sorted out.
 #[derive(Default)]
 struct ReadRows {
@@ -1230,6 +1370,8 @@ struct ReadRows {
     operators: Vec<CatalogOperator>,
     live_relations: HashSet<u32>,
     live_functions: HashSet<u32>,
+    /// Keys per relation oid, by attnum (see `RelationKeys`).
+    keys: HashMap<u32, RawKeys>,
     /// Largest command id of the reading transaction's own rows read.
     own_command: Option<u32>,
 }
@@ -1295,6 +1437,7 @@ impl ReadRows {
                         columns: Vec::new(),
                         definition: row.get(5).cloned().flatten(),
                         parents: Vec::new(),
+                        keys: RelationKeys::default(),
                         view_lineage: OnceLock::new(),
                     });
                 }
@@ -1331,6 +1474,44 @@ impl ReadRows {
                         .unwrap_or("")
                         .to_owned(),
                 }),
+                "K" => {
+                    let keys = out
+                        .keys
+                        .entry(number(row, 1, "key relation oid")?)
+                        .or_default();
+                    let attnums =
+                        |i: usize, what: &'static str| -> Result<Vec<i16>, CatalogError> {
+                            let text = field(row, i, what)?;
+                            text.trim_matches(|c| c == '{' || c == '}')
+                                .split([' ', ','])
+                                .filter(|a| !a.is_empty())
+                                .map(|a| {
+                                    a.parse().map_err(|_| CatalogError::UnexpectedValue {
+                                        what,
+                                        value: text.to_owned(),
+                                    })
+                                })
+                                .collect()
+                        };
+                    match field(row, 2, "key kind")? {
+                        // An expression's entry in indkey is 0.
+                        "u" => keys
+                            .unique
+                            .extend(attnums(3, "index key")?.into_iter().filter(|a| *a > 0)),
+                        "e" => keys.unique.extend(attnums(3, "index expression column")?),
+                        "f" => keys.references.push((
+                            attnums(3, "foreign key columns")?,
+                            number(row, 4, "referenced relation oid")?,
+                            attnums(5, "referenced columns")?,
+                        )),
+                        other => {
+                            return Err(CatalogError::UnexpectedValue {
+                                what: "key kind",
+                                value: other.to_owned(),
+                            })
+                        }
+                    }
+                }
                 "L" => {
                     out.live_relations.insert(number(row, 1, "relation oid")?);
                 }
@@ -1522,6 +1703,7 @@ mod tests {
                 }],
                 definition: None,
                 parents: Vec::new(),
+                keys: RelationKeys::default(),
                 view_lineage: OnceLock::new(),
             }],
             vec![CatalogFunction {

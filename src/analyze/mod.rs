@@ -717,6 +717,9 @@ fn unparsed_effects(
     effects: &mut lineage::Effects,
 ) {
     let mut walker = Walker::new(catalog, search_path);
+    if let Some((table, columns)) = &pg.copy_into {
+        walker.copy_into(table, columns);
+    }
     for function in &pg.references.functions {
         let _ = walker.check_function(function, None);
         // Its setting is an argument the references do not carry.
@@ -929,6 +932,14 @@ fn walk_statement(
             source, to, target, ..
         } => {
             if !to {
+                if let ast::CopySource::Table {
+                    table_name,
+                    columns,
+                } = source
+                {
+                    let columns: Vec<String> = columns.iter().map(lineage::ident_name).collect();
+                    walker.copy_into(&lineage::object_name_parts(table_name), &columns);
+                }
                 return (K::CopyFrom, Vec::new());
             }
             let outputs = walker.copy_source(source);

@@ -92,6 +92,9 @@ pub struct PgStatement {
     pub block_use: BlockUse,
     /// A `COPY … FROM STDIN`: a write of the rows the client sends.
     pub copy_from_stdin: bool,
+    /// The table a `COPY … FROM` writes into (`[schema.]name` as written)
+    /// and the columns it lists (none: every column).
+    pub copy_into: Option<(Vec<String>, Vec<String>)>,
     /// A `DO` block of PL/pgSQL that only raises constant messages (see
     /// [`raise_only`]).
     pub raise_only: bool,
@@ -469,6 +472,16 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             node,
             Some(pg_query::NodeEnum::CopyStmt(c)) if c.is_from && !c.is_program && c.filename.is_empty()
         );
+        let copy_into = match node {
+            Some(pg_query::NodeEnum::CopyStmt(c)) if c.is_from => c.relation.as_ref().map(|r| {
+                let mut parts: Vec<String> = Vec::new();
+                parts.extend(non_empty(&r.catalogname));
+                parts.extend(non_empty(&r.schemaname));
+                parts.push(r.relname.clone());
+                (parts, names_of(&c.attlist))
+            }),
+            _ => None,
+        };
         let raise_only = node.is_some_and(raise_only);
         let defined_functions = node.map(functions_defined).unwrap_or_default();
         let trigger_function = match node {
@@ -507,6 +520,7 @@ fn parse_here(sql: &str, settings: LexSettings) -> Result<Vec<PgStatement>, PgPa
             setting,
             block_use,
             copy_from_stdin,
+            copy_into,
             raise_only,
             range: start..end,
             kind,

@@ -389,6 +389,22 @@ pub(crate) fn derive(
                      or drop the column from it",
                 );
             }
+            if use_.clause == Clause::KeyCheck {
+                return block(
+                    format!(
+                        "protected column {} is looked up by this write: the server compares \
+                         the value written with the values stored in other rows (a unique \
+                         index, exclusion constraint or foreign key), so whether the write \
+                         conflicts tells whether the value is stored: {what}",
+                        display(&use_.column)
+                    ),
+                    decision.rule,
+                    Some(&use_.column),
+                    "write literals or parameters (a VALUES list, SET col = $1) as a role whose \
+                     rule has filter: equality for the column, or filter: allow for computed or \
+                     copied values and COPY FROM",
+                );
+            }
             return block(
                 format!(
                     "protected column {} is used in {}: {what}",

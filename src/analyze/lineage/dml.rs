@@ -1,15 +1,142 @@
-//! Data-modifying statements: INSERT (ON CONFLICT too), UPDATE, DELETE and
-//! MERGE, the values they write (sinks) and their RETURNING outputs.
+//! Data-modifying statements: INSERT (ON CONFLICT too), UPDATE, DELETE,
+//! MERGE and COPY FROM, the values they write (sinks), what the server
+//! compares those values with (keys), and their RETURNING outputs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use sqlparser::ast::{self, Ident, ObjectName, SelectItem, Statement};
+use sqlparser::ast::{self, Expr, Ident, ObjectName, Query, SelectItem, Statement};
 
 use super::{
-    object_name_parts, truncate, Clause, Frame, HazardRule, OutputColumn, ScopeItem, Sink, Sources,
-    Walker,
+    constant_source, is_constant, object_name_parts, truncate, Clause, Flow, Frame, HazardRule,
+    Operand, OutputColumn, ScopeItem, Sink, Sources, Walker,
 };
+use crate::analyze::catalog::Catalog;
 use crate::analyze::policy_view::QualifiedColumn;
+
+/// The stored columns a write into the item's column `name` lands in: the
+/// column itself, or the base column an updatable view's column copies.
+/// Not the ancestors' columns a partition or inheritance child also
+/// carries: their keys are not checked by a write into the child (a
+/// partition carries its own copy of a partitioned table's unique index).
+fn written_columns(catalog: &Catalog, target: &ScopeItem, name: &str) -> Vec<QualifiedColumn> {
+    let sources: Vec<QualifiedColumn> = target
+        .columns
+        .iter()
+        .filter(|c| c.name == name)
+        .flat_map(|c| c.sources.iter())
+        .filter(|(column, flow)| **flow == Flow::Copy && **column != constant_source())
+        .map(|(column, _)| column.clone())
+        .collect();
+    let mut ancestors: BTreeSet<(String, String)> = BTreeSet::new();
+    for column in &sources {
+        let mut pending = vec![(column.schema.clone(), column.table.clone())];
+        while let Some((schema, table)) = pending.pop() {
+            if let Some(relation) = catalog.relation(&schema, &table) {
+                for parent in &relation.parents {
+                    if ancestors.insert(parent.clone()) {
+                        pending.push(parent.clone());
+                    }
+                }
+            }
+        }
+    }
+    sources
+        .into_iter()
+        .filter(|c| !ancestors.contains(&(c.schema.clone(), c.table.clone())))
+        .collect()
+}
+
+/// The column at the other end of a foreign key (see `KeyLink`).
+fn link_column((schema, table, column): &(String, String, String)) -> QualifiedColumn {
+    QualifiedColumn {
+        schema: schema.clone(),
+        table: table.clone(),
+        column: column.clone(),
+    }
+}
+
+/// What a written value is, from its lineage alone: a copy of columns, or
+/// computed (its expression is not at hand to tell a constant).
+fn operand_of(sources: &Sources) -> Operand {
+    let columns: Vec<QualifiedColumn> = sources
+        .iter()
+        .filter(|(c, f)| **f == Flow::Copy && **c != constant_source())
+        .map(|(c, _)| c.clone())
+        .collect();
+    if !columns.is_empty() && columns.len() == sources.len() {
+        Operand::Columns(columns)
+    } else {
+        Operand::Computed
+    }
+}
+
+/// `DEFAULT` in a VALUES row or SET: the column's default, not a value the
+/// writer chose.
+fn is_default(expr: &Expr) -> bool {
+    matches!(expr, Expr::Identifier(i) if i.quote_style.is_none() && i.value.eq_ignore_ascii_case("default"))
+}
+
+/// The rows of a VALUES list.
+fn values_rows(values: &ast::Values) -> Vec<Vec<&Expr>> {
+    values
+        .rows
+        .iter()
+        .map(|row| row.content.iter().collect())
+        .collect()
+}
+
+/// The rows an INSERT's source spells out: a VALUES list, or the one row of
+/// a SELECT without FROM; None for any other query.
+fn literal_rows(source: Option<&Query>) -> Option<Vec<Vec<&Expr>>> {
+    match source?.body.as_ref() {
+        ast::SetExpr::Values(values) => Some(values_rows(values)),
+        ast::SetExpr::Select(select) if select.from.is_empty() => {
+            let row = select
+                .projection
+                .iter()
+                .map(|item| match item {
+                    SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                        Some(e)
+                    }
+                    _ => None,
+                })
+                .collect::<Option<Vec<&Expr>>>()?;
+            Some(vec![row])
+        }
+        _ => None,
+    }
+}
+
+/// What each column of an INSERT's rows is (see `Walker::key_checks`):
+/// constants when every row of `rows` gives a literal or parameter there
+/// (one candidate a row); None when every row gives DEFAULT; else what the
+/// lineage says.
+fn inserted_operands(
+    rows: Option<&[Vec<&Expr>]>,
+    outputs: &[OutputColumn],
+) -> Vec<Option<Operand>> {
+    outputs
+        .iter()
+        .enumerate()
+        .map(|(i, output)| {
+            let Some(rows) = rows else {
+                return Some(operand_of(&output.sources));
+            };
+            let given: Vec<&Expr> = rows
+                .iter()
+                .filter_map(|row| row.get(i).copied())
+                .filter(|e| !is_default(e))
+                .collect();
+            if given.is_empty() {
+                None
+            } else if given.iter().all(|e| is_constant(e)) {
+                Some(Operand::Constants(given.len()))
+            } else {
+                Some(operand_of(&output.sources))
+            }
+        })
+        .collect()
+}
 
 impl Walker<'_> {
     /// Analyses INSERT/UPDATE/DELETE/MERGE; returns RETURNING outputs.
@@ -62,6 +189,110 @@ impl Walker<'_> {
         }
     }
 
+    /// Writing `value` into the item's column `name`: where the server
+    /// compares it with values stored in other rows (the column under a
+    /// unique index or exclusion constraint, the column a foreign key
+    /// references), whether the write conflicts answers "is this value
+    /// stored", as `column = value` would: a use of the compared column.
+    fn key_checks(&mut self, target: &ScopeItem, name: &str, value: &Operand) {
+        for written in written_columns(self.catalog, target, name) {
+            let Some(relation) = self.catalog.relation(&written.schema, &written.table) else {
+                continue;
+            };
+            let mut compared = Vec::new();
+            if relation.keys.is_unique(&written.column) {
+                compared.push(written.clone());
+            }
+            for link in &relation.keys.references {
+                if link.column == written.column {
+                    compared.push(link_column(&link.other));
+                }
+            }
+            for checked in compared {
+                // A row's own value written back (`SET c = c`) finds itself.
+                if matches!(value, Operand::Columns(c) if c.as_slice() == std::slice::from_ref(&checked))
+                {
+                    continue;
+                }
+                let sources = self.stored_column(&checked);
+                self.with_clause(Clause::KeyCheck, |w| w.compare(&sources, value));
+            }
+        }
+    }
+
+    /// A stored column with the same-named columns of its relation's
+    /// ancestors (a partition's or inheritance child's rows are theirs, and
+    /// so are their rules).
+    fn stored_column(&mut self, column: &QualifiedColumn) -> Sources {
+        let catalog = self.catalog;
+        catalog
+            .relation(&column.schema, &column.table)
+            .and_then(|relation| {
+                self.relation_columns(relation)
+                    .into_iter()
+                    .find(|c| c.name == column.column)
+            })
+            .map(|c| c.sources)
+            .unwrap_or_else(|| Sources::from([(column.clone(), Flow::Copy)]))
+    }
+
+    /// Deleting rows of the target, or changing its columns `changed`:
+    /// the server looks each old value up in the columns of other
+    /// relations' foreign keys that reference it (an error, or the rows a
+    /// cascade changes, tell whether one holds it), which joins those
+    /// columns with the target's.
+    fn referencing_checks(&mut self, target: &ScopeItem, changed: Option<&BTreeSet<String>>) {
+        let written: BTreeSet<QualifiedColumn> = target
+            .columns
+            .iter()
+            .filter(|c| changed.is_none_or(|names| names.contains(&c.name)))
+            .flat_map(|c| written_columns(self.catalog, target, &c.name))
+            .collect();
+        let relations: BTreeSet<(String, String)> = written
+            .iter()
+            .map(|c| (c.schema.clone(), c.table.clone()))
+            .collect();
+        for (schema, table) in relations {
+            let Some(relation) = self.catalog.relation(&schema, &table) else {
+                continue;
+            };
+            for link in &relation.keys.referenced_by {
+                let referenced = QualifiedColumn {
+                    schema: schema.clone(),
+                    table: table.clone(),
+                    column: link.column.clone(),
+                };
+                if !written.contains(&referenced) {
+                    continue;
+                }
+                let referencing = self.stored_column(&link_column(&link.other));
+                let partner = Operand::Columns(vec![referenced]);
+                self.with_clause(Clause::KeyCheck, |w| w.compare(&referencing, &partner));
+            }
+        }
+    }
+
+    /// `COPY table [(columns)] FROM …`: the rows it loads are values the
+    /// caller chose, any number of them, written into the listed (or all)
+    /// columns (see `key_checks`).
+    pub(crate) fn copy_into(&mut self, table: &[String], columns: &[String]) {
+        // A table not in the catalog is the server's to reject (42P01).
+        if self.catalog_relation(table).is_none() {
+            return;
+        }
+        let Some(target) = self.relation_item(table, None) else {
+            return;
+        };
+        let names: Vec<String> = if columns.is_empty() {
+            target.columns.iter().map(|c| c.name.clone()).collect()
+        } else {
+            columns.to_vec()
+        };
+        for name in &names {
+            self.key_checks(&target, name, &Operand::Computed);
+        }
+    }
+
     fn returning(&mut self, items: Option<&Vec<SelectItem>>) -> Vec<OutputColumn> {
         let mut outputs = Vec::new();
         if let Some(items) = items {
@@ -103,6 +334,13 @@ impl Walker<'_> {
         };
         for (column, output) in target_columns.iter().zip(source_outputs.iter()) {
             self.write_sinks(&target, column, &output.sources, "INSERT");
+        }
+        let rows = literal_rows(insert.source.as_deref());
+        let operands = inserted_operands(rows.as_deref(), &source_outputs);
+        for (column, operand) in target_columns.iter().zip(operands.iter()) {
+            if let Some(operand) = operand {
+                self.key_checks(&target, column, operand);
+            }
         }
         if !insert.assignments.is_empty() {
             self.hazard(HazardRule::Unanalysable, "INSERT … SET");
@@ -185,6 +423,31 @@ impl Walker<'_> {
             for column in &columns {
                 self.write_sinks(target, column, &sources, via);
             }
+            // What each column is given, for `key_checks`.
+            let values: Vec<Option<Operand>> = match (&assignment.value, columns.len()) {
+                (value, 1) if is_default(value) => vec![None],
+                (value, 1) => vec![Some(self.operand(value, &sources))],
+                (Expr::Tuple(values), n) if values.len() == n => values
+                    .iter()
+                    .map(|v| {
+                        if is_default(v) {
+                            None
+                        } else if is_constant(v) {
+                            Some(Operand::Constants(1))
+                        } else {
+                            Some(Operand::Computed)
+                        }
+                    })
+                    .collect(),
+                _ => vec![Some(Operand::Computed); columns.len()],
+            };
+            for (column, value) in columns.iter().zip(values.iter()) {
+                if let Some(value) = value {
+                    self.key_checks(target, column, value);
+                }
+            }
+            let changed: BTreeSet<String> = columns.into_iter().collect();
+            self.referencing_checks(target, Some(&changed));
         }
     }
 
@@ -235,11 +498,15 @@ impl Walker<'_> {
         for table in tables.iter().chain(delete.using.iter().flatten()) {
             star.extend(self.table_with_joins(table));
         }
+        let target = self.frames.last().and_then(|f| f.items.first().cloned());
         if let Some(frame) = self.frames.last_mut() {
             frame.star = star;
         }
         if let Some(selection) = &delete.selection {
             self.with_clause(Clause::Where, |w| w.predicate(selection));
+        }
+        if let Some(target) = &target {
+            self.referencing_checks(target, None);
         }
         let outputs = self.returning(delete.returning.as_ref());
         self.frames.pop();
@@ -278,10 +545,22 @@ impl Walker<'_> {
                         for (column, out) in columns.iter().zip(outputs.iter()) {
                             self.write_sinks(target, column, &out.sources, "MERGE INSERT");
                         }
+                        let rows = values_rows(values);
+                        let operands = inserted_operands(Some(&rows), &outputs);
+                        for (column, operand) in columns.iter().zip(operands.iter()) {
+                            if let Some(operand) = operand {
+                                self.key_checks(target, column, operand);
+                            }
+                        }
                     }
                     _ => self.hazard(HazardRule::Unanalysable, "MERGE INSERT form"),
                 },
-                ast::MergeAction::Delete { .. } | ast::MergeAction::DoNothing { .. } => {}
+                ast::MergeAction::Delete { .. } => {
+                    if let Some(target) = &target {
+                        self.referencing_checks(target, None);
+                    }
+                }
+                ast::MergeAction::DoNothing { .. } => {}
             }
         }
         let outputs = match &merge.output {

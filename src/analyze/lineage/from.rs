@@ -620,15 +620,7 @@ impl Walker<'_> {
                 });
             }
         }
-        let relation = match parts {
-            [name] => self.catalog.resolve_relation(self.search_path, name),
-            [schema, name] => self.catalog.relation(schema, name),
-            [database, schema, name] if database == self.catalog.database() => {
-                self.catalog.relation(schema, name)
-            }
-            _ => None,
-        };
-        let Some(relation) = relation else {
+        let Some(relation) = self.catalog_relation(parts) else {
             self.hazard(
                 HazardRule::UnknownName,
                 format!("relation {} is not in the catalog", parts.join(".")),

@@ -131,6 +131,10 @@ pub enum Clause {
     /// view that calls a volatile function, what `count()` counts):
     /// whether that fails depends on values.
     Evaluated,
+    /// A written value the server compares with values stored in other
+    /// rows (a unique index, an exclusion constraint, a foreign key):
+    /// whether the write conflicts tells whether the value is stored.
+    KeyCheck,
 }
 
 impl Clause {
@@ -155,6 +159,10 @@ impl Clause {
             Clause::Assignment => "SET",
             Clause::Returning => "RETURNING",
             Clause::Ddl => "DDL expression",
+            Clause::KeyCheck => {
+                "a write the server checks against a unique index, exclusion constraint or \
+                 foreign key, whose conflict or success tells whether the value is stored"
+            }
         }
     }
 }
@@ -369,7 +377,7 @@ pub(crate) fn ident_name(ident: &Ident) -> String {
     }
 }
 
-fn object_name_parts(name: &ObjectName) -> Vec<String> {
+pub(crate) fn object_name_parts(name: &ObjectName) -> Vec<String> {
     name.0
         .iter()
         .map(|part| match part.as_ident() {
@@ -468,6 +476,18 @@ impl<'c> Walker<'c> {
 
     fn hazard(&mut self, rule: HazardRule, detail: impl Into<String>) {
         self.effects.hazard(rule, detail);
+    }
+
+    /// The catalog relation `[[database.]schema.]name` names.
+    fn catalog_relation(&self, parts: &[String]) -> Option<&'c super::catalog::Relation> {
+        match parts {
+            [name] => self.catalog.resolve_relation(self.search_path, name),
+            [schema, name] => self.catalog.relation(schema, name),
+            [database, schema, name] if database == self.catalog.database() => {
+                self.catalog.relation(schema, name)
+            }
+            _ => None,
+        }
     }
 
     /// Values the server computes but may not return (EXPLAIN ANALYZE, a
