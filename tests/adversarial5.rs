@@ -252,6 +252,9 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
              ALTER TABLE cards_archive ADD FOREIGN KEY (card_no) REFERENCES card_registry;
              CREATE TABLE customers_archive () INHERITS (customers);
              CREATE UNIQUE INDEX ON customers_archive (lower(mobile));
+             CREATE UNIQUE INDEX ON customers_archive (branch, id_number);
+             ALTER TABLE customers_archive ADD CONSTRAINT archive_income
+               CHECK (full_name <> 'closed' OR annual_income < 100000);
              GRANT ALL ON kyc_documents, card_registry, cards_archive, customers_archive TO PUBLIC;",
         )
         .unwrap();
@@ -275,6 +278,11 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
             // Deleting a referenced row looks its key up in the protected
             // referencing column.
             "DELETE FROM card_registry WHERE card_no = '6222021234567890128'",
+            // Changing one column of a unique (branch, id_number) compares
+            // the row's stored id_number with other rows' of that branch.
+            "UPDATE customers_archive SET branch = 'Hangzhou' WHERE id = 1",
+            // The CHECK reads the row's stored annual_income.
+            "UPDATE customers_archive SET full_name = 'closed' WHERE id = 1",
         ] {
             s.refused(sql).await;
         }
@@ -283,8 +291,9 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
         for sql in [
             "INSERT INTO cards (customer_id, status) VALUES (1, 'new')",
             "INSERT INTO card_registry VALUES ('6222021234567890128')",
-            "INSERT INTO customers_archive (full_name, id_number) VALUES ('x', '11010519491231002X')",
+            "INSERT INTO cards_archive (customer_id, status) VALUES (1, 'new')",
             "UPDATE customers SET branch = 'Ningbo' WHERE id = 2",
+            "UPDATE customers_archive SET id = 5 WHERE id = 1",
         ] {
             works(&s, sql).await;
         }
@@ -296,7 +305,7 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
         .psql_super_db("bank", "DROP INDEX customers_archive_lower_idx")
         .unwrap();
     owner.exec("CREATE TABLE keys_read_once_more (a int)").await;
-    let s = as_role("dev").await;
+    let s = as_role("agent").await;
     s.exec("BEGIN").await;
     works(
         &s,

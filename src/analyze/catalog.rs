@@ -4,7 +4,7 @@
 //! writes. Immutable once built; a refresh builds a new one with a higher
 //! generation, so cached analyses keyed on the generation never go stale.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -152,36 +152,43 @@ impl Relation {
     }
 }
 
-/// The columns of a relation whose written values the server compares with
-/// the values stored in other rows: a unique index (primary keys and UNIQUE
-/// constraints too) or an exclusion constraint over the column, and foreign
-/// keys. Whether such a write conflicts tells the writer whether a value is
-/// stored, as `column = value` would.
+/// What the server checks a relation's rows against beyond the row
+/// itself: unique indexes (primary keys and UNIQUE constraints too) and
+/// exclusion constraints, which compare a written row with the rows stored,
+/// foreign keys, which look a row's key up in another relation, and CHECK
+/// constraints, which read several columns of one row. Whether a write
+/// passes them tells the writer something of the values they read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelationKeys {
-    /// Columns a unique index or exclusion constraint covers, as a key
-    /// column, inside a key expression or in its predicate.
+    /// Each unique index or exclusion constraint: the columns it covers,
+    /// as key columns, inside key expressions or in its predicate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unique: Vec<String>,
-    /// Its foreign keys: a value written into `column` is looked up in the
-    /// referenced column.
+    pub unique: Vec<Vec<String>>,
+    /// Its foreign keys, each the column pairs it matches: a value written
+    /// into a `column` is looked up in the referenced column.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub references: Vec<KeyLink>,
+    pub references: Vec<Vec<KeyLink>>,
     /// Other relations' foreign keys into it: deleting a row, or changing
-    /// `column`, looks the old value up in the referencing column.
+    /// a `column`, looks the old value up in the referencing column.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub referenced_by: Vec<KeyLink>,
+    pub referenced_by: Vec<Vec<KeyLink>>,
+    /// Each CHECK constraint: the columns it reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Vec<String>>,
 }
 
 impl RelationKeys {
     pub fn is_empty(&self) -> bool {
-        self.unique.is_empty() && self.references.is_empty() && self.referenced_by.is_empty()
+        self.unique.is_empty()
+            && self.references.is_empty()
+            && self.referenced_by.is_empty()
+            && self.checks.is_empty()
     }
 
     /// True when a value written into `column` is compared with the values
     /// of `column` in other rows.
     pub fn is_unique(&self, column: &str) -> bool {
-        self.unique.iter().any(|c| c == column)
+        self.unique.iter().flatten().any(|c| c == column)
     }
 }
 
@@ -423,33 +430,56 @@ fn with_keys(relations: Vec<Arc<Relation>>, raw: &HashMap<u32, RawKeys>) -> Vec<
         let column = relation.columns.iter().find(|c| c.attnum == attnum)?;
         Some((relation, column.name.as_str()))
     };
+    let names = |oid: u32, attnums: &[i16]| -> Vec<String> {
+        let mut names: Vec<String> = attnums
+            .iter()
+            .filter_map(|a| column(oid, *a).map(|(_, n)| n.to_owned()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
     let mut keys: HashMap<u32, RelationKeys> = HashMap::new();
     for (&oid, raw) in raw {
-        for &attnum in &raw.unique {
-            if let Some((_, name)) = column(oid, attnum) {
-                keys.entry(oid).or_default().unique.push(name.to_owned());
+        for attnums in raw.unique.values() {
+            let set = names(oid, attnums);
+            if !set.is_empty() {
+                keys.entry(oid).or_default().unique.push(set);
+            }
+        }
+        for attnums in &raw.checks {
+            let set = names(oid, attnums);
+            if !set.is_empty() {
+                keys.entry(oid).or_default().checks.push(set);
             }
         }
         for (own, other, referenced) in &raw.references {
+            let (mut out, mut back) = (Vec::new(), Vec::new());
             for (&a, &b) in own.iter().zip(referenced.iter()) {
                 let (Some((child, c)), Some((parent, p))) = (column(oid, a), column(*other, b))
                 else {
                     continue;
                 };
-                keys.entry(oid).or_default().references.push(KeyLink {
+                out.push(KeyLink {
                     column: c.to_owned(),
                     other: (parent.schema.clone(), parent.name.clone(), p.to_owned()),
                 });
-                keys.entry(*other).or_default().referenced_by.push(KeyLink {
+                back.push(KeyLink {
                     column: p.to_owned(),
                     other: (child.schema.clone(), child.name.clone(), c.to_owned()),
                 });
+            }
+            if !out.is_empty() {
+                keys.entry(oid).or_default().references.push(out);
+                keys.entry(*other).or_default().referenced_by.push(back);
             }
         }
     }
     for k in keys.values_mut() {
         k.unique.sort();
         k.unique.dedup();
+        k.checks.sort();
+        k.checks.dedup();
         k.references.sort();
         k.references.dedup();
         k.referenced_by.sort();
@@ -1305,14 +1335,15 @@ impl CatalogRead {
 /// `RelationKeys`), by attnum, read whole like pg_inherits (one row per
 /// index and foreign key, a few milliseconds for a thousand), so that an
 /// index or constraint dropped is forgotten as soon as one made is learnt.
-/// `u`: a unique index's or exclusion constraint's `indkey`; `e`: a column
-/// inside its key expressions or predicate (the index depends on it in
-/// pg_depend); `f`: a foreign key's columns, the referenced relation and
-/// its columns. 16384 is `FIRST_NORMAL_OBJECT_ID`.
-const KEY_ROWS: &str = "UNION ALL SELECT 'K', i.indrelid::text, 'u', i.indkey::text, NULL, NULL, NULL, NULL \
+/// `u`: a unique index's or exclusion constraint's `indkey` and oid; `e`:
+/// a column inside its key expressions or predicate (the index depends on
+/// it in pg_depend); `f`: a foreign key's columns, the referenced relation
+/// and its columns; `c`: the columns a CHECK constraint reads. 16384 is
+/// `FIRST_NORMAL_OBJECT_ID`.
+const KEY_ROWS: &str = "UNION ALL SELECT 'K', i.indrelid::text, 'u', i.indkey::text, i.indexrelid::text, NULL, NULL, NULL \
        FROM pg_catalog.pg_index i \
       WHERE i.indrelid >= 16384 AND (i.indisunique OR i.indisexclusion) \
-     UNION ALL SELECT 'K', i.indrelid::text, 'e', d.refobjsubid::text, NULL, NULL, NULL, NULL \
+     UNION ALL SELECT 'K', i.indrelid::text, 'e', d.refobjsubid::text, i.indexrelid::text, NULL, NULL, NULL \
        FROM pg_catalog.pg_index i \
        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass \
         AND d.objid = i.indexrelid AND d.objsubid = 0 \
@@ -1322,7 +1353,10 @@ const KEY_ROWS: &str = "UNION ALL SELECT 'K', i.indrelid::text, 'u', i.indkey::t
         AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL) \
      UNION ALL SELECT 'K', k.conrelid::text, 'f', k.conkey::text, k.confrelid::text, k.confkey::text, NULL, NULL \
        FROM pg_catalog.pg_constraint k \
-      WHERE k.contype = 'f' AND k.conrelid >= 16384";
+      WHERE k.contype = 'f' AND k.conrelid >= 16384 \
+     UNION ALL SELECT 'K', k.conrelid::text, 'c', k.conkey::text, NULL, NULL, NULL, NULL \
+       FROM pg_catalog.pg_constraint k \
+      WHERE k.contype = 'c' AND k.conrelid >= 16384 AND k.conkey IS NOT NULL";
 
 /// SQL for the built-in types whose values PostgreSQL may pass to a
 /// parameter of type `type_oid` (`can_coerce_type` with implicit casts):
@@ -1352,10 +1386,13 @@ type ParentRow = (i32, (String, String));
 /// `RelationKeys`, which `with_keys` names them into).
 #[derive(Default)]
 struct RawKeys {
-    /// Columns a unique index or exclusion constraint covers.
-    unique: Vec<i16>,
+    /// Per unique index or exclusion constraint (by index oid): the
+    /// columns it covers.
+    unique: BTreeMap<u32, Vec<i16>>,
     /// Foreign keys: (own columns, referenced relation, its columns).
     references: Vec<(Vec<i16>, u32, Vec<i16>)>,
+    /// CHECK constraints: the columns each reads.
+    checks: Vec<Vec<i16>>,
 }
 
 /// The rows of one `CatalogRead`, sorted out.
@@ -1497,8 +1534,15 @@ impl ReadRows {
                         // An expression's entry in indkey is 0.
                         "u" => keys
                             .unique
+                            .entry(number(row, 4, "index oid")?)
+                            .or_default()
                             .extend(attnums(3, "index key")?.into_iter().filter(|a| *a > 0)),
-                        "e" => keys.unique.extend(attnums(3, "index expression column")?),
+                        "e" => keys
+                            .unique
+                            .entry(number(row, 4, "index oid")?)
+                            .or_default()
+                            .extend(attnums(3, "index expression column")?),
+                        "c" => keys.checks.push(attnums(3, "check constraint columns")?),
                         "f" => keys.references.push((
                             attnums(3, "foreign key columns")?,
                             number(row, 4, "referenced relation oid")?,

@@ -203,7 +203,7 @@ impl Walker<'_> {
             if relation.keys.is_unique(&written.column) {
                 compared.push(written.clone());
             }
-            for link in &relation.keys.references {
+            for link in relation.keys.references.iter().flatten() {
                 if link.column == written.column {
                     compared.push(link_column(&link.other));
                 }
@@ -236,12 +236,19 @@ impl Walker<'_> {
             .unwrap_or_else(|| Sources::from([(column.clone(), Flow::Copy)]))
     }
 
-    /// Deleting rows of the target, or changing its columns `changed`:
-    /// the server looks each old value up in the columns of other
-    /// relations' foreign keys that reference it (an error, or the rows a
-    /// cascade changes, tell whether one holds it), which joins those
-    /// columns with the target's.
-    fn referencing_checks(&mut self, target: &ScopeItem, changed: Option<&BTreeSet<String>>) {
+    /// What the server checks about the rows a DELETE (`changed` None) or
+    /// an UPDATE of the columns `changed` leaves or removes, beyond the
+    /// values written (`key_checks`):
+    /// - other relations' foreign keys that reference a deleted row, or a
+    ///   changed key: the old key is looked up in the referencing columns
+    ///   (an error, or the rows a cascade changes, tell whether one holds
+    ///   it), a join of those columns with the target's;
+    /// - a unique index or foreign key over a changed column and columns
+    ///   left as they are: the row's stored values of those are compared
+    ///   with other rows' (or looked up), a join;
+    /// - a CHECK constraint over a changed column and columns left as they
+    ///   are: whether it holds depends on the stored values, a general use.
+    fn row_checks(&mut self, target: &ScopeItem, changed: Option<&BTreeSet<String>>) {
         let written: BTreeSet<QualifiedColumn> = target
             .columns
             .iter()
@@ -253,21 +260,55 @@ impl Walker<'_> {
             .map(|c| (c.schema.clone(), c.table.clone()))
             .collect();
         for (schema, table) in relations {
-            let Some(relation) = self.catalog.relation(&schema, &table) else {
+            let catalog = self.catalog;
+            let Some(relation) = catalog.relation(&schema, &table) else {
                 continue;
             };
-            for link in &relation.keys.referenced_by {
-                let referenced = QualifiedColumn {
-                    schema: schema.clone(),
-                    table: table.clone(),
-                    column: link.column.clone(),
-                };
-                if !written.contains(&referenced) {
-                    continue;
+            let own = |column: &str| QualifiedColumn {
+                schema: schema.clone(),
+                table: table.clone(),
+                column: column.to_owned(),
+            };
+            let is_written = |column: &str| written.contains(&own(column));
+            let mut joins: Vec<(QualifiedColumn, QualifiedColumn)> = Vec::new();
+            for key in &relation.keys.referenced_by {
+                if key.iter().any(|link| is_written(&link.column)) {
+                    for link in key {
+                        joins.push((link_column(&link.other), own(&link.column)));
+                    }
                 }
-                let referencing = self.stored_column(&link_column(&link.other));
-                let partner = Operand::Columns(vec![referenced]);
-                self.with_clause(Clause::KeyCheck, |w| w.compare(&referencing, &partner));
+            }
+            let mut general: Vec<QualifiedColumn> = Vec::new();
+            if changed.is_some() {
+                for set in &relation.keys.unique {
+                    if set.iter().any(|c| is_written(c)) {
+                        for kept in set.iter().filter(|c| !is_written(c)) {
+                            joins.push((own(kept), own(kept)));
+                        }
+                    }
+                }
+                for key in &relation.keys.references {
+                    if key.iter().any(|link| is_written(&link.column)) {
+                        for link in key.iter().filter(|l| !is_written(&l.column)) {
+                            joins.push((own(&link.column), link_column(&link.other)));
+                            joins.push((link_column(&link.other), own(&link.column)));
+                        }
+                    }
+                }
+                for set in &relation.keys.checks {
+                    if set.iter().any(|c| is_written(c)) {
+                        general.extend(set.iter().filter(|c| !is_written(c)).map(|c| own(c)));
+                    }
+                }
+            }
+            for (column, partner) in joins {
+                let sources = self.stored_column(&column);
+                let partner = Operand::Columns(vec![partner]);
+                self.with_clause(Clause::KeyCheck, |w| w.compare(&sources, &partner));
+            }
+            for column in general {
+                let sources = self.stored_column(&column);
+                self.with_clause(Clause::KeyCheck, |w| w.use_sources(&sources, false));
             }
         }
     }
@@ -409,6 +450,7 @@ impl Walker<'_> {
         assignments: &[ast::Assignment],
         via: &'static str,
     ) {
+        let mut changed: BTreeSet<String> = BTreeSet::new();
         for assignment in assignments {
             let columns: Vec<String> = match &assignment.target {
                 ast::AssignmentTarget::ColumnName(name) => {
@@ -446,9 +488,9 @@ impl Walker<'_> {
                     self.key_checks(target, column, value);
                 }
             }
-            let changed: BTreeSet<String> = columns.into_iter().collect();
-            self.referencing_checks(target, Some(&changed));
+            changed.extend(columns);
         }
+        self.row_checks(target, Some(&changed));
     }
 
     fn update(&mut self, update: &ast::Update) -> Vec<OutputColumn> {
@@ -506,7 +548,7 @@ impl Walker<'_> {
             self.with_clause(Clause::Where, |w| w.predicate(selection));
         }
         if let Some(target) = &target {
-            self.referencing_checks(target, None);
+            self.row_checks(target, None);
         }
         let outputs = self.returning(delete.returning.as_ref());
         self.frames.pop();
@@ -557,7 +599,7 @@ impl Walker<'_> {
                 },
                 ast::MergeAction::Delete { .. } => {
                     if let Some(target) = &target {
-                        self.referencing_checks(target, None);
+                        self.row_checks(target, None);
                     }
                 }
                 ast::MergeAction::DoNothing { .. } => {}
