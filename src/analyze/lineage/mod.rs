@@ -305,6 +305,11 @@ pub struct Effects {
     /// Relations a new temporary table without rows would shadow (schema,
     /// name): harmless unless they carry protected columns (see plan).
     pub shadows: BTreeSet<(String, String)>,
+    /// Relations named with IF EXISTS that the catalog lacks: the server
+    /// skips the statement with a notice, so they block nothing, but the
+    /// session reads the catalog again first (one made since must be
+    /// analysed).
+    pub absent_if_exists: BTreeSet<String>,
     /// Every column a name in the statement resolved to, whether or not its
     /// value goes anywhere (a subquery column nobody selects): lets the fuzz
     /// oracle tell a name the walker skipped from one it read and dropped.
@@ -324,6 +329,8 @@ impl Effects {
         self.guarded.extend(other.guarded.iter().cloned());
         self.shadows.extend(other.shadows.iter().cloned());
         self.reads.extend(other.reads.iter().cloned());
+        self.absent_if_exists
+            .extend(other.absent_if_exists.iter().cloned());
         for (column, n) in &other.candidates {
             *self.candidates.entry(column.clone()).or_default() += n;
         }
@@ -333,6 +340,16 @@ impl Effects {
                 .or_default()
                 .extend(params.iter().copied());
         }
+    }
+
+    /// True when the statement names something the catalog lacks (a read
+    /// of the catalog may find it).
+    pub fn names_unknown(&self) -> bool {
+        !self.absent_if_exists.is_empty()
+            || self
+                .hazards
+                .iter()
+                .any(|h| h.rule == HazardRule::UnknownName)
     }
 
     pub(crate) fn hazard(&mut self, rule: HazardRule, detail: impl Into<String>) {
@@ -479,7 +496,10 @@ impl<'c> Walker<'c> {
     }
 
     /// The catalog relation `[[database.]schema.]name` names.
-    fn catalog_relation(&self, parts: &[String]) -> Option<&'c super::catalog::Relation> {
+    pub(crate) fn catalog_relation(
+        &self,
+        parts: &[String],
+    ) -> Option<&'c super::catalog::Relation> {
         match parts {
             [name] => self.catalog.resolve_relation(self.search_path, name),
             [schema, name] => self.catalog.relation(schema, name),

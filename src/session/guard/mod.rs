@@ -408,11 +408,7 @@ impl Guard {
             // string run one statement at a time reads those itself.
             let mut after_ddl = false;
             let stale = analyses.iter().any(|a| {
-                let unknown = !after_ddl
-                    && a.effects
-                        .hazards
-                        .iter()
-                        .any(|h| h.rule == crate::analyze::lineage::HazardRule::UnknownName);
+                let unknown = !after_ddl && a.effects.names_unknown();
                 after_ddl |= matches!(
                     a.kind,
                     crate::analyze::StatementKind::Ddl

@@ -19,7 +19,6 @@ use bytes::BytesMut;
 
 use super::super::wire;
 use super::{CopyIn, Guard};
-use crate::analyze::lineage::HazardRule;
 use crate::analyze::pg_tree::{self, BlockUse};
 use crate::analyze::{PlannedStatement, StatementKind};
 
@@ -77,13 +76,7 @@ impl Guard {
                     .iter()
                     .any(|later| !reads_nothing_changed(&later.kind))
         });
-        let unknown_name = planned.iter().any(|p| {
-            p.analysis
-                .effects
-                .hazards
-                .iter()
-                .any(|h| h.rule == HazardRule::UnknownName)
-        });
+        let unknown_name = planned.iter().any(|p| p.analysis.effects.names_unknown());
         if !change_then_read && !unknown_name {
             return None;
         }
