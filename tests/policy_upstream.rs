@@ -69,7 +69,8 @@ fn check_upstream_catches_missing_column_type_mismatch_and_unknown_role() {
         .psql_super(
             "CREATE DATABASE policy_check;\n\
              \\c policy_check\n\
-             CREATE TABLE public.customers (id bigint, phone text, birth_date date);\n",
+             CREATE TABLE public.customers (id bigint, phone text, birth_date date,\n\
+               phone_prefix text GENERATED ALWAYS AS (left(phone, 3)) STORED);\n",
         )
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -107,6 +108,14 @@ fn check_upstream_catches_missing_column_type_mismatch_and_unknown_role() {
         stderr.contains(&format!(
             "{} warning: role `nobody_has_this_role` does not exist",
             at(6, 17)
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{} warning: generated column `public.customers.phone_prefix` is computed from \
+             protected column `public.customers.phone` and has no rule of its own",
+            at(3, 3)
         )),
         "{stderr}"
     );

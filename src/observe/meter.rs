@@ -260,6 +260,8 @@ pub struct SessionMeter {
     role: String,
     result_sets: [IntCounter; 4],
     rows: [IntCounter; 4],
+    /// `pgveil_analysis_duration_seconds` for cache misses, then hits.
+    analysis: [prometheus::Histogram; 2],
     identity: Arc<SessionIdentity>,
     audit: Option<AuditLog>,
     /// Statements seen, for the session_end record.
@@ -275,10 +277,12 @@ impl SessionMeter {
         };
         let result_sets = Outcome::ALL.map(|o| of(&metrics.result_sets, o));
         let rows = Outcome::ALL.map(|o| of(&metrics.rows, o));
+        let analysis = ["miss", "hit"].map(|c| metrics.analysis_duration.with_label_values(&[c]));
         SessionMeter {
             columns: Vec::new(),
             result_sets,
             rows,
+            analysis,
             database,
             role,
             metrics,
@@ -427,9 +431,7 @@ impl SessionMeter {
     pub fn drain(&mut self, seen: &mut Observations) -> Vec<Entry> {
         let m = self.metrics.clone();
         for (seconds, hit) in seen.analyses.drain(..) {
-            m.analysis_duration
-                .with_label_values(&[if hit { "hit" } else { "miss" }])
-                .observe(seconds);
+            self.analysis[usize::from(hit)].observe(seconds);
         }
         if seen.rowdescription_overrides > 0 {
             m.rowdescription_overrides

@@ -19,6 +19,8 @@ pub struct UpstreamCatalog {
     pub column_types: HashMap<QualifiedColumn, String>,
     pub roles: HashSet<String>,
     pub functions: HashSet<(String, String)>,
+    /// Stored generated columns and the columns their expression reads.
+    pub generated: Vec<(QualifiedColumn, Vec<QualifiedColumn>)>,
 }
 
 impl UpstreamCatalog {
@@ -58,6 +60,39 @@ impl UpstreamCatalog {
                 },
                 row.try_get(3)?,
             );
+        }
+        // A generated column's expression (pg_attrdef) depends on the
+        // columns it reads (pg_depend; PostgreSQL 15 records it so).
+        for row in client
+            .query(
+                "SELECT n.nspname::text, c.relname::text, a.attname::text, r.attname::text \
+                 FROM pg_catalog.pg_attribute a \
+                 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 JOIN pg_catalog.pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum \
+                 JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::regclass \
+                  AND d.objid = ad.oid \
+                  AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = a.attrelid \
+                  AND d.refobjsubid > 0 AND d.refobjsubid <> a.attnum \
+                 JOIN pg_catalog.pg_attribute r ON r.attrelid = a.attrelid AND r.attnum = d.refobjsubid \
+                 WHERE a.attgenerated <> '' AND a.attnum > 0 AND NOT a.attisdropped \
+                 ORDER BY 1, 2, 3, 4",
+                &[],
+            )
+            .await?
+        {
+            let column = |i: usize| -> Result<QualifiedColumn, tokio_postgres::Error> {
+                Ok(QualifiedColumn {
+                    schema: row.try_get(0)?,
+                    table: row.try_get(1)?,
+                    column: row.try_get(i)?,
+                })
+            };
+            let (generated, read) = (column(2)?, column(3)?);
+            match catalog.generated.last_mut() {
+                Some((g, reads)) if *g == generated => reads.push(read),
+                _ => catalog.generated.push((generated, vec![read])),
+            }
         }
         for row in client
             .query("SELECT rolname::text FROM pg_catalog.pg_roles", &[])
@@ -133,6 +168,33 @@ pub fn check_catalog(set: &PolicySet, catalog: &UpstreamCatalog) -> PolicyErrors
                     ));
                 }
             }
+        }
+    }
+    // A stored generated column computed from a protected column is a copy
+    // of (part of) its value that no rule protects: `left(id_number, 6)`
+    // reaches every role in clear.
+    for (generated, reads) in &catalog.generated {
+        if set.columns.contains_key(generated) {
+            continue;
+        }
+        for read in reads {
+            let Some(column) = set.columns.get(read) else {
+                continue;
+            };
+            findings.push(PolicyError::warning(
+                column.location.clone(),
+                Problem::Upstream(format!(
+                    "generated column `{}.{}.{}` is computed from protected column `{}.{}.{}` \
+                     and has no rule of its own, so every role reads it in clear: give it \
+                     an entry under columns (a mask or action: deny)",
+                    generated.schema,
+                    generated.table,
+                    generated.column,
+                    read.schema,
+                    read.table,
+                    read.column
+                )),
+            ));
         }
     }
     for ((schema, table), entry) in &set.tables {
