@@ -255,6 +255,8 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
              CREATE UNIQUE INDEX ON customers_archive (branch, id_number);
              ALTER TABLE customers_archive ADD CONSTRAINT archive_income
                CHECK (full_name <> 'closed' OR annual_income < 100000);
+             CREATE UNIQUE INDEX archive_id_prefix ON customers_archive (left(id_number, 6));
+             ALTER TABLE cards_archive ADD CONSTRAINT archive_cvv CHECK (cvv <> '000') NOT VALID;
              GRANT ALL ON kyc_documents, card_registry, cards_archive, customers_archive TO PUBLIC;",
         )
         .unwrap();
@@ -283,6 +285,11 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
             "UPDATE customers_archive SET branch = 'Hangzhou' WHERE id = 1",
             // The CHECK reads the row's stored annual_income.
             "UPDATE customers_archive SET full_name = 'closed' WHERE id = 1",
+            // An UPDATE of the parent reaches the children's rows and keys.
+            "UPDATE customers SET branch = 'Ningbo' WHERE id = 2",
+            // A CHECK added NOT VALID is tested on every row an UPDATE
+            // writes, whichever column changes.
+            "UPDATE cards SET status = 'x' WHERE id = 1",
         ] {
             s.refused(sql).await;
         }
@@ -292,7 +299,7 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
             "INSERT INTO cards (customer_id, status) VALUES (1, 'new')",
             "INSERT INTO card_registry VALUES ('6222021234567890128')",
             "INSERT INTO cards_archive (customer_id, status) VALUES (1, 'new')",
-            "UPDATE customers SET branch = 'Ningbo' WHERE id = 2",
+            "UPDATE kyc_documents SET doc = 'seen' WHERE doc = 'none'",
             "UPDATE customers_archive SET id = 5 WHERE id = 1",
         ] {
             works(&s, sql).await;
@@ -300,9 +307,20 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
         s.exec("ROLLBACK").await;
         s.finish();
     }
+    // A key over a function of id_number is no equality lookup: the call
+    // centre may not probe prefixes through it.
+    let s = as_role("agent").await;
+    s.refused(
+        "INSERT INTO customers_archive (full_name, id_number) VALUES ('x', '110105194912310021')",
+    )
+    .await;
+    s.finish();
     // A key dropped is forgotten at the next catalog read.
     cluster()
-        .psql_super_db("bank", "DROP INDEX customers_archive_lower_idx")
+        .psql_super_db(
+            "bank",
+            "DROP INDEX customers_archive_lower_idx; DROP INDEX archive_id_prefix",
+        )
         .unwrap();
     owner.exec("CREATE TABLE keys_read_once_more (a int)").await;
     let s = as_role("agent").await;
@@ -314,11 +332,30 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
     .await;
     s.exec("ROLLBACK").await;
     s.finish();
-    // The call centre may look id_number up by value: one constant a row.
+    // A unique index made through pgveil counts from the next statement
+    // (CREATE INDEX makes pgveil read the catalog).
+    let s = as_role("dev").await;
+    s.exec("BEGIN").await;
+    works(&s, "UPDATE customers_archive SET mobile = '1' WHERE id = 1").await;
+    s.exec("ROLLBACK").await;
+    cluster()
+        .psql_super_db("bank", "ALTER TABLE customers_archive OWNER TO prober")
+        .unwrap();
+    owner
+        .exec("CREATE UNIQUE INDEX archive_mobile ON customers_archive (mobile)")
+        .await;
+    s.refused("UPDATE customers_archive SET mobile = '1' WHERE id = 1")
+        .await;
+    s.finish();
+    // The call centre may look id_number up by value: one constant a row;
+    // an upsert's EXCLUDED.id_number is the value its INSERT looked up.
     let s = as_role("agent").await;
     s.exec("BEGIN").await;
     for sql in [
         "INSERT INTO customers (full_name, id_number) VALUES ('x', '110105200001010000')",
+        "INSERT INTO customers (full_name, id_number) VALUES ('y', '110105200001010002') \
+         ON CONFLICT (id_number) DO UPDATE SET id_number = EXCLUDED.id_number, \
+         full_name = EXCLUDED.full_name",
         "INSERT INTO kyc_documents VALUES ('passport', '11010519491231002X')",
         "UPDATE customers SET id_number = '110105200001010001' WHERE id = 2",
     ] {

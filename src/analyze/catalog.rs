@@ -160,10 +160,9 @@ impl Relation {
 /// passes them tells the writer something of the values they read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelationKeys {
-    /// Each unique index or exclusion constraint: the columns it covers,
-    /// as key columns, inside key expressions or in its predicate.
+    /// Each unique index or exclusion constraint.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub unique: Vec<Vec<String>>,
+    pub unique: Vec<UniqueKey>,
     /// Its foreign keys, each the column pairs it matches: a value written
     /// into a `column` is looked up in the referenced column.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -172,9 +171,39 @@ pub struct RelationKeys {
     /// a `column`, looks the old value up in the referencing column.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub referenced_by: Vec<Vec<KeyLink>>,
-    /// Each CHECK constraint: the columns it reads.
+    /// Each CHECK constraint: the columns it reads. The server checks them
+    /// on every row an UPDATE writes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<Vec<String>>,
+    /// CHECK constraints added NOT VALID: stored rows may fail them, so an
+    /// UPDATE of any column of a row tests its stored values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unvalidated_checks: Vec<Vec<String>>,
+}
+
+/// One unique index or exclusion constraint.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UniqueKey {
+    /// Key columns compared for equality (a unique index's plain key
+    /// columns; not INCLUDE columns, which are only stored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equal: Vec<String>,
+    /// Columns compared otherwise: inside a key expression (`left(c, 6)`),
+    /// in the predicate of a partial index, or under an exclusion
+    /// constraint's operator (`&&`, `<>` …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub computed: Vec<String>,
+}
+
+impl UniqueKey {
+    fn covers_any(&self) -> bool {
+        !self.equal.is_empty() || !self.computed.is_empty()
+    }
+
+    /// True when the key reads `column` at all.
+    pub fn covers(&self, column: &str) -> bool {
+        self.equal.iter().chain(&self.computed).any(|c| c == column)
+    }
 }
 
 impl RelationKeys {
@@ -183,12 +212,7 @@ impl RelationKeys {
             && self.references.is_empty()
             && self.referenced_by.is_empty()
             && self.checks.is_empty()
-    }
-
-    /// True when a value written into `column` is compared with the values
-    /// of `column` in other rows.
-    pub fn is_unique(&self, column: &str) -> bool {
-        self.unique.iter().flatten().any(|c| c == column)
+            && self.unvalidated_checks.is_empty()
     }
 }
 
@@ -441,16 +465,24 @@ fn with_keys(relations: Vec<Arc<Relation>>, raw: &HashMap<u32, RawKeys>) -> Vec<
     };
     let mut keys: HashMap<u32, RelationKeys> = HashMap::new();
     for (&oid, raw) in raw {
-        for attnums in raw.unique.values() {
-            let set = names(oid, attnums);
-            if !set.is_empty() {
-                keys.entry(oid).or_default().unique.push(set);
+        for (equal, computed) in raw.unique.values() {
+            let key = UniqueKey {
+                equal: names(oid, equal),
+                computed: names(oid, computed),
+            };
+            if key.covers_any() {
+                keys.entry(oid).or_default().unique.push(key);
             }
         }
-        for attnums in &raw.checks {
+        for (attnums, validated) in &raw.checks {
             let set = names(oid, attnums);
             if !set.is_empty() {
-                keys.entry(oid).or_default().checks.push(set);
+                let k = keys.entry(oid).or_default();
+                if *validated {
+                    k.checks.push(set);
+                } else {
+                    k.unvalidated_checks.push(set);
+                }
             }
         }
         for (own, other, referenced) in &raw.references {
@@ -480,6 +512,8 @@ fn with_keys(relations: Vec<Arc<Relation>>, raw: &HashMap<u32, RawKeys>) -> Vec<
         k.unique.dedup();
         k.checks.sort();
         k.checks.dedup();
+        k.unvalidated_checks.sort();
+        k.unvalidated_checks.dedup();
         k.references.sort();
         k.references.dedup();
         k.referenced_by.sort();
@@ -660,6 +694,32 @@ impl Catalog {
 
     /// Resolves an unqualified relation name the way PostgreSQL does:
     /// pg_catalog first (unless listed explicitly), then the search_path.
+    /// The partitions and inheritance children of `schema.name`, theirs,
+    /// and so on (a cycle or a depth past 32 ends the walk).
+    pub fn descendants(&self, schema: &str, name: &str) -> Vec<&Relation> {
+        let mut found: Vec<&Relation> = Vec::new();
+        let mut frontier = vec![(schema.to_owned(), name.to_owned())];
+        for _ in 0..32 {
+            let next: Vec<&Relation> = self
+                .user
+                .relations
+                .iter()
+                .map(|r| &**r)
+                .filter(|r| r.parents.iter().any(|p| frontier.contains(p)))
+                .filter(|r| !found.iter().any(|f| f.oid == r.oid))
+                .collect();
+            if next.is_empty() {
+                break;
+            }
+            frontier = next
+                .iter()
+                .map(|r| (r.schema.clone(), r.name.clone()))
+                .collect();
+            found.extend(next);
+        }
+        found
+    }
+
     pub fn resolve_relation(&self, search_path: &[String], name: &str) -> Option<&Relation> {
         let implicit_catalog = !search_path.iter().any(|s| s == "pg_catalog");
         let implicit = implicit_catalog.then_some("pg_catalog");
@@ -927,10 +987,10 @@ async fn simple_rows(
 }
 
 /// Command tags (CommandComplete) of DDL that changes nothing a catalog
-/// holds (schemas, relations with their columns and view definitions,
-/// functions): no refresh is needed after them.
+/// holds (schemas, relations with their columns, keys and view
+/// definitions, functions): no refresh is needed after them. Not CREATE
+/// INDEX: a unique one is a key (see `RelationKeys`).
 const CATALOG_NEUTRAL_TAGS: &[&str] = &[
-    "CREATE INDEX",
     "COMMENT",
     "GRANT",
     "REVOKE",
@@ -1335,12 +1395,15 @@ impl CatalogRead {
 /// `RelationKeys`), by attnum, read whole like pg_inherits (one row per
 /// index and foreign key, a few milliseconds for a thousand), so that an
 /// index or constraint dropped is forgotten as soon as one made is learnt.
-/// `u`: a unique index's or exclusion constraint's `indkey` and oid; `e`:
-/// a column inside its key expressions or predicate (the index depends on
-/// it in pg_depend); `f`: a foreign key's columns, the referenced relation
-/// and its columns; `c`: the columns a CHECK constraint reads. 16384 is
+/// `u`: a unique index's key columns (`indkey` without INCLUDE columns)
+/// and oid; `x`: the same of an exclusion constraint, whose operators may
+/// be other than equality; `e`: a column inside key expressions or the
+/// predicate (the index depends on it in pg_depend); `f`: a foreign key's
+/// columns, the referenced relation and its columns; `c` (`n` when NOT
+/// VALID): the columns a CHECK constraint reads. 16384 is
 /// `FIRST_NORMAL_OBJECT_ID`.
-const KEY_ROWS: &str = "UNION ALL SELECT 'K', i.indrelid::text, 'u', i.indkey::text, i.indexrelid::text, NULL, NULL, NULL \
+const KEY_ROWS: &str = "UNION ALL SELECT 'K', i.indrelid::text, CASE WHEN i.indisexclusion THEN 'x' ELSE 'u' END, \
+            (i.indkey::pg_catalog.int2[])[0:i.indnkeyatts - 1]::text, i.indexrelid::text, NULL, NULL, NULL \
        FROM pg_catalog.pg_index i \
       WHERE i.indrelid >= 16384 AND (i.indisunique OR i.indisexclusion) \
      UNION ALL SELECT 'K', i.indrelid::text, 'e', d.refobjsubid::text, i.indexrelid::text, NULL, NULL, NULL \
@@ -1354,7 +1417,7 @@ const KEY_ROWS: &str = "UNION ALL SELECT 'K', i.indrelid::text, 'u', i.indkey::t
      UNION ALL SELECT 'K', k.conrelid::text, 'f', k.conkey::text, k.confrelid::text, k.confkey::text, NULL, NULL \
        FROM pg_catalog.pg_constraint k \
       WHERE k.contype = 'f' AND k.conrelid >= 16384 \
-     UNION ALL SELECT 'K', k.conrelid::text, 'c', k.conkey::text, NULL, NULL, NULL, NULL \
+     UNION ALL SELECT 'K', k.conrelid::text, CASE WHEN k.convalidated THEN 'c' ELSE 'n' END, k.conkey::text, NULL, NULL, NULL, NULL \
        FROM pg_catalog.pg_constraint k \
       WHERE k.contype = 'c' AND k.conrelid >= 16384 AND k.conkey IS NOT NULL";
 
@@ -1387,12 +1450,12 @@ type ParentRow = (i32, (String, String));
 #[derive(Default)]
 struct RawKeys {
     /// Per unique index or exclusion constraint (by index oid): the
-    /// columns it covers.
-    unique: BTreeMap<u32, Vec<i16>>,
+    /// columns compared for equality, and those compared otherwise.
+    unique: BTreeMap<u32, (Vec<i16>, Vec<i16>)>,
     /// Foreign keys: (own columns, referenced relation, its columns).
     references: Vec<(Vec<i16>, u32, Vec<i16>)>,
-    /// CHECK constraints: the columns each reads.
-    checks: Vec<Vec<i16>>,
+    /// CHECK constraints: the columns each reads, and whether validated.
+    checks: Vec<(Vec<i16>, bool)>,
 }
 
 /// The rows of one `CatalogRead`, sorted out.
@@ -1536,13 +1599,24 @@ impl ReadRows {
                             .unique
                             .entry(number(row, 4, "index oid")?)
                             .or_default()
+                            .0
                             .extend(attnums(3, "index key")?.into_iter().filter(|a| *a > 0)),
+                        "x" => keys
+                            .unique
+                            .entry(number(row, 4, "index oid")?)
+                            .or_default()
+                            .1
+                            .extend(attnums(3, "exclusion key")?.into_iter().filter(|a| *a > 0)),
                         "e" => keys
                             .unique
                             .entry(number(row, 4, "index oid")?)
                             .or_default()
+                            .1
                             .extend(attnums(3, "index expression column")?),
-                        "c" => keys.checks.push(attnums(3, "check constraint columns")?),
+                        "c" | "n" => keys.checks.push((
+                            attnums(3, "check constraint columns")?,
+                            field(row, 2, "key kind")? == "c",
+                        )),
                         "f" => keys.references.push((
                             attnums(3, "foreign key columns")?,
                             number(row, 4, "referenced relation oid")?,

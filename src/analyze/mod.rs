@@ -1160,7 +1160,7 @@ fn walk_statement(
         Statement::AlterTable(alter) => {
             let parts = lineage::object_name_parts(&alter.name);
             if alter.if_exists && walker.catalog_relation(&parts).is_none() {
-                walker.effects.absent_if_exists.insert(parts.join("."));
+                walker.effects.absent.insert(parts.join("."));
                 return (K::Ddl, Vec::new());
             }
             walker.alter_table(&alter.name, &alter.operations);

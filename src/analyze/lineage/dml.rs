@@ -10,7 +10,7 @@ use super::{
     constant_source, is_constant, object_name_parts, truncate, Clause, Flow, Frame, HazardRule,
     Operand, OutputColumn, ScopeItem, Sink, Sources, Walker,
 };
-use crate::analyze::catalog::Catalog;
+use crate::analyze::catalog::{Catalog, Relation, RelationKind};
 use crate::analyze::policy_view::QualifiedColumn;
 
 /// The stored columns a write into the item's column `name` lands in: the
@@ -44,6 +44,32 @@ fn written_columns(catalog: &Catalog, target: &ScopeItem, name: &str) -> Vec<Qua
         .into_iter()
         .filter(|c| !ancestors.contains(&(c.schema.clone(), c.table.clone())))
         .collect()
+}
+
+/// The relations whose keys and CHECKs a write into `relation` meets:
+/// itself and, for an UPDATE or DELETE (`all_children`), the rows of its
+/// inheritance children and partitions too; an INSERT lands in one
+/// partition of a partitioned table (any of them), and in an inheritance
+/// parent itself only.
+fn checked_relations<'a>(
+    catalog: &'a Catalog,
+    relation: &'a Relation,
+    all_children: bool,
+) -> Vec<&'a Relation> {
+    let mut relations = vec![relation];
+    if all_children || relation.kind == RelationKind::PartitionedTable {
+        relations.extend(catalog.descendants(&relation.schema, &relation.name));
+    }
+    relations
+}
+
+/// `relation`'s column `column`.
+fn column_of(relation: &Relation, column: &str) -> QualifiedColumn {
+    QualifiedColumn {
+        schema: relation.schema.clone(),
+        table: relation.name.clone(),
+        column: column.to_owned(),
+    }
 }
 
 /// The column at the other end of a foreign key (see `KeyLink`).
@@ -193,29 +219,42 @@ impl Walker<'_> {
     /// compares it with values stored in other rows (the column under a
     /// unique index or exclusion constraint, the column a foreign key
     /// references), whether the write conflicts answers "is this value
-    /// stored", as `column = value` would: a use of the compared column.
-    fn key_checks(&mut self, target: &ScopeItem, name: &str, value: &Operand) {
-        for written in written_columns(self.catalog, target, name) {
-            let Some(relation) = self.catalog.relation(&written.schema, &written.table) else {
+    /// stored", as `column = value` would: a use of the compared column,
+    /// an equality use only where the key compares with `=`.
+    fn key_checks(&mut self, target: &ScopeItem, name: &str, value: &Operand, all_children: bool) {
+        let catalog = self.catalog;
+        for written in written_columns(catalog, target, name) {
+            let Some(relation) = catalog.relation(&written.schema, &written.table) else {
                 continue;
             };
-            let mut compared = Vec::new();
-            if relation.keys.is_unique(&written.column) {
-                compared.push(written.clone());
-            }
-            for link in relation.keys.references.iter().flatten() {
-                if link.column == written.column {
-                    compared.push(link_column(&link.other));
+            for checked in checked_relations(catalog, relation, all_children) {
+                let own = column_of(checked, &written.column);
+                let mut compared = Vec::new();
+                let mut computed = false;
+                for key in &checked.keys.unique {
+                    if key.equal.contains(&written.column) {
+                        compared.push(own.clone());
+                    }
+                    computed |= key.computed.contains(&written.column);
                 }
-            }
-            for checked in compared {
-                // A row's own value written back (`SET c = c`) finds itself.
-                if matches!(value, Operand::Columns(c) if c.as_slice() == std::slice::from_ref(&checked))
-                {
-                    continue;
+                for link in checked.keys.references.iter().flatten() {
+                    if link.column == written.column {
+                        compared.push(link_column(&link.other));
+                    }
                 }
-                let sources = self.stored_column(&checked);
-                self.with_clause(Clause::KeyCheck, |w| w.compare(&sources, value));
+                if computed {
+                    let sources = self.stored_column(&own);
+                    self.with_clause(Clause::KeyCheck, |w| w.use_sources(&sources, false));
+                }
+                for checked in compared {
+                    // A row's own value written back (`SET c = c`) finds itself.
+                    if matches!(value, Operand::Columns(c) if c.as_slice() == std::slice::from_ref(&checked))
+                    {
+                        continue;
+                    }
+                    let sources = self.stored_column(&checked);
+                    self.with_clause(Clause::KeyCheck, |w| w.compare(&sources, value));
+                }
             }
         }
     }
@@ -238,38 +277,50 @@ impl Walker<'_> {
 
     /// What the server checks about the rows a DELETE (`changed` None) or
     /// an UPDATE of the columns `changed` leaves or removes, beyond the
-    /// values written (`key_checks`):
+    /// values written (`key_checks`), in the target and in the rows of its
+    /// children and partitions it reaches:
     /// - other relations' foreign keys that reference a deleted row, or a
     ///   changed key: the old key is looked up in the referencing columns
     ///   (an error, or the rows a cascade changes, tell whether one holds
     ///   it), a join of those columns with the target's;
     /// - a unique index or foreign key over a changed column and columns
     ///   left as they are: the row's stored values of those are compared
-    ///   with other rows' (or looked up), a join;
+    ///   with other rows' (or looked up), a join, or a general use where
+    ///   the key does not compare them with `=`;
     /// - a CHECK constraint over a changed column and columns left as they
-    ///   are: whether it holds depends on the stored values, a general use.
-    fn row_checks(&mut self, target: &ScopeItem, changed: Option<&BTreeSet<String>>) {
+    ///   are, or any CHECK added NOT VALID: whether it holds depends on the
+    ///   stored values, a general use.
+    fn row_checks(
+        &mut self,
+        target: &ScopeItem,
+        changed: Option<&BTreeSet<String>>,
+        all_children: bool,
+    ) {
+        let catalog = self.catalog;
         let written: BTreeSet<QualifiedColumn> = target
             .columns
             .iter()
             .filter(|c| changed.is_none_or(|names| names.contains(&c.name)))
-            .flat_map(|c| written_columns(self.catalog, target, &c.name))
+            .flat_map(|c| written_columns(catalog, target, &c.name))
             .collect();
-        let relations: BTreeSet<(String, String)> = written
+        let written_names: BTreeSet<&str> = written.iter().map(|c| c.column.as_str()).collect();
+        let mut relations: Vec<&Relation> = Vec::new();
+        for (schema, table) in written
             .iter()
-            .map(|c| (c.schema.clone(), c.table.clone()))
-            .collect();
-        for (schema, table) in relations {
-            let catalog = self.catalog;
-            let Some(relation) = catalog.relation(&schema, &table) else {
-                continue;
-            };
-            let own = |column: &str| QualifiedColumn {
-                schema: schema.clone(),
-                table: table.clone(),
-                column: column.to_owned(),
-            };
-            let is_written = |column: &str| written.contains(&own(column));
+            .map(|c| (c.schema.as_str(), c.table.as_str()))
+            .collect::<BTreeSet<_>>()
+        {
+            if let Some(relation) = catalog.relation(schema, table) {
+                for r in checked_relations(catalog, relation, all_children) {
+                    if !relations.iter().any(|x| x.oid == r.oid) {
+                        relations.push(r);
+                    }
+                }
+            }
+        }
+        let is_written = |column: &str| written_names.contains(column);
+        for relation in relations {
+            let own = |column: &str| column_of(relation, column);
             let mut joins: Vec<(QualifiedColumn, QualifiedColumn)> = Vec::new();
             for key in &relation.keys.referenced_by {
                 if key.iter().any(|link| is_written(&link.column)) {
@@ -280,11 +331,17 @@ impl Walker<'_> {
             }
             let mut general: Vec<QualifiedColumn> = Vec::new();
             if changed.is_some() {
-                for set in &relation.keys.unique {
-                    if set.iter().any(|c| is_written(c)) {
-                        for kept in set.iter().filter(|c| !is_written(c)) {
+                for key in &relation.keys.unique {
+                    if key.equal.iter().chain(&key.computed).any(|c| is_written(c)) {
+                        for kept in key.equal.iter().filter(|c| !is_written(c)) {
                             joins.push((own(kept), own(kept)));
                         }
+                        general.extend(
+                            key.computed
+                                .iter()
+                                .filter(|c| !is_written(c))
+                                .map(|c| own(c)),
+                        );
                     }
                 }
                 for key in &relation.keys.references {
@@ -299,6 +356,9 @@ impl Walker<'_> {
                     if set.iter().any(|c| is_written(c)) {
                         general.extend(set.iter().filter(|c| !is_written(c)).map(|c| own(c)));
                     }
+                }
+                for set in &relation.keys.unvalidated_checks {
+                    general.extend(set.iter().filter(|c| !is_written(c)).map(|c| own(c)));
                 }
             }
             for (column, partner) in joins {
@@ -317,8 +377,10 @@ impl Walker<'_> {
     /// caller chose, any number of them, written into the listed (or all)
     /// columns (see `key_checks`).
     pub(crate) fn copy_into(&mut self, table: &[String], columns: &[String]) {
-        // A table not in the catalog is the server's to reject (42P01).
+        // A table not in the catalog is the server's to reject (42P01),
+        // once the catalog is read again.
         if self.catalog_relation(table).is_none() {
+            self.effects.absent.insert(table.join("."));
             return;
         }
         let Some(target) = self.relation_item(table, None) else {
@@ -330,7 +392,7 @@ impl Walker<'_> {
             columns.to_vec()
         };
         for name in &names {
-            self.key_checks(&target, name, &Operand::Computed);
+            self.key_checks(&target, name, &Operand::Computed, false);
         }
     }
 
@@ -380,7 +442,7 @@ impl Walker<'_> {
         let operands = inserted_operands(rows.as_deref(), &source_outputs);
         for (column, operand) in target_columns.iter().zip(operands.iter()) {
             if let Some(operand) = operand {
-                self.key_checks(&target, column, operand);
+                self.key_checks(&target, column, operand, false);
             }
         }
         if !insert.assignments.is_empty() {
@@ -421,7 +483,17 @@ impl Walker<'_> {
                             opaque_sources: Sources::new(),
                             builtin_typed: BTreeMap::new(),
                         });
-                        self.assignments(&target, &update.assignments, "ON CONFLICT DO UPDATE");
+                        let inserted: Vec<(String, Option<Operand>)> = target_columns
+                            .iter()
+                            .cloned()
+                            .zip(operands.iter().cloned())
+                            .collect();
+                        self.assignments(
+                            &target,
+                            &update.assignments,
+                            "ON CONFLICT DO UPDATE",
+                            Some(&inserted),
+                        );
                         if let Some(selection) = &update.selection {
                             self.with_clause(Clause::Where, |w| w.predicate(selection));
                         }
@@ -449,7 +521,11 @@ impl Walker<'_> {
         target: &ScopeItem,
         assignments: &[ast::Assignment],
         via: &'static str,
+        excluded: Option<&[(String, Option<Operand>)]>,
     ) {
+        // ON CONFLICT updates the conflicting row of the INSERT's target;
+        // UPDATE and MERGE reach its children's rows too.
+        let all_children = excluded.is_none();
         let mut changed: BTreeSet<String> = BTreeSet::new();
         for assignment in assignments {
             let columns: Vec<String> = match &assignment.target {
@@ -466,8 +542,27 @@ impl Walker<'_> {
                 self.write_sinks(target, column, &sources, via);
             }
             // What each column is given, for `key_checks`.
+            // `EXCLUDED.c` is the value the INSERT proposed for `c`, whose
+            // key checks the INSERT made: what that value was.
+            let proposed = |value: &Expr| -> Option<Option<Operand>> {
+                let Expr::CompoundIdentifier(parts) = value else {
+                    return None;
+                };
+                let [table, column] = parts.as_slice() else {
+                    return None;
+                };
+                if super::ident_name(table) != "excluded" {
+                    return None;
+                }
+                let column = super::ident_name(column);
+                excluded?
+                    .iter()
+                    .find(|(name, _)| *name == column)
+                    .map(|(_, operand)| operand.clone())
+            };
             let values: Vec<Option<Operand>> = match (&assignment.value, columns.len()) {
                 (value, 1) if is_default(value) => vec![None],
+                (value, 1) if proposed(value).is_some() => vec![proposed(value).flatten()],
                 (value, 1) => vec![Some(self.operand(value, &sources))],
                 (Expr::Tuple(values), n) if values.len() == n => values
                     .iter()
@@ -485,12 +580,12 @@ impl Walker<'_> {
             };
             for (column, value) in columns.iter().zip(values.iter()) {
                 if let Some(value) = value {
-                    self.key_checks(target, column, value);
+                    self.key_checks(target, column, value, all_children);
                 }
             }
             changed.extend(columns);
         }
-        self.row_checks(target, Some(&changed));
+        self.row_checks(target, Some(&changed), all_children);
     }
 
     fn update(&mut self, update: &ast::Update) -> Vec<OutputColumn> {
@@ -524,7 +619,7 @@ impl Walker<'_> {
         if let Some(selection) = &update.selection {
             self.with_clause(Clause::Where, |w| w.predicate(selection));
         }
-        self.assignments(&target, &update.assignments, "UPDATE … SET");
+        self.assignments(&target, &update.assignments, "UPDATE … SET", None);
         let outputs = self.returning(update.returning.as_ref());
         self.frames.pop();
         outputs
@@ -548,7 +643,7 @@ impl Walker<'_> {
             self.with_clause(Clause::Where, |w| w.predicate(selection));
         }
         if let Some(target) = &target {
-            self.row_checks(target, None);
+            self.row_checks(target, None, true);
         }
         let outputs = self.returning(delete.returning.as_ref());
         self.frames.pop();
@@ -568,7 +663,7 @@ impl Walker<'_> {
             match &clause.action {
                 ast::MergeAction::Update(update) => match (&update.kind, &target) {
                     (ast::MergeUpdateKind::Set(assignments), Some(target)) => {
-                        self.assignments(target, assignments, "MERGE UPDATE")
+                        self.assignments(target, assignments, "MERGE UPDATE", None)
                     }
                     _ => self.hazard(HazardRule::Unanalysable, "MERGE UPDATE form"),
                 },
@@ -591,7 +686,7 @@ impl Walker<'_> {
                         let operands = inserted_operands(Some(&rows), &outputs);
                         for (column, operand) in columns.iter().zip(operands.iter()) {
                             if let Some(operand) = operand {
-                                self.key_checks(target, column, operand);
+                                self.key_checks(target, column, operand, false);
                             }
                         }
                     }
@@ -599,7 +694,7 @@ impl Walker<'_> {
                 },
                 ast::MergeAction::Delete { .. } => {
                     if let Some(target) = &target {
-                        self.row_checks(target, None);
+                        self.row_checks(target, None, true);
                     }
                 }
                 ast::MergeAction::DoNothing { .. } => {}

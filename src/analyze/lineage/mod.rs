@@ -305,11 +305,11 @@ pub struct Effects {
     /// Relations a new temporary table without rows would shadow (schema,
     /// name): harmless unless they carry protected columns (see plan).
     pub shadows: BTreeSet<(String, String)>,
-    /// Relations named with IF EXISTS that the catalog lacks: the server
-    /// skips the statement with a notice, so they block nothing, but the
-    /// session reads the catalog again first (one made since must be
-    /// analysed).
-    pub absent_if_exists: BTreeSet<String>,
+    /// Relations the catalog lacks where the server answers for them: the
+    /// target of `ALTER TABLE IF EXISTS` (skipped with a notice) or of
+    /// `COPY … FROM` (42P01). They block nothing, but the session reads
+    /// the catalog again first: one made since must be analysed.
+    pub absent: BTreeSet<String>,
     /// Every column a name in the statement resolved to, whether or not its
     /// value goes anywhere (a subquery column nobody selects): lets the fuzz
     /// oracle tell a name the walker skipped from one it read and dropped.
@@ -329,8 +329,7 @@ impl Effects {
         self.guarded.extend(other.guarded.iter().cloned());
         self.shadows.extend(other.shadows.iter().cloned());
         self.reads.extend(other.reads.iter().cloned());
-        self.absent_if_exists
-            .extend(other.absent_if_exists.iter().cloned());
+        self.absent.extend(other.absent.iter().cloned());
         for (column, n) in &other.candidates {
             *self.candidates.entry(column.clone()).or_default() += n;
         }
@@ -345,7 +344,7 @@ impl Effects {
     /// True when the statement names something the catalog lacks (a read
     /// of the catalog may find it).
     pub fn names_unknown(&self) -> bool {
-        !self.absent_if_exists.is_empty()
+        !self.absent.is_empty()
             || self
                 .hazards
                 .iter()
