@@ -257,6 +257,9 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
                CHECK (full_name <> 'closed' OR annual_income < 100000);
              CREATE UNIQUE INDEX archive_id_prefix ON customers_archive (left(id_number, 6));
              ALTER TABLE cards_archive ADD CONSTRAINT archive_cvv CHECK (cvv <> '000') NOT VALID;
+             ALTER TABLE cards_archive ADD COLUMN card_tail text
+               GENERATED ALWAYS AS (right(card_no, 4)) STORED;
+             CREATE UNIQUE INDEX ON cards_archive (card_tail);
              GRANT ALL ON kyc_documents, card_registry, cards_archive, customers_archive TO PUBLIC;",
         )
         .unwrap();
@@ -308,12 +311,15 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
         s.finish();
     }
     // A key over a function of id_number is no equality lookup: the call
-    // centre may not probe prefixes through it.
+    // centre may not probe prefixes through it, nor card number tails
+    // through a unique generated column computed from card_no.
     let s = as_role("agent").await;
     s.refused(
         "INSERT INTO customers_archive (full_name, id_number) VALUES ('x', '110105194912310021')",
     )
     .await;
+    s.refused("INSERT INTO cards_archive (customer_id, card_no) VALUES (1, '4111111111110128')")
+        .await;
     s.finish();
     // A key dropped is forgotten at the next catalog read.
     cluster()
@@ -346,6 +352,20 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
         .await;
     s.refused("UPDATE customers_archive SET mobile = '1' WHERE id = 1")
         .await;
+    s.finish();
+    // NULLS NOT DISTINCT: the annual_income an INSERT leaves out is NULL,
+    // which conflicts with a stored NULL (an IS NULL test).
+    owner
+        .exec(
+            "CREATE UNIQUE INDEX archive_branch_income ON customers_archive (branch, annual_income) \
+             NULLS NOT DISTINCT",
+        )
+        .await;
+    let s = as_role("agent").await;
+    s.refused(
+        "INSERT INTO customers_archive (full_name, id_number, branch) VALUES ('x', '1', 'Ningbo')",
+    )
+    .await;
     s.finish();
     // The call centre may look id_number up by value: one constant a row;
     // an upsert's EXCLUDED.id_number is the value its INSERT looked up.

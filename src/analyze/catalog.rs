@@ -179,6 +179,11 @@ pub struct RelationKeys {
     /// UPDATE of any column of a row tests its stored values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unvalidated_checks: Vec<Vec<String>>,
+    /// Stored generated columns and the columns each is computed from: a
+    /// write into one of those writes a value computed from it into the
+    /// generated column, which keys and CHECKs may read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub generated: Vec<(String, Vec<String>)>,
 }
 
 /// One unique index or exclusion constraint.
@@ -193,6 +198,10 @@ pub struct UniqueKey {
     /// constraint's operator (`&&`, `<>` …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub computed: Vec<String>,
+    /// `NULLS NOT DISTINCT`: a NULL key column conflicts with a stored
+    /// NULL, so leaving one out of an INSERT tests `IS NULL`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nulls_not_distinct: bool,
 }
 
 impl UniqueKey {
@@ -213,6 +222,16 @@ impl RelationKeys {
             && self.referenced_by.is_empty()
             && self.checks.is_empty()
             && self.unvalidated_checks.is_empty()
+            && self.generated.is_empty()
+    }
+
+    /// True when a key, foreign key or CHECK reads `column`.
+    pub fn reads(&self, column: &str) -> bool {
+        let named = |c: &String| c == column;
+        self.unique.iter().any(|k| k.covers(column))
+            || self.references.iter().flatten().any(|l| l.column == column)
+            || self.checks.iter().flatten().any(named)
+            || self.unvalidated_checks.iter().flatten().any(named)
     }
 }
 
@@ -454,21 +473,30 @@ fn with_keys(relations: Vec<Arc<Relation>>, raw: &HashMap<u32, RawKeys>) -> Vec<
         let column = relation.columns.iter().find(|c| c.attnum == attnum)?;
         Some((relation, column.name.as_str()))
     };
+    // Attnum 0 is a whole-row reference: every column.
     let names = |oid: u32, attnums: &[i16]| -> Vec<String> {
-        let mut names: Vec<String> = attnums
-            .iter()
-            .filter_map(|a| column(oid, *a).map(|(_, n)| n.to_owned()))
-            .collect();
+        let mut names: Vec<String> = if attnums.contains(&0) {
+            by_oid
+                .get(&oid)
+                .map(|r| r.columns.iter().map(|c| c.name.clone()).collect())
+                .unwrap_or_default()
+        } else {
+            attnums
+                .iter()
+                .filter_map(|a| column(oid, *a).map(|(_, n)| n.to_owned()))
+                .collect()
+        };
         names.sort();
         names.dedup();
         names
     };
     let mut keys: HashMap<u32, RelationKeys> = HashMap::new();
     for (&oid, raw) in raw {
-        for (equal, computed) in raw.unique.values() {
+        for (equal, computed, nulls_not_distinct) in raw.unique.values() {
             let key = UniqueKey {
                 equal: names(oid, equal),
                 computed: names(oid, computed),
+                nulls_not_distinct: *nulls_not_distinct,
             };
             if key.covers_any() {
                 keys.entry(oid).or_default().unique.push(key);
@@ -482,6 +510,17 @@ fn with_keys(relations: Vec<Arc<Relation>>, raw: &HashMap<u32, RawKeys>) -> Vec<
                     k.checks.push(set);
                 } else {
                     k.unvalidated_checks.push(set);
+                }
+            }
+        }
+        for (generated, reads) in &raw.generated {
+            if let Some((_, g)) = column(oid, *generated) {
+                let reads = names(oid, reads);
+                if !reads.is_empty() {
+                    keys.entry(oid)
+                        .or_default()
+                        .generated
+                        .push((g.to_owned(), reads));
                 }
             }
         }
@@ -514,6 +553,7 @@ fn with_keys(relations: Vec<Arc<Relation>>, raw: &HashMap<u32, RawKeys>) -> Vec<
         k.checks.dedup();
         k.unvalidated_checks.sort();
         k.unvalidated_checks.dedup();
+        k.generated.sort();
         k.references.sort();
         k.references.dedup();
         k.referenced_by.sort();
@@ -1396,13 +1436,21 @@ impl CatalogRead {
 /// index and foreign key, a few milliseconds for a thousand), so that an
 /// index or constraint dropped is forgotten as soon as one made is learnt.
 /// `u`: a unique index's key columns (`indkey` without INCLUDE columns)
-/// and oid; `x`: the same of an exclusion constraint, whose operators may
-/// be other than equality; `e`: a column inside key expressions or the
-/// predicate (the index depends on it in pg_depend); `f`: a foreign key's
-/// columns, the referenced relation and its columns; `c` (`n` when NOT
-/// VALID): the columns a CHECK constraint reads. 16384 is
-/// `FIRST_NORMAL_OBJECT_ID`.
-const KEY_ROWS: &str = "UNION ALL SELECT 'K', i.indrelid::text, CASE WHEN i.indisexclusion THEN 'x' ELSE 'u' END, \
+/// and oid (`v` when NULLS NOT DISTINCT); `x`: the same of an exclusion
+/// constraint, whose operators may be other than equality; `e`: a column
+/// inside key expressions or the predicate (the index depends on it in
+/// pg_depend; 0, every column, for a whole-row reference); `f`: a foreign
+/// key's columns, the referenced relation and its columns; `c` (`n` when
+/// NOT VALID): the columns a CHECK constraint reads (0: the whole row), and
+/// a partitioned table's partition key, which an UPDATE moving a row
+/// checks like one; `g`: the columns a stored generated column reads, and
+/// its attnum (a plain default reads no column of its table, so an
+/// expression that does is a generated column's). The `OFFSET 0` fence
+/// keeps that a look-up into pg_depend per default, not a scan of all of
+/// pg_attribute.
+/// 16384 is `FIRST_NORMAL_OBJECT_ID`.
+const KEY_ROWS: &str = "UNION ALL SELECT 'K', i.indrelid::text, \
+            CASE WHEN i.indisexclusion THEN 'x' WHEN i.indnullsnotdistinct THEN 'v' ELSE 'u' END, \
             (i.indkey::pg_catalog.int2[])[0:i.indnkeyatts - 1]::text, i.indexrelid::text, NULL, NULL, NULL \
        FROM pg_catalog.pg_index i \
       WHERE i.indrelid >= 16384 AND (i.indisunique OR i.indisexclusion) \
@@ -1412,8 +1460,23 @@ const KEY_ROWS: &str = "UNION ALL SELECT 'K', i.indrelid::text, CASE WHEN i.indi
         AND d.objid = i.indexrelid AND d.objsubid = 0 \
         AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = i.indrelid \
         AND d.refobjsubid > 0 \
+        AND NOT d.refobjsubid = ANY ((i.indkey::pg_catalog.int2[])[i.indnkeyatts:]) \
       WHERE i.indrelid >= 16384 AND (i.indisunique OR i.indisexclusion) \
         AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL) \
+     UNION ALL SELECT 'K', i.indrelid::text, 'e', '0', i.indexrelid::text, NULL, NULL, NULL \
+       FROM pg_catalog.pg_index i \
+      WHERE i.indrelid >= 16384 AND (i.indisunique OR i.indisexclusion) \
+        AND (i.indexprs::text LIKE '%:varattno 0 %' OR i.indpred::text LIKE '%:varattno 0 %') \
+     UNION ALL SELECT 'K', pt.partrelid::text, 'c', pt.partattrs::text, NULL, NULL, NULL, NULL \
+       FROM pg_catalog.pg_partitioned_table pt WHERE pt.partrelid >= 16384 \
+     UNION ALL SELECT 'K', g.adrelid::text, 'g', g.reads::text, g.adnum::text, NULL, NULL, NULL \
+       FROM (SELECT ad.adrelid, ad.adnum, \
+               (SELECT pg_catalog.array_agg(d.refobjsubid ORDER BY d.refobjsubid) FROM pg_catalog.pg_depend d \
+                 WHERE d.classid = 'pg_catalog.pg_attrdef'::regclass AND d.objid = ad.oid AND d.objsubid = 0 \
+                   AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid = ad.adrelid \
+                   AND d.refobjsubid <> ad.adnum) AS reads \
+              FROM pg_catalog.pg_attrdef ad WHERE ad.adrelid >= 16384 OFFSET 0) g \
+      WHERE g.reads IS NOT NULL \
      UNION ALL SELECT 'K', k.conrelid::text, 'f', k.conkey::text, k.confrelid::text, k.confkey::text, NULL, NULL \
        FROM pg_catalog.pg_constraint k \
       WHERE k.contype = 'f' AND k.conrelid >= 16384 \
@@ -1451,11 +1514,13 @@ type ParentRow = (i32, (String, String));
 struct RawKeys {
     /// Per unique index or exclusion constraint (by index oid): the
     /// columns compared for equality, and those compared otherwise.
-    unique: BTreeMap<u32, (Vec<i16>, Vec<i16>)>,
+    unique: BTreeMap<u32, (Vec<i16>, Vec<i16>, bool)>,
     /// Foreign keys: (own columns, referenced relation, its columns).
     references: Vec<(Vec<i16>, u32, Vec<i16>)>,
     /// CHECK constraints: the columns each reads, and whether validated.
     checks: Vec<(Vec<i16>, bool)>,
+    /// Stored generated columns and the columns each reads.
+    generated: Vec<(i16, Vec<i16>)>,
 }
 
 /// The rows of one `CatalogRead`, sorted out.
@@ -1595,12 +1660,16 @@ impl ReadRows {
                         };
                     match field(row, 2, "key kind")? {
                         // An expression's entry in indkey is 0.
-                        "u" => keys
-                            .unique
-                            .entry(number(row, 4, "index oid")?)
-                            .or_default()
-                            .0
-                            .extend(attnums(3, "index key")?.into_iter().filter(|a| *a > 0)),
+                        "u" | "v" => {
+                            let key = keys.unique.entry(number(row, 4, "index oid")?).or_default();
+                            key.0
+                                .extend(attnums(3, "index key")?.into_iter().filter(|a| *a > 0));
+                            key.2 = field(row, 2, "key kind")? == "v";
+                        }
+                        "g" => keys.generated.push((
+                            number(row, 4, "generated column")?,
+                            attnums(3, "generated column reads")?,
+                        )),
                         "x" => keys
                             .unique
                             .entry(number(row, 4, "index oid")?)

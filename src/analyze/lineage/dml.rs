@@ -242,6 +242,12 @@ impl Walker<'_> {
                         compared.push(link_column(&link.other));
                     }
                 }
+                // A stored generated column computed from it that a key or
+                // CHECK reads compares a function of the value with a
+                // function of the stored ones.
+                computed |= checked.keys.generated.iter().any(|(generated, reads)| {
+                    reads.contains(&written.column) && checked.keys.reads(generated)
+                });
                 if computed {
                     let sources = self.stored_column(&own);
                     self.with_clause(Clause::KeyCheck, |w| w.use_sources(&sources, false));
@@ -254,6 +260,38 @@ impl Walker<'_> {
                     }
                     let sources = self.stored_column(&checked);
                     self.with_clause(Clause::KeyCheck, |w| w.compare(&sources, value));
+                }
+            }
+        }
+    }
+
+    /// An INSERT that gives some key columns of a NULLS NOT DISTINCT unique
+    /// index and leaves others out: their NULL conflicts with a stored
+    /// NULL, an `IS NULL` test of the stored values (one candidate).
+    fn omitted_key_columns(&mut self, target: &ScopeItem, given: &[String]) {
+        let catalog = self.catalog;
+        let mut relations: Vec<&Relation> = Vec::new();
+        for name in given {
+            for written in written_columns(catalog, target, name) {
+                if let Some(relation) = catalog.relation(&written.schema, &written.table) {
+                    for r in checked_relations(catalog, relation, false) {
+                        if !relations.iter().any(|x| x.oid == r.oid) {
+                            relations.push(r);
+                        }
+                    }
+                }
+            }
+        }
+        for relation in relations {
+            for key in relation.keys.unique.iter().filter(|k| k.nulls_not_distinct) {
+                if !key.equal.iter().any(|c| given.contains(c)) {
+                    continue;
+                }
+                for omitted in key.equal.iter().filter(|c| !given.contains(c)) {
+                    let sources = self.stored_column(&column_of(relation, omitted));
+                    self.with_clause(Clause::KeyCheck, |w| {
+                        w.compare(&sources, &Operand::Constants(1))
+                    });
                 }
             }
         }
@@ -445,6 +483,13 @@ impl Walker<'_> {
                 self.key_checks(&target, column, operand, false);
             }
         }
+        let given: Vec<String> = target_columns
+            .iter()
+            .zip(operands.iter())
+            .filter(|(_, o)| o.is_some())
+            .map(|(c, _)| c.clone())
+            .collect();
+        self.omitted_key_columns(&target, &given);
         if !insert.assignments.is_empty() {
             self.hazard(HazardRule::Unanalysable, "INSERT … SET");
         }
