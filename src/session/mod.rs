@@ -385,7 +385,20 @@ async fn relay_messages(
                     }
                     if !out.is_empty() {
                         to_server.inc_by(out.len() as u64);
-                        if server.write_all(&out).await.is_err() {
+                        // A server that stops reading is running what came
+                        // before (a pipeline behind a lock): a held cancel
+                        // is meant for that, and goes now rather than after
+                        // the server has read everything.
+                        let write = server.write_all(&out);
+                        tokio::pin!(write);
+                        let written = tokio::select! {
+                            written = &mut write => written,
+                            _ = tokio::time::sleep(WRITE_STALL) => {
+                                cancel_key.release();
+                                write.await
+                            }
+                        };
+                        if written.is_err() {
                             return upstream_gone(&mut client, upstream_sent_fatal).await;
                         }
                     }
@@ -1221,6 +1234,10 @@ fn qualified_names(statements: &[String]) -> Vec<String> {
     );
     all
 }
+
+/// How long a write to the server may block before pgveil takes it that
+/// the server is busy with the client's earlier messages (see the relay).
+const WRITE_STALL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Reads the session's temporary relations (see `TEMP_RELATIONS`).
 async fn probe_temp_relations(
