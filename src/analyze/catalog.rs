@@ -985,7 +985,11 @@ impl Catalog {
         }
         relations.extend(user_relations.into_iter().map(|r| fresh(r, &mut parents)));
         functions.extend(user_functions.into_iter().map(Arc::new));
-        let relations = with_keys(relations, &read_rows.keys);
+        let relations = if read.keys {
+            with_keys(relations, &read_rows.keys)
+        } else {
+            relations
+        };
         let mut schemas = read_rows.schemas;
         schemas.sort();
         let (system_snapshot, system_read_at) = if incremental && read.scope == ReadScope::User {
@@ -1086,6 +1090,9 @@ pub struct CatalogRead {
     chained_since: Option<(u64, Vec<u64>)>,
     /// Which objects' changes an incremental read looks for.
     scope: ReadScope,
+    /// Whether it reads the keys (rows `K`, see `KEY_ROWS`); a read without
+    /// them keeps the keys the catalog it is applied to holds.
+    keys: bool,
 }
 
 /// (xmax, in-progress xids) of the snapshot text `xmin:xmax:xip,…`, as
@@ -1134,6 +1141,7 @@ impl CatalogRead {
             after_command: None,
             chained_since: None,
             scope: ReadScope::All,
+            keys: true,
         }
     }
 
@@ -1145,7 +1153,21 @@ impl CatalogRead {
             after_command: None,
             chained_since: None,
             scope: ReadScope::User,
+            keys: true,
         })
+    }
+
+    /// The same read without the keys. A session reads its open
+    /// transaction's catalog so, after each of its DDL statements: a key
+    /// it makes there is one it may use (making it is a use of the same
+    /// columns, judged by the same filter, see `Clause::Ddl`), and the keys
+    /// others commit meanwhile are read with the shared catalog when the
+    /// transaction ends.
+    pub fn without_keys(self) -> CatalogRead {
+        CatalogRead {
+            keys: false,
+            ..self
+        }
     }
 
     /// The same read over `scope`.
@@ -1198,6 +1220,7 @@ impl CatalogRead {
             after_command: None,
             chained_since: None,
             scope,
+            keys: true,
         }
         .sql_text(true)
     }
@@ -1426,7 +1449,7 @@ impl CatalogRead {
               WHERE {operator_range}n.nspname NOT IN ('pg_catalog', 'information_schema')",
             left_reach = builtin_reach("o.oprleft"),
             right_reach = builtin_reach("o.oprright"),
-            keys = KEY_ROWS,
+            keys = if self.keys { KEY_ROWS } else { "" },
         )
     }
 }

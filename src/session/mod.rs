@@ -127,6 +127,10 @@ struct Conversation {
     schema_changed: bool,
     /// That transaction ended: the relay drops the shared catalog.
     schema_committed: bool,
+    /// The guard saw no statement in flight that could make a unique index
+    /// (see `Guard::may_make_key`): a CREATE INDEX changes no key, and so
+    /// nothing a catalog holds.
+    plain_indexes: bool,
 }
 
 impl Conversation {
@@ -140,6 +144,7 @@ impl Conversation {
             copy_in: false,
             schema_changed: false,
             schema_committed: false,
+            plain_indexes: false,
         }
     }
 
@@ -483,6 +488,7 @@ async fn relay_messages(
                     Ok(n) => schunk = next_chunk(schunk, n),
                 }
                 let started = std::time::Instant::now();
+                state.plain_indexes = masking.guard.as_ref().is_some_and(|g| !g.may_make_key());
                 match frame_server(&mut sbuf, &mut state, &mut upstream_sent_fatal, &mut framed) {
                     Ok(frames) => {
                         // Schema DDL of any session through pgveil, guarded
@@ -759,6 +765,7 @@ impl Masking {
         let Some(read) = base.changes_query() else {
             return Ok(None);
         };
+        let read = read.without_keys();
         // Rows changed since the shared catalog's snapshot, less those of
         // this transaction the last read here already applied.
         let builds_on_last = self
@@ -1425,8 +1432,9 @@ fn frame_server(
                     b'G' => state.server_copy_in(),
                     b'C' => {
                         state.copy_in = false;
-                        if crate::analyze::catalog::command_changes_catalog(wire::command_tag(msg))
-                        {
+                        let tag = wire::command_tag(msg);
+                        let plain_index = state.plain_indexes && tag == b"CREATE INDEX";
+                        if crate::analyze::catalog::command_changes_catalog(tag) && !plain_index {
                             state.schema_changed = true;
                         }
                     }

@@ -179,6 +179,7 @@ async fn relay_answers(
         if g.is_quiet() || (step && g.is_withholding()) {
             return Ok(error);
         }
+        link.state.plain_indexes = !g.may_make_key();
         let frames =
             match frame_server(link.sbuf, link.state, link.upstream_sent_fatal, &mut framed) {
                 Ok(f) => f,

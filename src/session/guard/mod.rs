@@ -267,6 +267,8 @@ pub struct Guard {
     unread_change: bool,
     /// The same since the transaction began: its commit needs a refresh.
     tx_change: bool,
+    /// A statement in flight mentions UNIQUE (see `may_make_key`).
+    key_ddl: bool,
     /// The session created temporary relations (see `set_temp_schema`).
     temp_schema: bool,
     /// search_path was changed in a way the server may undo.
@@ -317,6 +319,7 @@ impl Guard {
             overlay_rebase: false,
             unread_change: false,
             tx_change: false,
+            key_ddl: false,
             temp_schema: false,
             search_path_unsure: false,
             search_path_pending: false,
@@ -436,6 +439,13 @@ impl Guard {
 
     /// The client's batch is planned: the analyses looked up for it are
     /// dropped (with the catalog they hold).
+    /// A statement in flight mentions UNIQUE, so a CREATE INDEX that
+    /// completes may have made a key (see `RelationKeys`); otherwise the
+    /// index changes nothing a catalog holds, and no read follows it.
+    pub fn may_make_key(&self) -> bool {
+        self.key_ddl
+    }
+
     pub fn end_of_batch(&mut self) {
         self.looked_up.clear();
     }
@@ -525,6 +535,15 @@ impl Guard {
         }
         if matches!(msg[0], b'Q' | b'P') && mentions_temp(msg) {
             self.effects.temp_mentioned = true;
+        }
+        if matches!(msg[0], b'Q' | b'P') && mentions_unique(msg) {
+            self.key_ddl = true;
+        }
+        if msg[0] == b'B' {
+            let bound = wire::bind_msg(msg).and_then(|b| self.statement(b.statement));
+            if bound.is_some_and(|s| mentions_unique(s.sql.as_bytes())) {
+                self.key_ddl = true;
+            }
         }
         match msg[0] {
             b'Q' => self.client_query(msg, out),
@@ -683,11 +702,13 @@ impl Guard {
 
     fn server_message_paired(&mut self, msg: &[u8], out: &mut BytesMut) {
         let ty = msg[0];
-        if ty == b'C'
-            && !crate::analyze::catalog::command_is_catalog_neutral(wire::command_tag(msg))
-        {
-            self.unread_change = true;
-            self.tx_change = true;
+        if ty == b'C' {
+            let tag = wire::command_tag(msg);
+            let plain_index = tag == b"CREATE INDEX" && !self.key_ddl;
+            if !crate::analyze::catalog::command_is_catalog_neutral(tag) && !plain_index {
+                self.unread_change = true;
+                self.tx_change = true;
+            }
         }
         match ty {
             b'N' if self.verbatim() => return out.extend_from_slice(msg),
@@ -710,6 +731,9 @@ impl Guard {
                     if matches!(e, Expect::Sync | Expect::Query { .. }) {
                         break;
                     }
+                }
+                if self.expect.is_empty() {
+                    self.key_ddl = false;
                 }
                 self.rows = None;
                 self.copy = None;
@@ -918,4 +942,11 @@ fn parameter_status<'a>(msg: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
 /// True when `msg` holds `temp` in any letter case.
 fn mentions_temp(msg: &[u8]) -> bool {
     msg.windows(4).any(|w| w.eq_ignore_ascii_case(b"temp"))
+}
+
+/// Whether a statement's text could make a unique index: CREATE INDEX
+/// spells it UNIQUE (keywords cannot be escaped), so text without the word
+/// makes a plain index, which changes no key.
+fn mentions_unique(msg: &[u8]) -> bool {
+    msg.windows(6).any(|w| w.eq_ignore_ascii_case(b"unique"))
 }
