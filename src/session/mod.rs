@@ -396,7 +396,10 @@ async fn relay_messages(
                         // the server has read everything.
                         let write = server.write_all(&out);
                         tokio::pin!(write);
+                        // The write is polled first: when it completes at
+                        // once (the usual case) no timer is armed.
                         let written = tokio::select! {
+                            biased;
                             written = &mut write => written,
                             _ = tokio::time::sleep(WRITE_STALL) => {
                                 cancel_key.release();
