@@ -361,11 +361,20 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
              NULLS NOT DISTINCT",
         )
         .await;
+    owner
+        .exec(
+            "CREATE VIEW archive_v AS SELECT full_name AS n, id_number AS i, branch AS b \
+             FROM customers_archive; GRANT ALL ON archive_v TO PUBLIC",
+        )
+        .await;
     let s = as_role("agent").await;
     s.refused(
         "INSERT INTO customers_archive (full_name, id_number, branch) VALUES ('x', '1', 'Ningbo')",
     )
     .await;
+    // The same through a view that renames the columns.
+    s.refused("INSERT INTO archive_v (n, i, b) VALUES ('x', '1', 'Ningbo')")
+        .await;
     s.finish();
     // The call centre may look id_number up by value: one constant a row;
     // an upsert's EXCLUDED.id_number is the value its INSERT looked up.

@@ -271,8 +271,11 @@ impl Walker<'_> {
     fn omitted_key_columns(&mut self, target: &ScopeItem, given: &[String]) {
         let catalog = self.catalog;
         let mut relations: Vec<&Relation> = Vec::new();
+        // The stored columns' names (a view may rename them).
+        let mut stored: BTreeSet<String> = BTreeSet::new();
         for name in given {
             for written in written_columns(catalog, target, name) {
+                stored.insert(written.column.clone());
                 if let Some(relation) = catalog.relation(&written.schema, &written.table) {
                     for r in checked_relations(catalog, relation, false) {
                         if !relations.iter().any(|x| x.oid == r.oid) {
@@ -284,10 +287,10 @@ impl Walker<'_> {
         }
         for relation in relations {
             for key in relation.keys.unique.iter().filter(|k| k.nulls_not_distinct) {
-                if !key.equal.iter().any(|c| given.contains(c)) {
+                if !key.equal.iter().any(|c| stored.contains(c)) {
                     continue;
                 }
-                for omitted in key.equal.iter().filter(|c| !given.contains(c)) {
+                for omitted in key.equal.iter().filter(|c| !stored.contains(*c)) {
                     let sources = self.stored_column(&column_of(relation, omitted));
                     self.with_clause(Clause::KeyCheck, |w| {
                         w.compare(&sources, &Operand::Constants(1))
