@@ -1054,6 +1054,14 @@ pub fn command_is_catalog_neutral(tag: &[u8]) -> bool {
     CATALOG_NEUTRAL_TAGS.iter().any(|t| t.as_bytes() == tag)
 }
 
+/// True when `tag` completed a CREATE INDEX that cannot have made a key:
+/// no statement in flight could make a unique index (`may_make_key` false,
+/// see `Guard::may_make_key`). Such an index changes nothing a catalog
+/// holds.
+pub fn is_plain_index(tag: &[u8], may_make_key: bool) -> bool {
+    tag == b"CREATE INDEX" && !may_make_key
+}
+
 /// True when a statement that completed with `tag` may have changed what a
 /// catalog holds: schema DDL, and DO blocks (migrations run conditional DDL
 /// in them). Statements that change the schema from inside a function

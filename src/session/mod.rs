@@ -1436,7 +1436,8 @@ fn frame_server(
                     b'C' => {
                         state.copy_in = false;
                         let tag = wire::command_tag(msg);
-                        let plain_index = state.plain_indexes && tag == b"CREATE INDEX";
+                        let plain_index =
+                            crate::analyze::catalog::is_plain_index(tag, !state.plain_indexes);
                         if crate::analyze::catalog::command_changes_catalog(tag) && !plain_index {
                             state.schema_changed = true;
                         }

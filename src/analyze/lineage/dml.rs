@@ -63,6 +63,26 @@ fn checked_relations<'a>(
     relations
 }
 
+/// The relations whose keys and CHECKs a write into the stored columns
+/// `written` meets (see `checked_relations`), each once.
+fn reached_relations<'a>(
+    catalog: &'a Catalog,
+    written: impl IntoIterator<Item = &'a QualifiedColumn>,
+    all_children: bool,
+) -> Vec<&'a Relation> {
+    let mut relations: Vec<&Relation> = Vec::new();
+    for column in written {
+        if let Some(relation) = catalog.relation(&column.schema, &column.table) {
+            for r in checked_relations(catalog, relation, all_children) {
+                if !relations.iter().any(|x| x.oid == r.oid) {
+                    relations.push(r);
+                }
+            }
+        }
+    }
+    relations
+}
+
 /// `relation`'s column `column`.
 fn column_of(relation: &Relation, column: &str) -> QualifiedColumn {
     QualifiedColumn {
@@ -270,27 +290,18 @@ impl Walker<'_> {
     /// NULL, an `IS NULL` test of the stored values (one candidate).
     fn omitted_key_columns(&mut self, target: &ScopeItem, given: &[String]) {
         let catalog = self.catalog;
-        let mut relations: Vec<&Relation> = Vec::new();
+        let written: Vec<QualifiedColumn> = given
+            .iter()
+            .flat_map(|name| written_columns(catalog, target, name))
+            .collect();
         // The stored columns' names (a view may rename them).
-        let mut stored: BTreeSet<String> = BTreeSet::new();
-        for name in given {
-            for written in written_columns(catalog, target, name) {
-                stored.insert(written.column.clone());
-                if let Some(relation) = catalog.relation(&written.schema, &written.table) {
-                    for r in checked_relations(catalog, relation, false) {
-                        if !relations.iter().any(|x| x.oid == r.oid) {
-                            relations.push(r);
-                        }
-                    }
-                }
-            }
-        }
-        for relation in relations {
+        let stored: BTreeSet<&str> = written.iter().map(|c| c.column.as_str()).collect();
+        for relation in reached_relations(catalog, &written, false) {
             for key in relation.keys.unique.iter().filter(|k| k.nulls_not_distinct) {
-                if !key.equal.iter().any(|c| stored.contains(c)) {
+                if !key.equal.iter().any(|c| stored.contains(c.as_str())) {
                     continue;
                 }
-                for omitted in key.equal.iter().filter(|c| !stored.contains(*c)) {
+                for omitted in key.equal.iter().filter(|c| !stored.contains(c.as_str())) {
                     let sources = self.stored_column(&column_of(relation, omitted));
                     self.with_clause(Clause::KeyCheck, |w| {
                         w.compare(&sources, &Operand::Constants(1))
@@ -345,22 +356,8 @@ impl Walker<'_> {
             .flat_map(|c| written_columns(catalog, target, &c.name))
             .collect();
         let written_names: BTreeSet<&str> = written.iter().map(|c| c.column.as_str()).collect();
-        let mut relations: Vec<&Relation> = Vec::new();
-        for (schema, table) in written
-            .iter()
-            .map(|c| (c.schema.as_str(), c.table.as_str()))
-            .collect::<BTreeSet<_>>()
-        {
-            if let Some(relation) = catalog.relation(schema, table) {
-                for r in checked_relations(catalog, relation, all_children) {
-                    if !relations.iter().any(|x| x.oid == r.oid) {
-                        relations.push(r);
-                    }
-                }
-            }
-        }
         let is_written = |column: &str| written_names.contains(column);
-        for relation in relations {
+        for relation in reached_relations(catalog, &written, all_children) {
             let own = |column: &str| column_of(relation, column);
             let mut joins: Vec<(QualifiedColumn, QualifiedColumn)> = Vec::new();
             for key in &relation.keys.referenced_by {

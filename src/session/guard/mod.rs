@@ -437,8 +437,6 @@ impl Guard {
         false
     }
 
-    /// The client's batch is planned: the analyses looked up for it are
-    /// dropped (with the catalog they hold).
     /// A statement in flight mentions UNIQUE, so a CREATE INDEX that
     /// completes may have made a key (see `RelationKeys`); otherwise the
     /// index changes nothing a catalog holds, and no read follows it.
@@ -446,6 +444,8 @@ impl Guard {
         self.key_ddl
     }
 
+    /// The client's batch is planned: the analyses looked up for it are
+    /// dropped (with the catalog they hold).
     pub fn end_of_batch(&mut self) {
         self.looked_up.clear();
     }
@@ -540,8 +540,10 @@ impl Guard {
             self.key_ddl = true;
         }
         if msg[0] == b'B' {
+            // Only a DDL statement can make an index: its text is read
+            // again, not that of every statement bound.
             let bound = wire::bind_msg(msg).and_then(|b| self.statement(b.statement));
-            if bound.is_some_and(|s| mentions_unique(s.sql.as_bytes())) {
+            if bound.is_some_and(|s| s.ddl && mentions_unique(s.sql.as_bytes())) {
                 self.key_ddl = true;
             }
         }
@@ -704,8 +706,9 @@ impl Guard {
         let ty = msg[0];
         if ty == b'C' {
             let tag = wire::command_tag(msg);
-            let plain_index = tag == b"CREATE INDEX" && !self.key_ddl;
-            if !crate::analyze::catalog::command_is_catalog_neutral(tag) && !plain_index {
+            if !crate::analyze::catalog::command_is_catalog_neutral(tag)
+                && !crate::analyze::catalog::is_plain_index(tag, self.key_ddl)
+            {
                 self.unread_change = true;
                 self.tx_change = true;
             }
