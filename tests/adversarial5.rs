@@ -399,3 +399,45 @@ async fn writes_into_unique_protected_columns_are_equality_lookups() {
     .await;
     s.finish();
 }
+
+/// The same lookups dressed up: a data-modifying CTE, SQL PREPARE, casts,
+/// comments, a second statement, a join or MERGE source of constants,
+/// JSON, and an updatable view the attacker makes. Each must be refused,
+/// on both protocols (`refused`).
+#[tokio::test]
+async fn key_lookups_are_refused_however_the_write_is_spelled() {
+    let s = as_role("dev").await;
+    s.exec("CREATE VIEW dev_customer_ids AS SELECT full_name, id_number FROM customers")
+        .await;
+    for sql in [
+        "WITH i AS (INSERT INTO customers (full_name, id_number) \
+         VALUES ('x', '11010519491231002X') ON CONFLICT DO NOTHING RETURNING id) \
+         SELECT count(*) FROM i",
+        "INSERT /* c */ INTO customers (full_name, id_number) \
+         VALUES ('x', '11010519491231002X'::varchar(18)) ON CONFLICT DO NOTHING",
+        "UPDATE customers c SET id_number = v.x FROM (VALUES ('11010519491231002X')) v(x) \
+         WHERE c.id = 2",
+        "MERGE INTO customers c USING (VALUES ('11010519491231002X')) v(x) ON false \
+         WHEN NOT MATCHED THEN INSERT (full_name, id_number) VALUES ('x', v.x)",
+        "INSERT INTO customers (full_name, id_number) SELECT full_name, id_number \
+         FROM json_populate_record(NULL::customers, \
+         '{\"full_name\": \"x\", \"id_number\": \"11010519491231002X\"}')",
+        "INSERT INTO dev_customer_ids VALUES ('x', '11010519491231002X')",
+        "PREPARE probe(text) AS INSERT INTO customers (full_name, id_number) VALUES ('x', $1)",
+    ] {
+        s.refused(sql).await;
+    }
+    // Behind another statement in one Query (the extended protocol takes
+    // one statement a Parse; the server refuses the pair itself).
+    let sql = "SELECT 1; INSERT INTO customers (full_name, id_number) \
+               VALUES ('x', CAST('11010519491231002X' AS text))";
+    let (ok, text) = s.attack(sql).await;
+    if ok || !text.contains("42501") {
+        s.leaks
+            .lock()
+            .unwrap()
+            .push(format!("NOT REFUSED (simple): `{sql}` -> {text}"));
+    }
+    let _ = s.c.simple_query("ROLLBACK").await;
+    s.finish();
+}
