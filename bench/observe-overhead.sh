@@ -77,12 +77,14 @@ SELECT aid, filler FROM pgbench_accounts WHERE aid = :aid;
 SQL
 
 declare -A PORT
+declare -A PID
 start() { # name binary extra-args...
   local name=$1 bin=$2; shift 2
   local port; port=$(free_port)
   "$bin" serve --listen "127.0.0.1:$port" --upstream "127.0.0.1:$PG_PORT" \
     --policies "$WORK/policies" --catalog-user postgres "$@" >/dev/null 2>"$WORK/$name.log" &
   PIDS+=($!)
+  PID[$name]=$!
   for _ in $(seq 100); do "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" && break; sleep 0.1; done
   PORT[$name]=$port
 }
@@ -99,28 +101,42 @@ fi
 ( while sleep 1; do curl -s "127.0.0.1:$METRICS_PORT/metrics" >/dev/null || true; done ) >/dev/null 2>&1 &
 PIDS+=($!)
 
-tps() { # port workload mode
-  local script=(-S)
+# CPU time (clock ticks, user + system, all threads) of a process.
+ticks() { [ -n "${1:-}" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+TICK_US=$(python3 -c 'import os; print(1e6 / os.sysconf("SC_CLK_TCK"))')
+# One pgbench run: "<tps> <pgveil CPU µs per transaction>" (0 for direct).
+run() { # target workload mode
+  local script=(-S) out t0 t1
   [ "$2" = masked ] && script=(-f "$WORK/masked.sql")
-  "$PG_BIN/pgbench" "${script[@]}" -M "$3" -c "$CLIENTS" -j "$JOBS" -T "$DURATION" -n \
-    -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 | awk '/^tps/ {print $3}'
+  t0=$(ticks "${PID[$1]:-}")
+  out=$("$PG_BIN/pgbench" "${script[@]}" -M "$3" -c "$CLIENTS" -j "$JOBS" -T "$DURATION" -n \
+    -h 127.0.0.1 -p "${PORT[$1]}" -U postgres postgres 2>&1)
+  t1=$(ticks "${PID[$1]:-}")
+  awk -v t0="$t0" -v t1="$t1" -v us="$TICK_US" '
+    /^number of transactions actually processed/ { split($NF, a, "/"); tx = a[1] }
+    /^tps/ { tps = $3 }
+    END { printf "%s %.1f\n", tps, (tx > 0 ? (t1 - t0) * us / tx : 0) }' <<<"$out"
 }
 
 # Mean TPS per target over the rounds; on/off is the ratio of the means,
-# with the range of the per-round ratios after it.
+# with the per-round ratios after it. Then pgveil's own CPU per transaction
+# (all threads, the audit writer included), which drifts less than TPS on a
+# shared machine: on - off is what metrics and audit cost each statement.
 printf '%-12s %-9s' workload mode
 for t in $TARGETS; do printf ' %10s' "$t"; done
 printf ' %8s %8s %8s  %s\n' "off/dir" "on/dir" "on/off" "on/off per round"
+CPU_LINES=()
 for workload in select-only masked; do
   for mode in simple prepared; do
-    declare -A SUM=()
+    declare -A SUM=() CPU=()
     rounds=()
     for _ in $(seq "$ROUNDS"); do
       declare -A ROUND=()
       for t in $TARGETS; do
-        v=$(tps "${PORT[$t]}" "$workload" "$mode")
+        read -r v cpu < <(run "$t" "$workload" "$mode")
         ROUND[$t]=$v
         SUM[$t]=$(python3 -c "print(${SUM[$t]:-0} + $v)")
+        CPU[$t]=$(python3 -c "print(${CPU[$t]:-0} + $cpu)")
       done
       rounds+=("$(python3 -c "print(f'{${ROUND[on]} / ${ROUND[off]}:.3f}')")")
       unset ROUND
@@ -132,9 +148,17 @@ for workload in select-only masked; do
       "$(python3 -c "print(f'{${SUM[on]} / ${SUM[direct]}:.3f}')")" \
       "$(python3 -c "print(f'{${SUM[on]} / ${SUM[off]}:.3f}')")" \
       "${rounds[*]}"
-    unset SUM
+    CPU_LINES+=("$(printf '%-12s %-9s' "$workload" "$mode"
+      for t in $TARGETS; do [ "$t" = direct ] || printf ' %8.1f' "$(python3 -c "print(${CPU[$t]} / $ROUNDS)")"; done
+      printf ' %8s' "$(python3 -c "print(f'{(${CPU[on]} - ${CPU[off]}) / $ROUNDS:+.1f}')")")")
+    unset SUM CPU
   done
 done
+echo
+printf '%-12s %-9s' "pgveil CPU" "µs/tx"
+for t in $TARGETS; do [ "$t" = direct ] || printf ' %8s' "$t"; done
+printf ' %8s\n' "on-off"
+printf '%s\n' "${CPU_LINES[@]}"
 records=$(cat "$WORK"/audit.log* | wc -l)
 dropped=$(curl -s "127.0.0.1:$METRICS_PORT/metrics" | awk '/^pgveil_audit_records_total\{outcome="dropped"\}/ {print $2}')
 echo "audit records written by 'on': $records, dropped: ${dropped:-?}; chain: $("$BIN" audit verify "$WORK"/audit.log* | head -1)"
