@@ -89,6 +89,21 @@ pub struct CatalogColumn {
     pub attnum: i16,
     pub type_oid: u32,
     pub type_name: String,
+    /// `atttypmod`: a length or precision (`varchar(n)` is n + 4); -1 for
+    /// none, or when not read.
+    #[serde(
+        default = "no_type_modifier",
+        skip_serializing_if = "is_no_type_modifier"
+    )]
+    pub type_modifier: i32,
+}
+
+fn no_type_modifier() -> i32 {
+    -1
+}
+
+fn is_no_type_modifier(m: &i32) -> bool {
+    *m == -1
 }
 
 /// A table, view or materialized view.
@@ -1414,7 +1429,7 @@ impl CatalogRead {
                     CASE WHEN c.relkind IN ('v','m') THEN pg_catalog.pg_get_viewdef(c.oid) END, NULL, NULL \
                FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
               WHERE {kinds} AND {user_ns} AND {rel_filter} \
-             UNION ALL SELECT 'A', a.attrelid::text, a.attname::text, a.attnum::text, a.atttypid::text, t.typname::text, NULL, NULL \
+             UNION ALL SELECT 'A', a.attrelid::text, a.attname::text, a.attnum::text, a.atttypid::text, t.typname::text, a.atttypmod::text, NULL \
                FROM pg_catalog.pg_attribute a \
                JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
                JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -1645,6 +1660,10 @@ impl ReadRows {
                         attnum: number(row, 3, "attnum")?,
                         type_oid: number(row, 4, "atttypid")?,
                         type_name: field(row, 5, "typname")?.to_owned(),
+                        type_modifier: match row.get(6).cloned().flatten() {
+                            Some(_) => number(row, 6, "atttypmod")?,
+                            None => -1,
+                        },
                     }),
                 "I" => out
                     .parents
@@ -1918,6 +1937,7 @@ mod tests {
                     attnum: 1,
                     type_oid: 25,
                     type_name: "text".into(),
+                    type_modifier: -1,
                 }],
                 definition: None,
                 parents: Vec::new(),

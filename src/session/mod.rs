@@ -1300,6 +1300,9 @@ fn temp_relations(rows: &[BytesMut]) -> Vec<crate::analyze::catalog::Relation> {
                 attnum,
                 type_oid,
                 type_name,
+                // Not read for temporary relations: a type change of one
+                // of their columns is judged as if it had none.
+                type_modifier: -1,
             }),
             (None, None, None, None) => None,
             _ => return Vec::new(),

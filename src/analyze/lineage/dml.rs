@@ -360,10 +360,14 @@ impl Walker<'_> {
         for relation in reached_relations(catalog, &written, all_children) {
             let own = |column: &str| column_of(relation, column);
             let mut joins: Vec<(QualifiedColumn, QualifiedColumn)> = Vec::new();
+            // Deleting a referenced row, or changing its key, looks its
+            // stored key up in the referencing column: a join both ways,
+            // as a foreign key's own check is.
             for key in &relation.keys.referenced_by {
                 if key.iter().any(|link| is_written(&link.column)) {
                     for link in key {
                         joins.push((link_column(&link.other), own(&link.column)));
+                        joins.push((own(&link.column), link_column(&link.other)));
                     }
                 }
             }
@@ -520,6 +524,10 @@ impl Walker<'_> {
                                 }
                             })
                             .collect();
+                        let at = (
+                            self.frames.len().saturating_sub(1),
+                            self.frames.last().map_or(0, |f| f.items.len()),
+                        );
                         self.push_item(ScopeItem {
                             alias: "excluded".into(),
                             relation: None,
@@ -533,6 +541,7 @@ impl Walker<'_> {
                             .cloned()
                             .zip(operands.iter().cloned())
                             .collect();
+                        let outer = self.excluded.replace((at, inserted.clone()));
                         self.assignments(
                             &target,
                             &update.assignments,
@@ -542,6 +551,7 @@ impl Walker<'_> {
                         if let Some(selection) = &update.selection {
                             self.with_clause(Clause::Where, |w| w.predicate(selection));
                         }
+                        self.excluded = outer;
                         // EXCLUDED is not in scope for RETURNING.
                         if let Some(frame) = self.frames.last_mut() {
                             frame.items.pop();
@@ -589,25 +599,10 @@ impl Walker<'_> {
             // What each column is given, for `key_checks`.
             // `EXCLUDED.c` is the value the INSERT proposed for `c`, whose
             // key checks the INSERT made: what that value was.
-            let proposed = |value: &Expr| -> Option<Option<Operand>> {
-                let Expr::CompoundIdentifier(parts) = value else {
-                    return None;
-                };
-                let [table, column] = parts.as_slice() else {
-                    return None;
-                };
-                if super::ident_name(table) != "excluded" {
-                    return None;
-                }
-                let column = super::ident_name(column);
-                excluded?
-                    .iter()
-                    .find(|(name, _)| *name == column)
-                    .map(|(_, operand)| operand.clone())
-            };
+            let proposed = excluded.and(self.excluded_operand(&assignment.value));
             let values: Vec<Option<Operand>> = match (&assignment.value, columns.len()) {
                 (value, 1) if is_default(value) => vec![None],
-                (value, 1) if proposed(value).is_some() => vec![proposed(value).flatten()],
+                (_, 1) if proposed.is_some() => vec![proposed.flatten()],
                 (value, 1) => vec![Some(self.operand(value, &sources))],
                 (Expr::Tuple(values), n) if values.len() == n => values
                     .iter()
@@ -631,6 +626,32 @@ impl Walker<'_> {
             changed.extend(columns);
         }
         self.row_checks(target, Some(&changed), all_children);
+    }
+
+    /// What a plain reference to `EXCLUDED.c` stands for while an ON
+    /// CONFLICT DO UPDATE is walked: the operand the INSERT proposed for
+    /// `c` (None inside: it gave none, so the default's value). None when
+    /// `expr` is anything else, a FROM item of a subquery named `excluded`
+    /// included.
+    pub(super) fn excluded_operand(&self, expr: &Expr) -> Option<Option<Operand>> {
+        let (at, proposed) = self.excluded.as_ref()?;
+        let mut plain = expr;
+        while let Expr::Nested(inner) = plain {
+            plain = inner;
+        }
+        if !matches!(plain, Expr::CompoundIdentifier(_)) {
+            return None;
+        }
+        let (frame, item, column) = self.column_reference(plain)?;
+        if (frame, item) != *at {
+            return None;
+        }
+        Some(
+            proposed
+                .iter()
+                .find(|(name, _)| *name == column)
+                .and_then(|(_, operand)| operand.clone()),
+        )
     }
 
     fn update(&mut self, update: &ast::Update) -> Vec<OutputColumn> {

@@ -505,6 +505,13 @@ enum CastTarget {
 }
 
 impl Walker<'_> {
+    /// True when `data_type` names pg_catalog's type as PostgreSQL resolves
+    /// it here (not a type or domain of that name in a schema searched
+    /// first).
+    pub(super) fn is_builtin_type(&self, data_type: &ast::DataType) -> bool {
+        !matches!(self.cast_target(data_type), CastTarget::Guarded(..))
+    }
+
     /// Resolves a cast's target type the way PostgreSQL does: keyword types
     /// (VARCHAR(n), NUMERIC …) are pg_catalog's; other names are looked up
     /// with pg_catalog first unless the search_path lists it later; a

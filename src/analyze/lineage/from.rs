@@ -180,10 +180,11 @@ impl Walker<'_> {
             } => {
                 let (columns, volatile) = self.query_volatility(|w| w.query(subquery));
                 // PostgreSQL drops a subquery's columns that nobody reads,
-                // unless they are volatile (`… + random()`): then it computes
-                // them, and whether that fails tells something of the values
-                // (DISTINCT, grouping and set operations are uses already).
-                if volatile {
+                // unless they are volatile (`… + random()`) or it is a set
+                // operation: then it computes them, and whether that fails
+                // tells something of the values (DISTINCT and grouping are
+                // uses already).
+                if volatile || super::computes_unread_columns(subquery) {
                     self.use_computed_outputs(columns.iter().map(|c| &c.sources));
                 }
                 let columns = match alias {
@@ -776,7 +777,7 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
         walker.view_depth = depth;
         // A view is a subquery: its volatile columns are computed unread.
         let (outputs, volatile) = walker.query_volatility(|w| w.query(query));
-        if volatile {
+        if volatile || super::computes_unread_columns(query) {
             walker.use_computed_outputs(outputs.iter().map(|o| &o.sources));
         }
         let columns = relation

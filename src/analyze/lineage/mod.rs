@@ -88,6 +88,25 @@ fn as_derived(mut sources: Sources) -> Sources {
     sources
 }
 
+/// True when PostgreSQL computes the output columns of `query`, used as a
+/// subquery (in FROM, as a view, as an inlined CTE), that nobody reads. It
+/// drops them (`remove_unused_subquery_outputs`) only from a plain SELECT:
+/// a set operation, UNION ALL included when it is not pulled up into the
+/// outer query (OFFSET, LIMIT, ORDER BY on it), keeps and computes every
+/// column of every branch, and whether that fails tells something of the
+/// values. Volatile columns are kept too (`Walker::query_volatility`), and
+/// DISTINCT compares all columns (a use already).
+pub(crate) fn computes_unread_columns(query: &Query) -> bool {
+    match query.body.as_ref() {
+        ast::SetExpr::Select(_) => false,
+        ast::SetExpr::Query(inner) => computes_unread_columns(inner),
+        _ => true,
+    }
+}
+
+/// What an INSERT proposed for each column it names (None: DEFAULT).
+type Proposed = Vec<(String, Option<Operand>)>;
+
 /// One output column, in RowDescription order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutputColumn {
@@ -471,6 +490,9 @@ pub(crate) struct Walker<'c> {
     /// Calls of volatile or user-defined functions walked so far: a query
     /// with one keeps the columns nobody reads, and computes them.
     volatile_calls: usize,
+    /// While an ON CONFLICT DO UPDATE is walked: where its EXCLUDED row is
+    /// in scope (frame, item) and what the INSERT proposed for each column.
+    excluded: Option<((usize, usize), Proposed)>,
 }
 
 const MAX_VIEW_DEPTH: usize = 32;
@@ -487,6 +509,7 @@ impl<'c> Walker<'c> {
             literal_sensitive: false,
             view_depth: 0,
             volatile_calls: 0,
+            excluded: None,
         }
     }
 
@@ -556,6 +579,11 @@ impl<'c> Walker<'c> {
     fn operand(&mut self, expr: &Expr, sources: &Sources) -> Operand {
         if is_constant(expr) {
             return Operand::Constants(1);
+        }
+        // `EXCLUDED.c` is the value the INSERT proposed for the row
+        // (DEFAULT's value when it gave none).
+        if let Some(proposed) = self.excluded_operand(expr) {
+            return proposed.unwrap_or(Operand::Computed);
         }
         let pure_copy = !sources.is_empty()
             && sources

@@ -31,8 +31,10 @@ impl Walker<'_> {
                 // A CTE PostgreSQL materializes (MATERIALIZED, or read
                 // twice, or recursive, or volatile even when NOT
                 // MATERIALIZED) computes all its columns, read or not: the
-                // computed ones count as uses.
+                // computed ones count as uses. So does an inlined one that
+                // is a set operation, as any subquery.
                 if volatile
+                    || super::computes_unread_columns(&cte.query)
                     || !matches!(
                         cte.materialized,
                         Some(ast::CteAsMaterialized::NotMaterialized)

@@ -194,7 +194,9 @@ impl Walker<'_> {
 
     /// `ALTER COLUMN`: SET NOT NULL tests every stored value for NULL (an
     /// equality use, as `IS NULL` is); a type change converts every stored
-    /// value, through USING or the cast, and fails on some (a general use).
+    /// value, through USING or the cast, and fails on some (a general use),
+    /// unless it is one that keeps every value and cannot fail
+    /// (`keeps_values`).
     fn alter_column(
         &mut self,
         table: &ObjectName,
@@ -209,8 +211,15 @@ impl Walker<'_> {
                     w.use_sources(&sources, true);
                 }
             }),
-            ast::AlterColumnOperation::SetDataType { using, .. } => {
+            ast::AlterColumnOperation::SetDataType {
+                data_type, using, ..
+            } => {
+                let mut keeps_values = false;
                 self.on_table(table, |w| {
+                    keeps_values = w.keeps_values(&name, data_type, using.as_ref());
+                    if keeps_values {
+                        return;
+                    }
                     let sources = match using {
                         Some(expr) => w.expr(expr),
                         None => w
@@ -219,9 +228,89 @@ impl Walker<'_> {
                     };
                     w.use_sources(&sources, false);
                 });
-                self.ddl_on_table(table, operation);
+                if !keeps_values {
+                    self.ddl_on_table(table, operation);
+                }
             }
             _ => self.ddl_on_table(table, operation),
+        }
+    }
+
+    /// True when changing column `name` of the table in scope to
+    /// `target` (through `using`, if given) gives every stored value
+    /// unchanged and cannot fail, so it tells nothing of the values: text
+    /// types to `text` or to `varchar` without a length or with one at
+    /// least the current one (`varchar(n)` is stored as n + 4), integers to
+    /// as wide or wider integers. USING may only be the column itself or
+    /// that same cast of it. The target must be pg_catalog's type. Anything
+    /// else (narrowing, other types, collations sqlparser does not read)
+    /// converts each value through code that may fail on some.
+    fn keeps_values(&self, name: &str, target: &ast::DataType, using: Option<&Expr>) -> bool {
+        use ast::DataType as T;
+        if let Some(mut using) = using {
+            while let Expr::Nested(inner) = using {
+                using = inner;
+            }
+            let names_column = |e: &Expr| match e {
+                Expr::Identifier(id) => ident_name(id) == name,
+                Expr::CompoundIdentifier(parts) => {
+                    parts.len() == 2 && parts.last().is_some_and(|p| ident_name(p) == name)
+                }
+                _ => false,
+            };
+            let plain = match using {
+                Expr::Cast {
+                    expr,
+                    data_type,
+                    format: None,
+                    ..
+                } => data_type == target && names_column(expr),
+                other => names_column(other),
+            };
+            if !plain {
+                return false;
+            }
+        }
+        if !self.is_builtin_type(target) {
+            return false;
+        }
+        let Some(current) = self
+            .frames
+            .last()
+            .and_then(|f| f.items.first())
+            .and_then(|item| item.relation.as_ref())
+            .and_then(|(schema, relation)| self.catalog.relation(schema, relation))
+            .and_then(|r| r.columns.iter().find(|c| c.name == name))
+        else {
+            return false;
+        };
+        let text = matches!(current.type_name.as_str(), "text" | "varchar");
+        let integer_width = |t: &str| match t {
+            "int2" => Some(2),
+            "int4" => Some(4),
+            "int8" => Some(8),
+            _ => None,
+        };
+        match target {
+            T::Text => text,
+            T::Varchar(None) | T::CharVarying(None) | T::CharacterVarying(None) => text,
+            T::Varchar(Some(length))
+            | T::CharVarying(Some(length))
+            | T::CharacterVarying(Some(length)) => match length {
+                ast::CharacterLength::IntegerLength { length, unit: None } => {
+                    current.type_name == "varchar"
+                        && current.type_modifier != -1
+                        && i64::try_from(*length)
+                            .is_ok_and(|n| n + 4 >= i64::from(current.type_modifier))
+                }
+                _ => false,
+            },
+            T::SmallInt(None) | T::Int2(None) => integer_width(&current.type_name) == Some(2),
+            T::Int(None) | T::Integer(None) | T::Int4(None) => {
+                integer_width(&current.type_name).is_some_and(|w| w <= 4)
+            }
+            T::BigInt(None) | T::Int8(None) => integer_width(&current.type_name).is_some(),
+            _ => false,
         }
     }
 
