@@ -13,6 +13,7 @@ use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use super::lineage::RelationLineage;
+use super::sealed::BodyReach;
 
 /// Schemas whose objects ship with PostgreSQL.
 pub const SYSTEM_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
@@ -278,6 +279,14 @@ pub struct CatalogFunction {
     /// `typname` of a `Scalar` result (empty when not read).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub result_type: String,
+    /// `pg_get_functiondef` of a user function written in SQL or PL/pgSQL
+    /// (None for any other, and in catalog files written before it was
+    /// recorded): what `reach` reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
+    /// What its definition reaches, read once.
+    #[serde(skip)]
+    pub(crate) body: OnceLock<Arc<BodyReach>>,
 }
 
 /// The shape of a function's result in FROM, by PostgreSQL's rules: OUT
@@ -321,6 +330,15 @@ impl FunctionResult {
 }
 
 impl CatalogFunction {
+    /// What the body of a SQL or PL/pgSQL user function names and runs
+    /// (see `sealed`); None for other functions.
+    pub fn reach(&self) -> Option<Arc<BodyReach>> {
+        let definition = self.definition.as_deref()?;
+        Some(Arc::clone(self.body.get_or_init(|| {
+            Arc::new(super::sealed::reach(definition, &self.language))
+        })))
+    }
+
     /// Built-in functions live in pg_catalog or information_schema.
     pub fn is_builtin(&self) -> bool {
         SYSTEM_SCHEMAS.contains(&self.schema.as_str())
@@ -1440,7 +1458,9 @@ impl CatalogRead {
                JOIN pg_catalog.pg_class p ON p.oid = i.inhparent \
                JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace \
              {keys} \
-             UNION ALL SELECT 'F', p.oid::text, n.nspname::text, p.proname::text, l.lanname::text, \
+             UNION ALL SELECT 'F', p.oid::text, \
+                    CASE WHEN p.pronamespace = pg_catalog.pg_my_temp_schema() THEN 'pg_temp' ELSE n.nspname::text END, \
+                    p.proname::text, l.lanname::text, \
                     p.provolatile::text, p.prokind::text, \
                     CASE WHEN p.proargmodes && ARRAY['o','b','t']::\"char\"[] THEN \
                       array_to_json(ARRAY(SELECT coalesce(nullif(p.proargnames[i], ''), 'column' || i) \
@@ -1460,6 +1480,12 @@ impl CatalogRead {
                JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
                JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype \
               WHERE {fn_filter}{live} \
+             UNION ALL SELECT 'B', p.oid::text, pg_catalog.pg_get_functiondef(p.oid), NULL, NULL, NULL, NULL, NULL \
+               FROM pg_catalog.pg_proc p \
+               JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+               JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
+              WHERE ({fn_filter}) AND p.prokind IN ('f', 'p') AND l.lanname IN ('sql', 'plpgsql') \
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
              UNION ALL SELECT 'O', n.nspname::text, o.oprname::text, coalesce(lt.typname::text, ''), \
                     rt.typname::text, pn.nspname::text, p.proname::text, \
                     CASE WHEN o.oprleft = 0 THEN '*' ELSE {left_reach} END || '|' || {right_reach} \
@@ -1585,6 +1611,8 @@ struct ReadRows {
     keys: HashMap<u32, RawKeys>,
     /// Largest command id of the reading transaction's own rows read.
     own_command: Option<u32>,
+    /// `pg_get_functiondef` of SQL and PL/pgSQL user functions, by oid.
+    definitions: HashMap<u32, String>,
 }
 
 impl ReadRows {
@@ -1688,7 +1716,15 @@ impl ReadRows {
                         .strip_prefix("scalar:")
                         .unwrap_or("")
                         .to_owned(),
+                    definition: None,
+                    body: OnceLock::new(),
                 }),
+                "B" => {
+                    out.definitions.insert(
+                        number(row, 1, "function oid")?,
+                        field(row, 2, "function definition")?.to_owned(),
+                    );
+                }
                 "K" => {
                     let keys = out
                         .keys
@@ -1796,6 +1832,9 @@ impl ReadRows {
             let mut cols = columns.remove(&r.oid).unwrap_or_default();
             cols.sort_by_key(|c| c.attnum);
             r.columns = cols;
+        }
+        for f in &mut out.functions {
+            f.definition = out.definitions.remove(&f.oid);
         }
         Ok(out)
     }
@@ -1953,6 +1992,8 @@ mod tests {
                 kind: "f".into(),
                 result: FunctionResult::Scalar,
                 result_type: String::new(),
+                definition: None,
+                body: OnceLock::new(),
             }],
         )
     }
@@ -2024,6 +2065,8 @@ mod tests {
             kind: "f".into(),
             result: FunctionResult::Scalar,
             result_type: String::new(),
+            definition: None,
+            body: OnceLock::new(),
         });
         let first = Catalog::from_data(data);
         let second = first.with_session_relations(&[]);

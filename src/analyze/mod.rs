@@ -73,6 +73,7 @@ pub mod pg_lex;
 pub mod pg_tree;
 pub mod plan;
 pub mod policy_view;
+pub mod sealed;
 
 use std::sync::Arc;
 

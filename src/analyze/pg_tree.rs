@@ -396,6 +396,17 @@ fn on_this_thread<R>(work: impl FnOnce() -> R) -> Option<R> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).ok()
 }
 
+/// Runs `work` (calls into libpg_query) where libpg_query has the stack it
+/// needs: on this thread when it has, else on the parser thread. `None`:
+/// neither could run it.
+pub(crate) fn on_postgres_stack<R: Send + 'static>(
+    work: impl Fn() -> R + Send + Sync + 'static,
+) -> Option<R> {
+    let work = std::sync::Arc::new(work);
+    let here = std::sync::Arc::clone(&work);
+    on_this_thread(move || here()).or_else(|| on_parser_thread(move || work()))
+}
+
 type ParserJob = Box<dyn FnOnce() + Send>;
 
 /// Runs `work` on the one thread that runs libpg_query; `None` if that

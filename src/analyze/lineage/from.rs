@@ -335,6 +335,7 @@ impl Walker<'_> {
         let arg_sources: Vec<Sources> = args.iter().map(|arg| self.function_arg(arg)).collect();
         let bare = parts.last().cloned().unwrap_or_default();
         self.guard_arguments(&bare, category, &arg_sources);
+        self.guard_user_function(&parts, &arg_sources);
         if bare == "set_config" {
             self.set_config_setting(args.first());
         }

@@ -205,9 +205,28 @@ impl Walker<'_> {
             Some(function) => {
                 // Its volatility is the user's to declare: assume volatile.
                 self.volatile_calls += 1;
-                self.effects
-                    .user_functions
-                    .insert((function.schema.clone(), function.name.clone()));
+                let key = (function.schema.clone(), function.name.clone());
+                if !self.effects.sealed_calls.contains_key(&key) {
+                    // Every overload of the name: the arguments pick one.
+                    let mut call = crate::analyze::sealed::SealedCall::default();
+                    for overload in self
+                        .catalog
+                        .functions_named(&function.name)
+                        .filter(|f| f.schema == function.schema)
+                    {
+                        let one = crate::analyze::sealed::follow_call(
+                            self.catalog,
+                            self.search_path,
+                            overload,
+                        );
+                        call.opaque = call.opaque.or(one.opaque);
+                        call.columns.extend(one.columns);
+                        call.relations.extend(one.relations);
+                        call.unfollowed.extend(one.unfollowed);
+                    }
+                    self.effects.sealed_calls.insert(key.clone(), call);
+                }
+                self.effects.user_functions.insert(key);
                 None
             }
             None => {
@@ -236,6 +255,32 @@ impl Walker<'_> {
         let target = format!("{function}()");
         for sources in args {
             self.guard_sources(sources, &target, guard);
+        }
+    }
+
+    /// Guards the arguments of a call of a user-defined function: a
+    /// function pgveil follows (see `sealed`) may still store them.
+    pub(super) fn guard_user_function(&mut self, parts: &[String], args: &[Sources]) {
+        let (schema, name) = match parts {
+            [name] => (None, name.as_str()),
+            [schema, name] => (Some(schema.as_str()), name.as_str()),
+            _ => return,
+        };
+        if schema.is_none() && SYNTAX_FUNCTIONS.contains(&name) {
+            return;
+        }
+        let Some(function) = self
+            .catalog
+            .resolve_function(self.search_path, schema, name)
+        else {
+            return;
+        };
+        if function.is_builtin() {
+            return;
+        }
+        let target = format!("{}.{}()", function.schema, function.name);
+        for sources in args {
+            self.guard_sources(sources, &target, Guard::UserFunction);
         }
     }
 
@@ -320,6 +365,7 @@ impl Walker<'_> {
             });
         }
         self.guard_arguments(name, category, &args);
+        self.guard_user_function(&parts, &args);
         if category.is_some() {
             self.guard_record_input(name, &args, std::iter::empty());
         }

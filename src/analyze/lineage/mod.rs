@@ -288,6 +288,9 @@ pub enum Guard {
     /// A cast to a type outside pg_catalog: a domain's CHECK or a type's
     /// input function is server code pgveil cannot see.
     UserType,
+    /// A user-defined function's argument: the function may store it
+    /// where others read it (`target` is `schema.name()`).
+    UserFunction,
 }
 
 /// A column whose value reaches guarded code (see `Guard`).
@@ -308,6 +311,8 @@ pub struct Effects {
     pub relations: BTreeSet<(String, String)>,
     /// User-defined functions called (schema, name).
     pub user_functions: BTreeSet<(String, String)>,
+    /// What each user-defined function called reaches (see `sealed`).
+    pub sealed_calls: BTreeMap<(String, String), crate::analyze::sealed::SealedCall>,
     /// Functions (re)defined, renamed or moved (schema, name): a role must
     /// not redefine one the policy allows it to call.
     pub defined_functions: BTreeSet<(String, String)>,
@@ -341,6 +346,11 @@ impl Effects {
         self.relations.extend(other.relations.iter().cloned());
         self.user_functions
             .extend(other.user_functions.iter().cloned());
+        for (key, call) in &other.sealed_calls {
+            self.sealed_calls
+                .entry(key.clone())
+                .or_insert_with(|| call.clone());
+        }
         self.defined_functions
             .extend(other.defined_functions.iter().cloned());
         self.sinks.extend(other.sinks.iter().cloned());
@@ -696,6 +706,7 @@ impl<'c> Walker<'c> {
                 self.set_config_setting(None);
             }
             self.guard_arguments(name, category, std::slice::from_ref(&mentioned));
+            self.guard_user_function(&function, std::slice::from_ref(&mentioned));
         }
         if collector.has_query {
             self.hazard(

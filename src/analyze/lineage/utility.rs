@@ -378,6 +378,7 @@ impl Walker<'_> {
                 let category = w.check_function(function, None);
                 let name = function.last().map(String::as_str).unwrap_or_default();
                 w.guard_arguments(name, category, std::slice::from_ref(&mentioned));
+                w.guard_user_function(function, std::slice::from_ref(&mentioned));
             }
         });
         if collector.has_query {

@@ -1,0 +1,549 @@
+//! Functions pgveil can see into. A SQL or PL/pgSQL function's definition
+//! (`pg_get_functiondef`) is read with PostgreSQL's own parsers, and this
+//! file lists what its body reaches: the relations, functions, types and
+//! operator names it names, and whether it runs anything pgveil does not
+//! follow (dynamic SQL, its caller's cursors, utility statements). The
+//! plan admits a call of a user-defined function the policy does not list
+//! when what it reaches holds no protected value and leads to none (see
+//! `plan::sealed_function`); this file only reads, and judges nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::builtins::{self, BuiltinCategory};
+use super::catalog::{Catalog, CatalogFunction, Relation};
+use super::lineage::{Walker, SENSITIVE_SYSTEM_RELATIONS};
+use super::pg_tree::{self, LexSettings};
+use super::policy_view::QualifiedColumn;
+
+/// What one function's definition names, as PostgreSQL reads it.
+#[derive(Debug, Default)]
+pub struct BodyReach {
+    /// `[schema.]relation` of every relation a statement names.
+    pub relations: BTreeSet<Vec<String>>,
+    /// `[schema.]name` of every function called (defaults included).
+    pub functions: BTreeSet<Vec<String>>,
+    /// Every type named (parameters, variables, casts).
+    pub types: BTreeSet<Vec<String>>,
+    /// String nodes: constants, and the names of operators used.
+    pub strings: BTreeSet<String>,
+    /// Names of WITH queries (a relation name may be one of them).
+    pub cte_names: BTreeSet<String>,
+    /// Why pgveil cannot follow the body, when it cannot.
+    pub opaque: Option<String>,
+}
+
+/// Statements a body may run: they read and write rows of the relations
+/// they name and call the functions they name, nothing else.
+const STATEMENT_KINDS: &[&str] = &[
+    "SelectStmt",
+    "InsertStmt",
+    "UpdateStmt",
+    "DeleteStmt",
+    "MergeStmt",
+    "CallStmt",
+];
+
+/// PL/pgSQL statements whose SQL is static text in the tree. Not here:
+/// EXECUTE and FOR … IN EXECUTE (dynamic SQL), OPEN / FETCH / MOVE /
+/// CLOSE and FOR over a cursor (a cursor may be the caller's, opened on
+/// protected rows).
+const PLPGSQL_STATEMENTS: &[&str] = &[
+    "PLpgSQL_stmt_block",
+    "PLpgSQL_stmt_assign",
+    "PLpgSQL_stmt_if",
+    "PLpgSQL_stmt_case",
+    "PLpgSQL_stmt_loop",
+    "PLpgSQL_stmt_while",
+    "PLpgSQL_stmt_fori",
+    "PLpgSQL_stmt_fors",
+    "PLpgSQL_stmt_foreach_a",
+    "PLpgSQL_stmt_exit",
+    "PLpgSQL_stmt_return",
+    "PLpgSQL_stmt_return_next",
+    "PLpgSQL_stmt_return_query",
+    "PLpgSQL_stmt_raise",
+    "PLpgSQL_stmt_assert",
+    "PLpgSQL_stmt_execsql",
+    "PLpgSQL_stmt_perform",
+    "PLpgSQL_stmt_getdiag",
+    "PLpgSQL_stmt_call",
+    "PLpgSQL_stmt_commit",
+    "PLpgSQL_stmt_rollback",
+];
+
+/// What a call of a user function may read or write, followed through its
+/// body and the user functions that calls, as the calling session runs it.
+/// Policy-independent: the plan judges it for the role.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SealedCall {
+    /// Why pgveil cannot follow the function itself: it then runs only
+    /// when the policy lists it under `functions.allow`.
+    pub opaque: Option<String>,
+    /// Every column whose values its statements may read or write: the
+    /// columns of each relation it names (a view's: what the view reads),
+    /// of their inheritance children, and those their foreign keys link.
+    pub columns: BTreeSet<QualifiedColumn>,
+    /// Every relation it names, for table rules.
+    pub relations: BTreeSet<(String, String)>,
+    /// User functions it (or a view it reads) calls that pgveil cannot
+    /// follow, and why: each must be listed under `functions.allow`.
+    pub unfollowed: BTreeMap<(String, String), String>,
+}
+
+/// How deep calls of user functions are followed.
+const MAX_CALL_DEPTH: usize = 8;
+
+/// Follows `function` as the session with `search_path` would call it.
+pub fn follow_call(
+    catalog: &Catalog,
+    search_path: &[String],
+    function: &CatalogFunction,
+) -> SealedCall {
+    let mut call = SealedCall::default();
+    let mut seen = BTreeSet::new();
+    if let Err(why) = follow(catalog, search_path, function, &mut call, &mut seen, 0) {
+        call.opaque = Some(why);
+    }
+    call
+}
+
+fn follow(
+    catalog: &Catalog,
+    search_path: &[String],
+    function: &CatalogFunction,
+    call: &mut SealedCall,
+    seen: &mut BTreeSet<u32>,
+    depth: usize,
+) -> Result<(), String> {
+    if !seen.insert(function.oid) {
+        return Ok(());
+    }
+    if depth > MAX_CALL_DEPTH {
+        return Err("it calls user-defined functions nested too deeply".into());
+    }
+    let Some(reach) = function.reach() else {
+        return Err(format!("it is written in {}", function.language));
+    };
+    if let Some(why) = &reach.opaque {
+        return Err(why.clone());
+    }
+    for parts in &reach.types {
+        inert_type(catalog, search_path, parts)?;
+    }
+    for name in &reach.strings {
+        if catalog.operators_named(name).next().is_some() {
+            return Err(format!("it may use user-defined operator {name}"));
+        }
+    }
+    for parts in &reach.relations {
+        let found: Vec<&Relation> = match parts.as_slice() {
+            [name] => catalog.relations().filter(|r| &r.name == name).collect(),
+            [.., schema, name] => catalog.relation(schema, name).into_iter().collect(),
+            [] => Vec::new(),
+        };
+        if found.is_empty() {
+            if parts.len() == 1 && reach.cte_names.contains(&parts[0]) {
+                continue;
+            }
+            return Err(format!(
+                "it names {}, which pgveil does not know",
+                parts.join(".")
+            ));
+        }
+        for relation in found {
+            read_relation(catalog, search_path, relation, call, seen, depth)?;
+        }
+    }
+    for parts in &reach.functions {
+        let (schema, name) = match parts.as_slice() {
+            [name] => (None, name),
+            [.., schema, name] => (Some(schema), name),
+            [] => continue,
+        };
+        let found: Vec<&CatalogFunction> = catalog
+            .functions_named(name)
+            .filter(|f| schema.is_none_or(|s| &f.schema == s))
+            .collect();
+        if found.is_empty() {
+            return Err(format!(
+                "it calls {}, which pgveil does not know",
+                parts.join(".")
+            ));
+        }
+        for callee in found {
+            if callee.is_builtin() {
+                let category = builtins::category(&callee.schema, name, None);
+                let runs_nothing_unseen = !matches!(
+                    category,
+                    None | Some(BuiltinCategory::Sql)
+                        | Some(BuiltinCategory::Server)
+                        | Some(BuiltinCategory::Internal)
+                );
+                // set_config changes the search_path pgveil follows.
+                if !runs_nothing_unseen || name == "set_config" {
+                    return Err(format!("it calls {}.{name}()", callee.schema));
+                }
+            } else {
+                callee_call(catalog, search_path, callee, call, seen, depth);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A user function called from a followed body: followed too; one pgveil
+/// cannot follow is left for the policy to allow.
+fn callee_call(
+    catalog: &Catalog,
+    search_path: &[String],
+    callee: &CatalogFunction,
+    call: &mut SealedCall,
+    seen: &mut BTreeSet<u32>,
+    depth: usize,
+) {
+    if let Err(why) = follow(catalog, search_path, callee, call, seen, depth + 1) {
+        call.unfollowed
+            .insert((callee.schema.clone(), callee.name.clone()), why);
+    }
+}
+
+/// Adds what reading or writing `relation` reaches.
+fn read_relation(
+    catalog: &Catalog,
+    search_path: &[String],
+    relation: &Relation,
+    call: &mut SealedCall,
+    seen: &mut BTreeSet<u32>,
+    depth: usize,
+) -> Result<(), String> {
+    if relation.is_system() {
+        if SENSITIVE_SYSTEM_RELATIONS.contains(&relation.name.as_str()) {
+            return Err(format!(
+                "it reads {}.{}, which exposes raw column values",
+                relation.schema, relation.name
+            ));
+        }
+        return Ok(());
+    }
+    let mut related = vec![relation];
+    related.extend(catalog.descendants(&relation.schema, &relation.name));
+    for r in related {
+        call.relations.insert((r.schema.clone(), r.name.clone()));
+        let mut walker = Walker::new(catalog, search_path);
+        for column in walker.relation_columns(r) {
+            call.columns.extend(column.sources.into_keys());
+        }
+        if let Some(hazard) = walker.effects.hazards.iter().next() {
+            return Err(hazard.detail.clone());
+        }
+        for (schema, name) in &walker.effects.user_functions {
+            if let Some(f) = catalog.functions_named(name).find(|f| &f.schema == schema) {
+                callee_call(catalog, search_path, f, call, seen, depth);
+            }
+        }
+        for link in r
+            .keys
+            .references
+            .iter()
+            .chain(&r.keys.referenced_by)
+            .flatten()
+        {
+            let (schema, table, column) = &link.other;
+            call.columns.insert(QualifiedColumn {
+                schema: schema.clone(),
+                table: table.clone(),
+                column: column.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A type whose input and checks run no code pgveil cannot see: a
+/// built-in one as the session resolves it (pgveil refuses objects that
+/// would take a built-in type's name before pg_catalog), or the row type
+/// of a relation whose columns are all of built-in types.
+fn inert_type(catalog: &Catalog, search_path: &[String], parts: &[String]) -> Result<(), String> {
+    let pg_catalog_first = search_path
+        .iter()
+        .position(|s| s == "pg_catalog")
+        .is_none_or(|i| i == 0);
+    let builtin = match parts {
+        [schema, name] if schema == "pg_catalog" => builtins::is_builtin_type(name),
+        [name] => pg_catalog_first && builtins::is_builtin_type(name),
+        _ => false,
+    };
+    if builtin {
+        return Ok(());
+    }
+    let row_type = match parts {
+        [name] => catalog.relations().find(|r| &r.name == name),
+        [.., schema, name] => catalog.relation(schema, name),
+        [] => None,
+    };
+    match row_type {
+        Some(r) if r.columns.iter().all(|c| c.type_oid < 16384) => Ok(()),
+        _ => Err(format!(
+            "it uses type {}, which may run code",
+            parts.join(".")
+        )),
+    }
+}
+
+/// Reads `definition`, a `CREATE FUNCTION` of `language`.
+pub fn reach(definition: &str, language: &str) -> BodyReach {
+    let mut reach = BodyReach::default();
+    // The statement itself: parameter and result types, defaults.
+    reach.add_sql(definition, true);
+    if reach.opaque.is_some() {
+        return reach;
+    }
+    match language {
+        "sql" => match sql_body(definition) {
+            Some(body) => reach.add_sql(&body, false),
+            None => reach.opaque("its body is not a string pgveil reads"),
+        },
+        "plpgsql" => {
+            let text = definition.to_owned();
+            match pg_tree::on_postgres_stack(move || pg_query::parse_plpgsql(&text).ok()) {
+                Some(Some(tree)) => reach.add_plpgsql(&tree),
+                _ => reach.opaque("PostgreSQL's PL/pgSQL parser rejects it"),
+            }
+        }
+        other => reach.opaque(&format!("it is written in {other}")),
+    }
+    reach
+}
+
+/// The body string of a SQL function's `AS '…'` (None for a SQL-standard
+/// body, `BEGIN ATOMIC … END` or `RETURN …`, and anything unexpected).
+fn sql_body(definition: &str) -> Option<String> {
+    use pg_query::NodeEnum as N;
+    let text = definition.to_owned();
+    pg_tree::on_postgres_stack(move || {
+        let parsed = pg_query::parse(&text, pg_query::ParserOptions::DEFAULT).ok()?;
+        let [raw] = parsed.protobuf.stmts.as_slice() else {
+            return None;
+        };
+        let Some(N::CreateFunctionStmt(f)) = raw.stmt.as_ref().and_then(|n| n.node.as_ref()) else {
+            return None;
+        };
+        if f.sql_body.is_some() {
+            return None;
+        }
+        f.options.iter().find_map(|o| match o.node.as_ref() {
+            Some(N::DefElem(d)) if d.defname == "as" => {
+                match d.arg.as_ref().and_then(|a| a.node.as_ref()) {
+                    Some(N::List(l)) => match l.items.as_slice() {
+                        [item] => match item.node.as_ref() {
+                            Some(N::String(s)) => Some(s.sval.clone()),
+                            _ => None,
+                        },
+                        _ => None,
+                    },
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+    })
+    .flatten()
+}
+
+impl BodyReach {
+    fn opaque(&mut self, why: &str) {
+        if self.opaque.is_none() {
+            self.opaque = Some(why.to_owned());
+        }
+    }
+
+    /// Adds what the statements of `sql` name; `create`: it is the
+    /// `CREATE FUNCTION` itself, whose body string is read apart.
+    fn add_sql(&mut self, sql: &str, create: bool) {
+        let statements = match pg_tree::parse(sql, LexSettings::default(), 0) {
+            Ok(statements) => statements,
+            Err(_) => return self.opaque("PostgreSQL's parser rejects a statement of it"),
+        };
+        for statement in statements {
+            let allowed = if create {
+                // `SET search_path …` on the function changes how its body
+                // resolves names.
+                statement.kind == "CreateFunctionStmt"
+                    && !statement.references.kinds.contains("VariableSetStmt")
+            } else {
+                STATEMENT_KINDS.contains(&statement.kind)
+            };
+            if !allowed {
+                return self.opaque(&if create {
+                    "it sets its own search_path or other settings".to_owned()
+                } else {
+                    format!("it runs a {}", statement.kind)
+                });
+            }
+            let r = statement.references;
+            self.relations.extend(r.relations);
+            self.functions.extend(r.functions);
+            self.types.extend(r.types);
+            self.strings.extend(r.strings);
+            self.cte_names.extend(r.cte_names);
+        }
+    }
+
+    /// Walks libpg_query's PL/pgSQL tree: every statement must be of a
+    /// kind in `PLPGSQL_STATEMENTS`; every embedded query or expression is
+    /// read as SQL; every variable's type is named.
+    fn add_plpgsql(&mut self, node: &Value) {
+        match node {
+            Value::Array(items) => items.iter().for_each(|i| self.add_plpgsql(i)),
+            Value::Object(map) => {
+                for (key, value) in map {
+                    if key.starts_with("PLpgSQL_stmt_")
+                        && !PLPGSQL_STATEMENTS.contains(&key.as_str())
+                    {
+                        return self.opaque(&format!(
+                            "it runs {} (dynamic SQL or a cursor)",
+                            key.trim_start_matches("PLpgSQL_stmt_")
+                        ));
+                    }
+                    match key.as_str() {
+                        // RETURN QUERY EXECUTE.
+                        "dynquery" => return self.opaque("it runs dynamic SQL"),
+                        "PLpgSQL_expr" => {
+                            let query = value.get("query").and_then(Value::as_str);
+                            let mode = value.get("parseMode").and_then(Value::as_i64).unwrap_or(0);
+                            match query {
+                                Some(query) => self.add_expression(query, mode),
+                                None => self.opaque("an expression without text"),
+                            }
+                        }
+                        "PLpgSQL_type" => {
+                            if let Some(name) = value.get("typname").and_then(Value::as_str) {
+                                let name = name.to_lowercase();
+                                let name = name
+                                    .trim_end_matches("%rowtype")
+                                    .trim_end_matches("%type")
+                                    .trim_end_matches("[]");
+                                self.types.insert(
+                                    name.split('.')
+                                        .map(|p| p.trim_matches('"').to_owned())
+                                        .collect(),
+                                );
+                            }
+                        }
+                        _ => self.add_plpgsql(value),
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// One PL/pgSQL expression, by libpg_query's parse mode: 0 a whole
+    /// statement, 2 an expression, 3–5 an assignment `target := value`
+    /// (both sides read: a subscript may hold a query).
+    fn add_expression(&mut self, query: &str, mode: i64) {
+        match mode {
+            0 => self.add_sql(query, false),
+            2 => self.add_sql(&format!("SELECT {query}"), false),
+            3..=5 => {
+                let split = query
+                    .find(":=")
+                    .map(|i| (i, 2))
+                    .or_else(|| query.find('=').map(|i| (i, 1)));
+                match split {
+                    Some((i, n)) => {
+                        self.add_sql(&format!("SELECT {}", &query[..i]), false);
+                        self.add_sql(&format!("SELECT {}", &query[i + n..]), false);
+                    }
+                    None => self.opaque("an assignment pgveil does not read"),
+                }
+            }
+            _ => self.opaque("an expression pgveil does not read"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plpgsql(body: &str) -> BodyReach {
+        reach(
+            &format!(
+                "CREATE OR REPLACE FUNCTION public.f(a integer, OUT r customers) RETURNS record \
+                 LANGUAGE plpgsql AS $function${body}$function$"
+            ),
+            "plpgsql",
+        )
+    }
+
+    #[test]
+    fn plpgsql_bodies_name_what_they_reach() {
+        let r = plpgsql(
+            "DECLARE x int := (SELECT count(*) FROM t1); c text; \
+             BEGIN x := x + (SELECT max(id) FROM t2); \
+             INSERT INTO t3 VALUES (a) RETURNING * INTO r; \
+             IF x > g(1) THEN RAISE NOTICE '%', h(x); END IF; \
+             FOR c IN SELECT name FROM t4 LOOP PERFORM k(c); END LOOP; \
+             RETURN; \
+             EXCEPTION WHEN unique_violation THEN GET STACKED DIAGNOSTICS c = PG_EXCEPTION_DETAIL; END",
+        );
+        assert_eq!(r.opaque, None);
+        for t in ["t1", "t2", "t3", "t4"] {
+            assert!(r.relations.contains(&vec![t.to_owned()]), "{t}: {r:?}");
+        }
+        for f in ["g", "h", "k", "count", "max"] {
+            assert!(
+                r.functions
+                    .iter()
+                    .any(|n| n.last().map(String::as_str) == Some(f)),
+                "{f}: {r:?}"
+            );
+        }
+        assert!(r.types.contains(&vec!["customers".to_owned()]), "{r:?}");
+    }
+
+    #[test]
+    fn dynamic_sql_and_cursors_are_opaque() {
+        for body in [
+            "BEGIN EXECUTE 'SELECT 1'; RETURN; END",
+            "DECLARE q record; BEGIN FOR q IN EXECUTE 'SELECT 1' LOOP END LOOP; RETURN; END",
+            "BEGIN RETURN QUERY EXECUTE 'SELECT 1'; END",
+            "DECLARE c refcursor; v int; BEGIN OPEN c FOR SELECT 1; FETCH c INTO v; RETURN; END",
+            "BEGIN SET search_path = evil; RETURN; END",
+            "BEGIN CREATE TEMP TABLE x AS SELECT 1; RETURN; END",
+            "BEGIN GRANT compliance TO CURRENT_USER; RETURN; END",
+        ] {
+            let r = plpgsql(body);
+            assert!(r.opaque.is_some(), "{body}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn sql_bodies_are_read_and_utility_statements_are_opaque() {
+        let r = reach(
+            "CREATE OR REPLACE FUNCTION public.f(a integer DEFAULT d()) RETURNS integer \
+             LANGUAGE sql AS $function$SELECT a + (SELECT count(*) FROM t1)$function$",
+            "sql",
+        );
+        assert_eq!(r.opaque, None);
+        assert!(r.relations.contains(&vec!["t1".to_owned()]));
+        assert!(r
+            .functions
+            .iter()
+            .any(|n| n.last().map(String::as_str) == Some("d")));
+        let r = reach(
+            "CREATE OR REPLACE FUNCTION public.f() RETURNS void LANGUAGE sql \
+             AS $function$EXECUTE p$function$",
+            "sql",
+        );
+        assert!(r.opaque.is_some());
+        let r = reach(
+            "CREATE OR REPLACE FUNCTION public.f() RETURNS void LANGUAGE c AS 'x', 'y'",
+            "c",
+        );
+        assert!(r.opaque.is_some());
+    }
+}

@@ -1,0 +1,169 @@
+//! User-defined functions pgveil can see into (SQL and PL/pgSQL, read with
+//! PostgreSQL's own parsers): a masked role may call one the policy does
+//! not list when nothing its body reaches, through the relations it names,
+//! the views they are, their inheritance children and foreign keys, and
+//! the functions it calls, is protected from that role, and no protected
+//! value is passed to it. Dynamic SQL, cursors and code pgveil cannot read
+//! still need `functions.allow`. Through tokio-postgres on both protocols.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::bank;
+use common::probe::*;
+use common::{cluster, Proxy};
+
+fn setup() -> &'static Proxy {
+    static PROXY: OnceLock<Proxy> = OnceLock::new();
+    PROXY.get_or_init(|| {
+        bank::create("");
+        cluster()
+            .psql_super_db(
+                "bank",
+                "CREATE ROLE prober LOGIN PASSWORD 'role-pw';
+                 CREATE TABLE tokens (id serial PRIMARY KEY, card_no text REFERENCES cards (card_no));
+                 CREATE TABLE notes (id serial PRIMARY KEY, body text UNIQUE);
+                 GRANT ALL ON tokens, notes TO PUBLIC;
+                 GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO PUBLIC;
+                 CREATE FUNCTION add_one(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 1';
+                 CREATE FUNCTION note_count(b text) RETURNS bigint LANGUAGE plpgsql AS $$
+                   BEGIN RETURN (SELECT count(*) FROM notes WHERE body = b); END $$;
+                 CREATE FUNCTION keep_note(b text) RETURNS int LANGUAGE plpgsql AS $$
+                   DECLARE n int; BEGIN INSERT INTO notes (body) VALUES (b) RETURNING id INTO n;
+                   RETURN n; END $$;
+                 CREATE FUNCTION twice(i int) RETURNS int LANGUAGE plpgsql AS $$
+                   BEGIN RETURN add_one(add_one(i)); END $$;
+                 CREATE FUNCTION find_or_create(OUT response notes, OUT caught text)
+                   RETURNS record LANGUAGE plpgsql AS $$
+                   BEGIN INSERT INTO notes (body) VALUES ('first') RETURNING * INTO response;
+                   EXCEPTION WHEN unique_violation THEN
+                     GET STACKED DIAGNOSTICS caught = PG_EXCEPTION_DETAIL; END $$;
+                 CREATE FUNCTION peek(i int) RETURNS text LANGUAGE plpgsql AS $$
+                   DECLARE r text; BEGIN SELECT id_number INTO r FROM customers WHERE id = i;
+                   RETURN r; END $$;
+                 CREATE FUNCTION peek_view(i int) RETURNS text LANGUAGE sql AS
+                   'SELECT mobile FROM customer_contacts WHERE id = i';
+                 CREATE FUNCTION peek_twice(i int) RETURNS text LANGUAGE sql AS 'SELECT peek(i)';
+                 CREATE FUNCTION cvv_check(c text) RETURNS bool LANGUAGE sql AS
+                   'SELECT EXISTS (SELECT 1 FROM cards WHERE cvv = c)';
+                 CREATE FUNCTION add_token(t text) RETURNS void LANGUAGE sql AS
+                   'INSERT INTO tokens (card_no) VALUES (t)';
+                 CREATE FUNCTION dyn(q text) RETURNS int LANGUAGE plpgsql AS $$
+                   DECLARE n int; BEGIN EXECUTE q INTO n; RETURN n; END $$;
+                 CREATE FUNCTION read_cursor(c refcursor) RETURNS text LANGUAGE plpgsql AS $$
+                   DECLARE r text; BEGIN FETCH c INTO r; RETURN r; END $$;
+                 CREATE FUNCTION stats() RETURNS bigint LANGUAGE sql AS
+                   'SELECT count(*) FROM pg_stats WHERE tablename = ''customers''';
+                 CREATE FUNCTION pathed() RETURNS bigint LANGUAGE sql SET search_path = public AS
+                   'SELECT count(*) FROM notes';",
+            )
+            .unwrap();
+        bank::start_proxy(bank::POLICIES)
+    })
+}
+
+async fn as_role(role: &str) -> Session {
+    Session::connect(setup(), role).await
+}
+
+/// Runs `sql` on both protocols in transactions rolled back after it, and
+/// expects it to work on each.
+async fn works(s: &Session, sql: &str) {
+    s.exec("BEGIN").await;
+    let (ok, text) = s.attack(sql).await;
+    if !ok {
+        s.leaks
+            .lock()
+            .unwrap()
+            .push(format!("FALSE BLOCK (simple): `{sql}` -> {text}"));
+    }
+    let _ = s.c.simple_query("ROLLBACK").await;
+    s.exec("BEGIN").await;
+    if let Err(e) = s.c.query(sql, &[]).await {
+        s.leaks.lock().unwrap().push(format!(
+            "FALSE BLOCK (extended): `{sql}` -> {}",
+            error_text(&e)
+        ));
+    }
+    let _ = s.c.simple_query("ROLLBACK").await;
+}
+
+#[tokio::test]
+async fn functions_that_reach_nothing_protected_run_for_masked_roles() {
+    let s = as_role("dev").await;
+    for sql in [
+        "SELECT add_one(1)",
+        "SELECT add_one(id) FROM customers",
+        "SELECT note_count('x')",
+        "SELECT keep_note('hello')",
+        "SELECT twice(40)",
+        "SELECT (f.response).id, f.caught FROM find_or_create() f",
+        "SELECT * FROM find_or_create()",
+    ] {
+        works(&s, sql).await;
+    }
+    // Made through pgveil by the role itself, then called.
+    s.exec("CREATE FUNCTION mine(i int) RETURNS int LANGUAGE sql AS 'SELECT i * 2'")
+        .await;
+    works(&s, "SELECT mine(21)").await;
+    // Sequelize's findOrCreate: a temporary function made, called and
+    // dropped in one simple query.
+    let (ok, text) = s
+        .attack(
+            "CREATE OR REPLACE FUNCTION pg_temp.testfunc(OUT response notes, \
+             OUT sequelize_caught_exception text) RETURNS RECORD AS $func_1$ BEGIN \
+             INSERT INTO notes (body) VALUES ('seq') RETURNING * INTO response; \
+             EXCEPTION WHEN unique_violation THEN GET STACKED DIAGNOSTICS \
+             sequelize_caught_exception = PG_EXCEPTION_DETAIL; END $func_1$ LANGUAGE plpgsql; \
+             SELECT (testfunc.response).id, testfunc.sequelize_caught_exception \
+             FROM pg_temp.testfunc(); DROP FUNCTION IF EXISTS pg_temp.testfunc();",
+        )
+        .await;
+    assert!(ok, "findOrCreate: {text}");
+    s.finish();
+}
+
+#[tokio::test]
+async fn functions_that_reach_protected_data_still_need_the_policy() {
+    let s = as_role("dev").await;
+    for sql in [
+        // They read protected columns: directly, through a view, through
+        // another function.
+        "SELECT peek(1)",
+        "SELECT peek_view(1)",
+        "SELECT peek_twice(1)",
+        "SELECT cvv_check('987')",
+        // A foreign key into cards.card_no makes the insert a lookup.
+        "SELECT add_token('6222021234567890128')",
+        // Dynamic SQL, a cursor of the caller, statistics of protected columns.
+        "SELECT dyn('SELECT count(*) FROM customers')",
+        "SELECT stats()",
+        // Its own search_path decides what its names are.
+        "SELECT pathed()",
+        // A protected value passed to a function it may store.
+        "SELECT keep_note(mobile) FROM customers",
+        "SELECT count(keep_note(id_number)) FROM customers",
+    ] {
+        s.refused(sql).await;
+    }
+    // The caller's cursor on protected rows, read inside a function.
+    s.exec("BEGIN").await;
+    s.exec("DECLARE c CURSOR FOR SELECT id_number FROM customers")
+        .await;
+    let (ok, text) = s.attack("SELECT read_cursor('c')").await;
+    assert!(!ok && text.contains("42501"), "read_cursor: {text}");
+    s.exec("ROLLBACK").await;
+    s.finish();
+    // A role that sees every column peek reaches in clear may call it; a
+    // role that sees mobile in clear may pass it on.
+    let auditor = as_role("auditor").await;
+    for sql in [
+        "SELECT peek(1)",
+        "BEGIN; SELECT keep_note(mobile) FROM customers WHERE id = 1; ROLLBACK",
+    ] {
+        if let Err(e) = auditor.c.simple_query(sql).await {
+            panic!("auditor: `{sql}` -> {}", error_text(&e));
+        }
+    }
+}
