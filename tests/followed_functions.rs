@@ -56,7 +56,21 @@ fn setup() -> &'static Proxy {
                  CREATE FUNCTION stats() RETURNS bigint LANGUAGE sql AS
                    'SELECT count(*) FROM pg_stats WHERE tablename = ''customers''';
                  CREATE FUNCTION pathed() RETURNS bigint LANGUAGE sql SET search_path = public AS
-                   'SELECT count(*) FROM notes';",
+                   'SELECT count(*) FROM notes';
+                 CREATE FUNCTION hid(i int) RETURNS text LANGUAGE plpgsql AS $$
+                   DECLARE r record := ROW((SELECT c.id_number FROM customers c WHERE c.id = i));
+                   BEGIN RETURN r.f1; END $$;
+                 CREATE FUNCTION typed(i int) RETURNS int LANGUAGE plpgsql AS $$
+                   DECLARE n notes.id%TYPE := i; BEGIN RETURN n; END $$;
+                 CREATE SCHEMA ovs; GRANT USAGE ON SCHEMA ovs TO PUBLIC;
+                 CREATE FUNCTION ovs.ov(t text) RETURNS text LANGUAGE sql AS 'SELECT t';
+                 CREATE FUNCTION public.ov(i int) RETURNS text LANGUAGE sql AS
+                   'SELECT id_number FROM customers WHERE id = i';
+                 CREATE FUNCTION backslash() RETURNS text LANGUAGE sql AS
+                   $f$SELECT '\\' -- ' || (SELECT string_agg(id_number, ',') FROM customers)
+                   $f$;
+                 CREATE FUNCTION activity() RETURNS text LANGUAGE sql AS
+                   'SELECT string_agg(query, '';'') FROM pg_stat_activity';",
             )
             .unwrap();
         bank::start_proxy(bank::POLICIES)
@@ -100,6 +114,7 @@ async fn functions_that_reach_nothing_protected_run_for_masked_roles() {
         "SELECT twice(40)",
         "SELECT (f.response).id, f.caught FROM find_or_create() f",
         "SELECT * FROM find_or_create()",
+        "SELECT typed(7)",
     ] {
         works(&s, sql).await;
     }
@@ -141,12 +156,31 @@ async fn functions_that_reach_protected_data_still_need_the_policy() {
         "SELECT stats()",
         // Its own search_path decides what its names are.
         "SELECT pathed()",
+        // A record variable's default, which libpg_query's tree leaves out.
+        "SELECT hid(1)",
+        // Read differently with standard_conforming_strings off.
+        "SELECT backslash()",
+        // Other sessions' statement texts.
+        "SELECT activity()",
+        // Run later: a cursor or prepared statement runs the body it has
+        // by then, and PostgreSQL compiles a replaced body again.
+        "DECLARE c CURSOR WITH HOLD FOR SELECT add_one(i) FROM generate_series(1, 3) i",
+        "PREPARE p AS SELECT add_one(1)",
+        // Attached where others run it later, with whatever body it has.
+        "CREATE TEMP TABLE later (id int, v int DEFAULT add_one(1))",
+        "CREATE TEMP VIEW later_v AS SELECT add_one(1) AS v",
         // A protected value passed to a function it may store.
         "SELECT keep_note(mobile) FROM customers",
         "SELECT count(keep_note(id_number)) FROM customers",
     ] {
         s.refused(sql).await;
     }
+    // PostgreSQL picks the overload by argument types across the path:
+    // ov(id) runs public.ov(int) although ovs.ov(text) comes first.
+    s.exec("SET search_path = ovs, public").await;
+    s.refused("SELECT ov(id) FROM generate_series(1, 3) id")
+        .await;
+    s.exec("RESET search_path").await;
     // The caller's cursor on protected rows, read inside a function.
     s.exec("BEGIN").await;
     s.exec("DECLARE c CURSOR FOR SELECT id_number FROM customers")

@@ -9,7 +9,7 @@ use super::fallback::FallbackScan;
 use super::lineage::{Clause, Flow, Guard, HazardRule, UseKind, Walker};
 
 use super::policy_view::{ColumnAction, ColumnDecision, FilterRight, PolicyView, QualifiedColumn};
-use super::Analysis;
+use super::{Analysis, StatementKind};
 
 /// One output column the session must mask.
 #[derive(Debug, Clone)]
@@ -300,8 +300,25 @@ pub(crate) fn derive(
             )
         };
         // A function pgveil follows (see `sealed`) may run when nothing it
-        // reaches is protected from this role.
-        let Some(call) = effects.sealed_calls.get(&(schema.clone(), name.clone())) else {
+        // reaches is protected from this role, if this statement runs it.
+        // DDL attaches it to a path others run later (a default, CHECK,
+        // index, view, trigger …), with whatever body it has by then: only
+        // the policy may vouch for that.
+        // A cursor or SQL prepared statement runs it later too, and
+        // PostgreSQL compiles a replaced body again at its next call.
+        let runs_now = !matches!(
+            analysis.kind,
+            StatementKind::Ddl
+                | StatementKind::Other
+                | StatementKind::Unparsed { .. }
+                | StatementKind::DeclareCursor { .. }
+                | StatementKind::Prepare { .. }
+        );
+        let call = effects
+            .sealed_calls
+            .get(&(schema.clone(), name.clone()))
+            .filter(|_| runs_now);
+        let Some(call) = call else {
             return refuse("pgveil cannot see what it reads or returns".into());
         };
         if let Some(why) = &call.opaque {

@@ -30,6 +30,11 @@ pub struct BodyReach {
     pub strings: BTreeSet<String>,
     /// Names of WITH queries (a relation name may be one of them).
     pub cte_names: BTreeSet<String>,
+    /// Every identifier in the body as PostgreSQL's scanner reads it
+    /// (quoted ones unquoted, others folded): a backstop for names the
+    /// PL/pgSQL tree does not show (libpg_query leaves out a record
+    /// variable's default), each checked as a relation and as a function.
+    pub words: BTreeSet<String>,
     /// Why pgveil cannot follow the body, when it cannot.
     pub opaque: Option<String>,
 }
@@ -156,6 +161,22 @@ fn follow(
             read_relation(catalog, search_path, relation, call, seen, depth)?;
         }
     }
+    // Every word of the body, as a relation and as a function of any
+    // schema: names the trees do not show still count.
+    for word in &reach.words {
+        let relations: Vec<&Relation> = catalog.relations().filter(|r| &r.name == word).collect();
+        for relation in relations {
+            read_relation(catalog, search_path, relation, call, seen, depth)?;
+        }
+        let functions: Vec<&CatalogFunction> = catalog.functions_named(word).collect();
+        for callee in functions {
+            if callee.is_builtin() {
+                check_builtin(callee, word)?;
+            } else {
+                callee_call(catalog, search_path, callee, call, seen, depth);
+            }
+        }
+    }
     for parts in &reach.functions {
         let (schema, name) = match parts.as_slice() {
             [name] => (None, name),
@@ -174,17 +195,7 @@ fn follow(
         }
         for callee in found {
             if callee.is_builtin() {
-                let category = builtins::category(&callee.schema, name, None);
-                let runs_nothing_unseen = !matches!(
-                    category,
-                    None | Some(BuiltinCategory::Sql)
-                        | Some(BuiltinCategory::Server)
-                        | Some(BuiltinCategory::Internal)
-                );
-                // set_config changes the search_path pgveil follows.
-                if !runs_nothing_unseen || name == "set_config" {
-                    return Err(format!("it calls {}.{name}()", callee.schema));
-                }
+                check_builtin(callee, name)?;
             } else {
                 callee_call(catalog, search_path, callee, call, seen, depth);
             }
@@ -192,6 +203,28 @@ fn follow(
     }
     Ok(())
 }
+
+/// A built-in a followed body may call: one of the kinds pgveil admits
+/// anywhere (not SQL text, server files or internals), and not
+/// `set_config`, which changes the search_path pgveil follows.
+fn check_builtin(function: &CatalogFunction, name: &str) -> Result<(), String> {
+    let category = builtins::category(&function.schema, name, None);
+    let admitted = !matches!(
+        category,
+        None | Some(BuiltinCategory::Sql)
+            | Some(BuiltinCategory::Server)
+            | Some(BuiltinCategory::Internal)
+    );
+    if admitted && name != "set_config" {
+        Ok(())
+    } else {
+        Err(format!("it calls {}.{name}()", function.schema))
+    }
+}
+
+/// Relations whose rows are other sessions' statement texts, which can
+/// quote protected values.
+const QUERY_TEXT_RELATIONS: &[&str] = &["pg_stat_activity"];
 
 /// A user function called from a followed body: followed too; one pgveil
 /// cannot follow is left for the policy to allow.
@@ -219,7 +252,8 @@ fn read_relation(
     depth: usize,
 ) -> Result<(), String> {
     if relation.is_system() {
-        if SENSITIVE_SYSTEM_RELATIONS.contains(&relation.name.as_str()) {
+        let name = relation.name.as_str();
+        if SENSITIVE_SYSTEM_RELATIONS.contains(&name) || QUERY_TEXT_RELATIONS.contains(&name) {
             return Err(format!(
                 "it reads {}.{}, which exposes raw column values",
                 relation.schema, relation.name
@@ -283,13 +317,27 @@ fn inert_type(catalog: &Catalog, search_path: &[String], parts: &[String]) -> Re
         [.., schema, name] => catalog.relation(schema, name),
         [] => None,
     };
-    match row_type {
-        Some(r) if r.columns.iter().all(|c| c.type_oid < 16384) => Ok(()),
-        _ => Err(format!(
-            "it uses type {}, which may run code",
-            parts.join(".")
-        )),
+    if let Some(r) = row_type {
+        if r.columns.iter().all(|c| c.type_oid < 16384) {
+            return Ok(());
+        }
     }
+    // `relation.column%TYPE`: the column's type.
+    if let [relation @ .., column] = parts {
+        let owner = match relation {
+            [name] => catalog.relations().find(|r| &r.name == name),
+            [.., schema, name] => catalog.relation(schema, name),
+            [] => None,
+        };
+        let column = owner.and_then(|r| r.columns.iter().find(|c| &c.name == column));
+        if column.is_some_and(|c| c.type_oid < 16384) {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "it uses type {}, which may run code",
+        parts.join(".")
+    ))
 }
 
 /// Reads `definition`, a `CREATE FUNCTION` of `language`.
@@ -300,11 +348,25 @@ pub fn reach(definition: &str, language: &str) -> BodyReach {
     if reach.opaque.is_some() {
         return reach;
     }
+    let Some(body) = body_text(definition) else {
+        reach.opaque("its body is not a string pgveil reads (SQL-standard bodies are not)");
+        return reach;
+    };
+    // With standard_conforming_strings off the server reads a backslash
+    // in a string differently from pgveil.
+    if body.contains('\\') {
+        reach.opaque("its body has a backslash, which the session's settings may read differently");
+        return reach;
+    }
+    match scan_words(&body) {
+        Some(words) => reach.words = words,
+        None => {
+            reach.opaque("PostgreSQL's scanner rejects its body");
+            return reach;
+        }
+    }
     match language {
-        "sql" => match sql_body(definition) {
-            Some(body) => reach.add_sql(&body, false),
-            None => reach.opaque("its body is not a string pgveil reads"),
-        },
+        "sql" => reach.add_sql(&body, false),
         "plpgsql" => {
             let text = definition.to_owned();
             match pg_tree::on_postgres_stack(move || pg_query::parse_plpgsql(&text).ok()) {
@@ -317,9 +379,33 @@ pub fn reach(definition: &str, language: &str) -> BodyReach {
     reach
 }
 
-/// The body string of a SQL function's `AS '…'` (None for a SQL-standard
+/// Every identifier of `text` as PostgreSQL's scanner reads it, keywords
+/// that may name objects included (None: the scanner rejects the text).
+fn scan_words(text: &str) -> Option<BTreeSet<String>> {
+    use pg_query::protobuf::{KeywordKind, Token};
+    if text.trim().is_empty() {
+        return Some(BTreeSet::new());
+    }
+    let owned = text.to_owned();
+    let tokens = pg_tree::on_postgres_stack(move || pg_query::scan_tokens(&owned).ok())??;
+    let mut words = BTreeSet::new();
+    for t in &tokens {
+        let piece = text.get(usize::try_from(t.start).ok()?..usize::try_from(t.end).ok()?)?;
+        let ident = t.token == Token::Ident as i32;
+        let name_keyword = t.keyword_kind != KeywordKind::NoKeyword as i32
+            && t.keyword_kind != KeywordKind::ReservedKeyword as i32;
+        if ident && piece.starts_with('"') {
+            words.insert(piece.trim_matches('"').replace("\"\"", "\""));
+        } else if ident || name_keyword {
+            words.insert(piece.to_ascii_lowercase());
+        }
+    }
+    Some(words)
+}
+
+/// The body string of a function's `AS '…'` (None for a SQL-standard
 /// body, `BEGIN ATOMIC … END` or `RETURN …`, and anything unexpected).
-fn sql_body(definition: &str) -> Option<String> {
+fn body_text(definition: &str) -> Option<String> {
     use pg_query::NodeEnum as N;
     let text = definition.to_owned();
     pg_tree::on_postgres_stack(move || {

@@ -207,12 +207,15 @@ impl Walker<'_> {
                 self.volatile_calls += 1;
                 let key = (function.schema.clone(), function.name.clone());
                 if !self.effects.sealed_calls.contains_key(&key) {
-                    // Every overload of the name: the arguments pick one.
+                    // Every overload the arguments may pick: of the schema
+                    // named, or, unqualified, of any schema (PostgreSQL
+                    // picks across the search_path by argument types).
                     let mut call = crate::analyze::sealed::SealedCall::default();
                     for overload in self
                         .catalog
                         .functions_named(&function.name)
-                        .filter(|f| f.schema == function.schema)
+                        .filter(|f| !f.is_builtin())
+                        .filter(|f| schema.is_none_or(|s| f.schema == s))
                     {
                         let one = crate::analyze::sealed::follow_call(
                             self.catalog,
