@@ -201,3 +201,38 @@ async fn functions_that_reach_protected_data_still_need_the_policy() {
         }
     }
 }
+
+#[tokio::test]
+async fn ddl_waits_for_a_suspended_portal_that_calls_a_followed_function() {
+    let mut s = as_role("dev").await;
+    s.exec("CREATE FUNCTION dev_fn(i int) RETURNS int LANGUAGE sql AS 'SELECT i'")
+        .await;
+    let tx = s.c.transaction().await.unwrap();
+    let statement = tx
+        .prepare("SELECT dev_fn(i) FROM generate_series(1, 3) i")
+        .await
+        .unwrap();
+    let portal = tx.bind(&statement, &[]).await.unwrap();
+    let first = tx.query_portal(&portal, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    // Replacing the body now would change what the rest of the portal runs.
+    let replaced = tx
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION dev_fn(i int) RETURNS int LANGUAGE sql \
+             AS 'SELECT i + 100'",
+        )
+        .await;
+    let text = match replaced {
+        Ok(()) => "succeeded".to_owned(),
+        Err(e) => error_text(&e),
+    };
+    assert!(
+        text.contains("42501") && text.contains("user-defined-function"),
+        "DDL with a suspended portal open: {text}"
+    );
+    drop(tx);
+    // After the transaction (its ROLLBACK answered) the same DDL passes.
+    s.exec("SELECT 1").await;
+    s.exec("CREATE OR REPLACE FUNCTION dev_fn(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 1'")
+        .await;
+}

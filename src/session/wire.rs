@@ -277,6 +277,13 @@ pub fn execute_portal(msg: &[u8]) -> Option<&[u8]> {
     Reader::new(msg).cstr()
 }
 
+/// The row limit of an Execute (0: run the portal to completion).
+pub fn execute_max_rows(msg: &[u8]) -> Option<i32> {
+    let mut r = Reader::new(msg);
+    r.cstr()?;
+    r.i32()
+}
+
 /// One field of a RowDescription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {

@@ -79,6 +79,9 @@ struct Prepared {
     registration: Option<Registration>,
     /// Executing it changes the schema.
     ddl: bool,
+    /// It calls a user-defined function the policy does not list, which
+    /// pgveil followed (see `analyze::sealed`) as it is now.
+    follows: bool,
     /// Executing it changes search_path.
     sets_search_path: bool,
     sql: String,
@@ -116,6 +119,10 @@ struct Portal {
     binding: Arc<Binding>,
     /// Executing it changes the schema.
     ddl: bool,
+    /// See `Prepared::follows`: while it may still run, no DDL may change
+    /// the functions it calls (PostgreSQL compiles a replaced body again
+    /// at the next call).
+    follows: bool,
     /// Executing it changes search_path.
     sets_search_path: bool,
     copy_in: bool,
@@ -574,8 +581,13 @@ impl Guard {
             b'E' => {
                 let name = wire::execute_portal(msg).unwrap_or_default();
                 let restricted = self.inputs.view.is_restricted();
-                let (binding, masker, copy_in, needs_shape) = match self.portals.get(name) {
+                let runs_to_end = wire::execute_max_rows(msg) == Some(0);
+                let (binding, masker, copy_in, needs_shape) = match self.portals.get_mut(name) {
                     Some(p) => {
+                        // Run to completion, it runs nothing more later.
+                        if runs_to_end {
+                            p.follows = false;
+                        }
                         // Parse only planned the DDL; it takes effect here.
                         if p.ddl {
                             self.ddl_in_transaction = true;
@@ -743,6 +755,10 @@ impl Guard {
                 self.withholding = false;
                 self.result = observe::ResultTally::default();
                 self.tx_status = msg.get(5).copied().unwrap_or(b'I');
+                if self.tx_status == b'I' {
+                    // Portals end with their transaction.
+                    self.portals.retain(|_, p| !p.follows);
+                }
                 // DDL that changed nothing the catalog holds (CREATE INDEX,
                 // COMMENT, GRANT …) needs no read of the catalog.
                 if self.ddl_in_transaction && !self.unread_change {

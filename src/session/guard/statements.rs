@@ -276,6 +276,11 @@ impl Guard {
                 p.plan.clone()
             }
             StatementKind::Ddl | StatementKind::Unparsed { ddl: true } => {
+                if restricted && !p.plan.is_block() {
+                    if let Some(reason) = self.open_followed_portal() {
+                        return StatementPlan::Block(reason);
+                    }
+                }
                 if !p.plan.is_block() {
                     self.ddl_in_transaction = true;
                     self.overlay_stale = true;
@@ -529,6 +534,13 @@ impl Guard {
                     StatementKind::Ddl | StatementKind::Unparsed { ddl: true }
                 )
             }),
+            follows: planned.iter().any(|p| {
+                p.analysis
+                    .effects
+                    .user_functions
+                    .iter()
+                    .any(|(s, n)| !self.inputs.view.function_allowed(s, n))
+            }),
             sets_search_path: planned
                 .iter()
                 .any(|p| matches!(p.kind, StatementKind::SetSearchPath { .. })),
@@ -627,9 +639,16 @@ impl Guard {
                 copy: s.copy.clone(),
                 note: s.note.clone(),
             };
-            (binding, masker, s.copy_in, s.ddl, s.sets_search_path)
+            (
+                binding,
+                masker,
+                s.copy_in,
+                s.ddl,
+                s.follows,
+                s.sets_search_path,
+            )
         });
-        let (binding, masker, copy_in, ddl, sets_search_path) = match found {
+        let (mut binding, masker, copy_in, ddl, follows, sets_search_path) = match found {
             Some(found) => found,
             None => {
                 let plan = match self.sql_prepared.get(&lossy(bind.statement)) {
@@ -650,9 +669,14 @@ impl Guard {
                     note: None,
                     verbatim: false,
                 };
-                (binding, None, false, false, false)
+                (binding, None, false, false, false, false)
             }
         };
+        if ddl && restricted && !binding.plan.is_block() {
+            if let Some(reason) = self.open_followed_portal() {
+                binding.plan = StatementPlan::Block(reason);
+            }
+        }
         let portal = bind.portal.to_vec();
         let result_formats = bind.result_formats.clone();
         if let StatementPlan::Block(reason) = &binding.plan {
@@ -683,6 +707,7 @@ impl Guard {
                         verbatim: false,
                     }),
                     ddl: false,
+                    follows: false,
                     sets_search_path: false,
                     copy_in: false,
                     masker: Some(Arc::default()),
@@ -711,6 +736,7 @@ impl Guard {
             Portal {
                 binding: Arc::new(binding),
                 ddl,
+                follows,
                 sets_search_path,
                 copy_in,
                 masker,
@@ -719,6 +745,25 @@ impl Guard {
         );
         out.extend_from_slice(msg);
         self.expect.push_back(Expect::BindComplete);
+    }
+}
+
+impl Guard {
+    /// Why DDL must wait: a portal that calls a user-defined function
+    /// pgveil followed may still run, and would run the function's body as
+    /// the DDL leaves it.
+    fn open_followed_portal(&self) -> Option<BlockReason> {
+        self.portals
+            .values()
+            .any(|p| p.follows)
+            .then(|| BlockReason {
+                reason: "a portal of this transaction calls a user-defined function pgveil \
+                     followed, and DDL now could change what it runs"
+                    .into(),
+                rule: "user-defined-function".into(),
+                column: None,
+                hint: "close the portal (or end the transaction) before changing the schema".into(),
+            })
     }
 }
 
