@@ -208,3 +208,24 @@ async fn excluded_values_in_an_upsert_condition_are_the_inserted_ones() {
     .await;
     dev.finish();
 }
+
+#[tokio::test]
+async fn a_sql_prepared_statement_is_planned_again_after_the_schema_changes() {
+    // PostgreSQL plans a prepared statement again when a view it reads is
+    // replaced; pgveil must judge what will run, not what was prepared.
+    let s = as_role("dev").await;
+    s.exec("CREATE VIEW dev_v AS SELECT id, 'x'::text AS v FROM customers")
+        .await;
+    s.exec("PREPARE pv AS SELECT v FROM dev_v WHERE id = 1")
+        .await;
+    let (ok, text) = s.attack("EXECUTE pv").await;
+    assert!(ok && text.contains('x'), "before: {text}");
+    s.exec("CREATE OR REPLACE VIEW dev_v AS SELECT id, id_number || '' AS v FROM customers")
+        .await;
+    let (ok, text) = s.attack("EXECUTE pv").await;
+    assert!(
+        !ok && text.contains("42501"),
+        "after the view changed: {text}"
+    );
+    s.finish();
+}

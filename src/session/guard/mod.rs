@@ -73,6 +73,17 @@ struct Registration {
     name: String,
     plan: StatementPlan,
     note: Option<Arc<StatementNote>>,
+    /// The text it was planned from, its index there, and the inputs'
+    /// version then (see `SqlPrepared`).
+    source: Option<(Arc<str>, usize, (u64, u64))>,
+}
+
+/// A statement PREPAREd in SQL. PostgreSQL plans it again when what it
+/// reads changes (a view replaced, a function redefined), so pgveil plans
+/// it again from its text when the catalog or policy has changed since.
+struct SqlPrepared {
+    plan: StatementPlan,
+    source: Option<(Arc<str>, usize, (u64, u64))>,
 }
 
 struct Prepared {
@@ -234,7 +245,9 @@ pub struct Guard {
     ctx: SessionContext,
     statements: HashMap<Vec<u8>, Prepared>,
     portals: HashMap<Vec<u8>, Portal>,
-    sql_prepared: HashMap<String, StatementPlan>,
+    sql_prepared: HashMap<String, SqlPrepared>,
+    /// The text being planned (see `Registration::source`).
+    planning_text: Option<Arc<str>>,
     cursors: HashMap<String, StatementPlan>,
     /// Notes of confirmed cursor (true) and prepared-statement names.
     named_notes: HashMap<(bool, String), Option<Arc<StatementNote>>>,
@@ -309,6 +322,7 @@ impl Guard {
             statements: HashMap::new(),
             portals: HashMap::new(),
             sql_prepared: HashMap::new(),
+            planning_text: None,
             cursors: HashMap::new(),
             named_notes: HashMap::new(),
             staged: Vec::new(),

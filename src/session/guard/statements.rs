@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use super::super::copy_text::{self, CopyText};
 use super::super::wire;
 use super::refusal::{block_sql, BLOCK_STATEMENT, PROBE_STATEMENT};
-use super::{lossy, Binding, Expect, Guard, Portal, Prepared, Registration};
+use super::{lossy, Binding, Expect, Guard, Portal, Prepared, Registration, SqlPrepared};
 use crate::analyze::plan::{BlockReason, StatementPlan};
 use crate::analyze::{Analyzer, PlannedStatement, SessionContext, StatementKind};
 use std::sync::Arc;
@@ -76,6 +76,7 @@ impl Guard {
     }
 
     pub(super) fn plan(&mut self, sql: &str) -> Vec<PlannedStatement> {
+        self.planning_text = Some(Arc::from(sql));
         let started = std::time::Instant::now();
         let inputs = &self.inputs;
         let ctx = self.analysis_ctx();
@@ -150,6 +151,10 @@ impl Guard {
                 name: name.to_string(),
                 plan: plan.clone(),
                 note: None,
+                source: self
+                    .planning_text
+                    .clone()
+                    .map(|text| (text, index, self.inputs.version())),
             },
         ));
     }
@@ -165,18 +170,13 @@ impl Guard {
         {
             return Some(r.plan.clone());
         }
-        let map = if cursor {
-            &self.cursors
-        } else {
-            &self.sql_prepared
-        };
-        if let Some(plan) = map.get(name) {
-            return Some(plan.clone());
+        if cursor {
+            return self.cursors.get(name).cloned();
+        }
+        if let Some(plan) = self.sql_prepared_plan(name) {
+            return Some(plan);
         }
         // SQL EXECUTE and protocol-level Parse share one namespace.
-        if cursor {
-            return None;
-        }
         let s = self.statement(name.as_bytes())?;
         if let Some(limit) = s.array_limits.first() {
             // EXECUTE passes the arrays as text pgveil does not count.
@@ -186,7 +186,10 @@ impl Guard {
             return Some(s.plan.clone());
         }
         let sql = s.sql.clone();
-        Some(match self.plan(&sql).as_slice() {
+        let saved = self.planning_text.take();
+        let planned = self.plan(&sql);
+        self.planning_text = saved;
+        Some(match planned.as_slice() {
             [one] => one.plan.clone(),
             _ => StatementPlan::Block(BlockReason {
                 reason: "statement could not be planned again after a policy change".into(),
@@ -197,6 +200,40 @@ impl Guard {
         })
     }
 
+    /// The plan of a statement PREPAREd in SQL, planned again from its
+    /// text when the catalog or policy changed since (see `SqlPrepared`).
+    pub(super) fn sql_prepared_plan(&mut self, name: &str) -> Option<StatementPlan> {
+        let prepared = self.sql_prepared.get(name)?;
+        let Some((text, index, version)) = prepared.source.clone() else {
+            return Some(prepared.plan.clone());
+        };
+        if version == self.inputs.version() {
+            return Some(prepared.plan.clone());
+        }
+        let saved = self.planning_text.take();
+        let planned = self.plan(&text);
+        self.planning_text = saved;
+        let plan = match planned.get(index) {
+            Some(p) if matches!(&p.kind, StatementKind::Prepare { name: n } if n == name) => {
+                p.plan.clone()
+            }
+            _ => StatementPlan::Block(BlockReason {
+                reason: "prepared statement could not be planned again after a schema or policy \
+                         change"
+                    .into(),
+                rule: "replan".into(),
+                column: None,
+                hint: "DEALLOCATE it and PREPARE it again.".into(),
+            }),
+        };
+        let version = self.inputs.version();
+        if let Some(prepared) = self.sql_prepared.get_mut(name) {
+            prepared.plan = plan.clone();
+            prepared.source = Some((text, index, version));
+        }
+        Some(plan)
+    }
+
     /// The server confirmed a DECLARE or PREPARE: its name now stands for
     /// this plan.
     pub(super) fn commit(&mut self, r: Registration) {
@@ -205,12 +242,17 @@ impl Guard {
             self.statements.remove(r.name.as_bytes());
         }
         self.named_notes.insert((r.cursor, r.name.clone()), r.note);
-        let map = if r.cursor {
-            &mut self.cursors
+        if r.cursor {
+            self.cursors.insert(r.name, r.plan);
         } else {
-            &mut self.sql_prepared
-        };
-        map.insert(r.name, r.plan);
+            self.sql_prepared.insert(
+                r.name,
+                SqlPrepared {
+                    plan: r.plan,
+                    source: r.source,
+                },
+            );
+        }
     }
 
     /// Applies the session bookkeeping of one planned statement and returns
@@ -651,9 +693,9 @@ impl Guard {
         let (mut binding, masker, copy_in, ddl, follows, sets_search_path) = match found {
             Some(found) => found,
             None => {
-                let plan = match self.sql_prepared.get(&lossy(bind.statement)) {
+                let plan = match self.sql_prepared_plan(&lossy(bind.statement)) {
                     // A statement PREPAREd in SQL, bound through the protocol.
-                    Some(plan) => plan.clone(),
+                    Some(plan) => plan,
                     None if restricted => StatementPlan::Block(BlockReason {
                         reason: "prepared statement was not parsed through pgveil".into(),
                         rule: "unknown-origin".into(),
@@ -796,7 +838,7 @@ fn first_keyword(sql: &str) -> &str {
 }
 
 /// CLOSE name / DEALLOCATE name forget one entry; the ALL forms forget all.
-fn forget(map: &mut HashMap<String, StatementPlan>, name: Option<&String>) {
+fn forget<V>(map: &mut HashMap<String, V>, name: Option<&String>) {
     match name {
         Some(n) => {
             map.remove(n);
