@@ -266,11 +266,13 @@ async fn definitions_sqlparser_does_not_read() {
          AS 'BEGIN RAISE NOTICE ''rs_leak => %'', $1; RETURN true; END'",
     )
     .await;
-    // Calling it, or making the server call it, stays refused.
+    // Calling it with a protected value, or making the server call it,
+    // stays refused (its body reaches nothing protected, so pgveil follows
+    // it; the argument is what it must not get).
     refused(
         &s,
         "SELECT rs_leak(mobile) FROM customers",
-        "user-defined function public.rs_leak is not allowed",
+        "protected column public.customers.mobile reaches public.rs_leak()",
     )
     .await;
     ok(&s, "CREATE TABLE rs_trig (a int)").await;
