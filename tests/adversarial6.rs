@@ -70,18 +70,9 @@ async fn as_role(role: &str) -> Session {
     Session::connect(setup(), role).await
 }
 
-/// Runs `sql` (simple protocol) in a transaction rolled back after it, and
-/// expects it to work.
+/// Runs `sql` in a transaction rolled back after it and expects it to work.
 async fn works(s: &Session, sql: &str) {
-    s.exec("BEGIN").await;
-    let (ok, text) = s.attack(sql).await;
-    if !ok {
-        s.leaks
-            .lock()
-            .unwrap()
-            .push(format!("FALSE BLOCK: `{sql}` -> {text}"));
-    }
-    let _ = s.c.simple_query("ROLLBACK").await;
+    s.works_rolled_back(sql, false).await;
 }
 
 #[tokio::test]

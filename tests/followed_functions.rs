@@ -81,26 +81,9 @@ async fn as_role(role: &str) -> Session {
     Session::connect(setup(), role).await
 }
 
-/// Runs `sql` on both protocols in transactions rolled back after it, and
-/// expects it to work on each.
+/// Runs `sql` in a transaction rolled back after it and expects it to work.
 async fn works(s: &Session, sql: &str) {
-    s.exec("BEGIN").await;
-    let (ok, text) = s.attack(sql).await;
-    if !ok {
-        s.leaks
-            .lock()
-            .unwrap()
-            .push(format!("FALSE BLOCK (simple): `{sql}` -> {text}"));
-    }
-    let _ = s.c.simple_query("ROLLBACK").await;
-    s.exec("BEGIN").await;
-    if let Err(e) = s.c.query(sql, &[]).await {
-        s.leaks.lock().unwrap().push(format!(
-            "FALSE BLOCK (extended): `{sql}` -> {}",
-            error_text(&e)
-        ));
-    }
-    let _ = s.c.simple_query("ROLLBACK").await;
+    s.works_rolled_back(sql, true).await;
 }
 
 #[tokio::test]

@@ -100,245 +100,247 @@ pub struct SealedCall {
 /// How deep calls of user functions are followed.
 const MAX_CALL_DEPTH: usize = 8;
 
+/// Relations whose rows are other sessions' statement texts, which can
+/// quote protected values.
+const QUERY_TEXT_RELATIONS: &[&str] = &["pg_stat_activity"];
+
 /// Follows `function` as the session with `search_path` would call it.
 pub fn follow_call(
     catalog: &Catalog,
     search_path: &[String],
     function: &CatalogFunction,
 ) -> SealedCall {
-    let mut call = SealedCall::default();
-    let mut seen = BTreeSet::new();
-    if let Err(why) = follow(catalog, search_path, function, &mut call, &mut seen, 0) {
-        call.opaque = Some(why);
+    let mut follower = Follower {
+        catalog,
+        search_path,
+        call: SealedCall::default(),
+        seen: BTreeSet::new(),
+    };
+    if let Err(why) = follower.follow(function, 0) {
+        follower.call.opaque = Some(why);
     }
-    call
+    follower.call
 }
 
-fn follow(
-    catalog: &Catalog,
-    search_path: &[String],
-    function: &CatalogFunction,
-    call: &mut SealedCall,
-    seen: &mut BTreeSet<u32>,
-    depth: usize,
-) -> Result<(), String> {
-    if !seen.insert(function.oid) {
-        return Ok(());
+/// The relations `[schema.]name` may name: in the schema given, or in any
+/// schema (PostgreSQL resolves a body's names with the search_path of the
+/// call, which pgveil does not pin).
+fn relations_named<'c>(catalog: &'c Catalog, parts: &[String]) -> Vec<&'c Relation> {
+    match parts {
+        [name] => catalog.relations().filter(|r| &r.name == name).collect(),
+        [.., schema, name] => catalog.relation(schema, name).into_iter().collect(),
+        [] => Vec::new(),
     }
-    if depth > MAX_CALL_DEPTH {
-        return Err("it calls user-defined functions nested too deeply".into());
-    }
-    let Some(reach) = function.reach() else {
-        return Err(format!("it is written in {}", function.language));
-    };
-    if let Some(why) = &reach.opaque {
-        return Err(why.clone());
-    }
-    for parts in &reach.types {
-        inert_type(catalog, search_path, parts)?;
-    }
-    for name in &reach.strings {
-        if catalog.operators_named(name).next().is_some() {
-            return Err(format!("it may use user-defined operator {name}"));
+}
+
+/// One walk through a function and what it calls.
+struct Follower<'c> {
+    catalog: &'c Catalog,
+    search_path: &'c [String],
+    call: SealedCall,
+    /// Functions (by oid) already followed: a recursive call is followed once.
+    seen: BTreeSet<u32>,
+}
+
+impl Follower<'_> {
+    fn follow(&mut self, function: &CatalogFunction, depth: usize) -> Result<(), String> {
+        if !self.seen.insert(function.oid) {
+            return Ok(());
         }
-    }
-    for parts in &reach.relations {
-        let found: Vec<&Relation> = match parts.as_slice() {
-            [name] => catalog.relations().filter(|r| &r.name == name).collect(),
-            [.., schema, name] => catalog.relation(schema, name).into_iter().collect(),
-            [] => Vec::new(),
+        if depth > MAX_CALL_DEPTH {
+            return Err("it calls user-defined functions nested too deeply".into());
+        }
+        let Some(reach) = function.reach() else {
+            return Err(format!("it is written in {}", function.language));
         };
-        if found.is_empty() {
-            if parts.len() == 1 && reach.cte_names.contains(&parts[0]) {
-                continue;
+        if let Some(why) = &reach.opaque {
+            return Err(why.clone());
+        }
+        for parts in &reach.types {
+            self.inert_type(parts)?;
+        }
+        for name in &reach.strings {
+            if self.catalog.operators_named(name).next().is_some() {
+                return Err(format!("it may use user-defined operator {name}"));
             }
-            return Err(format!(
-                "it names {}, which pgveil does not know",
-                parts.join(".")
-            ));
         }
-        for relation in found {
-            read_relation(catalog, search_path, relation, call, seen, depth)?;
+        for parts in &reach.relations {
+            let found = relations_named(self.catalog, parts);
+            if found.is_empty() {
+                if parts.len() == 1 && reach.cte_names.contains(&parts[0]) {
+                    continue;
+                }
+                return Err(format!(
+                    "it names {}, which pgveil does not know",
+                    parts.join(".")
+                ));
+            }
+            for relation in found {
+                self.read_relation(relation, depth)?;
+            }
         }
+        // Every word of the body, as a relation and as a function of any
+        // schema: names the trees do not show still count.
+        for word in &reach.words {
+            for relation in relations_named(self.catalog, std::slice::from_ref(word)) {
+                self.read_relation(relation, depth)?;
+            }
+            self.calls(self.catalog.functions_named(word).collect(), word, depth)?;
+        }
+        for parts in &reach.functions {
+            let (schema, name) = match parts.as_slice() {
+                [name] => (None, name),
+                [.., schema, name] => (Some(schema), name),
+                [] => continue,
+            };
+            let found: Vec<&CatalogFunction> = self
+                .catalog
+                .functions_named(name)
+                .filter(|f| schema.is_none_or(|s| &f.schema == s))
+                .collect();
+            if found.is_empty() {
+                return Err(format!(
+                    "it calls {}, which pgveil does not know",
+                    parts.join(".")
+                ));
+            }
+            self.calls(found, name, depth)?;
+        }
+        Ok(())
     }
-    // Every word of the body, as a relation and as a function of any
-    // schema: names the trees do not show still count.
-    for word in &reach.words {
-        let relations: Vec<&Relation> = catalog.relations().filter(|r| &r.name == word).collect();
-        for relation in relations {
-            read_relation(catalog, search_path, relation, call, seen, depth)?;
-        }
-        let functions: Vec<&CatalogFunction> = catalog.functions_named(word).collect();
+
+    /// Calls of the functions a name may run. A built-in must be of the
+    /// kinds pgveil admits anywhere (not SQL text, server files or
+    /// internals), and not `set_config`, which changes the search_path
+    /// pgveil follows. A user function is followed in turn; one pgveil
+    /// cannot follow is left for the policy to allow.
+    fn calls(
+        &mut self,
+        functions: Vec<&CatalogFunction>,
+        name: &str,
+        depth: usize,
+    ) -> Result<(), String> {
         for callee in functions {
             if callee.is_builtin() {
-                check_builtin(callee, word)?;
-            } else {
-                callee_call(catalog, search_path, callee, call, seen, depth);
+                let category = builtins::category(&callee.schema, name, None);
+                let admitted = !matches!(
+                    category,
+                    None | Some(BuiltinCategory::Sql)
+                        | Some(BuiltinCategory::Server)
+                        | Some(BuiltinCategory::Internal)
+                );
+                if !admitted || name == "set_config" {
+                    return Err(format!("it calls {}.{name}()", callee.schema));
+                }
+            } else if let Err(why) = self.follow(callee, depth + 1) {
+                self.call
+                    .unfollowed
+                    .insert((callee.schema.clone(), callee.name.clone()), why);
             }
         }
-    }
-    for parts in &reach.functions {
-        let (schema, name) = match parts.as_slice() {
-            [name] => (None, name),
-            [.., schema, name] => (Some(schema), name),
-            [] => continue,
-        };
-        let found: Vec<&CatalogFunction> = catalog
-            .functions_named(name)
-            .filter(|f| schema.is_none_or(|s| &f.schema == s))
-            .collect();
-        if found.is_empty() {
-            return Err(format!(
-                "it calls {}, which pgveil does not know",
-                parts.join(".")
-            ));
-        }
-        for callee in found {
-            if callee.is_builtin() {
-                check_builtin(callee, name)?;
-            } else {
-                callee_call(catalog, search_path, callee, call, seen, depth);
-            }
-        }
-    }
-    Ok(())
-}
-
-/// A built-in a followed body may call: one of the kinds pgveil admits
-/// anywhere (not SQL text, server files or internals), and not
-/// `set_config`, which changes the search_path pgveil follows.
-fn check_builtin(function: &CatalogFunction, name: &str) -> Result<(), String> {
-    let category = builtins::category(&function.schema, name, None);
-    let admitted = !matches!(
-        category,
-        None | Some(BuiltinCategory::Sql)
-            | Some(BuiltinCategory::Server)
-            | Some(BuiltinCategory::Internal)
-    );
-    if admitted && name != "set_config" {
         Ok(())
-    } else {
-        Err(format!("it calls {}.{name}()", function.schema))
     }
-}
 
-/// Relations whose rows are other sessions' statement texts, which can
-/// quote protected values.
-const QUERY_TEXT_RELATIONS: &[&str] = &["pg_stat_activity"];
-
-/// A user function called from a followed body: followed too; one pgveil
-/// cannot follow is left for the policy to allow.
-fn callee_call(
-    catalog: &Catalog,
-    search_path: &[String],
-    callee: &CatalogFunction,
-    call: &mut SealedCall,
-    seen: &mut BTreeSet<u32>,
-    depth: usize,
-) {
-    if let Err(why) = follow(catalog, search_path, callee, call, seen, depth + 1) {
-        call.unfollowed
-            .insert((callee.schema.clone(), callee.name.clone()), why);
-    }
-}
-
-/// Adds what reading or writing `relation` reaches.
-fn read_relation(
-    catalog: &Catalog,
-    search_path: &[String],
-    relation: &Relation,
-    call: &mut SealedCall,
-    seen: &mut BTreeSet<u32>,
-    depth: usize,
-) -> Result<(), String> {
-    if relation.is_system() {
-        let name = relation.name.as_str();
-        if SENSITIVE_SYSTEM_RELATIONS.contains(&name) || QUERY_TEXT_RELATIONS.contains(&name) {
-            return Err(format!(
-                "it reads {}.{}, which exposes raw column values",
-                relation.schema, relation.name
-            ));
+    /// Adds what reading or writing `relation` reaches.
+    fn read_relation(&mut self, relation: &Relation, depth: usize) -> Result<(), String> {
+        if relation.is_system() {
+            let name = relation.name.as_str();
+            if SENSITIVE_SYSTEM_RELATIONS.contains(&name) || QUERY_TEXT_RELATIONS.contains(&name) {
+                return Err(format!(
+                    "it reads {}.{}, which exposes raw column values",
+                    relation.schema, relation.name
+                ));
+            }
+            return Ok(());
         }
-        return Ok(());
-    }
-    let mut related = vec![relation];
-    related.extend(catalog.descendants(&relation.schema, &relation.name));
-    for r in related {
-        call.relations.insert((r.schema.clone(), r.name.clone()));
-        let mut walker = Walker::new(catalog, search_path);
-        for column in walker.relation_columns(r) {
-            call.columns.extend(column.sources.into_keys());
-        }
-        if let Some(hazard) = walker.effects.hazards.iter().next() {
-            return Err(hazard.detail.clone());
-        }
-        for (schema, name) in &walker.effects.user_functions {
-            if let Some(f) = catalog.functions_named(name).find(|f| &f.schema == schema) {
-                callee_call(catalog, search_path, f, call, seen, depth);
+        let catalog = self.catalog;
+        let mut related = vec![relation];
+        related.extend(catalog.descendants(&relation.schema, &relation.name));
+        for r in related {
+            self.call
+                .relations
+                .insert((r.schema.clone(), r.name.clone()));
+            let mut walker = Walker::new(catalog, self.search_path);
+            for column in walker.relation_columns(r) {
+                self.call.columns.extend(column.sources.into_keys());
+            }
+            if let Some(hazard) = walker.effects.hazards.iter().next() {
+                return Err(hazard.detail.clone());
+            }
+            for (schema, name) in &walker.effects.user_functions {
+                let called = catalog
+                    .functions_named(name)
+                    .filter(|f| &f.schema == schema)
+                    .collect();
+                self.calls(called, name, depth)?;
+            }
+            for link in r
+                .keys
+                .references
+                .iter()
+                .chain(&r.keys.referenced_by)
+                .flatten()
+            {
+                let (schema, table, column) = &link.other;
+                self.call.columns.insert(QualifiedColumn {
+                    schema: schema.clone(),
+                    table: table.clone(),
+                    column: column.clone(),
+                });
             }
         }
-        for link in r
-            .keys
-            .references
+        Ok(())
+    }
+
+    /// A type whose input and checks run no code pgveil cannot see: a
+    /// built-in one as the session resolves it (pgveil refuses objects that
+    /// would take a built-in type's name before pg_catalog), the row type
+    /// of a relation whose columns are all of built-in types, or
+    /// `relation.column%TYPE` of such a column.
+    fn inert_type(&self, parts: &[String]) -> Result<(), String> {
+        let pg_catalog_first = self
+            .search_path
             .iter()
-            .chain(&r.keys.referenced_by)
-            .flatten()
-        {
-            let (schema, table, column) = &link.other;
-            call.columns.insert(QualifiedColumn {
-                schema: schema.clone(),
-                table: table.clone(),
-                column: column.clone(),
+            .position(|s| s == "pg_catalog")
+            .is_none_or(|i| i == 0);
+        let builtin = match parts {
+            [schema, name] if schema == "pg_catalog" => builtins::is_builtin_type(name),
+            [name] => pg_catalog_first && builtins::is_builtin_type(name),
+            _ => false,
+        };
+        let rows = relations_named(self.catalog, parts);
+        let row_type = !rows.is_empty()
+            && rows.iter().all(|r| {
+                r.columns
+                    .iter()
+                    .all(|c| c.type_oid < FIRST_NORMAL_OBJECT_ID)
             });
+        let column_type = match parts {
+            [relation @ .., column] if !relation.is_empty() => {
+                let owners = relations_named(self.catalog, relation);
+                !owners.is_empty()
+                    && owners.iter().all(|r| {
+                        r.columns
+                            .iter()
+                            .find(|c| &c.name == column)
+                            .is_some_and(|c| c.type_oid < FIRST_NORMAL_OBJECT_ID)
+                    })
+            }
+            _ => false,
+        };
+        if builtin || row_type || column_type {
+            Ok(())
+        } else {
+            Err(format!(
+                "it uses type {}, which may run code",
+                parts.join(".")
+            ))
         }
     }
-    Ok(())
 }
 
-/// A type whose input and checks run no code pgveil cannot see: a
-/// built-in one as the session resolves it (pgveil refuses objects that
-/// would take a built-in type's name before pg_catalog), or the row type
-/// of a relation whose columns are all of built-in types.
-fn inert_type(catalog: &Catalog, search_path: &[String], parts: &[String]) -> Result<(), String> {
-    let pg_catalog_first = search_path
-        .iter()
-        .position(|s| s == "pg_catalog")
-        .is_none_or(|i| i == 0);
-    let builtin = match parts {
-        [schema, name] if schema == "pg_catalog" => builtins::is_builtin_type(name),
-        [name] => pg_catalog_first && builtins::is_builtin_type(name),
-        _ => false,
-    };
-    if builtin {
-        return Ok(());
-    }
-    let row_type = match parts {
-        [name] => catalog.relations().find(|r| &r.name == name),
-        [.., schema, name] => catalog.relation(schema, name),
-        [] => None,
-    };
-    if let Some(r) = row_type {
-        if r.columns.iter().all(|c| c.type_oid < 16384) {
-            return Ok(());
-        }
-    }
-    // `relation.column%TYPE`: the column's type.
-    if let [relation @ .., column] = parts {
-        let owner = match relation {
-            [name] => catalog.relations().find(|r| &r.name == name),
-            [.., schema, name] => catalog.relation(schema, name),
-            [] => None,
-        };
-        let column = owner.and_then(|r| r.columns.iter().find(|c| &c.name == column));
-        if column.is_some_and(|c| c.type_oid < 16384) {
-            return Ok(());
-        }
-    }
-    Err(format!(
-        "it uses type {}, which may run code",
-        parts.join(".")
-    ))
-}
+/// PostgreSQL's first OID of objects not created by initdb.
+const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
 
 /// Reads `definition`, a `CREATE FUNCTION` of `language`.
 pub fn reach(definition: &str, language: &str) -> BodyReach {

@@ -133,6 +133,32 @@ impl Session {
         let _ = self.c.simple_query("ROLLBACK").await;
     }
 
+    /// Runs `sql` through the simple protocol and, when `extended`, the
+    /// extended one too, each in a transaction rolled back after it, and
+    /// records a false block for each that fails.
+    pub async fn works_rolled_back(&self, sql: &str, extended: bool) {
+        self.exec("BEGIN").await;
+        let (ok, text) = self.attack(sql).await;
+        if !ok {
+            self.leaks
+                .lock()
+                .unwrap()
+                .push(format!("FALSE BLOCK (simple): `{sql}` -> {text}"));
+        }
+        let _ = self.c.simple_query("ROLLBACK").await;
+        if !extended {
+            return;
+        }
+        self.exec("BEGIN").await;
+        if let Err(e) = self.c.query(sql, &[]).await {
+            self.leaks.lock().unwrap().push(format!(
+                "FALSE BLOCK (extended): `{sql}` -> {}",
+                error_text(&e)
+            ));
+        }
+        let _ = self.c.simple_query("ROLLBACK").await;
+    }
+
     pub fn check(&self, what: &str, text: &str) {
         if let Some(leak) = find_secret(what, text) {
             self.leaks.lock().unwrap().push(leak);
