@@ -355,9 +355,9 @@ pub fn reach(definition: &str, language: &str) -> BodyReach {
         return reach;
     };
     // With standard_conforming_strings off the server reads a backslash
-    // in a string differently from pgveil.
-    if body.contains('\\') {
-        reach.opaque("its body has a backslash, which the session's settings may read differently");
+    // in a plain string differently from pgveil.
+    if body.contains('\\') && !backslashes_read_alike(&body) {
+        reach.opaque("its body has a backslash in a plain string, which the session's settings may read differently");
         return reach;
     }
     match scan_words(&body) {
@@ -379,6 +379,42 @@ pub fn reach(definition: &str, language: &str) -> BodyReach {
         other => reach.opaque(&format!("it is written in {other}")),
     }
     reach
+}
+
+/// True when every backslash of `text` stands where both settings of
+/// `standard_conforming_strings` read it alike: in an `E'…'` or
+/// dollar-quoted string, a comment or a quoted identifier. The two
+/// readings of a text agree up to its first backslash in a plain `'…'`
+/// string, so with none they agree throughout.
+fn backslashes_read_alike(text: &str) -> bool {
+    use pg_query::protobuf::Token;
+    let owned = text.to_owned();
+    let Some(Some(tokens)) = pg_tree::on_postgres_stack(move || pg_query::scan_tokens(&owned).ok())
+    else {
+        return false;
+    };
+    let mut covered = vec![false; text.len()];
+    for t in &tokens {
+        let (Ok(start), Ok(end)) = (usize::try_from(t.start), usize::try_from(t.end)) else {
+            return false;
+        };
+        let Some(piece) = text.get(start..end) else {
+            return false;
+        };
+        let alike = if t.token == Token::Sconst as i32 {
+            piece.starts_with(['E', 'e', '$'])
+        } else {
+            t.token == Token::SqlComment as i32
+                || t.token == Token::CComment as i32
+                || (t.token == Token::Ident as i32 && piece.starts_with('"'))
+        };
+        if alike {
+            covered[start..end].iter_mut().for_each(|c| *c = true);
+        }
+    }
+    text.bytes()
+        .zip(covered)
+        .all(|(b, covered)| b != b'\\' || covered)
 }
 
 /// Every identifier of `text` as PostgreSQL's scanner reads it, keywords
@@ -606,6 +642,23 @@ mod tests {
         ] {
             let r = plpgsql(body);
             assert!(r.opaque.is_some(), "{body}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn backslashes_that_both_settings_read_alike_are_followed() {
+        for body in [
+            "BEGIN RAISE NOTICE E'a\\nb'; RETURN; END",
+            "BEGIN RAISE NOTICE $x$a\\b$x$; RETURN; END -- c:\\dir",
+            "BEGIN /* \\ */ RETURN; END",
+        ] {
+            assert_eq!(plpgsql(body).opaque, None, "{body}");
+        }
+        for body in [
+            "BEGIN RAISE NOTICE 'a\\'; RETURN; END",
+            "BEGIN RAISE NOTICE '\\' -- ' || (SELECT 1); RETURN; END",
+        ] {
+            assert!(plpgsql(body).opaque.is_some(), "{body}");
         }
     }
 
