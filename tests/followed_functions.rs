@@ -70,7 +70,11 @@ fn setup() -> &'static Proxy {
                    $f$SELECT '\\' -- ' || (SELECT string_agg(id_number, ',') FROM customers)
                    $f$;
                  CREATE FUNCTION activity() RETURNS text LANGUAGE sql AS
-                   'SELECT string_agg(query, '';'') FROM pg_stat_activity';",
+                   'SELECT string_agg(query, '';'') FROM pg_stat_activity';
+                 CREATE FUNCTION public.card_hint(t text) RETURNS text LANGUAGE sql AS 'SELECT t';
+                 CREATE SCHEMA other; GRANT USAGE ON SCHEMA other TO PUBLIC;
+                 CREATE FUNCTION other.card_hint(i int) RETURNS text LANGUAGE sql AS
+                   'SELECT id_number FROM customers WHERE id = i';",
             )
             .unwrap();
         bank::start_proxy(bank::POLICIES)
@@ -163,6 +167,10 @@ async fn functions_that_reach_protected_data_still_need_the_policy() {
     s.exec("SET search_path = ovs, public").await;
     s.refused("SELECT ov(id) FROM generate_series(1, 3) id")
         .await;
+    // The policy lists public.card_hint(text); PostgreSQL runs
+    // other.card_hint(int) for an integer, listed or not.
+    s.exec("SET search_path = public, other").await;
+    s.refused("SELECT card_hint(1)").await;
     s.exec("RESET search_path").await;
     // The caller's cursor on protected rows, read inside a function.
     s.exec("BEGIN").await;

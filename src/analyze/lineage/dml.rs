@@ -630,9 +630,9 @@ impl Walker<'_> {
 
     /// What a plain reference to `EXCLUDED.c` stands for while an ON
     /// CONFLICT DO UPDATE is walked: the operand the INSERT proposed for
-    /// `c` (None inside: it gave none, so the default's value). None when
-    /// `expr` is anything else, a FROM item of a subquery named `excluded`
-    /// included.
+    /// `c` (None inside: DEFAULT). None when the INSERT does not name `c`
+    /// (its default's value, judged as computed) and when `expr` is
+    /// anything else, a FROM item of a subquery named `excluded` included.
     pub(super) fn excluded_operand(&self, expr: &Expr) -> Option<Option<Operand>> {
         let (at, proposed) = self.excluded.as_ref()?;
         let mut plain = expr;
@@ -646,12 +646,10 @@ impl Walker<'_> {
         if (frame, item) != *at {
             return None;
         }
-        Some(
-            proposed
-                .iter()
-                .find(|(name, _)| *name == column)
-                .and_then(|(_, operand)| operand.clone()),
-        )
+        proposed
+            .iter()
+            .find(|(name, _)| *name == column)
+            .map(|(_, operand)| operand.clone())
     }
 
     fn update(&mut self, update: &ast::Update) -> Vec<OutputColumn> {

@@ -205,18 +205,19 @@ impl Walker<'_> {
             Some(function) => {
                 // Its volatility is the user's to declare: assume volatile.
                 self.volatile_calls += 1;
-                let key = (function.schema.clone(), function.name.clone());
-                if !self.effects.sealed_calls.contains_key(&key) {
-                    // Every overload the arguments may pick: of the schema
-                    // named, or, unqualified, of any schema (PostgreSQL
-                    // picks across the search_path by argument types).
-                    let mut call = crate::analyze::sealed::SealedCall::default();
-                    for overload in self
+                // Every user function the call may run is judged: of the
+                // schema named, or, unqualified, of any schema (PostgreSQL
+                // picks an overload across the search_path by argument
+                // types, which pgveil does not resolve).
+                let name = function.name.clone();
+                for candidate in user_candidates(self.catalog, self.search_path, schema, &name) {
+                    let key = (candidate.schema.clone(), candidate.name.clone());
+                    let overloads = self
                         .catalog
-                        .functions_named(&function.name)
-                        .filter(|f| !f.is_builtin())
-                        .filter(|f| schema.is_none_or(|s| f.schema == s))
-                    {
+                        .functions_named(&name)
+                        .filter(|f| f.schema == candidate.schema);
+                    let mut call = crate::analyze::sealed::SealedCall::default();
+                    for overload in overloads {
                         let one = crate::analyze::sealed::follow_call(
                             self.catalog,
                             self.search_path,
@@ -227,9 +228,9 @@ impl Walker<'_> {
                         call.relations.extend(one.relations);
                         call.unfollowed.extend(one.unfollowed);
                     }
-                    self.effects.sealed_calls.insert(key.clone(), call);
+                    self.effects.sealed_calls.entry(key.clone()).or_insert(call);
+                    self.effects.user_functions.insert(key);
                 }
-                self.effects.user_functions.insert(key);
                 None
             }
             None => {
@@ -262,7 +263,9 @@ impl Walker<'_> {
     }
 
     /// Guards the arguments of a call of a user-defined function: a
-    /// function pgveil follows (see `sealed`) may still store them.
+    /// function pgveil follows (see `sealed`) may still store them. Each
+    /// function the call may run is a target of its own, so that one the
+    /// policy lists does not vouch for another.
     pub(super) fn guard_user_function(&mut self, parts: &[String], args: &[Sources]) {
         let (schema, name) = match parts {
             [name] => (None, name.as_str()),
@@ -272,18 +275,14 @@ impl Walker<'_> {
         if schema.is_none() && SYNTAX_FUNCTIONS.contains(&name) {
             return;
         }
-        let Some(function) = self
-            .catalog
-            .resolve_function(self.search_path, schema, name)
-        else {
-            return;
-        };
-        if function.is_builtin() {
-            return;
-        }
-        let target = format!("{}.{}()", function.schema, function.name);
-        for sources in args {
-            self.guard_sources(sources, &target, Guard::UserFunction);
+        let targets: Vec<String> = user_candidates(self.catalog, self.search_path, schema, name)
+            .iter()
+            .map(|f| format!("{}.{}()", f.schema, f.name))
+            .collect();
+        for target in &targets {
+            for sources in args {
+                self.guard_sources(sources, target, Guard::UserFunction);
+            }
         }
     }
 
@@ -479,4 +478,25 @@ fn is_normal_form(arg: &ast::FunctionArg) -> bool {
         && ["nfc", "nfd", "nfkc", "nfkd"]
             .iter()
             .any(|form| ident.value.eq_ignore_ascii_case(form))
+}
+
+/// The user functions a call of `[schema.]name` may run, one per schema:
+/// none when it runs a built-in; else, qualified, the schema's; unqualified,
+/// every schema's that has a user function of that name.
+fn user_candidates<'c>(
+    catalog: &'c crate::analyze::catalog::Catalog,
+    search_path: &[String],
+    schema: Option<&str>,
+    name: &str,
+) -> Vec<&'c crate::analyze::catalog::CatalogFunction> {
+    let resolved = catalog.resolve_function(search_path, schema, name);
+    if resolved.is_none_or(|f| f.is_builtin()) {
+        return Vec::new();
+    }
+    let mut schemas = std::collections::BTreeSet::new();
+    catalog
+        .functions_named(name)
+        .filter(|f| !f.is_builtin() && schema.is_none_or(|s| f.schema == s))
+        .filter(|f| schemas.insert(f.schema.clone()))
+        .collect()
 }
