@@ -37,6 +37,10 @@ pub struct BodyReach {
     pub words: BTreeSet<String>,
     /// Why pgveil cannot follow the body, when it cannot.
     pub opaque: Option<String>,
+    /// A backslash stands in a plain `'…'` string: with
+    /// `standard_conforming_strings` off the server reads the body
+    /// otherwise than pgveil did (see `SealedCall::plain_backslash`).
+    pub plain_backslash: bool,
 }
 
 /// Statements a body may run: they read and write rows of the relations
@@ -95,6 +99,10 @@ pub struct SealedCall {
     /// User functions it (or a view it reads) calls that pgveil cannot
     /// follow, and why: each must be listed under `functions.allow`.
     pub unfollowed: BTreeMap<(String, String), String>,
+    /// A body it follows has a backslash in a plain string, which pgveil
+    /// read as `standard_conforming_strings = on` does: a session with it
+    /// off may not call it (the guard knows the session's setting).
+    pub plain_backslash: bool,
 }
 
 /// How deep calls of user functions are followed.
@@ -156,6 +164,7 @@ impl Follower<'_> {
         if let Some(why) = &reach.opaque {
             return Err(why.clone());
         }
+        self.call.plain_backslash |= reach.plain_backslash;
         for parts in &reach.types {
             self.inert_type(parts)?;
         }
@@ -355,11 +364,8 @@ pub fn reach(definition: &str, language: &str) -> BodyReach {
         return reach;
     };
     // With standard_conforming_strings off the server reads a backslash
-    // in a plain string differently from pgveil.
-    if body.contains('\\') && !backslashes_read_alike(&body) {
-        reach.opaque("its body has a backslash in a plain string, which the session's settings may read differently");
-        return reach;
-    }
+    // in a plain string differently from pgveil: noted for the session.
+    reach.plain_backslash = body.contains('\\') && !backslashes_read_alike(&body);
     match scan_words(&body) {
         Some(words) => reach.words = words,
         None => {
@@ -646,7 +652,7 @@ mod tests {
     }
 
     #[test]
-    fn backslashes_that_both_settings_read_alike_are_followed() {
+    fn backslashes_only_in_plain_strings_depend_on_the_setting() {
         for body in [
             "BEGIN RAISE NOTICE E'a\\nb'; RETURN; END",
             "BEGIN RAISE NOTICE $x$a\\b$x$; RETURN; END -- c:\\dir",
@@ -655,10 +661,16 @@ mod tests {
             assert_eq!(plpgsql(body).opaque, None, "{body}");
         }
         for body in [
+            "BEGIN RAISE NOTICE E'a\\nb'; RETURN; END",
+            "BEGIN RAISE NOTICE $x$a\\b$x$; RETURN; END -- c:\\dir",
+        ] {
+            assert!(!plpgsql(body).plain_backslash, "{body}");
+        }
+        for body in [
             "BEGIN RAISE NOTICE 'a\\'; RETURN; END",
             "BEGIN RAISE NOTICE '\\' -- ' || (SELECT 1); RETURN; END",
         ] {
-            assert!(plpgsql(body).opaque.is_some(), "{body}");
+            assert!(plpgsql(body).plain_backslash, "{body}");
         }
     }
 

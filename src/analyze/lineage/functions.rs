@@ -227,6 +227,7 @@ impl Walker<'_> {
                         call.columns.extend(one.columns);
                         call.relations.extend(one.relations);
                         call.unfollowed.extend(one.unfollowed);
+                        call.plain_backslash |= one.plain_backslash;
                     }
                     self.effects.sealed_calls.entry(key.clone()).or_insert(call);
                     self.effects.user_functions.insert(key);

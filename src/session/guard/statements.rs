@@ -126,6 +126,32 @@ impl Guard {
                 });
             }
         }
+        // A followed function's body with a backslash in a plain string
+        // was read as standard_conforming_strings = on reads it.
+        if !self.ctx.lexing.standard_conforming_strings && inputs.view.is_restricted() {
+            for p in &mut planned {
+                let backslash =
+                    p.analysis
+                        .effects
+                        .sealed_calls
+                        .iter()
+                        .any(|((schema, name), c)| {
+                            c.plain_backslash && !inputs.view.function_allowed(schema, name)
+                        });
+                if backslash && !p.plan.is_block() {
+                    p.plan = StatementPlan::Block(BlockReason {
+                        reason: "a user-defined function this calls has a backslash in a plain \
+                                 string, which standard_conforming_strings = off reads otherwise \
+                                 than pgveil did"
+                            .into(),
+                        rule: "user-defined-function".into(),
+                        column: None,
+                        hint: "SET standard_conforming_strings = on, or write the string as E'…'"
+                            .into(),
+                    });
+                }
+            }
+        }
         if !self.utf8 && inputs.view.is_restricted() {
             for p in &mut planned {
                 if !matches!(p.plan, StatementPlan::Allow) {
