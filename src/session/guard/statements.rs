@@ -592,6 +592,7 @@ impl Guard {
             [one] => crate::analyze::array_parameter_limits(&one.analysis, &*self.inputs.view),
             _ => Vec::new(),
         };
+        let follows = self.follows(&planned);
         let prepared = Prepared {
             array_limits,
             registration: self.staged.drain(..).map(|(_, r)| r).next(),
@@ -602,13 +603,7 @@ impl Guard {
                     StatementKind::Ddl | StatementKind::Unparsed { ddl: true }
                 )
             }),
-            follows: planned.iter().any(|p| {
-                p.analysis
-                    .effects
-                    .user_functions
-                    .iter()
-                    .any(|(s, n)| !self.inputs.view.function_allowed(s, n))
-            }),
+            follows,
             sets_search_path: planned
                 .iter()
                 .any(|p| matches!(p.kind, StatementKind::SetSearchPath { .. })),
@@ -673,7 +668,9 @@ impl Guard {
             };
             self.note_registration(0, &note);
             let registration = self.staged.drain(..).map(|(_, r)| r).next();
+            let follows = self.follows(&planned);
             if let Some(s) = self.statement_mut(bind.statement) {
+                s.follows = follows;
                 s.plan = plan;
                 s.registration = registration;
                 s.copy = copy.map(|c| c.1);
@@ -817,6 +814,18 @@ impl Guard {
 }
 
 impl Guard {
+    /// True when a statement calls a user-defined function the policy
+    /// does not list (so pgveil followed it as it is now).
+    fn follows(&self, planned: &[PlannedStatement]) -> bool {
+        planned.iter().any(|p| {
+            p.analysis
+                .effects
+                .user_functions
+                .iter()
+                .any(|(s, n)| !self.inputs.view.function_allowed(s, n))
+        })
+    }
+
     /// Why DDL must wait: a portal that calls a user-defined function
     /// pgveil followed may still run, and would run the function's body as
     /// the DDL leaves it.
