@@ -231,3 +231,22 @@ async fn ddl_waits_for_a_suspended_portal_that_calls_a_followed_function() {
     s.exec("CREATE OR REPLACE FUNCTION dev_fn(i int) RETURNS int LANGUAGE sql AS 'SELECT i + 1'")
         .await;
 }
+
+#[tokio::test]
+async fn a_body_replaced_earlier_in_the_same_query_string_is_the_one_judged() {
+    let s = as_role("dev").await;
+    s.exec("CREATE FUNCTION dev_swap(i int) RETURNS text LANGUAGE sql AS 'SELECT i::text'")
+        .await;
+    s.works_rolled_back("SELECT dev_swap(1)", true).await;
+    // The replacement and the call in one string, then in one transaction.
+    let swap = "CREATE OR REPLACE FUNCTION dev_swap(i int) RETURNS text LANGUAGE sql AS \
+                'SELECT id_number FROM customers WHERE id = i'";
+    let (ok, text) = s.attack(&format!("{swap}; SELECT dev_swap(1)")).await;
+    assert!(!ok && text.contains("42501"), "one string: {text}");
+    s.exec("BEGIN").await;
+    s.exec(swap).await;
+    let (ok, text) = s.attack("SELECT /* same call */ dev_swap(1)").await;
+    assert!(!ok && text.contains("42501"), "one transaction: {text}");
+    s.exec("ROLLBACK").await;
+    s.finish();
+}

@@ -113,7 +113,7 @@ const MAX_CALL_DEPTH: usize = 8;
 const QUERY_TEXT_RELATIONS: &[&str] = &["pg_stat_activity"];
 
 /// Follows `function` as the session with `search_path` would call it.
-pub fn follow_call(
+fn follow_call(
     catalog: &Catalog,
     search_path: &[String],
     function: &CatalogFunction,
@@ -128,6 +128,26 @@ pub fn follow_call(
         follower.call.opaque = Some(why);
     }
     follower.call
+}
+
+/// Follows every overload of one function name in one schema (the call's
+/// arguments pick one), as the session with `search_path` would call it:
+/// what any of them reaches.
+pub fn follow_overloads<'c>(
+    catalog: &'c Catalog,
+    search_path: &[String],
+    overloads: impl Iterator<Item = &'c CatalogFunction>,
+) -> SealedCall {
+    let mut call = SealedCall::default();
+    for overload in overloads {
+        let one = follow_call(catalog, search_path, overload);
+        call.opaque = call.opaque.or(one.opaque);
+        call.columns.extend(one.columns);
+        call.relations.extend(one.relations);
+        call.unfollowed.extend(one.unfollowed);
+        call.plain_backslash |= one.plain_backslash;
+    }
+    call
 }
 
 /// The relations `[schema.]name` may name: in the schema given, or in any

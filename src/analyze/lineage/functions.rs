@@ -209,27 +209,24 @@ impl Walker<'_> {
                 // schema named, or, unqualified, of any schema (PostgreSQL
                 // picks an overload across the search_path by argument
                 // types, which pgveil does not resolve).
+                let (catalog, search_path) = (self.catalog, self.search_path);
                 let name = function.name.clone();
-                for candidate in user_candidates(self.catalog, self.search_path, schema, &name) {
+                for candidate in user_candidates(catalog, search_path, schema, &name) {
                     let key = (candidate.schema.clone(), candidate.name.clone());
-                    let overloads = self
-                        .catalog
-                        .functions_named(&name)
-                        .filter(|f| f.schema == candidate.schema);
-                    let mut call = crate::analyze::sealed::SealedCall::default();
-                    for overload in overloads {
-                        let one = crate::analyze::sealed::follow_call(
-                            self.catalog,
-                            self.search_path,
-                            overload,
-                        );
-                        call.opaque = call.opaque.or(one.opaque);
-                        call.columns.extend(one.columns);
-                        call.relations.extend(one.relations);
-                        call.unfollowed.extend(one.unfollowed);
-                        call.plain_backslash |= one.plain_backslash;
-                    }
-                    self.effects.sealed_calls.entry(key.clone()).or_insert(call);
+                    // Followed once per statement, however often called.
+                    self.effects
+                        .sealed_calls
+                        .entry(key.clone())
+                        .or_insert_with(|| {
+                            let overloads = catalog
+                                .functions_named(&name)
+                                .filter(|f| f.schema == candidate.schema);
+                            crate::analyze::sealed::follow_overloads(
+                                catalog,
+                                search_path,
+                                overloads,
+                            )
+                        });
                     self.effects.user_functions.insert(key);
                 }
                 None

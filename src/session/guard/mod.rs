@@ -73,17 +73,19 @@ struct Registration {
     name: String,
     plan: StatementPlan,
     note: Option<Arc<StatementNote>>,
-    /// The text it was planned from, its index there, and the inputs'
-    /// version then (see `SqlPrepared`).
-    source: Option<(Arc<str>, usize, (u64, u64))>,
+    source: Option<PlanSource>,
 }
+
+/// The text a statement was planned from, its index among the text's
+/// statements, and the inputs' version then (see `SqlPrepared`).
+type PlanSource = (Arc<str>, usize, (u64, u64));
 
 /// A statement PREPAREd in SQL. PostgreSQL plans it again when what it
 /// reads changes (a view replaced, a function redefined), so pgveil plans
 /// it again from its text when the catalog or policy has changed since.
 struct SqlPrepared {
     plan: StatementPlan,
-    source: Option<(Arc<str>, usize, (u64, u64))>,
+    source: Option<PlanSource>,
 }
 
 struct Prepared {

@@ -212,10 +212,7 @@ impl Guard {
             return Some(s.plan.clone());
         }
         let sql = s.sql.clone();
-        let saved = self.planning_text.take();
-        let planned = self.plan(&sql);
-        self.planning_text = saved;
-        Some(match planned.as_slice() {
+        Some(match self.plan_again(&sql).as_slice() {
             [one] => one.plan.clone(),
             _ => StatementPlan::Block(BlockReason {
                 reason: "statement could not be planned again after a policy change".into(),
@@ -224,6 +221,15 @@ impl Guard {
                 hint: "Prepare the statement again.".into(),
             }),
         })
+    }
+
+    /// Plans a stored statement's text again while another text is being
+    /// settled: that text stays the one its registrations come from.
+    fn plan_again(&mut self, sql: &str) -> Vec<PlannedStatement> {
+        let settling = self.planning_text.take();
+        let planned = self.plan(sql);
+        self.planning_text = settling;
+        planned
     }
 
     /// The plan of a statement PREPAREd in SQL, planned again from its
@@ -236,9 +242,7 @@ impl Guard {
         if version == self.inputs.version() {
             return Some(prepared.plan.clone());
         }
-        let saved = self.planning_text.take();
-        let planned = self.plan(&text);
-        self.planning_text = saved;
+        let planned = self.plan_again(&text);
         let plan = match planned.get(index) {
             Some(p) if matches!(&p.kind, StatementKind::Prepare { name: n } if n == name) => {
                 p.plan.clone()
