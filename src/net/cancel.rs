@@ -10,6 +10,7 @@
 //! nothing in flight, for a moment: a client cancels a statement it sent,
 //! which pgveil may not have read yet.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ pub struct CancelTarget {
     pub upstream_pid: i32,
     pub upstream_secret: Vec<u8>,
     held: watch::Receiver<Hold>,
+    waiters: Arc<AtomicUsize>,
 }
 
 /// Whether a session holds a statement the server has not seen, and how
@@ -60,6 +62,7 @@ impl CancelTarget {
     /// the cancel must not abort), waits for that too. True when the
     /// request was held.
     pub async fn until_forwarded(&self) -> bool {
+        let _waiting = Waiting::new(&self.waiters);
         let mut rx = self.held.clone();
         let mut first = *rx.borrow_and_update();
         let mut waited = false;
@@ -120,32 +123,57 @@ pub struct CancelKey {
     pub pid: i32,
     pub secret: Vec<u8>,
     held: watch::Sender<Hold>,
+    waiters: Arc<AtomicUsize>,
 }
 
 impl CancelKey {
     /// The session has a statement of the client's that it has not
     /// forwarded yet: cancel requests wait (see `CancelTarget::until_forwarded`).
     pub fn hold(&self) {
-        self.held
-            .send_if_modified(|h| !std::mem::replace(&mut h.held, true));
+        self.update(|h| !std::mem::replace(&mut h.held, true));
     }
 
     /// Whether a forwarded statement's answer is still to come: a cancel
     /// request for a session without one waits a moment for it (see
     /// `IDLE_GRACE`).
     pub fn set_busy(&self, busy: bool) {
-        self.held
-            .send_if_modified(|h| std::mem::replace(&mut h.busy, busy) != busy);
+        self.update(|h| std::mem::replace(&mut h.busy, busy) != busy);
     }
 
     /// The statement reached the server (or there is none): held cancel
     /// requests go now.
     pub fn release(&self) {
-        self.held.send_if_modified(|h| {
+        self.update(|h| {
             let was = std::mem::replace(&mut h.held, false);
             h.releases += u64::from(was);
             was
         });
+    }
+
+    /// Changes the state; wakes waiting cancel requests only when there are
+    /// any (a session changes it several times a statement, and a wake-up
+    /// of no one still costs locks). The count is read after the change,
+    /// under the channel's lock: a request that starts waiting later reads
+    /// the changed state when it looks.
+    fn update(&self, change: impl FnOnce(&mut Hold) -> bool) {
+        self.held
+            .send_if_modified(|h| change(h) && self.waiters.load(Ordering::SeqCst) > 0);
+    }
+}
+
+/// Counts a cancel request as waiting while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -168,6 +196,7 @@ impl CancelRegistry {
         let mut rng = rand::thread_rng();
         let mut secret = vec![0u8; upstream_secret.len().max(4)];
         let (held, held_rx) = watch::channel(Hold::default());
+        let waiters = Arc::new(AtomicUsize::new(0));
         let mut targets = self.keys.entry(upstream_pid).or_default();
         loop {
             rng.fill_bytes(&mut secret);
@@ -182,12 +211,14 @@ impl CancelRegistry {
             upstream_pid,
             upstream_secret,
             held: held_rx,
+            waiters: Arc::clone(&waiters),
         });
         CancelKey {
             registry: self.clone(),
             pid: upstream_pid,
             secret,
             held,
+            waiters,
         }
     }
 

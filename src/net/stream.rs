@@ -35,9 +35,49 @@ impl Stream {
             if let (Stream::Plain(s), true) = (&*self, buf.is_empty()) {
                 s.readable().await?;
             }
+            if buf.capacity() == 0 {
+                if let Some(spare) = take_spare() {
+                    *buf = spare;
+                }
+            }
             buf.reserve(chunk);
         }
         self.read_buf(&mut (&mut *buf).limit(chunk)).await
+    }
+}
+
+/// How many released buffers a worker thread keeps for the next read, and
+/// the largest it keeps: at most 2 MiB a thread.
+const SPARE_BUFFERS: usize = 32;
+const MAX_SPARE_CAPACITY: usize = 64 * 1024;
+
+thread_local! {
+    /// Buffers that sessions gave back between statements (`give_back`),
+    /// for the next read on this thread: a pooled session otherwise
+    /// allocates and frees a read buffer per statement and direction.
+    static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_spare() -> Option<BytesMut> {
+    SPARE.with(|spare| spare.borrow_mut().pop())
+}
+
+/// Releases a session's empty buffer: it keeps no memory while the session
+/// is idle, and the memory goes to the next read on this thread, within
+/// bounds (dropped otherwise). A buffer with data in it is left as it is.
+pub fn give_back(buf: &mut BytesMut) {
+    if !buf.is_empty() || buf.capacity() == 0 {
+        return;
+    }
+    let mut released = std::mem::take(buf);
+    released.clear();
+    if released.capacity() <= MAX_SPARE_CAPACITY {
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(released);
+            }
+        });
     }
 }
 

@@ -24,7 +24,7 @@ use crate::analyze::SessionContext;
 use crate::config::Settings;
 use crate::net::cancel::CancelKey;
 use crate::net::codec::{self, ProxyError};
-use crate::net::stream::Stream;
+use crate::net::stream::{give_back, Stream};
 use crate::observe::audit::{next_session_id, AuditLog, Event, SessionIdentity};
 use crate::observe::meter::{FrameCount, SessionMeter};
 use crate::observe::Metrics;
@@ -451,17 +451,13 @@ async fn relay_messages(
         // Between statements (in a transaction or not) a session holds no
         // read buffers: most of many thousand pooled connections sit idle,
         // and read_chunk gives a buffer its room again once its socket has
-        // something to read.
+        // something to read (a released buffer serves the next read on the
+        // same worker thread: `give_back`).
         if state.awaiting_ready == 0 && !state.unsynced {
-            if cbuf.is_empty() && cbuf.capacity() > 0 {
-                cbuf = BytesMut::new();
-            }
-            if sbuf.is_empty() && sbuf.capacity() > 0 {
-                sbuf = BytesMut::new();
-            }
-            if guarded_out.capacity() > 0 {
-                guarded_out = BytesMut::new();
-            }
+            give_back(&mut cbuf);
+            give_back(&mut sbuf);
+            guarded_out.clear();
+            give_back(&mut guarded_out);
             (cchunk, schunk) = (READ_CHUNK, READ_CHUNK);
         }
         // A cancel request for a session with nothing in flight waits a
