@@ -342,12 +342,19 @@ async fn relay_messages(
                     // A Query to run one statement at a time, and where the
                     // messages after it start.
                     let mut stepwise = None;
+                    // Where the messages start that wait for the server's
+                    // answers to the pipeline's earlier segments.
+                    let mut wait_at = None;
                     let out = match masking.guard.as_mut() {
                         Some(g) => {
                             let mut out = BytesMut::with_capacity(frames.len() + 64);
                             let guarded = contained(|| {
                                 let mut consumed = 0;
                                 for msg in codec::frames(&frames) {
+                                    if g.waits_for_answers(msg) {
+                                        wait_at = Some(consumed);
+                                        break;
+                                    }
                                     consumed += msg.len();
                                     if msg[0] != b'X' {
                                         g.client_message(msg, &mut out);
@@ -367,18 +374,19 @@ async fn relay_messages(
                         }
                         None => std::mem::take(&mut frames),
                     };
-                    if let Some((_, consumed)) = &stepwise {
-                        // The messages after that Query go back to the
-                        // buffer: they are prepared and planned once it has
-                        // run, as if they had arrived then.
-                        let mut rest = BytesMut::from(&frames[*consumed..]);
+                    let resume = stepwise.as_ref().map(|(_, consumed)| *consumed).or(wait_at);
+                    if let Some(consumed) = resume {
+                        // The messages after that Query (or from the one that
+                        // waits) go back to the buffer: they are prepared and
+                        // planned once it has run, as if they had arrived then.
+                        let mut rest = BytesMut::from(&frames[consumed..]);
                         if std::mem::take(&mut terminated) {
                             rest.extend_from_slice(&[b'X', 0, 0, 0, 4]);
                         }
                         rest.extend_from_slice(&cbuf);
                         cbuf = rest;
                         state = before;
-                        for msg in codec::frames(&frames[..*consumed]) {
+                        for msg in codec::frames(&frames[..consumed]) {
                             state.client_sent(msg[0]);
                         }
                         pending_client = true;
@@ -410,7 +418,8 @@ async fn relay_messages(
                             return upstream_gone(&mut client, upstream_sent_fatal).await;
                         }
                     }
-                    if let (Some((pieces, _)), Some(rt)) = (stepwise, runtime) {
+                    let waits = wait_at.is_some();
+                    if let (true, Some(rt)) = (stepwise.is_some() || waits, runtime) {
                         let mut link = steps::Link {
                             client: &mut client,
                             cbuf: &mut cbuf,
@@ -423,7 +432,15 @@ async fn relay_messages(
                             to_server: &to_server,
                             to_client: &to_client,
                         };
-                        if let Err(end) = steps::run(pieces, &mut masking, rt, &mut link).await {
+                        let ran = match stepwise {
+                            Some((pieces, _)) => {
+                                steps::run(pieces, &mut masking, rt, &mut link).await
+                            }
+                            None => {
+                                steps::await_earlier_segments(&mut masking, rt, &mut link).await
+                            }
+                        };
+                        if let Err(end) = ran {
                             return end;
                         }
                         continue;

@@ -6,6 +6,11 @@
 //! it. Any error ends the steps; the Sync then ends the transaction as the
 //! end of a simple Query would (rolled back after an error). A client that
 //! goes away meanwhile ends the session at once, as between statements.
+//!
+//! The same relaying of answers also lets a pipeline wait (see
+//! `Guard::waits_for_answers`): a message that uses a statement or portal
+//! an earlier segment makes or closes goes on only once the server has
+//! answered those segments.
 
 use bytes::BytesMut;
 use prometheus::IntCounter;
@@ -65,7 +70,38 @@ pub(super) async fn run(
         g.end_steps(abort, &mut out);
     }
     send_server(link, &out).await?;
-    relay_answers(masking, rt, link, false).await.map(|_| ())
+    relay_answers(masking, rt, link, Until::Quiet)
+        .await
+        .map(|_| ())
+}
+
+/// Relays the server's answers until it has answered every Sync the
+/// client sent before a message that uses a statement or portal those
+/// segments make or close (see `Guard::waits_for_answers`); the relay then
+/// hands that message to the guard again.
+pub(super) async fn await_earlier_segments(
+    masking: &mut Masking,
+    rt: &MaskingRuntime,
+    link: &mut Link<'_>,
+) -> Result<(), SessionEnd> {
+    // What was sent runs meanwhile: a cancel is meant for it.
+    link.cancel.release();
+    link.cancel.set_busy(true);
+    relay_answers(masking, rt, link, Until::Segments)
+        .await
+        .map(|_| ())
+}
+
+/// When `relay_answers` stops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// A step is answered (or withheld); answers to the step's own
+    /// messages are not the client's.
+    Step,
+    /// The end of the steps is answered, likewise.
+    Quiet,
+    /// No Sync of the client's is unanswered; every answer is the client's.
+    Segments,
 }
 
 async fn run_steps(
@@ -108,7 +144,7 @@ async fn run_steps(
         send_server(link, &out).await?;
         link.cancel.release();
         link.cancel.set_busy(true);
-        let error = relay_answers(masking, rt, link, true).await?;
+        let error = relay_answers(masking, rt, link, Until::Step).await?;
         let Some(g) = masking.guard.as_mut() else {
             return Ok(());
         };
@@ -163,12 +199,13 @@ async fn prepare_step(
 
 /// Relays the server's answers through the guard until it expects no more
 /// (or, for a step, withholds them: the guard then drops everything up to
-/// the ReadyForQuery); true when one was an error.
+/// the ReadyForQuery; or, `Until::Segments`, until it awaits no Sync);
+/// true when one was an error.
 async fn relay_answers(
     masking: &mut Masking,
     rt: &MaskingRuntime,
     link: &mut Link<'_>,
-    step: bool,
+    until: Until,
 ) -> Result<bool, SessionEnd> {
     let mut error = false;
     let mut framed = FrameCount::default();
@@ -176,7 +213,12 @@ async fn relay_answers(
         let Some(g) = masking.guard.as_mut() else {
             return Ok(error);
         };
-        if g.is_quiet() || (step && g.is_withholding()) {
+        let done = match until {
+            Until::Step => g.is_quiet() || g.is_withholding(),
+            Until::Quiet => g.is_quiet(),
+            Until::Segments => !g.awaits_earlier_segments(),
+        };
+        if done {
             return Ok(error);
         }
         link.state.plain_indexes = !g.may_make_key();
@@ -224,7 +266,7 @@ async fn relay_answers(
                 answer.clear();
                 g.server_message(msg, &mut answer);
                 for m in codec::frames(&answer) {
-                    if !step_only(m[0]) {
+                    if until == Until::Segments || !step_only(m[0]) {
                         out.extend_from_slice(m);
                     }
                 }

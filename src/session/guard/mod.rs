@@ -182,15 +182,22 @@ struct LookedUp {
 enum Expect {
     ParseComplete {
         swallow: bool,
-        /// A named statement takes effect only once the server parsed it: a
-        /// failed Parse (name already in use) must not replace its plan.
+        /// The statement takes effect only once the server parsed it: a
+        /// failed Parse (name already in use) must not replace its plan,
+        /// and one the server skipped (an earlier message of its pipeline
+        /// failed) replaced nothing.
         pending: Option<(Vec<u8>, Box<Prepared>)>,
     },
-    BindComplete,
+    BindComplete {
+        /// Likewise, the portal a Bind makes.
+        pending: Option<(Vec<u8>, Box<Portal>)>,
+    },
     /// The BindComplete of a statement pgveil sent itself: not forwarded.
     OwnBindComplete,
     CloseComplete {
         swallow: bool,
+        /// The statement (`S`) or portal (`P`) it closes once answered.
+        target: Option<(u8, Vec<u8>)>,
     },
     DescribeStatement {
         name: Vec<u8>,
@@ -510,27 +517,83 @@ impl Guard {
         self.temp_schema = present;
     }
 
-    /// A prepared statement by name: one whose Parse is still in flight
-    /// first (later messages of the same pipeline use it), then the parsed.
+    /// The last message in flight that makes or closes the statement
+    /// (`S`) or portal (`P`) of this name: its expectation's index.
+    fn last_change(&self, kind: u8, name: &[u8]) -> Option<usize> {
+        self.expect.iter().rposition(|e| match e {
+            Expect::ParseComplete {
+                pending: Some((n, _)),
+                ..
+            } => kind == b'S' && n.as_slice() == name,
+            Expect::BindComplete {
+                pending: Some((n, _)),
+            } => kind == b'P' && n.as_slice() == name,
+            Expect::CloseComplete {
+                target: Some((k, n)),
+                ..
+            } => *k == kind && n.as_slice() == name,
+            _ => false,
+        })
+    }
+
+    /// A message that makes or closes this name is in an earlier segment
+    /// of the pipeline (a Sync lies between it and now) and is not
+    /// answered yet: whether the server ran it, skipped it (after an
+    /// earlier error of its segment) or failed it is not known, so neither
+    /// its statement nor the one before it can be taken for the name.
+    fn unsettled(&self, kind: u8, name: &[u8]) -> bool {
+        self.last_change(kind, name).is_some_and(|i| {
+            self.expect
+                .iter()
+                .skip(i)
+                .any(|e| matches!(e, Expect::Sync))
+        })
+    }
+
+    /// The client message uses a statement or portal whose last change is
+    /// unsettled (see `unsettled`): the relay sends nothing more until the
+    /// server has answered the pipeline's earlier segments
+    /// (`awaits_earlier_segments`), then hands the message over again.
+    /// Messages that make or close a name need not wait: their own answer
+    /// settles them in order.
+    pub fn waits_for_answers(&self, msg: &[u8]) -> bool {
+        if !matches!(self.copy_in, CopyIn::Idle) {
+            // The guard holds them itself until COPY's first answer; those
+            // it then takes up are judged as unsettled (refused or
+            // withheld), never by a guess.
+            return false;
+        }
+        match msg.first() {
+            Some(b'B') => wire::bind_msg(msg).is_some_and(|b| self.unsettled(b'S', b.statement)),
+            Some(b'D') => wire::target_msg(msg).is_some_and(|(k, n)| self.unsettled(k, n)),
+            Some(b'E') => wire::execute_portal(msg).is_some_and(|p| self.unsettled(b'P', p)),
+            _ => false,
+        }
+    }
+
+    /// A Sync the client sent is not answered yet.
+    pub fn awaits_earlier_segments(&self) -> bool {
+        self.expect.iter().any(|e| matches!(e, Expect::Sync))
+    }
+
+    /// A prepared statement by name: as the last message in flight that
+    /// makes or closes it leaves it (later messages of the same pipeline
+    /// segment run only if that one did), else as parsed.
     fn statement(&self, name: &[u8]) -> Option<&Prepared> {
-        self.expect
-            .iter()
-            .rev()
-            .find_map(|e| match e {
-                Expect::ParseComplete {
-                    pending: Some((n, p)),
+        match self.last_change(b'S', name) {
+            Some(i) => match self.expect.get(i) {
+                Some(Expect::ParseComplete {
+                    pending: Some((_, p)),
                     ..
-                } if n.as_slice() == name => Some(p.as_ref()),
+                }) => Some(p.as_ref()),
                 _ => None,
-            })
-            .or_else(|| self.statements.get(name))
+            },
+            None => self.statements.get(name),
+        }
     }
 
     fn statement_mut(&mut self, name: &[u8]) -> Option<&mut Prepared> {
-        let in_flight = self.expect.iter().rposition(|e| {
-            matches!(e, Expect::ParseComplete { pending: Some((n, _)), .. } if n.as_slice() == name)
-        });
-        match in_flight {
+        match self.last_change(b'S', name) {
             Some(i) => match self.expect.get_mut(i) {
                 Some(Expect::ParseComplete {
                     pending: Some((_, p)),
@@ -540,6 +603,30 @@ impl Guard {
             },
             None => self.statements.get_mut(name),
         }
+    }
+
+    /// A portal by name, as `statement` finds statements.
+    fn portal_mut(&mut self, name: &[u8]) -> Option<&mut Portal> {
+        match self.last_change(b'P', name) {
+            Some(i) => match self.expect.get_mut(i) {
+                Some(Expect::BindComplete {
+                    pending: Some((_, p)),
+                }) => Some(p.as_mut()),
+                _ => None,
+            },
+            None => self.portals.get_mut(name),
+        }
+    }
+
+    /// Every portal the session has or is making.
+    fn all_portals(&self) -> impl Iterator<Item = &Portal> {
+        let in_flight = self.expect.iter().filter_map(|e| match e {
+            Expect::BindComplete {
+                pending: Some((_, p)),
+            } => Some(p.as_ref()),
+            _ => None,
+        });
+        self.portals.values().chain(in_flight)
     }
 
     /// Handles one complete client message, appending what to send upstream.
@@ -580,7 +667,7 @@ impl Guard {
                         name: name.to_vec(),
                     }),
                     Some((_, name)) => {
-                        let binding = self.portals.get_mut(name).map(|p| {
+                        let binding = self.portal_mut(name).map(|p| {
                             p.described = true;
                             Arc::clone(&p.binding)
                         });
@@ -598,21 +685,18 @@ impl Guard {
                 let name = wire::execute_portal(msg).unwrap_or_default();
                 let restricted = self.inputs.view.is_restricted();
                 let runs_to_end = wire::execute_max_rows(msg) == Some(0);
-                let (binding, masker, copy_in, needs_shape) = match self.portals.get_mut(name) {
+                let mut changes = (false, false);
+                // Unsettled only when the relay could not wait (see
+                // `waits_for_answers`): no plan, so its rows are withheld.
+                let unsettled = self.unsettled(b'P', name);
+                let portal = self.portal_mut(name).filter(|_| !unsettled);
+                let (binding, masker, copy_in, needs_shape) = match portal {
                     Some(p) => {
                         // Run to completion, it runs nothing more later.
                         if runs_to_end {
                             p.follows = false;
                         }
-                        // Parse only planned the DDL; it takes effect here.
-                        if p.ddl {
-                            self.ddl_in_transaction = true;
-                            self.overlay_stale = true;
-                        }
-                        if p.sets_search_path {
-                            self.search_path_unsure = true;
-                            self.search_path_pending = true;
-                        }
+                        changes = (p.ddl, p.sets_search_path);
                         // Rows of a portal whose shape pgveil has not seen
                         // need a description first: ask for one and keep it
                         // to ourselves. Every result a restricted role
@@ -628,6 +712,16 @@ impl Guard {
                     }
                     None => (None, None, false, false),
                 };
+                let (ddl, sets_search_path) = changes;
+                // Parse only planned the DDL; it takes effect here.
+                if ddl {
+                    self.ddl_in_transaction = true;
+                    self.overlay_stale = true;
+                }
+                if sets_search_path {
+                    self.search_path_unsure = true;
+                    self.search_path_pending = true;
+                }
                 if needs_shape {
                     wire::encode_describe(out, b'P', name);
                     self.expect.push_back(Expect::DescribePortal {
@@ -646,18 +740,13 @@ impl Guard {
                 }
             }
             b'C' => {
-                match wire::target_msg(msg) {
-                    Some((b'S', name)) => {
-                        self.statements.remove(name);
-                        self.sql_prepared.remove(&lossy(name));
-                    }
-                    Some((_, name)) => {
-                        self.portals.remove(name);
-                    }
-                    None => {}
-                }
-                self.expect
-                    .push_back(Expect::CloseComplete { swallow: false });
+                // Closed once the server answers (it skips a Close after
+                // an error of its pipeline segment).
+                let target = wire::target_msg(msg).map(|(k, n)| (k, n.to_vec()));
+                self.expect.push_back(Expect::CloseComplete {
+                    swallow: false,
+                    target,
+                });
                 out.extend_from_slice(msg);
             }
             b'S' => {
@@ -807,7 +896,30 @@ impl Guard {
                 }
                 match self.expect.front() {
                     Some(Expect::Query { .. }) => {}
-                    _ => {
+                    front => {
+                        // A failed Parse of the unnamed statement dropped the
+                        // one before it; a failed Bind may have dropped the
+                        // portal of its name. The messages after it are
+                        // skipped and change nothing.
+                        let lost = match front {
+                            Some(Expect::ParseComplete {
+                                pending: Some((name, _)),
+                                ..
+                            }) if name.is_empty() => Some((b'S', Vec::new())),
+                            Some(Expect::BindComplete {
+                                pending: Some((name, _)),
+                            }) => Some((b'P', name.clone())),
+                            _ => None,
+                        };
+                        match lost {
+                            Some((b'S', name)) => {
+                                self.statements.remove(&name);
+                            }
+                            Some((_, name)) => {
+                                self.portals.remove(&name);
+                            }
+                            None => {}
+                        }
                         // Extended protocol: the server skips to the next Sync.
                         while let Some(e) = self.expect.front() {
                             if matches!(e, Expect::Sync) {
@@ -856,17 +968,33 @@ impl Guard {
                     self.expect.pop_front();
                     return;
                 }
-                if let Some(Expect::BindComplete) = self.expect.front() {
-                    self.expect.pop_front();
+                if let Some(Expect::BindComplete { .. }) = self.expect.front() {
+                    if let Some(Expect::BindComplete {
+                        pending: Some((name, portal)),
+                    }) = self.expect.pop_front()
+                    {
+                        self.portals.insert(name, *portal);
+                    }
                 }
                 out.extend_from_slice(msg);
             }
             b'3' => {
-                if let Some(Expect::CloseComplete { swallow }) = self.expect.front() {
-                    let swallow = *swallow;
-                    self.expect.pop_front();
-                    if swallow {
-                        return;
+                if let Some(Expect::CloseComplete { .. }) = self.expect.front() {
+                    if let Some(Expect::CloseComplete { swallow, target }) = self.expect.pop_front()
+                    {
+                        match target {
+                            Some((b'S', name)) => {
+                                self.sql_prepared.remove(&lossy(&name));
+                                self.statements.remove(&name);
+                            }
+                            Some((_, name)) => {
+                                self.portals.remove(&name);
+                            }
+                            None => {}
+                        }
+                        if swallow {
+                            return;
+                        }
                     }
                 }
                 out.extend_from_slice(msg);

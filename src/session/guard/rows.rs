@@ -324,7 +324,7 @@ impl Guard {
         let Some(binding) = binding else {
             return;
         };
-        if let Some(p) = self.portals.get_mut(portal) {
+        if let Some(p) = self.portal_mut(portal) {
             if Arc::ptr_eq(&p.binding, binding) {
                 p.masker = Some(Arc::clone(&masker));
             }

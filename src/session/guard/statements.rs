@@ -545,7 +545,10 @@ impl Guard {
                     pending: None,
                 }
             } else {
-                Expect::CloseComplete { swallow: true }
+                Expect::CloseComplete {
+                    swallow: true,
+                    target: None,
+                }
             });
         }
         self.expect.push_back(Expect::OwnBindComplete);
@@ -620,23 +623,18 @@ impl Guard {
             bound: None,
             note,
         };
-        // The unnamed statement is replaced even by a failed Parse.
-        let pending = if name.is_empty() {
-            self.statements.insert(name, prepared);
-            None
-        } else {
-            Some((name, Box::new(prepared)))
-        };
+        // Takes effect once the server confirms it (see `Expect::ParseComplete`).
         self.expect.push_back(Expect::ParseComplete {
             swallow: false,
-            pending,
+            pending: Some((name, Box::new(prepared))),
         });
     }
 
     pub(super) fn client_bind(&mut self, msg: &[u8], out: &mut BytesMut) {
         let Some(bind) = wire::bind_msg(msg) else {
             out.extend_from_slice(msg);
-            self.expect.push_back(Expect::BindComplete);
+            self.expect
+                .push_back(Expect::BindComplete { pending: None });
             return;
         };
         let restricted = self.inputs.view.is_restricted();
@@ -686,41 +684,56 @@ impl Guard {
         }
         // One look-up of what Parse (or the replan above) settled: nothing
         // is planned or resolved again per Bind.
-        let found = self.statement(bind.statement).map(|s| {
-            let masker = s
-                .bound
-                .as_ref()
-                .filter(|(formats, _)| *formats == bind.result_formats)
-                .map(|(_, m)| Arc::clone(m));
-            // `= ANY($1)`: the bound arrays' elements are candidates too.
-            let over_limit = s.array_limits.iter().find_map(|limit| {
-                let elements = wire::bind_array_elements(msg, &limit.parameters);
-                (elements > limit.max_elements).then(|| limit.refusal(elements))
+        // Only when the relay could not wait (see `waits_for_answers`):
+        // the name may stand for either of two statements.
+        let unsettled = self.unsettled(b'S', bind.statement);
+        let found = self
+            .statement(bind.statement)
+            .filter(|_| !unsettled)
+            .map(|s| {
+                let masker = s
+                    .bound
+                    .as_ref()
+                    .filter(|(formats, _)| *formats == bind.result_formats)
+                    .map(|(_, m)| Arc::clone(m));
+                // `= ANY($1)`: the bound arrays' elements are candidates too.
+                let over_limit = s.array_limits.iter().find_map(|limit| {
+                    let elements = wire::bind_array_elements(msg, &limit.parameters);
+                    (elements > limit.max_elements).then(|| limit.refusal(elements))
+                });
+                let plan = match over_limit {
+                    Some(reason) if !s.plan.is_block() => StatementPlan::Block(reason),
+                    _ => s.plan.clone(),
+                };
+                let binding = Binding {
+                    verbatim: s.verbatim && !plan.is_block(),
+                    registration: s.registration.clone(),
+                    plan,
+                    copy: s.copy.clone(),
+                    note: s.note.clone(),
+                };
+                (
+                    binding,
+                    masker,
+                    s.copy_in,
+                    s.ddl,
+                    s.follows,
+                    s.sets_search_path,
+                )
             });
-            let plan = match over_limit {
-                Some(reason) if !s.plan.is_block() => StatementPlan::Block(reason),
-                _ => s.plan.clone(),
-            };
-            let binding = Binding {
-                verbatim: s.verbatim && !plan.is_block(),
-                registration: s.registration.clone(),
-                plan,
-                copy: s.copy.clone(),
-                note: s.note.clone(),
-            };
-            (
-                binding,
-                masker,
-                s.copy_in,
-                s.ddl,
-                s.follows,
-                s.sets_search_path,
-            )
-        });
         let (mut binding, masker, copy_in, ddl, follows, sets_search_path) = match found {
             Some(found) => found,
             None => {
                 let plan = match self.sql_prepared_plan(&lossy(bind.statement)) {
+                    _ if unsettled && restricted => StatementPlan::Block(BlockReason {
+                        reason: "the prepared statement is parsed or closed in an earlier \
+                                 segment of this pipeline that the server has not answered yet"
+                            .into(),
+                        rule: "unknown-origin".into(),
+                        column: None,
+                        hint: "Wait for the ReadyForQuery of that segment before binding it."
+                            .into(),
+                    }),
                     // A statement PREPAREd in SQL, bound through the protocol.
                     Some(plan) => plan,
                     None if restricted => StatementPlan::Block(BlockReason {
@@ -758,31 +771,32 @@ impl Guard {
             wire::encode_close(out, b'S', BLOCK_STATEMENT);
             wire::encode_parse(out, BLOCK_STATEMENT, &block_sql(reason));
             wire::encode_bind_no_params(out, &portal, BLOCK_STATEMENT);
-            self.expect
-                .push_back(Expect::CloseComplete { swallow: true });
+            self.expect.push_back(Expect::CloseComplete {
+                swallow: true,
+                target: None,
+            });
             self.expect.push_back(Expect::ParseComplete {
                 swallow: true,
                 pending: None,
             });
-            self.expect.push_back(Expect::BindComplete);
-            self.portals.insert(
-                portal,
-                Portal {
-                    binding: Arc::new(Binding {
-                        registration: None,
-                        plan: StatementPlan::Allow,
-                        copy: None,
-                        note: None,
-                        verbatim: false,
-                    }),
-                    ddl: false,
-                    follows: false,
-                    sets_search_path: false,
-                    copy_in: false,
-                    masker: Some(Arc::default()),
-                    described: false,
-                },
-            );
+            let blocked = Portal {
+                binding: Arc::new(Binding {
+                    registration: None,
+                    plan: StatementPlan::Allow,
+                    copy: None,
+                    note: None,
+                    verbatim: false,
+                }),
+                ddl: false,
+                follows: false,
+                sets_search_path: false,
+                copy_in: false,
+                masker: Some(Arc::default()),
+                described: false,
+            };
+            self.expect.push_back(Expect::BindComplete {
+                pending: Some((portal, Box::new(blocked))),
+            });
             return;
         }
         // Built once per statement and result formats, not per Bind.
@@ -800,20 +814,20 @@ impl Guard {
                 masker
             }
         };
-        self.portals.insert(
-            portal,
-            Portal {
-                binding: Arc::new(binding),
-                ddl,
-                follows,
-                sets_search_path,
-                copy_in,
-                masker,
-                described: false,
-            },
-        );
+        let made = Portal {
+            binding: Arc::new(binding),
+            ddl,
+            follows,
+            sets_search_path,
+            copy_in,
+            masker,
+            described: false,
+        };
         out.extend_from_slice(msg);
-        self.expect.push_back(Expect::BindComplete);
+        // The portal is made once the server confirms the Bind.
+        self.expect.push_back(Expect::BindComplete {
+            pending: Some((portal, Box::new(made))),
+        });
     }
 }
 
@@ -834,17 +848,14 @@ impl Guard {
     /// pgveil followed may still run, and would run the function's body as
     /// the DDL leaves it.
     fn open_followed_portal(&self) -> Option<BlockReason> {
-        self.portals
-            .values()
-            .any(|p| p.follows)
-            .then(|| BlockReason {
-                reason: "a portal of this transaction calls a user-defined function pgveil \
+        self.all_portals().any(|p| p.follows).then(|| BlockReason {
+            reason: "a portal of this transaction calls a user-defined function pgveil \
                      followed, and DDL now could change what it runs"
-                    .into(),
-                rule: "user-defined-function".into(),
-                column: None,
-                hint: "close the portal (or end the transaction) before changing the schema".into(),
-            })
+                .into(),
+            rule: "user-defined-function".into(),
+            column: None,
+            hint: "close the portal (or end the transaction) before changing the schema".into(),
+        })
     }
 }
 
