@@ -8,6 +8,9 @@
 //! a statement refused or masked on the server would otherwise run under a
 //! harmless decoy's plan and return clear values.
 //!
+//! An error shows back the names the client wrote (`relation "t" does
+//! not exist`), never a value.
+//!
 //! Raw protocol messages (the drivers do not send these sequences), each
 //! pipeline written at once as an attacker would, as `dave_trust` (every
 //! default mask; cvv denied).
@@ -241,4 +244,42 @@ fn pipelines_that_use_a_statement_of_an_earlier_segment_still_run() {
     assert_eq!(values.len(), 2, "{text}");
     assert_eq!(Some(&values[0]), masked.as_ref(), "{values:?}");
     assert_eq!(values[1], "2");
+}
+
+/// The fields of an ErrorResponse or NoticeResponse, by type.
+fn error_fields(msgs: &[(u8, Vec<u8>)]) -> Vec<(u8, String)> {
+    let Some((_, body)) = msgs.iter().find(|(t, _)| *t == b'E' || *t == b'N') else {
+        return Vec::new();
+    };
+    body.split(|b| *b == 0)
+        .filter(|f| !f.is_empty())
+        .map(|f| (f[0], String::from_utf8_lossy(&f[1..]).into_owned()))
+        .collect()
+}
+
+#[test]
+fn errors_show_the_names_the_client_wrote_and_no_value() {
+    let mut raw = Raw::connect(setup(), common::DAVE_TRUST);
+    let fields = error_fields(&raw.query("SELECT * FROM __dne__"));
+    assert!(
+        fields.contains(&(b'M', "relation \"__dne__\" does not exist".into())),
+        "{fields:?}"
+    );
+    assert!(fields.contains(&(b'P', "15".into())), "{fields:?}");
+    let fields = error_fields(&raw.query("DROP TABLE IF EXISTS \"No Such\""));
+    assert!(
+        fields.contains(&(b'M', "table \"No Such\" does not exist, skipping".into())),
+        "{fields:?}"
+    );
+    // A literal is not a name: the server's value stays hidden.
+    let fields = error_fields(&raw.query(&format!("SELECT '{}'::int", bank::ID_NUMBER)));
+    let message = fields
+        .iter()
+        .find(|(t, _)| *t == b'M')
+        .map(|(_, m)| m.clone());
+    assert_eq!(
+        message.as_deref(),
+        Some("value \"***\" is out of range for type ***"),
+        "{fields:?}"
+    );
 }

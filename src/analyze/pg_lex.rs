@@ -54,6 +54,38 @@ pub fn cache_key(sql: &str) -> Option<String> {
     Some(key)
 }
 
+/// The names written in `sql` as the server reads them: unquoted names and
+/// keywords folded as the server folds them, quoted names without their
+/// quotes. Empty when the scanner rejects the text.
+pub fn names(sql: &str) -> Vec<String> {
+    if sql.bytes().all(|b| PG_WHITESPACE.contains(&b)) {
+        return Vec::new();
+    }
+    let Ok(tokens) = pg_query::scan_tokens(sql) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for t in &tokens {
+        let (Ok(start), Ok(end)) = (usize::try_from(t.start), usize::try_from(t.end)) else {
+            continue;
+        };
+        let Some(text) = sql.get(start..end) else {
+            continue;
+        };
+        let keyword = t.keyword_kind != KeywordKind::NoKeyword as i32;
+        match Token::try_from(t.token) {
+            Ok(Token::Ident) if text.starts_with('"') => {
+                let inner = text.get(1..text.len().saturating_sub(1)).unwrap_or("");
+                names.push(inner.replace("\"\"", "\""));
+            }
+            Ok(Token::Ident) => names.push(text.to_ascii_lowercase()),
+            _ if keyword => names.push(text.to_ascii_lowercase()),
+            _ => {}
+        }
+    }
+    names
+}
+
 /// What PostgreSQL's scanner skips between tokens (`space` in scan.l).
 const PG_WHITESPACE: &[u8] = b" \t\n\r\x0c\x0b";
 
@@ -69,6 +101,15 @@ fn push_folded(key: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_folded_or_unquoted_and_literals_are_not_names() {
+        assert_eq!(
+            names("SELECT * FROM __DNE__ JOIN \"My \"\"T\"\"\" ON a = 'lit'"),
+            ["select", "from", "__dne__", "join", "My \"T\"", "on", "a"]
+        );
+        assert!(names("  ").is_empty());
+    }
 
     #[test]
     fn keys_share_literals_and_case_but_not_tokens() {

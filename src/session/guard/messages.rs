@@ -201,9 +201,11 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// `message` as a restricted role may read it: the fixed text of the most
 /// specific PostgreSQL message it is an instance of, each conversion
-/// replaced by `***` (or by a whole fixed message the server put there);
-/// None when it is an instance of none.
-pub(super) fn fixed_text(message: &[u8]) -> Option<Vec<u8>> {
+/// replaced by `***` unless it is a whole fixed message the server put
+/// there or a name the client itself wrote (`known`: `relation "t" does
+/// not exist` for the `t` of its statement); None when it is an instance
+/// of none.
+pub(super) fn fixed_text(message: &[u8], known: &dyn Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
     // A value can make a message megabytes long (`repeat('x', 10^7)::int`),
     // and each template with a leading conversion scans all of it: only
     // its ends are matched, the middle standing in one conversion (a NUL no
@@ -230,7 +232,9 @@ pub(super) fn fixed_text(message: &[u8]) -> Option<Vec<u8>> {
             match piece {
                 Piece::Text(text) => out.extend_from_slice(text),
                 Piece::Value => match spans.next() {
-                    Some(span) if catalogue.phrases.contains(span) => out.extend_from_slice(span),
+                    Some(span) if catalogue.phrases.contains(span) || known(span) => {
+                        out.extend_from_slice(span)
+                    }
                     _ => out.extend_from_slice(STAR),
                 },
             }
@@ -244,7 +248,7 @@ mod tests {
     use super::*;
 
     fn shown(m: &str) -> Option<String> {
-        fixed_text(m.as_bytes()).map(|b| String::from_utf8(b).unwrap())
+        fixed_text(m.as_bytes(), &|_| false).map(|b| String::from_utf8(b).unwrap())
     }
 
     #[test]

@@ -305,6 +305,9 @@ pub struct Guard {
     /// search_path was changed since the server was last asked for it:
     /// statements planned now are refused.
     search_path_pending: bool,
+    /// The client's latest statement texts and statement or portal names
+    /// (see `said_names`).
+    said: VecDeque<Vec<u8>>,
     utf8: bool,
     /// Status byte of the last ReadyForQuery.
     tx_status: u8,
@@ -353,6 +356,7 @@ impl Guard {
             temp_schema: false,
             search_path_unsure: false,
             search_path_pending: false,
+            said: VecDeque::new(),
             utf8: true,
             tx_status: b'I',
             stepwise: None,
@@ -517,6 +521,64 @@ impl Guard {
         self.temp_schema = present;
     }
 
+    /// Keeps what the client wrote that an error may name back: the text
+    /// of a Query or Parse (its first `SAID_BYTES`), the names of a Parse,
+    /// Bind, Describe, Close or Execute. Kept until the session is idle.
+    fn remember_said(&mut self, msg: &[u8]) {
+        let (text, names): (Option<&[u8]>, [&[u8]; 2]) = match msg[0] {
+            b'Q' => (wire::query_text(msg), [b"", b""]),
+            b'P' => match wire::parse_msg(msg) {
+                Some(p) => (Some(p.query), [p.name, b""]),
+                None => (None, [b"", b""]),
+            },
+            b'B' => match wire::bind_msg(msg) {
+                Some(b) => (None, [b.statement, b.portal]),
+                None => (None, [b"", b""]),
+            },
+            b'D' | b'C' => (
+                None,
+                [wire::target_msg(msg).map_or(&b""[..], |(_, n)| n), b""],
+            ),
+            b'E' => (None, [wire::execute_portal(msg).unwrap_or_default(), b""]),
+            _ => return,
+        };
+        let mut keep = |write: &dyn Fn(&mut Vec<u8>)| {
+            let mut kept = match self.said.len() {
+                SAID_KEPT => self.said.pop_front().unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            kept.clear();
+            write(&mut kept);
+            self.said.push_back(kept);
+        };
+        if let Some(text) = text {
+            keep(&|kept| kept.extend_from_slice(&text[..text.len().min(SAID_BYTES)]));
+        }
+        for name in names.into_iter().filter(|n| !n.is_empty()) {
+            // Quoted, so the scanner reads it as one name.
+            keep(&|kept| {
+                kept.push(b'"');
+                for &b in name.iter().take(SAID_BYTES) {
+                    kept.push(b);
+                    if b == b'"' {
+                        kept.push(b'"');
+                    }
+                }
+                kept.push(b'"');
+            });
+        }
+    }
+
+    /// The names in what the client recently wrote, as the server reads
+    /// them: an error or notice may show these back (`relation "t" does
+    /// not exist`), since the client knows them.
+    fn said_names(&self) -> Vec<String> {
+        self.said
+            .iter()
+            .flat_map(|text| crate::analyze::pg_lex::names(&String::from_utf8_lossy(text)))
+            .collect()
+    }
+
     /// The last message in flight that makes or closes the statement
     /// (`S`) or portal (`P`) of this name: its expectation's index.
     fn last_change(&self, kind: u8, name: &[u8]) -> Option<usize> {
@@ -643,6 +705,7 @@ impl Guard {
             },
             CopyIn::Idle => {}
         }
+        self.remember_said(msg);
         if matches!(msg[0], b'Q' | b'P') && mentions_temp(msg) {
             self.effects.temp_mentioned = true;
         }
@@ -854,6 +917,7 @@ impl Guard {
                 }
                 if self.expect.is_empty() {
                     self.key_ddl = false;
+                    self.said.clear();
                 }
                 self.rows = None;
                 self.copy = None;
@@ -1101,6 +1165,11 @@ fn parameter_status<'a>(msg: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     let vend = rest.iter().position(|&b| b == 0)?;
     Some(&rest[..vend])
 }
+
+/// How many texts and names `said` keeps, and of how many bytes each: a
+/// statement's error names what the client wrote for it or just before.
+const SAID_KEPT: usize = 8;
+const SAID_BYTES: usize = 4096;
 
 /// True when `msg` holds `temp` in any letter case.
 fn mentions_temp(msg: &[u8]) -> bool {
