@@ -96,6 +96,29 @@ async fn builtin_typed_operands_never_reach_an_extensions_operators() {
             "SELECT 'n' || CASE WHEN id > 0 THEN id END FROM notes",
             "n1",
         ),
+        // A subquery's or CTE's column is of its expression's type
+        // (asyncpg's type introspection compares them so).
+        (
+            "SELECT 1 FROM (SELECT 'x'::text AS o) ti WHERE ti.o = 'x'",
+            "1",
+        ),
+        (
+            "WITH x AS (SELECT 'x'::text AS o) SELECT 1 FROM x WHERE o = 'x'",
+            "1",
+        ),
+        (
+            "SELECT 1 FROM (SELECT typtype FROM pg_type) t WHERE t.typtype = 'b' LIMIT 1",
+            "1",
+        ),
+        (
+            "SELECT o FROM (SELECT 'x'::text AS o UNION ALL SELECT 'y'::varchar) q WHERE o = 'y'",
+            "y",
+        ),
+        (
+            "SELECT 1 FROM (SELECT oid FROM pg_type) ti WHERE ti.oid = any('{25}'::oid[])",
+            "1",
+        ),
+        ("SELECT 1 FROM notes WHERE c = any('{Abc}'::text[])", "1"),
     ] {
         match first_value(&s, sql).await {
             Ok(got) if got == want => {}
@@ -115,6 +138,17 @@ async fn builtin_typed_operands_never_reach_an_extensions_operators() {
         other => failures.push(format!(
             "parameter compared with generate_series: {other:?}"
         )),
+    }
+    match s
+        .c
+        .query(
+            "SELECT ti.oid FROM (SELECT oid FROM pg_type) ti WHERE ti.oid = any($1::oid[])",
+            &[&vec![25u32]],
+        )
+        .await
+    {
+        Ok(rows) if rows.len() == 1 => {}
+        other => failures.push(format!("oid[] parameter over a subquery: {other:?}")),
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -144,6 +178,19 @@ async fn operators_postgresql_may_pick_from_an_extension_or_a_cast_are_judged() 
             "SELECT x || 'b=>2' FROM (SELECT h AS x FROM notes) q",
             "hs_concat",
         ),
+        (
+            "SELECT 1 FROM (SELECT c AS x FROM notes) q WHERE x = 'abc'",
+            "citext_eq",
+        ),
+        (
+            "SELECT 1 FROM (SELECT 'x'::text AS o UNION ALL SELECT c FROM notes) q WHERE o = 'abc'",
+            "citext_eq",
+        ),
+        (
+            "WITH w AS (SELECT c AS o FROM notes) SELECT 1 FROM w WHERE o = any('{abc}')",
+            "citext_eq",
+        ),
+        ("SELECT 1 WHERE 'abc' = any('{abc}'::citext[])", "citext_eq"),
     ] {
         refused(sql, first_value(&s, sql).await, function);
     }

@@ -1079,6 +1079,7 @@ fn walk_statement(
                 vec![OutputColumn {
                     name: "QUERY PLAN".into(),
                     sources: Sources::new(),
+                    builtin_type: None,
                 }],
             )
         }

@@ -521,6 +521,7 @@ impl Walker<'_> {
                                 OutputColumn {
                                     name: c.name.clone(),
                                     sources,
+                                    builtin_type: None,
                                 }
                             })
                             .collect();

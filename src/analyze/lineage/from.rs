@@ -9,8 +9,9 @@ use sqlparser::ast::{self, FunctionArg, ObjectName, Statement, TableFactor, Tabl
 
 use super::functions::set_returning;
 use super::{
-    as_derived, ident_name, merge_into, object_name_parts, rename_columns, Clause, Effects, Flow,
-    HazardRule, OutputColumn, RelationLineage, ScopeItem, Sources, Walker, MAX_VIEW_DEPTH,
+    as_derived, builtin_typed, ident_name, merge_into, object_name_parts, rename_columns, Clause,
+    Effects, Flow, HazardRule, OutputColumn, RelationLineage, ScopeItem, Sources, Walker,
+    MAX_VIEW_DEPTH,
 };
 use crate::analyze::catalog::{Catalog, FunctionResult, Relation};
 use crate::analyze::policy_view::QualifiedColumn;
@@ -131,6 +132,7 @@ impl Walker<'_> {
             merged.push(OutputColumn {
                 name: name.clone(),
                 sources,
+                builtin_type: None,
             });
         }
         merged.extend(left.into_iter().filter(|c| !names.contains(&c.name)));
@@ -200,7 +202,7 @@ impl Walker<'_> {
                     columns: columns.clone(),
                     opaque: false,
                     opaque_sources: Sources::new(),
-                    builtin_typed: BTreeMap::new(),
+                    builtin_typed: builtin_typed(&columns),
                 });
                 columns
             }
@@ -242,6 +244,7 @@ impl Walker<'_> {
                             format!("unnest{}", i + 1)
                         },
                         sources,
+                        builtin_type: None,
                     });
                 }
                 let alias_columns: &[ast::TableAliasColumnDef] =
@@ -260,6 +263,7 @@ impl Walker<'_> {
                         .map(|c| OutputColumn {
                             name: ident_name(&c.name),
                             sources: fields.clone(),
+                            builtin_type: None,
                         })
                         .collect();
                 }
@@ -400,6 +404,7 @@ impl Walker<'_> {
             .map(|name| OutputColumn {
                 name,
                 sources: sources.clone(),
+                builtin_type: None,
             })
             .collect();
         if with_ordinality {
@@ -583,6 +588,7 @@ impl Walker<'_> {
                     .map(|c| OutputColumn {
                         name: ident_name(&c.name),
                         sources: sources.clone(),
+                        builtin_type: None,
                     })
                     .collect()
             })
@@ -615,10 +621,10 @@ impl Walker<'_> {
                 return Some(ScopeItem {
                     alias: alias_name.unwrap_or_else(|| parts[0].clone()),
                     relation: None,
+                    builtin_typed: builtin_typed(&columns),
                     columns,
                     opaque: false,
                     opaque_sources: Sources::new(),
-                    builtin_typed: BTreeMap::new(),
                 });
             }
         }
@@ -684,6 +690,7 @@ impl Walker<'_> {
             .map(|c| OutputColumn {
                 name: c.name.clone(),
                 sources: Sources::from([(own(&c.name), Flow::Copy)]),
+                builtin_type: None,
             })
             .collect();
         // Partitions and inheritance children carry their ancestors' columns.
@@ -788,6 +795,7 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
             .map(|(c, o)| OutputColumn {
                 name: c.name.clone(),
                 sources: o.sources,
+                builtin_type: None,
             })
             .collect();
         RelationLineage {
@@ -868,6 +876,7 @@ fn named_view_lineage(
         .map(|c| OutputColumn {
             name: c.name.clone(),
             sources: carried.clone(),
+            builtin_type: None,
         })
         .collect();
     RelationLineage {
@@ -881,5 +890,6 @@ fn ordinality_column() -> OutputColumn {
     OutputColumn {
         name: "ordinality".into(),
         sources: Sources::new(),
+        builtin_type: None,
     }
 }

@@ -83,6 +83,22 @@ fn merge_alternative(into: &mut Sources, alternative: &Sources) {
     merge_into(into, alternative);
 }
 
+/// The built-in types a column of either branch of a set operation (or
+/// of either iteration of a recursive CTE) may be of: PostgreSQL's
+/// select_common_type picks one of the branches' types. Not known when a
+/// branch's is not; any built-in type when a branch's may be any.
+fn merge_types(into: &mut Option<Vec<String>>, other: &Option<Vec<String>>) {
+    match (into.as_mut(), other) {
+        (Some(types), Some(more)) if !types.is_empty() && !more.is_empty() => {
+            types.extend(more.iter().cloned());
+            types.sort();
+            types.dedup();
+        }
+        (Some(types), Some(_)) => types.clear(),
+        _ => *into = None,
+    }
+}
+
 fn as_derived(mut sources: Sources) -> Sources {
     sources.values_mut().for_each(|f| *f = Flow::Derived);
     sources
@@ -112,6 +128,11 @@ type Proposed = Vec<(String, Option<Operand>)>;
 pub struct OutputColumn {
     pub name: String,
     pub sources: Sources,
+    /// The built-in `typname`s the column may be of (empty: some built-in
+    /// type), when pgveil knows it is of one: a select-list expression's
+    /// type (see `operators`), which a subquery's or CTE's column keeps.
+    /// None: not known.
+    pub builtin_type: Option<Vec<String>>,
 }
 
 /// How a column is used outside the select list.
@@ -446,7 +467,8 @@ struct ScopeItem {
     /// What any column of an opaque item derives from.
     opaque_sources: Sources,
     /// Columns known to be of a built-in type (a built-in function's
-    /// scalar result, WITH ORDINALITY), with the `typname`s it may be
+    /// scalar result, WITH ORDINALITY, a subquery's or CTE's column typed
+    /// from its expression), with the `typname`s it may be
     /// (empty: any): operators over types those do not reach are not
     /// candidates (see `operators`).
     builtin_typed: BTreeMap<String, Vec<String>>,
@@ -715,6 +737,20 @@ impl<'c> Walker<'c> {
             );
         }
     }
+}
+
+/// `ScopeItem::builtin_typed` of a subquery or CTE: its columns known to be
+/// of a built-in type, by name (a name two columns have is left out).
+fn builtin_typed(columns: &[OutputColumn]) -> BTreeMap<String, Vec<String>> {
+    let mut named: BTreeMap<&str, usize> = BTreeMap::new();
+    for column in columns {
+        *named.entry(&column.name).or_default() += 1;
+    }
+    columns
+        .iter()
+        .filter(|c| named.get(c.name.as_str()) == Some(&1))
+        .filter_map(|c| Some((c.name.clone(), c.builtin_type.clone()?)))
+        .collect()
 }
 
 fn rename_columns(

@@ -3,7 +3,9 @@
 //! so a user-defined operator (`CREATE OPERATOR public.= (LEFTARG = varchar,
 //! RIGHTARG = varchar, FUNCTION = f)`) can take over `id_number = '…'` and
 //! run user code on the protected value. pgveil types operands only where
-//! it is certain (table columns, literals, casts to pg_catalog types) and
+//! it is certain (table columns, literals, casts to pg_catalog types, a
+//! subquery's or CTE's column of such an expression, the elements of an
+//! array cast for `= ANY (…)`) and
 //! knows where an operand is of a built-in type from a short list (a
 //! built-in function's result: its overloads' result types; CASE and
 //! COALESCE: their branches') or of *some* built-in type (an operator over
@@ -38,7 +40,7 @@ enum OperandType {
     /// over built-in types. Enough to rule out operators those types are
     /// not implicitly coerced to.
     Builtin(Vec<String>),
-    /// Not known (an expression, a view or CTE column, a user type).
+    /// Not known (an expression, a view's column, a user type).
     Opaque,
 }
 
@@ -90,12 +92,9 @@ impl Walker<'_> {
                 right,
             } => {
                 if let Some((schema, name)) = binary_operator(compare_op) {
-                    // The right side is an array: its element type is not
-                    // known from the syntax unless it is a parameter.
-                    let element = match right.as_ref() {
-                        Expr::Value(_) => OperandType::Unknown,
-                        _ => OperandType::Opaque,
-                    };
+                    // The right side is an array: PostgreSQL resolves the
+                    // operator against its element type.
+                    let element = array_element_type(right, self.pg_catalog_first());
                     let left = Some(self.operand_type(left));
                     self.operator_typed(schema.as_deref(), &name, left, element);
                 }
@@ -379,6 +378,19 @@ impl Walker<'_> {
         self.typed(expr, &Cell::new(TYPING_FUEL))
     }
 
+    /// The built-in types of a select-list expression, which a subquery's
+    /// or CTE's column keeps (`OutputColumn::builtin_type`); None when not
+    /// known, an untyped literal or parameter too (PostgreSQL makes a
+    /// literal text, or takes another set-operation branch's type, and a
+    /// parameter may have been declared of any type).
+    pub(super) fn output_type(&self, expr: &Expr) -> Option<Vec<String>> {
+        match self.operand_type(expr) {
+            OperandType::Known(t) => Some(vec![t]),
+            OperandType::Builtin(types) => Some(types),
+            OperandType::Unknown | OperandType::Opaque => None,
+        }
+    }
+
     /// `operand_type` within `fuel` nodes: typing looks into operands, and
     /// every operator of a deep expression is typed, so without a bound a
     /// chain of n operators costs n² (past it: not known).
@@ -408,7 +420,7 @@ impl Walker<'_> {
                 }
                 _ => OperandType::Opaque,
             },
-            Expr::Cast { data_type, .. } => cast_type(data_type),
+            Expr::Cast { data_type, .. } => cast_type(data_type, self.pg_catalog_first()),
             Expr::Identifier(ident) => self.column_type(&[ident_name(ident)]),
             Expr::CompoundIdentifier(idents) => {
                 let parts: Vec<String> = idents.iter().map(ident_name).collect();
@@ -572,7 +584,8 @@ impl Walker<'_> {
     }
 
     /// The type of a column reference, when it is a column of a table (not
-    /// a view, CTE or subquery, whose columns may have been cast).
+    /// a view, whose columns may have been cast), or of a subquery or CTE
+    /// whose select list gives it (`builtin_typed`).
     fn column_type(&self, parts: &[String]) -> OperandType {
         let (qualifier, name) = match parts.split_last() {
             Some((name, qualifier)) => (qualifier, name),
@@ -642,9 +655,32 @@ impl Walker<'_> {
 }
 
 /// The `typname` a cast produces, for pg_catalog types named without a
-/// schema other than pg_catalog.
-fn cast_type(data_type: &ast::DataType) -> OperandType {
+/// schema other than pg_catalog. A name that is not one of the grammar's
+/// type keywords (`text`, `int4`, `date` …) is looked up on the
+/// search_path: pg_catalog's only while pg_catalog comes first.
+fn cast_type(data_type: &ast::DataType, pg_catalog_first: bool) -> OperandType {
     use ast::DataType as T;
+    let keyword = matches!(
+        data_type,
+        T::Varchar(_)
+            | T::CharVarying(_)
+            | T::CharacterVarying(_)
+            | T::Char(_)
+            | T::Character(_)
+            | T::Int(_)
+            | T::Integer(_)
+            | T::SmallInt(_)
+            | T::BigInt(_)
+            | T::Numeric(_)
+            | T::Decimal(_)
+            | T::Real
+            | T::DoublePrecision
+            | T::Boolean
+    );
+    let qualified = matches!(data_type, T::Custom(name, _) if name.0.len() > 1);
+    if !pg_catalog_first && !keyword && !qualified {
+        return OperandType::Opaque;
+    }
     let name = match data_type {
         T::Custom(name, _) => match object_name_parts(name).as_slice() {
             [name] => name.clone(),
@@ -672,6 +708,30 @@ fn cast_type(data_type: &ast::DataType) -> OperandType {
         OperandType::Known(name)
     } else {
         OperandType::Opaque
+    }
+}
+
+/// The element type of the array `= ANY (…)` and `= ALL (…)` compare with:
+/// an untyped literal or parameter (PostgreSQL resolves the operator with
+/// it untyped), a cast to an array of a pg_catalog type (`$1::oid[]`);
+/// otherwise not known.
+fn array_element_type(array: &Expr, pg_catalog_first: bool) -> OperandType {
+    use ast::{ArrayElemTypeDef as A, DataType as T};
+    fn element(data_type: &T, pg_catalog_first: bool) -> OperandType {
+        match data_type {
+            T::Array(A::SquareBracket(inner, _) | A::Qualified(inner, _)) => match inner.as_ref() {
+                // `oid[][]`: the elements are still oids.
+                T::Array(_) => element(inner, pg_catalog_first),
+                inner => cast_type(inner, pg_catalog_first),
+            },
+            _ => OperandType::Opaque,
+        }
+    }
+    match array {
+        Expr::Nested(inner) => array_element_type(inner, pg_catalog_first),
+        Expr::Value(_) => OperandType::Unknown,
+        Expr::Cast { data_type, .. } => element(data_type, pg_catalog_first),
+        _ => OperandType::Opaque,
     }
 }
 

@@ -10,8 +10,9 @@ use sqlparser::ast::{
 
 use super::expr::keyword_call;
 use super::{
-    as_derived, constant_source, ident_name, merge_alternative, merge_into, object_name_parts,
-    rename_columns, Clause, Flow, Frame, HazardRule, OutputColumn, Sink, Sources, Walker,
+    as_derived, constant_source, ident_name, merge_alternative, merge_into, merge_types,
+    object_name_parts, rename_columns, Clause, Flow, Frame, HazardRule, OutputColumn, Sink,
+    Sources, Walker,
 };
 
 impl Walker<'_> {
@@ -91,6 +92,7 @@ impl Walker<'_> {
             let mut merged = next.clone();
             for (out, prev) in merged.iter_mut().zip(current.iter()) {
                 merge_into(&mut out.sources, &prev.sources);
+                merge_types(&mut out.builtin_type, &prev.builtin_type);
             }
             if merged == current {
                 return merged;
@@ -148,6 +150,7 @@ impl Walker<'_> {
                         out.sources.insert(constant_source(), Flow::Copy);
                     }
                     merge_alternative(&mut out.sources, &other.sources);
+                    merge_types(&mut out.builtin_type, &other.builtin_type);
                 }
                 outputs
             }
@@ -186,6 +189,7 @@ impl Walker<'_> {
                     None => outputs.push(OutputColumn {
                         name: format!("column{}", i + 1),
                         sources,
+                        builtin_type: None,
                     }),
                 }
             }
@@ -446,6 +450,7 @@ impl Walker<'_> {
                 outputs.push(OutputColumn {
                     name: default_column_name(expr),
                     sources,
+                    builtin_type: self.output_type(expr),
                 });
             }
             SelectItem::ExprWithAlias { expr, alias } => {
@@ -453,14 +458,17 @@ impl Walker<'_> {
                 outputs.push(OutputColumn {
                     name: ident_name(alias),
                     sources,
+                    builtin_type: self.output_type(expr),
                 });
             }
             SelectItem::ExprWithAliases { expr, aliases } => {
                 let sources = self.expr(expr);
+                let builtin_type = self.output_type(expr);
                 for alias in aliases {
                     outputs.push(OutputColumn {
                         name: ident_name(alias),
                         sources: sources.clone(),
+                        builtin_type: builtin_type.clone(),
                     });
                 }
             }
@@ -519,6 +527,7 @@ impl Walker<'_> {
                         outputs.push(OutputColumn {
                             name: "?column?".into(),
                             sources,
+                            builtin_type: None,
                         });
                     }
                 }

@@ -35,7 +35,11 @@ impl Walker<'_> {
                                 .find(|col| col.name == name)
                                 .map(|col| col.sources.clone())
                                 .unwrap_or_default();
-                            OutputColumn { name, sources }
+                            OutputColumn {
+                                name,
+                                sources,
+                                builtin_type: None,
+                            }
                         })
                         .collect()
                 }
