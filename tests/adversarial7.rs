@@ -8,6 +8,11 @@
 //! a statement refused or masked on the server would otherwise run under a
 //! harmless decoy's plan and return clear values.
 //!
+//! The same for cursors and portals (one namespace on the server) and for
+//! the settings that decide how the server reads text: a SET of
+//! standard_conforming_strings or client_encoding is in effect for the
+//! next statement of a pipeline before the server reports it.
+//!
 //! An error shows back the names the client wrote (`relation "t" does
 //! not exist`), never a value.
 //!
@@ -74,10 +79,11 @@ fn no_clear_values(raw: &mut Raw, what: &str, msgs: &[(u8, Vec<u8>)]) {
     assert_no_secret(what, &text);
     for (_, row) in msgs.iter().filter(|(t, _)| *t == b'D') {
         for field in fields(row) {
-            assert!(
-                !field.contains("987") && !field.contains("123"),
-                "{what}: a value holds a CVV: {field} in {text}"
-            );
+            // The fixture's CVVs, as a number of their own in the value.
+            let cvv = field
+                .split(|c: char| !c.is_ascii_digit())
+                .any(|run| run == "987" || run == "123");
+            assert!(!cvv, "{what}: a value holds a CVV: {field} in {text}");
         }
     }
     let after = raw.query("SELECT 1");
@@ -282,4 +288,131 @@ fn errors_show_the_names_the_client_wrote_and_no_value() {
         Some("value \"***\" is out of range for type ***"),
         "{fields:?}"
     );
+}
+
+/// A cursor is a portal: a protocol portal's plan does not outlive its
+/// transaction, and a cursor and a portal of one name replace each other.
+#[test]
+fn cursors_and_portals_share_one_namespace() {
+    let mut raw = Raw::connect(setup(), common::DAVE_TRUST);
+    // A harmless portal "p", gone with its implicit transaction; then a
+    // cursor "p" over masked columns, executed through the protocol.
+    raw.send(&all(&[
+        Raw::parse("s1", "SELECT 'aaa'::text AS a, 'bbb'::text AS b"),
+        Raw::bind("p", "s1", 0),
+        Raw::describe(b'P', "p"),
+        Raw::execute("p", 0),
+        Raw::sync(),
+    ]));
+    raw.read_until_ready();
+    raw.query(
+        "DECLARE p CURSOR WITH HOLD FOR SELECT full_name, id_number FROM customers ORDER BY id",
+    );
+    raw.send(&all(&[Raw::execute("p", 3), Raw::sync()]));
+    let msgs = raw.read_until_ready();
+    no_clear_values(&mut raw, "cursor executed as a stale portal", &msgs);
+    assert!(
+        msgs.iter().any(|(t, _)| *t == b'D'),
+        "the cursor's rows: {msgs:?}"
+    );
+    raw.query("CLOSE p");
+    // A cursor closed as a portal and bound again: FETCH reads the portal.
+    raw.query("BEGIN");
+    raw.query("DECLARE d CURSOR FOR SELECT 'a'::text AS x");
+    raw.send(&all(&[
+        Raw::close(b'P', "d"),
+        Raw::parse(
+            "s2",
+            "SELECT (SELECT id_number FROM customers ORDER BY id LIMIT 1) AS x",
+        ),
+        Raw::bind("d", "s2", 0),
+        Raw::sync(),
+    ]));
+    raw.read_until_ready();
+    let msgs = raw.query("FETCH ALL FROM d");
+    no_clear_values(&mut raw, "portal fetched as a stale cursor", &msgs);
+    raw.query("ROLLBACK");
+}
+
+#[test]
+fn sql_execute_of_a_name_an_unanswered_segment_parses_is_refused() {
+    let mut raw = Raw::connect(setup(), common::DAVE_TRUST);
+    raw.send(&all(&[Raw::parse("x", REFUSED), Raw::sync()]));
+    raw.read_until_ready();
+    raw.send(&all(&[
+        Raw::parse("", "SELECT * FROM no_such_table_q"),
+        Raw::close(b'S', "x"),
+        Raw::parse("x", DECOY),
+        Raw::sync(),
+        msg(b'Q', &cstr("EXECUTE x")),
+    ]));
+    let msgs = answers(&mut raw, 2);
+    no_clear_values(&mut raw, "SQL EXECUTE after a skipped decoy", &msgs);
+}
+
+/// A change of how the server reads text takes effect before the server
+/// reports it: the statements after it are read under the new setting.
+#[test]
+fn statements_after_a_change_of_how_text_is_read_are_read_as_the_server_reads_them() {
+    let mut raw = Raw::connect(setup(), common::DAVE_TRUST);
+    let trick = "SELECT 'a\\', ' || (SELECT cvv FROM cards ORDER BY id LIMIT 1) || ' AS x --'";
+    // Run one statement at a time (the DDL makes pgveil step through them).
+    let msgs = raw.query(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS t1 (a int); SET standard_conforming_strings = off; {trick}"
+    ));
+    no_clear_values(
+        &mut raw,
+        "stepwise, after SET standard_conforming_strings",
+        &msgs,
+    );
+    raw.query("SET standard_conforming_strings = on");
+    // A pipeline.
+    raw.send(&all(&[
+        Raw::parse("", "SET standard_conforming_strings = off"),
+        Raw::bind("", "", 0),
+        Raw::execute("", 0),
+        Raw::parse("", trick),
+        Raw::bind("", "", 0),
+        Raw::describe(b'P', ""),
+        Raw::execute("", 0),
+        Raw::sync(),
+    ]));
+    let msgs = raw.read_until_ready();
+    no_clear_values(
+        &mut raw,
+        "pipeline, after SET standard_conforming_strings",
+        &msgs,
+    );
+    raw.query("SET standard_conforming_strings = on");
+    // Two simple Queries in one write.
+    raw.send(&all(&[
+        msg(b'Q', &cstr("SET standard_conforming_strings = off")),
+        msg(b'Q', &cstr(trick)),
+    ]));
+    let msgs = answers(&mut raw, 2);
+    no_clear_values(
+        &mut raw,
+        "two Queries, after SET standard_conforming_strings",
+        &msgs,
+    );
+    raw.query("SET standard_conforming_strings = on");
+    // client_encoding: in SJIS, 0x95 0x5c is one character, so the string
+    // ends where a UTF-8 reading sees an escaped quote.
+    let mut sjis =
+        b"SELECT E'\x95\\' AS a, (SELECT cvv FROM cards ORDER BY id LIMIT 1) AS b --'".to_vec();
+    sjis.push(0);
+    let mut parse = vec![0u8];
+    parse.extend(sjis);
+    parse.extend(0i16.to_be_bytes());
+    raw.send(&all(&[
+        msg(b'Q', &cstr("SET client_encoding = 'SJIS'")),
+        msg(b'P', &parse),
+        Raw::bind("", "", 0),
+        Raw::describe(b'P', ""),
+        Raw::execute("", 0),
+        Raw::sync(),
+    ]));
+    let msgs = answers(&mut raw, 2);
+    raw.query("SET client_encoding = 'UTF8'");
+    no_clear_values(&mut raw, "pipeline, after SET client_encoding", &msgs);
 }

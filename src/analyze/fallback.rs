@@ -534,6 +534,17 @@ pub fn quick_kind(sql: &str) -> Option<QuickKind> {
         if lower.contains("role") || lower.contains("authorization") {
             return None;
         }
+        // So are changes of how the server reads text (SET NAMES,
+        // client_encoding, standard_conforming_strings …).
+        let setting = lower
+            .split_ascii_whitespace()
+            .skip(1)
+            .find(|w| !matches!(*w, "session" | "local"))
+            .unwrap_or("");
+        let setting = setting.split('=').next().unwrap_or("");
+        if crate::analyze::resolves_search_path(setting) {
+            return None;
+        }
     }
     Some(kind)
 }
@@ -591,6 +602,10 @@ mod tests {
             Some(QuickKind::Setting)
         );
         assert_eq!(quick_kind("SET search_path TO x"), None);
+        assert_eq!(quick_kind("SET standard_conforming_strings = off"), None);
+        assert_eq!(quick_kind("set session client_encoding=sjis"), None);
+        assert_eq!(quick_kind("RESET standard_conforming_strings"), None);
+        assert_eq!(quick_kind("SET NAMES sjis"), None);
         assert_eq!(quick_kind("SELECT 1"), None);
     }
 

@@ -1590,8 +1590,12 @@ fn walk_set(walker: &mut Walker<'_>, set: &ast::Set) -> (StatementKind, Vec<Outp
             .iter()
             .map(|v| (names(v), values.as_slice()))
             .collect(),
-        // The role "$user" in search_path stands for changes.
-        ast::Set::SetRole { .. } | ast::Set::SetSessionAuthorization(_) => {
+        // The role "$user" in search_path stands for changes; SET NAMES
+        // sets client_encoding.
+        ast::Set::SetRole { .. }
+        | ast::Set::SetSessionAuthorization(_)
+        | ast::Set::SetNames { .. }
+        | ast::Set::SetNamesDefault {} => {
             return (StatementKind::SetSearchPath { schemas: None }, Vec::new());
         }
         _ => Vec::new(),
@@ -1633,12 +1637,21 @@ fn walk_set(walker: &mut Walker<'_>, set: &ast::Set) -> (StatementKind, Vec<Outp
 }
 
 /// Settings that change how the server resolves unqualified names besides
-/// search_path itself: the role `"$user"` stands for. After a change the
-/// session reads search_path and current_user again.
+/// search_path itself (the role `"$user"` stands for), or how it reads a
+/// statement's text (where a string ends, how bytes form characters).
+/// After a change the session reads them all again (the server reports
+/// the latter only with its next ReadyForQuery, after the pipeline's next
+/// statements are read).
 pub(crate) fn resolves_search_path(setting: &str) -> bool {
     matches!(
         setting.trim(),
-        "search_path" | "role" | "session_authorization"
+        "search_path"
+            | "role"
+            | "session_authorization"
+            | "standard_conforming_strings"
+            | "client_encoding"
+            | "names"
+            | "backslash_quote"
     )
 }
 

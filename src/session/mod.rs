@@ -677,11 +677,11 @@ impl Masking {
         // server.
         let unsure = self.guard.as_ref().is_some_and(|g| g.search_path_unsure());
         if unsure && state.is_between_statements() {
-            let path = probe_search_path(server, sbuf, &self.user, early)
+            let reading = probe_search_path(server, sbuf, &self.user, early)
                 .await
                 .map_err(|m| ProxyError::fatal("08006", m))?;
             if let Some(g) = &mut self.guard {
-                g.set_search_path(path, state.tx_status == b'I');
+                reading.apply(g, state.tx_status == b'I');
             }
         }
         // This session's own transaction holds uncommitted DDL: read what
@@ -1066,7 +1066,7 @@ async fn probe_search_path_pipelined(
     sbuf: &mut BytesMut,
     user: &str,
     early: &mut BytesMut,
-) -> Result<Result<Vec<String>, BytesMut>, String> {
+) -> Result<Result<Reading, BytesMut>, String> {
     let statements = [SEARCH_PATH_AND_ROLE.to_string()];
     let (results, error) =
         internal_statements(server, sbuf, early, &statements, Via::Pipeline).await?;
@@ -1079,11 +1079,37 @@ async fn probe_search_path_pipelined(
 
 /// The session's search_path and the role `"$user"` in it stands for, which
 /// SET ROLE and SET SESSION AUTHORIZATION change.
-const SEARCH_PATH_AND_ROLE: &str = "SELECT pg_catalog.current_setting('search_path'), current_user";
+/// Also the settings that decide how the server reads a statement's text:
+/// a SET of them takes effect before the server reports it (ParameterStatus
+/// comes with the next ReadyForQuery), so a change is read here too.
+const SEARCH_PATH_AND_ROLE: &str =
+    "SELECT pg_catalog.current_setting('search_path'), current_user, \
+     pg_catalog.current_setting('standard_conforming_strings'), \
+     pg_catalog.current_setting('client_encoding')";
 
-/// The search_path of `SEARCH_PATH_AND_ROLE`'s row, `"$user"` expanded
-/// (with the login role if the row lacks the current one).
-fn search_path_of(rows: &[BytesMut], user: &str) -> Vec<String> {
+/// What `SEARCH_PATH_AND_ROLE` read: the search_path, `"$user"` expanded
+/// (with the login role if the row lacks the current one), and the
+/// settings that decide how text is read, when the row has them.
+struct Reading {
+    search_path: Vec<String>,
+    standard_conforming_strings: Option<String>,
+    client_encoding: Option<String>,
+}
+
+impl Reading {
+    /// Gives the guard what was read.
+    fn apply(self, g: &mut Guard, outside_transaction: bool) {
+        g.set_search_path(self.search_path, outside_transaction);
+        if let Some(v) = self.standard_conforming_strings {
+            g.set_standard_conforming_strings(v.as_bytes());
+        }
+        if let Some(v) = self.client_encoding {
+            g.set_client_encoding(v.as_bytes());
+        }
+    }
+}
+
+fn search_path_of(rows: &[BytesMut], user: &str) -> Reading {
     let field = |i: usize| {
         rows.last().and_then(|msg| {
             wire::data_row(msg).and_then(|v| {
@@ -1095,7 +1121,11 @@ fn search_path_of(rows: &[BytesMut], user: &str) -> Vec<String> {
         })
     };
     let current = field(1).unwrap_or_else(|| user.to_owned());
-    split_search_path(&field(0).unwrap_or_default(), &current)
+    Reading {
+        search_path: split_search_path(&field(0).unwrap_or_default(), &current),
+        standard_conforming_strings: field(2),
+        client_encoding: field(3),
+    }
 }
 
 /// Asks the server for the session's search_path (it is not reported in
@@ -1107,7 +1137,7 @@ async fn probe_search_path(
     sbuf: &mut BytesMut,
     user: &str,
     early: &mut BytesMut,
-) -> Result<Vec<String>, String> {
+) -> Result<Reading, String> {
     let (rows, _) = internal_query(server, sbuf, early, SEARCH_PATH_AND_ROLE).await?;
     Ok(search_path_of(&rows, user))
 }

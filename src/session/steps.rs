@@ -171,10 +171,10 @@ async fn prepare_step(
         .is_some_and(|g| g.search_path_pending());
     if path_pending {
         match probe_search_path_pipelined(link.server, link.sbuf, &masking.user, early).await {
-            Ok(Ok(path)) => {
+            Ok(Ok(reading)) => {
                 if let Some(g) = masking.guard.as_mut() {
                     // Inside a transaction: the server may still undo it.
-                    g.set_search_path(path, false);
+                    reading.apply(g, false);
                 }
             }
             Ok(Err(error)) => return Ok(Some(error)),

@@ -668,6 +668,18 @@ impl Guard {
     }
 
     /// A portal by name, as `statement` finds statements.
+    fn portal(&self, name: &[u8]) -> Option<&Portal> {
+        match self.last_change(b'P', name) {
+            Some(i) => match self.expect.get(i) {
+                Some(Expect::BindComplete {
+                    pending: Some((_, p)),
+                }) => Some(p.as_ref()),
+                _ => None,
+            },
+            None => self.portals.get(name),
+        }
+    }
+
     fn portal_mut(&mut self, name: &[u8]) -> Option<&mut Portal> {
         match self.last_change(b'P', name) {
             Some(i) => match self.expect.get_mut(i) {
@@ -678,6 +690,20 @@ impl Guard {
             },
             None => self.portals.get_mut(name),
         }
+    }
+
+    /// What Execute or Describe of a portal runs when the name is a cursor
+    /// DECLAREd in SQL (cursors are portals): the cursor's plan.
+    fn cursor_binding(&self, name: &[u8]) -> Option<Arc<Binding>> {
+        let name = lossy(name);
+        let plan = self.cursors.get(&name)?.clone();
+        Some(Arc::new(Binding {
+            registration: None,
+            plan,
+            copy: None,
+            note: self.named_notes.get(&(true, name)).cloned().flatten(),
+            verbatim: false,
+        }))
     }
 
     /// Every portal the session has or is making.
@@ -730,10 +756,13 @@ impl Guard {
                         name: name.to_vec(),
                     }),
                     Some((_, name)) => {
-                        let binding = self.portal_mut(name).map(|p| {
-                            p.described = true;
-                            Arc::clone(&p.binding)
-                        });
+                        let binding = match self.portal_mut(name) {
+                            Some(p) => {
+                                p.described = true;
+                                Some(Arc::clone(&p.binding))
+                            }
+                            None => self.cursor_binding(name),
+                        };
                         self.expect.push_back(Expect::DescribePortal {
                             portal: name.to_vec(),
                             binding,
@@ -773,7 +802,11 @@ impl Guard {
                             needs_shape,
                         )
                     }
-                    None => (None, None, false, false),
+                    // A cursor DECLAREd in SQL is a portal too.
+                    None => match self.cursor_binding(name).filter(|_| !unsettled) {
+                        Some(b) => (Some(b), None, false, restricted),
+                        None => (None, None, false, false),
+                    },
                 };
                 let (ddl, sets_search_path) = changes;
                 // Parse only planned the DDL; it takes effect here.
@@ -925,8 +958,9 @@ impl Guard {
                 self.result = observe::ResultTally::default();
                 self.tx_status = msg.get(5).copied().unwrap_or(b'I');
                 if self.tx_status == b'I' {
-                    // Portals end with their transaction.
-                    self.portals.retain(|_, p| !p.follows);
+                    // Portals end with their transaction (cursors WITH HOLD
+                    // are cursors).
+                    self.portals.clear();
                 }
                 // DDL that changed nothing the catalog holds (CREATE INDEX,
                 // COMMENT, GRANT …) needs no read of the catalog.
@@ -1037,6 +1071,8 @@ impl Guard {
                         pending: Some((name, portal)),
                     }) = self.expect.pop_front()
                     {
+                        // A portal is also a cursor's name: it replaced it.
+                        self.cursors.remove(&lossy(&name));
                         self.portals.insert(name, *portal);
                     }
                 }
@@ -1052,6 +1088,7 @@ impl Guard {
                                 self.statements.remove(&name);
                             }
                             Some((_, name)) => {
+                                self.cursors.remove(&lossy(&name));
                                 self.portals.remove(&name);
                             }
                             None => {}

@@ -197,12 +197,22 @@ impl Guard {
             return Some(r.plan.clone());
         }
         if cursor {
-            return self.cursors.get(name).cloned();
+            // A protocol portal may be fetched by name like a cursor.
+            return match self.cursors.get(name) {
+                Some(plan) => Some(plan.clone()),
+                None if self.unsettled(b'P', name.as_bytes()) => None,
+                None => self.portal(name.as_bytes()).map(|p| p.binding.plan.clone()),
+            };
         }
         if let Some(plan) = self.sql_prepared_plan(name) {
             return Some(plan);
         }
-        // SQL EXECUTE and protocol-level Parse share one namespace.
+        // SQL EXECUTE and protocol-level Parse share one namespace. A name
+        // an unanswered earlier pipeline segment parses or closes may stand
+        // for either statement (see `unsettled`): not known.
+        if self.unsettled(b'S', name.as_bytes()) {
+            return None;
+        }
         let s = self.statement(name.as_bytes())?;
         if let Some(limit) = s.array_limits.first() {
             // EXECUTE passes the arrays as text pgveil does not count.
@@ -267,7 +277,10 @@ impl Guard {
     /// The server confirmed a DECLARE or PREPARE: its name now stands for
     /// this plan.
     pub(super) fn commit(&mut self, r: Registration) {
-        if !r.cursor {
+        if r.cursor {
+            // A cursor is a portal: it replaced any of that name.
+            self.portals.remove(r.name.as_bytes());
+        } else {
             // It replaced any protocol-level statement of that name.
             self.statements.remove(r.name.as_bytes());
         }
@@ -308,7 +321,14 @@ impl Guard {
                 None => StatementPlan::Allow,
             },
             StatementKind::Close { cursor } => {
+                // Cursors and protocol portals are one namespace.
                 forget(&mut self.cursors, cursor.as_ref());
+                match cursor {
+                    Some(name) => {
+                        self.portals.remove(name.as_bytes());
+                    }
+                    None => self.portals.clear(),
+                }
                 p.plan.clone()
             }
             StatementKind::Prepare { name } => {
