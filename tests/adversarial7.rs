@@ -277,6 +277,17 @@ fn errors_show_the_names_the_client_wrote_and_no_value() {
         fields.contains(&(b'M', "table \"No Such\" does not exist, skipping".into())),
         "{fields:?}"
     );
+    // A refusal's hint says what the role's rule allows.
+    let fields = error_fields(&raw.query("SELECT id FROM customers WHERE id_number = '1'"));
+    let hint = fields
+        .iter()
+        .find(|(t, _)| *t == b'H')
+        .map(|(_, h)| h.clone());
+    assert!(
+        hint.as_deref()
+            .is_some_and(|h| h.contains("may not filter")),
+        "{fields:?}"
+    );
     // A literal is not a name: the server's value stays hidden.
     let fields = error_fields(&raw.query(&format!("SELECT '{}'::int", bank::ID_NUMBER)));
     let message = fields

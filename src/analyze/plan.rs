@@ -460,6 +460,14 @@ pub(crate) fn derive(
                      copied values and COPY FROM",
                 );
             }
+            // Only a rule with filter: equality admits some comparisons.
+            let hint = match decision.filter {
+                FilterRight::Equality => "compare the column with = or IN, or drop that clause",
+                _ => {
+                    "this role may not filter, join, group or order by the column at all: drop \
+                     that clause, or ask the DBA for filter: equality (or allow) in its rule"
+                }
+            };
             return block(
                 format!(
                     "protected column {} is used in {}: {what}",
@@ -468,7 +476,7 @@ pub(crate) fn derive(
                 ),
                 decision.rule,
                 Some(&use_.column),
-                "compare the column with = or IN, or drop that clause",
+                hint,
             );
         }
     }
