@@ -47,6 +47,16 @@ fn all(parts: &[Vec<u8>]) -> Vec<u8> {
     parts.concat()
 }
 
+/// Bind the statement to the unnamed portal, describe and run it, Sync.
+fn run(statement: &str) -> Vec<u8> {
+    all(&[
+        Raw::bind("", statement, 0),
+        Raw::describe(b'P', ""),
+        Raw::execute("", 0),
+        Raw::sync(),
+    ])
+}
+
 /// Everything the server answers up to the `n`th ReadyForQuery.
 fn answers(raw: &mut Raw, n: usize) -> Vec<(u8, Vec<u8>)> {
     let mut out = Vec::new();
@@ -103,10 +113,7 @@ fn an_unnamed_parse_skipped_after_a_refusal_does_not_replace_the_statement() {
         Raw::execute("", 0),
         Raw::parse("", DECOY),
         Raw::sync(),
-        Raw::bind("", "", 0),
-        Raw::describe(b'P', ""),
-        Raw::execute("", 0),
-        Raw::sync(),
+        run(""),
     ]));
     let msgs = answers(&mut raw, 2);
     no_clear_values(&mut raw, "refusal, then a skipped decoy", &msgs);
@@ -126,10 +133,7 @@ fn an_unnamed_parse_skipped_after_a_server_error_does_not_replace_the_statement(
         Raw::parse("x1", "SELECT * FROM no_such_table_xyz"),
         Raw::parse("", DECOY),
         Raw::sync(),
-        Raw::bind("", "", 0),
-        Raw::describe(b'P', ""),
-        Raw::execute("", 0),
-        Raw::sync(),
+        run(""),
     ]));
     let msgs = answers(&mut raw, 3);
     no_clear_values(&mut raw, "server error, then a skipped decoy", &msgs);
@@ -155,22 +159,12 @@ fn a_named_statement_closed_and_parsed_again_in_a_skipped_segment_keeps_its_plan
         Raw::close(b'S', "s"),
         Raw::parse("s", DECOY),
         Raw::sync(),
-        Raw::bind("", "s", 0),
-        Raw::describe(b'P', ""),
-        Raw::execute("", 0),
-        Raw::sync(),
+        run("s"),
     ]));
     let msgs = answers(&mut raw, 2);
     no_clear_values(&mut raw, "named statement, skipped Close and Parse", &msgs);
     // Parsing a name in use fails on the server and leaves the old one.
-    raw.send(&all(&[
-        Raw::parse("s", DECOY),
-        Raw::sync(),
-        Raw::bind("", "s", 0),
-        Raw::describe(b'P', ""),
-        Raw::execute("", 0),
-        Raw::sync(),
-    ]));
+    raw.send(&all(&[Raw::parse("s", DECOY), Raw::sync(), run("s")]));
     let msgs = answers(&mut raw, 2);
     no_clear_values(&mut raw, "named statement parsed again while in use", &msgs);
     // Closed for real, the name takes a new statement.
@@ -383,10 +377,7 @@ fn statements_after_a_change_of_how_text_is_read_are_read_as_the_server_reads_th
         Raw::bind("", "", 0),
         Raw::execute("", 0),
         Raw::parse("", trick),
-        Raw::bind("", "", 0),
-        Raw::describe(b'P', ""),
-        Raw::execute("", 0),
-        Raw::sync(),
+        run(""),
     ]));
     let msgs = raw.read_until_ready();
     no_clear_values(
@@ -418,10 +409,7 @@ fn statements_after_a_change_of_how_text_is_read_are_read_as_the_server_reads_th
     raw.send(&all(&[
         msg(b'Q', &cstr("SET client_encoding = 'SJIS'")),
         msg(b'P', &parse),
-        Raw::bind("", "", 0),
-        Raw::describe(b'P', ""),
-        Raw::execute("", 0),
-        Raw::sync(),
+        run(""),
     ]));
     let msgs = answers(&mut raw, 2);
     raw.query("SET client_encoding = 'UTF8'");
