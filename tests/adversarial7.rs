@@ -14,7 +14,9 @@
 //! next statement of a pipeline before the server reports it.
 //!
 //! An error shows back the names the client wrote (`relation "t" does
-//! not exist`), never a value.
+//! not exist`), never a value. And every form that runs `=` by name
+//! (USING, NATURAL, IN (SELECT …), NULLIF) resolves it: a user-defined `=`
+//! on the search_path would otherwise see every stored value.
 //!
 //! Raw protocol messages (the drivers do not send these sequences), each
 //! pipeline written at once as an attacker would, as `dave_trust` (every
@@ -414,4 +416,78 @@ fn statements_after_a_change_of_how_text_is_read_are_read_as_the_server_reads_th
     let msgs = answers(&mut raw, 2);
     raw.query("SET client_encoding = 'UTF8'");
     no_clear_values(&mut raw, "pipeline, after SET client_encoding", &msgs);
+}
+
+/// Red-team round 3: a user-defined `=` runs wherever PostgreSQL resolves
+/// `=` by name, USING and NATURAL joins, `IN (SELECT …)` and NULLIF
+/// included; and an operator cannot be made over a function that only the
+/// same query string creates.
+#[tokio::test]
+async fn every_form_that_runs_an_equality_operator_resolves_it() {
+    let proxy = setup();
+    let s = Session::connect(proxy, "agent").await;
+    // Made in one string, where pgveil's catalog lacks the new function.
+    let (ok, text) = s
+        .visible(
+            "CREATE TABLE loot7 (v text); \
+             CREATE FUNCTION f7(varchar, varchar) RETURNS bool LANGUAGE plpgsql AS \
+             $$ BEGIN INSERT INTO loot7 VALUES ($1); RETURN $1::text = $2::text; END $$; \
+             CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = varchar, \
+               FUNCTION = f7, HASHES = 1)",
+        )
+        .await;
+    let made = common::cluster()
+        .psql_super_db(
+            "bank",
+            "SELECT count(*) FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode \
+             WHERE p.proname = 'f7'",
+        )
+        .unwrap_or_default();
+    let _ = common::cluster().psql_super_db(
+        "bank",
+        "DROP OPERATOR IF EXISTS public.= (varchar, varchar); \
+         DROP FUNCTION IF EXISTS f7(varchar, varchar); DROP TABLE IF EXISTS loot7",
+    );
+    assert!(
+        !ok && text.contains("42501") && made.trim().ends_with('0'),
+        "CREATE OPERATOR over a function made in the same string: {text} / {made}"
+    );
+    // An `=` another role planted in a schema on the search_path.
+    common::cluster()
+        .psql_super_db(
+            "bank",
+            "CREATE SCHEMA IF NOT EXISTS plant; GRANT USAGE ON SCHEMA plant TO PUBLIC; \
+             CREATE OR REPLACE FUNCTION plant.eq(varchar, varchar) RETURNS bool \
+               LANGUAGE sql AS 'SELECT $1::text = $2::text'; \
+             DROP OPERATOR IF EXISTS plant.= (varchar, varchar); \
+             CREATE OPERATOR plant.= (LEFTARG = varchar, RIGHTARG = varchar, \
+               FUNCTION = plant.eq, HASHES = 1)",
+        )
+        .unwrap();
+    // DDL through pgveil makes it read the catalog again (the operator was
+    // made directly).
+    s.exec("CREATE TABLE IF NOT EXISTS refresh7 (a int)").await;
+    s.exec("SET search_path = public, plant").await;
+    for sql in [
+        // Resolved before this change too.
+        "SELECT count(*) FROM customers a JOIN customers b ON a.id_number = b.id_number",
+        "SELECT count(*) FROM customers WHERE id_number IN (SELECT id_number FROM customers)",
+        "SELECT count(*) FROM customers WHERE id_number NOT IN (SELECT id_number FROM customers)",
+        "SELECT count(*) FROM customers a JOIN customers b USING (id_number)",
+        "SELECT count(*) FROM (SELECT id, id_number FROM customers) a \
+         NATURAL JOIN (SELECT id, id_number FROM customers) b",
+        "SELECT count(*) FROM customers WHERE NULLIF(id_number, '1') IS NULL",
+    ] {
+        s.refused(sql).await;
+    }
+    // Columns of other types join as before.
+    let (ok, text) = s
+        .visible("SELECT count(*) FROM customers JOIN cards USING (id)")
+        .await;
+    assert!(ok, "{text}");
+    let _ = common::cluster().psql_super_db(
+        "bank",
+        "DROP SCHEMA plant CASCADE; DROP TABLE IF EXISTS refresh7",
+    );
+    s.finish();
 }

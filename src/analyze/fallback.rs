@@ -118,12 +118,12 @@ const ADMITTED_KINDS: &[&str] = &[
     "ViewStmt",
     "CreateTableAsStmt",
     "CreateFunctionStmt",
-    "DefineStmt",
     "CreateTrigStmt",
     "CreateRoleStmt",
     "AlterRoleStmt",
     "DropRoleStmt",
     "ConstraintsSetStmt",
+    "DefineStmt",
     "CreatePublicationStmt",
     "AlterPublicationStmt",
     "DropdbStmt",
@@ -190,6 +190,21 @@ pub fn from_tree(
         // Its setting is an argument the references do not carry.
         if function.last().is_some_and(|n| n == "set_config") {
             walker.set_config_setting(None);
+        }
+    }
+    // CREATE OPERATOR / AGGREGATE name the functions they attach as type
+    // names (`FUNCTION = f`, `SFUNC = f`): each name that is not a built-in
+    // type is judged as a function, so one the catalog lacks (made earlier
+    // in the same string) is refused as unknown, not passed as a word.
+    if pg.kind == "DefineStmt" {
+        for name in &refs.types {
+            let builtin_type = match name.as_slice() {
+                [n] | [_, n] => super::builtins::is_builtin_type(n),
+                _ => false,
+            };
+            if !builtin_type {
+                let _ = walker.check_function(name, None);
+            }
         }
     }
     if let Some(hazard) = walker.effects.hazards.iter().next() {

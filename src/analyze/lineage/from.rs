@@ -119,6 +119,13 @@ impl Walker<'_> {
                 merge_into(&mut sources, &side_sources);
                 sides.push(side_sources);
             }
+            // PostgreSQL runs `=` as it resolves it for the two sides.
+            let side_type = |side: &[OutputColumn]| {
+                side.iter()
+                    .find(|c| &c.name == name)
+                    .and_then(|c| c.builtin_type.clone())
+            };
+            self.join_using_operator(side_type(&left), side_type(&right));
             // Each side is compared with the other: a join, unless one side
             // is computed (generated candidates).
             if let [l, r] = sides.as_slice() {
@@ -690,7 +697,7 @@ impl Walker<'_> {
             .map(|c| OutputColumn {
                 name: c.name.clone(),
                 sources: Sources::from([(own(&c.name), Flow::Copy)]),
-                builtin_type: None,
+                builtin_type: Walker::table_column_type(relation, c),
             })
             .collect();
         // Partitions and inheritance children carry their ancestors' columns.

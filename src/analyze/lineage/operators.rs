@@ -146,8 +146,63 @@ impl Walker<'_> {
             Expr::IsDistinctFrom(left, right) | Expr::IsNotDistinctFrom(left, right) => {
                 self.operator(None, "=", Some(left), right);
             }
+            // `x [NOT] IN (SELECT …)` is `x = ANY (SELECT …)`, NOT-ed: the
+            // subquery's column type is not known here.
+            Expr::In {
+                expr,
+                target: ast::InTarget::Subquery(_),
+                ..
+            } => {
+                let left = Some(self.operand_type(expr));
+                self.operator_typed(None, "=", left, OperandType::Opaque);
+            }
+            // NULLIF(a, b) compares with `=` (syntax, not a function).
+            Expr::Function(f)
+                if matches!(object_name_parts(&f.name).as_slice(), [n] if n == "nullif")
+                    || matches!(object_name_parts(&f.name).as_slice(), [s, n] if s == "pg_catalog" && n == "nullif") =>
+            {
+                if let ast::FunctionArguments::List(list) = &f.args {
+                    if let [ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(a)), ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(b))] =
+                        list.args.as_slice()
+                    {
+                        self.operator(None, "=", Some(a), b);
+                    }
+                }
+            }
             _ => {}
         }
+    }
+
+    /// The `=` of a USING or NATURAL join column, with each side's type when
+    /// its select list or table gives it (`OutputColumn::builtin_type`).
+    pub(super) fn join_using_operator(
+        &mut self,
+        left: Option<Vec<String>>,
+        right: Option<Vec<String>>,
+    ) {
+        let typed = |t: Option<Vec<String>>| match t {
+            Some(mut one) if one.len() == 1 => OperandType::Known(one.remove(0)),
+            Some(types) => OperandType::Builtin(types),
+            None => OperandType::Opaque,
+        };
+        self.operator_typed(None, "=", Some(typed(left)), typed(right));
+    }
+
+    /// The type of a table's column as `column_type` trusts it: pg_catalog's
+    /// own type (not a domain, an extension's or a user's of that name).
+    pub(super) fn table_column_type(
+        relation: &crate::analyze::catalog::Relation,
+        column: &crate::analyze::catalog::CatalogColumn,
+    ) -> Option<Vec<String>> {
+        let table = matches!(
+            relation.kind,
+            RelationKind::Table | RelationKind::PartitionedTable | RelationKind::ForeignTable
+        );
+        (table
+            && builtins::is_builtin_type(&column.type_name)
+            && column.type_name != "unknown"
+            && (1..FIRST_NORMAL_OBJECT_ID).contains(&column.type_oid))
+        .then(|| vec![column.type_name.clone()])
     }
 
     /// Judges one operator: pg_catalog's by its function's category, a
