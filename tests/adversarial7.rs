@@ -477,6 +477,14 @@ async fn every_form_that_runs_an_equality_operator_resolves_it() {
         "SELECT count(*) FROM (SELECT id, id_number FROM customers) a \
          NATURAL JOIN (SELECT id, id_number FROM customers) b",
         "SELECT count(*) FROM customers WHERE NULLIF(id_number, '1') IS NULL",
+        // The same behind a cast, a comment, an outer join, a set operation.
+        "SELECT count(*) FROM customers WHERE (id_number)::varchar IN \
+         (SELECT id_number /* c */ FROM customers)",
+        "SELECT count(*) FROM customers a LEFT JOIN customers b USING (id_number)",
+        "SELECT count(*) FROM customers a FULL JOIN \
+         (SELECT id_number FROM customers UNION SELECT '1') b USING (id_number)",
+        "SELECT count(*) FROM customers WHERE id_number IN \
+         (SELECT id_number FROM customers UNION ALL SELECT '1'::varchar)",
     ] {
         s.refused(sql).await;
     }

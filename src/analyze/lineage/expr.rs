@@ -518,11 +518,7 @@ impl Walker<'_> {
     /// qualified name outside pg_catalog is a user-defined type or domain.
     fn cast_target(&self, data_type: &ast::DataType) -> CastTarget {
         use ast::DataType as T;
-        let pg_catalog_first = self
-            .search_path
-            .iter()
-            .position(|s| s == "pg_catalog")
-            .is_none_or(|i| i == 0);
+        let pg_catalog_first = self.pg_catalog_first();
         let keyword = matches!(
             data_type,
             T::Varchar(_) | T::CharVarying(_) | T::CharacterVarying(_)

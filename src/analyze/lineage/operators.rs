@@ -406,7 +406,7 @@ impl Walker<'_> {
         }
     }
 
-    fn pg_catalog_first(&self) -> bool {
+    pub(super) fn pg_catalog_first(&self) -> bool {
         self.search_path
             .iter()
             .position(|s| s == "pg_catalog")

@@ -39,8 +39,13 @@ impl Guard {
             return out.extend_from_slice(msg);
         }
         let fields = wire::notice_fields(msg);
-        let said = self.said_names();
-        let fields = scrub_fields(fields, &|span| said.iter().any(|n| n.as_bytes() == span));
+        // Scanned only when a message has a conversion to compare.
+        let said = std::cell::OnceCell::new();
+        let fields = scrub_fields(fields, &|span| {
+            said.get_or_init(|| self.said_names())
+                .iter()
+                .any(|n| n.as_bytes() == span)
+        });
         wire::encode_notice_fields(out, msg[0], &fields);
     }
 }

@@ -999,24 +999,19 @@ impl Guard {
                         // one before it; a failed Bind may have dropped the
                         // portal of its name. The messages after it are
                         // skipped and change nothing.
-                        let lost = match front {
+                        match front {
                             Some(Expect::ParseComplete {
                                 pending: Some((name, _)),
                                 ..
-                            }) if name.is_empty() => Some((b'S', Vec::new())),
+                            }) if name.is_empty() => {
+                                self.statements.remove(name);
+                            }
                             Some(Expect::BindComplete {
                                 pending: Some((name, _)),
-                            }) => Some((b'P', name.clone())),
-                            _ => None,
-                        };
-                        match lost {
-                            Some((b'S', name)) => {
-                                self.statements.remove(&name);
+                            }) => {
+                                self.portals.remove(name);
                             }
-                            Some((_, name)) => {
-                                self.portals.remove(&name);
-                            }
-                            None => {}
+                            _ => {}
                         }
                         // Extended protocol: the server skips to the next Sync.
                         while let Some(e) = self.expect.front() {
