@@ -20,6 +20,10 @@ pub struct DemoArgs {
     /// Customers to generate.
     #[arg(long, default_value_t = 1000)]
     pub customers: u32,
+    /// Port of the Prometheus metrics endpoint (`/metrics`); 0 serves none,
+    /// so a second demo can run beside the first.
+    #[arg(long, default_value_t = 9187)]
+    pub metrics_port: u16,
 }
 
 const FINANCE_CN: &str = include_str!("../policies/finance-cn.yaml");
@@ -150,7 +154,8 @@ pub fn demo(args: DemoArgs) -> ExitCode {
                 upstream: Some(format!("127.0.0.1:{pg_port}")),
                 policies: Some(policies),
                 catalog_user: Some("postgres".into()),
-                metrics_listen: Some("127.0.0.1:9187".into()),
+                metrics_listen: (args.metrics_port != 0)
+                    .then(|| format!("127.0.0.1:{}", args.metrics_port)),
                 drain_timeout: Some(2.0),
                 ..Default::default()
             };
