@@ -154,8 +154,11 @@ pub fn demo(args: DemoArgs) -> ExitCode {
                 upstream: Some(format!("127.0.0.1:{pg_port}")),
                 policies: Some(policies),
                 catalog_user: Some("postgres".into()),
-                metrics_listen: (args.metrics_port != 0)
-                    .then(|| format!("127.0.0.1:{}", args.metrics_port)),
+                // An empty address serves no metrics (`--metrics-listen ""`).
+                metrics_listen: Some(match args.metrics_port {
+                    0 => String::new(),
+                    port => format!("127.0.0.1:{port}"),
+                }),
                 drain_timeout: Some(2.0),
                 ..Default::default()
             };

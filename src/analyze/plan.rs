@@ -162,6 +162,52 @@ fn same_protection(decision: &ColumnDecision, partner: Option<&ColumnDecision>) 
     same_action && partner.filter != FilterRight::Deny
 }
 
+/// Whether the values `column` stands for in an output's lineage are
+/// stored values under the mask `mask_id`: the column is under it, is a
+/// user view's own column (what its definition reads is in the lineage
+/// beside it, and judged there), or inherits a column under it.
+fn stored_under(
+    catalog: &Catalog,
+    policy: &dyn PolicyView,
+    column: &QualifiedColumn,
+    mask_id: usize,
+) -> bool {
+    let under = |c: &QualifiedColumn| {
+        policy.column(c).is_some_and(
+            |d| matches!(d.action, ColumnAction::Mask { mask_id: m, .. } if m == mask_id),
+        )
+    };
+    if under(column) {
+        return true;
+    }
+    let Some(relation) = catalog.relation(&column.schema, &column.table) else {
+        return false;
+    };
+    if relation.has_definition() && !relation.is_system() {
+        return true;
+    }
+    let mut pending: Vec<&(String, String)> = relation.parents.iter().collect();
+    let mut seen = 0;
+    while let Some((schema, table)) = pending.pop() {
+        seen += 1;
+        if seen > 64 {
+            return false;
+        }
+        let inherited = QualifiedColumn {
+            schema: schema.clone(),
+            table: table.clone(),
+            column: column.column.clone(),
+        };
+        if under(&inherited) {
+            return true;
+        }
+        if let Some(parent) = catalog.relation(schema, table) {
+            pending.extend(parent.parents.iter());
+        }
+    }
+    false
+}
+
 fn is_harmless(decision: &ColumnDecision) -> bool {
     matches!(decision.action, ColumnAction::Allow) && decision.filter == FilterRight::Allow
 }
@@ -384,6 +430,26 @@ pub(crate) fn derive(
             );
         }
     }
+    for column in &effects.written {
+        let Some(decision) = policy.column(column) else {
+            continue;
+        };
+        if let ColumnAction::Mask { mask_name, .. } = &decision.action {
+            if crate::mask::is_keyed(mask_name) {
+                return block(
+                    format!(
+                        "this role reads protected column {} as keyed tokens ({mask_name}), so \
+                         it may not write it: the token of each value it stored would be a \
+                         dictionary entry against the stored values' tokens",
+                        display(column)
+                    ),
+                    decision.rule,
+                    Some(column),
+                    "write the column as a role that reads it in clear or under an unkeyed mask",
+                );
+            }
+        }
+    }
     for use_ in &effects.uses {
         let Some(decision) = policy.column(&use_.column) else {
             continue;
@@ -414,7 +480,16 @@ pub(crate) fn derive(
             FilterRight::Deny => false,
         };
         if !permitted {
+            let sorts = matches!(
+                use_.clause,
+                Clause::GroupBy | Clause::Distinct | Clause::Window | Clause::SetOperation
+            );
             let what = match (decision.filter, use_.kind) {
+                (FilterRight::Equality, _) if sorts => {
+                    "the server may sort by the values it groups or de-duplicates and return \
+                     the rows in the order of the clear values, so only comparisons with \
+                     constants (=, IN) and equi-joins are allowed"
+                }
                 (FilterRight::Equality, UseKind::Join) => {
                     "equi-joins are allowed only with a column under the same protection"
                 }
@@ -462,6 +537,10 @@ pub(crate) fn derive(
             }
             // Only a rule with filter: equality admits some comparisons.
             let hint = match decision.filter {
+                FilterRight::Equality if sorts => {
+                    "group, de-duplicate or partition by an unprotected key (the row's id), or \
+                     ask the DBA for filter: allow in the column's rule"
+                }
                 FilterRight::Equality => "compare the column with = or IN, or drop that clause",
                 _ => {
                     "this role may not filter, join, group or order by the column at all: drop \
@@ -598,7 +677,7 @@ pub(crate) fn derive(
                         "remove the column from the select list",
                     );
                 }
-                ColumnAction::Mask { mask_id, .. } => {
+                ColumnAction::Mask { mask_id, mask_name } => {
                     if *flow == Flow::Derived {
                         return block(
                             format!(
@@ -611,6 +690,31 @@ pub(crate) fn derive(
                             decision.rule,
                             Some(column),
                             "select the column itself to receive its masked form",
+                        );
+                    }
+                    let chosen = || {
+                        output.sources.keys().any(|other| {
+                            other != column && !stored_under(catalog, policy, other, *mask_id)
+                        })
+                    };
+                    if crate::mask::is_keyed(mask_name) && chosen() {
+                        // A keyed token of a value the statement chose (a
+                        // constant or another column through UNION ALL,
+                        // COALESCE, CASE) is a dictionary entry: matched
+                        // with the column's tokens, it gives the clear value.
+                        return block(
+                            format!(
+                                "output column {} (\"{}\") may carry values other than protected \
+                                 column {} (a constant or another column, through UNION ALL, \
+                                 COALESCE or CASE), and its mask {mask_name} is keyed: masking \
+                                 values the statement chooses would show their tokens",
+                                index + 1,
+                                output.name,
+                                display(column)
+                            ),
+                            decision.rule,
+                            Some(column),
+                            "select the column itself, in an output column of its own",
                         );
                     }
                     masks.insert(*mask_id, (decision.clone(), column.clone()));

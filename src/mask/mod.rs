@@ -308,6 +308,17 @@ impl std::fmt::Debug for Mask {
     }
 }
 
+/// Whether the mask function `name` is keyed (`hash`, `fpe`, `date_shift`,
+/// `noise`): its output for a value is fixed by a secret key, so the
+/// output for a value an attacker chose is a dictionary entry against the
+/// outputs for stored values.
+pub fn is_keyed(name: &str) -> bool {
+    catalogue()
+        .iter()
+        .find(|f| f.name == name)
+        .is_some_and(|f| f.args.iter().any(|a| matches!(a.kind, ArgKind::Key)))
+}
+
 /// Names of every mask function in the catalogue.
 pub fn function_names() -> Vec<&'static str> {
     catalogue().iter().map(|f| f.name).collect()

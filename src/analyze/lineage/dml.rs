@@ -213,6 +213,20 @@ impl Walker<'_> {
         self.relation_item(&parts, alias.as_ref())
     }
 
+    /// Records the item's column `name`, and every stored column it stands
+    /// for, as written (see `Effects::written`).
+    fn record_written(&mut self, target: &ScopeItem, name: &str) {
+        let stored = target
+            .columns
+            .iter()
+            .filter(|c| c.name == name)
+            .flat_map(|c| c.sources.iter())
+            .filter(|(column, flow)| **flow == Flow::Copy && **column != constant_source());
+        for (column, _) in stored {
+            self.effects.written.insert(column.clone());
+        }
+    }
+
     fn write_sinks(
         &mut self,
         target: &ScopeItem,
@@ -220,6 +234,7 @@ impl Walker<'_> {
         sources: &Sources,
         via: &'static str,
     ) {
+        self.record_written(target, column);
         let target_column = target.relation.as_ref().map(|(s, t)| QualifiedColumn {
             schema: s.clone(),
             table: t.clone(),
@@ -434,6 +449,7 @@ impl Walker<'_> {
             columns.to_vec()
         };
         for name in &names {
+            self.record_written(&target, name);
             self.key_checks(&target, name, &Operand::Computed, false);
         }
     }

@@ -437,10 +437,11 @@ impl Walker<'_> {
     }
 
     pub(super) fn window_spec(&mut self, spec: &ast::WindowSpec) {
+        // PARTITION BY sorts by its values, as GROUP BY may: a general use.
         self.with_clause(Clause::Window, |w| {
             for e in &spec.partition_by {
                 let s = w.expr(e);
-                w.use_sources(&s, true);
+                w.use_sources(&s, false);
             }
             for item in &spec.order_by {
                 let s = w.expr(&item.expr);

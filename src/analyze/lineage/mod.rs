@@ -359,6 +359,11 @@ pub struct Effects {
     /// value goes anywhere (a subquery column nobody selects): lets the fuzz
     /// oracle tell a name the walker skipped from one it read and dropped.
     pub reads: BTreeSet<QualifiedColumn>,
+    /// Every column a write (INSERT, UPDATE, MERGE, COPY FROM) stores into,
+    /// with the columns it stands for (a view's base column, a child's
+    /// ancestors'): a role must not store values it chose into a column it
+    /// reads as keyed tokens.
+    pub written: BTreeSet<QualifiedColumn>,
 }
 
 impl Effects {
@@ -380,6 +385,7 @@ impl Effects {
         self.shadows.extend(other.shadows.iter().cloned());
         self.reads.extend(other.reads.iter().cloned());
         self.absent.extend(other.absent.iter().cloned());
+        self.written.extend(other.written.iter().cloned());
         for (column, n) in &other.candidates {
             *self.candidates.entry(column.clone()).or_default() += n;
         }
@@ -591,9 +597,19 @@ impl<'c> Walker<'c> {
         }
     }
 
+    /// Records each column of `sources` as used in the current clause. An
+    /// equality use (`equality_allowed`) compares the column's own values
+    /// only when the value is nothing but that column: one that may also
+    /// be a constant or another column (`UNION ALL`, a USING column)
+    /// compares the column with whatever else it carries, so it is a
+    /// general use, as `operand` judges a comparison's other side.
     fn use_sources(&mut self, sources: &Sources, equality_allowed: bool) {
+        let pure_copy = sources.len() == 1
+            && sources
+                .iter()
+                .all(|(c, f)| *f == Flow::Copy && *c != constant_source());
         for (column, flow) in sources {
-            let kind = if equality_allowed && *flow == Flow::Copy {
+            let kind = if equality_allowed && pure_copy && *flow == Flow::Copy {
                 UseKind::Equality
             } else {
                 UseKind::General

@@ -139,9 +139,14 @@ impl Walker<'_> {
                     for (out, other) in outputs.iter().zip(right_outputs.iter()) {
                         let lo = self.subquery_operand(&out.sources);
                         let ro = self.subquery_operand(&other.sources);
+                        // Removing duplicates may sort by every column, and
+                        // the rows then come back in the order of the clear
+                        // values (see `group_by_item`): a general use too.
                         self.with_clause(Clause::SetOperation, |w| {
                             w.compare(&out.sources, &ro);
                             w.compare(&other.sources, &lo);
+                            w.use_sources(&out.sources, false);
+                            w.use_sources(&other.sources, false);
                         });
                     }
                 }
@@ -241,25 +246,28 @@ impl Walker<'_> {
             ast::GroupByExpr::All(_) => {
                 let all: Vec<Sources> = outputs.iter().map(|o| o.sources.clone()).collect();
                 self.with_clause(Clause::GroupBy, |w| {
-                    all.iter().for_each(|s| w.use_sources(s, true))
+                    all.iter().for_each(|s| w.use_sources(s, false))
                 });
             }
         }
         if let Some(having) = &select.having {
             self.with_clause(Clause::Having, |w| w.predicate(having));
         }
+        // DISTINCT, like GROUP BY, may sort by the values it compares, and
+        // the rows then come back in the order of the clear values: a
+        // general use (see `group_by_item`).
         match &select.distinct {
             Some(ast::Distinct::Distinct) => {
                 let all: Vec<Sources> = outputs.iter().map(|o| o.sources.clone()).collect();
                 self.with_clause(Clause::Distinct, |w| {
-                    all.iter().for_each(|s| w.use_sources(s, true))
+                    all.iter().for_each(|s| w.use_sources(s, false))
                 });
             }
             Some(ast::Distinct::On(exprs)) => {
                 self.with_clause(Clause::Distinct, |w| {
                     for expr in exprs {
                         let sources = w.output_reference(expr, &outputs, true);
-                        w.use_sources(&sources, true);
+                        w.use_sources(&sources, false);
                     }
                 });
             }
@@ -289,8 +297,13 @@ impl Walker<'_> {
         outputs
     }
 
-    /// One GROUP BY item: grouping by a value is an equality use of it.
-    /// ROLLUP, CUBE, GROUPING SETS and their sets hold items of the same
+    /// One GROUP BY item: a general use of it. Grouping compares values
+    /// for equality, but PostgreSQL may group by sorting (always for
+    /// DISTINCT ON, whenever the planner or `work_mem` prefers it), and the
+    /// groups then come back in the order of the clear values: with rows
+    /// of chosen values among them (a `UNION ALL` of constants, rows the
+    /// role inserted) the order places every stored value between two
+    /// known ones. ROLLUP, CUBE, GROUPING SETS and their sets hold items of the same
     /// kind, output aliases included (as PostgreSQL resolves them); inside
     /// GROUPING SETS sqlparser reads `rollup(…)` and `cube(…)` as calls.
     fn group_by_item(&mut self, expr: &Expr, outputs: &[OutputColumn]) {
@@ -316,7 +329,7 @@ impl Walker<'_> {
             }
             _ => {
                 let sources = self.output_reference(expr, outputs, false);
-                self.use_sources(&sources, true);
+                self.use_sources(&sources, false);
             }
         }
     }

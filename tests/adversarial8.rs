@@ -1,0 +1,152 @@
+//! Red-team round 8: what a role with `filter: equality` learns from the
+//! order of rows, and what a keyed mask gives away when the statement
+//! chooses the values it masks.
+//!
+//! - Grouping (GROUP BY, DISTINCT, DISTINCT ON, PARTITION BY, UNION and
+//!   the other de-duplicating set operations) compares values for
+//!   equality, but PostgreSQL may carry it out by sorting, and the rows
+//!   then come back in the order of the clear values. With rows of chosen
+//!   values among them (a `UNION ALL` of constants) the order places each
+//!   stored value between two known ones, and a few statements per
+//!   character recover it. Such uses are general uses, refused to
+//!   equality roles.
+//! - A value that is the protected column or something else (`UNION ALL`
+//!   with constants or generated candidates) compares the column with that
+//!   something else when grouped: never an equality use.
+//! - A keyed mask (`hash`) applied to an output that may carry constants
+//!   turns pgveil into a token oracle: the token of each candidate, matched
+//!   with the stored value's token, gives the value. So does a write of
+//!   chosen values into the column, read back as tokens.
+//!
+//! Through tokio-postgres on both protocols, as `agent` (call_center:
+//! `filter: equality` on id_number and card_no) and `ana` (analyst:
+//! id_number as a keyed hash token, `filter: equality`).
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::bank::{self, *};
+use common::probe::*;
+use common::{cluster, Proxy};
+
+fn setup() -> &'static Proxy {
+    static PROXY: OnceLock<Proxy> = OnceLock::new();
+    PROXY.get_or_init(|| {
+        bank::create("");
+        cluster()
+            .psql_super_db(
+                "bank",
+                "CREATE ROLE ana LOGIN PASSWORD 'role-pw' IN ROLE analyst;",
+            )
+            .unwrap();
+        bank::start_proxy(bank::POLICIES)
+    })
+}
+
+async fn as_role(role: &str) -> Session {
+    Session::connect(setup(), role).await
+}
+
+/// Constants just below and above the fixture's ID number: sorted among
+/// the stored values, they bracket it.
+const PROBES: &str = "SELECT -1, '11010519491231001' UNION ALL SELECT -2, '11010519491231003'";
+
+#[tokio::test]
+async fn grouping_a_protected_column_is_refused_to_equality_roles() {
+    let s = as_role("agent").await;
+    for sql in [
+        // The round's exploit: DISTINCT ON always sorts.
+        format!(
+            "SELECT DISTINCT ON (x, id) id, x FROM (SELECT id, id_number x FROM customers \
+             UNION ALL {PROBES}) s"
+        ),
+        "SELECT DISTINCT ON (id_number) id FROM customers".into(),
+        "SELECT DISTINCT id_number, id FROM customers".into(),
+        "SELECT id FROM (SELECT DISTINCT id_number, id FROM customers) s".into(),
+        "SELECT id_number, count(*) FROM customers GROUP BY id_number".into(),
+        "SELECT min(id) FROM customers GROUP BY ROLLUP (id_number)".into(),
+        "SELECT min(id) FROM customers GROUP BY GROUPING SETS ((id_number), ())".into(),
+        "SELECT min(id) FROM customers GROUP BY 1 + 0, id_number".into(),
+        "SELECT id, row_number() OVER (PARTITION BY id_number) FROM customers".into(),
+        "SELECT id FROM customers ORDER BY rank() OVER (PARTITION BY id_number ORDER BY id)"
+            .into(),
+        format!(
+            "SELECT id, x FROM (SELECT id, id_number x FROM customers) c UNION SELECT * FROM ({PROBES}) p"
+        ),
+        "SELECT card_no FROM cards INTERSECT SELECT '6222021234567890128'".into(),
+        "SELECT card_no, id FROM cards EXCEPT SELECT '1', 1".into(),
+        // Generated candidates grouped with the stored values.
+        "SELECT max(g) FROM (SELECT id_number x, NULL::int g FROM customers UNION ALL \
+         SELECT '1101051949123100' || lpad(g::text, 2, '0'), g FROM generate_series(0, 99) g) s \
+         GROUP BY x HAVING count(*) > 1"
+            .into(),
+        "SELECT count(DISTINCT x) FROM (SELECT id_number x FROM customers UNION ALL \
+         SELECT '11010519491231002X') s"
+            .into(),
+        "SELECT count(DISTINCT x) FROM (SELECT id_number x FROM customers UNION ALL \
+         SELECT '1101051949123100' || lpad(g::text, 2, '0') FROM generate_series(0, 99) g) s"
+            .into(),
+        "SELECT nullif(x, 'a') IS NULL FROM (SELECT id_number x FROM customers UNION ALL \
+         SELECT 'b') s"
+            .into(),
+        "SELECT c.id FROM customers c JOIN (SELECT id_number x FROM customers UNION ALL \
+         SELECT '11010519491231002X') s ON c.id_number = s.x"
+            .into(),
+    ] {
+        s.refused(&sql).await;
+    }
+    // What the rule is for still works: lookups by constants, counting
+    // distinct values, equi-joins under the same protection.
+    for sql in [
+        format!("SELECT id, id_number FROM customers WHERE id_number = '{ID_NUMBER}'"),
+        "SELECT count(DISTINCT id_number) FROM customers".into(),
+        "SELECT a.id, b.id FROM customers a JOIN customers b ON a.id_number = b.id_number".into(),
+        "SELECT coalesce(id_number, '') FROM customers".into(),
+        "SELECT DISTINCT branch FROM customers".into(),
+        "SELECT branch, count(*) FROM customers GROUP BY branch".into(),
+    ] {
+        let (ok, text) = s.attack(&sql).await;
+        assert!(ok, "{sql}: {text}");
+    }
+    s.finish();
+}
+
+#[tokio::test]
+async fn keyed_tokens_of_chosen_values_are_refused() {
+    let s = as_role("ana").await;
+    for sql in [
+        // The round's exploit: the token of every candidate, next to it.
+        "SELECT g, x FROM (SELECT NULL::int g, id_number x FROM customers WHERE false UNION ALL \
+         SELECT g, '1101051949123100' || lpad(g::text, 2, '0') FROM generate_series(0, 99) g) s",
+        "SELECT id_number FROM customers UNION ALL SELECT '11010519491231002X'",
+        "SELECT x FROM (SELECT id_number x FROM customers UNION ALL VALUES ('1'), ('2')) s",
+        "WITH c AS (SELECT id_number FROM customers UNION ALL SELECT full_name FROM customers) \
+         SELECT * FROM c",
+        "SELECT coalesce(id_number, '11010519491231002X') FROM customers",
+        "SELECT CASE WHEN id > 0 THEN id_number ELSE '11010519491231002X' END FROM customers",
+        "SELECT coalesce(NULL::varchar, id_number) FROM customers",
+        // Stored first, then read back as tokens.
+        "INSERT INTO customers (full_name, id_number) VALUES ('x', '110105194912310010') \
+         RETURNING id",
+        "INSERT INTO customers (full_name, id_number) SELECT 'x', '1101051949123100' || \
+         lpad(g::text, 2, '0') FROM generate_series(0, 99) g",
+        "UPDATE customers SET id_number = '110105194912310010' WHERE id = 2",
+        "WITH w AS (INSERT INTO customers (full_name, id_number) VALUES ('x', '1') RETURNING id) \
+         SELECT id FROM w",
+        "MERGE INTO customers c USING (SELECT 2 AS id) s ON c.id = s.id \
+         WHEN MATCHED THEN UPDATE SET id_number = '1'",
+        "COPY customers (full_name, id_number) FROM STDIN",
+    ] {
+        s.refused(sql).await;
+    }
+    // The column itself is still shown as its token.
+    let rows =
+        s.c.query("SELECT id, id_number FROM customers ORDER BY id", &[])
+            .await
+            .expect("plain read of a hashed column");
+    let token: String = rows[0].get(1);
+    assert_eq!(token.len(), 16, "{token}");
+    assert_ne!(token, ID_NUMBER);
+    s.finish();
+}
