@@ -150,3 +150,123 @@ async fn keyed_tokens_of_chosen_values_are_refused() {
     assert_ne!(token, ID_NUMBER);
     s.finish();
 }
+
+// ---------------------------------------------------------------------------
+// A prepared statement bound after DDL of the same pipeline: the server
+// plans it again against the new schema (a view in place of the table it
+// was parsed over), so the plan pgveil made at Parse no longer holds.
+
+/// Everything the server answers up to the `n`th ReadyForQuery.
+fn answers(raw: &mut Raw, n: usize) -> Vec<(u8, Vec<u8>)> {
+    (0..n).flat_map(|_| raw.read_until_ready()).collect()
+}
+
+/// No protected value and no row at all in `msgs`, a refusal among them,
+/// and the session still answers.
+fn refused_without_values(raw: &mut Raw, what: &str, msgs: &[(u8, Vec<u8>)]) {
+    assert_raw_no_secret(what, msgs);
+    let text = String::from_utf8_lossy(&raw_bytes(msgs)).into_owned();
+    assert!(
+        !msgs.iter().any(|(t, _)| *t == b'D'),
+        "{what}: rows came back: {text}"
+    );
+    assert!(
+        msgs.iter().any(|(t, _)| *t == b'E') && text.contains("uncommitted-ddl"),
+        "{what}: not refused: {text}"
+    );
+    let after = raw.query("SELECT 1");
+    assert!(
+        after.iter().any(|(t, _)| *t == b'D'),
+        "{what}: the session stopped answering: {after:?}"
+    );
+}
+
+const VIEW: &str = "CREATE TEMP VIEW t AS SELECT id_number::text AS v, cvv::text AS w \
+     FROM customers JOIN cards ON cards.customer_id = customers.id";
+
+fn run_unnamed(sql: &str) -> Vec<u8> {
+    [
+        Raw::parse("", sql),
+        Raw::bind("", "", 0),
+        Raw::execute("", 0),
+    ]
+    .concat()
+}
+
+#[test]
+fn a_statement_bound_after_ddl_of_its_pipeline_is_refused() {
+    let proxy = setup();
+    // Parsed in the same pipeline as the DDL, and in an earlier round trip.
+    for (name, separate) in [("s1", false), ("s2", true)] {
+        let mut raw = Raw::connect(proxy, common::DAVE_TRUST);
+        raw.query("CREATE TEMP TABLE t (v text, w text)");
+        let parse = Raw::parse(name, "SELECT v, w FROM t");
+        if separate {
+            raw.send(&[parse.clone(), Raw::sync()].concat());
+            answers(&mut raw, 1);
+        }
+        raw.send(
+            &[
+                if separate { Vec::new() } else { parse },
+                run_unnamed("DROP TABLE t"),
+                run_unnamed(VIEW),
+                Raw::bind("", name, 0),
+                Raw::execute("", 0),
+                Raw::sync(),
+            ]
+            .concat(),
+        );
+        let msgs = answers(&mut raw, 1);
+        refused_without_values(
+            &mut raw,
+            &format!("{name} (separate Parse: {separate})"),
+            &msgs,
+        );
+    }
+    // The DDL in a segment of its own, the Bind written behind it at once.
+    let mut raw = Raw::connect(proxy, common::DAVE_TRUST);
+    raw.query("CREATE TEMP TABLE t (v text, w text)");
+    raw.send(&[Raw::parse("s3", "SELECT v, w FROM t"), Raw::sync()].concat());
+    answers(&mut raw, 1);
+    raw.send(
+        &[
+            run_unnamed("DROP TABLE t"),
+            run_unnamed(VIEW),
+            Raw::sync(),
+            Raw::bind("", "s3", 0),
+            Raw::execute("", 0),
+            Raw::sync(),
+        ]
+        .concat(),
+    );
+    let msgs = answers(&mut raw, 2);
+    refused_without_values(&mut raw, "DDL in its own segment", &msgs);
+    // SQL PREPARE, then EXECUTE through the protocol after the DDL.
+    let mut raw = Raw::connect(proxy, common::DAVE_TRUST);
+    raw.query("CREATE TEMP TABLE t (v text, w text)");
+    raw.query("PREPARE p AS SELECT v, w FROM t");
+    raw.send(
+        &[
+            run_unnamed("DROP TABLE t"),
+            run_unnamed(VIEW),
+            run_unnamed("EXECUTE p"),
+            Raw::sync(),
+        ]
+        .concat(),
+    );
+    let msgs = answers(&mut raw, 1);
+    refused_without_values(&mut raw, "SQL EXECUTE after DDL", &msgs);
+    // In a later round trip the statement is planned again, and refused
+    // for the CVV it now reads.
+    raw.send(
+        &[
+            Raw::parse("s4", "SELECT v FROM t"),
+            Raw::bind("", "s4", 0),
+            Raw::execute("", 0),
+            Raw::sync(),
+        ]
+        .concat(),
+    );
+    let msgs = answers(&mut raw, 1);
+    assert_raw_no_secret("later round trip", &msgs);
+}

@@ -287,6 +287,35 @@ pub struct CatalogFunction {
     /// What its definition reaches, read once.
     #[serde(skip)]
     pub(crate) body: OnceLock<Arc<BodyReach>>,
+    /// A user function's parameters, for telling which calls may run it
+    /// (None for built-ins, and in catalog files written before they were
+    /// recorded: any call of its name may).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Parameters>,
+}
+
+/// A user function's input parameters (`proargtypes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parameters {
+    /// Per parameter, the built-in types an argument can be implicitly
+    /// coerced to it from (as `CatalogOperator::left_reach`; None: any).
+    pub reach: Vec<Option<Vec<String>>>,
+    /// How many of the last parameters have defaults.
+    pub defaults: usize,
+    /// The last parameter is VARIADIC.
+    pub variadic: bool,
+}
+
+impl Parameters {
+    /// Whether a call with `count` positional arguments can match.
+    pub fn takes(&self, count: usize) -> bool {
+        let n = self.reach.len();
+        if self.variadic {
+            count + 1 >= n
+        } else {
+            count <= n && count + self.defaults >= n
+        }
+    }
 }
 
 /// The shape of a function's result in FROM, by PostgreSQL's rules: OUT
@@ -1480,6 +1509,13 @@ impl CatalogRead {
                JOIN pg_catalog.pg_language l ON l.oid = p.prolang \
                JOIN pg_catalog.pg_type rt ON rt.oid = p.prorettype \
               WHERE {fn_filter}{live} \
+             UNION ALL SELECT 'G', p.oid::text, p.pronargdefaults::text, (p.provariadic <> 0)::text, \
+                    (SELECT pg_catalog.string_agg({arg_reach}, '|' ORDER BY a.o) \
+                       FROM pg_catalog.unnest(p.proargtypes::pg_catalog.oid[]) WITH ORDINALITY a(t, o)), \
+                    p.pronargs::text, NULL, NULL \
+               FROM pg_catalog.pg_proc p \
+               JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+              WHERE ({fn_filter}) AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
              UNION ALL SELECT 'B', p.oid::text, pg_catalog.pg_get_functiondef(p.oid), NULL, NULL, NULL, NULL, NULL \
                FROM pg_catalog.pg_proc p \
                JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
@@ -1498,6 +1534,7 @@ impl CatalogRead {
               WHERE {operator_range}n.nspname NOT IN ('pg_catalog', 'information_schema')",
             left_reach = builtin_reach("o.oprleft"),
             right_reach = builtin_reach("o.oprright"),
+            arg_reach = builtin_reach("a.t"),
             keys = if self.keys { KEY_ROWS } else { "" },
         )
     }
@@ -1577,6 +1614,17 @@ fn builtin_reach(type_oid: &str) -> String {
     )
 }
 
+/// One parameter's `builtin_reach`: `*` (any built-in type may reach it)
+/// or the comma-separated types that do.
+fn reach_list(side: &str) -> Option<Vec<String>> {
+    (side != "*").then(|| {
+        side.split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect()
+    })
+}
+
 /// (inhseqno, (parent schema, parent name)) of one pg_inherits row.
 type ParentRow = (i32, (String, String));
 
@@ -1613,6 +1661,8 @@ struct ReadRows {
     own_command: Option<u32>,
     /// `pg_get_functiondef` of SQL and PL/pgSQL user functions, by oid.
     definitions: HashMap<u32, String>,
+    /// Input parameters of user functions, by oid.
+    parameters: HashMap<u32, Parameters>,
 }
 
 impl ReadRows {
@@ -1718,7 +1768,30 @@ impl ReadRows {
                         .to_owned(),
                     definition: None,
                     body: OnceLock::new(),
+                    parameters: None,
                 }),
+                "G" => {
+                    let count: usize = number(row, 5, "argument count")?;
+                    let reach: Vec<Option<Vec<String>>> =
+                        match row.get(4).and_then(|f| f.as_deref()) {
+                            Some(text) => text.split('|').map(reach_list).collect(),
+                            None => Vec::new(),
+                        };
+                    if reach.len() != count {
+                        return Err(CatalogError::UnexpectedValue {
+                            what: "argument types",
+                            value: format!("{} of {count}", reach.len()),
+                        });
+                    }
+                    out.parameters.insert(
+                        number(row, 1, "function oid")?,
+                        Parameters {
+                            reach,
+                            defaults: number(row, 2, "argument defaults")?,
+                            variadic: field(row, 3, "variadic")? == "true",
+                        },
+                    );
+                }
                 "B" => {
                     out.definitions.insert(
                         number(row, 1, "function oid")?,
@@ -1793,14 +1866,7 @@ impl ReadRows {
                     // that operand) or the list of those that do.
                     let reach = row.get(7).and_then(|v| v.as_deref()).unwrap_or("*|*");
                     let (left, right) = reach.split_once('|').unwrap_or(("*", "*"));
-                    let list = |side: &str| -> Option<Vec<String>> {
-                        (side != "*").then(|| {
-                            side.split(',')
-                                .filter(|t| !t.is_empty())
-                                .map(str::to_owned)
-                                .collect()
-                        })
-                    };
+                    let list = reach_list;
                     out.operators.push(CatalogOperator {
                         schema: field(row, 1, "operator schema")?.to_owned(),
                         name: field(row, 2, "operator name")?.to_owned(),
@@ -1835,6 +1901,7 @@ impl ReadRows {
         }
         for f in &mut out.functions {
             f.definition = out.definitions.remove(&f.oid);
+            f.parameters = out.parameters.remove(&f.oid);
         }
         Ok(out)
     }
@@ -1994,6 +2061,7 @@ mod tests {
                 result_type: String::new(),
                 definition: None,
                 body: OnceLock::new(),
+                parameters: None,
             }],
         )
     }
@@ -2067,6 +2135,7 @@ mod tests {
             result_type: String::new(),
             definition: None,
             body: OnceLock::new(),
+            parameters: None,
         });
         let first = Catalog::from_data(data);
         let second = first.with_session_relations(&[]);

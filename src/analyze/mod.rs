@@ -1080,6 +1080,7 @@ fn walk_statement(
                     name: "QUERY PLAN".into(),
                     sources: Sources::new(),
                     builtin_type: None,
+                    shape: None,
                 }],
             )
         }

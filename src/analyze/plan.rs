@@ -3,10 +3,11 @@
 //! on top of the cached, policy-independent analysis.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::catalog::Catalog;
 use super::fallback::FallbackScan;
-use super::lineage::{Clause, Flow, Guard, HazardRule, UseKind, Walker};
+use super::lineage::{Clause, Flow, Guard, HazardRule, JsonShape, UseKind, Walker};
 
 use super::policy_view::{ColumnAction, ColumnDecision, FilterRight, PolicyView, QualifiedColumn};
 use super::{Analysis, StatementKind};
@@ -18,8 +19,56 @@ pub struct MaskedColumn {
     pub index: usize,
     /// The decision whose mask applies (`action` is always `Mask`).
     pub decision: ColumnDecision,
-    /// The protected column the value comes from.
+    /// The protected column the value comes from (for a JSON value, of
+    /// its first masked part).
     pub source: QualifiedColumn,
+    /// For a JSON value the statement builds: the mask of each part.
+    pub json: Option<Arc<JsonPlan>>,
+}
+
+/// The masks of the parts of a JSON value (see `lineage::JsonShape`).
+#[derive(Debug, Clone)]
+pub enum JsonPlan {
+    /// A part shown as it is, with the columns it comes from.
+    Clear(Vec<QualifiedColumn>),
+    /// A part holding one value of `source`, masked by `decision`.
+    Masked {
+        decision: ColumnDecision,
+        source: QualifiedColumn,
+    },
+    Array(Vec<JsonPlan>),
+    Object(Vec<(String, JsonPlan)>),
+    Elements(Box<JsonPlan>),
+}
+
+impl JsonPlan {
+    /// Every column some part comes from, and whether it is masked there.
+    fn sources(&self, into: &mut BTreeMap<QualifiedColumn, bool>) {
+        match self {
+            JsonPlan::Clear(columns) => {
+                for c in columns {
+                    into.entry(c.clone()).or_insert(false);
+                }
+            }
+            JsonPlan::Masked { source, .. } => {
+                into.insert(source.clone(), true);
+            }
+            JsonPlan::Array(items) => items.iter().for_each(|i| i.sources(into)),
+            JsonPlan::Object(members) => members.iter().for_each(|(_, m)| m.sources(into)),
+            JsonPlan::Elements(inner) => inner.sources(into),
+        }
+    }
+
+    /// The decision and column of the first masked part, if any.
+    fn first_masked(&self) -> Option<(ColumnDecision, QualifiedColumn)> {
+        match self {
+            JsonPlan::Clear(_) => None,
+            JsonPlan::Masked { decision, source } => Some((decision.clone(), source.clone())),
+            JsonPlan::Array(items) => items.iter().find_map(JsonPlan::first_masked),
+            JsonPlan::Object(members) => members.iter().find_map(|(_, m)| m.first_masked()),
+            JsonPlan::Elements(inner) => inner.first_masked(),
+        }
+    }
 }
 
 /// Why a statement is rejected (sent as SQLSTATE 42501).
@@ -148,14 +197,27 @@ fn block(
 /// clear) and itself comparable by equality. A partner the role sees more
 /// of, or an unprotected column (a table of generated candidates), would
 /// turn the join into an oracle.
-fn same_protection(decision: &ColumnDecision, partner: Option<&ColumnDecision>) -> bool {
+fn same_protection(
+    policy: &dyn PolicyView,
+    decision: &ColumnDecision,
+    partner: Option<&ColumnDecision>,
+) -> bool {
     let Some(partner) = partner else {
         return false;
     };
+    // The same function with other arguments (`keep` of more digits, a
+    // `hash` under another key) is a partner the role sees more of.
     let same_action = match (&decision.action, &partner.action) {
-        (ColumnAction::Mask { mask_name: a, .. }, ColumnAction::Mask { mask_name: b, .. }) => {
-            a == b
-        }
+        (
+            ColumnAction::Mask {
+                mask_name: a,
+                mask_id: x,
+            },
+            ColumnAction::Mask {
+                mask_name: b,
+                mask_id: y,
+            },
+        ) => a == b && policy.same_mask(*x, *y),
         (ColumnAction::Allow, ColumnAction::Allow) => true,
         _ => false,
     };
@@ -474,7 +536,7 @@ pub(crate) fn derive(
                 UseKind::Join => use_
                     .partners
                     .iter()
-                    .any(|p| same_protection(&decision, policy.column(p).as_ref())),
+                    .any(|p| same_protection(policy, &decision, policy.column(p).as_ref())),
                 UseKind::General => false,
             },
             FilterRight::Deny => false,
@@ -656,93 +718,57 @@ pub(crate) fn derive(
     }
     let mut masked = Vec::new();
     for (index, output) in analysis.outputs.iter().enumerate() {
-        // mask_id -> (decision, source); any Derived flow is fatal.
-        let mut masks: BTreeMap<usize, (ColumnDecision, QualifiedColumn)> = BTreeMap::new();
-        for (column, flow) in &output.sources {
-            let Some(decision) = policy.column(column) else {
-                continue;
-            };
-            match &decision.action {
-                ColumnAction::Allow => {}
-                ColumnAction::Deny => {
-                    return block(
-                        format!(
-                            "output column {} (\"{}\") reads {}, which is denied to this role",
-                            index + 1,
-                            output.name,
-                            display(column)
-                        ),
-                        decision.rule,
-                        Some(column),
-                        "remove the column from the select list",
-                    );
-                }
-                ColumnAction::Mask { mask_id, mask_name } => {
-                    if *flow == Flow::Derived {
-                        return block(
-                            format!(
-                                "output column {} (\"{}\") is computed from protected column {}; \
-                                 only the column itself can be masked",
-                                index + 1,
-                                output.name,
-                                display(column)
-                            ),
-                            decision.rule,
-                            Some(column),
-                            "select the column itself to receive its masked form",
-                        );
+        let what = |part: &str| format!("output column {} (\"{}\"){part}", index + 1, output.name);
+        if let Some(shape) = &output.shape {
+            match judge_json(shape, &what, catalog, policy) {
+                Err(refusal) => return *refusal,
+                Ok(json) => {
+                    // Every protected column of the output must sit in a
+                    // part the shape knows (a column of a USING join or a
+                    // view's own column the policy names would not).
+                    let mut parts = BTreeMap::new();
+                    json.sources(&mut parts);
+                    for column in output.sources.keys() {
+                        let Some(decision) = policy.column(column) else {
+                            continue;
+                        };
+                        if !matches!(decision.action, ColumnAction::Allow)
+                            && !parts.contains_key(column)
+                        {
+                            return block(
+                                format!(
+                                    "{} is computed from protected column {}; only the column \
+                                     itself can be masked",
+                                    what(""),
+                                    display(column)
+                                ),
+                                decision.rule,
+                                Some(column),
+                                "select the column itself to receive its masked form",
+                            );
+                        }
                     }
-                    let chosen = || {
-                        output.sources.keys().any(|other| {
-                            other != column && !stored_under(catalog, policy, other, *mask_id)
-                        })
-                    };
-                    if crate::mask::is_keyed(mask_name) && chosen() {
-                        // A keyed token of a value the statement chose (a
-                        // constant or another column through UNION ALL,
-                        // COALESCE, CASE) is a dictionary entry: matched
-                        // with the column's tokens, it gives the clear value.
-                        return block(
-                            format!(
-                                "output column {} (\"{}\") may carry values other than protected \
-                                 column {} (a constant or another column, through UNION ALL, \
-                                 COALESCE or CASE), and its mask {mask_name} is keyed: masking \
-                                 values the statement chooses would show their tokens",
-                                index + 1,
-                                output.name,
-                                display(column)
-                            ),
-                            decision.rule,
-                            Some(column),
-                            "select the column itself, in an output column of its own",
-                        );
+                    if let Some((decision, source)) = json.first_masked() {
+                        masked.push(MaskedColumn {
+                            index,
+                            decision,
+                            source,
+                            json: Some(Arc::new(json)),
+                        });
                     }
-                    masks.insert(*mask_id, (decision.clone(), column.clone()));
                 }
             }
+            continue;
         }
-        let mut masks = masks.into_values();
-        match (masks.next(), masks.next()) {
-            (None, _) => {}
-            (Some((decision, source)), None) => masked.push(MaskedColumn {
+        match judge_value(&output.sources, &what(""), catalog, policy) {
+            Err(refusal) => return *refusal,
+            Ok(None) => {}
+            Ok(Some((decision, source))) => masked.push(MaskedColumn {
                 index,
                 decision,
                 source,
+                json: None,
             }),
-            (Some((_, a)), Some((decision, b))) => {
-                return block(
-                    format!(
-                        "output column {} (\"{}\") may carry {} or {}, which have different masks",
-                        index + 1,
-                        output.name,
-                        display(&a),
-                        display(&b)
-                    ),
-                    decision.rule,
-                    Some(&b),
-                    "select each protected column in its own output column",
-                );
-            }
         }
     }
     if masked.is_empty() {
@@ -750,6 +776,130 @@ pub(crate) fn derive(
     } else {
         StatementPlan::Mask { columns: masked }
     }
+}
+
+/// The mask of one value (an output column, or a part of a JSON value one
+/// builds) with lineage `sources`, named `what` in refusals: none when no
+/// protected column reaches it; a refusal when a protected column is
+/// denied, computed, or mixed with values of another mask or with chosen
+/// values under a keyed mask.
+fn judge_value(
+    sources: &super::lineage::Sources,
+    what: &str,
+    catalog: &Catalog,
+    policy: &dyn PolicyView,
+) -> Result<Option<(ColumnDecision, QualifiedColumn)>, Box<StatementPlan>> {
+    // mask_id -> (decision, source); any Derived flow is fatal.
+    let mut masks: BTreeMap<usize, (ColumnDecision, QualifiedColumn)> = BTreeMap::new();
+    for (column, flow) in sources {
+        let Some(decision) = policy.column(column) else {
+            continue;
+        };
+        match &decision.action {
+            ColumnAction::Allow => {}
+            ColumnAction::Deny => {
+                return Err(Box::new(block(
+                    format!(
+                        "{what} reads {}, which is denied to this role",
+                        display(column)
+                    ),
+                    decision.rule,
+                    Some(column),
+                    "remove the column from the select list",
+                )));
+            }
+            ColumnAction::Mask { mask_id, mask_name } => {
+                if *flow == Flow::Derived {
+                    return Err(Box::new(block(
+                        format!(
+                            "{what} is computed from protected column {}; only the column \
+                             itself can be masked",
+                            display(column)
+                        ),
+                        decision.rule,
+                        Some(column),
+                        "select the column itself to receive its masked form",
+                    )));
+                }
+                let chosen = || {
+                    sources.keys().any(|other| {
+                        other != column && !stored_under(catalog, policy, other, *mask_id)
+                    })
+                };
+                if crate::mask::is_keyed(mask_name) && chosen() {
+                    // A keyed token of a value the statement chose (a
+                    // constant or another column through UNION ALL,
+                    // COALESCE, CASE) is a dictionary entry: matched with
+                    // the column's tokens, it gives the clear value.
+                    return Err(Box::new(block(
+                        format!(
+                            "{what} may carry values other than protected column {} (a \
+                             constant or another column, through UNION ALL, COALESCE or CASE), \
+                             and its mask {mask_name} is keyed: masking values the statement \
+                             chooses would show their tokens",
+                            display(column)
+                        ),
+                        decision.rule,
+                        Some(column),
+                        "select the column itself, in an output column of its own",
+                    )));
+                }
+                masks.insert(*mask_id, (decision.clone(), column.clone()));
+            }
+        }
+    }
+    let mut masks = masks.into_values();
+    match (masks.next(), masks.next()) {
+        (None, _) => Ok(None),
+        (Some(one), None) => Ok(Some(one)),
+        (Some((_, a)), Some((decision, b))) => Err(Box::new(block(
+            format!(
+                "{what} may carry {} or {}, which have different masks",
+                display(&a),
+                display(&b)
+            ),
+            decision.rule,
+            Some(&b),
+            "select each protected column in its own output column",
+        ))),
+    }
+}
+
+/// The masks of a JSON value an output column builds, part by part.
+fn judge_json(
+    shape: &JsonShape,
+    what: &dyn Fn(&str) -> String,
+    catalog: &Catalog,
+    policy: &dyn PolicyView,
+) -> Result<JsonPlan, Box<StatementPlan>> {
+    Ok(match shape {
+        JsonShape::Value(sources) => {
+            match judge_value(
+                sources,
+                &what(", a part of its JSON value,"),
+                catalog,
+                policy,
+            )? {
+                None => JsonPlan::Clear(sources.keys().cloned().collect()),
+                Some((decision, source)) => JsonPlan::Masked { decision, source },
+            }
+        }
+        JsonShape::Array(items) => JsonPlan::Array(
+            items
+                .iter()
+                .map(|item| judge_json(item, what, catalog, policy))
+                .collect::<Result<_, _>>()?,
+        ),
+        JsonShape::Object(members) => JsonPlan::Object(
+            members
+                .iter()
+                .map(|(key, member)| Ok((key.clone(), judge_json(member, what, catalog, policy)?)))
+                .collect::<Result<_, Box<StatementPlan>>>()?,
+        ),
+        JsonShape::Elements(inner) => {
+            JsonPlan::Elements(Box::new(judge_json(inner, what, catalog, policy)?))
+        }
+    })
 }
 
 /// PostgreSQL's first OID of objects not created by initdb.

@@ -10,6 +10,7 @@ mod catalogue;
 mod crypto;
 pub mod detect;
 mod fast;
+mod json;
 mod numeric;
 mod temporal;
 #[cfg(test)]
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use bytes::{BufMut, BytesMut};
 
 pub use catalogue::{catalogue, ArgInfo, ArgKind, MaskFnInfo};
+pub use json::JsonMask;
 
 /// A scalar argument of a mask function, as written in a policy file.
 #[derive(Debug, Clone, PartialEq)]
@@ -300,6 +302,8 @@ enum Kind {
     DateShift(temporal::Shift),
     Noise(numeric::Noise),
     Bucket(numeric::Bucket),
+    /// Masks inside a JSON value (see `json`); never named by a policy.
+    Json(Box<JsonMask>),
 }
 
 impl std::fmt::Debug for Mask {
@@ -463,6 +467,7 @@ impl Mask {
             Kind::DateTrunc(_) | Kind::DateShift(_) => DATE_TYPES.contains(&type_oid),
             Kind::Noise(_) => NUMBER_TYPES.contains(&type_oid),
             Kind::Bucket(_) => BUCKET_TYPES.contains(&type_oid),
+            Kind::Json(_) => json::JSON_CARRIERS.contains(&type_oid),
             _ => TEXT_TYPES.contains(&type_oid),
         }
     }
@@ -491,6 +496,7 @@ impl Mask {
             Kind::DateShift(s) => s.apply(v, type_oid, format),
             Kind::Noise(n) => n.apply(v, type_oid, format),
             Kind::Bucket(b) => b.apply(v, type_oid, format),
+            Kind::Json(shape) => shape.apply(v, type_oid, format),
             // Text types: the binary format is the raw string in the client
             // encoding, the same bytes as the text format.
             kind => std::str::from_utf8(v).ok().and_then(|s| {

@@ -73,6 +73,9 @@ pub struct PolicySet {
     pub(crate) functions: HashSet<(String, String)>,
     pub(crate) function_locations: Vec<((String, String), SourceLocation)>,
     masks: Vec<Mask>,
+    /// Per mask, its function and arguments as written (key names, never
+    /// key bytes): two masks of one spec hide the same parts.
+    pub(crate) mask_specs: Vec<String>,
     pub(crate) mask_locations: Vec<SourceLocation>,
     /// Every role some rule names, with where it is first named.
     pub(crate) role_locations: BTreeMap<String, SourceLocation>,
@@ -111,6 +114,7 @@ impl PolicySet {
                 functions: HashSet::new(),
                 function_locations: Vec::new(),
                 masks: Vec::new(),
+                mask_specs: Vec::new(),
                 mask_locations: Vec::new(),
                 role_locations: BTreeMap::new(),
                 files: files.iter().map(|f| f.path.clone()).collect(),
@@ -517,6 +521,9 @@ impl Compiler {
             Ok(compiled) => {
                 let mask_id = self.set.masks.len();
                 self.set.masks.push(compiled);
+                self.set
+                    .mask_specs
+                    .push(format!("{}{:?}", spec.function, spec.args));
                 self.set.mask_locations.push(file.value_at(path));
                 Some(ColumnAction::Mask {
                     mask_id,

@@ -172,6 +172,8 @@ pub struct RolePolicy {
     /// Roles the policy names that this login role is or belongs to, in
     /// the order the policy first names them.
     matched_roles: Vec<String>,
+    /// The set's mask specs, by mask id (see `PolicySet::mask_specs`).
+    mask_specs: Vec<String>,
 }
 
 impl RolePolicy {
@@ -223,6 +225,7 @@ impl RolePolicy {
             denied_tables,
             functions: set.functions.clone(),
             unrestricted,
+            mask_specs: set.mask_specs.clone(),
         }
     }
 
@@ -257,5 +260,10 @@ impl PolicyView for RolePolicy {
 
     fn is_unrestricted(&self) -> bool {
         self.unrestricted
+    }
+
+    fn same_mask(&self, a: usize, b: usize) -> bool {
+        a == b
+            || matches!((self.mask_specs.get(a), self.mask_specs.get(b)), (Some(x), Some(y)) if x == y)
     }
 }

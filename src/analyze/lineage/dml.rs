@@ -538,6 +538,7 @@ impl Walker<'_> {
                                     name: c.name.clone(),
                                     sources,
                                     builtin_type: None,
+                                    shape: None,
                                 }
                             })
                             .collect();

@@ -311,6 +311,8 @@ impl Walker<'_> {
                 }
                 if outputs.len() != 1 {
                     sources = as_derived(sources);
+                } else {
+                    self.made_by_subquery(query, outputs[0].shape.as_ref());
                 }
                 sources
             }

@@ -140,6 +140,7 @@ impl Walker<'_> {
                 name: name.clone(),
                 sources,
                 builtin_type: None,
+                shape: None,
             });
         }
         merged.extend(left.into_iter().filter(|c| !names.contains(&c.name)));
@@ -252,6 +253,7 @@ impl Walker<'_> {
                         },
                         sources,
                         builtin_type: None,
+                        shape: None,
                     });
                 }
                 let alias_columns: &[ast::TableAliasColumnDef] =
@@ -271,6 +273,7 @@ impl Walker<'_> {
                             name: ident_name(&c.name),
                             sources: fields.clone(),
                             builtin_type: None,
+                            shape: None,
                         })
                         .collect();
                 }
@@ -346,7 +349,7 @@ impl Walker<'_> {
         let arg_sources: Vec<Sources> = args.iter().map(|arg| self.function_arg(arg)).collect();
         let bare = parts.last().cloned().unwrap_or_default();
         self.guard_arguments(&bare, category, &arg_sources);
-        self.guard_user_function(&parts, &arg_sources);
+        self.guard_user_function(&parts, &arg_sources, None);
         if bare == "set_config" {
             self.set_config_setting(args.first());
         }
@@ -412,6 +415,7 @@ impl Walker<'_> {
                 name,
                 sources: sources.clone(),
                 builtin_type: None,
+                shape: None,
             })
             .collect();
         if with_ordinality {
@@ -596,6 +600,7 @@ impl Walker<'_> {
                         name: ident_name(&c.name),
                         sources: sources.clone(),
                         builtin_type: None,
+                        shape: None,
                     })
                     .collect()
             })
@@ -698,6 +703,7 @@ impl Walker<'_> {
                 name: c.name.clone(),
                 sources: Sources::from([(own(&c.name), Flow::Copy)]),
                 builtin_type: Walker::table_column_type(relation, c),
+                shape: None,
             })
             .collect();
         // Partitions and inheritance children carry their ancestors' columns.
@@ -738,6 +744,7 @@ impl Walker<'_> {
             self.effects.absorb(&lineage.effects);
             for (column, view_column) in columns.iter_mut().zip(lineage.columns.iter()) {
                 merge_into(&mut column.sources, &view_column.sources);
+                column.shape = view_column.shape.clone();
             }
         }
         columns
@@ -803,6 +810,7 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
                 name: c.name.clone(),
                 sources: o.sources,
                 builtin_type: None,
+                shape: o.shape,
             })
             .collect();
         RelationLineage {
@@ -884,6 +892,7 @@ fn named_view_lineage(
             name: c.name.clone(),
             sources: carried.clone(),
             builtin_type: None,
+            shape: None,
         })
         .collect();
     RelationLineage {
@@ -898,5 +907,6 @@ fn ordinality_column() -> OutputColumn {
         name: "ordinality".into(),
         sources: Sources::new(),
         builtin_type: None,
+        shape: None,
     }
 }

@@ -122,7 +122,7 @@ pub(super) fn set_returning(name: &str) -> Option<bool> {
         .map(|(_, single)| *single)
 }
 
-impl Walker<'_> {
+impl<'c> Walker<'c> {
     pub(super) fn function_arg(&mut self, arg: &FunctionArg) -> Sources {
         let arg_expr = match arg {
             FunctionArg::Named { arg, .. } | FunctionArg::ExprNamed { arg, .. } => arg,
@@ -149,6 +149,42 @@ impl Walker<'_> {
         parts: &[String],
         arg_count: Option<usize>,
     ) -> Option<BuiltinCategory> {
+        self.check_call(parts, arg_count, None)
+    }
+
+    /// The user functions a call of `[schema.]name` may run (one per
+    /// schema, as `user_candidates`), without those none of whose
+    /// overloads the call's arguments can reach (`call_may_run`): a
+    /// citext `max(citext)` in public is no candidate for `max(id)`.
+    pub(super) fn reachable_user_candidates(
+        &self,
+        schema: Option<&str>,
+        name: &str,
+        call: Option<&ast::Function>,
+    ) -> Vec<&'c crate::analyze::catalog::CatalogFunction> {
+        let candidates = user_candidates(self.catalog, self.search_path, schema, name);
+        let Some(call) = call else {
+            return candidates;
+        };
+        candidates
+            .into_iter()
+            .filter(|c| {
+                self.catalog
+                    .functions_named(name)
+                    .filter(|f| f.schema == c.schema && !f.is_builtin())
+                    .any(|f| self.call_may_run(call, f))
+            })
+            .collect()
+    }
+
+    /// `check_function` of a call whose arguments are known: user functions
+    /// it cannot run are not judged.
+    pub(super) fn check_call(
+        &mut self,
+        parts: &[String],
+        arg_count: Option<usize>,
+        call: Option<&ast::Function>,
+    ) -> Option<BuiltinCategory> {
         let (schema, name) = match parts {
             [name] => (None, name.as_str()),
             [schema, name] => (Some(schema.as_str()), name.as_str()),
@@ -168,10 +204,23 @@ impl Walker<'_> {
         if schema.is_none() && SYNTAX_FUNCTIONS.contains(&name) {
             return None;
         }
-        match self
+        let mut resolved = self
             .catalog
-            .resolve_function(self.search_path, schema, name)
+            .resolve_function(self.search_path, schema, name);
+        if resolved.is_some_and(|f| !f.is_builtin())
+            && self
+                .reachable_user_candidates(schema, name, call)
+                .is_empty()
         {
+            // No user function of the name can take these arguments: the
+            // call runs pg_catalog's, when it has one.
+            resolved = self
+                .catalog
+                .resolve_function(&[], Some("pg_catalog"), name)
+                .filter(|f| f.is_builtin() && schema.is_none_or(|s| s == "pg_catalog"));
+            resolved?;
+        }
+        match resolved {
             Some(function) if function.is_builtin() => {
                 if builtins::is_volatile(&function.schema, name) {
                     self.volatile_calls += 1;
@@ -211,7 +260,7 @@ impl Walker<'_> {
                 // types, which pgveil does not resolve).
                 let (catalog, search_path) = (self.catalog, self.search_path);
                 let name = function.name.clone();
-                for candidate in user_candidates(catalog, search_path, schema, &name) {
+                for candidate in self.reachable_user_candidates(schema, &name, call) {
                     let key = (candidate.schema.clone(), candidate.name.clone());
                     // Followed once per statement, however often called.
                     self.effects
@@ -264,7 +313,12 @@ impl Walker<'_> {
     /// function pgveil follows (see `sealed`) may still store them. Each
     /// function the call may run is a target of its own, so that one the
     /// policy lists does not vouch for another.
-    pub(super) fn guard_user_function(&mut self, parts: &[String], args: &[Sources]) {
+    pub(super) fn guard_user_function(
+        &mut self,
+        parts: &[String],
+        args: &[Sources],
+        call: Option<&ast::Function>,
+    ) {
         let (schema, name) = match parts {
             [name] => (None, name.as_str()),
             [schema, name] => (Some(schema.as_str()), name.as_str()),
@@ -273,7 +327,8 @@ impl Walker<'_> {
         if schema.is_none() && SYNTAX_FUNCTIONS.contains(&name) {
             return;
         }
-        let targets: Vec<String> = user_candidates(self.catalog, self.search_path, schema, name)
+        let targets: Vec<String> = self
+            .reachable_user_candidates(schema, name, call)
             .iter()
             .map(|f| format!("{}.{}()", f.schema, f.name))
             .collect();
@@ -291,9 +346,11 @@ impl Walker<'_> {
             FunctionArguments::List(list) => Some(list.args.len()),
             FunctionArguments::Subquery(_) => None,
         };
-        let category = self.check_function(&parts, arg_count);
+        let category = self.check_call(&parts, arg_count, Some(function));
         let name = parts.last().map(String::as_str).unwrap_or_default();
         let mut args: Vec<Sources> = Vec::new();
+        // The shape of each argument, for a call that may build JSON.
+        let mut shapes = Vec::new();
         match &function.args {
             FunctionArguments::None => {}
             FunctionArguments::Subquery(query) => {
@@ -303,6 +360,7 @@ impl Walker<'_> {
                 }
             }
             FunctionArguments::List(list) => {
+                let shaping = super::json::shapes_arguments(name);
                 for (i, arg) in list.args.iter().enumerate() {
                     // normalize(x, NFC): PostgreSQL's grammar reads the
                     // form as a keyword (a string constant), never a column.
@@ -310,15 +368,21 @@ impl Walker<'_> {
                         args.push(Sources::new());
                         continue;
                     }
-                    args.push(self.function_arg(arg));
+                    let sources = self.function_arg(arg);
+                    if shaping {
+                        shapes.push(self.json_argument(arg, &sources));
+                    }
+                    args.push(sources);
                 }
                 if matches!(
                     list.duplicate_treatment,
                     Some(ast::DuplicateTreatment::Distinct)
                 ) {
-                    // count(DISTINCT x) and friends compare values.
+                    // count(DISTINCT x) compares values; any other aggregate
+                    // of distinct values (json_agg, array_agg …) returns
+                    // them sorted, in the order of the clear values.
                     for a in &args {
-                        self.use_sources(a, true);
+                        self.use_sources(a, name == "count");
                     }
                 }
                 for clause in &list.clauses {
@@ -365,7 +429,7 @@ impl Walker<'_> {
             });
         }
         self.guard_arguments(name, category, &args);
-        self.guard_user_function(&parts, &args);
+        self.guard_user_function(&parts, &args, Some(function));
         if category.is_some() {
             self.guard_record_input(name, &args, std::iter::empty());
         }
@@ -376,6 +440,11 @@ impl Walker<'_> {
             // The result tells which argument or row is largest.
             for a in &args {
                 self.use_sources(a, false);
+            }
+        }
+        if !shapes.is_empty() {
+            if let Some(shape) = self.json_call_shape(function, &parts, shapes) {
+                self.made_by_call(function, shape);
             }
         }
         let mut sources = Sources::new();
@@ -481,7 +550,7 @@ fn is_normal_form(arg: &ast::FunctionArg) -> bool {
 /// The user functions a call of `[schema.]name` may run, one per schema:
 /// none when it runs a built-in; else, qualified, the schema's; unqualified,
 /// every schema's that has a user function of that name.
-fn user_candidates<'c>(
+pub(super) fn user_candidates<'c>(
     catalog: &'c crate::analyze::catalog::Catalog,
     search_path: &[String],
     schema: Option<&str>,

@@ -15,6 +15,7 @@
 //! - `names`: resolving column and FROM-item names in scope;
 //! - `expr`: expressions and boolean conditions;
 //! - `functions`: function calls and built-in function knowledge;
+//! - `json`: the shape of JSON values a statement builds;
 //! - `operators`: which function an operator runs (built-in or user-defined);
 //! - `dml`: INSERT, UPDATE, DELETE, MERGE;
 //! - `utility`: COPY sources, renames and DDL expressions.
@@ -23,6 +24,7 @@ mod dml;
 mod expr;
 mod from;
 mod functions;
+mod json;
 mod names;
 mod operators;
 mod query;
@@ -133,6 +135,27 @@ pub struct OutputColumn {
     /// type (see `operators`), which a subquery's or CTE's column keeps.
     /// None: not known.
     pub builtin_type: Option<Vec<String>>,
+    /// For a JSON value the statement builds: where each part's value
+    /// comes from (see `json`). None for any other column.
+    pub shape: Option<Arc<JsonShape>>,
+}
+
+/// The parts of a JSON value a statement builds (`json_build_object` with
+/// constant keys, `json_build_array`, `json_agg`, `row_to_json` of a row):
+/// what each part's value comes from, so that a protected column's value
+/// inside it can be masked where it sits (`mask::JsonMask`). The column's
+/// `sources` still hold every part's columns, derived, for every other
+/// judgement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JsonShape {
+    /// A part whose JSON text comes from these columns.
+    Value(Sources),
+    /// An array whose element i is shaped by entry i.
+    Array(Vec<JsonShape>),
+    /// An object whose member named k is shaped by k's entry (keys unique).
+    Object(Vec<(String, JsonShape)>),
+    /// An array whose every element has this shape.
+    Elements(Box<JsonShape>),
 }
 
 /// How a column is used outside the select list.
@@ -531,6 +554,9 @@ pub(crate) struct Walker<'c> {
     /// While an ON CONFLICT DO UPDATE is walked: where its EXCLUDED row is
     /// in scope (frame, item) and what the INSERT proposed for each column.
     excluded: Option<((usize, usize), Proposed)>,
+    /// The shape of the JSON value the last walked constructor call or
+    /// scalar subquery builds, keyed by that node's address (see `json`).
+    made_shape: Option<(usize, Arc<JsonShape>)>,
 }
 
 const MAX_VIEW_DEPTH: usize = 32;
@@ -548,6 +574,7 @@ impl<'c> Walker<'c> {
             view_depth: 0,
             volatile_calls: 0,
             excluded: None,
+            made_shape: None,
         }
     }
 
@@ -744,7 +771,7 @@ impl<'c> Walker<'c> {
                 self.set_config_setting(None);
             }
             self.guard_arguments(name, category, std::slice::from_ref(&mentioned));
-            self.guard_user_function(&function, std::slice::from_ref(&mentioned));
+            self.guard_user_function(&function, std::slice::from_ref(&mentioned), None);
         }
         if collector.has_query {
             self.hazard(

@@ -406,6 +406,55 @@ impl Walker<'_> {
         }
     }
 
+    /// Whether a call of `call` may run the user function `candidate`, by
+    /// PostgreSQL's first cut (func_get_detail): its parameters take that
+    /// many positional arguments, and each argument of a built-in type can
+    /// be implicitly coerced to its parameter; a function without
+    /// parameters is hidden by pg_catalog's of the same name when
+    /// pg_catalog is searched first (`gen_random_uuid()` of pgcrypto).
+    /// Named arguments, or a catalog that did not record the parameters:
+    /// it may.
+    pub(super) fn call_may_run(
+        &self,
+        call: &ast::Function,
+        candidate: &crate::analyze::catalog::CatalogFunction,
+    ) -> bool {
+        let Some(parameters) = &candidate.parameters else {
+            return true;
+        };
+        let types: Vec<OperandType> = match &call.args {
+            ast::FunctionArguments::None => Vec::new(),
+            ast::FunctionArguments::Subquery(_) => return true,
+            ast::FunctionArguments::List(list) => {
+                let mut types = Vec::with_capacity(list.args.len());
+                for arg in &list.args {
+                    match arg {
+                        ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
+                            types.push(self.operand_type(e))
+                        }
+                        _ => return true,
+                    }
+                }
+                types
+            }
+        };
+        if !parameters.takes(types.len()) {
+            return false;
+        }
+        if types.is_empty()
+            && parameters.reach.is_empty()
+            && call.name.0.len() == 1
+            && self.pg_catalog_first()
+            && builtins::category("pg_catalog", &candidate.name, Some(0)).is_some()
+        {
+            return false;
+        }
+        types
+            .iter()
+            .zip(&parameters.reach)
+            .all(|(t, reach)| t.may_reach(reach.as_deref()))
+    }
+
     pub(super) fn pg_catalog_first(&self) -> bool {
         self.search_path
             .iter()

@@ -93,6 +93,7 @@ impl Walker<'_> {
             for (out, prev) in merged.iter_mut().zip(current.iter()) {
                 merge_into(&mut out.sources, &prev.sources);
                 merge_types(&mut out.builtin_type, &prev.builtin_type);
+                out.shape = None;
             }
             if merged == current {
                 return merged;
@@ -156,6 +157,8 @@ impl Walker<'_> {
                     }
                     merge_alternative(&mut out.sources, &other.sources);
                     merge_types(&mut out.builtin_type, &other.builtin_type);
+                    // Which branch a row came from is not known.
+                    out.shape = None;
                 }
                 outputs
             }
@@ -195,6 +198,7 @@ impl Walker<'_> {
                         name: format!("column{}", i + 1),
                         sources,
                         builtin_type: None,
+                        shape: None,
                     }),
                 }
             }
@@ -460,18 +464,22 @@ impl Walker<'_> {
         match item {
             SelectItem::UnnamedExpr(expr) => {
                 let sources = self.expr(expr);
+                let shape = self.output_shape(expr, &sources);
                 outputs.push(OutputColumn {
                     name: default_column_name(expr),
                     sources,
                     builtin_type: self.output_type(expr),
+                    shape,
                 });
             }
             SelectItem::ExprWithAlias { expr, alias } => {
                 let sources = self.expr(expr);
+                let shape = self.output_shape(expr, &sources);
                 outputs.push(OutputColumn {
                     name: ident_name(alias),
                     sources,
                     builtin_type: self.output_type(expr),
+                    shape,
                 });
             }
             SelectItem::ExprWithAliases { expr, aliases } => {
@@ -482,6 +490,7 @@ impl Walker<'_> {
                         name: ident_name(alias),
                         sources: sources.clone(),
                         builtin_type: builtin_type.clone(),
+                        shape: None,
                     });
                 }
             }
@@ -541,6 +550,7 @@ impl Walker<'_> {
                             name: "?column?".into(),
                             sources,
                             builtin_type: None,
+                            shape: None,
                         });
                     }
                 }

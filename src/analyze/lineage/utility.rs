@@ -39,6 +39,7 @@ impl Walker<'_> {
                                 name,
                                 sources,
                                 builtin_type: None,
+                                shape: None,
                             }
                         })
                         .collect()
@@ -382,7 +383,7 @@ impl Walker<'_> {
                 let category = w.check_function(function, None);
                 let name = function.last().map(String::as_str).unwrap_or_default();
                 w.guard_arguments(name, category, std::slice::from_ref(&mentioned));
-                w.guard_user_function(function, std::slice::from_ref(&mentioned));
+                w.guard_user_function(function, std::slice::from_ref(&mentioned), None);
             }
         });
         if collector.has_query {

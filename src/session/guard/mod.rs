@@ -92,6 +92,9 @@ struct Prepared {
     registration: Option<Registration>,
     /// Executing it changes the schema.
     ddl: bool,
+    /// The server plans it again at Bind when a relation it reads has
+    /// changed: any statement but DDL, transaction control and settings.
+    replans: bool,
     /// It calls a user-defined function the policy does not list, which
     /// pgveil followed (see `analyze::sealed`) as it is now.
     follows: bool,

@@ -11,9 +11,9 @@ use super::super::copy_text::{self, CopyText};
 use super::super::datarow;
 use super::super::wire::{self, Field};
 use super::{Binding, Expect, Guard};
-use crate::analyze::plan::{MaskedColumn, StatementPlan};
+use crate::analyze::plan::{JsonPlan, MaskedColumn, StatementPlan};
 use crate::analyze::policy_view::{ColumnAction, QualifiedColumn};
-use crate::mask::{oid as mask_oid, Mask, WireFormat};
+use crate::mask::{oid as mask_oid, JsonMask, Mask, WireFormat};
 
 /// Result shapes remembered per session (see `Guard::shapes`).
 const MAX_SHAPES: usize = 256;
@@ -84,6 +84,57 @@ impl Guard {
         })
     }
 
+    /// The type of a catalog column.
+    fn column_type(&self, column: &QualifiedColumn) -> Option<u32> {
+        self.inputs
+            .catalog
+            .relation(&column.schema, &column.table)?
+            .columns
+            .iter()
+            .find(|c| c.name == column.column)
+            .map(|c| c.type_oid)
+    }
+
+    /// The masks of a JSON value's parts, each part's value read as its
+    /// column's type; None when a column is not in the catalog.
+    fn json_mask(&self, plan: &JsonPlan) -> Option<JsonMask> {
+        Some(match plan {
+            JsonPlan::Clear(_) => JsonMask::Clear,
+            JsonPlan::Masked { decision, source } => {
+                let ColumnAction::Mask { mask_id, .. } = &decision.action else {
+                    return None;
+                };
+                // Types whose value PostgreSQL writes into JSON as its text
+                // form (a string or a number); not timestamps, which JSON
+                // spells with a `T`, nor arrays and records.
+                let type_oid = self.column_type(source)?;
+                let scalar = crate::mask::TEXT_TYPES.contains(&type_oid)
+                    || crate::mask::NUMBER_TYPES.contains(&type_oid)
+                    || matches!(type_oid, mask_oid::DATE | mask_oid::UUID);
+                if !scalar {
+                    return None;
+                }
+                JsonMask::Value {
+                    mask: self.inputs.policy.mask(*mask_id).clone(),
+                    type_oid,
+                }
+            }
+            JsonPlan::Array(items) => JsonMask::Array(
+                items
+                    .iter()
+                    .map(|i| self.json_mask(i))
+                    .collect::<Option<_>>()?,
+            ),
+            JsonPlan::Object(members) => JsonMask::Object(
+                members
+                    .iter()
+                    .map(|(k, m)| Some((k.clone(), self.json_mask(m)?)))
+                    .collect::<Option<_>>()?,
+            ),
+            JsonPlan::Elements(inner) => JsonMask::Elements(Box::new(self.json_mask(inner)?)),
+        })
+    }
+
     /// `birth::text` of a date column under a date mask: the text a cast
     /// to text yields is the column type's output form, in either wire
     /// format, so the mask reads it as that type's text format and its
@@ -129,6 +180,18 @@ impl Guard {
                     ));
                     continue;
                 };
+                if let Some(json) = &c.json {
+                    match self.json_mask(json) {
+                        Some(shape) => m.columns.push((
+                            c.index,
+                            Mask::json(shape),
+                            field.type_oid,
+                            format(c.index, field),
+                        )),
+                        None => m.withheld = Some("a masked part of a JSON value".into()),
+                    }
+                    continue;
+                }
                 if let ColumnAction::Mask { mask_id, .. } = &c.decision.action {
                     let mask = self.inputs.policy.mask(*mask_id).clone();
                     let (type_oid, format) = match self.text_form_of(&mask, c, field) {
@@ -238,16 +301,17 @@ impl Guard {
             (Some(StatementPlan::Mask { columns }), Some(fmt)) => {
                 let mut masks = Vec::with_capacity(columns.len());
                 for c in &columns {
+                    if let Some(json) = &c.json {
+                        let Some(shape) = self.json_mask(json) else {
+                            return self.withhold("COPY of a JSON value pgveil cannot mask", out);
+                        };
+                        masks.push((c.index, Mask::json(shape), mask_oid::JSON));
+                        continue;
+                    }
                     let ColumnAction::Mask { mask_id, .. } = &c.decision.action else {
                         return self.withhold("COPY column without a mask", out);
                     };
-                    let type_oid = self
-                        .inputs
-                        .catalog
-                        .relation(&c.source.schema, &c.source.table)
-                        .and_then(|r| r.columns.iter().find(|col| col.name == c.source.column))
-                        .map(|col| col.type_oid);
-                    let Some(type_oid) = type_oid else {
+                    let Some(type_oid) = self.column_type(&c.source) else {
                         return self.withhold("COPY column of unknown type", out);
                     };
                     masks.push((c.index, self.inputs.policy.mask(*mask_id).clone(), type_oid));

@@ -339,6 +339,11 @@ impl Guard {
                     _ => StatementPlan::Allow,
                 }
             }
+            // The server plans a prepared statement again when what it reads
+            // has changed: after DDL still unread, its plan is a guess.
+            StatementKind::Execute { .. } if restricted && self.overlay_stale => {
+                StatementPlan::Block(replanned_after_ddl())
+            }
             StatementKind::Execute { name } => match self.lookup(false, name) {
                 Some(plan) => plan,
                 None if restricted => unknown("prepared statement", name),
@@ -630,6 +635,20 @@ impl Guard {
                     StatementKind::Ddl | StatementKind::Unparsed { ddl: true }
                 )
             }),
+            replans: planned.iter().any(|p| {
+                !matches!(
+                    p.kind,
+                    StatementKind::Ddl
+                        | StatementKind::Unparsed { ddl: true }
+                        | StatementKind::Transaction
+                        | StatementKind::Setting
+                        | StatementKind::SetSearchPath { .. }
+                        | StatementKind::Show
+                        | StatementKind::Listen
+                        | StatementKind::Discard
+                        | StatementKind::Deallocate { .. }
+                )
+            }),
             follows,
             sets_search_path: planned
                 .iter()
@@ -707,6 +726,12 @@ impl Guard {
         // Only when the relay could not wait (see `waits_for_answers`):
         // the name may stand for either of two statements.
         let unsettled = self.unsettled(b'S', bind.statement);
+        // DDL of this pipeline the catalog does not show yet: the server
+        // plans the statement again at this Bind, against the new schema
+        // (a view made in place of the table the statement was parsed
+        // over), so the plan pgveil made at Parse no longer says what it
+        // returns.
+        let after_ddl = restricted && self.overlay_stale;
         let found = self
             .statement(bind.statement)
             .filter(|_| !unsettled)
@@ -722,6 +747,7 @@ impl Guard {
                     (elements > limit.max_elements).then(|| limit.refusal(elements))
                 });
                 let plan = match over_limit {
+                    _ if after_ddl && s.replans => StatementPlan::Block(replanned_after_ddl()),
                     Some(reason) if !s.plan.is_block() => StatementPlan::Block(reason),
                     _ => s.plan.clone(),
                 };
@@ -754,6 +780,7 @@ impl Guard {
                         hint: "Wait for the ReadyForQuery of that segment before binding it."
                             .into(),
                     }),
+                    _ if after_ddl => StatementPlan::Block(replanned_after_ddl()),
                     // A statement PREPAREd in SQL, bound through the protocol.
                     Some(plan) => plan,
                     None if restricted => StatementPlan::Block(BlockReason {
@@ -925,4 +952,20 @@ fn too_deep(p: &PlannedStatement) -> bool {
         .hazards
         .iter()
         .any(|h| h.detail.contains("nested too deeply"))
+}
+
+/// The refusal of a prepared statement run after DDL of the same pipeline
+/// that pgveil has not read yet (see `client_bind`).
+fn replanned_after_ddl() -> BlockReason {
+    BlockReason {
+        reason: "the schema changed earlier in this same query string or pipeline, and the \
+                 server plans this prepared statement again against the new schema, which \
+                 pgveil reads only between statements"
+            .into(),
+        rule: "uncommitted-ddl".into(),
+        column: None,
+        hint: "Run it after the schema change has been answered (a separate query, or after \
+               the ReadyForQuery of its Sync)."
+            .into(),
+    }
 }

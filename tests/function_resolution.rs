@@ -1,0 +1,62 @@
+//! Which function an unqualified call runs when an extension installed in
+//! public shares a built-in's name: citext's `max(citext)`, `replace`,
+//! `strpos`, pgcrypto's `gen_random_uuid()`. PostgreSQL drops a candidate
+//! whose parameter an argument cannot be implicitly coerced to, and takes
+//! pg_catalog's function of exactly the same signature first, so
+//! `max(id)` runs pg_catalog's `max(bigint)`: a masked role must not be
+//! refused it (Django's test-database setup runs exactly that). A call the
+//! extension's function can take is still judged as a call of it.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::bank;
+use common::probe::*;
+use common::{cluster, Proxy};
+
+fn setup() -> &'static Proxy {
+    static PROXY: OnceLock<Proxy> = OnceLock::new();
+    PROXY.get_or_init(|| {
+        bank::create("");
+        cluster()
+            .psql_super_db(
+                "bank",
+                "CREATE EXTENSION citext SCHEMA public;
+                 CREATE EXTENSION pgcrypto SCHEMA public;
+                 CREATE TABLE tags (id serial PRIMARY KEY, label citext);
+                 INSERT INTO tags (label) VALUES ('Alpha'), ('beta');
+                 GRANT ALL ON tags TO PUBLIC;",
+            )
+            .unwrap();
+        bank::start_proxy(bank::POLICIES)
+    })
+}
+
+#[tokio::test]
+async fn builtins_run_where_an_extensions_function_cannot_take_the_arguments() {
+    let s = Session::connect(setup(), "dev").await;
+    for sql in [
+        "SELECT max(id), min(id) FROM customers",
+        "SELECT setval(pg_get_serial_sequence('customers', 'id'), coalesce(max(id), 1), \
+         max(id) IS NOT null) FROM customers",
+        "SELECT gen_random_uuid()",
+        "SELECT replace(branch, 'a', 'b'), strpos(branch, 'a') FROM customers",
+        "SELECT max(branch) FROM customers",
+        "SELECT max(branch::varchar), max(upper(branch::varchar)) FROM customers",
+    ] {
+        let (ok, text) = s.attack(sql).await;
+        assert!(ok, "{sql}: {text}");
+    }
+    // Ordering a protected column stays an ordering use.
+    s.refused("SELECT max(mobile) FROM customers").await;
+    // citext's own functions run C code the policy does not list.
+    for sql in [
+        "SELECT max(label) FROM tags",
+        "SELECT replace(label, 'a', 'b') FROM tags",
+        "SELECT public.gen_random_uuid()",
+    ] {
+        s.refused(sql).await;
+    }
+    s.finish();
+}
