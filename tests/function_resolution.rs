@@ -5,7 +5,10 @@
 //! pg_catalog's function of exactly the same signature first, so
 //! `max(id)` runs pg_catalog's `max(bigint)`: a masked role must not be
 //! refused it (Django's test-database setup runs exactly that). A call the
-//! extension's function can take is still judged as a call of it.
+//! extension's function can take is still judged as a call of it. The same
+//! for operators: hstore's `=` and `@>` are no candidates where pgveil can
+//! tell an operand's built-in type (extract(), casts to time, interval,
+//! bit or arrays, trim(), substring(… FROM …), ARRAY[…]).
 
 mod common;
 
@@ -24,6 +27,8 @@ fn setup() -> &'static Proxy {
                 "bank",
                 "CREATE EXTENSION citext SCHEMA public;
                  CREATE EXTENSION pgcrypto SCHEMA public;
+                 CREATE EXTENSION hstore SCHEMA public;
+                 CREATE TABLE kv (id int, h hstore); GRANT ALL ON kv TO PUBLIC;
                  CREATE TABLE tags (id serial PRIMARY KEY, label citext);
                  INSERT INTO tags (label) VALUES ('Alpha'), ('beta');
                  GRANT ALL ON tags TO PUBLIC;",
@@ -47,6 +52,24 @@ async fn builtins_run_where_an_extensions_function_cannot_take_the_arguments() {
     ] {
         let (ok, text) = s.attack(sql).await;
         assert!(ok, "{sql}: {text}");
+    }
+    for sql in [
+        "SELECT 1 FROM customers WHERE extract(day FROM now()) = extract(day FROM now())",
+        "SELECT 1 WHERE now()::time = '00:00' AND now()::timestamp = now()::timestamp",
+        "SELECT 1 WHERE '1 day'::interval = '1 day' AND B'101'::bit(3) = B'101'",
+        "SELECT 1 FROM customers WHERE trim(branch) = 'x' OR substring(branch FROM 1 FOR 1) = 'x'",
+        "SELECT ARRAY[1, 2] = ARRAY[1, 2], '{1}'::integer[] = ARRAY[1]",
+        "SELECT 1 AS _check WHERE COALESCE(('{}'::integer[] @> (ARRAY[1])::integer[]), TRUE)",
+    ] {
+        let (ok, text) = s.attack(sql).await;
+        assert!(ok, "{sql}: {text}");
+    }
+    for sql in [
+        "SELECT id FROM kv WHERE h = 'a=>1'::hstore",
+        "SELECT id FROM kv WHERE h @> 'a=>1'",
+        "SELECT h -> 'a' FROM kv",
+    ] {
+        s.refused(sql).await;
     }
     // Ordering a protected column stays an ordering use.
     s.refused("SELECT max(mobile) FROM customers").await;

@@ -580,6 +580,30 @@ impl Walker<'_> {
                 self.common_type(&branches, fuel)
             }
             Expr::Function(function) => self.function_type(function, fuel),
+            // SQL syntax PostgreSQL's grammar maps to pg_catalog functions
+            // whatever the search_path: extract() is numeric since 14,
+            // position() an integer; substring(… FROM …) and trim() return
+            // text, bytea or bit. (`substring(a, b)` with commas is a plain
+            // call, looked up on the search_path.)
+            Expr::Extract { .. } => OperandType::Known("numeric".into()),
+            Expr::Position { .. } => OperandType::Known("int4".into()),
+            Expr::Substring { special: false, .. } | Expr::Trim { .. } => {
+                OperandType::Builtin(vec!["bit".into(), "bytea".into(), "text".into()])
+            }
+            // ARRAY[…] of built-in (or untyped) elements: a built-in array.
+            Expr::Array(array) => {
+                let builtin = array.elem.iter().all(|e| {
+                    matches!(
+                        self.typed(e, fuel),
+                        OperandType::Known(_) | OperandType::Builtin(_) | OperandType::Unknown
+                    )
+                });
+                if builtin && !array.elem.is_empty() {
+                    OperandType::Builtin(Vec::new())
+                } else {
+                    OperandType::Opaque
+                }
+            }
             _ => OperandType::Opaque,
         }
     }
@@ -780,6 +804,11 @@ fn cast_type(data_type: &ast::DataType, pg_catalog_first: bool) -> OperandType {
             | T::Real
             | T::DoublePrecision
             | T::Boolean
+            | T::Time(..)
+            | T::Timestamp(..)
+            | T::Interval { .. }
+            | T::Bit(_)
+            | T::BitVarying(_)
     );
     let qualified = matches!(data_type, T::Custom(name, _) if name.0.len() > 1);
     if !pg_catalog_first && !keyword && !qualified {
@@ -806,6 +835,23 @@ fn cast_type(data_type: &ast::DataType, pg_catalog_first: bool) -> OperandType {
         T::Uuid => "uuid".into(),
         T::JSON => "json".into(),
         T::JSONB => "jsonb".into(),
+        T::Time(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => "timetz".into(),
+        T::Time(..) => "time".into(),
+        T::Timestamp(_, ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz) => {
+            "timestamptz".into()
+        }
+        T::Timestamp(..) => "timestamp".into(),
+        T::Interval { .. } => "interval".into(),
+        T::Bit(_) => "bit".into(),
+        T::BitVarying(_) => "varbit".into(),
+        // `integer[]`: the array type of a built-in element type.
+        T::Array(
+            ast::ArrayElemTypeDef::SquareBracket(element, _)
+            | ast::ArrayElemTypeDef::Qualified(element, _),
+        ) => match cast_type(element, pg_catalog_first) {
+            OperandType::Known(element) => format!("_{element}"),
+            _ => return OperandType::Opaque,
+        },
         _ => return OperandType::Opaque,
     };
     if builtins::is_builtin_type(&name) {
