@@ -533,10 +533,15 @@ pub(crate) fn derive(
             FilterRight::Allow => true,
             FilterRight::Equality => match use_.kind {
                 UseKind::Equality => true,
-                UseKind::Join => use_
-                    .partners
-                    .iter()
-                    .any(|p| same_protection(policy, &decision, policy.column(p).as_ref())),
+                // A join of the column with itself (`IN (SELECT c FROM t)`,
+                // a self-join, USING) matches every stored value with every
+                // other, and a merge join or index returns them in the
+                // order of the clear values: with rows the role wrote
+                // among them, that ranks each value between chosen ones.
+                UseKind::Join => use_.partners.iter().any(|p| {
+                    *p != use_.column
+                        && same_protection(policy, &decision, policy.column(p).as_ref())
+                }),
                 UseKind::General => false,
             },
             FilterRight::Deny => false,
@@ -551,6 +556,12 @@ pub(crate) fn derive(
                     "the server may sort by the values it groups or de-duplicates and return \
                      the rows in the order of the clear values, so only comparisons with \
                      constants (=, IN) and equi-joins are allowed"
+                }
+                (FilterRight::Equality, UseKind::Join)
+                    if use_.partners.iter().all(|p| *p == use_.column) =>
+                {
+                    "a join of the column with itself matches every stored value with the \
+                     others, and a merge join returns them in the order of the clear values"
                 }
                 (FilterRight::Equality, UseKind::Join) => {
                     "equi-joins are allowed only with a column under the same protection"
