@@ -29,6 +29,10 @@ fn setup() -> &'static Proxy {
                  CREATE EXTENSION pgcrypto SCHEMA public;
                  CREATE EXTENSION hstore SCHEMA public;
                  CREATE TABLE kv (id int, h hstore); GRANT ALL ON kv TO PUBLIC;
+                 CREATE TABLE loot (v text); GRANT ALL ON loot TO PUBLIC;
+                 CREATE FUNCTION public.stash(a text, b text) RETURNS bool LANGUAGE plpgsql AS
+                   $f$ BEGIN INSERT INTO loot VALUES (a); RETURN true; END $f$;
+                 CREATE ROLE prober LOGIN PASSWORD 'role-pw';
                  CREATE TABLE tags (id serial PRIMARY KEY, label citext);
                  INSERT INTO tags (label) VALUES ('Alpha'), ('beta');
                  GRANT ALL ON tags TO PUBLIC;",
@@ -64,6 +68,17 @@ async fn builtins_run_where_an_extensions_function_cannot_take_the_arguments() {
         let (ok, text) = s.attack(sql).await;
         assert!(ok, "{sql}: {text}");
     }
+    // A function no built-in shares a name with is judged whatever pgveil
+    // makes of the arguments' types (`'x'::unknown` reaches any type).
+    let prober = Session::connect(setup(), "prober").await;
+    for sql in [
+        "SELECT id FROM customers WHERE stash(mobile, 'x'::unknown)",
+        "SELECT stash(mobile, 'x') FROM customers",
+        "SELECT id FROM customers WHERE stash(mobile, NULL::unknown)",
+    ] {
+        prober.refused(sql).await;
+    }
+    prober.finish();
     for sql in [
         "SELECT id FROM kv WHERE h = 'a=>1'::hstore",
         "SELECT id FROM kv WHERE h @> 'a=>1'",

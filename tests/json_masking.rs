@@ -158,6 +158,17 @@ async fn what_pgveil_cannot_place_inside_the_json_is_refused() {
         "SELECT json_agg(k.card_no) FROM cards k GROUP BY k.card_no",
         // Filtering by a built value is filtering by the column.
         "SELECT id FROM customers WHERE json_build_object('m', mobile)::text LIKE '%139%'",
+        // Round 10: members PostgreSQL names otherwise than pgveil would
+        // (CASE after its ELSE, COLLATE after its operand, identifiers cut
+        // at 63 bytes) could take another member's mask.
+        "SELECT row_to_json(t) FROM (SELECT 'x' AS mobile, mobile COLLATE \"C\" FROM customers) t",
+        "SELECT to_jsonb(t) FROM (SELECT 'x' AS mobile, CASE WHEN false THEN NULL ELSE mobile END \
+         FROM customers) t",
+        "SELECT json_agg(t) FROM (SELECT 'x' AS aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1, \
+         mobile AS aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2 FROM customers) t",
+        // A fallback with values would be masked as the shape says.
+        "SELECT coalesce(json_agg(json_build_object('m', mobile)), '[{\"m\": \"13987654321\"}]') \
+         FROM customers WHERE false",
     ] {
         s.refused(sql).await;
     }
@@ -170,6 +181,10 @@ async fn what_pgveil_cannot_place_inside_the_json_is_refused() {
     .await;
     ana.refused(
         "SELECT json_agg(x) FROM (SELECT id_number x FROM customers UNION ALL SELECT '1') s",
+    )
+    .await;
+    ana.refused(
+        "SELECT coalesce(jsonb_agg(id_number), '[\"11010519491231002X\"]') FROM customers WHERE false",
     )
     .await;
     let all = texts(

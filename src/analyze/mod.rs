@@ -1081,6 +1081,7 @@ fn walk_statement(
                     sources: Sources::new(),
                     builtin_type: None,
                     shape: None,
+                    name_known: true,
                 }],
             )
         }

@@ -116,10 +116,19 @@ impl JsonMask {
                 (n == items.len()).then_some(())
             }
             JsonMask::Elements(inner) => r.elements(|r| inner.walk(r, out, copied)),
-            JsonMask::Object(members) => r.members(|r, key| {
-                let (_, member) = members.iter().find(|(k, _)| k.as_bytes() == key)?;
-                member.walk(r, out, copied)
-            }),
+            JsonMask::Object(members) => {
+                // A key twice (json keeps both) means PostgreSQL named two
+                // members alike where the shape has one of each.
+                let mut seen: Vec<Vec<u8>> = Vec::new();
+                r.members(|r, key| {
+                    if seen.iter().any(|k| k == key) {
+                        return None;
+                    }
+                    seen.push(key.to_vec());
+                    let (_, member) = members.iter().find(|(k, _)| k.as_bytes() == key)?;
+                    member.walk(r, out, copied)
+                })
+            }
         }
     }
 }
@@ -455,6 +464,7 @@ mod tests {
         let object =
             || JsonMask::Object(vec![("id".into(), JsonMask::Clear), ("m".into(), mobile())]);
         for v in [
+            r#"{"id": 1, "m": "13987654321", "m": "13987654321"}"#,
             r#"{"id": 1, "x": "13987654321"}"#,
             r#"{"m": ["13987654321"]}"#,
             r#"{"m": {"a": "13987654321"}}"#,

@@ -141,6 +141,7 @@ impl Walker<'_> {
                 sources,
                 builtin_type: None,
                 shape: None,
+                name_known: true,
             });
         }
         merged.extend(left.into_iter().filter(|c| !names.contains(&c.name)));
@@ -254,6 +255,7 @@ impl Walker<'_> {
                         sources,
                         builtin_type: None,
                         shape: None,
+                        name_known: true,
                     });
                 }
                 let alias_columns: &[ast::TableAliasColumnDef] =
@@ -274,6 +276,7 @@ impl Walker<'_> {
                             sources: fields.clone(),
                             builtin_type: None,
                             shape: None,
+                            name_known: true,
                         })
                         .collect();
                 }
@@ -416,6 +419,7 @@ impl Walker<'_> {
                 sources: sources.clone(),
                 builtin_type: None,
                 shape: None,
+                name_known: true,
             })
             .collect();
         if with_ordinality {
@@ -601,6 +605,7 @@ impl Walker<'_> {
                         sources: sources.clone(),
                         builtin_type: None,
                         shape: None,
+                        name_known: true,
                     })
                     .collect()
             })
@@ -704,6 +709,7 @@ impl Walker<'_> {
                 sources: Sources::from([(own(&c.name), Flow::Copy)]),
                 builtin_type: Walker::table_column_type(relation, c),
                 shape: None,
+                name_known: true,
             })
             .collect();
         // Partitions and inheritance children carry their ancestors' columns.
@@ -811,6 +817,7 @@ fn analyse_view(catalog: &Catalog, relation: &Relation, depth: usize) -> Relatio
                 sources: o.sources,
                 builtin_type: None,
                 shape: o.shape,
+                name_known: true,
             })
             .collect();
         RelationLineage {
@@ -893,6 +900,7 @@ fn named_view_lineage(
             sources: carried.clone(),
             builtin_type: None,
             shape: None,
+            name_known: true,
         })
         .collect();
     RelationLineage {
@@ -908,5 +916,6 @@ fn ordinality_column() -> OutputColumn {
         sources: Sources::new(),
         builtin_type: None,
         shape: None,
+        name_known: true,
     }
 }

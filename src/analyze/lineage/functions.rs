@@ -163,7 +163,14 @@ impl<'c> Walker<'c> {
         call: Option<&ast::Function>,
     ) -> Vec<&'c crate::analyze::catalog::CatalogFunction> {
         let candidates = user_candidates(self.catalog, self.search_path, schema, name);
-        let Some(call) = call else {
+        // Only where pg_catalog has a function of the name to run instead:
+        // a call PostgreSQL could resolve to no function at all is judged
+        // against every user overload, whatever pgveil makes of its types.
+        let builtin = self
+            .catalog
+            .resolve_function(&[], Some("pg_catalog"), name)
+            .is_some_and(|f| f.is_builtin());
+        let Some(call) = call.filter(|_| builtin) else {
             return candidates;
         };
         candidates

@@ -243,7 +243,9 @@ fn row_shape(item: &ScopeItem) -> JsonShape {
     }
     let mut members: Vec<(String, JsonShape)> = Vec::new();
     for column in &item.columns {
-        if members.iter().any(|(k, _)| *k == column.name) {
+        // A member pgveil might name otherwise than PostgreSQL could take
+        // another member's mask (`SELECT 'x' AS m, m COLLATE "C"`).
+        if !column.name_known || members.iter().any(|(k, _)| *k == column.name) {
             return whole();
         }
         let shape = column.shape.as_ref().map_or_else(
@@ -278,7 +280,10 @@ fn constant_key(e: &Expr) -> Option<String> {
     }
 }
 
-/// A constant COALESCE falls back to (`'[]'`, `'[]'::json`, NULL).
+/// An empty constant COALESCE falls back to (`'[]'`, `'{}'::json`, NULL):
+/// it holds no value to mask. A constant with values would be masked as
+/// the shape says, and under a keyed mask that shows the tokens of values
+/// the statement chose.
 fn is_constant(e: &Expr) -> bool {
     match e {
         Expr::Nested(inner) => is_constant(inner),
@@ -288,10 +293,16 @@ fn is_constant(e: &Expr) -> bool {
             format: None,
             ..
         } => keeps_json_text(data_type) && is_constant(expr),
-        Expr::Value(v) => matches!(
-            v.value,
-            ast::Value::SingleQuotedString(_) | ast::Value::Null
-        ),
+        Expr::Value(v) => match &v.value {
+            ast::Value::SingleQuotedString(s) => {
+                matches!(
+                    s.split_whitespace().collect::<String>().as_str(),
+                    "[]" | "{}" | "null"
+                )
+            }
+            ast::Value::Null => true,
+            _ => false,
+        },
         _ => false,
     }
 }

@@ -138,6 +138,10 @@ pub struct OutputColumn {
     /// For a JSON value the statement builds: where each part's value
     /// comes from (see `json`). None for any other column.
     pub shape: Option<Arc<JsonShape>>,
+    /// `name` is the one PostgreSQL gives the column (a catalog column, a
+    /// column reference, an alias under 64 bytes); not for an unaliased
+    /// expression. `row_to_json` names its members so.
+    pub name_known: bool,
 }
 
 /// The parts of a JSON value a statement builds (`json_build_object` with
@@ -802,6 +806,7 @@ fn rename_columns(
 ) -> Vec<OutputColumn> {
     for (column, name) in columns.iter_mut().zip(names) {
         column.name = ident_name(&name.name);
+        column.name_known = column.name.len() < 64;
     }
     columns
 }

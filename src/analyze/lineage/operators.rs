@@ -854,7 +854,10 @@ fn cast_type(data_type: &ast::DataType, pg_catalog_first: bool) -> OperandType {
         },
         _ => return OperandType::Opaque,
     };
-    if builtins::is_builtin_type(&name) {
+    if name == "unknown" {
+        // `'x'::unknown` is still coerced to any parameter type.
+        OperandType::Unknown
+    } else if builtins::is_builtin_type(&name) {
         OperandType::Known(name)
     } else {
         OperandType::Opaque

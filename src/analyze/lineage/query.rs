@@ -199,6 +199,7 @@ impl Walker<'_> {
                         sources,
                         builtin_type: None,
                         shape: None,
+                        name_known: true,
                     }),
                 }
             }
@@ -465,18 +466,26 @@ impl Walker<'_> {
             SelectItem::UnnamedExpr(expr) => {
                 let sources = self.expr(expr);
                 let shape = self.output_shape(expr, &sources);
+                // PostgreSQL names a column reference after the column;
+                // anything else by rules (FigureColname) pgveil follows
+                // only in part.
+                let name_known = matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_));
                 outputs.push(OutputColumn {
                     name: default_column_name(expr),
                     sources,
                     builtin_type: self.output_type(expr),
                     shape,
+                    name_known,
                 });
             }
             SelectItem::ExprWithAlias { expr, alias } => {
                 let sources = self.expr(expr);
                 let shape = self.output_shape(expr, &sources);
+                let name = ident_name(alias);
                 outputs.push(OutputColumn {
-                    name: ident_name(alias),
+                    // PostgreSQL cuts identifiers to 63 bytes.
+                    name_known: name.len() < 64,
+                    name,
                     sources,
                     builtin_type: self.output_type(expr),
                     shape,
@@ -491,6 +500,7 @@ impl Walker<'_> {
                         sources: sources.clone(),
                         builtin_type: builtin_type.clone(),
                         shape: None,
+                        name_known: true,
                     });
                 }
             }
@@ -551,6 +561,7 @@ impl Walker<'_> {
                             sources,
                             builtin_type: None,
                             shape: None,
+                            name_known: true,
                         });
                     }
                 }

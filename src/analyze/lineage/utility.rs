@@ -40,6 +40,7 @@ impl Walker<'_> {
                                 sources,
                                 builtin_type: None,
                                 shape: None,
+                                name_known: true,
                             }
                         })
                         .collect()
