@@ -64,6 +64,11 @@ async fn builtins_run_where_an_extensions_function_cannot_take_the_arguments() {
         "SELECT 1 FROM customers WHERE trim(branch) = 'x' OR substring(branch FROM 1 FOR 1) = 'x'",
         "SELECT ARRAY[1, 2] = ARRAY[1, 2], '{1}'::integer[] = ARRAY[1]",
         "SELECT 1 AS _check WHERE COALESCE(('{}'::integer[] @> (ARRAY[1])::integer[]), TRUE)",
+        // The result of pg_catalog's replace(text, …) is text, so neither
+        // hstore's || nor citext's = is a candidate over it (Django's
+        // LIKE escaping).
+        "SELECT 1 FROM customers WHERE branch LIKE replace(replace(branch, '\\', '\\\\'), '%', '\\%') || '%'",
+        "SELECT 1 FROM customers WHERE replace(branch, 'a', 'b') = 'x'",
     ] {
         let (ok, text) = s.attack(sql).await;
         assert!(ok, "{sql}: {text}");
@@ -86,6 +91,14 @@ async fn builtins_run_where_an_extensions_function_cannot_take_the_arguments() {
     ] {
         s.refused(sql).await;
     }
+    // Typing a deep nest of such calls stays bounded.
+    let deep = format!(
+        "SELECT 1 FROM customers WHERE {}branch{} = 'x'",
+        "replace(".repeat(60),
+        ", 'a', 'b')".repeat(60)
+    );
+    let (ok, text) = s.attack(&deep).await;
+    assert!(ok || text.contains("pgveil"), "{text}");
     // Ordering a protected column stays an ordering use.
     s.refused("SELECT max(mobile) FROM customers").await;
     // citext's own functions run C code the policy does not list.

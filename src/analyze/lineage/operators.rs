@@ -419,6 +419,16 @@ impl Walker<'_> {
         call: &ast::Function,
         candidate: &crate::analyze::catalog::CatalogFunction,
     ) -> bool {
+        self.call_may_run_within(call, candidate, &Cell::new(TYPING_FUEL))
+    }
+
+    /// `call_may_run`, typing the arguments within `fuel`.
+    fn call_may_run_within(
+        &self,
+        call: &ast::Function,
+        candidate: &crate::analyze::catalog::CatalogFunction,
+        fuel: &Cell<u32>,
+    ) -> bool {
         let Some(parameters) = &candidate.parameters else {
             return true;
         };
@@ -430,7 +440,7 @@ impl Walker<'_> {
                 for arg in &list.args {
                     match arg {
                         ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(e)) => {
-                            types.push(self.operand_type(e))
+                            types.push(self.typed(e, fuel))
                         }
                         _ => return true,
                     }
@@ -453,6 +463,32 @@ impl Walker<'_> {
             .iter()
             .zip(&parameters.reach)
             .all(|(t, reach)| t.may_reach(reach.as_deref()))
+    }
+
+    /// A call of a name both pg_catalog and user schemas define runs
+    /// pg_catalog's when no user overload can take its arguments (see
+    /// `call_may_run`): `replace(text_column, 'a', 'b')` beside citext's
+    /// `replace(citext, …)`.
+    fn runs_builtin(&self, call: &ast::Function, parts: &[String], fuel: &Cell<u32>) -> bool {
+        let (schema, name) = match parts {
+            [name] => (None, name.as_str()),
+            [schema, name] if schema == "pg_catalog" => (Some(schema.as_str()), name.as_str()),
+            _ => return false,
+        };
+        let builtin = self
+            .catalog
+            .resolve_function(&[], Some("pg_catalog"), name)
+            .is_some_and(|f| f.is_builtin());
+        builtin
+            && super::functions::user_candidates(self.catalog, self.search_path, schema, name)
+                .iter()
+                .all(|c| {
+                    !self
+                        .catalog
+                        .functions_named(name)
+                        .filter(|f| f.schema == c.schema && !f.is_builtin())
+                        .any(|f| self.call_may_run_within(call, f, fuel))
+                })
     }
 
     pub(super) fn pg_catalog_first(&self) -> bool {
@@ -676,7 +712,7 @@ impl Walker<'_> {
                 };
             }
         }
-        if !self.resolves_to_builtin(&parts) {
+        if !self.resolves_to_builtin(&parts) && !self.runs_builtin(function, &parts, fuel) {
             return OperandType::Opaque;
         }
         let Some(name) = parts.last() else {
