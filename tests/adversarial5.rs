@@ -164,7 +164,8 @@ async fn unreturned_computations_are_uses() {
 
 // ---------------------------------------------------------------------------
 // `t.c = t.c` is `t.c IS NOT NULL` to PostgreSQL's planner (an index scan
-// returns every row in the column's order), not an equi-join.
+// returns every row in the column's order), not an equi-join; nor is a
+// join of the column with itself across rows an equality lookup.
 
 #[tokio::test]
 async fn a_column_compared_with_itself_is_not_an_equi_join() {
@@ -176,13 +177,14 @@ async fn a_column_compared_with_itself_is_not_an_equi_join() {
         "SELECT id FROM customers WHERE (id_number)::text = id_number::text",
         "SELECT id FROM customers WHERE id_number IN ('1', id_number)",
         "SELECT c.id FROM customers c JOIN customers d ON c.id = d.id AND c.id_number = c.id_number",
+        // Since round 9 a join of the column with itself across rows is
+        // refused too: a merge join returns every stored value in the
+        // column's order (tests/adversarial8.rs).
+        "SELECT c.id FROM customers c JOIN customers d ON c.id_number = d.id_number",
     ] {
         s.refused(sql).await;
     }
-    for sql in [
-        "SELECT c.id FROM customers c JOIN customers d ON c.id_number = d.id_number",
-        "SELECT id FROM customers WHERE id_number = '440301199001011234'",
-    ] {
+    for sql in ["SELECT id FROM customers WHERE id_number = '440301199001011234'"] {
         works(&s, sql).await;
     }
     s.finish();
