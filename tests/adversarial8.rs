@@ -278,3 +278,77 @@ fn a_statement_bound_after_ddl_of_its_pipeline_is_refused() {
     let msgs = answers(&mut raw, 1);
     assert_raw_no_secret("later round trip", &msgs);
 }
+
+// ---------------------------------------------------------------------------
+// Round 11: session state that changes what a name stands for without DDL
+// pgveil reads: DISCARD ALL / DISCARD TEMP drop the session's temporary
+// relations (and DISCARD ALL resets search_path), and a search_path change
+// makes the server plan a prepared statement again.
+
+#[tokio::test]
+async fn discard_forgets_the_temporary_relations_it_drops() {
+    for (discard, path) in [("DISCARD ALL", "pg_temp"), ("DISCARD TEMP", "public")] {
+        let s = as_role("dev").await;
+        s.exec("SET search_path = pg_temp").await;
+        s.exec("CREATE TEMP TABLE customers (id int, id_number text, mobile text)")
+            .await;
+        s.exec(&format!("SET search_path = {path}")).await;
+        s.exec(discard).await;
+        s.refused("SELECT id, id_number || '' AS i, mobile || '' AS m FROM customers")
+            .await;
+        s.finish();
+    }
+}
+
+#[tokio::test]
+async fn a_prepared_statement_is_planned_again_under_a_new_search_path() {
+    let s = as_role("dev").await;
+    s.exec("SET search_path = pg_temp").await;
+    s.exec("CREATE TEMP TABLE customers (id int, full_name text, mobile text)")
+        .await;
+    s.exec("PREPARE p AS SELECT id, full_name || '' AS a, mobile || '' AS b FROM customers")
+        .await;
+    s.exec("SET search_path = public, pg_temp").await;
+    s.refused("EXECUTE p").await;
+    s.finish();
+    // Through the protocol: in a later round trip, and in one pipeline.
+    let proxy = setup();
+    for pipelined in [false, true] {
+        let mut raw = Raw::connect(proxy, common::DAVE_TRUST);
+        raw.query("SET search_path = pg_temp");
+        raw.query("CREATE TEMP TABLE customers (id int, full_name text, mobile text)");
+        raw.send(
+            &[
+                Raw::parse(
+                    "s",
+                    "SELECT id, full_name || '' AS a, mobile || '' AS b FROM customers",
+                ),
+                Raw::sync(),
+            ]
+            .concat(),
+        );
+        answers(&mut raw, 1);
+        let set = "SET search_path = public, pg_temp";
+        let msgs = if pipelined {
+            raw.send(
+                &[
+                    run_unnamed(set),
+                    Raw::bind("", "s", 0),
+                    Raw::execute("", 0),
+                    Raw::sync(),
+                ]
+                .concat(),
+            );
+            answers(&mut raw, 1)
+        } else {
+            raw.query(set);
+            raw.send(&[Raw::bind("", "s", 0), Raw::execute("", 0), Raw::sync()].concat());
+            answers(&mut raw, 1)
+        };
+        assert_raw_no_secret(&format!("pipelined: {pipelined}"), &msgs);
+        assert!(
+            !msgs.iter().any(|(t, _)| *t == b'D'),
+            "pipelined: {pipelined}: rows came back: {msgs:?}"
+        );
+    }
+}

@@ -77,8 +77,9 @@ struct Registration {
 }
 
 /// The text a statement was planned from, its index among the text's
-/// statements, and the inputs' version then (see `SqlPrepared`).
-type PlanSource = (Arc<str>, usize, (u64, u64));
+/// statements, the inputs' version and the search_path then (see
+/// `SqlPrepared`).
+type PlanSource = (Arc<str>, usize, (u64, u64), Vec<String>);
 
 /// A statement PREPAREd in SQL. PostgreSQL plans it again when what it
 /// reads changes (a view replaced, a function redefined), so pgveil plans
@@ -95,6 +96,9 @@ struct Prepared {
     /// The server plans it again at Bind when a relation it reads has
     /// changed: any statement but DDL, transaction control and settings.
     replans: bool,
+    /// The search_path it was planned under: PostgreSQL plans a cached
+    /// statement again when the search_path differs at Bind.
+    search_path: Vec<String>,
     /// It calls a user-defined function the policy does not list, which
     /// pgveil followed (see `analyze::sealed`) as it is now.
     follows: bool,
@@ -922,6 +926,13 @@ impl Guard {
         let ty = msg[0];
         if ty == b'C' {
             let tag = wire::command_tag(msg);
+            if tag.starts_with(b"DISCARD ALL") || tag.starts_with(b"DISCARD TEMP") {
+                // The session's temporary relations are gone: read them
+                // again (and the catalog) before the next statement.
+                self.effects.own_ddl = true;
+                self.effects.temp_mentioned = true;
+                self.effects.catalog_stale = true;
+            }
             if !crate::analyze::catalog::command_is_catalog_neutral(tag)
                 && !crate::analyze::catalog::is_plain_index(tag, self.key_ddl)
             {

@@ -177,10 +177,14 @@ impl Guard {
                 name: name.to_string(),
                 plan: plan.clone(),
                 note: None,
-                source: self
-                    .planning_text
-                    .clone()
-                    .map(|text| (text, index, self.inputs.version())),
+                source: self.planning_text.clone().map(|text| {
+                    (
+                        text,
+                        index,
+                        self.inputs.version(),
+                        self.ctx.search_path.clone(),
+                    )
+                }),
             },
         ));
     }
@@ -218,7 +222,7 @@ impl Guard {
             // EXECUTE passes the arrays as text pgveil does not count.
             return Some(StatementPlan::Block(limit.refusal(usize::MAX)));
         }
-        if s.version == self.inputs.version() {
+        if s.version == self.inputs.version() && s.search_path == self.ctx.search_path {
             return Some(s.plan.clone());
         }
         let sql = s.sql.clone();
@@ -246,10 +250,10 @@ impl Guard {
     /// text when the catalog or policy changed since (see `SqlPrepared`).
     pub(super) fn sql_prepared_plan(&mut self, name: &str) -> Option<StatementPlan> {
         let prepared = self.sql_prepared.get(name)?;
-        let Some((text, index, version)) = prepared.source.clone() else {
+        let Some((text, index, version, path)) = prepared.source.clone() else {
             return Some(prepared.plan.clone());
         };
-        if version == self.inputs.version() {
+        if version == self.inputs.version() && path == self.ctx.search_path {
             return Some(prepared.plan.clone());
         }
         let planned = self.plan_again(&text);
@@ -267,9 +271,10 @@ impl Guard {
             }),
         };
         let version = self.inputs.version();
+        let path = self.ctx.search_path.clone();
         if let Some(prepared) = self.sql_prepared.get_mut(name) {
             prepared.plan = plan.clone();
-            prepared.source = Some((text, index, version));
+            prepared.source = Some((text, index, version, path));
         }
         Some(plan)
     }
@@ -341,7 +346,9 @@ impl Guard {
             }
             // The server plans a prepared statement again when what it reads
             // has changed: after DDL still unread, its plan is a guess.
-            StatementKind::Execute { .. } if restricted && self.overlay_stale => {
+            StatementKind::Execute { .. }
+                if restricted && (self.overlay_stale || self.search_path_pending) =>
+            {
                 StatementPlan::Block(replanned_after_ddl())
             }
             StatementKind::Execute { name } => match self.lookup(false, name) {
@@ -378,6 +385,16 @@ impl Guard {
                         return StatementPlan::Block(reason);
                     }
                 }
+                if !p.plan.is_block() {
+                    self.ddl_in_transaction = true;
+                    self.overlay_stale = true;
+                }
+                p.plan.clone()
+            }
+            // DISCARD TEMP drops the session's temporary relations: later
+            // statements of the same string or pipeline would be planned
+            // over ones that are gone (see `server_message_paired`).
+            StatementKind::Discard => {
                 if !p.plan.is_block() {
                     self.ddl_in_transaction = true;
                     self.overlay_stale = true;
@@ -635,6 +652,7 @@ impl Guard {
                     StatementKind::Ddl | StatementKind::Unparsed { ddl: true }
                 )
             }),
+            search_path: self.ctx.search_path.clone(),
             replans: planned.iter().any(|p| {
                 !matches!(
                     p.kind,
@@ -679,9 +697,10 @@ impl Guard {
         let restricted = self.inputs.view.is_restricted();
         let version = self.inputs.version();
         // A statement planned under an older policy or catalog is planned again.
+        // PostgreSQL plans it again under another search_path too.
         let stale_sql = self
             .statement(bind.statement)
-            .filter(|s| s.version != version)
+            .filter(|s| s.version != version || s.search_path != self.ctx.search_path)
             .map(|s| s.sql.clone());
         if let Some(sql) = stale_sql {
             let planned = self.plan(&sql);
@@ -710,7 +729,9 @@ impl Guard {
             self.note_registration(0, &note);
             let registration = self.staged.drain(..).map(|(_, r)| r).next();
             let follows = self.follows(&planned);
+            let path = self.ctx.search_path.clone();
             if let Some(s) = self.statement_mut(bind.statement) {
+                s.search_path = path;
                 s.follows = follows;
                 s.plan = plan;
                 s.registration = registration;
@@ -731,7 +752,7 @@ impl Guard {
         // (a view made in place of the table the statement was parsed
         // over), so the plan pgveil made at Parse no longer says what it
         // returns.
-        let after_ddl = restricted && self.overlay_stale;
+        let after_ddl = restricted && (self.overlay_stale || self.search_path_pending);
         let found = self
             .statement(bind.statement)
             .filter(|_| !unsettled)
@@ -958,9 +979,9 @@ fn too_deep(p: &PlannedStatement) -> bool {
 /// that pgveil has not read yet (see `client_bind`).
 fn replanned_after_ddl() -> BlockReason {
     BlockReason {
-        reason: "the schema changed earlier in this same query string or pipeline, and the \
-                 server plans this prepared statement again against the new schema, which \
-                 pgveil reads only between statements"
+        reason: "the schema or search_path changed earlier in this same query string or \
+                 pipeline, and the server plans this prepared statement again against the new \
+                 one, which pgveil reads only between statements"
             .into(),
         rule: "uncommitted-ddl".into(),
         column: None,
